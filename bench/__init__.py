@@ -1,0 +1,1 @@
+"""Benchmarks: each writes bench/results/<name>.json and prints the BENCHMARKS.md row."""

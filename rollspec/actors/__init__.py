@@ -1,0 +1,1 @@
+"""Rollout, reward, learner and draft-refresh actors plus the controller. Thin glue."""

@@ -1,0 +1,1 @@
+"""Fault injectors, scenarios and the invariant checker."""

@@ -1,0 +1,1 @@
+"""Single-process generation: model, KV cache, sampler, drafters, lossless verification."""

@@ -1,0 +1,1 @@
+"""Typed config, the `rollspec` CLI, local and cluster entry points, run reports."""

@@ -1,0 +1,1 @@
+"""Builds the small HF-format model zoo locally by training on built-in tasks."""

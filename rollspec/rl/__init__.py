@@ -1,0 +1,1 @@
+"""RL algorithm pieces without I/O: losses, advantages, built-in tasks and rewards."""

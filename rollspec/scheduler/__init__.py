@@ -1,0 +1,1 @@
+"""Decisions from live numbers: acceptance, cost, speculation depth, admission. Pure logic."""

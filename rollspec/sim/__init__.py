@@ -1,0 +1,1 @@
+"""Performance simulator projecting measured costs to cluster scale."""

@@ -1,0 +1,1 @@
+"""ZeroMQ data plane: codec, bounded reliable channels, versioned weight broadcast."""

@@ -1,1 +1,24 @@
-"""Decisions from live numbers: acceptance, cost, speculation depth, admission. Pure logic."""
+"""Decisions from live numbers: acceptance, cost, speculation depth, admission. Pure logic (stdlib + numpy)."""
+
+from rollspec.scheduler.acceptance import AcceptanceEstimator, sample_num_accepted
+from rollspec.scheduler.config import AcceptanceConfig, AdmissionConfig, CostConfig, DepthConfig, DepthMode
+from rollspec.scheduler.cost_model import CostModel, ProfileError, batch_bucket, profile_points
+from rollspec.scheduler.throughput import best_depth, expected_tokens, step_time_s, tokens_per_s
+
+__all__ = [
+    "AcceptanceConfig",
+    "AcceptanceEstimator",
+    "AdmissionConfig",
+    "CostConfig",
+    "CostModel",
+    "DepthConfig",
+    "DepthMode",
+    "ProfileError",
+    "batch_bucket",
+    "best_depth",
+    "expected_tokens",
+    "profile_points",
+    "sample_num_accepted",
+    "step_time_s",
+    "tokens_per_s",
+]

@@ -1,0 +1,104 @@
+"""Online per-position acceptance estimate for one drafter, and the generative model it assumes."""
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from rollspec.scheduler.config import AcceptanceConfig
+
+
+class AcceptanceEstimator:
+    """Conditional acceptance alpha_j = P(accept j | accepted j-1) per draft position j = 1 .. num_positions.
+
+    Invariants:
+    - A row with `num_accepted = n` from a depth-k step attempted positions 1 .. min(n+1, k)
+      and accepted 1 .. n; nothing else is counted, so rows cut short by an earlier
+      rejection never count against a later position.
+    - Evidence is discounted by its age in steps (half-life from the config). Discounting is
+      applied lazily when a position next receives evidence: between observations the
+      estimate of a position stays at its last value rather than drifting to the prior, so a
+      position the scheduler stopped using does not by itself pull k back up. Re-checking such
+      positions is the depth scheduler's explicit probe rule.
+    - alphas = (accepted + w * prior) / (attempted + w), always in [0, 1].
+    """
+
+    def __init__(self, num_positions: int, config: AcceptanceConfig) -> None:
+        assert num_positions >= 0, num_positions
+        self._config = config
+        self._decay = 0.5 ** (1.0 / config.half_life_steps)
+        self._accepted = np.zeros(num_positions)
+        self._attempted = np.zeros(num_positions)
+        self._last_step = np.zeros(num_positions, dtype=np.int64)
+        self._step = 0
+        self._alphas = np.full(num_positions, config.prior_alpha)
+        self._alphas.flags.writeable = False
+
+    @property
+    def num_positions(self) -> int:
+        return self._alphas.size
+
+    @property
+    def num_steps(self) -> int:
+        """Steps observed so far (the estimator's clock)."""
+        return self._step
+
+    @property
+    def alphas(self) -> NDArray[np.float64]:
+        """Current estimate per position (read-only view, replaced on every update)."""
+        return self._alphas
+
+    @property
+    def effective_attempts(self) -> NDArray[np.float64]:
+        """Discounted number of attempts per position, aged to the current step."""
+        aged: NDArray[np.float64] = self._attempted * self._decay ** (self._step - self._last_step)
+        return aged
+
+    def observe(self, k: int, num_accepted: Sequence[int] | NDArray[np.integer]) -> None:
+        """Count one verify step at depth k. Every call, k = 0 included, advances the clock by one step."""
+        self._step += 1
+        if k == 0:
+            return
+        assert 1 <= k <= self.num_positions, (k, self.num_positions)
+        counts = np.bincount(np.asarray(num_accepted, dtype=np.int64), minlength=k + 1)
+        assert counts.size == k + 1, f"num_accepted exceeds k={k}"
+        # survivors[m] = rows that accepted at least m drafted tokens, m = 0 .. k.
+        survivors = np.cumsum(counts[::-1])[::-1]
+        attempted = survivors[:-1]
+        # survivors never increase, so the positions any row reached form a prefix 1 .. m.
+        m = int(np.count_nonzero(attempted))
+        if m == 0:
+            return
+        age_factor = self._decay ** (self._step - self._last_step[:m])
+        self._accepted[:m] = self._accepted[:m] * age_factor + survivors[1 : m + 1]
+        self._attempted[:m] = self._attempted[:m] * age_factor + attempted[:m]
+        self._last_step[:m] = self._step
+        self._refresh()
+
+    def discount(self, keep: float) -> None:
+        """Scale all evidence by `keep` in [0, 1]: the means stay, the prior and new evidence weigh more."""
+        assert 0.0 <= keep <= 1.0, keep
+        self._accepted *= keep
+        self._attempted *= keep
+        self._refresh()
+
+    def _refresh(self) -> None:
+        w = self._config.prior_weight
+        alphas = (self._accepted + w * self._config.prior_alpha) / (self._attempted + w)
+        alphas.flags.writeable = False
+        self._alphas = alphas
+
+
+def sample_num_accepted(rng: np.random.Generator, alphas: ArrayLike, k: int, batch_size: int) -> NDArray[np.int64]:
+    """Draw num_accepted for `batch_size` rows drafting k tokens, position j accepted w.p. alphas[j-1] given j-1.
+
+    The model the estimator assumes; used by tests and by sim/ to generate acceptance.
+    """
+    if k == 0:
+        return np.zeros(batch_size, dtype=np.int64)
+    alpha = np.asarray(alphas, dtype=np.float64)[:k]
+    assert alpha.size == k, (alpha.size, k)
+    accepted = rng.random((batch_size, k)) < alpha
+    # The accepted prefix ends at the first rejection.
+    num_accepted: NDArray[np.int64] = np.cumprod(accepted, axis=1).sum(axis=1).astype(np.int64)
+    return num_accepted

@@ -1,0 +1,97 @@
+"""Config of the scheduler cores. Built by launch/ from validated user config; asserts only invariants."""
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcceptanceConfig:
+    """How the per-position acceptance estimate weighs old evidence against new.
+
+    Evidence from m steps ago counts 0.5 ** (m / half_life_steps) relative to this step's.
+    A position never observed reads as `prior_alpha`; `prior_weight` is how many rows the
+    prior is worth, so the first real observations dominate it quickly.
+    """
+
+    half_life_steps: float = 16.0
+    prior_alpha: float = 0.6
+    prior_weight: float = 2.0
+
+    def __post_init__(self) -> None:
+        assert self.half_life_steps > 0, self.half_life_steps
+        assert 0.0 <= self.prior_alpha <= 1.0, self.prior_alpha
+        assert self.prior_weight > 0, self.prior_weight
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CostConfig:
+    """Online refinement of the profiled step costs.
+
+    Corrections are multiplicative and learned in log space: each observed step moves the
+    log-correction of its batch-size bucket by `correction_rate` times the log error, the
+    error first clipped to +-`max_log_error` so one stalled step (GC, page fault) cannot
+    swing the model.
+    """
+
+    correction_rate: float = 0.1
+    max_log_error: float = 0.5
+
+    def __post_init__(self) -> None:
+        assert 0.0 < self.correction_rate <= 1.0, self.correction_rate
+        assert self.max_log_error > 0, self.max_log_error
+
+
+class DepthMode(StrEnum):
+    """ADAPTIVE picks k in [0, k_max] every step; FIXED always drafts k_max tokens."""
+
+    ADAPTIVE = "adaptive"
+    FIXED = "fixed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DepthConfig:
+    """Speculation depth policy.
+
+    - `hysteresis`: keep the current k unless another k is predicted faster by more than
+      this fraction (noise in the estimates must not flip k every step); never used to keep
+      a k predicted slower than plain decoding.
+    - `probe_interval_steps`: a draft position not scheduled for this many steps may be
+      probed (one step at a deeper k) when it could pay were it accepted every time. The
+      long-run fraction of probe steps is at most 1 / probe_interval_steps, with bursts of
+      at most k_max probes (a recovery sweep).
+    - `weight_change_keep`: on a policy or draft weight change, acceptance evidence is
+      scaled by this factor so the new weights' behaviour dominates sooner.
+    - `history_len`: how many recent decisions are kept for logging / export.
+    """
+
+    k_max: int = 8
+    mode: DepthMode = DepthMode.ADAPTIVE
+    hysteresis: float = 0.03
+    probe_interval_steps: int = 128
+    weight_change_keep: float = 0.25
+    history_len: int = 1024
+    acceptance: AcceptanceConfig = field(default_factory=AcceptanceConfig)
+
+    def __post_init__(self) -> None:
+        assert self.k_max >= 0, self.k_max
+        assert self.hysteresis >= 0, self.hysteresis
+        assert self.probe_interval_steps >= 1, self.probe_interval_steps
+        assert 0.0 <= self.weight_change_keep <= 1.0, self.weight_change_keep
+        assert self.history_len >= 1, self.history_len
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdmissionConfig:
+    """Bounded staleness: a trajectory of policy version v may train in learner step t iff t - v <= max_staleness.
+
+    One learner step consumes prompts_per_step * group_size trajectories.
+    """
+
+    max_staleness: int = 0
+    prompts_per_step: int
+    group_size: int = 1
+
+    def __post_init__(self) -> None:
+        assert self.max_staleness >= 0, self.max_staleness
+        assert self.prompts_per_step >= 1, self.prompts_per_step
+        assert self.group_size >= 1, self.group_size

@@ -1,0 +1,148 @@
+"""Step-cost model c_target(B, q) and c_draft(B): a start-up profile refined online from measured step times."""
+
+from collections.abc import Mapping
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rollspec.scheduler.config import CostConfig
+from rollspec.scheduler.interpolation import PiecewiseLinear
+
+MAX_Q = 64  # tokens per sequence in one verify forward; k_max must stay below this
+_NUM_BUCKETS = 32  # batch-size buckets [2**i, 2**(i+1)), enough for any batch that fits a machine
+# Profiled or observed times below this are treated as this: a drafter profiled at 0 s
+# (n-gram lookup) still gets a positive base that the multiplicative correction can scale.
+_MIN_TIME_S = 1e-6
+
+
+class ProfileError(ValueError):
+    """A cost profile that cannot define a cost model (missing points, non-positive or non-finite times)."""
+
+
+def profile_points(max_batch_size: int, k_max: int) -> tuple[list[int], list[int]]:
+    """Batch sizes and verify widths q worth measuring at start-up: powers of two plus the ends.
+
+    Measuring every (B, q) on this grid takes about (log2(B_max) + 2) * (log2(k_max) + 3)
+    forwards per repeat, which keeps the profile within a few seconds.
+    """
+    assert max_batch_size >= 1 and 0 <= k_max < MAX_Q, (max_batch_size, k_max)
+    batch_sizes = sorted({1 << i for i in range(max_batch_size.bit_length())} | {max_batch_size})
+    qs = sorted({1, 2} | {1 + (1 << i) for i in range(k_max.bit_length())} | {k_max + 1})
+    return batch_sizes, qs
+
+
+def batch_bucket(batch_size: int) -> int:
+    """Index of the power-of-two bucket holding batch_size; online corrections are kept per bucket."""
+    return min(batch_size.bit_length() - 1, _NUM_BUCKETS - 1)
+
+
+class CostModel:
+    """Predicted seconds of one draft position c_draft(B) and one target verify forward c_target(B, q).
+
+    Base values interpolate the start-up profile (linear in B within each measured q, then
+    linear in q), extrapolate beyond it (see PiecewiseLinear), and are made non-decreasing
+    in q, because a wider verify is never cheaper and a noisy profile saying otherwise would
+    make speculation look free.
+
+    Online refinement multiplies the base by exp(correction). For the target, the log
+    correction of (bucket, q) is shared[bucket] + own[bucket, q]: every observation moves
+    both, so a device-wide drift (longer KV context, a co-tenant) reaches the q values not
+    currently in use, while an error in the profile's q-shape is fixed where it is observed.
+    The draft has one log correction per bucket.
+    """
+
+    def __init__(self, *, target_s: Mapping[tuple[int, int], float], draft_s: Mapping[int, float],
+                 config: CostConfig) -> None:
+        self._config = config
+        self._target_rows, self._qs = _target_rows(target_s)
+        self._draft = _draft_curve(draft_s)
+        self._shared = np.zeros(_NUM_BUCKETS)
+        self._own = np.zeros((_NUM_BUCKETS, MAX_Q))
+        self._target_factor = np.ones((_NUM_BUCKETS, MAX_Q))
+        self._draft_log = np.zeros(_NUM_BUCKETS)
+        self._base: dict[int, tuple[float, NDArray[np.float64]]] = {}
+        self._k_range = np.arange(MAX_Q, dtype=np.float64)
+
+    @classmethod
+    def from_profile(cls, target_s: Mapping[tuple[int, int], float], draft_s: Mapping[int, float],
+                     config: CostConfig = CostConfig()) -> "CostModel":
+        """Build from measured seconds: target_s[(B, q)] per verify forward, draft_s[B] per drafted position."""
+        return cls(target_s=target_s, draft_s=draft_s, config=config)
+
+    def target_s(self, batch_size: int, q: int) -> float:
+        """Predicted seconds of one target forward over q tokens for each of batch_size rows."""
+        assert 1 <= q <= MAX_Q, q
+        return float(self._target_by_q(batch_size)[q - 1])
+
+    def draft_s(self, batch_size: int) -> float:
+        """Predicted seconds to draft one position for batch_size rows."""
+        base, _ = self._base_at(batch_size)
+        return base * float(np.exp(self._draft_log[batch_bucket(batch_size)]))
+
+    def step_s(self, batch_size: int, k_max: int) -> NDArray[np.float64]:
+        """Predicted k * c_draft(B) + c_target(B, k + 1) for k = 0 .. k_max (hot path: a few array ops)."""
+        assert 0 <= k_max < MAX_Q, k_max
+        return self._k_range[: k_max + 1] * self.draft_s(batch_size) + self._target_by_q(batch_size)[: k_max + 1]
+
+    def observe(self, batch_size: int, k: int, draft_time_s: float, target_time_s: float) -> None:
+        """Refine the model with one measured step at depth k (target forward over q = k + 1)."""
+        assert 0 <= k < MAX_Q, k
+        b = batch_bucket(batch_size)
+        draft_base, target_base = self._base_at(batch_size)
+        clip = self._config.max_log_error
+        rate = self._config.correction_rate
+        predicted = target_base[k] * self._target_factor[b, k]
+        err = float(np.clip(np.log(max(target_time_s, _MIN_TIME_S) / predicted), -clip, clip))
+        self._shared[b] += rate * err
+        self._own[b, k] += rate * err
+        self._target_factor[b] = np.exp(self._shared[b] + self._own[b])
+        if k > 0:
+            predicted = draft_base * np.exp(self._draft_log[b])
+            observed = max(draft_time_s / k, _MIN_TIME_S)
+            self._draft_log[b] += rate * float(np.clip(np.log(observed / predicted), -clip, clip))
+
+    def _target_by_q(self, batch_size: int) -> NDArray[np.float64]:
+        _, target_base = self._base_at(batch_size)
+        corrected = target_base * self._target_factor[batch_bucket(batch_size)]
+        return np.maximum.accumulate(corrected)
+
+    def _base_at(self, batch_size: int) -> tuple[float, NDArray[np.float64]]:
+        assert batch_size >= 1, batch_size
+        cached = self._base.get(batch_size)
+        if cached is None:
+            at_measured_q = np.array([row(batch_size) for row in self._target_rows])
+            by_q = PiecewiseLinear(self._qs, at_measured_q)(np.arange(1, MAX_Q + 1))
+            target = np.maximum.accumulate(np.maximum(by_q, _MIN_TIME_S))
+            cached = (max(float(self._draft(batch_size)), _MIN_TIME_S), target)
+            self._base[batch_size] = cached
+        return cached
+
+
+def _check_time(key: object, seconds: float) -> None:
+    if not np.isfinite(seconds) or seconds < 0:
+        raise ProfileError(f"profile time for {key!r} must be a finite number of seconds >= 0, got {seconds!r}")
+
+
+def _target_rows(target_s: Mapping[tuple[int, int], float]) -> tuple[list[PiecewiseLinear], list[int]]:
+    by_q: dict[int, dict[int, float]] = {}
+    for (batch_size, q), seconds in target_s.items():
+        if batch_size < 1 or not 1 <= q <= MAX_Q:
+            raise ProfileError(f"target profile point (B={batch_size}, q={q}) needs B >= 1 and 1 <= q <= {MAX_Q}")
+        _check_time((batch_size, q), seconds)
+        by_q.setdefault(q, {})[batch_size] = seconds
+    if len(by_q) < 2:
+        raise ProfileError(f"target profile needs at least two verify widths q to price speculation, got {sorted(by_q)}")
+    qs = sorted(by_q)
+    rows = [PiecewiseLinear(sorted(by_q[q]), [by_q[q][b] for b in sorted(by_q[q])]) for q in qs]
+    return rows, qs
+
+
+def _draft_curve(draft_s: Mapping[int, float]) -> PiecewiseLinear:
+    if not draft_s:
+        raise ProfileError("draft profile is empty; profile at least one batch size (0 s for a free drafter)")
+    for batch_size, seconds in draft_s.items():
+        if batch_size < 1:
+            raise ProfileError(f"draft profile batch size must be >= 1, got {batch_size}")
+        _check_time(batch_size, seconds)
+    batch_sizes = sorted(draft_s)
+    return PiecewiseLinear(batch_sizes, [draft_s[b] for b in batch_sizes])

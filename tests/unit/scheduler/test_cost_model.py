@@ -1,0 +1,106 @@
+"""Cost model: interpolation of the start-up profile, extrapolation, and online refinement."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rollspec.scheduler import CostConfig, CostModel, ProfileError, batch_bucket, profile_points
+from rollspec.scheduler.interpolation import PiecewiseLinear
+
+
+def _affine_profile(fixed, per_row, per_token, draft_fixed, draft_per_row, max_batch_size=64, k_max=8):
+    batch_sizes, qs = profile_points(max_batch_size, k_max)
+    target = {(b, q): fixed + per_row * b + per_token * b * q for b in batch_sizes for q in qs}
+    return target, {b: draft_fixed + draft_per_row * b for b in batch_sizes}
+
+
+def test_profile_points_cover_the_ends_and_powers_of_two():
+    assert profile_points(100, 8) == ([1, 2, 4, 8, 16, 32, 64, 100], [1, 2, 3, 5, 9])
+    assert profile_points(1, 0) == ([1], [1, 2])
+    assert profile_points(8, 3) == ([1, 2, 4, 8], [1, 2, 3, 4])
+
+
+@given(
+    st.floats(1e-4, 1e-2), st.floats(0, 1e-4), st.floats(0, 1e-4), st.floats(0, 1e-3), st.floats(0, 1e-5),
+    st.integers(1, 500), st.integers(1, 12),
+)
+@settings(max_examples=200)
+def test_exact_everywhere_for_a_device_affine_in_rows_and_tokens(fixed, per_row, per_token, d_fixed, d_row, b, q):
+    # Piecewise-linear interpolation and linear extrapolation reproduce an affine device
+    # exactly, inside the profiled grid and beyond it (B up to 500 > 64, q up to 12 > 9).
+    target, draft = _affine_profile(fixed, per_row, per_token, d_fixed, d_row)
+    model = CostModel.from_profile(target, draft)
+    assert model.target_s(b, q) == pytest.approx(fixed + per_row * b + per_token * b * q, rel=1e-9)
+    assert model.draft_s(b) == pytest.approx(max(d_fixed + d_row * b, 1e-6), rel=1e-9)
+    step = model.step_s(b, 8)
+    assert step[3] == pytest.approx(3 * model.draft_s(b) + model.target_s(b, 4), rel=1e-12)
+
+
+def test_holds_left_of_the_smallest_profiled_batch():
+    curve = PiecewiseLinear([4, 8], [2.0, 3.0])
+    assert np.allclose(curve([1, 4, 6, 8, 12]), [2.0, 2.0, 2.5, 3.0, 4.0])
+    assert np.allclose(PiecewiseLinear([4, 8], [3.0, 2.0])([16]), [2.0])  # no negative slope beyond
+
+
+def test_wider_verify_is_never_predicted_cheaper_even_if_the_profile_says_so():
+    target = {(1, 1): 3e-3, (1, 2): 2.5e-3, (1, 3): 3.2e-3, (1, 5): 3.1e-3, (1, 9): 4e-3}
+    model = CostModel.from_profile(target, {1: 1e-4})
+    by_q = [model.target_s(1, q) for q in range(1, 12)]
+    assert all(b >= a for a, b in zip(by_q, by_q[1:]))
+    assert model.target_s(1, 2) == 3e-3
+
+
+@pytest.mark.parametrize(
+    "target, draft",
+    [
+        ({(1, 1): 1e-3, (2, 1): 2e-3}, {1: 0.0}),  # one verify width cannot price speculation
+        ({(1, 1): 1e-3, (1, 2): -1.0}, {1: 0.0}),
+        ({(1, 1): 1e-3, (1, 2): float("nan")}, {1: 0.0}),
+        ({(0, 1): 1e-3, (1, 2): 1e-3}, {1: 0.0}),
+        ({(1, 1): 1e-3, (1, 2): 1e-3}, {}),
+        ({(1, 1): 1e-3, (1, 2): 1e-3}, {1: float("inf")}),
+    ],
+)
+def test_a_profile_that_cannot_define_costs_is_rejected(target, draft):
+    with pytest.raises(ProfileError):
+        CostModel.from_profile(target, draft)
+
+
+def _observe(model, rng, b, k, target_true, draft_true, n, noise=0.0):
+    for _ in range(n):
+        jitter = np.exp(rng.normal(0, noise, 2)) if noise else np.ones(2)
+        model.observe(b, k, k * draft_true * jitter[0], target_true * jitter[1])
+
+
+def test_online_refinement_converges_to_measured_times_and_shares_drift_across_q():
+    target, draft = _affine_profile(3e-3, 0, 2e-5, 3e-4, 0)
+    model = CostModel.from_profile(target, draft, CostConfig(correction_rate=0.1))
+    rng = np.random.default_rng(0)
+    true_target = 1.5 * model.target_s(16, 3)
+    true_draft = 2.0 * model.draft_s(16)
+    q1_before, other_bucket = model.target_s(16, 1), model.target_s(64, 3)
+    _observe(model, rng, 16, 2, true_target, true_draft, 150, noise=0.05)
+    assert model.target_s(16, 3) == pytest.approx(true_target, rel=0.05)
+    assert model.draft_s(16) == pytest.approx(true_draft, rel=0.05)
+    # Half of a uniform slowdown seen at q = 3 carries to q = 1 of the same bucket, none to other buckets.
+    assert 1.1 < model.target_s(16, 1) / q1_before < 1.4
+    assert model.target_s(64, 3) == other_bucket
+    assert batch_bucket(16) == batch_bucket(31) != batch_bucket(32)
+
+
+def test_one_stalled_step_moves_the_model_by_a_bounded_factor():
+    target, draft = _affine_profile(3e-3, 0, 2e-5, 3e-4, 0)
+    config = CostConfig(correction_rate=0.1, max_log_error=0.5)
+    model = CostModel.from_profile(target, draft, config)
+    before = model.target_s(8, 2)
+    model.observe(8, 1, 1e-4, 100 * before)
+    assert model.target_s(8, 2) / before == pytest.approx(np.exp(2 * 0.1 * 0.5), rel=1e-9)
+
+
+def test_a_free_drafter_profile_learns_its_real_cost():
+    target, _ = _affine_profile(3e-3, 0, 2e-5, 0, 0)
+    model = CostModel.from_profile(target, {1: 0.0, 64: 0.0})
+    rng = np.random.default_rng(1)
+    _observe(model, rng, 4, 4, model.target_s(4, 5), 2e-5, 200)
+    assert model.draft_s(4) == pytest.approx(2e-5, rel=0.05)

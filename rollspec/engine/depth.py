@@ -1,0 +1,31 @@
+"""How the engine asks for a speculation depth each step. The adaptive policy lives in
+scheduler/ and is plugged in by the caller; the engine only knows this protocol."""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence
+
+
+class DepthPolicy(Protocol):
+    def choose_depth(self, batch_size: int) -> int:
+        """Draft depth for the next step; 0 means plain decoding."""
+
+    def observe(self, batch_size: int, k: int, num_accepted: Sequence[int], draft_time_s: float,
+                target_time_s: float) -> None:
+        """What the step did: accepted drafts per row and the time spent drafting and verifying."""
+
+
+class FixedDepth:
+    """The same k every step."""
+
+    def __init__(self, k: int) -> None:
+        if k < 0:
+            raise ValueError(f"speculation depth must be >= 0, got {k}")
+        self.k = k
+
+    def choose_depth(self, batch_size: int) -> int:
+        return self.k
+
+    def observe(self, batch_size: int, k: int, num_accepted: Sequence[int], draft_time_s: float,
+                target_time_s: float) -> None:
+        pass

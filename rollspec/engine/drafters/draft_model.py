@@ -1,0 +1,79 @@
+"""A separate small draft model sharing the policy's tokenizer, with its own KV cache.
+
+Shape legend: B rows, T tokens, K drafted, V vocab.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rollspec.engine.drafters.base import DraftContext, Proposal
+from rollspec.engine.kv_cache import AttentionBatch
+from rollspec.engine.model import Decoder
+from rollspec.engine.sampler import processed_probs, sample_from
+from rollspec.engine.weights import hf_to_native, load_native
+
+
+class DraftModelDrafter:
+    """Samples k tokens autoregressively from the draft model under the request's own sampling
+    params, returning the processed distributions q it sampled from. Its cache lags the policy's
+    by the tokens committed since the last proposal; those are fed first (catch-up)."""
+
+    name = "draft_model"
+    uses_policy_hidden = False
+
+    def __init__(self, model: Decoder, *, num_slots: int, max_len: int, version: int = 0) -> None:
+        self.model = model
+        self.version = version
+        self.cache = model.new_cache(num_slots=num_slots, max_len=max_len)
+        self.num_cached = [0] * num_slots  # row b's cache holds its first num_cached context tokens
+
+    def propose(self, ctx: DraftContext, k: int) -> Proposal:
+        B = ctx.num_rows
+        lens = self.num_cached[:B]
+        num_new = [total - cached for total, cached in zip(ctx.context_lens, lens)]
+        device = ctx.tokens_BM.device
+        positions_BT = torch.tensor(lens, device=device)[:, None] + torch.arange(max(num_new), device=device)
+        inputs_BT = ctx.tokens_BM.gather(1, positions_BT.clamp(max=ctx.tokens_BM.shape[1] - 1))
+        hidden_BTD = self.model(inputs_BT, cache=self.cache, batch=self._batch(lens, max(num_new), device))
+        last_B = torch.tensor(num_new, device=device) - 1
+        logits_B1V = self.model.logits(hidden_BTD[torch.arange(B, device=device), last_B][:, None])
+        lens = list(ctx.context_lens)
+        uniforms_BK = ctx.draw_uniforms(k)
+        tokens, q_probs = [], []
+        for j in range(k):
+            q_B1V = processed_probs(logits_B1V, ctx.sampling)
+            token_B1 = sample_from(q_B1V, uniforms_BK[:, j: j + 1])
+            tokens.append(token_B1)
+            q_probs.append(q_B1V)
+            if j + 1 < k:  # the last draft never needs to be fed
+                hidden_B1D = self.model(token_B1, cache=self.cache, batch=self._batch(lens, 1, device))
+                logits_B1V = self.model.logits(hidden_B1D)
+                lens = [n + 1 for n in lens]
+        self.num_cached[:B] = lens
+        return Proposal(torch.cat(tokens, dim=1), torch.cat(q_probs, dim=1))
+
+    def _batch(self, lens: list[int], num_tokens: int, device: torch.device) -> AttentionBatch:
+        return AttentionBatch.build(row_start=0, cache_lens=lens, num_tokens=num_tokens, max_len=self.cache.max_len,
+                                    device=device, dtype=self.cache.k_NSGME.dtype)
+
+    def commit(self, committed_lens: list[int]) -> None:
+        # Cached drafts past the accepted prefix are wrong; everything before it was verified.
+        for row, committed in enumerate(committed_lens):
+            self.num_cached[row] = min(self.num_cached[row], committed)
+
+    def reset_row(self, row: int) -> None:
+        self.num_cached[row] = 0
+
+    def move_row(self, src: int, dst: int) -> None:
+        self.cache.move_row(src, dst, self.num_cached[src])
+        self.num_cached[dst], self.num_cached[src] = self.num_cached[src], 0
+
+    def finish_row(self, row: int, group_id: str | None, token_ids: list[int]) -> None:
+        self.num_cached[row] = 0
+
+    def update(self, weights: dict[str, torch.Tensor], version: int) -> None:
+        """Load new draft weights (Hugging Face names). Cached keys came from the old weights:
+        they stay (a stale cache only lowers acceptance, never correctness)."""
+        load_native(self.model, hf_to_native(weights, self.model.config))
+        self.version = version

@@ -1,0 +1,82 @@
+"""EAGLE drafter: the EAGLE head runs on the policy's hidden states with its own one-layer KV cache.
+
+Shape legend: B rows, T tokens, K drafted, V vocab, D hidden.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rollspec.engine.drafters.base import DraftContext, Proposal
+from rollspec.engine.eagle_head import EagleHead
+from rollspec.engine.kv_cache import AttentionBatch
+from rollspec.engine.model import Decoder
+from rollspec.engine.sampler import processed_probs, sample_from
+from rollspec.engine.weights import hf_to_native, load_native
+
+
+class EagleDrafter:
+    """Catch-up feeds the head every (policy feature f_i, next token x_{i+1}) pair committed since
+    the last proposal; drafting then chains the head's own predicted features. Cache positions
+    holding predicted features are never kept: the next catch-up overwrites them with real ones."""
+
+    name = "eagle"
+    uses_policy_hidden = True
+
+    def __init__(self, head: EagleHead, policy: Decoder, *, num_slots: int, max_len: int, version: int = 0) -> None:
+        if head.config.hidden_size != policy.config.hidden_size:
+            raise ValueError(f"EAGLE head hidden size {head.config.hidden_size} != policy's "
+                             f"{policy.config.hidden_size}")
+        self.head, self.policy = head, policy
+        self.version = version
+        self.cache = head.new_cache(num_slots=num_slots, max_len=max_len)
+        self.num_real = [0] * num_slots  # pairs with real policy features in row b's head cache
+
+    def propose(self, ctx: DraftContext, k: int) -> Proposal:
+        B, device = ctx.num_rows, ctx.tokens_BM.device
+        lens = self.num_real[:B]
+        targets = [n - 1 for n in ctx.context_lens]  # pairs exist for positions 0 .. context_len - 2
+        num_new = [t - n for t, n in zip(targets, lens)]
+        rows_B = torch.arange(B, device=device)
+        positions_BT = (torch.tensor(lens, device=device)[:, None] + torch.arange(max(num_new), device=device))
+        positions_BT = positions_BT.clamp(max=ctx.tokens_BM.shape[1] - 2)
+        features_BTD = ctx.hidden_BMD[rows_B[:, None], positions_BT]
+        embeds_BTD = self.policy.embed_tokens(ctx.tokens_BM.gather(1, positions_BT + 1))
+        out_BTD = self.head(embeds_BTD, features_BTD, cache=self.cache, batch=self._batch(lens, max(num_new), device))
+        feature_B1D = out_BTD[rows_B, torch.tensor(num_new, device=device) - 1][:, None]
+        self.num_real[:B] = targets
+        lens = list(targets)
+        uniforms_BK = ctx.draw_uniforms(k)
+        tokens, q_probs = [], []
+        for j in range(k):
+            q_B1V = processed_probs(self.policy.logits(feature_B1D), ctx.sampling)
+            token_B1 = sample_from(q_B1V, uniforms_BK[:, j: j + 1])
+            tokens.append(token_B1)
+            q_probs.append(q_B1V)
+            if j + 1 < k:
+                feature_B1D = self.head(self.policy.embed_tokens(token_B1), feature_B1D, cache=self.cache,
+                                        batch=self._batch(lens, 1, device))
+                lens = [n + 1 for n in lens]
+        return Proposal(torch.cat(tokens, dim=1), torch.cat(q_probs, dim=1))
+
+    def _batch(self, lens: list[int], num_tokens: int, device: torch.device) -> AttentionBatch:
+        return AttentionBatch.build(row_start=0, cache_lens=lens, num_tokens=num_tokens, max_len=self.cache.max_len,
+                                    device=device, dtype=self.cache.k_NSGME.dtype)
+
+    def commit(self, committed_lens: list[int]) -> None:
+        pass  # only real pairs are counted in num_real; predicted ones are overwritten next time
+
+    def reset_row(self, row: int) -> None:
+        self.num_real[row] = 0
+
+    def move_row(self, src: int, dst: int) -> None:
+        self.cache.move_row(src, dst, self.num_real[src])
+        self.num_real[dst], self.num_real[src] = self.num_real[src], 0
+
+    def finish_row(self, row: int, group_id: str | None, token_ids: list[int]) -> None:
+        self.num_real[row] = 0
+
+    def update(self, weights: dict[str, torch.Tensor], version: int) -> None:
+        """New head weights under their on-disk names (`fc.weight`, `layers.0.*`)."""
+        load_native(self.head, hf_to_native({f"model.{n}": t for n, t in weights.items()}, self.head.config))
+        self.version = version

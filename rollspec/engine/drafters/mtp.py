@@ -1,0 +1,59 @@
+"""MTP drafter: the policy checkpoint's own multi-token-prediction heads, chained from the
+policy's last hidden state. Stateless per row (no cache).
+
+Shape legend: B rows, K drafted, V vocab, D hidden.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rollspec.engine.drafters.base import DraftContext, Proposal
+from rollspec.engine.model import Decoder
+from rollspec.engine.mtp_head import MTPHeads
+from rollspec.engine.sampler import processed_probs, sample_from
+
+
+class MTPDrafter:
+    """Depth j: state_{j+1} = head_j(state_j, embed(x_j)), with state_0 the policy's hidden state
+    before the pending token and x_0 the pending token; draft j+1 is sampled from LM head(norm(state))."""
+
+    name = "mtp"
+    uses_policy_hidden = True
+
+    def __init__(self, heads: MTPHeads, policy: Decoder, *, version: int = 0) -> None:
+        self.heads, self.policy = heads, policy
+        self.version = version
+
+    def propose(self, ctx: DraftContext, k: int) -> Proposal:
+        B, device = ctx.num_rows, ctx.tokens_BM.device
+        rows_B = torch.arange(B, device=device)
+        pending_B = torch.tensor(ctx.context_lens, device=device) - 1
+        state_B1D = ctx.hidden_BMD[rows_B, pending_B - 1][:, None]
+        token_B1 = ctx.tokens_BM[rows_B, pending_B][:, None]
+        uniforms_BK = ctx.draw_uniforms(k)
+        tokens, q_probs = [], []
+        for j in range(k):
+            state_B1D, normed_B1D = self.heads.head(j)(state_B1D, self.policy.embed_tokens(token_B1))
+            q_B1V = processed_probs(self.policy.logits(normed_B1D), ctx.sampling)
+            token_B1 = sample_from(q_B1V, uniforms_BK[:, j: j + 1])
+            tokens.append(token_B1)
+            q_probs.append(q_B1V)
+        return Proposal(torch.cat(tokens, dim=1), torch.cat(q_probs, dim=1))
+
+    def commit(self, committed_lens: list[int]) -> None:
+        pass
+
+    def reset_row(self, row: int) -> None:
+        pass
+
+    def move_row(self, src: int, dst: int) -> None:
+        pass
+
+    def finish_row(self, row: int, group_id: str | None, token_ids: list[int]) -> None:
+        pass
+
+    def update(self, weights: dict[str, torch.Tensor], version: int) -> None:
+        """New MTP weights under their checkpoint names (`mtp.{i}.*`)."""
+        self.heads.load_checkpoint_weights(weights)
+        self.version = version

@@ -1,0 +1,49 @@
+"""EAGLE-style draft head (Li et al. 2024, EAGLE-1 layout): predicts the policy's next hidden
+state from its current one and the embedding of the token that follows it; the policy's own
+LM head turns that prediction into a distribution.
+
+Shape legend: B batch, T tokens, D hidden. Stored on disk under `fc.weight` and `layers.0.*`
+(Hugging Face names), the layout EAGLE checkpoints use; embeddings and LM head are the policy's.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rollspec.engine.kv_cache import AttentionBatch, KVCache
+from rollspec.engine.model import DecoderLayer, Rotary
+from rollspec.engine.model_config import ModelConfig
+
+
+class EagleHead(nn.Module):
+    """fc(concat(embed(x_{i+1}), f_i)) -> one decoder layer without input norm -> f̂_{i+1}.
+
+    Position i holds the pair (policy feature after token i, token i+1), so its cache positions
+    line up with the policy's."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.num_layers != 1:
+            raise ValueError(f"an EAGLE head has exactly one decoder layer, config says {cfg.num_layers}")
+        self.config = cfg
+        self.fc = nn.Linear(2 * cfg.hidden_size, cfg.hidden_size, bias=False)
+        self.layers = nn.ModuleList([DecoderLayer(cfg)])
+        # EAGLE feeds the fused input straight into attention: the policy feature is already normed.
+        self.layers[0].input_layernorm = nn.Identity()
+        self.rotary = Rotary(cfg.head_dim, cfg.rope_theta, cfg.max_position_embeddings)
+
+    def forward(self, embeds_BTD: torch.Tensor, features_BTD: torch.Tensor, *, cache: KVCache | None = None,
+                batch: AttentionBatch | None = None, positions_BT: torch.Tensor | None = None) -> torch.Tensor:
+        x_BTD = self.fc(torch.cat([embeds_BTD, features_BTD], dim=-1))
+        if cache is not None:
+            positions_BT = batch.positions_BT
+        elif positions_BT is None:
+            positions_BT = torch.arange(x_BTD.shape[1], device=x_BTD.device)[None]
+        cos, sin = self.rotary.tables(positions_BT, x_BTD.dtype)
+        return self.layers[0](x_BTD, cos, sin, None if cache is None else cache.layer(0), batch)
+
+    def new_cache(self, *, num_slots: int, max_len: int) -> KVCache:
+        cfg, param = self.config, self.fc.weight
+        return KVCache(num_layers=1, num_slots=num_slots, max_len=max_len, num_kv_heads=cfg.num_kv_heads,
+                       head_dim=cfg.head_dim, dtype=param.dtype, device=param.device)

@@ -1,0 +1,257 @@
+"""The generation engine: continuous batching over a preallocated KV cache, with speculative
+decoding through any Drafter and the lossless verifier.
+
+Shape legend: B live rows, Q = K + 1 verified positions, K drafted tokens, V vocab, D hidden,
+S cache rows (slots), M positions per row.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+import torch
+
+from rollspec.engine.config import EngineConfig
+from rollspec.engine.depth import DepthPolicy, FixedDepth
+from rollspec.engine.drafters.base import DraftContext, Drafter
+from rollspec.engine.errors import InvalidRequestError, PromptTooLongError, WeightUpdateError
+from rollspec.engine.kv_cache import AttentionBatch
+from rollspec.engine.model import Decoder
+from rollspec.engine.sampler import SamplingTensors, processed_probs, sample_from, token_logprobs
+from rollspec.engine.sequence import Completion, Request, Sequence
+from rollspec.engine.verify import Verifier, verify
+from rollspec.engine.weights import hf_to_native, load_native
+
+
+class Engine:
+    """Generates completions for requests with the policy, speculating with `drafter` at the depth
+    `depth` chooses each step. Output is distributed exactly as plain sampling from the policy."""
+
+    def __init__(self, policy: Decoder, config: EngineConfig, *, drafter: Drafter | None = None,
+                 depth: DepthPolicy | None = None, verifier: Verifier = verify, policy_version: int = 0) -> None:
+        self.policy = policy
+        self.config = config
+        self.drafter = drafter
+        self.depth = depth or FixedDepth(0)
+        self.verifier = verifier
+        self.policy_version = policy_version
+        device, slots, length = config.torch_device, config.max_batch_size, config.cache_len
+        if length > policy.config.max_position_embeddings:
+            raise PromptTooLongError(
+                f"max_seq_len {config.max_seq_len} + k_max {config.k_max} + 1 exceeds the policy's "
+                f"max_position_embeddings {policy.config.max_position_embeddings}")
+        self.cache = policy.new_cache(num_slots=slots, max_len=length)
+        self.tokens_SM = torch.zeros(slots, length, dtype=torch.long, device=device)
+        needs_hidden = drafter is not None and drafter.uses_policy_hidden
+        hidden_size = policy.config.hidden_size
+        self.hidden_SMD = torch.zeros(slots, length, hidden_size, dtype=config.torch_dtype,
+                                      device=device) if needs_hidden else None
+        self.rows: list[Sequence] = []
+        self.waiting: deque[Request] = deque()
+        self._seeds = torch.Generator().manual_seed(config.seed)
+        self._sampling: SamplingTensors | None = None
+        self._active_ids: set[str] = set()
+
+    # ----------------------------------------------------------------------------- requests
+    def add_request(self, request: Request) -> None:
+        """Queue a request; it joins the running batch at the next step with a free row."""
+        params, prompt = request.params, request.prompt_ids
+        vocab = self.policy.config.vocab_size
+        if not prompt:
+            raise InvalidRequestError(f"request {request.request_id!r} has an empty prompt")
+        if len(prompt) + params.max_new_tokens > self.config.max_seq_len:
+            raise PromptTooLongError(
+                f"request {request.request_id!r}: prompt of {len(prompt)} tokens plus max_new_tokens "
+                f"{params.max_new_tokens} exceeds max_seq_len {self.config.max_seq_len}")
+        bad = [t for t in (*prompt, *params.stop_token_ids) if not 0 <= t < vocab]
+        if bad:
+            raise InvalidRequestError(f"request {request.request_id!r} has token ids outside [0, {vocab}): {bad[:5]}")
+        if request.request_id in self._active_ids:
+            raise InvalidRequestError(f"request id {request.request_id!r} is already in flight")
+        self._active_ids.add(request.request_id)
+        self.waiting.append(request)
+
+    def has_unfinished(self) -> bool:
+        return bool(self.rows or self.waiting)
+
+    def generate(self, requests: list[Request]) -> list[Completion]:
+        """Run requests to completion; results in the order given."""
+        for request in requests:
+            self.add_request(request)
+        done: dict[str, Completion] = {}
+        while self.has_unfinished():
+            done.update((c.request_id, c) for c in self.step())
+        return [done[r.request_id] for r in requests]
+
+    # ----------------------------------------------------------------------------- the step
+    @torch.no_grad()
+    def step(self) -> list[Completion]:
+        """Admit waiting requests, then one decode (k = 0) or draft+verify (k > 0) step over
+        every live row; returns the sequences that finished."""
+        finished = self._admit()
+        if not self.rows:
+            return finished
+        k = min(self.depth.choose_depth(len(self.rows)), self.config.k_max) if self.drafter else 0
+        num_rows = len(self.rows)
+        if k == 0:
+            start = time.perf_counter()
+            num_accepted = self._decode()
+            draft_time_s, target_time_s = 0.0, time.perf_counter() - start
+        else:
+            start = time.perf_counter()
+            proposal = self.drafter.propose(self._draft_context(), k)
+            drafted = time.perf_counter()
+            num_accepted = self._verify(proposal.tokens_BK, proposal.q_probs_BKV)
+            draft_time_s, target_time_s = drafted - start, time.perf_counter() - drafted
+        self.depth.observe(num_rows, k, num_accepted, draft_time_s, target_time_s)
+        return finished + self._retire()
+
+    def _decode(self) -> list[int]:
+        lens = [s.cache_len for s in self.rows]
+        rows_B = torch.arange(len(lens), device=self.tokens_SM.device)
+        lens_B = torch.tensor(lens, device=self.tokens_SM.device)
+        batch = self._batch(lens, num_tokens=1)
+        hidden_B1D = self.policy(self.tokens_SM[rows_B, lens_B][:, None], cache=self.cache, batch=batch)
+        logits_B1V = self.policy.logits(hidden_B1D)
+        probs_B1V = processed_probs(logits_B1V, self.sampling)
+        tokens_B1 = sample_from(probs_B1V, self._uniforms(self.rows, 1))
+        logprobs_B1 = token_logprobs(logits_B1V, probs_B1V, tokens_B1, self.sampling)
+        self._store(batch, hidden_B1D, tokens_B1)
+        tokens, logprobs = tokens_B1.tolist(), logprobs_B1.tolist()  # the step's one host sync
+        for seq, token_1, logprob_1 in zip(self.rows, tokens, logprobs):
+            seq.cache_len += 1
+            seq.num_decode_steps += 1
+            seq.append(token_1, logprob_1)
+        return [0] * len(lens)
+
+    def _verify(self, draft_BK: torch.Tensor, q_probs_BKV: torch.Tensor | None) -> list[int]:
+        B, K = draft_BK.shape
+        lens = [s.cache_len for s in self.rows]
+        rows_B = torch.arange(B, device=draft_BK.device)
+        pending_B1 = self.tokens_SM[rows_B, torch.tensor(lens, device=draft_BK.device)][:, None]
+        batch = self._batch(lens, num_tokens=K + 1)
+        hidden_BQD = self.policy(torch.cat([pending_B1, draft_BK], dim=1), cache=self.cache, batch=batch)
+        logits_BQV = self.policy.logits(hidden_BQD)
+        p_probs_BQV = processed_probs(logits_BQV, self.sampling)
+        num_accepted_B, next_B = self.verifier(p_probs_BQV, q_probs_BKV, draft_BK, self._uniforms(self.rows, K + 1))
+        # Row b emits draft[:n] then next: column j holds the token drawn from p at position j.
+        emitted_BQ = torch.cat([draft_BK, draft_BK[:, :1]], dim=1).scatter_(1, num_accepted_B[:, None], next_B[:, None])
+        logprobs_BQ = token_logprobs(logits_BQV, p_probs_BQV, emitted_BQ, self.sampling)
+        self._store(batch, hidden_BQD, emitted_BQ)
+        accepted, emitted, logprobs = num_accepted_B.tolist(), emitted_BQ.tolist(), logprobs_BQ.tolist()  # sync
+        for seq, n, tokens, lps in zip(self.rows, accepted, emitted, logprobs):
+            seq.cache_len += 1 + n
+            seq.record_verify(K, n)
+            seq.append(tokens[: n + 1], lps[: n + 1])
+        self.drafter.commit([s.cache_len for s in self.rows])
+        return accepted
+
+    # ----------------------------------------------------------------------------- helpers
+    def _batch(self, lens: list[int], *, num_tokens: int, row_start: int = 0) -> AttentionBatch:
+        return AttentionBatch.build(row_start=row_start, cache_lens=lens, num_tokens=num_tokens,
+                                    max_len=self.cache.max_len, device=self.tokens_SM.device,
+                                    dtype=self.cache.k_NSGME.dtype)
+
+    def _store(self, batch: AttentionBatch, hidden_BTD: torch.Tensor, next_tokens_BT: torch.Tensor) -> None:
+        """Record the tokens that follow each processed position and, for drafters that read
+        them, the policy's hidden states. Padded positions past a row's length get overwritten
+        before anything reads them."""
+        self.tokens_SM[batch.rows_BT, batch.positions_BT + 1] = next_tokens_BT
+        if self.hidden_SMD is not None:
+            self.hidden_SMD[batch.rows_BT, batch.positions_BT] = hidden_BTD
+
+    @property
+    def sampling(self) -> SamplingTensors:
+        if self._sampling is None:
+            self._sampling = SamplingTensors.from_params([s.request.params for s in self.rows],
+                                                         self.tokens_SM.device)
+        return self._sampling
+
+    def _uniforms(self, seqs: list[Sequence], n: int) -> torch.Tensor:
+        draws = [torch.rand(n, generator=s.generator) for s in seqs]
+        return torch.stack(draws).to(self.tokens_SM.device)
+
+    def _draft_context(self) -> DraftContext:
+        num_rows = len(self.rows)
+        return DraftContext(
+            tokens_BM=self.tokens_SM[:num_rows], context_lens=[s.cache_len + 1 for s in self.rows],
+            token_lists=[s.token_ids for s in self.rows], group_ids=[s.request.group_id for s in self.rows],
+            hidden_BMD=None if self.hidden_SMD is None else self.hidden_SMD[:num_rows],
+            sampling=self.sampling, draw_uniforms=lambda n: self._uniforms(self.rows, n))
+
+    def _admit(self) -> list[Completion]:
+        """Prefill as many waiting requests as there are free rows and sample their first token."""
+        count = min(len(self.waiting), self.config.max_batch_size - len(self.rows))
+        if count == 0:
+            return []
+        start = len(self.rows)
+        draft_version = self.drafter.version if self.drafter else 0
+        seqs = []
+        for row in range(start, start + count):
+            request = self.waiting.popleft()
+            seed = request.params.seed
+            seed = seed if seed is not None else int(torch.randint(0, 2**62, (1,), generator=self._seeds))
+            seqs.append(Sequence(request, torch.Generator().manual_seed(seed), k_max=self.config.k_max,
+                                 policy_version=self.policy_version, draft_version=draft_version))
+            prompt = request.prompt_ids
+            self.tokens_SM[row, : len(prompt)] = torch.tensor(prompt)
+            if self.drafter:
+                self.drafter.reset_row(row)
+        prompt_lens = [len(s.request.prompt_ids) for s in seqs]
+        batch = self._batch([0] * count, num_tokens=max(prompt_lens), row_start=start)
+        hidden_BTD = self.policy(self.tokens_SM[start: start + count, : max(prompt_lens)], cache=self.cache,
+                                 batch=batch)
+        last_B = torch.tensor(prompt_lens, device=hidden_BTD.device) - 1
+        logits_B1V = self.policy.logits(hidden_BTD[torch.arange(count, device=last_B.device), last_B][:, None])
+        sampling = SamplingTensors.from_params([s.request.params for s in seqs], self.tokens_SM.device)
+        probs_B1V = processed_probs(logits_B1V, sampling)
+        tokens_B1 = sample_from(probs_B1V, self._uniforms(seqs, 1))
+        logprobs_B1 = token_logprobs(logits_B1V, probs_B1V, tokens_B1, sampling)
+        if self.hidden_SMD is not None:
+            self.hidden_SMD[batch.rows_BT, batch.positions_BT] = hidden_BTD
+        self.tokens_SM[torch.arange(start, start + count, device=last_B.device), last_B + 1] = tokens_B1[:, 0]
+        for seq, n, token_1, logprob_1 in zip(seqs, prompt_lens, tokens_B1.tolist(), logprobs_B1.tolist()):
+            seq.cache_len = n
+            seq.append(token_1, logprob_1)
+        self.rows.extend(seqs)
+        self._sampling = None
+        return self._retire()
+
+    def _retire(self) -> list[Completion]:
+        """Remove finished rows, filling each hole with the last live row so rows stay [0, B)."""
+        done = []
+        for row in reversed(range(len(self.rows))):
+            seq = self.rows[row]
+            if seq.finish_reason is None:
+                continue
+            done.append(seq.to_completion())
+            self._active_ids.discard(seq.request.request_id)
+            if self.drafter:
+                self.drafter.finish_row(row, seq.request.group_id, seq.token_ids)
+            last = len(self.rows) - 1
+            if row != last:
+                self._move_row(last, row)
+            self.rows[row] = self.rows[last]
+            self.rows.pop()
+            self._sampling = None
+        return done
+
+    def _move_row(self, src: int, dst: int) -> None:
+        seq = self.rows[src]
+        self.cache.move_row(src, dst, seq.cache_len)
+        self.tokens_SM[dst, : seq.cache_len + 1] = self.tokens_SM[src, : seq.cache_len + 1]
+        if self.hidden_SMD is not None:
+            self.hidden_SMD[dst, : seq.cache_len] = self.hidden_SMD[src, : seq.cache_len]
+        if self.drafter:
+            self.drafter.move_row(src, dst)
+
+    # ----------------------------------------------------------------------------- weights
+    def update_policy(self, weights_hf: dict[str, torch.Tensor], version: int, *, restore: bool = False) -> None:
+        """Swap in new policy weights (Hugging Face names) between steps. Versions only go up
+        unless `restore` says this is an explicit checkpoint restore. A bad update raises
+        WeightUpdateError and leaves the current weights serving."""
+        if version <= self.policy_version and not restore:
+            raise WeightUpdateError(f"policy version {version} is not newer than {self.policy_version}")
+        load_native(self.policy, hf_to_native(weights_hf, self.policy.config))
+        self.policy_version = version

@@ -1,0 +1,71 @@
+"""Preallocated KV cache and the per-step attention metadata that indexes it.
+
+Shape legend: B batch rows, T new tokens per row, L keys attended, G kv heads, E head dim,
+N layers, S slots (cache rows), M max cached length per row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+
+class KVCache:
+    """Keys and values for S rows of up to M positions, allocated once.
+
+    The live batch always occupies rows [0, B): finished rows are filled by moving the last
+    live row into them, so attention reads a plain slice of the cache and never gathers.
+    """
+
+    def __init__(
+        self, *, num_layers: int, num_slots: int, max_len: int, num_kv_heads: int, head_dim: int,
+        dtype: torch.dtype, device: torch.device,
+    ) -> None:
+        shape = (num_layers, num_slots, num_kv_heads, max_len, head_dim)
+        self.k_NSGME = torch.zeros(shape, dtype=dtype, device=device)
+        self.v_NSGME = torch.zeros(shape, dtype=dtype, device=device)
+        self.num_slots = num_slots
+        self.max_len = max_len
+
+    def layer(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.k_NSGME[index], self.v_NSGME[index]
+
+    def move_row(self, src: int, dst: int, length: int) -> None:
+        """Copy the first `length` cached positions of row src into row dst."""
+        self.k_NSGME[:, dst, :, :length] = self.k_NSGME[:, src, :, :length]
+        self.v_NSGME[:, dst, :, :length] = self.v_NSGME[:, src, :, :length]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AttentionBatch:
+    """Which cache rows a forward touches, where its new tokens go, and what each token may see.
+
+    Row b's T new tokens are written at positions lens[b] .. lens[b]+T-1; token t attends to
+    keys 0 .. lens[b]+t. Rows with fewer real tokens are right-padded: padded tokens write past
+    the row's length, where nothing reads them before they are overwritten. Padding can reach
+    past the cache's end when rows are very ragged; those writes are clamped onto its last
+    position, which no row ever holds valid data in (callers keep real positions below it).
+    """
+
+    row_start: int
+    row_end: int
+    kv_len: int
+    positions_BT: torch.Tensor
+    rows_BT: torch.Tensor
+    mask_B1TL: torch.Tensor
+
+    @classmethod
+    def build(cls, *, row_start: int, cache_lens: list[int], num_tokens: int, max_len: int, device: torch.device,
+              dtype: torch.dtype) -> AttentionBatch:
+        num_rows = len(cache_lens)
+        kv_len = min(max(cache_lens) + num_tokens, max_len)
+        lens_B = torch.tensor(cache_lens, device=device)
+        positions_BT = (lens_B[:, None] + torch.arange(num_tokens, device=device)[None, :]).clamp_(max=max_len - 1)
+        keys_L = torch.arange(kv_len, device=device)
+        visible_BTL = keys_L[None, None, :] <= positions_BT[:, :, None]
+        # Additive mask built once per step and shared by every layer.
+        mask_B1TL = torch.zeros(visible_BTL.shape, dtype=dtype, device=device)
+        mask_B1TL = mask_B1TL.masked_fill_(~visible_BTL, float("-inf"))[:, None]
+        rows_BT = torch.arange(row_start, row_start + num_rows, device=device)[:, None].expand(num_rows, num_tokens)
+        return cls(row_start, row_start + num_rows, kv_len, positions_BT, rows_BT, mask_B1TL)

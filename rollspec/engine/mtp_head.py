@@ -1,0 +1,64 @@
+"""Multi-token-prediction heads stored with the policy checkpoint.
+
+Layout (our definition; DeepSeek-V3's MTP with the transformer block replaced by a gated MLP,
+so a head keeps no KV cache): config.json says `num_nextn_predict_layers: n`; the policy's
+safetensors hold, for i < n, `mtp.{i}.enorm.weight`, `mtp.{i}.hnorm.weight`,
+`mtp.{i}.eh_proj.weight` [D, 2D], `mtp.{i}.mlp_norm.weight`,
+`mtp.{i}.mlp.{gate,up,down}_proj.weight` and `mtp.{i}.norm.weight`. Head i maps
+(state h, embedding of the next token) to a new state whose normed value the policy's LM head
+reads; depth j uses head min(j, n-1), fed with the previous head's state.
+
+Shape legend: B batch, T tokens, D hidden.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rollspec.engine.model import MLP, RMSNorm
+from rollspec.engine.model_config import ModelConfig
+from rollspec.engine.weights import hf_to_native, load_native, native_to_hf
+
+MTP_PREFIX = "mtp."
+
+
+class MTPLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.enorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.hnorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.eh_proj = nn.Linear(2 * cfg.hidden_size, cfg.hidden_size, bias=False)
+        self.mlp_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = MLP(cfg.hidden_size, cfg.intermediate_size)
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+    def forward(self, state_BTD: torch.Tensor, embeds_BTD: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns (new state, normed state for the LM head)."""
+        x_BTD = self.eh_proj(torch.cat([self.enorm(embeds_BTD), self.hnorm(state_BTD)], dim=-1))
+        x_BTD = x_BTD + self.mlp(self.mlp_norm(x_BTD))
+        return x_BTD, self.norm(x_BTD)
+
+
+class MTPHeads(nn.Module):
+    """The policy's MTP heads; `layers` mirrors the on-disk `mtp.{i}` index."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        if cfg.num_mtp_layers < 1:
+            raise ValueError("the policy config has no MTP heads (num_nextn_predict_layers is 0)")
+        self.config = cfg
+        self.layers = nn.ModuleList(MTPLayer(cfg) for _ in range(cfg.num_mtp_layers))
+
+    def head(self, depth: int) -> MTPLayer:
+        return self.layers[min(depth, len(self.layers) - 1)]
+
+    def load_checkpoint_weights(self, extra_weights: dict[str, torch.Tensor]) -> None:
+        """Load `mtp.*` tensors from the policy checkpoint (validated; nothing changes on error)."""
+        as_layers = {f"model.layers.{name.removeprefix(MTP_PREFIX)}": t for name, t in extra_weights.items()
+                     if name.startswith(MTP_PREFIX)}
+        load_native(self, hf_to_native(as_layers, self.config))
+
+    def checkpoint_weights(self) -> dict[str, torch.Tensor]:
+        """The heads under their on-disk names (`mtp.{i}.*`)."""
+        return {MTP_PREFIX + name.removeprefix("model.layers."): t for name, t in native_to_hf(self).items()}

@@ -5,6 +5,7 @@ import hashlib
 import math
 from collections.abc import Iterator, Mapping
 
+from rollspec.rl.config import MixtureConfig
 from rollspec.rl.split import DEFAULT_EVAL_FRACTION, Split, check_eval_fraction, split_of
 from rollspec.rl.tasks import DEFAULT_DIFFICULTY, Example, get_task
 from rollspec.rl.tasks.task import check_difficulty
@@ -73,6 +74,12 @@ class TaskMixture:
             self._cumulative.append(running)
         self.difficulties = self._difficulties(difficulty)
         self.seed, self.split, self.eval_fraction = seed, Split(split), check_eval_fraction(eval_fraction)
+
+    @classmethod
+    def from_config(cls, config: MixtureConfig, split: Split = Split.TRAIN) -> "TaskMixture":
+        """The mixture described by `config`, drawing from `split`."""
+        return cls(config.weights, config.seed, split=split, difficulty=config.difficulty,
+                   eval_fraction=config.eval_fraction)
 
     def _difficulties(self, difficulty: int | Mapping[str, int]) -> dict[str, int]:
         if not isinstance(difficulty, Mapping):

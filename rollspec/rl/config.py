@@ -28,7 +28,7 @@ class AdvantageConfig:
     scale_by_std: bool = True
     eps: float = 1e-6
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not (isinstance(self.eps, (int, float)) and self.eps > 0 and math.isfinite(self.eps)):
             raise RlConfigError("eps", self.eps, "a finite float > 0")
 
@@ -46,7 +46,7 @@ class PolicyLossConfig:
     tis_cap: float = 2.0
     kl_coef: float = 0.0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not 0 <= self.clip_eps_low < 1:
             raise RlConfigError("clip_eps_low", self.clip_eps_low, "in [0, 1)")
         if not 0 <= self.clip_eps_high < math.inf:

@@ -42,7 +42,9 @@ def entropy_from_logits(logits_BTV: torch.Tensor) -> torch.Tensor:
     return -(logp_BTV.exp() * logp_BTV).sum(dim=-1)
 
 
-def _check_inputs(logprobs_BT, others: dict[str, torch.Tensor | None], advantages) -> None:
+def _check_inputs(
+    logprobs_BT: torch.Tensor, others: dict[str, torch.Tensor | None], advantages: torch.Tensor
+) -> None:
     for name, tensor in others.items():
         if tensor is not None and tensor.shape != logprobs_BT.shape:
             raise PolicyLossInputError(f"{name} has shape {tuple(tensor.shape)}, logprobs {tuple(logprobs_BT.shape)}")

@@ -6,7 +6,9 @@ what the saved tokenizer does too (tests check they agree), so no tokenizer obje
 be passed around or loaded on the hot path.
 """
 
+import operator
 from collections.abc import Sequence
+from typing import SupportsIndex
 
 from rollspec.rl.tasks import Example
 from rollspec.rl.vocab import BOS_ID, BOS_TOKEN, EOS_ID, SEP_ID, SEP_TOKEN, TOKEN_TO_ID, VOCAB, VOCAB_SIZE
@@ -64,10 +66,10 @@ def decode(ids: Sequence[int]) -> str:
 
 
 def _checked_id(token_id: object) -> int:
-    # __index__ admits numpy and 0-d torch integers but not floats or bools.
-    if isinstance(token_id, bool) or not hasattr(token_id, "__index__"):
+    # SupportsIndex admits numpy and 0-d torch integers but not floats or bools.
+    if isinstance(token_id, bool) or not isinstance(token_id, SupportsIndex):
         raise InvalidTokenIdError(token_id)
-    value = token_id.__index__()
+    value = operator.index(token_id)
     if not 0 <= value < VOCAB_SIZE:
         raise InvalidTokenIdError(token_id)
     return value

@@ -32,7 +32,8 @@ class _Parser:
     """Recursive descent over a token list; each rule returns None on a syntax error."""
 
     def __init__(self, tokens: list[str]):
-        self.tokens, self.pos, self.literals = tokens, 0, []
+        self.tokens, self.pos = tokens, 0
+        self.literals: list[int] = []
 
     def _peek(self) -> str | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None

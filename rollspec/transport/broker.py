@@ -1,0 +1,138 @@
+"""The broker: hosts work queues on one ROUTER socket (in the controller process) and owns their leases.
+
+    broker = Broker([QueueConfig(name="prompts"), QueueConfig(name="trajectories")])
+    prompts = broker.sender("prompts")          # in-process producer (the controller)
+    # rollout actors: ZmqConsumer(broker.address, "prompts"); ZmqProducer(broker.address, "trajectories")
+    broker.stats("prompts").as_dict()           # depth, in flight, redelivered, dropped by reason, ...
+    broker.drain_dropped("prompts")             # items given up on, with reasons
+"""
+
+import time
+from typing import Any
+
+import zmq
+
+from rollspec.transport import codec
+from rollspec.transport.broker_core import BrokerCore
+from rollspec.transport.channel import IdSource, Sender
+from rollspec.transport.config import CodecLimits, ProducerConfig, QueueConfig
+from rollspec.transport.errors import BackPressureTimeout, ConfigError
+from rollspec.transport.faults import NO_FAULTS, FaultPlan
+from rollspec.transport.io_loop import IoLoop
+from rollspec.transport.lease_queue import DroppedItem
+from rollspec.transport.segments import WireItem
+from rollspec.transport.sockets import DEFAULT_BIND, bind, make_socket
+from rollspec.transport.stats import ProducerStats, QueueStats
+
+
+class Broker:
+    """Hosts named work queues and serves them on `address` from a background I/O thread.
+
+    Invariant it maintains (with the endpoints' retries): an item accepted from a producer is
+    delivered until acked, or recorded in `drain_dropped` with a reason; never both, never lost.
+    """
+
+    def __init__(self, queues: list[QueueConfig], *, bind_address: str = DEFAULT_BIND,
+                 limits: CodecLimits = CodecLimits(), faults: FaultPlan = NO_FAULTS):
+        names = [q.name for q in queues]
+        if not names or len(set(names)) != len(names):
+            raise ConfigError("Broker.queues", names, "at least one queue, unique names")
+        self._core = BrokerCore(queues, limits)
+        socket = make_socket(zmq.ROUTER, limits=limits)
+        try:
+            self.address = bind(socket, bind_address)
+        except zmq.ZMQError:
+            socket.close(linger=0)
+            raise
+        self._loop = IoLoop("broker", socket, self._core, faults, routing_frames=1)
+        self._core.loop = self._loop
+        self._loop.start()
+
+    def sender(self, queue: str, config: ProducerConfig = ProducerConfig()) -> "LocalSender":
+        """An in-process producer for `queue` (no socket hop; same back-pressure and dedup)."""
+        hosted = self._core.hosted.get(queue)
+        if hosted is None:
+            raise ConfigError("queue", queue, f"one of {sorted(self._core.hosted)}")
+        hosted.local_batch_items = config.batch_items
+        hosted.local_batch_bytes = config.batch_bytes
+        hosted.local_checksum_tensors = config.checksum_tensors
+        return LocalSender(self, queue)
+
+    def stats(self, queue: str) -> QueueStats:
+        """Counters snapshot of one queue (copied under the broker lock)."""
+        with self._core.lock:
+            hosted = self._core.hosted[queue]
+            snapshot = QueueStats(**hosted.queue.stats.as_dict())
+            snapshot.producers = len(hosted.ledger)
+            snapshot.rejected = dict(self._core.rejects.counts)
+            snapshot.depth += len(hosted.local)
+        return snapshot
+
+    def drain_dropped(self, queue: str) -> list[DroppedItem]:
+        """Items given up on since the last call (max_attempts, rejected by a consumer), with reasons."""
+        with self._core.lock:
+            dropped = self._core.hosted[queue].queue.dropped
+            out = list(dropped)
+            dropped.clear()
+        return out
+
+    def fault_counts(self) -> dict[str, int]:
+        return self._loop.injector.counts.as_dict()
+
+    def close(self) -> None:
+        """Stop serving. Leased items are lost with the process: the controller checkpoints first."""
+        self._loop.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class LocalSender(Sender):
+    """Producer living in the broker's process: encodes on the caller's thread, queues under the
+    broker lock, and blocks while the queue is full. Items are confirmed as soon as they are queued."""
+
+    def __init__(self, broker: Broker, queue: str):
+        self._broker = broker
+        self._queue = queue
+        self._ids = IdSource()
+        self._put = 0
+
+    def put(self, item: Any, *, msg_id: str | None = None, timeout_s: float = 60.0) -> str:
+        body, frames = codec.encode_body(item)
+        msg_id = msg_id or self._ids.next()
+        wire = WireItem(msg_id, body, frames, len(body) + sum(f.nbytes for f in frames))
+        core = self._broker._core
+        deadline = time.monotonic() + timeout_s
+        with core.space:
+            hosted = core.hosted[self._queue]
+            while hosted.free() <= 0:
+                self._broker._loop.check()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise BackPressureTimeout(f"queue {self._queue!r} full for {timeout_s}s (capacity "
+                                              f"{hosted.queue.config.capacity})")
+                core.space.wait(min(remaining, 0.1))
+            hosted.local.append(wire)
+            self._put += 1
+            first = len(hosted.local) == 1
+        if first:
+            self._broker._loop.wake()
+        return msg_id
+
+    def flush(self, timeout_s: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._broker._core.lock:
+                if not self._broker._core.hosted[self._queue].local:
+                    return True
+            time.sleep(0.001)
+        return False
+
+    def stats(self) -> ProducerStats:
+        return ProducerStats(put=self._put, confirmed=self._put)
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        self.flush(timeout_s)

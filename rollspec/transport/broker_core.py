@@ -1,0 +1,167 @@
+"""The broker's protocol engine, run on its I/O thread: routes control messages to the queues,
+leases items to consumers, grants producers credit, expires silent endpoints.
+
+Every inbound message is validated before it touches a queue; a bad one is counted per reason and
+dropped, and the broker carries on (DESIGN invariant 5).
+"""
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Hashable
+
+import zmq
+
+from rollspec.transport import segments
+from rollspec.transport.codec import decode, encode
+from rollspec.transport.config import CodecLimits, QueueConfig
+from rollspec.transport.credit_ledger import CreditLedger
+from rollspec.transport.errors import MessageRejected, RejectReason
+from rollspec.transport.io_loop import IoLoop
+from rollspec.transport.lease_queue import LeaseQueue, Parcel
+from rollspec.transport.protocol import Ack, AckConfirm, Deliver, Detach, Heartbeat, PutAck, PutBatch
+from rollspec.transport.segments import WireItem
+from rollspec.transport.stats import RejectCounter
+
+log = logging.getLogger(__name__)
+TICK_S = 0.05  # how often leases are checked and credit is topped up without other activity
+
+
+@dataclass(slots=True, eq=False)
+class HostedQueue:
+    """A queue plus its producers' credit and the items put by this process, not yet segmented."""
+
+    queue: LeaseQueue
+    ledger: CreditLedger = field(default_factory=CreditLedger)
+    local: list[WireItem] = field(default_factory=list)
+    local_batch_items: int = 256
+    local_batch_bytes: int = 4 << 20
+    local_checksum_tensors: bool = False
+
+    def free(self) -> int:
+        """Slots neither held nor promised to a producer."""
+        return self.queue.config.capacity - self.queue.held - self.ledger.reserved() - len(self.local)
+
+
+class BrokerCore:
+    """IoHandler of the broker. `lock` guards the queues against stats readers and local senders;
+    `space` (on the same lock) is notified whenever capacity may have freed up."""
+
+    def __init__(self, configs: list[QueueConfig], limits: CodecLimits):
+        self.hosted = {c.name: HostedQueue(LeaseQueue(c)) for c in configs}
+        self.limits = limits
+        self.lock = threading.Lock()
+        self.space = threading.Condition(self.lock)
+        self.rejects = RejectCounter("broker")
+        self.loop: IoLoop | None = None
+        self._routes: dict[Hashable, str] = {}
+        self._next_expiry = 0.0
+        self._handlers = {Heartbeat: self._on_heartbeat, PutBatch: self._on_put, Ack: self._on_ack,
+                          Detach: self._on_detach}
+
+    # --- IoHandler ---------------------------------------------------------------------------------
+    def on_message(self, frames: list[zmq.Frame]) -> None:
+        if len(frames) < 2:
+            self.rejects.record(MessageRejected(RejectReason.MALFORMED, f"{len(frames)} frames"), log)
+            return
+        identity = frames[0].bytes
+        try:
+            msg = decode([frames[1].buffer], limits=self.limits)
+            handler = self._handlers.get(type(msg))
+            if handler is None:
+                raise MessageRejected(RejectReason.UNEXPECTED, f"{type(msg).__name__} is not sent to a broker")
+            hosted = self.hosted.get(msg.queue)
+            if hosted is None:
+                raise MessageRejected(RejectReason.INVALID_FIELD, f"no queue named {msg.queue!r}")
+            with self.lock:
+                handler(identity, hosted, msg, frames[2:])
+        except MessageRejected as exc:
+            self.rejects.record(exc, log)
+
+    def service(self, now: float) -> float:
+        with self.lock:
+            for name, hosted in self.hosted.items():
+                self._segment_local(hosted)
+                if now >= self._next_expiry:
+                    hosted.queue.expire(now)
+                    hosted.ledger.reap(now, hosted.queue.config.lease_s)
+                for parcel in hosted.queue.dispatch(now):
+                    self._deliver(parcel)
+                for producer in hosted.ledger.top_up(hosted.free()):
+                    self._send(producer.key, PutAck(seqs=[], granted=producer.granted))
+            if now >= self._next_expiry:
+                self._next_expiry = now + TICK_S
+            self.space.notify_all()
+        return now + TICK_S
+
+    def on_stop(self) -> None:
+        pass
+
+    # --- handlers (lock held) --------------------------------------------------------------------------
+    def _on_heartbeat(self, identity: bytes, hosted: HostedQueue, msg: Heartbeat, payload: list) -> None:
+        now = _now()
+        self._routes[identity] = msg.queue
+        if msg.role == "producer":
+            producer = hosted.ledger.touch(identity, msg.window_items, now)
+            self._send(identity, PutAck(seqs=[], granted=producer.granted))
+            return
+        queue = hosted.queue
+        queue.touch(identity, now, msg.window_items, msg.window_bytes)
+        if msg.acked:
+            queue.ack(identity, msg.acked)
+            self._send(identity, AckConfirm(pairs=msg.acked))
+        held = {(msg.held[k], msg.held[k + 1]) for k in range(0, len(msg.held), 2)}
+        queue.report_held(identity, held, now)
+
+    def _on_put(self, identity: bytes, hosted: HostedQueue, msg: PutBatch, payload: list) -> None:
+        producer = hosted.ledger.touch(identity, msg.window, _now())
+        if not payload:
+            raise MessageRejected(RejectReason.MALFORMED, "put without a body blob")
+        wire = segments.receive(payload[0], payload[1:], blob_crc=msg.blob_crc, sizes=msg.sizes,
+                                nframes=msg.nframes, live=list(range(len(msg.ids))), frame_crcs=msg.frame_crcs)
+        hosted.queue.offer(msg.ids, segments.item_sizes(wire), wire)
+        hosted.ledger.on_items(producer, max(msg.seqs, default=0))
+        self._send(identity, PutAck(seqs=msg.seqs, granted=producer.granted))
+
+    def _on_ack(self, identity: bytes, hosted: HostedQueue, msg: Ack, payload: list) -> None:
+        queue = hosted.queue
+        queue.heard_from(identity, _now())
+        if msg.acked:
+            queue.ack(identity, msg.acked)
+        if msg.rejected:
+            queue.ack(identity, msg.rejected, reasons=msg.reasons)
+        self._send(identity, AckConfirm(pairs=msg.acked + msg.rejected))
+
+    def _on_detach(self, identity: bytes, hosted: HostedQueue, msg: Detach, payload: list) -> None:
+        if msg.role == "producer":
+            hosted.ledger.remove(identity)
+        else:
+            hosted.queue.release(identity)
+        self._routes.pop(identity, None)
+
+    # --- helpers -----------------------------------------------------------------------------------
+    def _segment_local(self, hosted: HostedQueue) -> None:
+        items, hosted.local = hosted.local, []
+        start, nbytes = 0, 0
+        for end, item in enumerate(items, 1):
+            nbytes += item.nbytes
+            if end - start >= hosted.local_batch_items or nbytes >= hosted.local_batch_bytes or end == len(items):
+                batch = items[start:end]
+                wire = segments.pack(batch, hosted.local_checksum_tensors)
+                hosted.queue.offer([i.msg_id for i in batch], [i.nbytes for i in batch], wire)
+                start, nbytes = end, 0
+
+    def _deliver(self, parcel: Parcel) -> None:
+        segment = parcel.segment
+        wire: segments.WirePayload = segment.payload
+        frames, crcs = wire.frames_for(parcel.indices)
+        msg = Deliver(segment=segment.seg_id, live=parcel.indices, attempts=parcel.attempts, ids=segment.ids,
+                      sizes=wire.sizes, nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=crcs)
+        self.loop.send([parcel.consumer.key, *encode(msg), wire.blob, *frames])
+
+    def _send(self, identity: bytes, msg) -> None:
+        self.loop.send([identity, *encode(msg)])
+
+
+_now = time.monotonic

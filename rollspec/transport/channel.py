@@ -1,0 +1,100 @@
+"""The channel interface actors program against: a Sender and a Receiver of schema messages.
+
+Two implementations share these semantics: ZMQ endpoints attached to a broker-hosted work queue
+(producer.py, consumer.py, broker.py) and an in-process queue for unit tests (inproc.py).
+
+Delivery contract: at least once to the queue, at most once to one receiver's application (dedup by
+message id), leased until acked; a receiver that dies or stays silent loses its leases and the
+items go to another receiver. Make each downstream message id a function of the input's id (e.g.
+trajectory id = prompt item id) so a redelivered item's output is deduped at the next queue.
+"""
+
+import itertools
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+from rollspec.transport.stats import ConsumerStats, ProducerStats
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One item handed to the application; ack it when its effects are durable downstream."""
+
+    msg_id: str
+    item: Any
+    attempt: int
+    """1 on first delivery; higher after redelivery (lease expiry, loss in transit)."""
+    token: tuple[int, int]
+    """(segment, index) the broker leased it as; opaque to the application."""
+
+
+class IdSource:
+    """Unique message ids: a random endpoint prefix and a counter (cheaper than a uuid per message)."""
+
+    def __init__(self):
+        self._prefix = uuid.uuid4().hex[:16]
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}-{next(self._counter)}"
+
+
+class Sender(ABC):
+    """Puts items on one work queue. Blocks (up to a timeout) while the queue has no free capacity."""
+
+    @abstractmethod
+    def put(self, item: Any, *, msg_id: str | None = None, timeout_s: float = 60.0) -> str:
+        """Send a schema instance; returns its message id (generated unless given). Raises
+        BackPressureTimeout if no credit arrived within timeout_s, SchemaError if it cannot be encoded.
+        An explicit msg_id is an idempotency key: the queue drops a second item with the same id."""
+
+    @abstractmethod
+    def flush(self, timeout_s: float = 60.0) -> bool:
+        """Wait until the queue has confirmed every item put so far; False on timeout."""
+
+    @abstractmethod
+    def stats(self) -> ProducerStats:
+        """Counters snapshot."""
+
+    @abstractmethod
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Flush (up to timeout_s) and detach."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Receiver(ABC):
+    """Takes items from one work queue under a lease; each item must be acked once processed."""
+
+    @abstractmethod
+    def get(self, timeout_s: float) -> Delivery | None:
+        """Next item, or None after timeout_s. Undecodable items are rejected (counted, logged, reported
+        to the queue as dropped) and skipped; they are never returned."""
+
+    @abstractmethod
+    def get_batch(self, max_items: int, timeout_s: float) -> list[Delivery]:
+        """Up to max_items already-received items; waits up to timeout_s only while there are none."""
+
+    @abstractmethod
+    def ack(self, delivery: Delivery) -> None:
+        """Mark the item done: the queue will not deliver it again and its slot frees up."""
+
+    @abstractmethod
+    def stats(self) -> ConsumerStats:
+        """Counters snapshot."""
+
+    @abstractmethod
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Send pending acks (up to timeout_s) and detach; un-acked items go back to the queue now."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

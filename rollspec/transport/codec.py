@@ -1,0 +1,150 @@
+"""msgpack codec: schema messages <-> frames, tensors as separate zero-copy frames.
+
+A standalone message is [header, *tensor_frames]: header = CRC32 (4 bytes, little endian) of the
+msgpack body, then the body [tag, version, [field values in declaration order]]. A tensor inside a
+field is msgpack ext type 1 holding (frame index, dtype code, shape); its bytes are frame 1 + index.
+Items inside a queue segment use the same body without the CRC prefix (the segment carries one CRC
+for all bodies). Nothing is ever pickled: only registered schema classes come out of decode.
+"""
+
+import struct
+import zlib
+from typing import Any, Sequence
+
+import msgpack
+import torch
+
+from rollspec.transport.config import CodecLimits
+from rollspec.transport.dtypes import DTYPE_BY_CODE, DTYPE_CODES, tensor_buffer, tensor_from_buffer
+from rollspec.transport.errors import MessageRejected, RejectReason, SchemaError
+from rollspec.transport.registry import DEFAULT_REGISTRY, SchemaRegistry, schema_info
+
+TENSOR_EXT = 1
+_TENSOR_HEAD = struct.Struct("<IBB")  # frame index, dtype code, ndim; then ndim int64 dims
+_DIM = struct.Struct("<q")
+_CRC = struct.Struct("<I")
+DEFAULT_LIMITS = CodecLimits()
+_MSGPACK_ERRORS = (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError,
+                   msgpack.OutOfData, UnicodeDecodeError, OverflowError)
+
+
+def encode_body(msg: Any) -> tuple[bytes, list[memoryview]]:
+    """msgpack body of a schema instance and the raw buffers of its tensors (not copied)."""
+    info = schema_info(msg)
+    frames: list[memoryview] = []
+
+    def pack_tensor(obj):
+        if not isinstance(obj, torch.Tensor):
+            raise SchemaError(f"{info.tag} field value", obj, "bool/int/float/str/bytes/list/dict/Tensor")
+        buffer = tensor_buffer(obj)
+        head = _TENSOR_HEAD.pack(len(frames), DTYPE_CODES[obj.dtype], obj.dim())
+        frames.append(buffer)
+        return msgpack.ExtType(TENSOR_EXT, head + b"".join(_DIM.pack(d) for d in obj.shape))
+
+    body = msgpack.packb([info.tag, info.version, [getattr(msg, n) for n in info.names]], default=pack_tensor)
+    return body, frames
+
+
+def encode(msg: Any) -> list[bytes | memoryview]:
+    """Frames of a standalone message: CRC-prefixed header, then one frame per tensor."""
+    body, frames = encode_body(msg)
+    return [_CRC.pack(zlib.crc32(body)) + body, *frames]
+
+
+def decode(frames: Sequence[Any], *, registry: SchemaRegistry = DEFAULT_REGISTRY,
+           limits: CodecLimits = DEFAULT_LIMITS) -> Any:
+    """Validated schema instance from [header, *tensor_frames]; MessageRejected on any problem.
+
+    Tensors returned view the frame buffers (writable zmq frames are not copied).
+    """
+    if not frames:
+        raise MessageRejected(RejectReason.MALFORMED, "empty message")
+    header = memoryview(frames[0])
+    if header.nbytes > limits.max_header_bytes + _CRC.size:
+        raise MessageRejected(RejectReason.OVERSIZED, f"header of {header.nbytes} bytes > {limits.max_header_bytes}")
+    if header.nbytes < _CRC.size:
+        raise MessageRejected(RejectReason.MALFORMED, f"header of {header.nbytes} bytes has no checksum")
+    body = header[_CRC.size:]
+    if zlib.crc32(body) != _CRC.unpack_from(header)[0]:
+        raise MessageRejected(RejectReason.CHECKSUM, f"header CRC mismatch ({body.nbytes} bytes)")
+    return decode_body(body, frames[1:], registry=registry, limits=limits)
+
+
+def decode_body(body: Any, frames: Sequence[Any], *, registry: SchemaRegistry = DEFAULT_REGISTRY,
+                limits: CodecLimits = DEFAULT_LIMITS) -> Any:
+    """Validated schema instance from a msgpack body and its tensor frames; MessageRejected on failure."""
+    buffers = _check_sizes(body, frames, limits)
+    used: list[bool] = [False] * len(buffers)
+
+    def unpack_tensor(code: int, data: bytes):
+        return _tensor_from_ext(code, data, buffers, used, limits)
+
+    try:
+        obj = msgpack.unpackb(body, ext_hook=unpack_tensor, raw=False, strict_map_key=True, use_list=True)
+    except MessageRejected:
+        raise
+    except _MSGPACK_ERRORS as exc:
+        raise MessageRejected(RejectReason.MALFORMED, f"bad msgpack: {type(exc).__name__}: {exc}") from None
+    if type(obj) is not list or len(obj) != 3 or type(obj[2]) is not list:
+        raise MessageRejected(RejectReason.MALFORMED, f"body is not [tag, version, fields]: {str(obj)[:80]}")
+    tag, version, values = obj
+    if type(tag) is not str or type(version) is not int:
+        raise MessageRejected(RejectReason.MALFORMED, f"tag {tag!r} / version {version!r} are not str / int")
+    cls = registry.lookup(tag, version)
+    if not all(used):
+        raise MessageRejected(RejectReason.MALFORMED, f"{used.count(False)} tensor frame(s) not referenced")
+    info = cls.__schema__
+    if len(values) != len(info.names):
+        raise MessageRejected(RejectReason.INVALID_FIELD,
+                              f"{tag} v{version}: {len(values)} fields, expected {len(info.names)}")
+    try:
+        return info.from_values(values)
+    except SchemaError as exc:
+        raise MessageRejected(RejectReason.INVALID_FIELD, str(exc)) from None
+
+
+def _check_sizes(body: Any, frames: Sequence[Any], limits: CodecLimits) -> list[memoryview]:
+    body_bytes = len(body) if type(body) is bytes else memoryview(body).nbytes
+    if body_bytes > limits.max_header_bytes:
+        raise MessageRejected(RejectReason.OVERSIZED, f"body of {body_bytes} bytes > {limits.max_header_bytes}")
+    if not frames:
+        return []
+    if len(frames) > limits.max_frames:
+        raise MessageRejected(RejectReason.OVERSIZED, f"{len(frames)} frames > {limits.max_frames}")
+    buffers = [memoryview(f) for f in frames]
+    total = body_bytes
+    for buffer in buffers:
+        if buffer.nbytes > limits.max_frame_bytes:
+            raise MessageRejected(RejectReason.OVERSIZED, f"frame of {buffer.nbytes} bytes > {limits.max_frame_bytes}")
+        total += buffer.nbytes
+    if total > limits.max_message_bytes:
+        raise MessageRejected(RejectReason.OVERSIZED, f"message of {total} bytes > {limits.max_message_bytes}")
+    return [b if (b.format == "B" and b.ndim == 1) else b.cast("B") for b in buffers]
+
+
+def _tensor_from_ext(code: int, data: bytes, buffers: list[memoryview], used: list[bool],
+                     limits: CodecLimits) -> torch.Tensor:
+    if code != TENSOR_EXT or len(data) < _TENSOR_HEAD.size:
+        raise MessageRejected(RejectReason.MALFORMED, f"unknown ext type {code} ({len(data)} bytes)")
+    index, dtype_code, ndim = _TENSOR_HEAD.unpack_from(data)
+    if ndim > limits.max_ndim or len(data) != _TENSOR_HEAD.size + ndim * _DIM.size:
+        raise MessageRejected(RejectReason.MALFORMED, f"tensor descriptor with ndim {ndim} and {len(data)} bytes")
+    dtype = DTYPE_BY_CODE.get(dtype_code)
+    if dtype is None:
+        raise MessageRejected(RejectReason.MALFORMED, f"unknown tensor dtype code {dtype_code}")
+    if index >= len(buffers) or used[index]:
+        raise MessageRejected(RejectReason.MALFORMED, f"tensor frame {index} missing or referenced twice")
+    shape = tuple(_DIM.unpack_from(data, _TENSOR_HEAD.size + i * _DIM.size)[0] for i in range(ndim))
+    numel = 1
+    for dim in shape:
+        if dim < 0:
+            raise MessageRejected(RejectReason.MALFORMED, f"negative tensor dimension in {shape}")
+        numel *= dim
+    nbytes = numel * dtype.itemsize
+    if nbytes > limits.max_frame_bytes:
+        raise MessageRejected(RejectReason.OVERSIZED, f"tensor {shape} of {nbytes} bytes > {limits.max_frame_bytes}")
+    if nbytes != buffers[index].nbytes:
+        raise MessageRejected(RejectReason.MALFORMED,
+                              f"tensor {dtype} {shape} needs {nbytes} bytes, frame has {buffers[index].nbytes}")
+    used[index] = True
+    return tensor_from_buffer(buffers[index], dtype, shape)

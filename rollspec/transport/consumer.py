@@ -1,0 +1,123 @@
+"""ZMQ consumer: takes leased items from a broker-hosted queue; see channel.Receiver for the contract.
+
+    with ZmqConsumer(address, "prompts", config=ConsumerConfig(window_items=8)) as prompts:
+        while running:
+            delivery = prompts.get(timeout_s=1.0)
+            if delivery is None:
+                continue
+            trajectories.put(rollout(delivery.item), msg_id=delivery.msg_id)   # idempotent downstream
+            prompts.ack(delivery)
+"""
+
+import logging
+import time
+import uuid
+
+import zmq
+
+from rollspec.transport import codec
+from rollspec.transport.channel import Delivery, Receiver
+from rollspec.transport.config import ConsumerConfig
+from rollspec.transport.consumer_core import ConsumerCore, RawItem
+from rollspec.transport.errors import MessageRejected
+from rollspec.transport.faults import NO_FAULTS, FaultPlan
+from rollspec.transport.io_loop import IoLoop
+from rollspec.transport.registry import DEFAULT_REGISTRY, SchemaRegistry
+from rollspec.transport.sockets import check_address, make_socket
+from rollspec.transport.stats import ConsumerStats
+
+log = logging.getLogger(__name__)
+
+
+class ZmqConsumer(Receiver):
+    """Receiver for one queue of a remote Broker. Use from one application thread at a time."""
+
+    def __init__(self, address: str, queue: str, *, config: ConsumerConfig = ConsumerConfig(),
+                 faults: FaultPlan = NO_FAULTS, registry: SchemaRegistry = DEFAULT_REGISTRY):
+        self._core = ConsumerCore(queue, config)
+        self._registry = registry
+        socket = make_socket(zmq.DEALER, limits=config.limits, identity=uuid.uuid4().bytes)
+        socket.connect(check_address(address))
+        self._loop = IoLoop(f"consumer:{queue}", socket, self._core, faults, routing_frames=0)
+        self._core.loop = self._loop
+        self._loop.start()
+
+    def get(self, timeout_s: float) -> Delivery | None:
+        batch = self.get_batch(1, timeout_s)
+        return batch[0] if batch else None
+
+    def get_batch(self, max_items: int, timeout_s: float) -> list[Delivery]:
+        core = self._core
+        deadline = time.monotonic() + timeout_s
+        out: list[Delivery] = []
+        while not out:
+            raw = self._take(max_items, deadline)
+            if not raw:
+                return out
+            for item in raw:
+                delivery = self._decode(item)
+                if delivery is not None:
+                    out.append(delivery)
+        core.stats.delivered += len(out)
+        return out
+
+    def ack(self, delivery: Delivery) -> None:
+        core = self._core
+        with core.cond:
+            core.held.pop(delivery.msg_id, None)
+            core.done.add(delivery.msg_id)
+            core.acks.extend(delivery.token)
+            core.stats.acked += 1
+            first = len(core.acks) == 2
+        if first:
+            self._loop.wake()
+
+    def stats(self) -> ConsumerStats:
+        with self._core.cond:
+            snapshot = ConsumerStats(**self._core.stats.as_dict())
+            snapshot.held = len(self._core.held)
+            snapshot.rejected = dict(self._core.reject_log.counts)
+        snapshot.faults = self._loop.injector.counts.as_dict()
+        return snapshot
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        core = self._core
+        deadline = time.monotonic() + timeout_s
+        self._loop.wake()
+        with core.cond:
+            while (core.acks or core.rejects or core.unconfirmed) and self._loop.failure is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                core.cond.wait(min(remaining, 0.05))
+        self._loop.stop()
+
+    def _take(self, max_items: int, deadline: float) -> list[RawItem]:
+        core = self._core
+        with core.cond:
+            while not core.ready:
+                self._loop.check()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                core.waiters += 1
+                try:
+                    core.cond.wait(remaining)
+                finally:
+                    core.waiters -= 1
+            n = min(max_items, len(core.ready))
+            return [core.ready.popleft() for _ in range(n)]
+
+    def _decode(self, raw: RawItem) -> Delivery | None:
+        try:
+            item = codec.decode_body(raw.body, raw.frames, registry=self._registry, limits=self._core.config.limits)
+        except MessageRejected as exc:
+            core = self._core
+            with core.cond:
+                core.reject_log.record(exc, log)
+                core.held.pop(raw.msg_id, None)
+                core.done.add(raw.msg_id)
+                core.rejects.append((*raw.token, exc.reason.value))
+            self._loop.wake()
+            return None
+        return Delivery(raw.msg_id, item, raw.attempt, raw.token)

@@ -1,0 +1,140 @@
+"""One background I/O thread per endpoint: owns the socket, runs the protocol, never blocks on send.
+
+Application threads talk to it only through the handler's locked state plus `wake()`. zmq sockets are
+not thread-safe, so only this thread touches the socket; the app thread's calls stay cheap and the
+endpoint keeps heartbeating while the app computes for minutes.
+"""
+
+import logging
+import os
+import threading
+import time
+from typing import Protocol
+
+import zmq
+
+from rollspec.transport.errors import ChannelClosed
+from rollspec.transport.faults import FaultInjector, FaultPlan
+
+log = logging.getLogger(__name__)
+_MAX_BURST = 256  # messages received per poll wake-up before servicing timers again
+
+
+class IoHandler(Protocol):
+    def on_message(self, frames: list[zmq.Frame]) -> None:
+        """Handle one inbound multipart message (called on the I/O thread)."""
+
+    def service(self, now: float) -> float:
+        """Send what is due (outbox, retries, heartbeats); return the next time to be called."""
+
+    def on_stop(self) -> None:
+        """Last words on a clean stop (e.g. a detach message); sent with a short linger."""
+
+
+class IoLoop:
+    """Poll loop for `socket` driving `handler`. Sends go through a FaultInjector built from `faults`."""
+
+    def __init__(self, name: str, socket: zmq.Socket, handler: IoHandler, faults: FaultPlan, routing_frames: int):
+        self.name = name
+        self.socket = socket
+        self.handler = handler
+        self.injector = FaultInjector(faults, routing_frames=routing_frames)
+        self.send_failures = 0
+        self.failure: BaseException | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        self._wake_pending = False
+        self._pipe_closed = False
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=f"rollspec-io-{name}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        """Make the loop call handler.service soon. Safe from any thread; coalesces repeated calls."""
+        if not self._wake_pending and not self._pipe_closed:
+            self._wake_pending = True
+            os.write(self._wake_w, b"\0")
+
+    def send(self, frames: list) -> None:
+        """Queue `frames` for sending (I/O thread only). A full or unroutable peer drops the message:
+        every protocol message is either resent on timeout or superseded by a later one."""
+        self.injector.send(frames, self._raw_send, time.monotonic())
+
+    def check(self) -> None:
+        """Raise ChannelClosed if the loop has stopped (with its failure chained, if any)."""
+        if self.failure is not None:
+            raise ChannelClosed(f"{self.name}: I/O thread failed") from self.failure
+        if self._stopping or not self._thread.is_alive():
+            raise ChannelClosed(f"{self.name}: closed")
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the loop and close the socket (on the I/O thread, which owns it)."""
+        self._stopping = True
+        self.wake()
+        if threading.current_thread() is self._thread:
+            return
+        if self._thread.ident is not None:
+            self._thread.join(timeout_s)
+        else:
+            self.socket.close(linger=0)
+        if not self._thread.is_alive() and not self._pipe_closed:
+            # Closed here, after the join, so a late wake() can never write into a reused descriptor.
+            self._pipe_closed = True
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+
+    def _raw_send(self, frames: list) -> None:
+        try:
+            self.socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            self.send_failures += 1
+        except zmq.ZMQError as exc:
+            if exc.errno != zmq.EHOSTUNREACH:
+                raise
+            self.send_failures += 1
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        linger_ms = 0
+        try:
+            while not self._stopping:
+                now = time.monotonic()
+                deadline = self.handler.service(now)
+                due = self.injector.release_due(self._raw_send, now)
+                if due is not None:
+                    deadline = min(deadline, due)
+                timeout_ms = max(0.0, (deadline - time.monotonic()) * 1000.0)
+                for source, _ in poller.poll(timeout_ms):
+                    if source is self.socket:
+                        self._receive_burst()
+                    else:
+                        self._drain_wake()
+            self.injector.flush(self._raw_send)
+            self.handler.on_stop()
+            linger_ms = 200
+        except Exception as exc:  # a bug, not bad input (handlers reject bad input themselves)
+            log.exception("%s: I/O thread failed", self.name)
+            self.failure = exc
+        finally:
+            self._stopping = True
+            self.socket.close(linger=linger_ms)
+
+    def _receive_burst(self) -> None:
+        for _ in range(_MAX_BURST):
+            try:
+                frames = self.socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            self.handler.on_message(frames)
+
+    def _drain_wake(self) -> None:
+        # Drain first, then clear the flag: a wake() landing in between then writes a fresh byte.
+        try:
+            os.read(self._wake_r, 4096)
+        except BlockingIOError:
+            pass
+        self._wake_pending = False

@@ -1,0 +1,279 @@
+"""Work-queue core: ingress dedup, credit-bounded leases, acks and redelivery. Pure logic, no I/O.
+
+Items arrive in segments (one producer batch) and are tracked per (segment, index). Each item is
+READY (queued), DONE (acked, dropped or a duplicate) or leased to a consumer through a Parcel (the
+items of one segment handed over in one delivery). Time is passed in, so tests drive it directly.
+
+Invariant: every offered id that is not a duplicate ends DONE exactly once, either acked or recorded
+in `dropped` with a reason; until then it is READY or leased, never both.
+"""
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Hashable
+
+from rollspec.transport.config import QueueConfig
+from rollspec.transport.stats import QueueStats
+
+READY = 0
+DONE = 1
+
+
+@dataclass(slots=True, eq=False)
+class Segment:
+    """Items of one producer batch. `payload` is opaque here (wire bodies + frames, or objects)."""
+
+    seg_id: int
+    ids: list[str]
+    sizes: list[int]
+    payload: Any
+    state: list
+    attempts: list[int]
+    open: int
+
+
+@dataclass(slots=True, eq=False)
+class ConsumerState:
+    """A consumer as the queue sees it: its window, what it holds and when it was last heard from."""
+
+    key: Hashable
+    window_items: int
+    window_bytes: int
+    last_seen: float
+    items_out: int = 0
+    bytes_out: int = 0
+    parcels: dict[int, "Parcel"] = field(default_factory=dict)
+
+
+@dataclass(slots=True, eq=False)
+class Parcel:
+    """Items `indices` of `segment` leased to `consumer` by one delivery."""
+
+    seq: int
+    segment: Segment
+    indices: list[int]
+    attempts: list[int]
+    consumer: ConsumerState
+    delivered_at: float
+    open: int
+
+
+@dataclass(frozen=True, slots=True)
+class DroppedItem:
+    """An item the queue gave up on, with the reason (invariant 2: trained once or dropped with a reason)."""
+
+    msg_id: str
+    reason: str
+
+
+class LeaseQueue:
+    """One work queue. Not thread-safe: the broker's I/O thread (or the in-process channel's lock) owns it."""
+
+    def __init__(self, config: QueueConfig):
+        self.config = config
+        self.stats = QueueStats(name=config.name, capacity=config.capacity)
+        self.dropped: deque[DroppedItem] = deque(maxlen=config.max_dropped_records)
+        self._segments: dict[int, Segment] = {}
+        self._ready: deque[tuple[Segment, list[int]]] = deque()
+        self._consumers: dict[Hashable, ConsumerState] = {}
+        self._turn = 0
+        self._seen: set[str] = set()
+        self._seen_order: deque[str] = deque()
+        self._next_seg = 0
+        self._next_parcel = 0
+
+    # --- producers -------------------------------------------------------------------------------
+    @property
+    def held(self) -> int:
+        """Items the queue holds (ready + leased); capacity bounds this."""
+        return self.stats.depth + self.stats.in_flight
+
+    def offer(self, ids: list[str], sizes: list[int], payload: Any) -> int:
+        """Enqueue a segment; ids seen before are dropped as duplicates. Returns the number of new items."""
+        state, new = [], []
+        seen, order = self._seen, self._seen_order
+        for i, msg_id in enumerate(ids):
+            if msg_id in seen:
+                state.append(DONE)
+                continue
+            seen.add(msg_id)
+            order.append(msg_id)
+            state.append(READY)
+            new.append(i)
+        while len(order) > self.config.dedup_window:
+            seen.discard(order.popleft())
+        self.stats.duplicates_dropped += len(ids) - len(new)
+        if new:
+            segment = Segment(self._next_seg, ids, sizes, payload, state, [0] * len(ids), len(new))
+            self._next_seg += 1
+            self._segments[segment.seg_id] = segment
+            self._ready.append((segment, new))
+            self.stats.enqueued += len(new)
+            self.stats.depth += len(new)
+        return len(new)
+
+    # --- consumers -------------------------------------------------------------------------------
+    def touch(self, key: Hashable, now: float, window_items: int, window_bytes: int) -> ConsumerState:
+        """Register a consumer or refresh its liveness and window."""
+        consumer = self._consumers.get(key)
+        if consumer is None:
+            consumer = self._consumers[key] = ConsumerState(key, window_items, window_bytes, now)
+            self.stats.consumers = len(self._consumers)
+        consumer.last_seen, consumer.window_items, consumer.window_bytes = now, window_items, window_bytes
+        return consumer
+
+    def heard_from(self, key: Hashable, now: float) -> None:
+        """Refresh a registered consumer's liveness (any message from it counts)."""
+        consumer = self._consumers.get(key)
+        if consumer is not None:
+            consumer.last_seen = now
+
+    def dispatch(self, now: float) -> list[Parcel]:
+        """Lease ready items to consumers with room in their windows, round robin, redeliveries first."""
+        out: list[Parcel] = []
+        consumers = list(self._consumers.values())
+        while self._ready and consumers:
+            consumer = self._next_with_room(consumers)
+            if consumer is None:
+                break
+            segment, indices = self._ready[0]
+            live = [i for i in indices if segment.state[i] is READY]
+            take = self._fit(consumer, segment, live)
+            if len(take) == len(live):
+                self._ready.popleft()
+            else:
+                self._ready[0] = (segment, live[len(take):])
+            if take:
+                out.append(self._lease(consumer, segment, take, now))
+        return out
+
+    def ack(self, key: Hashable, pairs: list[int], reasons: list[str] | None = None) -> None:
+        """Mark flat (segment, index) pairs done: acked, or dropped with reasons[k] if reasons is given.
+        Acks from a consumer whose lease was already moved are honoured (the work was done)."""
+        for k in range(0, len(pairs), 2):
+            segment = self._segments.get(pairs[k])
+            index = pairs[k + 1]
+            if segment is None or index >= len(segment.state) or segment.state[index] is DONE:
+                self.stats.duplicate_acks += 1
+                continue
+            state = segment.state[index]
+            if state is READY:
+                self.stats.depth -= 1
+            else:
+                self._unlease(state, index)
+            if reasons is None:
+                self.stats.acked += 1
+                self._finish(segment, index)
+            else:
+                self._drop(segment, index, f"rejected:{reasons[k // 2]}")
+
+    def report_held(self, key: Hashable, held: set[tuple[int, int]], now: float) -> None:
+        """A consumer's heartbeat lists what it holds: items leased to it long enough ago (lost_after_s)
+        that it does not hold were lost in transit and are requeued."""
+        consumer = self._consumers.get(key)
+        if consumer is None:
+            return
+        for parcel in list(consumer.parcels.values()):
+            if now - parcel.delivered_at <= self.config.lost_after_s:
+                continue
+            segment = parcel.segment
+            lost = [i for i in parcel.indices if segment.state[i] is parcel and (segment.seg_id, i) not in held]
+            if lost:
+                self.stats.lost_in_transit += len(lost)
+                self._requeue(parcel, lost)
+
+    def release(self, key: Hashable) -> None:
+        """Forget a consumer (clean detach or presumed dead); everything it holds is requeued now."""
+        consumer = self._consumers.pop(key, None)
+        if consumer is None:
+            return
+        for parcel in list(consumer.parcels.values()):
+            self._requeue(parcel, [i for i in parcel.indices if parcel.segment.state[i] is parcel])
+        self.stats.consumers = len(self._consumers)
+
+    def expire(self, now: float) -> None:
+        """Requeue the leases of consumers silent for lease_s, and of items held over max_hold_s."""
+        for key, consumer in list(self._consumers.items()):
+            if now - consumer.last_seen > self.config.lease_s:
+                self.stats.lease_expired += consumer.items_out
+                self.release(key)
+                continue
+            for parcel in list(consumer.parcels.values()):
+                if now - parcel.delivered_at > self.config.max_hold_s:
+                    indices = [i for i in parcel.indices if parcel.segment.state[i] is parcel]
+                    self.stats.lease_expired += len(indices)
+                    self._requeue(parcel, indices)
+
+    def num_consumers(self) -> int:
+        return len(self._consumers)
+
+    # --- internals -------------------------------------------------------------------------------
+    def _next_with_room(self, consumers: list[ConsumerState]) -> ConsumerState | None:
+        for step in range(len(consumers)):
+            consumer = consumers[(self._turn + step) % len(consumers)]
+            if consumer.items_out < consumer.window_items and consumer.bytes_out < consumer.window_bytes:
+                self._turn = (self._turn + step + 1) % len(consumers)
+                return consumer
+        return None
+
+    @staticmethod
+    def _fit(consumer: ConsumerState, segment: Segment, live: list[int]) -> list[int]:
+        room_items = consumer.window_items - consumer.items_out
+        room_bytes = consumer.window_bytes - consumer.bytes_out
+        take = live[:room_items]
+        total = 0
+        for n, i in enumerate(take):
+            total += segment.sizes[i]
+            if total > room_bytes and n > 0:  # always at least one item, or a big item never fits
+                return take[:n]
+        return take
+
+    def _lease(self, consumer: ConsumerState, segment: Segment, take: list[int], now: float) -> Parcel:
+        attempts = segment.attempts
+        for i in take:
+            attempts[i] += 1
+        parcel = Parcel(self._next_parcel, segment, take, [attempts[i] for i in take], consumer, now, len(take))
+        self._next_parcel += 1
+        for i in take:
+            segment.state[i] = parcel
+            consumer.bytes_out += segment.sizes[i]
+        consumer.items_out += len(take)
+        consumer.parcels[parcel.seq] = parcel
+        self.stats.depth -= len(take)
+        self.stats.in_flight += len(take)
+        self.stats.delivered += len(take)
+        self.stats.redelivered += sum(1 for a in parcel.attempts if a > 1)
+        return parcel
+
+    def _unlease(self, parcel: Parcel, index: int) -> None:
+        consumer = parcel.consumer
+        parcel.open -= 1
+        consumer.items_out -= 1
+        consumer.bytes_out -= parcel.segment.sizes[index]
+        self.stats.in_flight -= 1
+        if parcel.open == 0:
+            consumer.parcels.pop(parcel.seq, None)
+
+    def _requeue(self, parcel: Parcel, indices: list[int]) -> None:
+        segment, again = parcel.segment, []
+        for i in indices:
+            self._unlease(parcel, i)
+            if segment.attempts[i] >= self.config.max_attempts:
+                self._drop(segment, i, "max_attempts")
+            else:
+                segment.state[i] = READY
+                again.append(i)
+        if again:
+            self.stats.depth += len(again)
+            self._ready.appendleft((segment, again))
+
+    def _drop(self, segment: Segment, index: int, reason: str) -> None:
+        self.dropped.append(DroppedItem(segment.ids[index], reason))
+        self.stats.dropped[reason] = self.stats.dropped.get(reason, 0) + 1
+        self._finish(segment, index)
+
+    def _finish(self, segment: Segment, index: int) -> None:
+        segment.state[index] = DONE
+        segment.open -= 1
+        if segment.open == 0:
+            del self._segments[segment.seg_id]

@@ -1,0 +1,133 @@
+"""Control messages of the work-queue protocol between producers, the broker and consumers.
+
+Items travel in segments: one `PutBatch` or `Deliver` header followed by a body blob (the items'
+msgpack bodies back to back, `sizes` long each) and then the items' tensor frames in order. Items in
+a segment are addressed as (segment, index) pairs, flattened into int lists on the wire.
+"""
+
+from typing import Literal
+
+from rollspec.transport.errors import SchemaError
+from rollspec.transport.fields import limit
+from rollspec.transport.registry import register_schema
+
+U32 = (1 << 32) - 1
+MAX_BATCH = 1 << 16
+MAX_ID_LEN = 512
+
+
+def _check_pairs(where: str, pairs: list[int]) -> None:
+    if len(pairs) % 2:
+        raise SchemaError(where, f"<{len(pairs)} ints>", "an even number of ints: (segment, index) pairs")
+
+
+def _check_ids(where: str, ids: list[str]) -> None:
+    for msg_id in ids:
+        if not 0 < len(msg_id) <= MAX_ID_LEN:
+            raise SchemaError(where, msg_id, f"a message id of 1..{MAX_ID_LEN} characters")
+
+
+def _check_same_length(where: str, expected: int, *lists: list) -> None:
+    for values in lists:
+        if len(values) != expected:
+            raise SchemaError(where, f"<{len(values)} entries>", f"{expected}, one per item")
+
+
+@register_schema("rs.heartbeat", 1)
+class Heartbeat:
+    """Endpoint -> broker, every heartbeat_s: keeps the endpoint's leases alive, declares its window and,
+    for consumers, lists the (segment, index) pairs it holds and those it acked without confirmation."""
+
+    queue: str = limit(max_len=128)
+    role: Literal["producer", "consumer"]
+    window_items: int = limit(ge=1)
+    window_bytes: int = limit(ge=1)
+    held: list[int] = limit(max_len=2 * MAX_BATCH, ge=0)
+    acked: list[int] = limit(max_len=2 * MAX_BATCH, ge=0)
+
+    def check(self) -> None:
+        _check_pairs("Heartbeat.held", self.held)
+        _check_pairs("Heartbeat.acked", self.acked)
+
+
+@register_schema("rs.put", 1)
+class PutBatch:
+    """Producer -> broker: new items (producer sequence numbers `seqs`) followed by body blob and frames."""
+
+    queue: str = limit(max_len=128)
+    window: int = limit(ge=1)
+    seqs: list[int] = limit(max_len=MAX_BATCH, ge=1)
+    ids: list[str] = limit(max_len=MAX_BATCH)
+    sizes: list[int] = limit(max_len=MAX_BATCH, ge=0)
+    nframes: list[int] = limit(max_len=MAX_BATCH, ge=0)
+    blob_crc: int = limit(ge=0, le=U32)
+    frame_crcs: list[int] = limit(ge=0, le=U32)
+
+    def check(self) -> None:
+        _check_same_length("PutBatch", len(self.seqs), self.ids, self.sizes, self.nframes)
+        _check_ids("PutBatch.ids", self.ids)
+
+
+@register_schema("rs.put_ack", 1)
+class PutAck:
+    """Broker -> producer: these sequence numbers are stored (or were duplicates); `granted` is the
+    cumulative credit: the producer may send new items with seq <= granted."""
+
+    seqs: list[int] = limit(max_len=MAX_BATCH, ge=1)
+    granted: int = limit(ge=0)
+
+
+@register_schema("rs.deliver", 1)
+class Deliver:
+    """Broker -> consumer: segment `segment` with the items at `live` leased to this consumer; `attempts`
+    counts deliveries of each live item; the frames that follow belong to the live items only."""
+
+    segment: int = limit(ge=0)
+    live: list[int] = limit(max_len=MAX_BATCH, ge=0)
+    attempts: list[int] = limit(max_len=MAX_BATCH, ge=1)
+    ids: list[str] = limit(max_len=MAX_BATCH)
+    sizes: list[int] = limit(max_len=MAX_BATCH, ge=0)
+    nframes: list[int] = limit(max_len=MAX_BATCH, ge=0)
+    blob_crc: int = limit(ge=0, le=U32)
+    frame_crcs: list[int] = limit(ge=0, le=U32)
+
+    def check(self) -> None:
+        _check_same_length("Deliver", len(self.ids), self.sizes, self.nframes)
+        _check_same_length("Deliver.attempts", len(self.live), self.attempts)
+        _check_ids("Deliver.ids", self.ids)
+        if any(i >= len(self.ids) for i in self.live):
+            raise SchemaError("Deliver.live", self.live, f"indices below {len(self.ids)}")
+
+
+@register_schema("rs.ack", 1)
+class Ack:
+    """Consumer -> broker: items done (`acked`) and items refused as undecodable (`rejected`, with one
+    reason each); both as flat (segment, index) pairs. Sent again until confirmed."""
+
+    queue: str = limit(max_len=128)
+    acked: list[int] = limit(max_len=2 * MAX_BATCH, ge=0)
+    rejected: list[int] = limit(max_len=2 * MAX_BATCH, ge=0)
+    reasons: list[str] = limit(max_len=MAX_BATCH)
+
+    def check(self) -> None:
+        _check_pairs("Ack.acked", self.acked)
+        _check_pairs("Ack.rejected", self.rejected)
+        _check_same_length("Ack.reasons", len(self.rejected) // 2, self.reasons)
+
+
+@register_schema("rs.ack_confirm", 1)
+class AckConfirm:
+    """Broker -> consumer: these acked / rejected (segment, index) pairs are recorded; stop resending."""
+
+    pairs: list[int] = limit(max_len=2 * MAX_BATCH, ge=0)
+
+    def check(self) -> None:
+        _check_pairs("AckConfirm.pairs", self.pairs)
+
+
+@register_schema("rs.detach", 1)
+class Detach:
+    """Endpoint -> broker on clean shutdown: forget me; a consumer's un-acked items are requeued now."""
+
+    queue: str = limit(max_len=128)
+    role: Literal["producer", "consumer"]

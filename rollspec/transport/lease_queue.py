@@ -139,6 +139,9 @@ class LeaseQueue:
             segment, indices = self._ready[0]
             live = [i for i in indices if segment.state[i] is READY]
             take = self._fit(consumer, segment, live)
+            if live and not take:  # its byte window cannot fit the next item: skip it this round
+                consumers.remove(consumer)
+                continue
             if len(take) == len(live):
                 self._ready.popleft()
             else:
@@ -224,7 +227,8 @@ class LeaseQueue:
         total = 0
         for n, i in enumerate(take):
             total += segment.sizes[i]
-            if total > room_bytes and n > 0:  # always at least one item, or a big item never fits
+            # An idle consumer takes one item even if it exceeds the whole window, or it never would.
+            if total > room_bytes and (n > 0 or consumer.bytes_out > 0):
                 return take[:n]
         return take
 

@@ -124,3 +124,29 @@ def rss_mb(pid: int) -> float:
     import psutil
 
     return psutil.Process(pid).memory_info().rss / 2**20
+
+
+def digest(weights: dict) -> int:
+    """CRC32 over every tensor's name, dtype, shape and bytes."""
+    import zlib
+
+    crc = 0
+    for name, tensor in weights.items():
+        crc = zlib.crc32(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode(), crc)
+        crc = zlib.crc32(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes(), crc)
+    return crc
+
+
+def subscribe(address: str, config, faults: FaultPlan, report: mp.Queue, stop: mp.Event, last: int) -> None:
+    """Report ('applied', version, pid, digest) for every version seen, then ('stats', dict) on stop."""
+    from rollspec.transport.weight_subscriber import WeightSubscriber
+
+    subscriber = WeightSubscriber(address, config=config, faults=faults)
+    seen = 0
+    while not stop.is_set():
+        current = subscriber.wait_for(seen + 1, timeout_s=0.1)
+        if current is not None:
+            seen = current[0]
+            report.put(("applied", seen, os.getpid(), digest(current[1])))
+    report.put(("stats", subscriber.stats().as_dict()))
+    subscriber.close()

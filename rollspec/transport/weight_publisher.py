@@ -1,0 +1,149 @@
+"""ZMQ weight publisher: serves the newest version to any number of subscribers, chunk by chunk.
+
+Subscribers pull: they ask for the newest version (the publisher parks the question and answers the
+moment a newer version is published), then request chunks with a bounded window and re-request
+any chunk lost or damaged. Pulling gives late joiners and lossy links the same path as everyone
+else, and a slow subscriber back-pressures only itself. Chunks are sent zero-copy from the
+snapshot; only the newest version is kept, so an older one is freed once its in-flight sends finish.
+"""
+
+import logging
+import threading
+
+import torch
+import zmq
+
+from rollspec.transport import codec
+from rollspec.transport.broadcast import WeightSource
+from rollspec.transport.config import BroadcastConfig
+from rollspec.transport.errors import MessageRejected, RejectReason, VersionError
+from rollspec.transport.faults import NO_FAULTS, FaultPlan
+from rollspec.transport.io_loop import IoLoop
+from rollspec.transport.schemas import ChunkRequest, WeightChunk, WeightManifest, WeightQuery
+from rollspec.transport.sockets import DEFAULT_BIND, bind, make_socket
+from rollspec.transport.stats import BroadcastStats, RejectCounter
+from rollspec.transport.weight_layout import chunk_range, pack_weights
+
+log = logging.getLogger(__name__)
+
+
+class _Served:
+    """The version being served: manifest (pre-encoded) and the flat snapshot."""
+
+    def __init__(self, manifest: WeightManifest, flat: torch.Tensor):
+        self.manifest = manifest
+        self.flat = flat
+        self.manifest_frames = codec.encode(manifest)
+
+
+class PublisherCore:
+    """IoHandler of the publisher; `lock` guards `served`, `parked` and `stats`."""
+
+    def __init__(self, config: BroadcastConfig):
+        self.config = config
+        self.lock = threading.Lock()
+        self.loop: IoLoop | None = None
+        self.served: _Served | None = None
+        self.announce = False
+        self.parked: set[bytes] = set()
+        self.stats = BroadcastStats()
+        self.rejects = RejectCounter("weight-publisher")
+
+    def on_message(self, frames: list[zmq.Frame]) -> None:
+        identity = frames[0].bytes
+        try:
+            msg = codec.decode([f.buffer for f in frames[1:]], limits=self.config.limits)
+            with self.lock:
+                if type(msg) is WeightQuery:
+                    self._on_query(identity, msg)
+                elif type(msg) is ChunkRequest:
+                    self._on_request(identity, msg)
+                else:
+                    raise MessageRejected(RejectReason.UNEXPECTED, f"{type(msg).__name__} sent to a publisher")
+        except MessageRejected as exc:
+            with self.lock:
+                self.rejects.record(exc, log)
+
+    def service(self, now: float) -> float:
+        with self.lock:
+            if self.announce and self.served is not None:
+                for identity in self.parked:
+                    self.loop.send([identity, *self.served.manifest_frames])
+                self.parked.clear()
+            self.announce = False
+        return now + 3600.0
+
+    def on_stop(self) -> None:
+        pass
+
+    def _on_query(self, identity: bytes, msg: WeightQuery) -> None:
+        name = identity.hex()[:12]
+        if msg.has_version:
+            self.stats.subscriber_versions[name] = msg.version
+        served = self.served
+        if served is not None and (not msg.has_version or msg.version < served.manifest.version):
+            self.loop.send([identity, *served.manifest_frames])
+        else:
+            self.parked.add(identity)
+
+    def _on_request(self, identity: bytes, msg: ChunkRequest) -> None:
+        served = self.served
+        if served is None:
+            return
+        manifest = served.manifest
+        if msg.version != manifest.version:  # that version is gone: point at the newest instead
+            self.loop.send([identity, *served.manifest_frames])
+            return
+        for index in msg.indices:
+            if index >= len(manifest.chunk_crcs):
+                raise MessageRejected(RejectReason.INVALID_FIELD, f"chunk {index} of {len(manifest.chunk_crcs)}")
+            start, stop = chunk_range(manifest, index)
+            chunk = WeightChunk(version=manifest.version, index=index, crc=manifest.chunk_crcs[index],
+                                data=served.flat[start:stop])
+            self.loop.send([identity, *codec.encode(chunk)])
+            self.stats.chunks_sent += 1
+
+
+class WeightPublisher(WeightSource):
+    """Publishes weight versions to WeightSubscribers connected to `address` (see module docstring)."""
+
+    def __init__(self, *, bind_address: str = DEFAULT_BIND, config: BroadcastConfig = BroadcastConfig(),
+                 faults: FaultPlan = NO_FAULTS):
+        self._core = PublisherCore(config)
+        socket = make_socket(zmq.ROUTER, limits=config.limits)
+        try:
+            self.address = bind(socket, bind_address)
+        except zmq.ZMQError:
+            socket.close(linger=0)
+            raise
+        self._loop = IoLoop("weight-publisher", socket, self._core, faults, routing_frames=1)
+        self._core.loop = self._loop
+        self._loop.start()
+
+    def publish(self, version: int, weights: dict[str, torch.Tensor]) -> None:
+        core = self._core
+        with core.lock:
+            last = core.stats.version
+        if last is not None and version <= last:
+            raise VersionError(f"version {version} is not newer than the last published ({last})")
+        manifest, flat = pack_weights(version, weights, core.config.chunk_bytes)
+        served = _Served(manifest, flat)
+        with core.lock:
+            if core.stats.version is not None and version <= core.stats.version:
+                raise VersionError(f"version {version} is not newer than the last published ({core.stats.version})")
+            core.served = served  # the previous snapshot is freed once no send references it
+            core.announce = True
+            core.stats.version = version
+            core.stats.versions_published += 1
+        self._loop.wake()
+
+    def stats(self) -> BroadcastStats:
+        with self._core.lock:
+            snapshot = BroadcastStats(**self._core.stats.as_dict())
+            snapshot.rejected = dict(self._core.rejects.counts)
+        snapshot.faults = self._loop.injector.counts.as_dict()
+        return snapshot
+
+    def close(self) -> None:
+        self._loop.stop()
+

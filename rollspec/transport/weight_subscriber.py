@@ -1,0 +1,174 @@
+"""ZMQ weight subscriber: fetches the newest version chunk by chunk, verifies every chunk's CRC32,
+and exposes a version only when all of it has arrived intact.
+
+A newer manifest arriving mid-fetch abandons the older fetch (its buffer is freed): the goal is
+the latest complete version, not every version.
+"""
+
+import logging
+import threading
+import time
+import uuid
+import zlib
+from collections import deque
+
+import torch
+import zmq
+
+from rollspec.transport import codec
+from rollspec.transport.broadcast import WeightSink
+from rollspec.transport.config import BroadcastConfig
+from rollspec.transport.errors import MessageRejected, RejectReason
+from rollspec.transport.faults import NO_FAULTS, FaultPlan
+from rollspec.transport.io_loop import IoLoop
+from rollspec.transport.schemas import ChunkRequest, WeightChunk, WeightManifest, WeightQuery
+from rollspec.transport.sockets import check_address, make_socket
+from rollspec.transport.stats import BroadcastStats, RejectCounter
+from rollspec.transport.weight_layout import chunk_range, unpack_weights
+
+log = logging.getLogger(__name__)
+
+
+class _Fetch:
+    """One version being assembled."""
+
+    def __init__(self, manifest: WeightManifest):
+        self.manifest = manifest
+        self.flat = torch.empty(manifest.total_bytes, dtype=torch.uint8)
+        self.view = memoryview(self.flat.numpy())
+        self.missing = deque(range(len(manifest.chunk_crcs)))
+        self.outstanding: dict[int, float] = {}
+        self.remaining = len(manifest.chunk_crcs)
+
+
+class SubscriberCore:
+    """IoHandler of the subscriber; `cond` guards `applied` (read by the application thread)."""
+
+    def __init__(self, config: BroadcastConfig):
+        self.config = config
+        self.cond = threading.Condition()
+        self.loop: IoLoop | None = None
+        self.applied: tuple[int, dict[str, torch.Tensor]] | None = None
+        self.fetch: _Fetch | None = None
+        self.stats = BroadcastStats()
+        self.rejects = RejectCounter("weight-subscriber")
+        self._next_query = 0.0
+
+    def on_message(self, frames: list[zmq.Frame]) -> None:
+        try:
+            msg = codec.decode([f.buffer for f in frames], limits=self.config.limits)
+            if type(msg) is WeightManifest:
+                self._on_manifest(msg)
+            elif type(msg) is WeightChunk:
+                self._on_chunk(msg)
+            else:
+                raise MessageRejected(RejectReason.UNEXPECTED, f"{type(msg).__name__} sent to a subscriber")
+        except MessageRejected as exc:
+            with self.cond:
+                self.rejects.record(exc, log)
+
+    def service(self, now: float) -> float:
+        if now >= self._next_query:
+            self._next_query = now + self.config.poll_s
+            have = self.fetch.manifest.version if self.fetch else (self.applied[0] if self.applied else None)
+            self.loop.send(codec.encode(WeightQuery(has_version=have is not None, version=have or 0)))
+        fetch = self.fetch
+        if fetch is None:
+            return self._next_query
+        timeout = self.config.request_timeout_s
+        for index, asked_at in list(fetch.outstanding.items()):
+            if now - asked_at > timeout:
+                del fetch.outstanding[index]
+                fetch.missing.appendleft(index)
+                self.stats.chunks_requested_again += 1
+        wanted = []
+        while fetch.missing and len(fetch.outstanding) < self.config.window_chunks:
+            index = fetch.missing.popleft()
+            fetch.outstanding[index] = now
+            wanted.append(index)
+        if wanted:
+            self.loop.send(codec.encode(ChunkRequest(version=fetch.manifest.version, indices=wanted)))
+        oldest = min(fetch.outstanding.values(), default=now)
+        return min(self._next_query, oldest + timeout)
+
+    def on_stop(self) -> None:
+        pass
+
+    def _on_manifest(self, manifest: WeightManifest) -> None:
+        newest = max(self.applied[0] if self.applied else -1, self.fetch.manifest.version if self.fetch else -1)
+        if manifest.version <= newest:
+            return
+        if self.fetch is not None:
+            self.stats.versions_abandoned += 1
+        self.fetch = _Fetch(manifest)
+        if not self.fetch.remaining:
+            self._complete()
+
+    def _on_chunk(self, chunk: WeightChunk) -> None:
+        fetch = self.fetch
+        if fetch is None or chunk.version != fetch.manifest.version or chunk.index >= len(fetch.manifest.chunk_crcs):
+            return
+        if chunk.index not in fetch.outstanding:
+            return  # a duplicate, or already re-requested after a timeout and received
+        start, stop = chunk_range(fetch.manifest, chunk.index)
+        data = memoryview(chunk.data.numpy())
+        if data.nbytes != stop - start or zlib.crc32(data) != fetch.manifest.chunk_crcs[chunk.index]:
+            self.stats.corrupt_chunks += 1
+            del fetch.outstanding[chunk.index]
+            fetch.missing.appendleft(chunk.index)  # asked for again on the next service pass
+            self.loop.wake()
+            return
+        fetch.view[start:stop] = data
+        del fetch.outstanding[chunk.index]
+        fetch.remaining -= 1
+        self.stats.chunks_received += 1
+        self.loop.wake()  # keep the request window full
+        if fetch.remaining == 0:
+            self._complete()
+
+    def _complete(self) -> None:
+        fetch, self.fetch = self.fetch, None
+        weights = unpack_weights(fetch.manifest, fetch.flat)
+        with self.cond:
+            self.applied = (fetch.manifest.version, weights)  # the previous version's buffer is released
+            self.stats.version = fetch.manifest.version
+            self.stats.versions_applied += 1
+            self.cond.notify_all()
+        self._next_query = 0.0  # tell the publisher at once (it tracks subscriber versions)
+
+
+class WeightSubscriber(WeightSink):
+    """Receives weight versions from a WeightPublisher at `address` (see module docstring)."""
+
+    def __init__(self, address: str, *, config: BroadcastConfig = BroadcastConfig(), faults: FaultPlan = NO_FAULTS):
+        self._core = SubscriberCore(config)
+        socket = make_socket(zmq.DEALER, limits=config.limits, identity=uuid.uuid4().bytes)
+        socket.connect(check_address(address))
+        self._loop = IoLoop("weight-subscriber", socket, self._core, faults, routing_frames=0)
+        self._core.loop = self._loop
+        self._loop.start()
+
+    def latest(self) -> tuple[int, dict[str, torch.Tensor]] | None:
+        with self._core.cond:
+            return self._core.applied
+
+    def wait_for(self, min_version: int, timeout_s: float) -> tuple[int, dict[str, torch.Tensor]] | None:
+        deadline = time.monotonic() + timeout_s
+        with self._core.cond:
+            while self._core.applied is None or self._core.applied[0] < min_version:
+                self._loop.check()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._core.cond.wait(min(remaining, 0.1))
+            return self._core.applied
+
+    def stats(self) -> BroadcastStats:
+        with self._core.cond:
+            snapshot = BroadcastStats(**self._core.stats.as_dict())
+            snapshot.rejected = dict(self._core.rejects.counts)
+        snapshot.faults = self._loop.injector.counts.as_dict()
+        return snapshot
+
+    def close(self) -> None:
+        self._loop.stop()

@@ -3,6 +3,8 @@
 from rollspec.scheduler.acceptance import AcceptanceEstimator, sample_num_accepted
 from rollspec.scheduler.config import AcceptanceConfig, AdmissionConfig, CostConfig, DepthConfig, DepthMode
 from rollspec.scheduler.cost_model import CostModel, ProfileError, batch_bucket, profile_points
+from rollspec.scheduler.decision import DepthDecision, DepthStats
+from rollspec.scheduler.depth import DepthScheduler
 from rollspec.scheduler.throughput import best_depth, expected_tokens, step_time_s, tokens_per_s
 
 __all__ = [
@@ -12,7 +14,10 @@ __all__ = [
     "CostConfig",
     "CostModel",
     "DepthConfig",
+    "DepthDecision",
     "DepthMode",
+    "DepthScheduler",
+    "DepthStats",
     "ProfileError",
     "batch_bucket",
     "best_depth",

@@ -49,10 +49,12 @@ class AcceptanceEstimator:
         return self._alphas
 
     @property
-    def effective_attempts(self) -> NDArray[np.float64]:
-        """Discounted number of attempts per position, aged to the current step."""
-        aged: NDArray[np.float64] = self._attempted * self._decay ** (self._step - self._last_step)
-        return aged
+    def evidence(self) -> NDArray[np.float64]:
+        """Discounted attempts per position as of its last observation: how much data its estimate rests on.
+
+        Not aged further while the position goes unobserved, like the estimate itself.
+        """
+        return self._attempted.copy()
 
     def observe(self, k: int, num_accepted: Sequence[int] | NDArray[np.integer]) -> None:
         """Count one verify step at depth k. Every call, k = 0 included, advances the clock by one step."""

@@ -10,12 +10,15 @@ class AcceptanceConfig:
 
     Evidence from m steps ago counts 0.5 ** (m / half_life_steps) relative to this step's.
     A position never observed reads as `prior_alpha`; `prior_weight` is how many rows the
-    prior is worth, so the first real observations dominate it quickly.
+    prior is worth. It is kept below one row: at batch size 1 a position holds only about
+    1.44 * half_life_steps rows of evidence, and a heavier prior would keep a position that
+    never accepts looking a few percent useful, enough to make speculation look worth it
+    where it loses.
     """
 
     half_life_steps: float = 16.0
     prior_alpha: float = 0.6
-    prior_weight: float = 2.0
+    prior_weight: float = 0.5
 
     def __post_init__(self) -> None:
         assert self.half_life_steps > 0, self.half_life_steps
@@ -28,9 +31,9 @@ class CostConfig:
     """Online refinement of the profiled step costs.
 
     Corrections are multiplicative and learned in log space: each observed step moves the
-    log-correction of its batch-size bucket by `correction_rate` times the log error, the
-    error first clipped to +-`max_log_error` so one stalled step (GC, page fault) cannot
-    swing the model.
+    log-corrections of its batch-size bucket (see CostModel) by `correction_rate` times the
+    log error, the error first clipped to +-`max_log_error` so one stalled step (GC, page
+    fault) cannot swing the model.
     """
 
     correction_rate: float = 0.1
@@ -59,6 +62,9 @@ class DepthConfig:
       probed (one step at a deeper k) when it could pay were it accepted every time. The
       long-run fraction of probe steps is at most 1 / probe_interval_steps, with bursts of
       at most k_max probes (a recovery sweep).
+    - `min_evidence_rows`: until this many (discounted) rows have attempted a position, it is
+      planned with at least the prior acceptance, so one unlucky rejection at batch size 1
+      cannot write a position off.
     - `weight_change_keep`: on a policy or draft weight change, acceptance evidence is
       scaled by this factor so the new weights' behaviour dominates sooner.
     - `history_len`: how many recent decisions are kept for logging / export.
@@ -68,6 +74,7 @@ class DepthConfig:
     mode: DepthMode = DepthMode.ADAPTIVE
     hysteresis: float = 0.03
     probe_interval_steps: int = 128
+    min_evidence_rows: float = 4.0
     weight_change_keep: float = 0.25
     history_len: int = 1024
     acceptance: AcceptanceConfig = field(default_factory=AcceptanceConfig)
@@ -76,6 +83,7 @@ class DepthConfig:
         assert self.k_max >= 0, self.k_max
         assert self.hysteresis >= 0, self.hysteresis
         assert self.probe_interval_steps >= 1, self.probe_interval_steps
+        assert self.min_evidence_rows >= 0, self.min_evidence_rows
         assert 0.0 <= self.weight_change_keep <= 1.0, self.weight_change_keep
         assert self.history_len >= 1, self.history_len
 

@@ -131,7 +131,7 @@ def _target_rows(target_s: Mapping[tuple[int, int], float]) -> tuple[list[Piecew
         _check_time((batch_size, q), seconds)
         by_q.setdefault(q, {})[batch_size] = seconds
     if len(by_q) < 2:
-        raise ProfileError(f"target profile needs at least two verify widths q to price speculation, got {sorted(by_q)}")
+        raise ProfileError(f"target profile needs two or more verify widths q to price speculation, got {sorted(by_q)}")
     qs = sorted(by_q)
     rows = [PiecewiseLinear(sorted(by_q[q]), [by_q[q][b] for b in sorted(by_q[q])]) for q in qs]
     return rows, qs

@@ -58,7 +58,8 @@ def run_steps(scheduler, device: LinearDevice, *, alphas, batch_size, num_steps,
         noise = np.exp(rng.normal(0.0, time_noise, size=2)) if time_noise else np.ones(2)
         draft = k * device.draft_s(b) * noise[0]
         target = device.target_s(b, k + 1) * noise[1]
-        decisions.append(scheduler.observe(b, k, num_accepted, draft, target))
+        scheduler.observe(b, k, num_accepted, draft, target)
+        decisions.append(scheduler.last_decision)
     return decisions
 
 

@@ -16,7 +16,7 @@ def test_counts_only_rows_that_reached_a_position():
     # position 4 never.
     est.observe(3, [0, 0, 3, 1])
     assert np.allclose(est.alphas, [0.5, 0.5, 1.0, 0.5])
-    assert np.allclose(est.effective_attempts, [4, 2, 1, 0])
+    assert np.allclose(est.evidence, [4, 2, 1, 0])
 
 
 def test_zero_depth_step_only_advances_the_clock():

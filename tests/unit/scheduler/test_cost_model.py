@@ -104,3 +104,12 @@ def test_a_free_drafter_profile_learns_its_real_cost():
     rng = np.random.default_rng(1)
     _observe(model, rng, 4, 4, model.target_s(4, 5), 2e-5, 200)
     assert model.draft_s(4) == pytest.approx(2e-5, rel=0.05)
+
+
+def test_online_corrections_never_make_a_wider_verify_cheaper():
+    target, draft = _affine_profile(3e-3, 0, 2e-5, 3e-4, 0)
+    model = CostModel.from_profile(target, draft)
+    for _ in range(100):  # q = 3 keeps measuring at a fraction of its profile
+        model.observe(16, 2, 2e-4, 0.3 * target[(16, 3)])
+    by_q = [model.target_s(16, q) for q in range(1, 10)]
+    assert all(b >= a for a, b in zip(by_q, by_q[1:])), by_q

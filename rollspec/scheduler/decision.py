@@ -1,0 +1,95 @@
+"""What the depth scheduler decided and what happened: per-step records and running totals for logs and metrics."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DepthDecision:
+    """One verify step: the depth used, the prediction it was chosen on, and the measured outcome.
+
+    Predictions come from the estimates as they were before this step's observation, so
+    predicted vs realized is an honest out-of-sample check of the model.
+    """
+
+    step: int
+    batch_size: int
+    k: int
+    is_probe: bool
+    predicted_tokens: float
+    predicted_step_s: float
+    realized_tokens: int
+    realized_step_s: float
+
+    @property
+    def predicted_tokens_per_s(self) -> float:
+        return self.predicted_tokens / self.predicted_step_s
+
+    @property
+    def realized_tokens_per_s(self) -> float:
+        return self.realized_tokens / self.realized_step_s if self.realized_step_s > 0 else 0.0
+
+    def as_metrics(self) -> dict[str, float]:
+        """Flat numeric view for a metrics sink or a JSON log line."""
+        return {
+            "step": self.step,
+            "batch_size": self.batch_size,
+            "k": self.k,
+            "is_probe": float(self.is_probe),
+            "predicted_tokens": self.predicted_tokens,
+            "predicted_step_s": self.predicted_step_s,
+            "predicted_tokens_per_s": self.predicted_tokens_per_s,
+            "realized_tokens": self.realized_tokens,
+            "realized_step_s": self.realized_step_s,
+            "realized_tokens_per_s": self.realized_tokens_per_s,
+        }
+
+
+@dataclass(slots=True, kw_only=True)
+class DepthStats:
+    """Running totals since the scheduler started. `num_steps_by_k[k]` counts steps run at depth k.
+
+    `num_depth_switches` counts changes of the chosen (non-probe) depth between decisions;
+    a steady regime should keep it small.
+    """
+
+    num_steps: int = 0
+    num_probes: int = 0
+    num_depth_switches: int = 0
+    num_steps_by_k: list[int] = field(default_factory=list)
+    num_tokens: int = 0
+    num_drafted: int = 0
+    num_draft_accepted: int = 0
+    predicted_tokens: float = 0.0
+    predicted_s: float = 0.0
+    realized_s: float = 0.0
+
+    def copy(self) -> "DepthStats":
+        return DepthStats(
+            num_steps=self.num_steps,
+            num_probes=self.num_probes,
+            num_depth_switches=self.num_depth_switches,
+            num_steps_by_k=list(self.num_steps_by_k),
+            num_tokens=self.num_tokens,
+            num_drafted=self.num_drafted,
+            num_draft_accepted=self.num_draft_accepted,
+            predicted_tokens=self.predicted_tokens,
+            predicted_s=self.predicted_s,
+            realized_s=self.realized_s,
+        )
+
+    def add(self, decision: DepthDecision, num_drafted: int) -> None:
+        self.num_steps += 1
+        self.num_probes += decision.is_probe
+        self.num_steps_by_k[decision.k] += 1
+        self.num_tokens += decision.realized_tokens
+        self.num_drafted += num_drafted
+        self.num_draft_accepted += decision.realized_tokens - decision.batch_size
+        self.predicted_tokens += decision.predicted_tokens
+        self.predicted_s += decision.predicted_step_s
+        self.realized_s += decision.realized_step_s
+
+    @property
+    def mean_accepted_length(self) -> float:
+        """Tokens emitted per sequence per verify step (1 = plain decoding), the papers' acceptance length."""
+        rows = self.num_tokens - self.num_draft_accepted
+        return self.num_tokens / rows if rows else 0.0

@@ -1,0 +1,165 @@
+"""Speculation depth per step: the k that maximizes predicted emitted tokens per second, from live estimates."""
+
+from collections import deque
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rollspec.scheduler.acceptance import AcceptanceEstimator
+from rollspec.scheduler.config import DepthConfig, DepthMode
+from rollspec.scheduler.cost_model import CostModel
+from rollspec.scheduler.decision import DepthDecision, DepthStats
+from rollspec.scheduler.throughput import expected_tokens
+
+
+class DepthScheduler:
+    """Chooses the draft depth k in [0, k_max] before every step, for one drafter.
+
+    Call `choose_depth(B)` before drafting and `observe(...)` after verifying (the engine's
+    two hooks). In ADAPTIVE mode the choice is, in order:
+
+    1. greedy: argmax over k of E[tokens | k] / (k * c_draft(B) + c_target(B, k + 1)),
+       with the cost estimates as they stand and the acceptance of `planning_alphas()`
+       (the estimate, but at least the prior for a position fewer than min_evidence_rows
+       rows have tried); k = 0 wins whenever speculation is predicted not to pay;
+    2. hysteresis: the previous greedy k is kept unless the argmax beats it by more than
+       `hysteresis`, and never kept when predicted slower than k = 0;
+    3. probe: if position k + 1 has not been scheduled for `probe_interval_steps` steps, a
+       probe credit is available, and some deeper depth would beat k were its unexplored
+       positions always accepted, this step runs at the shallowest such depth instead. A
+       probe never happens where speculation cannot pay even with perfect acceptance, and
+       credits (one per probe_interval_steps, at most k_max banked) cap probe steps at
+       k_max + W / probe_interval_steps in any W steps. Probes do not move the greedy k.
+
+    Without step 3 a phase of bad acceptance would lock k at 0 forever: at k = 0 no
+    position is attempted, so nothing could reveal that acceptance came back.
+    """
+
+    def __init__(self, config: DepthConfig, cost_model: CostModel) -> None:
+        self._config = config
+        self._cost = cost_model
+        self._acceptance = AcceptanceEstimator(config.k_max, config.acceptance)
+        self._expected = self._plan_expected_tokens()
+        self._step = 0
+        self._greedy_k = 0
+        # Index j = draft position (index 0 unused): the step at which k >= j last ran.
+        self._last_scheduled = np.full(config.k_max + 1, -config.probe_interval_steps, dtype=np.int64)
+        self._probe_credit = float(config.k_max)
+        self._pending_probe: tuple[int, int] | None = None  # (batch_size, k) of an unobserved probe choice
+        self._history: deque[DepthDecision] = deque(maxlen=config.history_len)
+        self._stats = DepthStats(num_steps_by_k=[0] * (config.k_max + 1))
+
+    @property
+    def config(self) -> DepthConfig:
+        return self._config
+
+    @property
+    def acceptance(self) -> AcceptanceEstimator:
+        return self._acceptance
+
+    @property
+    def cost_model(self) -> CostModel:
+        return self._cost
+
+    @property
+    def history(self) -> list[DepthDecision]:
+        """The most recent decisions, oldest first (at most config.history_len)."""
+        return list(self._history)
+
+    @property
+    def last_decision(self) -> DepthDecision | None:
+        """The record of the last observed step (None before the first)."""
+        return self._history[-1] if self._history else None
+
+    @property
+    def stats(self) -> DepthStats:
+        """A snapshot of the running totals."""
+        return self._stats.copy()
+
+    def predicted_tokens_per_s(self, batch_size: int) -> NDArray[np.float64]:
+        """Predicted tokens/s of the whole batch for every k = 0 .. k_max, from the current estimates."""
+        return batch_size * self._expected / self._cost.step_s(batch_size, self._config.k_max)
+
+    def planning_alphas(self) -> NDArray[np.float64]:
+        """The acceptance the depth is planned with: the estimate, floored at the prior where evidence is thin."""
+        alphas = self._acceptance.alphas
+        thin = self._acceptance.evidence < self._config.min_evidence_rows
+        return np.where(thin, np.maximum(alphas, self._config.acceptance.prior_alpha), alphas)
+
+    def choose_depth(self, batch_size: int) -> int:
+        """The depth to draft this step (0 = plain decoding)."""
+        k_max = self._config.k_max
+        if self._config.mode is DepthMode.FIXED or k_max == 0:
+            return k_max
+        step_s = self._cost.step_s(batch_size, k_max)
+        rate = self._expected / step_s
+        k = self._choose_greedy(rate)
+        probe_k = self._probe_depth(k, rate, step_s)
+        if probe_k != k:
+            self._probe_credit -= 1.0
+            self._pending_probe = (batch_size, probe_k)
+        return probe_k
+
+    def observe(self, batch_size: int, k: int, num_accepted: Sequence[int] | NDArray[np.integer],
+                draft_time_s: float, target_time_s: float) -> None:
+        """Learn from one verified step: row i accepted num_accepted[i] of k drafted tokens.
+
+        The step's record becomes `last_decision` and is added to `history` and `stats`.
+        """
+        assert 0 <= k <= self._config.k_max, (k, self._config.k_max)
+        accepted = np.asarray(num_accepted, dtype=np.int64)
+        assert accepted.size == batch_size, (accepted.size, batch_size)
+        decision = DepthDecision(
+            step=self._step,
+            batch_size=batch_size,
+            k=k,
+            is_probe=self._pending_probe == (batch_size, k),
+            predicted_tokens=batch_size * float(self._expected[k]),
+            predicted_step_s=float(self._cost.step_s(batch_size, k)[k]),
+            realized_tokens=int(accepted.sum()) + batch_size,
+            realized_step_s=draft_time_s + target_time_s,
+        )
+        self._pending_probe = None
+        self._acceptance.observe(k, accepted)
+        self._cost.observe(batch_size, k, draft_time_s, target_time_s)
+        self._expected = self._plan_expected_tokens()
+        self._step += 1
+        self._last_scheduled[1 : k + 1] = self._step
+        refill = 1.0 / self._config.probe_interval_steps
+        self._probe_credit = min(float(self._config.k_max), self._probe_credit + refill)
+        self._history.append(decision)
+        self._stats.add(decision, num_drafted=k * batch_size)
+
+    def notify_weights_changed(self) -> None:
+        """Policy or draft weights changed: old acceptance evidence weighs less, deeper positions may be re-probed."""
+        self._acceptance.discount(self._config.weight_change_keep)
+        self._expected = self._plan_expected_tokens()
+        self._last_scheduled[:] = self._step - self._config.probe_interval_steps
+
+    def _plan_expected_tokens(self) -> NDArray[np.float64]:
+        return expected_tokens(self.planning_alphas())
+
+    def _choose_greedy(self, rate: NDArray[np.float64]) -> int:
+        best = int(np.argmax(rate))
+        current = self._greedy_k
+        within_margin = rate[best] <= rate[current] * (1.0 + self._config.hysteresis)
+        if best != current and within_margin and rate[current] >= rate[0]:
+            best = current
+        if best != current:
+            self._stats.num_depth_switches += 1
+        self._greedy_k = best
+        return best
+
+    def _probe_depth(self, k: int, rate: NDArray[np.float64], step_s: NDArray[np.float64]) -> int:
+        k_max = self._config.k_max
+        if k == k_max or self._probe_credit < 1.0:
+            return k
+        if self._step - self._last_scheduled[k + 1] < self._config.probe_interval_steps:
+            return k
+        # Probability of reaching position k + 1 is the last increment of E[tokens | k].
+        reach = float(self._expected[k] - self._expected[k - 1]) if k > 0 else 1.0
+        extra = np.arange(1, k_max - k + 1)
+        optimistic = (self._expected[k] + reach * extra) / step_s[k + 1 :]
+        better = np.flatnonzero(optimistic > rate[k])
+        return k + 1 + int(better[0]) if better.size else k

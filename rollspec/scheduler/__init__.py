@@ -1,6 +1,7 @@
 """Decisions from live numbers: acceptance, cost, speculation depth, admission. Pure logic (stdlib + numpy)."""
 
 from rollspec.scheduler.acceptance import AcceptanceEstimator, sample_num_accepted
+from rollspec.scheduler.admission import DROP_REASON_STALE, AdmissionController, AdmissionStats
 from rollspec.scheduler.config import AcceptanceConfig, AdmissionConfig, CostConfig, DepthConfig, DepthMode
 from rollspec.scheduler.cost_model import CostModel, ProfileError, batch_bucket, profile_points
 from rollspec.scheduler.decision import DepthDecision, DepthStats
@@ -11,8 +12,11 @@ __all__ = [
     "AcceptanceConfig",
     "AcceptanceEstimator",
     "AdmissionConfig",
+    "AdmissionController",
+    "AdmissionStats",
     "CostConfig",
     "CostModel",
+    "DROP_REASON_STALE",
     "DepthConfig",
     "DepthDecision",
     "DepthMode",

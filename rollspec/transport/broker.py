@@ -21,7 +21,7 @@ from rollspec.transport.faults import NO_FAULTS, FaultPlan
 from rollspec.transport.io_loop import IoLoop
 from rollspec.transport.lease_queue import DroppedItem
 from rollspec.transport.segments import WireItem
-from rollspec.transport.sockets import DEFAULT_BIND, bind, make_socket
+from rollspec.transport.sockets import DEFAULT_BIND, open_socket
 from rollspec.transport.stats import ProducerStats, QueueStats
 
 
@@ -38,13 +38,8 @@ class Broker:
         if not names or len(set(names)) != len(names):
             raise ConfigError("Broker.queues", names, "at least one queue, unique names")
         self._core = BrokerCore(queues, limits)
-        socket = make_socket(zmq.ROUTER, limits=limits)
-        try:
-            self.address = bind(socket, bind_address)
-        except zmq.ZMQError:
-            socket.close(linger=0)
-            raise
-        self._loop = IoLoop("broker", socket, self._core, faults, routing_frames=1)
+        context, socket, self.address = open_socket(zmq.ROUTER, limits=limits, bind_address=bind_address)
+        self._loop = IoLoop("broker", context, socket, self._core, faults, routing_frames=1)
         self._core.loop = self._loop
         self._loop.start()
 

@@ -40,8 +40,11 @@ class HostedQueue:
     local_checksum_tensors: bool = False
 
     def free(self) -> int:
-        """Slots neither held nor promised to a producer."""
-        return self.queue.config.capacity - self.queue.held - self.ledger.reserved() - len(self.local)
+        """Slots neither held nor promised to a producer (none while the byte capacity is used up)."""
+        config = self.queue.config
+        if self.queue.stats.bytes_held >= config.capacity_bytes:
+            return 0
+        return config.capacity - self.queue.held - self.ledger.reserved() - len(self.local)
 
 
 class BrokerCore:

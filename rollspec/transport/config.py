@@ -38,6 +38,9 @@ class QueueConfig:
     name: str
     capacity: int = 1024
     """Items held by the broker (ready + leased). Producers get credit only for free slots."""
+    capacity_bytes: int = GiB
+    """No credit is granted while the items held take this many bytes (the bound is this plus the
+    producers' in-flight windows)."""
     lease_s: float = 10.0
     """A consumer silent this long is presumed dead and its leased items go back to the queue."""
     max_hold_s: float = 3600.0
@@ -64,10 +67,13 @@ class ProducerConfig:
 
     window: int = 512
     """Un-confirmed new items a producer may have outstanding (its credit window)."""
+    window_bytes: int = 256 * MiB
+    """put() also waits while un-confirmed items take this many bytes."""
     batch_items: int = 256
     batch_bytes: int = 4 * MiB
     retry_s: float = 1.0
-    """Un-confirmed items are sent again after this long (the broker dedups them by id)."""
+    """Un-confirmed items are sent again (the broker dedups them by id) once the broker has confirmed
+    later items for retry_s / 4, or has confirmed nothing for retry_s."""
     heartbeat_s: float = 1.0
     checksum_tensors: bool = False
     """Also CRC tensor frames (headers and item bodies are always checksummed)."""

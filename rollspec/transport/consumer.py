@@ -11,7 +11,6 @@
 
 import logging
 import time
-import uuid
 
 import zmq
 
@@ -23,7 +22,7 @@ from rollspec.transport.errors import MessageRejected
 from rollspec.transport.faults import NO_FAULTS, FaultPlan
 from rollspec.transport.io_loop import IoLoop
 from rollspec.transport.registry import DEFAULT_REGISTRY, SchemaRegistry
-from rollspec.transport.sockets import check_address, make_socket
+from rollspec.transport.sockets import open_socket
 from rollspec.transport.stats import ConsumerStats
 
 log = logging.getLogger(__name__)
@@ -36,9 +35,8 @@ class ZmqConsumer(Receiver):
                  faults: FaultPlan = NO_FAULTS, registry: SchemaRegistry = DEFAULT_REGISTRY):
         self._core = ConsumerCore(queue, config)
         self._registry = registry
-        socket = make_socket(zmq.DEALER, limits=config.limits, identity=uuid.uuid4().bytes)
-        socket.connect(check_address(address))
-        self._loop = IoLoop(f"consumer:{queue}", socket, self._core, faults, routing_frames=0)
+        context, socket, _ = open_socket(zmq.DEALER, limits=config.limits, connect_address=address)
+        self._loop = IoLoop(f"consumer:{queue}", context, socket, self._core, faults, routing_frames=0)
         self._core.loop = self._loop
         self._loop.start()
 

@@ -9,6 +9,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from typing import Protocol
 
 import zmq
@@ -34,8 +35,10 @@ class IoHandler(Protocol):
 class IoLoop:
     """Poll loop for `socket` driving `handler`. Sends go through a FaultInjector built from `faults`."""
 
-    def __init__(self, name: str, socket: zmq.Socket, handler: IoHandler, faults: FaultPlan, routing_frames: int):
+    def __init__(self, name: str, context: zmq.Context, socket: zmq.Socket, handler: IoHandler, faults: FaultPlan,
+                 routing_frames: int):
         self.name = name
+        self.context = context
         self.socket = socket
         self.handler = handler
         self.injector = FaultInjector(faults, routing_frames=routing_frames)
@@ -47,6 +50,9 @@ class IoLoop:
         self._pipe_closed = False
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name=f"rollspec-io-{name}", daemon=True)
+        # Stop at interpreter exit even if the owner never closed us (a weak reference, so this hook
+        # does not keep the loop alive).
+        weakref.finalize(self, _stop_if_alive, weakref.ref(self))
 
     def start(self) -> None:
         self._thread.start()
@@ -79,6 +85,7 @@ class IoLoop:
             self._thread.join(timeout_s)
         else:
             self.socket.close(linger=0)
+            self.context.term()
         if not self._thread.is_alive() and not self._pipe_closed:
             # Closed here, after the join, so a late wake() can never write into a reused descriptor.
             self._pipe_closed = True
@@ -122,6 +129,7 @@ class IoLoop:
         finally:
             self._stopping = True
             self.socket.close(linger=linger_ms)
+            self.context.term()  # returns once libzmq holds no more of our (zero-copy) buffers
 
     def _receive_burst(self) -> None:
         for _ in range(_MAX_BURST):
@@ -138,3 +146,9 @@ class IoLoop:
         except BlockingIOError:
             pass
         self._wake_pending = False
+
+
+def _stop_if_alive(ref: "weakref.ref[IoLoop]") -> None:
+    loop = ref()
+    if loop is not None:
+        loop.stop()

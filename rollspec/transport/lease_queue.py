@@ -110,6 +110,7 @@ class LeaseQueue:
             self._ready.append((segment, new))
             self.stats.enqueued += len(new)
             self.stats.depth += len(new)
+            self.stats.bytes_held += sum(sizes[i] for i in new)
         return len(new)
 
     # --- consumers -------------------------------------------------------------------------------
@@ -279,5 +280,6 @@ class LeaseQueue:
     def _finish(self, segment: Segment, index: int) -> None:
         segment.state[index] = DONE
         segment.open -= 1
+        self.stats.bytes_held -= segment.sizes[index]
         if segment.open == 0:
             del self._segments[segment.seg_id]

@@ -8,7 +8,6 @@ idle), resends items the broker has not confirmed after retry_s, and heartbeats.
 import logging
 import threading
 import time
-import uuid
 from typing import Any
 
 import zmq
@@ -21,7 +20,7 @@ from rollspec.transport.faults import NO_FAULTS, FaultPlan
 from rollspec.transport.io_loop import IoLoop
 from rollspec.transport.protocol import Detach, Heartbeat, PutAck, PutBatch
 from rollspec.transport.segments import WireItem
-from rollspec.transport.sockets import check_address, make_socket
+from rollspec.transport.sockets import open_socket
 from rollspec.transport.stats import ProducerStats, RejectCounter
 
 log = logging.getLogger(__name__)
@@ -37,11 +36,21 @@ class ProducerCore:
         self.loop: IoLoop | None = None
         self.granted = 0
         self.next_seq = 1
+        self.pending_bytes = 0  # outbox + unacked
         self.outbox: list[tuple[int, WireItem]] = []
-        self.unacked: dict[int, tuple[WireItem, float]] = {}  # insertion order = oldest send first
+        # seq -> (item, sent_at, batch number); insertion order = send order, so oldest first.
+        self.unacked: dict[int, tuple[WireItem, float, int]] = {}
         self.stats = ProducerStats()
         self.rejects = RejectCounter(f"producer:{queue}")
+        self._batches_sent = 0
+        self._confirmed_batch = -1  # highest batch number with a confirmed item
+        self._last_progress = 0.0
         self._next_heartbeat = 0.0
+
+    def has_room(self) -> bool:
+        """Credit for one more item, and the byte window not full (lock held)."""
+        return self.next_seq <= self.granted and (self.pending_bytes < self.config.window_bytes
+                                                  or not self.pending_bytes)
 
     def on_message(self, frames: list[zmq.Frame]) -> None:
         try:
@@ -53,8 +62,12 @@ class ProducerCore:
             return
         with self.cond:
             for seq in msg.seqs:
-                if self.unacked.pop(seq, None) is not None:
+                entry = self.unacked.pop(seq, None)
+                if entry is not None:
                     self.stats.confirmed += 1
+                    self.pending_bytes -= entry[0].nbytes
+                    self._confirmed_batch = max(self._confirmed_batch, entry[2])
+                    self._last_progress = time.monotonic()
             if msg.granted > self.granted or msg.seqs:
                 self.granted = max(self.granted, msg.granted)
                 self.cond.notify_all()
@@ -62,30 +75,40 @@ class ProducerCore:
     def service(self, now: float) -> float:
         with self.cond:
             fresh, self.outbox = self.outbox, []
-            for seq, item in fresh:
-                self.unacked[seq] = (item, now)
-            due = []
-            for seq, (item, sent_at) in self.unacked.items():
-                if sent_at + self.config.retry_s > now:
-                    break
-                due.append((seq, item))
-            for seq, item in due:
-                del self.unacked[seq]
-                self.unacked[seq] = (item, now)
+            due = self._due(now)
             self.stats.resent += len(due)
+            batches = self._batches(due + fresh, now)
             oldest = next(iter(self.unacked.values()))[1] if self.unacked else now
-        self._send_batches(due + fresh)
+        for frames in batches:
+            self.loop.send(frames)
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.config.heartbeat_s
             self.loop.send(codec.encode(Heartbeat(queue=self.queue, role="producer", window_items=self.config.window,
-                                                  window_bytes=1, held=[], acked=[])))
-        return min(self._next_heartbeat, oldest + self.config.retry_s)
+                                                  window_bytes=self.config.window_bytes, held=[], acked=[])))
+        return min(self._next_heartbeat, oldest + self.config.retry_s / 4)
 
     def on_stop(self) -> None:
         self.loop.send(codec.encode(Detach(queue=self.queue, role="producer")))
 
-    def _send_batches(self, items: list[tuple[int, WireItem]]) -> None:
-        start, nbytes = 0, 0
+    def _due(self, now: float) -> list[tuple[int, WireItem]]:
+        """Items to send again. The broker handles a producer's messages in order, so an item sent
+        before a confirmed batch and still unconfirmed was lost (after a grace for injected reordering);
+        if nothing at all was confirmed for retry_s, everything older than retry_s is sent again. A slow
+        but live broker therefore causes no resends."""
+        retry_s, due = self.config.retry_s, []
+        stalled = now - self._last_progress > retry_s
+        for seq, (item, sent_at, batch) in self.unacked.items():
+            age = now - sent_at
+            if (batch < self._confirmed_batch and age > retry_s / 4) or (stalled and age > retry_s):
+                due.append((seq, item))
+            elif batch >= self._confirmed_batch and not (stalled and age > retry_s):
+                break
+        for seq, _ in due:
+            del self.unacked[seq]  # re-inserted at the end by _batches: order stays send order
+        return due
+
+    def _batches(self, items: list[tuple[int, WireItem]], now: float) -> list[list]:
+        out, start, nbytes = [], 0, 0
         for end, (_, item) in enumerate(items, 1):
             nbytes += item.nbytes
             if end - start < self.config.batch_items and nbytes < self.config.batch_bytes and end < len(items):
@@ -95,8 +118,12 @@ class ProducerCore:
             header = PutBatch(queue=self.queue, window=self.config.window, seqs=[seq for seq, _ in batch],
                               ids=[item.msg_id for _, item in batch], sizes=wire.sizes, nframes=wire.nframes,
                               blob_crc=wire.blob_crc, frame_crcs=wire.frame_crcs)
-            self.loop.send([*codec.encode(header), wire.blob, *wire.frames])
+            for seq, item in batch:
+                self.unacked[seq] = (item, now, self._batches_sent)
+            self._batches_sent += 1
+            out.append([*codec.encode(header), wire.blob, *wire.frames])
             start, nbytes = end, 0
+        return out
 
 
 class ZmqProducer(Sender):
@@ -106,9 +133,8 @@ class ZmqProducer(Sender):
                  faults: FaultPlan = NO_FAULTS):
         self._core = ProducerCore(queue, config)
         self._ids = IdSource()
-        socket = make_socket(zmq.DEALER, limits=config.limits, identity=uuid.uuid4().bytes)
-        socket.connect(check_address(address))
-        self._loop = IoLoop(f"producer:{queue}", socket, self._core, faults, routing_frames=0)
+        context, socket, _ = open_socket(zmq.DEALER, limits=config.limits, connect_address=address)
+        self._loop = IoLoop(f"producer:{queue}", context, socket, self._core, faults, routing_frames=0)
         self._core.loop = self._loop
         self._loop.start()
 
@@ -118,10 +144,10 @@ class ZmqProducer(Sender):
         wire = WireItem(msg_id, body, frames, len(body) + sum(f.nbytes for f in frames))
         core = self._core
         with core.cond:
-            if core.next_seq > core.granted:
+            if not core.has_room():
                 core.stats.credit_waits += 1
                 deadline = time.monotonic() + timeout_s
-                while core.next_seq > core.granted:
+                while not core.has_room():
                     self._loop.check()
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
@@ -129,6 +155,7 @@ class ZmqProducer(Sender):
                                                   f"({len(core.unacked)} items unconfirmed)")
                     core.cond.wait(min(remaining, 0.1))
             core.outbox.append((core.next_seq, wire))
+            core.pending_bytes += wire.nbytes
             core.next_seq += 1
             core.stats.put += 1
             first = len(core.outbox) == 1

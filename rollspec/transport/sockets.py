@@ -1,5 +1,7 @@
 """Socket creation and addresses: the one place where socket options (and, later, CURVE keys) are set."""
 
+import uuid
+
 import zmq
 
 from rollspec.transport.config import CodecLimits
@@ -11,10 +13,33 @@ SOCKET_HWM = 100_000
 """Messages queued per peer. Credit windows keep real queues far below this; it is a backstop."""
 
 
-def make_socket(kind: int, *, limits: CodecLimits, identity: bytes | None = None) -> zmq.Socket:
+def open_socket(kind: int, *, limits: CodecLimits, bind_address: str | None = None,
+                connect_address: str | None = None) -> tuple[zmq.Context, zmq.Socket, str]:
+    """A private context and a bound (servers) or connected (clients, with a random identity) socket.
+
+    Each endpoint owns its context so closing it can terminate the context, which waits until libzmq
+    has let go of every zero-copy buffer: freeing a tensor zmq is still sending crashes the process.
+    """
+    context = zmq.Context(io_threads=1)
+    identity = None if bind_address else uuid.uuid4().bytes
+    sock = make_socket(context, kind, limits=limits, identity=identity)
+    try:
+        if bind_address is not None:
+            address = bind(sock, bind_address)
+        else:
+            address = check_address(connect_address)
+            sock.connect(address)
+    except (zmq.ZMQError, ConfigError):
+        sock.close(linger=0)
+        context.term()
+        raise
+    return context, sock, address
+
+
+def make_socket(context: zmq.Context, kind: int, *, limits: CodecLimits, identity: bytes | None = None) -> zmq.Socket:
     """A socket with rollspec's options: bounded inbound frame size, no linger on close, unroutable
     ROUTER sends raise instead of vanishing. CURVE authentication will be configured here."""
-    sock = zmq.Context.instance().socket(kind)
+    sock = context.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
     # libzmq checks MAXMSGSIZE per frame and disconnects a peer that exceeds it.
     sock.setsockopt(zmq.MAXMSGSIZE, max(limits.max_frame_bytes, limits.max_header_bytes + 4))

@@ -32,6 +32,7 @@ class QueueStats:
     capacity: int
     depth: int = 0
     in_flight: int = 0
+    bytes_held: int = 0
     consumers: int = 0
     producers: int = 0
     enqueued: int = 0

@@ -20,7 +20,7 @@ from rollspec.transport.errors import MessageRejected, RejectReason, VersionErro
 from rollspec.transport.faults import NO_FAULTS, FaultPlan
 from rollspec.transport.io_loop import IoLoop
 from rollspec.transport.schemas import ChunkRequest, WeightChunk, WeightManifest, WeightQuery
-from rollspec.transport.sockets import DEFAULT_BIND, bind, make_socket
+from rollspec.transport.sockets import DEFAULT_BIND, open_socket
 from rollspec.transport.stats import BroadcastStats, RejectCounter
 from rollspec.transport.weight_layout import chunk_range, pack_weights
 
@@ -110,13 +110,8 @@ class WeightPublisher(WeightSource):
     def __init__(self, *, bind_address: str = DEFAULT_BIND, config: BroadcastConfig = BroadcastConfig(),
                  faults: FaultPlan = NO_FAULTS):
         self._core = PublisherCore(config)
-        socket = make_socket(zmq.ROUTER, limits=config.limits)
-        try:
-            self.address = bind(socket, bind_address)
-        except zmq.ZMQError:
-            socket.close(linger=0)
-            raise
-        self._loop = IoLoop("weight-publisher", socket, self._core, faults, routing_frames=1)
+        context, socket, self.address = open_socket(zmq.ROUTER, limits=config.limits, bind_address=bind_address)
+        self._loop = IoLoop("weight-publisher", context, socket, self._core, faults, routing_frames=1)
         self._core.loop = self._loop
         self._loop.start()
 

@@ -8,7 +8,6 @@ the latest complete version, not every version.
 import logging
 import threading
 import time
-import uuid
 import zlib
 from collections import deque
 
@@ -22,7 +21,7 @@ from rollspec.transport.errors import MessageRejected, RejectReason
 from rollspec.transport.faults import NO_FAULTS, FaultPlan
 from rollspec.transport.io_loop import IoLoop
 from rollspec.transport.schemas import ChunkRequest, WeightChunk, WeightManifest, WeightQuery
-from rollspec.transport.sockets import check_address, make_socket
+from rollspec.transport.sockets import open_socket
 from rollspec.transport.stats import BroadcastStats, RejectCounter
 from rollspec.transport.weight_layout import chunk_range, unpack_weights
 
@@ -37,8 +36,11 @@ class _Fetch:
         self.flat = torch.empty(manifest.total_bytes, dtype=torch.uint8)
         self.view = memoryview(self.flat.numpy())
         self.missing = deque(range(len(manifest.chunk_crcs)))
-        self.outstanding: dict[int, float] = {}
+        self.outstanding: dict[int, tuple[float, int]] = {}  # chunk -> (asked at, request number)
         self.remaining = len(manifest.chunk_crcs)
+        self.requests = 0
+        self.answered = -1  # highest request number a chunk arrived for
+        self.last_progress = time.monotonic()
 
 
 class SubscriberCore:
@@ -75,21 +77,25 @@ class SubscriberCore:
         fetch = self.fetch
         if fetch is None:
             return self._next_query
+        # The publisher answers in request order: a chunk asked before one that arrived is lost (after a
+        # grace for injected reordering). If nothing arrives for request_timeout_s, ask again for all:
+        # a busy publisher that is still sending never triggers duplicate transfers of 4 MB chunks.
         timeout = self.config.request_timeout_s
-        for index, asked_at in list(fetch.outstanding.items()):
-            if now - asked_at > timeout:
+        stalled = now - fetch.last_progress > timeout
+        for index, (asked_at, number) in list(fetch.outstanding.items()):
+            if (number < fetch.answered and now - asked_at > timeout / 4) or (stalled and now - asked_at > timeout):
                 del fetch.outstanding[index]
                 fetch.missing.appendleft(index)
                 self.stats.chunks_requested_again += 1
         wanted = []
         while fetch.missing and len(fetch.outstanding) < self.config.window_chunks:
             index = fetch.missing.popleft()
-            fetch.outstanding[index] = now
+            fetch.outstanding[index] = (now, fetch.requests)
             wanted.append(index)
         if wanted:
+            fetch.requests += 1
             self.loop.send(codec.encode(ChunkRequest(version=fetch.manifest.version, indices=wanted)))
-        oldest = min(fetch.outstanding.values(), default=now)
-        return min(self._next_query, oldest + timeout)
+        return min(self._next_query, now + timeout / 4)
 
     def on_stop(self) -> None:
         pass
@@ -105,18 +111,23 @@ class SubscriberCore:
             self._complete()
 
     def _on_chunk(self, chunk: WeightChunk) -> None:
+        data = memoryview(chunk.data.numpy())
+        if zlib.crc32(data) != chunk.crc:  # checked first: damage is counted even on stale chunks
+            self.stats.corrupt_chunks += 1
+            self._ask_again(chunk.index, chunk.version)
+            return
         fetch = self.fetch
         if fetch is None or chunk.version != fetch.manifest.version or chunk.index >= len(fetch.manifest.chunk_crcs):
             return
-        if chunk.index not in fetch.outstanding:
+        asked = fetch.outstanding.get(chunk.index)
+        if asked is None:
             return  # a duplicate, or already re-requested after a timeout and received
+        fetch.last_progress = time.monotonic()
+        fetch.answered = max(fetch.answered, asked[1])
         start, stop = chunk_range(fetch.manifest, chunk.index)
-        data = memoryview(chunk.data.numpy())
-        if data.nbytes != stop - start or zlib.crc32(data) != fetch.manifest.chunk_crcs[chunk.index]:
+        if data.nbytes != stop - start or chunk.crc != fetch.manifest.chunk_crcs[chunk.index]:
             self.stats.corrupt_chunks += 1
-            del fetch.outstanding[chunk.index]
-            fetch.missing.appendleft(chunk.index)  # asked for again on the next service pass
-            self.loop.wake()
+            self._ask_again(chunk.index, chunk.version)
             return
         fetch.view[start:stop] = data
         del fetch.outstanding[chunk.index]
@@ -125,6 +136,12 @@ class SubscriberCore:
         self.loop.wake()  # keep the request window full
         if fetch.remaining == 0:
             self._complete()
+
+    def _ask_again(self, index: int, version: int) -> None:
+        fetch = self.fetch
+        if fetch is not None and version == fetch.manifest.version and fetch.outstanding.pop(index, None):
+            fetch.missing.appendleft(index)  # asked for again on the next service pass
+            self.loop.wake()
 
     def _complete(self) -> None:
         fetch, self.fetch = self.fetch, None
@@ -142,9 +159,8 @@ class WeightSubscriber(WeightSink):
 
     def __init__(self, address: str, *, config: BroadcastConfig = BroadcastConfig(), faults: FaultPlan = NO_FAULTS):
         self._core = SubscriberCore(config)
-        socket = make_socket(zmq.DEALER, limits=config.limits, identity=uuid.uuid4().bytes)
-        socket.connect(check_address(address))
-        self._loop = IoLoop("weight-subscriber", socket, self._core, faults, routing_frames=0)
+        context, socket, _ = open_socket(zmq.DEALER, limits=config.limits, connect_address=address)
+        self._loop = IoLoop("weight-subscriber", context, socket, self._core, faults, routing_frames=0)
         self._core.loop = self._loop
         self._loop.start()
 

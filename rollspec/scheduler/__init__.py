@@ -3,7 +3,7 @@
 from rollspec.scheduler.acceptance import AcceptanceEstimator, sample_num_accepted
 from rollspec.scheduler.admission import DROP_REASON_STALE, AdmissionController, AdmissionStats
 from rollspec.scheduler.config import AcceptanceConfig, AdmissionConfig, CostConfig, DepthConfig, DepthMode
-from rollspec.scheduler.cost_model import CostModel, ProfileError, batch_bucket, profile_points
+from rollspec.scheduler.cost_model import CostModel, ProfileError, StepCostModel, batch_bucket, profile_points
 from rollspec.scheduler.decision import DepthDecision, DepthStats
 from rollspec.scheduler.depth import DepthScheduler
 from rollspec.scheduler.throughput import best_depth, expected_tokens, step_time_s, tokens_per_s
@@ -23,6 +23,7 @@ __all__ = [
     "DepthScheduler",
     "DepthStats",
     "ProfileError",
+    "StepCostModel",
     "batch_bucket",
     "best_depth",
     "expected_tokens",

@@ -2,6 +2,7 @@
 
 import math
 from collections.abc import Mapping
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -14,6 +15,18 @@ _NUM_BUCKETS = 32  # batch-size buckets [2**i, 2**(i+1)), enough for any batch t
 # Profiled or observed times below this are treated as this: a drafter profiled at 0 s
 # (n-gram lookup) still gets a positive base that the multiplicative correction can scale.
 _MIN_TIME_S = 1e-6
+
+
+class StepCostModel(Protocol):
+    """What the depth scheduler plans with; CostModel is the measured one, sim/ plugs in others."""
+
+    def step_s(self, batch_size: int, k_max: int) -> NDArray[np.float64]:
+        """Predicted k * c_draft(B) + c_target(B, k + 1) for k = 0 .. k_max."""
+        ...
+
+    def observe(self, batch_size: int, k: int, draft_time_s: float, target_time_s: float) -> None:
+        """One measured step at depth k."""
+        ...
 
 
 class ProfileError(ValueError):

@@ -8,7 +8,7 @@ from numpy.typing import NDArray
 
 from rollspec.scheduler.acceptance import AcceptanceEstimator
 from rollspec.scheduler.config import DepthConfig, DepthMode
-from rollspec.scheduler.cost_model import CostModel
+from rollspec.scheduler.cost_model import StepCostModel
 from rollspec.scheduler.decision import DepthDecision, DepthStats
 from rollspec.scheduler.throughput import expected_tokens
 
@@ -36,7 +36,7 @@ class DepthScheduler:
     position is attempted, so nothing could reveal that acceptance came back.
     """
 
-    def __init__(self, config: DepthConfig, cost_model: CostModel) -> None:
+    def __init__(self, config: DepthConfig, cost_model: StepCostModel) -> None:
         self._config = config
         self._cost = cost_model
         self._acceptance = AcceptanceEstimator(config.k_max, config.acceptance)
@@ -59,7 +59,7 @@ class DepthScheduler:
         return self._acceptance
 
     @property
-    def cost_model(self) -> CostModel:
+    def cost_model(self) -> StepCostModel:
         return self._cost
 
     @property

@@ -1,0 +1,104 @@
+"""Measure the engine's real step costs on the device it runs on: c_target(B, q), the verify (or
+decode, q = 1) step of B rows with q tokens each, and c_draft(B), drafting time per drafted
+position. Timings come from inside Engine.step (what the depth policy observes), so they include
+sampling, verification and bookkeeping, not just the forward pass."""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from typing import Callable, Sequence
+
+import torch
+
+from rollspec.engine.config import EngineConfig
+from rollspec.engine.drafters.base import DraftContext, Drafter, Proposal
+from rollspec.engine.engine import Engine
+from rollspec.engine.model import Decoder
+from rollspec.engine.sampling_params import SamplingParams
+from rollspec.engine.sequence import Request
+
+
+class StepTimeRecorder:
+    """A depth policy that plays a schedule of depths and records every step's timings."""
+
+    def __init__(self, schedule: Sequence[int]) -> None:
+        self.schedule = list(schedule)
+        self.steps: list[tuple[int, int, float, float]] = []  # (batch size, k, draft s, target s)
+
+    def choose_depth(self, batch_size: int) -> int:
+        return self.schedule[min(len(self.steps), len(self.schedule) - 1)]
+
+    def observe(self, batch_size: int, k: int, num_accepted: Sequence[int], draft_time_s: float,
+                target_time_s: float) -> None:
+        self.steps.append((batch_size, k, draft_time_s, target_time_s))
+
+
+class RepeatDrafter:
+    """Proposes k copies of each row's pending token: free drafting, so a verify step's time is
+    the target's alone."""
+
+    name = "repeat"
+    uses_policy_hidden = False
+    version = 0
+
+    def propose(self, ctx: DraftContext, k: int) -> Proposal:
+        device = ctx.tokens_BM.device
+        last_B = ctx.tokens_BM[torch.arange(ctx.num_rows, device=device), torch.tensor(ctx.context_lens, device=device) - 1]
+        return Proposal(last_B[:, None].expand(-1, k).contiguous(), None)
+
+    def commit(self, committed_lens: list[int]) -> None: ...
+
+    def reset_row(self, row: int) -> None: ...
+
+    def move_row(self, src: int, dst: int) -> None: ...
+
+    def finish_row(self, row: int, group_id: str | None, token_ids: list[int]) -> None: ...
+
+    def update(self, weights: dict[str, torch.Tensor], version: int) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CostProfile:
+    """Median seconds per (batch size, q) verify step and per drafted position at each batch size."""
+
+    target_s: dict[tuple[int, int], float]
+    draft_s: dict[int, float]
+
+
+def _run(policy: Decoder, config: EngineConfig, drafter: Drafter, schedule: list[int], batch_size: int,
+         prompt_len: int) -> StepTimeRecorder:
+    recorder = StepTimeRecorder(schedule)
+    engine = Engine(policy, dataclasses.replace(config, max_batch_size=batch_size), drafter=drafter, depth=recorder)
+    vocab = policy.config.vocab_size
+    # No stop tokens and a budget longer than the schedule: the batch stays at batch_size throughout.
+    params = SamplingParams(temperature=1.0, max_new_tokens=min(config.max_seq_len - prompt_len,
+                                                                (len(schedule) + 1) * (config.k_max + 1)), seed=0)
+    for row in range(batch_size):
+        prompt = tuple((row * 7 + i * 3) % vocab for i in range(prompt_len))
+        engine.add_request(Request(request_id=f"profile-{row}", prompt_ids=prompt, params=params))
+    for _ in schedule:
+        engine.step()
+    return recorder
+
+
+@torch.no_grad()
+def profile_step_costs(policy: Decoder, config: EngineConfig, *, batch_sizes: Sequence[int], qs: Sequence[int],
+                       drafter_factory: Callable[[EngineConfig], Drafter] | None = None, repeats: int = 3,
+                       prompt_len: int = 32) -> CostProfile:
+    """Time verify steps for every (B, q) and, given a drafter, its cost per drafted position.
+    The first step of every batch size is a warm-up and is discarded."""
+    target_s: dict[tuple[int, int], float] = {}
+    draft_s: dict[int, float] = {}
+    depths = [q - 1 for q in qs]
+    for batch_size in batch_sizes:
+        schedule = [depths[0]] + [k for k in depths for _ in range(repeats)]
+        steps = _run(policy, config, RepeatDrafter(), schedule, batch_size, prompt_len).steps[1:]
+        for k in depths:
+            target_s[(batch_size, k + 1)] = statistics.median(t for b, kk, _, t in steps if kk == k)
+        if drafter_factory is not None:
+            k = config.k_max
+            drafted = _run(policy, config, drafter_factory(dataclasses.replace(config, max_batch_size=batch_size)),
+                           [k] * (repeats + 1), batch_size, prompt_len).steps[1:]
+            draft_s[batch_size] = statistics.median(d for _, _, d, _ in drafted) / k
+    return CostProfile(target_s, draft_s)

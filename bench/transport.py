@@ -62,15 +62,21 @@ def _payload(large: bool):
 
 
 # --- receivers (child processes) -----------------------------------------------------------------
-def _raw_pull(address: str, total: int, warmup: int, large: bool, report) -> None:
+def _raw_pull(address: str, total: int, warmup: int, large: bool, with_codec: bool, report) -> None:
     import zmq
 
+    from rollspec.transport import decode
+
+    _schemas()
     sock = zmq.Context.instance().socket(zmq.PULL)
     sock.connect(address)
     report.put("ready")
     start = None
     for n in range(total):
-        sock.recv(copy=not large)
+        if with_codec:
+            decode([f.buffer if large else f for f in sock.recv_multipart(copy=not large)])
+        else:
+            sock.recv(copy=not large)
         if n + 1 == warmup:
             start = time.monotonic()
     report.put((start, time.monotonic()))
@@ -81,7 +87,7 @@ def _our_consume(address: str, queue: str, total: int, warmup: int, report) -> N
     from rollspec.transport import ConsumerConfig, ZmqConsumer
 
     _schemas()
-    consumer = ZmqConsumer(address, queue, config=ConsumerConfig(window_items=2048))
+    consumer = ZmqConsumer(address, queue, config=ConsumerConfig(window_items=2048, window_bytes=128 << 20))
     report.put("ready")
     count, start = 0, None
     while count < total:
@@ -133,23 +139,33 @@ def _rate(total: int, warmup: int, span: tuple, size: int) -> dict:
     return {"msgs_per_s": msgs, "gb_per_s": msgs * size / 1e9}
 
 
-def _run_raw(ctx, address: str, total: int, warmup: int, large: bool) -> dict:
+def _run_raw(ctx, address: str, total: int, warmup: int, large: bool, with_codec: bool) -> dict:
+    """Raw PUSH/PULL of the same payload bytes; with_codec also encodes / decodes each message with our
+    codec (typed schema, validation) but has no acks, leases, dedup or flow control."""
     import zmq
+
+    from rollspec.transport import encode
 
     sock = zmq.Context.instance().socket(zmq.PUSH)
     sock.bind(address)
     report = ctx.Queue()
     proc = ctx.Process(target=_raw_pull, args=(sock.getsockopt_string(zmq.LAST_ENDPOINT), total, warmup, large,
-                                               report))
+                                               with_codec, report))
     proc.start()
     _wait(report, 1, "ready")
-    payload = bytes(_payload(large).numpy()) if large else _payload(large)
-    for _ in range(total):
-        sock.send(payload, copy=not large)
+    payload = _payload(large)
+    if with_codec:
+        items = [_item(i, large, payload) for i in range(min(total, 4096))]
+        for i in range(total):
+            sock.send_multipart(encode(items[i % len(items)]), copy=not large)
+    else:
+        raw = bytes(payload.numpy()) if large else payload
+        for _ in range(total):
+            sock.send(raw, copy=not large)
     span = report.get(timeout=300)
     proc.join()
     sock.close(linger=0)
-    return _rate(total, warmup, span, len(payload))
+    return _rate(total, warmup, span, LARGE_BYTES if large else SMALL_BYTES)
 
 
 def _run_ours(ctx, address: str, total: int, warmup: int, large: bool, relayed: bool) -> dict:
@@ -216,18 +232,19 @@ def _machine() -> dict:
 def run(reps: int, quick: bool) -> dict:
     ctx = mp.get_context("spawn")
     tmp = tempfile.mkdtemp(prefix="rollspec-bench-")
-    small_n, large_n = (40_000, 150) if quick else (200_000, 600)
+    small_n, large_n = (40_000, 150) if quick else (200_000, 800)
     results: dict = {}
     for kind in ("ipc", "tcp"):
         for size_name, large, total in (("1KB", False, small_n), ("4MB", True, large_n)):
             warmup = total // 10
-            runs: dict[str, list[dict]] = {"raw": [], "direct": [], "relayed": []}
+            runs: dict[str, list[dict]] = {"raw": [], "raw_codec": [], "direct": [], "relayed": []}
             for rep in range(reps):
-                address = f"ipc://{tmp}/{kind}-{size_name}-{rep}" if kind == "ipc" else "tcp://127.0.0.1:*"
-                runs["raw"].append(_run_raw(ctx, address + "-raw" if kind == "ipc" else address, total, warmup, large))
-                runs["direct"].append(_run_ours(ctx, address, total, warmup, large, relayed=False))
-                runs["relayed"].append(_run_ours(ctx, address + "-r" if kind == "ipc" else address, total, warmup,
-                                                 large, relayed=True))
+                def address(mode: str) -> str:
+                    return f"ipc://{tmp}/{kind}-{size_name}-{rep}-{mode}" if kind == "ipc" else "tcp://127.0.0.1:*"
+                runs["raw"].append(_run_raw(ctx, address("raw"), total, warmup, large, with_codec=False))
+                runs["raw_codec"].append(_run_raw(ctx, address("codec"), total, warmup, large, with_codec=True))
+                runs["direct"].append(_run_ours(ctx, address("direct"), total, warmup, large, relayed=False))
+                runs["relayed"].append(_run_ours(ctx, address("relayed"), total, warmup, large, relayed=True))
             results[f"{kind}_{size_name}"] = {
                 name: {key: statistics.median(r[key] for r in rs) for key in ("msgs_per_s", "gb_per_s")}
                 for name, rs in runs.items()
@@ -243,16 +260,25 @@ def run(reps: int, quick: bool) -> dict:
                 for kind in ("ipc", "tcp")}
 
     detail = {mode: {"msgs": ratio("1KB", mode, "msgs_per_s"), "bytes": ratio("4MB", mode, "gb_per_s")}
-              for mode in ("direct", "relayed")}
+              for mode in ("raw_codec", "direct", "relayed")}
+    detail["direct_vs_raw_codec"] = {
+        "msgs": {k: results[f"{k}_1KB"]["direct"]["msgs_per_s"] / results[f"{k}_1KB"]["raw_codec"]["msgs_per_s"]
+                 for k in ("ipc", "tcp")},
+        "bytes": {k: results[f"{k}_4MB"]["direct"]["gb_per_s"] / results[f"{k}_4MB"]["raw_codec"]["gb_per_s"]
+                  for k in ("ipc", "tcp")},
+    }
     summary = {
         "msgs_ratio_vs_raw": min(detail["direct"]["msgs"].values()),
         "bytes_ratio_vs_raw": min(detail["direct"]["bytes"].values()),
         "msgs_ratio_vs_raw_relayed": min(detail["relayed"]["msgs"].values()),
         "bytes_ratio_vs_raw_relayed": min(detail["relayed"]["bytes"].values()),
+        "msgs_ratio_vs_raw_with_codec": min(detail["direct_vs_raw_codec"]["msgs"].values()),
+        "bytes_ratio_vs_raw_with_codec": min(detail["direct_vs_raw_codec"]["bytes"].values()),
         "broadcast_100MB_4_subscribers_s": broadcast["next_version"]["total_s"],
         "target": 0.8,
         "note": "ratios are the worse of ipc and tcp; direct = one hop (queue in the producer process), "
-                "relayed = producer -> broker -> consumer processes",
+                "relayed = producer -> broker -> consumer processes; *_with_codec = direct vs raw PUSH/PULL "
+                "carrying the same typed messages through our codec (the cost of reliability alone)",
     }
     return {"benchmark": "transport", "machine": _machine(), "reps": reps, "quick": quick,
             "results": results, "ratios": detail, "broadcast": broadcast, "summary": summary}

@@ -12,22 +12,30 @@ trajectory id = prompt item id) so a redelivered item's output is deduped at the
 import itertools
 import uuid
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from rollspec.transport.stats import ConsumerStats, ProducerStats
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One item handed to the application; ack it when its effects are durable downstream."""
+class Delivery(NamedTuple):
+    """One item handed to the application; ack it when its effects are durable downstream.
+    (A named tuple: one is built per item on the hot path.)"""
 
     msg_id: str
     item: Any
     attempt: int
     """1 on first delivery; higher after redelivery (lease expiry, loss in transit)."""
-    token: tuple[int, int]
-    """(segment, index) the broker leased it as; opaque to the application."""
+    token: int
+    """segment << 32 | index of the lease; opaque to the application (an int: no GC-tracked tuple
+    per item on the hot path)."""
+
+
+def make_token(segment: int, index: int) -> int:
+    return segment << 32 | index
+
+
+def split_token(token: int) -> tuple[int, int]:
+    return token >> 32, token & 0xFFFFFFFF
 
 
 class IdSource:
@@ -84,6 +92,11 @@ class Receiver(ABC):
     @abstractmethod
     def ack(self, delivery: Delivery) -> None:
         """Mark the item done: the queue will not deliver it again and its slot frees up."""
+
+    def ack_many(self, deliveries: list[Delivery]) -> None:
+        """ack() each delivery (implementations may do it in one step)."""
+        for delivery in deliveries:
+            self.ack(delivery)
 
     @abstractmethod
     def stats(self) -> ConsumerStats:

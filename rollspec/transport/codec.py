@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import msgpack
 import torch
+from msgpack import unpackb
 
 from rollspec.transport.config import CodecLimits
 from rollspec.transport.dtypes import DTYPE_BY_CODE, DTYPE_CODES, tensor_buffer, tensor_from_buffer
@@ -28,9 +29,15 @@ _MSGPACK_ERRORS = (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError
                    msgpack.OutOfData, UnicodeDecodeError, OverflowError)
 
 
-def encode_body(msg: Any) -> tuple[bytes, list[memoryview]]:
+def encode_body(msg: Any) -> tuple[bytes, tuple[memoryview, ...]]:
     """msgpack body of a schema instance and the raw buffers of its tensors (not copied)."""
     info = schema_info(msg)
+    if not info.may_hold_tensors:
+        try:
+            return msgpack.packb([info.tag, info.version, info.values_of(msg)]), ()
+        except TypeError as exc:
+            raise SchemaError(f"{info.tag} field value", str(exc), "bool/int/float/str/bytes/list/dict") from None
+
     frames: list[memoryview] = []
 
     def pack_tensor(obj):
@@ -41,8 +48,8 @@ def encode_body(msg: Any) -> tuple[bytes, list[memoryview]]:
         frames.append(buffer)
         return msgpack.ExtType(TENSOR_EXT, head + b"".join(_DIM.pack(d) for d in obj.shape))
 
-    body = msgpack.packb([info.tag, info.version, [getattr(msg, n) for n in info.names]], default=pack_tensor)
-    return body, frames
+    body = msgpack.packb([info.tag, info.version, info.values_of(msg)], default=pack_tensor)
+    return body, tuple(frames)
 
 
 def encode(msg: Any) -> list[bytes | memoryview]:
@@ -73,27 +80,31 @@ def decode(frames: Sequence[Any], *, registry: SchemaRegistry = DEFAULT_REGISTRY
 def decode_body(body: Any, frames: Sequence[Any], *, registry: SchemaRegistry = DEFAULT_REGISTRY,
                 limits: CodecLimits = DEFAULT_LIMITS) -> Any:
     """Validated schema instance from a msgpack body and its tensor frames; MessageRejected on failure."""
-    buffers = _check_sizes(body, frames, limits)
-    used: list[bool] = [False] * len(buffers)
+    if frames:
+        buffers = _check_sizes(body, frames, limits)
+        used = [False] * len(buffers)
 
-    def unpack_tensor(code: int, data: bytes):
-        return _tensor_from_ext(code, data, buffers, used, limits)
-
+        def ext_hook(code: int, data: bytes):
+            return _tensor_from_ext(code, data, buffers, used, limits)
+    else:
+        if len(body) > limits.max_header_bytes:
+            raise MessageRejected(RejectReason.OVERSIZED, f"body of {len(body)} bytes > {limits.max_header_bytes}")
+        used, ext_hook = None, _no_tensor_frames
     try:
-        obj = msgpack.unpackb(body, ext_hook=unpack_tensor, raw=False, strict_map_key=True, use_list=True)
+        obj = unpackb(body, ext_hook=ext_hook, raw=False, strict_map_key=True)
     except MessageRejected:
         raise
     except _MSGPACK_ERRORS as exc:
         raise MessageRejected(RejectReason.MALFORMED, f"bad msgpack: {type(exc).__name__}: {exc}") from None
-    if type(obj) is not list or len(obj) != 3 or type(obj[2]) is not list:
+    if type(obj) is not list or len(obj) != 3:
         raise MessageRejected(RejectReason.MALFORMED, f"body is not [tag, version, fields]: {str(obj)[:80]}")
     tag, version, values = obj
-    if type(tag) is not str or type(version) is not int:
-        raise MessageRejected(RejectReason.MALFORMED, f"tag {tag!r} / version {version!r} are not str / int")
-    cls = registry.lookup(tag, version)
-    if not all(used):
-        raise MessageRejected(RejectReason.MALFORMED, f"{used.count(False)} tensor frame(s) not referenced")
+    if type(tag) is not str or type(version) is not int or type(values) is not list:
+        raise MessageRejected(RejectReason.MALFORMED, f"[{tag!r}, {version!r}, ...] is not [str, int, list]")
+    cls = registry.find((tag, version)) or registry.lookup(tag, version)
     info = cls.__schema__
+    if used is not None and not all(used):
+        raise MessageRejected(RejectReason.MALFORMED, f"{used.count(False)} tensor frame(s) not referenced")
     if len(values) != len(info.names):
         raise MessageRejected(RejectReason.INVALID_FIELD,
                               f"{tag} v{version}: {len(values)} fields, expected {len(info.names)}")
@@ -101,6 +112,10 @@ def decode_body(body: Any, frames: Sequence[Any], *, registry: SchemaRegistry = 
         return info.from_values(values)
     except SchemaError as exc:
         raise MessageRejected(RejectReason.INVALID_FIELD, str(exc)) from None
+
+
+def _no_tensor_frames(code: int, data: bytes):
+    raise MessageRejected(RejectReason.MALFORMED, f"ext type {code} in a message without tensor frames")
 
 
 def _check_sizes(body: Any, frames: Sequence[Any], limits: CodecLimits) -> list[memoryview]:

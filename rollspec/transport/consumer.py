@@ -60,13 +60,18 @@ class ZmqConsumer(Receiver):
         return out
 
     def ack(self, delivery: Delivery) -> None:
+        self.ack_many((delivery,))
+
+    def ack_many(self, deliveries) -> None:
         core = self._core
         with core.cond:
-            core.held.pop(delivery.msg_id, None)
-            core.done.add(delivery.msg_id)
-            core.acks.extend(delivery.token)
-            core.stats.acked += 1
-            first = len(core.acks) == 2
+            first = not core.acks
+            held, done, acks = core.held, core.done, core.acks
+            for delivery in deliveries:
+                held.pop(delivery.msg_id, None)
+                done.add(delivery.msg_id)
+                acks.append(delivery.token)
+            core.stats.acked += len(deliveries)
         if first:
             self._loop.wake()
 
@@ -107,15 +112,16 @@ class ZmqConsumer(Receiver):
             return [core.ready.popleft() for _ in range(n)]
 
     def _decode(self, raw: RawItem) -> Delivery | None:
+        msg_id, token, attempt, body, frames = raw
         try:
-            item = codec.decode_body(raw.body, raw.frames, registry=self._registry, limits=self._core.config.limits)
+            item = codec.decode_body(body, frames, registry=self._registry, limits=self._core.config.limits)
         except MessageRejected as exc:
             core = self._core
             with core.cond:
                 core.reject_log.record(exc, log)
-                core.held.pop(raw.msg_id, None)
-                core.done.add(raw.msg_id)
-                core.rejects.append((*raw.token, exc.reason.value))
+                core.held.pop(msg_id, None)
+                core.done.add(msg_id)
+                core.rejects.append((token, exc.reason.value))
             self._loop.wake()
             return None
-        return Delivery(raw.msg_id, item, raw.attempt, raw.token)
+        return Delivery(msg_id, item, attempt, token)

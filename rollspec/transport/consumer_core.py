@@ -1,14 +1,15 @@
 """The consumer's protocol engine, run on its I/O thread: accepts deliveries, drops duplicates by
 message id, sends acks (resending them in heartbeats until confirmed) and reports what it holds."""
 
+import itertools
 import logging
 import threading
 from collections import deque
-from dataclasses import dataclass
 
 import zmq
 
 from rollspec.transport import codec, segments
+from rollspec.transport.channel import make_token, split_token
 from rollspec.transport.config import ConsumerConfig
 from rollspec.transport.errors import MessageRejected, RejectReason
 from rollspec.transport.io_loop import IoLoop
@@ -18,34 +19,37 @@ from rollspec.transport.stats import ConsumerStats, RejectCounter
 log = logging.getLogger(__name__)
 
 
-@dataclass(slots=True)
-class RawItem:
-    """A received, not yet decoded item (decoding happens on the application thread, in get())."""
+def _pairs(tokens) -> list[int]:
+    """Tokens flattened to the wire's (segment, index) pairs."""
+    return [n for token in tokens for n in split_token(token)]
 
-    msg_id: str
-    token: tuple[int, int]
-    attempt: int
-    body: memoryview
-    frames: list
+
+# A received, not yet decoded item: (msg_id, token, attempt, body, frames), token = segment << 32 | index.
+# Decoding happens on the application thread, in get(). Small bodies are copied out as bytes and tokens
+# are ints so that, for the common item without tensors, this tuple holds no GC-tracked object: the
+# cyclic collector otherwise costs more per item than the rest of the receive path.
+RawItem = tuple[str, int, int, bytes | memoryview, tuple]
+_COPY_BODIES_UP_TO = 4 << 20
 
 
 class BoundedIds:
     """The last `capacity` ids added, for duplicate detection with bounded memory."""
 
     def __init__(self, capacity: int):
-        self._ids: set[str] = set()
+        self.ids: set[str] = set()
+        """Read-only for callers (membership tests on the hot path skip a method call)."""
         self._order: deque[str] = deque()
         self._capacity = capacity
 
     def add(self, msg_id: str) -> None:
-        if msg_id not in self._ids:
-            self._ids.add(msg_id)
+        if msg_id not in self.ids:
+            self.ids.add(msg_id)
             self._order.append(msg_id)
             if len(self._order) > self._capacity:
-                self._ids.discard(self._order.popleft())
+                self.ids.discard(self._order.popleft())
 
     def __contains__(self, msg_id: str) -> bool:
-        return msg_id in self._ids
+        return msg_id in self.ids
 
 
 class ConsumerCore:
@@ -57,11 +61,11 @@ class ConsumerCore:
         self.cond = threading.Condition()
         self.loop: IoLoop | None = None
         self.ready: deque[RawItem] = deque()
-        self.held: dict[str, tuple[int, int]] = {}     # delivered (or ready) and not yet acked
+        self.held: dict[str, int] = {}                   # delivered (or ready) and not yet acked -> token
         self.done = BoundedIds(config.dedup_window)      # acked ids: a redelivery is re-acked, not re-run
-        self.acks: list[int] = []                         # flat pairs to send
-        self.rejects: list[tuple[int, int, str]] = []
-        self.unconfirmed: dict[tuple[int, int], None] = {}
+        self.acks: list[int] = []                         # tokens to send
+        self.rejects: list[tuple[int, str]] = []
+        self.unconfirmed: dict[int, None] = {}
         self.stats = ConsumerStats()
         self.reject_log = RejectCounter(f"consumer:{queue}")
         self.waiters = 0
@@ -73,9 +77,10 @@ class ConsumerCore:
             if type(msg) is Deliver:
                 self._on_deliver(msg, frames[1:])
             elif type(msg) is AckConfirm:
+                pairs = msg.pairs
                 with self.cond:
-                    for k in range(0, len(msg.pairs), 2):
-                        self.unconfirmed.pop((msg.pairs[k], msg.pairs[k + 1]), None)
+                    for k in range(0, len(pairs), 2):
+                        self.unconfirmed.pop(make_token(pairs[k], pairs[k + 1]), None)
             else:
                 raise MessageRejected(RejectReason.UNEXPECTED, f"{type(msg).__name__} sent to a consumer")
         except MessageRejected as exc:
@@ -87,18 +92,16 @@ class ConsumerCore:
         with self.cond:
             acked, self.acks = self.acks, []
             rejected, self.rejects = self.rejects, []
-            for k in range(0, len(acked), 2):
-                self.unconfirmed[(acked[k], acked[k + 1])] = None
-            for seg, idx, _ in rejected:
-                self.unconfirmed[(seg, idx)] = None
+            self.unconfirmed.update(dict.fromkeys(acked))
+            self.unconfirmed.update(dict.fromkeys(token for token, _ in rejected))
             heartbeat = now >= self._next_heartbeat
             if heartbeat:
-                held = [n for pair in self.held.values() for n in pair]
-                resend = [n for pair in self.unconfirmed for n in pair]
+                held = _pairs(self.held.values())
+                resend = _pairs(self.unconfirmed)
         if acked or rejected:
-            self.loop.send(codec.encode(Ack(queue=self.queue, acked=acked,
-                                            rejected=[n for seg, idx, _ in rejected for n in (seg, idx)],
-                                            reasons=[reason for _, _, reason in rejected])))
+            self.loop.send(codec.encode(Ack(queue=self.queue, acked=_pairs(acked),
+                                            rejected=_pairs(token for token, _ in rejected),
+                                            reasons=[reason for _, reason in rejected])))
         if heartbeat:
             self._next_heartbeat = now + self.config.heartbeat_s
             self.loop.send(codec.encode(Heartbeat(
@@ -114,25 +117,24 @@ class ConsumerCore:
             raise MessageRejected(RejectReason.MALFORMED, "delivery without a body blob")
         wire = segments.receive(payload[0].buffer, [f.buffer for f in payload[1:]], blob_crc=msg.blob_crc,
                                 sizes=msg.sizes, nframes=msg.nframes, live=msg.live, frame_crcs=msg.frame_crcs)
-        offsets, total = [], 0
-        for size in msg.sizes:
-            offsets.append(total)
-            total += size
-        blob = wire.blob
+        offsets = [0, *itertools.accumulate(msg.sizes)]
+        blob = payload[0].bytes if offsets[-1] <= _COPY_BODIES_UP_TO else wire.blob
+        frames, first_frame, nframes = wire.frames, wire.first_frame, msg.nframes
+        ids, segment = msg.ids, msg.segment
         with self.cond:
+            done, held, ready = self.done.ids, self.held, self.ready
+            self.stats.received += len(msg.live)
             for i, attempt in zip(msg.live, msg.attempts):
-                msg_id, token = msg.ids[i], (msg.segment, i)
-                self.stats.received += 1
-                if msg_id in self.done:
-                    self.acks.extend(token)
+                msg_id = ids[i]
+                if msg_id in done:
+                    self.acks.append(make_token(segment, i))
                     self.stats.duplicates_dropped += 1
-                elif msg_id in self.held:
+                elif msg_id in held:
                     self.stats.duplicates_dropped += 1
                 else:
-                    self.held[msg_id] = token
-                    start = wire.first_frame[i]
-                    self.ready.append(RawItem(msg_id, token, attempt, blob[offsets[i]:offsets[i] + msg.sizes[i]],
-                                              wire.frames[start:start + msg.nframes[i]]))
+                    token = held[msg_id] = segment << 32 | i
+                    item_frames = tuple(frames[first_frame[i]:first_frame[i] + nframes[i]]) if nframes[i] else ()
+                    ready.append((msg_id, token, attempt, blob[offsets[i]:offsets[i + 1]], item_frames))
                     if attempt > 1:
                         self.stats.redelivered += 1
             if self.waiters:

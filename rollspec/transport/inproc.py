@@ -11,7 +11,7 @@ from collections import deque
 from typing import Any
 
 from rollspec.transport import codec
-from rollspec.transport.channel import Delivery, IdSource, Receiver, Sender
+from rollspec.transport.channel import Delivery, IdSource, Receiver, Sender, make_token, split_token
 from rollspec.transport.config import QueueConfig
 from rollspec.transport.consumer_core import BoundedIds
 from rollspec.transport.errors import BackPressureTimeout, ChannelClosed
@@ -138,7 +138,7 @@ class InProcReceiver(Receiver):
         with hub.cond:
             self._held.discard(delivery.msg_id)
             self._done.add(delivery.msg_id)
-            hub.queue.ack(self._key, list(delivery.token))
+            hub.queue.ack(self._key, list(split_token(delivery.token)))
             self._stats.acked += 1
             hub.pump(time.monotonic())
 
@@ -170,4 +170,4 @@ class InProcReceiver(Receiver):
             item = codec.decode_body(body, [bytearray(f) for f in frames])
         self._stats.delivered += 1
         self._stats.redelivered += attempt > 1
-        return Delivery(msg_id, item, attempt, (segment.seg_id, index))
+        return Delivery(msg_id, item, attempt, make_token(segment.seg_id, index))

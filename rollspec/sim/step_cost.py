@@ -1,0 +1,41 @@
+"""The cost interface the simulator drives: the scheduler's cost-model methods plus what a drain needs.
+
+`DepthScheduler` calls `step_s(B, k_max)` to plan and `observe(...)` after each step, so any
+object with these methods can be handed to the scheduler's depth policy in place of its
+measured `CostModel`. The simulator also needs the two parts of a step separately, the
+prefill of admitted rows, and a way to say how long the cached contexts are (a GPU's
+decode cost grows with the KV it reads; a measured table ignores it).
+"""
+
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+class StepCost(Protocol):
+    """Seconds of the pieces of a rollout replica's work; the simulator's truth and the depth policy's belief."""
+
+    def target_s(self, batch_size: int, q: int) -> float:
+        """One target forward verifying q tokens for each of batch_size rows."""
+        ...
+
+    def draft_s(self, batch_size: int) -> float:
+        """Drafting one position for batch_size rows."""
+        ...
+
+    def step_s(self, batch_size: int, k_max: int) -> NDArray[np.float64]:
+        """k * draft_s(B) + target_s(B, k + 1) for k = 0 .. k_max."""
+        ...
+
+    def observe(self, batch_size: int, k: int, draft_time_s: float, target_time_s: float) -> None:
+        """A measured step; a simulated truth has nothing to learn from its own times."""
+        ...
+
+    def set_context_tokens(self, mean_context_tokens: float) -> None:
+        """Mean cached tokens per live row for the steps priced next."""
+        ...
+
+    def prefill_s(self, num_rows: int, prompt_tokens: int) -> float:
+        """Admitting num_rows requests of prompt_tokens each (their prompt forward)."""
+        ...

@@ -1,0 +1,63 @@
+"""RewardActor: a RewardLoop over the trajectories and scored queues, as a Ray actor.
+
+The built-in task reward runs in this process; a user function runs in a killable child process
+(reward_sandbox.py) so that one that hangs costs a timeout, not the actor.
+"""
+
+import threading
+import traceback
+
+import torch
+
+from rollspec.actors.config import SCORED, TRAJECTORIES, RewardSpec
+from rollspec.actors.reward_fn import BUILTIN, builtin_reward_function
+from rollspec.actors.reward_loop import RewardLoop
+from rollspec.actors.reward_sandbox import SandboxedRewardFunction
+from rollspec.transport import ConsumerConfig, ZmqConsumer, ZmqProducer
+
+
+class RewardActor:
+    """Scores rollout records; a reward error is recorded on the record and counted, never raised.
+
+    Construction fails with RewardFunctionError if a user reward function cannot be imported.
+    """
+
+    def __init__(self, spec: RewardSpec, *, name: str, broker_address: str):
+        torch.set_num_threads(spec.process.num_threads)
+        self.name = name
+        if spec.function == BUILTIN:
+            self._score = builtin_reward_function()
+        else:
+            self._score = SandboxedRewardFunction(spec.function, timeout_s=spec.timeout_s)
+        self._trajectories = ZmqConsumer(broker_address, TRAJECTORIES,
+                                         config=ConsumerConfig(window_items=4 * spec.batch_items))
+        self._scored = ZmqProducer(broker_address, SCORED)
+        self._loop = RewardLoop(trajectories=self._trajectories, scored=self._scored, score=self._score,
+                                batch_items=spec.batch_items)
+        self._error = ""
+        self._running = True
+        self._thread = threading.Thread(target=self._run, name=f"{name}-loop", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while self._running:
+                self._loop.run_once()
+        except Exception:  # reported through status(); the controller fails the run with the traceback
+            self._error = traceback.format_exc()
+
+    def status(self) -> dict:
+        """Counters (scored, reward errors with the last one, time spent scoring) and any loop failure."""
+        out = {"name": self.name, **self._loop.stats.as_dict(), "error": self._error}
+        if isinstance(self._score, SandboxedRewardFunction):
+            out["num_worker_restarts"] = self._score.num_restarts
+        return out
+
+    def stop(self) -> dict:
+        """Stop the loop, close the sockets and the reward worker, and return status()."""
+        self._running = False
+        self._thread.join(timeout=60.0)
+        self._trajectories.close()
+        self._scored.close()
+        self._score.close()
+        return self.status()

@@ -1,0 +1,112 @@
+"""Frozen specs of the actors and the controller, built by launch/ from the validated user config.
+
+Specs travel to Ray actors as constructor arguments (small, picklable); the actors never see the
+pydantic models, YAML or the command line.
+"""
+
+import dataclasses
+from typing import Literal
+
+from rollspec.actors.rollout_loop import SamplingDefaults
+from rollspec.engine.config import EngineConfig
+from rollspec.scheduler import AdmissionConfig
+
+DepthMode = Literal["adaptive", "fixed"]
+PROMPTS, TRAJECTORIES, SCORED, DRAFT_SAMPLES = "prompts", "trajectories", "scored", "draft_samples"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ProcessSpec:
+    """How an actor process is set up: intra-op threads and the environment every Ray process needs."""
+
+    num_threads: int = 1
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RolloutSpec:
+    """One rollout actor: which models, how the engine is sized, how deep it speculates, how it samples."""
+
+    policy_path: str
+    drafter: str
+    draft_path: str | None
+    """Draft model directory (drafter draft_model) or EAGLE head directory (eagle); None otherwise."""
+    engine: EngineConfig
+    depth: DepthMode
+    k: int
+    """The fixed depth, or the adaptive scheduler's deepest choice."""
+    sampling: SamplingDefaults
+    group_size: int
+    profile_repeats: int = 3
+    start_timeout_s: float = 300.0
+    process: ProcessSpec = ProcessSpec()
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RewardSpec:
+    """One reward actor: 'builtin' or a user function 'module:function' with a per-call timeout."""
+
+    function: str
+    timeout_s: float
+    batch_items: int = 16
+    process: ProcessSpec = ProcessSpec()
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class DraftRefreshSpec:
+    """The draft-refresh actor: which drafter weights it owns and how often it publishes a version."""
+
+    drafter: str
+    draft_path: str | None
+    policy_path: str
+    every_policy_versions: int = 1
+    process: ProcessSpec = ProcessSpec()
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class FeedSpec:
+    """The learner's intake of scored groups (runs in learner rank 0)."""
+
+    admission: AdmissionConfig
+    vocab_size: int
+    """The policy's vocabulary: records with other token ids are dropped ('bad_tokens')."""
+    drop_truncated: bool = False
+    poll_items: int = 256
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class QueueSpec:
+    """Work-queue limits shared by the four queues the controller hosts."""
+
+    capacity: int = 4096
+    lease_s: float = 30.0
+    max_attempts: int = 5
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ControllerSpec:
+    """The step loop: how many steps, what a step consumes, staleness, checkpoints and the prompt source."""
+
+    steps: int
+    admission: AdmissionConfig
+    task_weights: tuple[tuple[str, float], ...]
+    data_seed: int
+    difficulty: int
+    eval_fraction: float
+    sample_seed: int
+    checkpoint_every: int
+    """Checkpoint after every this many steps (0: only at the end)."""
+    keep_checkpoints: int = 2
+    queues: QueueSpec = QueueSpec()
+    poll_s: float = 0.02
+    train_wait_s: float = 0.5
+    """How long one learner call waits for a full batch before reporting back (so drops get replaced)."""
+    version_wait_s: float = 300.0
+
+    @property
+    def prompts_per_step(self) -> int:
+        return self.admission.prompts_per_step
+
+    @property
+    def group_size(self) -> int:
+        return self.admission.group_size

@@ -1,0 +1,72 @@
+"""DraftRefreshActor: holds the drafter's weights, follows policy versions, publishes draft versions.
+
+Distillation is its own issue; this actor is the interface and the wiring (see draft_refresh_loop).
+"""
+
+import threading
+import traceback
+from pathlib import Path
+
+import torch
+
+from rollspec.actors.config import DRAFT_SAMPLES, DraftRefreshSpec
+from rollspec.actors.draft_refresh_loop import DraftRefreshLoop
+from rollspec.engine.loader import EXTRA_PREFIXES, read_safetensors
+from rollspec.transport import WeightPublisher, WeightSubscriber, ZmqConsumer
+
+DRAFTERS_WITH_WEIGHTS = ("draft_model", "eagle", "mtp")
+
+
+def initial_draft_weights(spec: DraftRefreshSpec) -> dict[str, torch.Tensor]:
+    """The drafter's weights as its `update()` takes them: HF names of the draft model, the EAGLE head's
+    on-disk names, or the `mtp.*` tensors stored in the policy checkpoint."""
+    if spec.drafter == "mtp":
+        tensors = read_safetensors(Path(spec.policy_path))
+        return {name: t for name, t in tensors.items() if name.startswith(EXTRA_PREFIXES)}
+    if spec.drafter in ("draft_model", "eagle") and spec.draft_path is not None:
+        return read_safetensors(Path(spec.draft_path))
+    raise ValueError(f"drafter {spec.drafter!r} has no weights to refresh; expected one of {DRAFTERS_WITH_WEIGHTS}")
+
+
+class DraftRefreshActor:
+    """Publishes draft versions on its own WeightPublisher (`address()`), one per refresh.
+
+    Versions only go up: it starts at the checkpointed `draft_version` (0 on a fresh run).
+    """
+
+    def __init__(self, spec: DraftRefreshSpec, *, broker_address: str, policy_address: str, draft_version: int,
+                 policy_version: int, bind_address: str = "tcp://127.0.0.1:*"):
+        torch.set_num_threads(spec.process.num_threads)
+        self._publisher = WeightPublisher(bind_address=bind_address)
+        self._policy = WeightSubscriber(policy_address)
+        self._samples = ZmqConsumer(broker_address, DRAFT_SAMPLES)
+        self._loop = DraftRefreshLoop(draft_weights=initial_draft_weights(spec), draft_version=draft_version,
+                                      policy_version=policy_version, policy=self._policy, publisher=self._publisher,
+                                      samples=self._samples, every_policy_versions=spec.every_policy_versions)
+        self._error = ""
+        self._running = True
+        self._thread = threading.Thread(target=self._run, name="draft-refresh-loop", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while self._running:
+                self._loop.run_once()
+        except Exception:  # reported through status(); the controller fails the run with the traceback
+            self._error = traceback.format_exc()
+
+    def address(self) -> str:
+        """Where rollout actors subscribe to draft versions."""
+        return self._publisher.address
+
+    def status(self) -> dict:
+        """Versions (policy seen, draft published), samples consumed, and any loop failure."""
+        return {**self._loop.stats.as_dict(), "error": self._error}
+
+    def stop(self) -> dict:
+        """Stop the loop, close the sockets and return status()."""
+        self._running = False
+        self._thread.join(timeout=60.0)
+        for endpoint in (self._samples, self._policy, self._publisher):
+            endpoint.close()
+        return self.status()

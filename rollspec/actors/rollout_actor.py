@@ -1,0 +1,119 @@
+"""RolloutActor: the engine, its drafter and the depth scheduler behind a RolloutLoop, as a Ray actor.
+
+The loop runs on its own thread from construction on, so an actor Ray restarts after a crash
+goes back to work by itself; Ray method calls (status, stop) are served on the actor's main thread.
+"""
+
+import threading
+import time
+import traceback
+
+import torch
+
+from rollspec.actors.config import DRAFT_SAMPLES, PROMPTS, TRAJECTORIES, RolloutSpec
+from rollspec.actors.rollout_loop import RolloutLoop
+from rollspec.engine.config import EngineConfig
+from rollspec.engine.depth import DepthPolicy, FixedDepth
+from rollspec.engine.drafters.base import Drafter
+from rollspec.engine.drafters.build import build_drafter
+from rollspec.engine.engine import Engine
+from rollspec.engine.loader import LoadedModel, load_model
+from rollspec.engine.profiling import profile_step_costs
+from rollspec.scheduler import CostModel, DepthConfig, DepthMode, DepthScheduler, profile_points
+from rollspec.transport import ConsumerConfig, WeightSubscriber, ZmqConsumer, ZmqProducer
+
+PROFILE_PROMPT_LEN = 24  # about a task prompt's length at the middle difficulty
+
+
+class RolloutActorError(RuntimeError):
+    """The rollout loop stopped on an unexpected error (the traceback is in the message)."""
+
+
+class RolloutActor:
+    """Generates GRPO groups for leased prompts and swaps policy / draft weights between generations.
+
+    Invariants: every record carries the one policy and draft version that generated it; a prompt
+    group is acked only after all its records are confirmed by the trajectories queue.
+    """
+
+    def __init__(self, spec: RolloutSpec, *, name: str, broker_address: str, policy_address: str,
+                 draft_address: str | None = None, send_draft_samples: bool = False, min_policy_version: int = 0):
+        torch.set_num_threads(spec.process.num_threads)
+        self.name = name
+        start = time.perf_counter()
+        policy = load_model(spec.policy_path, dtype=spec.engine.torch_dtype, device=spec.engine.device,
+                            max_positions=spec.engine.cache_len)
+        drafter = self._drafter(spec, policy, spec.engine)
+        self._profile: dict = {}
+        depth = self._depth(spec, policy, drafter)
+        engine = Engine(policy.model, spec.engine, drafter=drafter, depth=depth)
+        group_windows = max(1, spec.engine.max_batch_size // spec.group_size)
+        self._prompts = ZmqConsumer(broker_address, PROMPTS, config=ConsumerConfig(window_items=group_windows))
+        self._trajectories = ZmqProducer(broker_address, TRAJECTORIES)
+        self._draft_samples = ZmqProducer(broker_address, DRAFT_SAMPLES) if send_draft_samples else None
+        self._policy_weights = WeightSubscriber(policy_address)
+        self._draft_weights = WeightSubscriber(draft_address) if draft_address and drafter is not None else None
+        notify = depth.notify_weights_changed if isinstance(depth, DepthScheduler) else None
+        self._loop = RolloutLoop(engine, prompts=self._prompts, trajectories=self._trajectories,
+                                 sampling=spec.sampling, name=name, group_size=spec.group_size,
+                                 policy_weights=self._policy_weights, draft_weights=self._draft_weights,
+                                 draft_samples=self._draft_samples, on_weights_changed=notify)
+        if not self._loop.wait_for_policy(min_policy_version, spec.start_timeout_s):
+            raise RolloutActorError(f"{name}: policy version {min_policy_version} did not arrive within "
+                                    f"{spec.start_timeout_s}s from {policy_address}")
+        self.start_s = time.perf_counter() - start
+        self._depth_policy = depth
+        self._error: str = ""
+        self._running = True
+        self._thread = threading.Thread(target=self._run, name=f"{name}-loop", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _drafter(spec: RolloutSpec, policy: LoadedModel, config: EngineConfig) -> Drafter | None:
+        return build_drafter(spec.drafter, policy=policy, config=config, draft_path=spec.draft_path)
+
+    def _depth(self, spec: RolloutSpec, policy: LoadedModel, drafter: Drafter | None) -> DepthPolicy:
+        """Fixed k, or the adaptive scheduler planning with costs profiled here, on this engine."""
+        if drafter is None or spec.k == 0:
+            return FixedDepth(0)
+        if spec.depth == "fixed":
+            return FixedDepth(spec.k)
+        batch_sizes, qs = profile_points(spec.engine.max_batch_size, spec.k)
+        start = time.perf_counter()
+        profile = profile_step_costs(policy.model, spec.engine, batch_sizes=batch_sizes, qs=qs,
+                                     drafter_factory=lambda cfg: self._drafter(spec, policy, cfg),
+                                     repeats=spec.profile_repeats, prompt_len=PROFILE_PROMPT_LEN)
+        self._profile = {"wall_s": round(time.perf_counter() - start, 2),
+                         "target_ms": {f"B{b}_q{q}": round(1e3 * s, 3) for (b, q), s in profile.target_s.items()},
+                         "draft_ms": {f"B{b}": round(1e3 * s, 3) for b, s in profile.draft_s.items()}}
+        cost = CostModel.from_profile(profile.target_s, profile.draft_s)
+        return DepthScheduler(DepthConfig(k_max=spec.k, mode=DepthMode.ADAPTIVE), cost)
+
+    def _run(self) -> None:
+        try:
+            while self._running:
+                self._loop.run_once()
+        except Exception:  # reported through status(); the controller fails the run with the traceback
+            self._error = traceback.format_exc()
+
+    def status(self) -> dict:
+        """Versions held, counters, the depth scheduler's choices and, if the loop died, its traceback."""
+        out = {"name": self.name, **self._loop.stats.as_dict(), "error": self._error, "start_s": self.start_s}
+        if isinstance(self._depth_policy, DepthScheduler):
+            stats = self._depth_policy.stats
+            out["num_steps_by_k"] = list(stats.num_steps_by_k)
+        return out
+
+    def profile(self) -> dict:
+        """The start-up cost profile (empty unless the depth is adaptive)."""
+        return self._profile
+
+    def stop(self) -> dict:
+        """Stop the loop, release the sockets (un-acked prompts go back to the queue) and return status()."""
+        self._running = False
+        self._thread.join(timeout=60.0)
+        for endpoint in (self._prompts, self._trajectories, self._draft_samples, self._policy_weights,
+                         self._draft_weights):
+            if endpoint is not None:
+                endpoint.close()
+        return self.status()

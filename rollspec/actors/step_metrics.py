@@ -1,0 +1,112 @@
+"""Per-step metrics: reward, acceptance, throughput, staleness, drops and the step-time breakdown.
+
+Breakdown of step t's wall time (from the end of step t-1 to the end of step t):
+- weight_sync_s: until every rollout actor holds the version step t trains on (sync mode: the
+  exposed cost of broadcasting and swapping weights);
+- generate_s: first dispatch of the batch's groups to the last of them finished generating;
+- reward_s: the scoring tail after the last generation;
+- learner_wait_s: the learner waiting for a full batch (in async mode, the rollout time the
+  pipeline failed to hide);
+- train_s, publish_s: the optimizer step, and gathering + publishing the new version.
+In synchronous mode these are consecutive phases; in async mode generation overlaps training.
+"""
+
+import statistics
+import time
+from collections import Counter
+
+from rollspec.actors.batch_assembler import GroupResolution
+from rollspec.actors.fleet import FleetStatus
+
+LEARNER_STATS = ("loss", "pg_loss", "grad_norm", "clip_fraction", "truncated_fraction", "is_weight_mean",
+                 "behaviour_kl", "kl", "entropy", "lr", "num_tokens")
+
+
+class StepClock:
+    """Wall-clock marks of the current step; `close_step` returns its timings and starts the next."""
+
+    def __init__(self) -> None:
+        self._begin = 0.0
+        self._synced: float | None = None
+        self._learner_wait_s = 0.0
+        self._last_result: dict = {}
+        self._tokens = 0
+        self._engine_s = 0.0
+        self._version_needed = 0
+
+    def start(self, status: FleetStatus | None, version_needed: int = 0) -> None:
+        self._begin = time.monotonic()
+        self._synced = None
+        self._learner_wait_s = 0.0
+        self._version_needed = version_needed
+        self._tokens, self._engine_s = _totals(status)
+
+    def rollouts_hold(self, version: int) -> None:
+        """Called with the oldest policy version the rollout actors hold."""
+        if self._synced is None and version >= self._version_needed:
+            self._synced = time.monotonic()
+
+    def learner_call(self, result: dict) -> None:
+        self._learner_wait_s += result.get("wait_s", 0.0)
+        self._last_result = result
+
+    def close_step(self, status: FleetStatus | None) -> dict:
+        now = time.monotonic()
+        tokens, engine_s = _totals(status)
+        num_actors = max(1, len(status.rollouts) if status is not None else 1)
+        d_tokens, d_engine_s = tokens - self._tokens, (engine_s - self._engine_s) / num_actors
+        result = self._last_result
+        out = {"step_s": now - self._begin,
+               "weight_sync_s": (self._synced or now) - self._begin,
+               "learner_wait_s": self._learner_wait_s,
+               "train_s": result.get("step_time_s", 0.0),
+               "publish_s": result.get("gather_s", 0.0) + result.get("publish_s", 0.0),
+               "rollout_tokens": d_tokens,
+               "rollout_tokens_per_s": d_tokens / d_engine_s if d_engine_s > 0 else 0.0}
+        self.start(status, version_needed=int(result.get("version", 0)))
+        return out
+
+
+def _totals(status: FleetStatus | None) -> tuple[int, float]:
+    if status is None:
+        return 0, 0.0
+    return sum(s["num_tokens"] for s in status.rollouts), sum(s["engine_s"] for s in status.rollouts)
+
+
+def step_metrics(step: int, trained: list[GroupResolution], result: dict, timings: dict, status: FleetStatus | None,
+                 queue_depths: dict[str, int], *, max_staleness: int) -> dict:
+    """One JSON-able record for learner step `step` (0-based) from the groups it trained."""
+    rewards = [r for g in trained for r, why in zip(g.rewards, g.sample_reasons) if not why]
+    drops = Counter(why for g in trained for why in g.sample_reasons if why)
+    verify = sum(g.num_verify_steps for g in trained)
+    staleness = [step - g.policy_version for g in trained]
+    generated = [g.generated_at for g in trained]
+    out = {
+        "step": step, "time": time.time(), "policy_version": int(result.get("version", step + 1)),
+        "draft_version": _draft_version(status),
+        "rollout_policy_versions": [s["policy_version"] for s in status.rollouts] if status else [],
+        "reward_mean": statistics.fmean(rewards) if rewards else 0.0,
+        "num_groups": len(trained), "num_samples": len(rewards), "sample_drops": dict(drops),
+        "acceptance_length": 1.0 + sum(g.num_accepted for g in trained) / verify if verify else 1.0,
+        "draft_acceptance_rate": (sum(g.num_accepted for g in trained) / max(1, sum(g.num_drafted for g in trained))),
+        "response_tokens_mean": statistics.fmean(n for g in trained for n in g.num_tokens) if trained else 0.0,
+        "staleness_max": max(staleness, default=0), "staleness_mean": statistics.fmean(staleness) if staleness else 0.0,
+        "staleness_violations": sum(1 for s in staleness if s > max_staleness),
+        "generate_s": max(generated) - min(g.issued_at for g in trained) if trained else 0.0,
+        "reward_s": max(0.0, max(g.scored_at for g in trained) - max(generated)) if trained else 0.0,
+        "queue_depths": queue_depths,
+        **timings,
+    }
+    out.update({f"learner_{k}": result[k] for k in LEARNER_STATS if k in result})
+    if status is not None and status.rollouts and "num_steps_by_k" in status.rollouts[0]:
+        by_k = [sum(col) for col in zip(*(s["num_steps_by_k"] for s in status.rollouts))]
+        out["engine_steps_by_k"] = by_k
+    return out
+
+
+def _draft_version(status: FleetStatus | None) -> int:
+    if status is None:
+        return 0
+    if status.refresh is not None:
+        return int(status.refresh["draft_version"])
+    return max((s["draft_version"] for s in status.rollouts), default=0)

@@ -1,0 +1,42 @@
+"""The driver's progress display: a rich progress bar with ETA, and one line per learner step with
+reward, mean acceptance length, rollout tokens/s and the step-time breakdown."""
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+def step_line(m: dict) -> str:
+    """One step as text (also what non-terminal logs, e.g. `ray job logs`, show)."""
+    drops = ",".join(f"{k}={v}" for k, v in sorted(m.get("sample_drops", {}).items())) or "-"
+    return (f"step {m['step'] + 1:>4}  reward {m['reward_mean']:.3f}  acc_len {m['acceptance_length']:.2f}  "
+            f"{m['rollout_tokens_per_s']:>7.0f} tok/s  staleness<={m['staleness_max']}  "
+            f"v{m['policy_version']}/d{m['draft_version']}  | step {m['step_s']:.2f}s = sync {m['weight_sync_s']:.2f} "
+            f"gen {m['generate_s']:.2f} reward {m['reward_s']:.2f} wait {m['learner_wait_s']:.2f} "
+            f"train {m['train_s']:.2f} publish {m['publish_s']:.2f}  drops {drops}")
+
+
+class StepProgress:
+    """Context manager; `update(metrics)` after every step."""
+
+    def __init__(self, total_steps: int, done_steps: int = 0, *, enabled: bool = True, console: Console | None = None):
+        self.console = console or Console(soft_wrap=True)
+        self._enabled = enabled
+        self._progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                                  TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=self.console,
+                                  disable=not enabled)
+        self._task = self._progress.add_task("train", total=total_steps, completed=done_steps, info="")
+
+    def __enter__(self) -> "StepProgress":
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._progress.stop()
+
+    def update(self, metrics: dict) -> None:
+        self._progress.console.print(step_line(metrics), highlight=False)
+        info = f"reward {metrics['reward_mean']:.3f} acc {metrics['acceptance_length']:.2f}"
+        self._progress.update(self._task, completed=metrics["step"] + 1, info=info)
+
+    def log(self, text: str) -> None:
+        self._progress.console.print(text, highlight=False)

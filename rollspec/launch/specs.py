@@ -1,0 +1,93 @@
+"""The validated TrainConfig -> the frozen specs the actors, the learner and the controller take."""
+
+import dataclasses
+from pathlib import Path
+
+from rollspec.actors.config import (
+    ControllerSpec,
+    DraftRefreshSpec,
+    FeedSpec,
+    ProcessSpec,
+    QueueSpec,
+    RewardSpec,
+    RolloutSpec,
+)
+from rollspec.actors.learner_config import LearnerConfig
+from rollspec.actors.rollout_loop import SamplingDefaults
+from rollspec.engine.config import EngineConfig
+from rollspec.engine.loader import read_config
+from rollspec.engine.model_config import ModelConfig
+from rollspec.launch.config import TrainConfig
+from rollspec.rl.config import AdvantageConfig, PolicyLossConfig
+from rollspec.rl.grpo_step import GrpoLossConfig
+from rollspec.rl.vocab import EOS_ID
+from rollspec.scheduler import AdmissionConfig
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ModelPaths:
+    """Model directories with zoo references resolved; draft is None when the drafter needs none."""
+
+    policy: Path
+    draft: Path | None
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RunSpecs:
+    """Everything the run's components are built from."""
+
+    rollout: RolloutSpec
+    reward: RewardSpec
+    refresh: DraftRefreshSpec | None
+    feed: FeedSpec
+    learner: LearnerConfig
+    advantage: AdvantageConfig
+    controller: ControllerSpec
+    vocab_size: int
+
+
+def admission_config(config: TrainConfig) -> AdmissionConfig:
+    algo = config.algorithm
+    return AdmissionConfig(max_staleness=algo.max_staleness, prompts_per_step=algo.prompts_per_step,
+                           group_size=algo.group_size)
+
+
+def build_specs(config: TrainConfig, paths: ModelPaths) -> RunSpecs:
+    """Specs for every component of the run described by `config` with models at `paths`."""
+    algo, rollout, learner = config.algorithm, config.rollout, config.learner
+    policy_config = ModelConfig.from_hf_dict(read_config(paths.policy))
+    stop = tuple(policy_config.eos_token_ids) or (EOS_ID,)
+    engine = EngineConfig(max_batch_size=rollout.max_batch_size, max_seq_len=rollout.max_seq_len,
+                          k_max=max(rollout.k, 1), seed=config.run.seed)
+    sampling = SamplingDefaults(temperature=algo.temperature, top_p=algo.top_p, max_new_tokens=algo.max_new_tokens,
+                                stop_token_ids=stop)
+    draft_path = str(paths.draft) if paths.draft is not None else None
+    rollout_spec = RolloutSpec(policy_path=str(paths.policy), drafter=rollout.drafter, draft_path=draft_path,
+                               engine=engine, depth=rollout.depth, k=rollout.k if rollout.drafter != "none" else 0,
+                               sampling=sampling, group_size=algo.group_size, profile_repeats=rollout.profile_repeats,
+                               process=ProcessSpec(num_threads=rollout.num_threads))
+    reward_spec = RewardSpec(function=config.reward.function, timeout_s=config.reward.timeout_s)
+    refresh_spec = None
+    if config.runs_draft_refresh:
+        refresh_spec = DraftRefreshSpec(drafter=rollout.drafter, draft_path=draft_path, policy_path=str(paths.policy),
+                                        every_policy_versions=config.draft_refresh.every_policy_versions)
+    admission = admission_config(config)
+    loss = GrpoLossConfig(policy_loss=PolicyLossConfig(clip_eps_low=algo.clip_eps_low, clip_eps_high=algo.clip_eps_high,
+                                                       tis_cap=algo.tis_cap, kl_coef=algo.kl_coef),
+                          temperature=algo.temperature, decoupled=algo.decoupled)
+    learner_config = LearnerConfig(zero_stage=learner.zero_stage, lr=learner.lr, weight_decay=learner.weight_decay,
+                                   grad_clip=learner.grad_clip, micro_batch_size=learner.micro_batch_size,
+                                   dtype=learner.dtype, num_ranks=learner.num_ranks,
+                                   cpus_per_rank=learner.cpus_per_rank, seed=config.run.seed, loss=loss)
+    data = config.data
+    controller = ControllerSpec(
+        steps=algo.steps, admission=admission, task_weights=tuple(sorted(data.tasks.items())), data_seed=data.seed,
+        difficulty=data.difficulty, eval_fraction=data.eval_fraction, sample_seed=config.run.seed,
+        checkpoint_every=config.checkpoint.every_steps, keep_checkpoints=config.checkpoint.keep_last,
+        queues=QueueSpec(capacity=config.transport.queue_capacity, lease_s=config.transport.lease_s,
+                         max_attempts=config.transport.max_attempts))
+    return RunSpecs(rollout=rollout_spec, reward=reward_spec, refresh=refresh_spec,
+                    feed=FeedSpec(admission=admission, vocab_size=policy_config.vocab_size,
+                                  drop_truncated=algo.drop_truncated),
+                    learner=learner_config, advantage=AdvantageConfig(scale_by_std=algo.scale_by_std),
+                    controller=controller, vocab_size=policy_config.vocab_size)

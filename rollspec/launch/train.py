@@ -1,0 +1,169 @@
+"""`rollspec train`: config -> models -> Ray -> broker, learner group, actors -> controller loop -> summary.
+
+    summary = train(load_config("configs/tiny.yaml", ["algorithm.steps=5"]))
+
+Start order follows the data the actors need at construction: the broker's address (everyone),
+the learner's weight publisher (rollouts, draft refresh), the draft publisher (rollouts). Reward
+actors start first, so their start-up overlaps the learner's DeepSpeed set-up.
+"""
+
+import math
+import time
+from typing import Any
+
+from rollspec.launch.config import ConfigError, TrainConfig
+from rollspec.launch.model_paths import resolve_model_paths
+from rollspec.launch.progress import StepProgress
+from rollspec.launch.ray_session import cluster_address, ray_session
+from rollspec.launch.resources import check_cpus
+from rollspec.launch.run_dir import RunDir
+from rollspec.launch.specs import RunSpecs, build_specs
+
+
+class RestoreMismatchError(RuntimeError):
+    """A restored learner does not match the checkpoint's controller state."""
+
+
+def check_reward_function(config: TrainConfig) -> None:
+    """Import a user reward function in the driver too, so a bad path fails before anything starts."""
+    if config.reward.function != "builtin":
+        from rollspec.actors.reward_fn import RewardFunctionError, load_reward_function
+
+        try:
+            load_reward_function(config.reward.function)
+        except RewardFunctionError as exc:
+            raise ConfigError(str(exc)) from exc
+
+
+def train(config: TrainConfig, *, resume: bool = False, progress: StepProgress | None = None) -> dict[str, Any]:
+    """Run (or resume) the training run `config` describes; returns its summary (also in summary.json)."""
+    check_reward_function(config)
+    if cluster_address(config.ray) is None:
+        check_cpus(config, config.ray.num_cpus, "the local Ray (ray.num_cpus)")
+    paths = resolve_model_paths(config)
+    run_dir = RunDir.open(config, resume=resume)
+    run_dir.write_config(config, {"policy": str(paths.policy), "draft": str(paths.draft) if paths.draft else None})
+    specs = build_specs(config, paths)
+    progress = progress or StepProgress(config.algorithm.steps, enabled=config.run.progress)
+    with ray_session(config.ray, config.run.name) as where:
+        import ray
+
+        check_cpus(config, ray.cluster_resources().get("CPU", 0.0), where)
+        progress.log(f"run {run_dir.path} on {where}")
+        return _run(config, specs, str(paths.policy), run_dir, resume, progress)
+
+
+def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir, resume: bool,
+         progress: StepProgress) -> dict[str, Any]:
+    from rollspec.actors.checkpoints import CheckpointStore
+    from rollspec.actors.config import DRAFT_SAMPLES, PROMPTS, SCORED, TRAJECTORIES
+    from rollspec.actors.controller import Controller
+    from rollspec.actors.controller_state import ControllerState
+    from rollspec.actors.feeding_learner import FeedingLearnerGroup
+    from rollspec.actors.fleet import Fleet
+    from rollspec.actors.prompt_source import PromptSource
+    from rollspec.rl.mixture import TaskMixture
+    from rollspec.transport import Broker, QueueConfig
+
+    start = time.monotonic()
+    queues = specs.controller.queues
+    broker = Broker([QueueConfig(name=name, capacity=queues.capacity, lease_s=queues.lease_s,
+                                 max_attempts=queues.max_attempts, dedup_window=max(1 << 18, 8 * queues.capacity))
+                     for name in (PROMPTS, TRAJECTORIES, SCORED, DRAFT_SAMPLES)])
+    store = CheckpointStore(run_dir.checkpoints, keep_last=specs.controller.keep_checkpoints)
+    state, checkpoint_step = ControllerState(), None
+    if resume:
+        checkpoint_step, raw = store.latest()
+        state = ControllerState.from_json(raw)
+    fleet, learner = Fleet(), None
+    try:
+        fleet.start_rewards(specs.reward, count=config.reward.num_actors, num_cpus=config.reward.cpus_per_actor,
+                            max_restarts=config.reward.max_restarts, broker_address=broker.address)
+        learner = FeedingLearnerGroup(policy_dir, specs.learner)
+        learner.attach_feed(specs.feed, broker.address, specs.advantage)
+        if checkpoint_step is not None:
+            _restore(learner, store, checkpoint_step, state, progress)
+        draft_address = None
+        if specs.refresh is not None:
+            draft_address = fleet.start_refresh(specs.refresh, num_cpus=config.draft_refresh.cpus,
+                                                broker_address=broker.address,
+                                                policy_address=learner.publisher_address,
+                                                draft_version=state.draft_version, policy_version=state.policy_version)
+        fleet.start_rollouts(specs.rollout, count=config.rollout.num_actors, num_cpus=config.rollout.cpus_per_actor,
+                             max_restarts=config.rollout.max_restarts, broker_address=broker.address,
+                             policy_address=learner.publisher_address, draft_address=draft_address,
+                             min_policy_version=state.policy_version)
+        fleet.wait_ready()
+        startup_s = time.monotonic() - start
+        progress.log(f"started in {startup_s:.1f}s: {config.rollout.num_actors} rollout, {config.reward.num_actors} "
+                     f"reward, {config.learner.num_ranks} learner rank(s), draft refresh "
+                     f"{'on' if specs.refresh else 'off'}; from step {state.step}")
+        mixture = TaskMixture(dict(specs.controller.task_weights), specs.controller.data_seed,
+                              difficulty=specs.controller.difficulty, eval_fraction=specs.controller.eval_fraction)
+        source = PromptSource(mixture, group_size=specs.controller.group_size, seed=specs.controller.sample_seed)
+
+        def on_step(metrics: dict) -> None:
+            run_dir.append_metrics(metrics)
+            progress.update(metrics)
+
+        controller = Controller(specs.controller, state=state, broker=broker, prompts=broker.sender(PROMPTS),
+                                source=source, learner=learner, fleet=fleet,
+                                checkpoints=store if config.checkpoint.enabled else None, on_step=on_step)
+        with progress:
+            controller.run()
+        summary = _summary(controller, fleet.poll(), fleet.profiles(), learner.feed_stats(), startup_s,
+                           time.monotonic() - start, run_dir)
+    finally:
+        fleet.stop()
+        if learner is not None:
+            learner.shutdown()
+        broker.close()
+    run_dir.write_final(state.ledger.to_json(), summary)
+    return summary
+
+
+def _restore(learner, store, step: int, state, progress: StepProgress) -> None:
+    """Load the learner's part of checkpoint `step`, check it matches the controller's, republish it."""
+    from rollspec.actors.checkpoints import LEARNER_TAG
+
+    learner.load_checkpoint(store.learner_dir(step), LEARNER_TAG)
+    restored = learner.state()
+    if (restored.step, restored.policy_version) != (state.step, state.policy_version):
+        raise RestoreMismatchError(f"checkpoint step {step}: learner has step {restored.step} / version "
+                                   f"{restored.policy_version}, controller state says {state.step} / "
+                                   f"{state.policy_version}")
+    fingerprint = learner.fingerprint()
+    saved = state.learner_fingerprint
+    if saved and any(not math.isclose(fingerprint[k], saved[k], rel_tol=1e-9, abs_tol=1e-9) for k in saved):
+        raise RestoreMismatchError(f"checkpoint step {step}: restored learner fingerprint {fingerprint} differs "
+                                   f"from the saved {saved}")
+    if state.policy_version > 0:
+        learner.republish()
+    state.restores.append({"checkpoint": str(store.step_dir(step)), "step": state.step,
+                           "policy_version": state.policy_version, "draft_version": state.draft_version,
+                           "fingerprint": fingerprint, "at": time.time()})
+    progress.log(f"resumed from {store.step_dir(step)} (step {state.step}, policy v{state.policy_version}, "
+                 f"draft d{state.draft_version}, {len(state.ledger.outstanding())} groups to re-issue)")
+
+
+def _summary(controller, status, profiles: list[dict], feed: dict, startup_s: float, wall_s: float,
+             run_dir: RunDir) -> dict[str, Any]:
+    state = controller.state
+    history = run_dir.metrics()
+    rewards = [m["reward_mean"] for m in history]
+    third = max(1, len(rewards) // 3)
+    return {
+        "run_dir": str(run_dir.path), "steps": state.step, "policy_version": state.policy_version,
+        "draft_version": state.draft_version, "startup_s": startup_s, "wall_s": wall_s,
+        "reward_first_third": sum(rewards[:third]) / third if rewards else 0.0,
+        "reward_last_third": sum(rewards[-third:]) / third if rewards else 0.0,
+        "acceptance_length_mean": (sum(m["acceptance_length"] for m in history) / len(history)) if history else 0.0,
+        "rollout_tokens_per_s_mean": (sum(m["rollout_tokens_per_s"] for m in history) / len(history))
+        if history else 0.0,
+        "step_s_mean": (sum(m["step_s"] for m in history) / len(history)) if history else 0.0,
+        "groups": {s: state.ledger.num_groups(s) for s in ("trained", "dropped", "issued")},
+        "samples": dict(state.ledger.sample_counts()), "ledger_problems": state.ledger.problems(),
+        "counters": dict(state.counters), "restores": state.restores, "feed": feed,
+        "rollouts": status.rollouts, "rewards": status.rewards, "refresh": status.refresh,
+        "cost_profiles": profiles,
+    }

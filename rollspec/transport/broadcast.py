@@ -78,9 +78,11 @@ class InProcBroadcast(WeightSource):
             self._stats.versions_published += 1
 
     def sink(self) -> "InProcSink":
+        """A new sink seeing this source's versions."""
         return InProcSink(self)
 
     def current(self) -> tuple[int, dict[str, torch.Tensor]] | None:
+        """The newest (version, weights) published, or None."""
         with self._lock:
             return self._current
 

@@ -72,6 +72,7 @@ class Broker:
         return out
 
     def fault_counts(self) -> dict[str, int]:
+        """Faults injected on the broker's outbound messages so far (tests and chaos/)."""
         return self._loop.injector.counts.as_dict()
 
     def close(self) -> None:
@@ -96,6 +97,7 @@ class LocalSender(Sender):
         self._put = 0
 
     def put(self, item: Any, *, msg_id: str | None = None, timeout_s: float = 60.0) -> str:
+        """Encode on this thread and queue under the broker lock; blocks while the queue is full."""
         body, frames = codec.encode_body(item)
         msg_id = msg_id or self._ids.next()
         wire = WireItem(msg_id, body, frames, len(body) + sum(f.nbytes for f in frames))
@@ -118,6 +120,7 @@ class LocalSender(Sender):
         return msg_id
 
     def flush(self, timeout_s: float = 60.0) -> bool:
+        """Wait until the I/O thread has moved every put item into the queue."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._broker._core.lock:
@@ -127,7 +130,9 @@ class LocalSender(Sender):
         return False
 
     def stats(self) -> ProducerStats:
+        """Counters snapshot (local items are confirmed once queued)."""
         return ProducerStats(put=self._put, confirmed=self._put)
 
     def close(self, timeout_s: float = 5.0) -> None:
+        """Flush; the broker keeps running."""
         self.flush(timeout_s)

@@ -31,10 +31,12 @@ class Delivery(NamedTuple):
 
 
 def make_token(segment: int, index: int) -> int:
+    """Pack a lease's (segment, index) into one int."""
     return segment << 32 | index
 
 
 def split_token(token: int) -> tuple[int, int]:
+    """Unpack make_token."""
     return token >> 32, token & 0xFFFFFFFF
 
 
@@ -46,6 +48,7 @@ class IdSource:
         self._counter = itertools.count(1)
 
     def next(self) -> str:
+        """A new id, unique across processes (random prefix) and within this one (counter)."""
         return f"{self._prefix}-{next(self._counter)}"
 
 

@@ -41,10 +41,12 @@ class ZmqConsumer(Receiver):
         self._loop.start()
 
     def get(self, timeout_s: float) -> Delivery | None:
+        """Next item or None after timeout_s (see Receiver.get)."""
         batch = self.get_batch(1, timeout_s)
         return batch[0] if batch else None
 
     def get_batch(self, max_items: int, timeout_s: float) -> list[Delivery]:
+        """Items already received, decoded on this thread (see Receiver.get_batch)."""
         core = self._core
         deadline = time.monotonic() + timeout_s
         out: list[Delivery] = []
@@ -60,9 +62,11 @@ class ZmqConsumer(Receiver):
         return out
 
     def ack(self, delivery: Delivery) -> None:
+        """See Receiver.ack; the ack leaves in the next batch and is resent until confirmed."""
         self.ack_many((delivery,))
 
     def ack_many(self, deliveries) -> None:
+        """Ack several deliveries under one lock acquisition."""
         core = self._core
         with core.cond:
             first = not core.acks
@@ -76,6 +80,7 @@ class ZmqConsumer(Receiver):
             self._loop.wake()
 
     def stats(self) -> ConsumerStats:
+        """Counters snapshot, including injected faults."""
         with self._core.cond:
             snapshot = ConsumerStats(**self._core.stats.as_dict())
             snapshot.held = len(self._core.held)
@@ -84,6 +89,8 @@ class ZmqConsumer(Receiver):
         return snapshot
 
     def close(self, timeout_s: float = 5.0) -> None:
+        """Wait (up to timeout_s) until every ack is confirmed, then detach: the broker requeues what
+        this consumer still holds at once instead of after lease_s."""
         core = self._core
         deadline = time.monotonic() + timeout_s
         self._loop.wake()

@@ -42,6 +42,7 @@ class BoundedIds:
         self._capacity = capacity
 
     def add(self, msg_id: str) -> None:
+        """Remember msg_id, forgetting the oldest id beyond capacity."""
         if msg_id not in self.ids:
             self.ids.add(msg_id)
             self._order.append(msg_id)

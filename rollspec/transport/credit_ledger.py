@@ -12,6 +12,8 @@ from typing import Hashable
 
 @dataclass(slots=True, eq=False)
 class ProducerState:
+    """One producer: its window, cumulative grant and highest sequence number received."""
+
     key: Hashable
     window: int
     last_seen: float
@@ -44,6 +46,7 @@ class CreditLedger:
         producer.granted = max(producer.granted, producer.max_seq)
 
     def reserved(self) -> int:
+        """Slots promised to producers and not yet used."""
         return sum(p.outstanding for p in self._producers.values())
 
     def top_up(self, free: int) -> list[ProducerState]:

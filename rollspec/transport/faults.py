@@ -41,6 +41,7 @@ class FaultPlan:
 
     @property
     def is_active(self) -> bool:
+        """Whether any fault has a non-zero probability."""
         return any((self.drop, self.duplicate, self.reorder, self.delay, self.corrupt))
 
     def derive(self, salt: int) -> "FaultPlan":
@@ -64,6 +65,7 @@ class FaultCounts:
     corrupted: int = 0
 
     def as_dict(self) -> dict[str, int]:
+        """Counts as a plain dict (for metrics)."""
         return {name: getattr(self, name) for name in self.__slots__}
 
 

@@ -31,16 +31,20 @@ class InProcQueue:
         self.inboxes: dict[int, deque] = {}
 
     def sender(self) -> "InProcSender":
+        """A new sender into this queue."""
         return InProcSender(self)
 
     def receiver(self, window_items: int = 64) -> "InProcReceiver":
+        """A new receiver with its own lease window."""
         return InProcReceiver(self, window_items)
 
     def stats(self) -> QueueStats:
+        """Counters snapshot of the queue."""
         with self.cond:
             return QueueStats(**self.queue.stats.as_dict())
 
     def drain_dropped(self) -> list[DroppedItem]:
+        """Items given up on since the last call, with reasons."""
         with self.cond:
             out = list(self.queue.dropped)
             self.queue.dropped.clear()

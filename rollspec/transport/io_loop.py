@@ -22,6 +22,8 @@ _MAX_BURST = 256  # messages received per poll wake-up before servicing timers a
 
 
 class IoHandler(Protocol):
+    """Protocol engine driven by an IoLoop; all three methods run on the I/O thread."""
+
     def on_message(self, frames: list[zmq.Frame]) -> None:
         """Handle one inbound multipart message (called on the I/O thread)."""
 
@@ -55,6 +57,7 @@ class IoLoop:
         weakref.finalize(self, _stop_if_alive, weakref.ref(self))
 
     def start(self) -> None:
+        """Start the I/O thread."""
         self._thread.start()
 
     def wake(self) -> None:

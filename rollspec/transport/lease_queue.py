@@ -209,6 +209,7 @@ class LeaseQueue:
                     self._requeue(parcel, indices)
 
     def num_consumers(self) -> int:
+        """Consumers currently registered (heard from within lease_s)."""
         return len(self._consumers)
 
     # --- internals -------------------------------------------------------------------------------

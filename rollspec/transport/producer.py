@@ -139,6 +139,7 @@ class ZmqProducer(Sender):
         self._loop.start()
 
     def put(self, item: Any, *, msg_id: str | None = None, timeout_s: float = 60.0) -> str:
+        """Encode on this thread, wait for credit and byte room, queue for the I/O thread (see Sender.put)."""
         body, frames = codec.encode_body(item)
         msg_id = msg_id or self._ids.next()
         wire = WireItem(msg_id, body, frames, len(body) + sum(f.nbytes for f in frames))
@@ -164,6 +165,7 @@ class ZmqProducer(Sender):
         return msg_id
 
     def flush(self, timeout_s: float = 60.0) -> bool:
+        """Wait until the broker has confirmed every item put so far."""
         deadline = time.monotonic() + timeout_s
         with self._core.cond:
             while self._core.outbox or self._core.unacked:
@@ -174,6 +176,7 @@ class ZmqProducer(Sender):
         return True
 
     def stats(self) -> ProducerStats:
+        """Counters snapshot, including injected faults."""
         with self._core.cond:
             snapshot = ProducerStats(**self._core.stats.as_dict())
             snapshot.unconfirmed = len(self._core.unacked) + len(self._core.outbox)
@@ -182,5 +185,6 @@ class ZmqProducer(Sender):
         return snapshot
 
     def close(self, timeout_s: float = 5.0) -> None:
+        """Flush (up to timeout_s), detach, and release the socket and its zero-copy buffers."""
         self.flush(timeout_s)
         self._loop.stop()

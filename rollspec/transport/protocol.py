@@ -47,6 +47,7 @@ class Heartbeat:
     acked: list[int] = limit(max_len=2 * MAX_BATCH, ge=0)
 
     def check(self) -> None:
+        """Cross-field rules (run after the per-field checks)."""
         _check_pairs("Heartbeat.held", self.held)
         _check_pairs("Heartbeat.acked", self.acked)
 
@@ -65,6 +66,7 @@ class PutBatch:
     frame_crcs: list[int] = limit(ge=0, le=U32)
 
     def check(self) -> None:
+        """Cross-field rules (run after the per-field checks)."""
         _check_same_length("PutBatch", len(self.seqs), self.ids, self.sizes, self.nframes)
         _check_ids("PutBatch.ids", self.ids)
 
@@ -93,6 +95,7 @@ class Deliver:
     frame_crcs: list[int] = limit(ge=0, le=U32)
 
     def check(self) -> None:
+        """Cross-field rules (run after the per-field checks)."""
         _check_same_length("Deliver", len(self.ids), self.sizes, self.nframes)
         _check_same_length("Deliver.attempts", len(self.live), self.attempts)
         _check_ids("Deliver.ids", self.ids)
@@ -111,6 +114,7 @@ class Ack:
     reasons: list[str] = limit(max_len=MAX_BATCH)
 
     def check(self) -> None:
+        """Cross-field rules (run after the per-field checks)."""
         _check_pairs("Ack.acked", self.acked)
         _check_pairs("Ack.rejected", self.rejected)
         _check_same_length("Ack.reasons", len(self.rejected) // 2, self.reasons)
@@ -123,6 +127,7 @@ class AckConfirm:
     pairs: list[int] = limit(max_len=2 * MAX_BATCH, ge=0)
 
     def check(self) -> None:
+        """Cross-field rules (run after the per-field checks)."""
         _check_pairs("AckConfirm.pairs", self.pairs)
 
 

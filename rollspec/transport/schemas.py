@@ -53,6 +53,7 @@ class Trajectory:
     finish_reason: Literal["stop", "length", "abort"]
 
     def check(self) -> None:
+        """Cross-field rules (run after the per-field checks)."""
         num_logprobs = self.logprobs.numel() if isinstance(self.logprobs, torch.Tensor) else len(self.logprobs)
         if isinstance(self.logprobs, torch.Tensor) and self.logprobs.dim() != 1:
             raise SchemaError("Trajectory.logprobs", tuple(self.logprobs.shape), "a 1-D tensor")
@@ -90,6 +91,7 @@ class WeightManifest:
     offsets: list[int] = limit(ge=0)
 
     def check(self) -> None:
+        """Cross-field rules (run after the per-field checks)."""
         num_chunks = -(-self.total_bytes // self.chunk_bytes)
         if len(self.chunk_crcs) != num_chunks:
             raise SchemaError("WeightManifest.chunk_crcs", len(self.chunk_crcs), f"{num_chunks} checksums")

@@ -18,6 +18,7 @@ class RejectCounter:
     counts: dict[str, int] = field(default_factory=dict)
 
     def record(self, exc: MessageRejected, logger: logging.Logger) -> None:
+        """Count `exc` under its reason; log it if this count is a power of two."""
         n = self.counts.get(exc.reason.value, 0) + 1
         self.counts[exc.reason.value] = n
         if n & (n - 1) == 0:
@@ -47,6 +48,7 @@ class QueueStats:
     rejected: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
+        """All counters as a plain dict (for metrics)."""
         return asdict(self)
 
 
@@ -63,6 +65,7 @@ class ProducerStats:
     faults: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
+        """All counters as a plain dict (for metrics)."""
         return asdict(self)
 
 
@@ -81,6 +84,7 @@ class ConsumerStats:
     faults: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
+        """All counters as a plain dict (for metrics)."""
         return asdict(self)
 
 
@@ -101,4 +105,5 @@ class BroadcastStats:
     faults: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
+        """All counters as a plain dict (for metrics)."""
         return asdict(self)

@@ -116,6 +116,7 @@ class WeightPublisher(WeightSource):
         self._loop.start()
 
     def publish(self, version: int, weights: dict[str, torch.Tensor]) -> None:
+        """Snapshot and checksum on this thread, then serve it as the only version (see WeightSource)."""
         core = self._core
         with core.lock:
             last = core.stats.version
@@ -133,6 +134,7 @@ class WeightPublisher(WeightSource):
         self._loop.wake()
 
     def stats(self) -> BroadcastStats:
+        """Counters snapshot, with the version each subscriber last reported."""
         with self._core.lock:
             snapshot = BroadcastStats(**self._core.stats.as_dict())
             snapshot.rejected = dict(self._core.rejects.counts)
@@ -140,5 +142,6 @@ class WeightPublisher(WeightSource):
         return snapshot
 
     def close(self) -> None:
+        """Stop serving and release the socket."""
         self._loop.stop()
 

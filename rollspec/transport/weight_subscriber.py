@@ -165,10 +165,12 @@ class WeightSubscriber(WeightSink):
         self._loop.start()
 
     def latest(self) -> tuple[int, dict[str, torch.Tensor]] | None:
+        """The newest complete, CRC-verified version (see WeightSink.latest)."""
         with self._core.cond:
             return self._core.applied
 
     def wait_for(self, min_version: int, timeout_s: float) -> tuple[int, dict[str, torch.Tensor]] | None:
+        """Block until a version >= min_version is applied; None on timeout."""
         deadline = time.monotonic() + timeout_s
         with self._core.cond:
             while self._core.applied is None or self._core.applied[0] < min_version:
@@ -180,6 +182,7 @@ class WeightSubscriber(WeightSink):
             return self._core.applied
 
     def stats(self) -> BroadcastStats:
+        """Counters snapshot (chunks received, re-requested, corrupt)."""
         with self._core.cond:
             snapshot = BroadcastStats(**self._core.stats.as_dict())
             snapshot.rejected = dict(self._core.rejects.counts)
@@ -187,4 +190,5 @@ class WeightSubscriber(WeightSink):
         return snapshot
 
     def close(self) -> None:
+        """Stop receiving; the applied version stays readable."""
         self._loop.stop()

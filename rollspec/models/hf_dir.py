@@ -9,10 +9,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from rollspec.engine.eagle_head import EagleHead
 from rollspec.engine.model import Decoder
 from rollspec.engine.model_config import ModelConfig
 from rollspec.engine.weights import native_to_hf
 
+EAGLE_ARCHITECTURE = "EagleLlamaForCausalLM"
 _ARCHITECTURES = {"qwen3": "Qwen3ForCausalLM", "llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 
@@ -59,8 +61,27 @@ def write_model_dir(path: str | Path, model: Decoder, *, extra_weights: dict[str
     save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
     dtype = model.embed_tokens.weight.dtype
     (path / "config.json").write_text(json.dumps(config_to_hf_dict(cfg, dtype), indent=2) + "\n")
+    _copy_tokenizer(tokenizer_dir, path)
+    return path
+
+
+def write_eagle_dir(path: str | Path, head: EagleHead, *, tokenizer_dir: str | Path | None = None) -> Path:
+    """Save an EAGLE head the way EAGLE checkpoints lay it out: config.json (one Llama layer at the
+    policy's hidden size, architecture EagleLlamaForCausalLM) and safetensors under `fc.weight`
+    and `layers.0.*`; embeddings and LM head stay the policy's."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {name.removeprefix("model."): t.detach().contiguous().clone() for name, t in native_to_hf(head).items()}
+    save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
+    raw = config_to_hf_dict(head.config, head.fc.weight.dtype)
+    raw["architectures"] = [EAGLE_ARCHITECTURE]
+    (path / "config.json").write_text(json.dumps(raw, indent=2) + "\n")
+    _copy_tokenizer(tokenizer_dir, path)
+    return path
+
+
+def _copy_tokenizer(tokenizer_dir: str | Path | None, path: Path) -> None:
     if tokenizer_dir is not None:
         for name in TOKENIZER_FILES:
             if (Path(tokenizer_dir) / name).is_file():
                 shutil.copyfile(Path(tokenizer_dir) / name, path / name)
-    return path

@@ -8,7 +8,74 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rollspec", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("version", help="print the installed version")
+    _add_make_models(sub)
+    _add_demo(sub)
+    _add_train(sub)
     return parser
+
+
+def _add_make_models(sub) -> None:
+    make = sub.add_parser("make-models", help="train and cache the model zoo (policy, draft, EAGLE and MTP heads)",
+                          description="Train the policy, draft model, EAGLE head and MTP heads on the built-in tasks "
+                                      "and save them as Hugging Face directories with a manifest. Reuses a cached "
+                                      "zoo built with the same recipe and seed.")
+    make.add_argument("--out", default=None,
+                      help="zoo directory (default: $ROLLSPEC_ZOO_DIR, else <repo>/.cache/zoo)")
+    make.add_argument("--seed", type=int, default=0, help="seed of every random choice; same seed, same weights")
+    make.add_argument("--force", action="store_true", help="rebuild even if a matching zoo is cached")
+
+
+def _make_models(args: argparse.Namespace) -> int:
+    from rollspec.models.zoo import build_zoo  # heavy (torch): imported only once arguments parsed
+
+    paths = build_zoo(args.out, seed=args.seed, progress=True, force=args.force)
+    print(paths.root)
+    return 0
+
+
+def _add_demo(sub) -> None:
+    demo = sub.add_parser("demo", help="generation demo: plain vs speculative decoding on the zoo models",
+                          description="Builds the zoo if missing, then generates held-out task completions with "
+                                      "plain decoding and with every drafter, printing tokens/s, speedup and "
+                                      "acceptance length side by side.")
+    demo.add_argument("--batch", type=int, default=4, help="rows decoded together")
+    demo.add_argument("--k", type=int, default=4, help="draft depth for the fixed-k runs")
+    demo.add_argument("--prompts", type=int, default=16, help="held-out prompts per run")
+    demo.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from rollspec.launch.demo import run_demo  # heavy (torch): imported only once arguments parsed
+
+    run_demo(batch=args.batch, k=args.k, num_prompts=args.prompts, threads=args.threads)
+    return 0
+
+
+def _add_train(sub) -> None:
+    train = sub.add_parser("train", help="GRPO training run: rollout, reward, learner and draft-refresh actors on Ray",
+                           description="Runs the actor pipeline described by a config preset plus dotted key=value "
+                                       "overrides (e.g. algorithm.steps=5 rollout.drafter=ngram). Starts a local Ray "
+                                       "unless ray.address or RAY_ADDRESS names a cluster (as under `ray job submit`).")
+    train.add_argument("--config", default=None, help="YAML preset, e.g. configs/tiny.yaml (default: all defaults)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue <run.root>/<run.name> from its last complete checkpoint")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from rollspec.launch.config import ConfigError, load_config  # pydantic only: still cheap
+
+    try:
+        config = load_config(args.config, args.overrides)
+        from rollspec.launch.train import train  # heavy (torch, ray): imported only once the config is valid
+
+        summary = train(config, resume=args.resume)
+    except ConfigError as exc:
+        print(f"rollspec train: {exc}", file=sys.stderr)
+        return 2
+    print(f"reward {summary['reward_first_third']:.3f} -> {summary['reward_last_third']:.3f} (first vs last third "
+          f"of {summary['steps']} steps); run directory {summary['run_dir']}")
+    return 0 if not summary["ledger_problems"] else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +84,12 @@ def main(argv: list[str] | None = None) -> int:
         from rollspec import __version__
 
         print(__version__)
+    elif args.command == "make-models":
+        return _make_models(args)
+    elif args.command == "demo":
+        return _demo(args)
+    elif args.command == "train":
+        return _train(args)
     return 0
 
 

@@ -253,7 +253,8 @@ def run(reps: int, quick: bool) -> dict:
                 f"{name} {v['msgs_per_s']:,.0f} msg/s {v['gb_per_s']:.2f} GB/s"
                 for name, v in results[f"{kind}_{size_name}"].items()), flush=True)
     broadcast = _run_broadcast(ctx, f"ipc://{tmp}/weights")
-    print(f"broadcast 100 MB -> {NUM_SUBSCRIBERS} subscribers: {broadcast['next_version']['total_s']:.2f} s", flush=True)
+    seconds = broadcast["next_version"]["total_s"]
+    print(f"broadcast 100 MB -> {NUM_SUBSCRIBERS} subscribers: {seconds:.2f} s", flush=True)
 
     def ratio(size: str, mode: str, key: str) -> dict:
         return {kind: results[f"{kind}_{size}"][mode][key] / results[f"{kind}_{size}"]["raw"][key]

@@ -63,7 +63,7 @@ class WeightSink(ABC):
 class InProcBroadcast(WeightSource):
     """In-process broadcast: publish clones the weights; every sink sees the newest clone."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._current: tuple[int, dict[str, torch.Tensor]] | None = None
         self._stats = BroadcastStats()

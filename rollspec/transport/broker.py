@@ -79,10 +79,10 @@ class Broker:
         """Stop serving. Leased items are lost with the process: the controller checkpoints first."""
         self._loop.stop()
 
-    def __enter__(self):
+    def __enter__(self) -> "Broker":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

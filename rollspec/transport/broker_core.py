@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Hashable
+from typing import Any, Callable, Hashable, cast
 
 import zmq
 
@@ -51,16 +51,18 @@ class BrokerCore:
     """IoHandler of the broker. `lock` guards the queues against stats readers and local senders;
     `space` (on the same lock) is notified whenever capacity may have freed up."""
 
-    def __init__(self, configs: list[QueueConfig], limits: CodecLimits):
+    loop: IoLoop  # set by the endpoint right after the loop is built (the loop needs this handler first)
+
+    def __init__(self, configs: list[QueueConfig], limits: CodecLimits) -> None:
         self.hosted = {c.name: HostedQueue(LeaseQueue(c)) for c in configs}
         self.limits = limits
         self.lock = threading.Lock()
         self.space = threading.Condition(self.lock)
         self.rejects = RejectCounter("broker")
-        self.loop: IoLoop | None = None
         self._routes: dict[Hashable, str] = {}
         self._next_expiry = 0.0
-        self._handlers = {Heartbeat: self._on_heartbeat, PutBatch: self._on_put, Ack: self._on_ack,
+        self._handlers: dict[type, Callable[[bytes, HostedQueue, Any, list[Any]], None]] = {
+            Heartbeat: self._on_heartbeat, PutBatch: self._on_put, Ack: self._on_ack,
                           Detach: self._on_detach}
 
     # --- IoHandler ---------------------------------------------------------------------------------
@@ -92,7 +94,7 @@ class BrokerCore:
                 for parcel in hosted.queue.dispatch(now):
                     self._deliver(parcel)
                 for producer in hosted.ledger.top_up(hosted.free()):
-                    self._send(producer.key, PutAck(seqs=[], granted=producer.granted))
+                    self._send(cast(bytes, producer.key), PutAck(seqs=[], granted=producer.granted))
             if now >= self._next_expiry:
                 self._next_expiry = now + TICK_S
             self.space.notify_all()
@@ -102,7 +104,7 @@ class BrokerCore:
         pass
 
     # --- handlers (lock held) --------------------------------------------------------------------------
-    def _on_heartbeat(self, identity: bytes, hosted: HostedQueue, msg: Heartbeat, payload: list) -> None:
+    def _on_heartbeat(self, identity: bytes, hosted: HostedQueue, msg: Heartbeat, payload: list[Any]) -> None:
         now = _now()
         self._routes[identity] = msg.queue
         if msg.role == "producer":
@@ -117,7 +119,7 @@ class BrokerCore:
         held = {(msg.held[k], msg.held[k + 1]) for k in range(0, len(msg.held), 2)}
         queue.report_held(identity, held, now)
 
-    def _on_put(self, identity: bytes, hosted: HostedQueue, msg: PutBatch, payload: list) -> None:
+    def _on_put(self, identity: bytes, hosted: HostedQueue, msg: PutBatch, payload: list[Any]) -> None:
         producer = hosted.ledger.touch(identity, msg.window, _now())
         if not payload:
             raise MessageRejected(RejectReason.MALFORMED, "put without a body blob")
@@ -127,7 +129,7 @@ class BrokerCore:
         hosted.ledger.on_items(producer, max(msg.seqs, default=0))
         self._send(identity, PutAck(seqs=msg.seqs, granted=producer.granted))
 
-    def _on_ack(self, identity: bytes, hosted: HostedQueue, msg: Ack, payload: list) -> None:
+    def _on_ack(self, identity: bytes, hosted: HostedQueue, msg: Ack, payload: list[Any]) -> None:
         queue = hosted.queue
         queue.heard_from(identity, _now())
         if msg.acked:
@@ -136,7 +138,7 @@ class BrokerCore:
             queue.ack(identity, msg.rejected, reasons=msg.reasons)
         self._send(identity, AckConfirm(pairs=msg.acked + msg.rejected))
 
-    def _on_detach(self, identity: bytes, hosted: HostedQueue, msg: Detach, payload: list) -> None:
+    def _on_detach(self, identity: bytes, hosted: HostedQueue, msg: Detach, payload: list[Any]) -> None:
         if msg.role == "producer":
             hosted.ledger.remove(identity)
         else:
@@ -163,7 +165,7 @@ class BrokerCore:
                       sizes=wire.sizes, nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=crcs)
         self.loop.send([parcel.consumer.key, *encode(msg), wire.blob, *frames])
 
-    def _send(self, identity: bytes, msg) -> None:
+    def _send(self, identity: bytes, msg: Any) -> None:
         self.loop.send([identity, *encode(msg)])
 
 

@@ -12,7 +12,7 @@ trajectory id = prompt item id) so a redelivered item's output is deduped at the
 import itertools
 import uuid
 from abc import ABC, abstractmethod
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self, Sequence
 
 from rollspec.transport.stats import ConsumerStats, ProducerStats
 
@@ -43,7 +43,7 @@ def split_token(token: int) -> tuple[int, int]:
 class IdSource:
     """Unique message ids: a random endpoint prefix and a counter (cheaper than a uuid per message)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._prefix = uuid.uuid4().hex[:16]
         self._counter = itertools.count(1)
 
@@ -73,10 +73,10 @@ class Sender(ABC):
     def close(self, timeout_s: float = 5.0) -> None:
         """Flush (up to timeout_s) and detach."""
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -96,7 +96,7 @@ class Receiver(ABC):
     def ack(self, delivery: Delivery) -> None:
         """Mark the item done: the queue will not deliver it again and its slot frees up."""
 
-    def ack_many(self, deliveries: list[Delivery]) -> None:
+    def ack_many(self, deliveries: Sequence[Delivery]) -> None:
         """ack() each delivery (implementations may do it in one step)."""
         for delivery in deliveries:
             self.ack(delivery)
@@ -109,8 +109,8 @@ class Receiver(ABC):
     def close(self, timeout_s: float = 5.0) -> None:
         """Send pending acks (up to timeout_s) and detach; un-acked items go back to the queue now."""
 
-    def __enter__(self):
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()

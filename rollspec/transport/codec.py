@@ -40,7 +40,7 @@ def encode_body(msg: Any) -> tuple[bytes, tuple[memoryview, ...]]:
 
     frames: list[memoryview] = []
 
-    def pack_tensor(obj):
+    def pack_tensor(obj: Any) -> msgpack.ExtType:
         if not isinstance(obj, torch.Tensor):
             raise SchemaError(f"{info.tag} field value", obj, "bool/int/float/str/bytes/list/dict/Tensor")
         buffer = tensor_buffer(obj)
@@ -84,7 +84,7 @@ def decode_body(body: Any, frames: Sequence[Any], *, registry: SchemaRegistry = 
         buffers = _check_sizes(body, frames, limits)
         used = [False] * len(buffers)
 
-        def ext_hook(code: int, data: bytes):
+        def ext_hook(code: int, data: bytes) -> torch.Tensor:
             return _tensor_from_ext(code, data, buffers, used, limits)
     else:
         if len(body) > limits.max_header_bytes:
@@ -102,7 +102,7 @@ def decode_body(body: Any, frames: Sequence[Any], *, registry: SchemaRegistry = 
     if type(tag) is not str or type(version) is not int or type(values) is not list:
         raise MessageRejected(RejectReason.MALFORMED, f"[{tag!r}, {version!r}, ...] is not [str, int, list]")
     cls = registry.find((tag, version)) or registry.lookup(tag, version)
-    info = cls.__schema__
+    info = schema_info(cls)
     if used is not None and not all(used):
         raise MessageRejected(RejectReason.MALFORMED, f"{used.count(False)} tensor frame(s) not referenced")
     if len(values) != len(info.names):
@@ -114,7 +114,7 @@ def decode_body(body: Any, frames: Sequence[Any], *, registry: SchemaRegistry = 
         raise MessageRejected(RejectReason.INVALID_FIELD, str(exc)) from None
 
 
-def _no_tensor_frames(code: int, data: bytes):
+def _no_tensor_frames(code: int, data: bytes) -> Any:
     raise MessageRejected(RejectReason.MALFORMED, f"ext type {code} in a message without tensor frames")
 
 

@@ -1,6 +1,7 @@
 """Frozen configs of the transport cores; launch/ builds them from the validated user config."""
 
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from rollspec.transport.errors import ConfigError
 
@@ -8,7 +9,7 @@ MiB = 1 << 20
 GiB = 1 << 30
 
 
-def _check_positive(obj) -> None:
+def _check_positive(obj: Any) -> None:
     for f in fields(obj):
         value = getattr(obj, f.name)
         if type(value) in (int, float) and not value > 0:
@@ -27,7 +28,7 @@ class CodecLimits:
     max_message_bytes: int = 2 * GiB
     max_ndim: int = 8
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _check_positive(self)
 
 
@@ -53,7 +54,7 @@ class QueueConfig:
     """Message ids remembered for ingress dedup; must exceed capacity by a wide margin."""
     max_dropped_records: int = 10_000
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _check_positive(self)
         if not self.name:
             raise ConfigError("QueueConfig.name", self.name, "a non-empty name")
@@ -79,7 +80,7 @@ class ProducerConfig:
     """Also CRC tensor frames (headers and item bodies are always checksummed)."""
     limits: CodecLimits = field(default_factory=CodecLimits)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _check_positive(self)
 
 
@@ -96,7 +97,7 @@ class ConsumerConfig:
     """Acked message ids remembered so a redelivered item is acked again instead of processed twice."""
     limits: CodecLimits = field(default_factory=CodecLimits)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _check_positive(self)
 
 
@@ -113,7 +114,7 @@ class BroadcastConfig:
     """Subscribers re-send their version query this often (the publisher answers at once on publish)."""
     limits: CodecLimits = field(default_factory=CodecLimits)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _check_positive(self)
         if self.chunk_bytes % 64:
             raise ConfigError("BroadcastConfig.chunk_bytes", self.chunk_bytes, "a multiple of 64")

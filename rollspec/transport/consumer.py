@@ -11,6 +11,7 @@
 
 import logging
 import time
+from typing import Sequence
 
 import zmq
 
@@ -65,7 +66,7 @@ class ZmqConsumer(Receiver):
         """See Receiver.ack; the ack leaves in the next batch and is resent until confirmed."""
         self.ack_many((delivery,))
 
-    def ack_many(self, deliveries) -> None:
+    def ack_many(self, deliveries: Sequence[Delivery]) -> None:
         """Ack several deliveries under one lock acquisition."""
         core = self._core
         with core.cond:

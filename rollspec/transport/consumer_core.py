@@ -5,6 +5,7 @@ import itertools
 import logging
 import threading
 from collections import deque
+from typing import Any, Iterable
 
 import zmq
 
@@ -19,7 +20,7 @@ from rollspec.transport.stats import ConsumerStats, RejectCounter
 log = logging.getLogger(__name__)
 
 
-def _pairs(tokens) -> list[int]:
+def _pairs(tokens: Iterable[int]) -> list[int]:
     """Tokens flattened to the wire's (segment, index) pairs."""
     return [n for token in tokens for n in split_token(token)]
 
@@ -28,14 +29,14 @@ def _pairs(tokens) -> list[int]:
 # Decoding happens on the application thread, in get(). Small bodies are copied out as bytes and tokens
 # are ints so that, for the common item without tensors, this tuple holds no GC-tracked object: the
 # cyclic collector otherwise costs more per item than the rest of the receive path.
-RawItem = tuple[str, int, int, bytes | memoryview, tuple]
+RawItem = tuple[str, int, int, bytes | memoryview, tuple[Any, ...]]
 _COPY_BODIES_UP_TO = 4 << 20
 
 
 class BoundedIds:
     """The last `capacity` ids added, for duplicate detection with bounded memory."""
 
-    def __init__(self, capacity: int):
+    def __init__(self, capacity: int) -> None:
         self.ids: set[str] = set()
         """Read-only for callers (membership tests on the hot path skip a method call)."""
         self._order: deque[str] = deque()
@@ -56,11 +57,12 @@ class BoundedIds:
 class ConsumerCore:
     """IoHandler of a consumer. Everything below `cond` is shared with the application thread."""
 
-    def __init__(self, queue: str, config: ConsumerConfig):
+    loop: IoLoop  # set by the endpoint right after the loop is built (the loop needs this handler first)
+
+    def __init__(self, queue: str, config: ConsumerConfig) -> None:
         self.queue = queue
         self.config = config
         self.cond = threading.Condition()
-        self.loop: IoLoop | None = None
         self.ready: deque[RawItem] = deque()
         self.held: dict[str, int] = {}                   # delivered (or ready) and not yet acked -> token
         self.done = BoundedIds(config.dedup_window)      # acked ids: a redelivery is re-acked, not re-run

@@ -29,7 +29,7 @@ class ProducerState:
 class CreditLedger:
     """Grants producers credit out of the queue's free capacity; not thread-safe (broker I/O thread)."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._producers: dict[Hashable, ProducerState] = {}
 
     def touch(self, key: Hashable, window: int, now: float) -> ProducerState:

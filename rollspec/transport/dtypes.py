@@ -37,7 +37,7 @@ def tensor_buffer(tensor: torch.Tensor) -> memoryview:
     """
     check_sendable(tensor)
     flat = tensor.detach().contiguous().reshape(-1)
-    return memoryview(flat.view(torch.uint8).numpy())
+    return flat.view(torch.uint8).numpy().data
 
 
 def tensor_from_buffer(buffer: memoryview, dtype: torch.dtype, shape: tuple[int, ...]) -> torch.Tensor:
@@ -48,6 +48,5 @@ def tensor_from_buffer(buffer: memoryview, dtype: torch.dtype, shape: tuple[int,
     """
     if buffer.nbytes == 0:
         return torch.empty(shape, dtype=dtype)
-    if buffer.readonly:
-        buffer = bytearray(buffer)
-    return torch.frombuffer(buffer, dtype=dtype).reshape(shape)
+    source: memoryview | bytearray = bytearray(buffer) if buffer.readonly else buffer
+    return torch.frombuffer(source, dtype=dtype).reshape(shape)

@@ -9,11 +9,11 @@ import heapq
 import itertools
 import random
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from rollspec.transport.errors import ConfigError
 
-SendFn = Callable[[list], None]
+SendFn = Callable[[list[Any]], None]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,7 +31,7 @@ class FaultPlan:
     corrupt: float = 0.0
     """Flip one random bit of one random payload frame."""
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for name in ("drop", "duplicate", "reorder", "delay", "corrupt"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -78,14 +78,14 @@ class FaultInjector:
     routing_frames: int = 0
     counts: FaultCounts = field(default_factory=FaultCounts)
     _rng: random.Random = field(init=False)
-    _delayed: list = field(default_factory=list)
-    _held: tuple | None = None
-    _order: itertools.count = field(default_factory=itertools.count)
+    _delayed: list[tuple[float, int, list[Any]]] = field(default_factory=list)
+    _held: tuple[float, list[Any]] | None = None
+    _order: "itertools.count[int]" = field(default_factory=itertools.count)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         self._rng = random.Random(self.plan.seed)
 
-    def send(self, frames: list, send: SendFn, now: float) -> None:
+    def send(self, frames: list[Any], send: SendFn, now: float) -> None:
         """Send `frames` through `send`, subject to the plan."""
         if not self.plan.is_active:
             self.counts.sent += 1
@@ -132,11 +132,11 @@ class FaultInjector:
             held, self._held = self._held[1], None
             self._emit(held, send)
 
-    def _emit(self, frames: list, send: SendFn) -> None:
+    def _emit(self, frames: list[Any], send: SendFn) -> None:
         self.counts.sent += 1
         send(frames)
 
-    def _corrupted(self, frames: Sequence) -> list:
+    def _corrupted(self, frames: Sequence[Any]) -> list[Any]:
         candidates = [i for i in range(self.routing_frames, len(frames)) if memoryview(frames[i]).nbytes]
         if not candidates:
             return list(frames)

@@ -36,12 +36,12 @@ def limit(
     return dataclasses.field(default=default, metadata=meta)
 
 
-def compile_checker(tp: Any, meta: dict) -> Checker:
+def compile_checker(tp: Any, meta: dict[str, Any]) -> Checker:
     """Checker for annotation `tp` under the caps in `meta` (see `limit`)."""
     return _compile(tp, meta, outer=True)
 
 
-def _compile(tp: Any, meta: dict, outer: bool) -> Checker:
+def _compile(tp: Any, meta: dict[str, Any], outer: bool) -> Checker:
     origin = get_origin(tp)
     if tp is bool:
         return _exact(bool, "bool")
@@ -69,18 +69,18 @@ def _compile(tp: Any, meta: dict, outer: bool) -> Checker:
 
 
 def _exact(cls: type, expected: str) -> Checker:
-    def check(where, value):
+    def check(where: str, value: Any) -> Any:
         if type(value) is not cls:
             raise SchemaError(where, value, expected)
         return value
     return check
 
 
-def _number(cls: type, ge, le) -> Checker:
+def _number(cls: type, ge: float | None, le: float | None) -> Checker:
     expected = cls.__name__ + (f" >= {ge}" if ge is not None else "") + (f" <= {le}" if le is not None else "")
     is_float = cls is float
 
-    def check(where, value):
+    def check(where: str, value: Any) -> Any:
         kind = type(value)
         if kind is not cls and not (is_float and kind is int):
             raise SchemaError(where, value, expected)
@@ -93,7 +93,7 @@ def _number(cls: type, ge, le) -> Checker:
 def _sized(cls: type, max_len: int) -> Checker:
     expected = f"{cls.__name__} of length <= {max_len}"
 
-    def check(where, value):
+    def check(where: str, value: Any) -> Any:
         if type(value) is not cls:
             if cls is bytes and type(value) in (bytearray, memoryview):
                 value = bytes(value)
@@ -105,11 +105,11 @@ def _sized(cls: type, max_len: int) -> Checker:
     return check
 
 
-def _tensor(dtypes, max_numel: int) -> Checker:
+def _tensor(dtypes: tuple[torch.dtype, ...] | None, max_numel: int) -> Checker:
     allowed = tuple(dtypes) if dtypes else tuple(DTYPE_CODES)
     expected = f"CPU tensor of dtype in {[DTYPE_NAMES.get(d, str(d)) for d in allowed]}, numel <= {max_numel}"
 
-    def check(where, value):
+    def check(where: str, value: Any) -> Any:
         if not isinstance(value, torch.Tensor) or value.device.type != "cpu" or value.dtype not in allowed:
             raise SchemaError(where, value if not isinstance(value, torch.Tensor) else
                               f"<tensor {value.dtype} on {value.device}>", expected)
@@ -119,7 +119,7 @@ def _tensor(dtypes, max_numel: int) -> Checker:
     return check
 
 
-def _list(elem_tp: Any, elem_check: Checker, max_len: int, meta: dict) -> Checker:
+def _list(elem_tp: Any, elem_check: Checker, max_len: int, meta: dict[str, Any]) -> Checker:
     expected = f"list of length <= {max_len}"
     ge, le = meta.get("ge"), meta.get("le")
     # Token and logprob lists run to 10^5 elements: check them with C-level set(map(type))/min/max and
@@ -127,7 +127,7 @@ def _list(elem_tp: Any, elem_check: Checker, max_len: int, meta: dict) -> Checke
     fast = {int: frozenset({int}), float: frozenset({float, int}), str: frozenset({str})}.get(elem_tp)
     bounded = elem_tp is not str and (ge is not None or le is not None)
 
-    def check(where, value):
+    def check(where: str, value: Any) -> Any:
         if type(value) is not list:
             if type(value) is not tuple:
                 raise SchemaError(where, value, expected)
@@ -147,7 +147,7 @@ def _list(elem_tp: Any, elem_check: Checker, max_len: int, meta: dict) -> Checke
 def _dict(value_check: Checker, max_len: int) -> Checker:
     expected = f"dict[str, ...] of length <= {max_len}"
 
-    def check(where, value):
+    def check(where: str, value: Any) -> Any:
         if type(value) is not dict or len(value) > max_len:
             raise SchemaError(where, value if type(value) is not dict else f"<dict of {len(value)}>", expected)
         out = {}
@@ -159,22 +159,22 @@ def _dict(value_check: Checker, max_len: int) -> Checker:
     return check
 
 
-def _literal(values: tuple) -> Checker:
+def _literal(values: tuple[Any, ...]) -> Checker:
     allowed = frozenset(values)
 
-    def check(where, value):
+    def check(where: str, value: Any) -> Any:
         if type(value) not in (str, int, bool) or value not in allowed:
             raise SchemaError(where, value, f"one of {sorted(map(repr, values))}")
         return value
     return check
 
 
-def _union(options: list, tp: Any) -> Checker:
+def _union(options: list[Checker | None], tp: Any) -> Checker:
     allow_none = None in options
     checks = [c for c in options if c is not None]
     expected = str(tp)
 
-    def check(where, value):
+    def check(where: str, value: Any) -> Any:
         if value is None:
             if allow_none:
                 return None

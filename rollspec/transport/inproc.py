@@ -8,14 +8,14 @@ loses its leases, which is how a test simulates a consumer dying mid-lease.
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Hashable
 
 from rollspec.transport import codec
 from rollspec.transport.channel import Delivery, IdSource, Receiver, Sender, make_token, split_token
 from rollspec.transport.config import QueueConfig
 from rollspec.transport.consumer_core import BoundedIds
 from rollspec.transport.errors import BackPressureTimeout, ChannelClosed
-from rollspec.transport.lease_queue import DroppedItem, LeaseQueue
+from rollspec.transport.lease_queue import DroppedItem, LeaseQueue, Segment
 from rollspec.transport.registry import schema_info
 from rollspec.transport.stats import ConsumerStats, ProducerStats, QueueStats
 
@@ -28,7 +28,7 @@ class InProcQueue:
         self.queue = LeaseQueue(config)
         self.cond = threading.Condition()
         self.copy_through_codec = copy_through_codec
-        self.inboxes: dict[int, deque] = {}
+        self.inboxes: dict[Hashable, deque[tuple[Segment, int, int]]] = {}
 
     def sender(self) -> "InProcSender":
         """A new sender into this queue."""
@@ -119,7 +119,7 @@ class InProcReceiver(Receiver):
         return batch[0] if batch else None
 
     def get_batch(self, max_items: int, timeout_s: float) -> list[Delivery]:
-        hub, out = self._hub, []
+        hub, out = self._hub, list[Delivery]()
         deadline = time.monotonic() + timeout_s
         with hub.cond:
             if self._closed:
@@ -157,7 +157,7 @@ class InProcReceiver(Receiver):
             self._hub.inboxes.pop(self._key, None)
             self._hub.pump(time.monotonic())
 
-    def _accept(self, segment, index: int, attempt: int) -> Delivery | None:
+    def _accept(self, segment: Segment, index: int, attempt: int) -> Delivery | None:
         msg_id = segment.ids[index]
         self._stats.received += 1
         if msg_id in self._done:

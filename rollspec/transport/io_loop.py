@@ -10,7 +10,7 @@ import os
 import threading
 import time
 import weakref
-from typing import Protocol
+from typing import Any, Protocol
 
 import zmq
 
@@ -37,8 +37,8 @@ class IoHandler(Protocol):
 class IoLoop:
     """Poll loop for `socket` driving `handler`. Sends go through a FaultInjector built from `faults`."""
 
-    def __init__(self, name: str, context: zmq.Context, socket: zmq.Socket, handler: IoHandler, faults: FaultPlan,
-                 routing_frames: int):
+    def __init__(self, name: str, context: zmq.Context[Any], socket: zmq.Socket[Any], handler: IoHandler,
+                 faults: FaultPlan, routing_frames: int) -> None:
         self.name = name
         self.context = context
         self.socket = socket
@@ -66,7 +66,7 @@ class IoLoop:
             self._wake_pending = True
             os.write(self._wake_w, b"\0")
 
-    def send(self, frames: list) -> None:
+    def send(self, frames: list[Any]) -> None:
         """Queue `frames` for sending (I/O thread only). A full or unroutable peer drops the message:
         every protocol message is either resent on timeout or superseded by a later one."""
         self.injector.send(frames, self._raw_send, time.monotonic())
@@ -95,7 +95,7 @@ class IoLoop:
             os.close(self._wake_r)
             os.close(self._wake_w)
 
-    def _raw_send(self, frames: list) -> None:
+    def _raw_send(self, frames: list[Any]) -> None:
         try:
             self.socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
@@ -117,8 +117,8 @@ class IoLoop:
                 due = self.injector.release_due(self._raw_send, now)
                 if due is not None:
                     deadline = min(deadline, due)
-                timeout_ms = max(0.0, (deadline - time.monotonic()) * 1000.0)
-                for source, _ in poller.poll(timeout_ms):
+                timeout_ms = max(0.0, (deadline - time.monotonic()) * 1000.0) + 1  # +1: never spin on a sub-ms rest
+                for source, _ in poller.poll(int(timeout_ms)):
                     if source is self.socket:
                         self._receive_burst()
                     else:

@@ -27,7 +27,7 @@ class Segment:
     ids: list[str]
     sizes: list[int]
     payload: Any
-    state: list
+    state: list[Any]
     attempts: list[int]
     open: int
 

@@ -29,11 +29,12 @@ log = logging.getLogger(__name__)
 class ProducerCore:
     """IoHandler of a producer. State shared with the app thread is guarded by `cond`'s lock."""
 
+    loop: IoLoop  # set by the endpoint right after the loop is built (the loop needs this handler first)
+
     def __init__(self, queue: str, config: ProducerConfig):
         self.queue = queue
         self.config = config
         self.cond = threading.Condition()
-        self.loop: IoLoop | None = None
         self.granted = 0
         self.next_seq = 1
         self.pending_bytes = 0  # outbox + unacked
@@ -107,8 +108,9 @@ class ProducerCore:
             del self.unacked[seq]  # re-inserted at the end by _batches: order stays send order
         return due
 
-    def _batches(self, items: list[tuple[int, WireItem]], now: float) -> list[list]:
-        out, start, nbytes = [], 0, 0
+    def _batches(self, items: list[tuple[int, WireItem]], now: float) -> list[list[Any]]:
+        out: list[list[Any]] = []
+        start, nbytes = 0, 0
         for end, (_, item) in enumerate(items, 1):
             nbytes += item.nbytes
             if end - start < self.config.batch_items and nbytes < self.config.batch_bytes and end < len(items):

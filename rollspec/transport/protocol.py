@@ -5,7 +5,7 @@ msgpack bodies back to back, `sizes` long each) and then the items' tensor frame
 a segment are addressed as (segment, index) pairs, flattened into int lists on the wire.
 """
 
-from typing import Literal
+from typing import Any, Literal
 
 from rollspec.transport.errors import SchemaError
 from rollspec.transport.fields import limit
@@ -28,7 +28,7 @@ def _check_ids(where: str, ids: list[str]) -> None:
         raise SchemaError(where, bad, f"a message id of 1..{MAX_ID_LEN} characters")
 
 
-def _check_same_length(where: str, expected: int, *lists: list) -> None:
+def _check_same_length(where: str, expected: int, *lists: list[Any]) -> None:
     for values in lists:
         if len(values) != expected:
             raise SchemaError(where, f"<{len(values)} entries>", f"{expected}, one per item")

@@ -8,12 +8,12 @@ reaches an actor without passing validation.
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, get_args, get_type_hints
+from typing import Any, Callable, cast, dataclass_transform, get_args, get_type_hints
 
 import torch
 
 from rollspec.transport.errors import MessageRejected, RejectReason, SchemaError
-from rollspec.transport.fields import Checker, compile_checker
+from rollspec.transport.fields import Checker, compile_checker, limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,9 +23,9 @@ class SchemaInfo:
     tag: str
     version: int
     names: tuple[str, ...]
-    from_values: Callable[[list], Any]
+    from_values: Callable[[list[Any]], Any]
     """Builds a validated instance from field values in declaration order (the decode path)."""
-    values_of: Callable[[Any], list]
+    values_of: Callable[[Any], list[Any]]
     """Field values in declaration order (the encode path)."""
     may_hold_tensors: bool
     """Some field's type mentions torch.Tensor, so encoding must collect tensor frames."""
@@ -35,14 +35,14 @@ class SchemaRegistry:
     """Maps (tag, version) to schema classes. Registration happens at import time; lookups are read-only
     afterwards, so one registry is shared by all threads of a process."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._classes: dict[tuple[str, int], type] = {}
         self.find = self._classes.get
         """find((tag, version)) -> class or None: the decode fast path (lookup() explains misses)."""
 
     def add(self, cls: type) -> None:
         """Register `cls`; a second class under the same (tag, version) is a programming error."""
-        info: SchemaInfo = cls.__schema__
+        info: SchemaInfo = getattr(cls, "__schema__")
         key = (info.tag, info.version)
         if key in self._classes and self._classes[key].__qualname__ != cls.__qualname__:
             raise ValueError(f"schema {key} already registered by {self._classes[key].__qualname__}")
@@ -69,7 +69,7 @@ def _mentions_tensor(tp: Any) -> bool:
     return tp is torch.Tensor or any(_mentions_tensor(arg) for arg in get_args(tp))
 
 
-def _compile_validators(cls: type, names: tuple[str, ...], checkers: list[Checker]) -> tuple[Callable, ...]:
+def _compile_validators(cls: type, names: tuple[str, ...], checkers: list[Checker]) -> tuple[Callable[..., Any], ...]:
     """Generate __post_init__, from_values and values_of for `cls`, unrolled over its fields.
 
     Generated like dataclasses' own __init__ because a generic loop doubled decode time: this path
@@ -93,7 +93,9 @@ def _compile_validators(cls: type, names: tuple[str, ...], checkers: list[Checke
     return env["__post_init__"], env["from_values"], env["values_of"]
 
 
-def register_schema(tag: str, version: int = 1, *, registry: SchemaRegistry = DEFAULT_REGISTRY) -> Callable[[type], Any]:
+@dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(dataclasses.field, limit))
+def register_schema(tag: str, version: int = 1, *,
+                    registry: SchemaRegistry = DEFAULT_REGISTRY) -> Callable[[type], Any]:
     """Class decorator: make `cls` a validated frozen dataclass and register it as (tag, version).
 
     Bump `version` whenever fields change meaning, order or type; receivers reject versions they do
@@ -106,8 +108,8 @@ def register_schema(tag: str, version: int = 1, *, registry: SchemaRegistry = DE
         if "__post_init__" in cls.__dict__:
             raise TypeError(f"{cls.__qualname__}: put cross-field rules in check(self), not __post_init__")
         # dataclass() only calls a __post_init__ that exists when it runs; the real one replaces it below.
-        cls.__post_init__ = lambda self: None
-        new_cls = dataclass(frozen=True, slots=True, kw_only=True)(cls)
+        setattr(cls, "__post_init__", lambda self: None)
+        new_cls: Any = dataclass(frozen=True, slots=True, kw_only=True)(cls)
         hints = get_type_hints(new_cls)
         fields = dataclasses.fields(new_cls)
         names = tuple(f.name for f in fields)
@@ -118,7 +120,7 @@ def register_schema(tag: str, version: int = 1, *, registry: SchemaRegistry = DE
                                         values_of=values_of,
                                         may_hold_tensors=any(_mentions_tensor(hints[n]) for n in names))
         registry.add(new_cls)
-        return new_cls
+        return cast(type, new_cls)
 
     return wrap
 

@@ -18,7 +18,7 @@ class WireItem(NamedTuple):
 
     msg_id: str
     body: bytes
-    frames: tuple
+    frames: tuple[Any, ...]
     nbytes: int
 
 
@@ -30,15 +30,16 @@ class WirePayload:
     blob_crc: int
     sizes: list[int]
     nframes: list[int]
-    frames: list
+    frames: list[Any]
     frame_crcs: list[int]
     first_frame: list[int]
 
-    def frames_for(self, indices: list[int]) -> tuple[list, list[int]]:
+    def frames_for(self, indices: list[int]) -> tuple[list[Any], list[int]]:
         """Frames (and their CRCs, if any) of the items at `indices`, in order."""
         if not self.frames:
             return [], []
-        frames, crcs = [], []
+        frames: list[Any] = []
+        crcs: list[int] = []
         for i in indices:
             start, stop = self.first_frame[i], self.first_frame[i] + self.nframes[i]
             frames.extend(self.frames[start:stop])
@@ -62,7 +63,7 @@ def pack(items: list[WireItem], checksum_tensors: bool) -> WirePayload:
     )
 
 
-def receive(blob: Any, frames: list, *, blob_crc: int, sizes: list[int], nframes: list[int], live: list[int],
+def receive(blob: Any, frames: list[Any], *, blob_crc: int, sizes: list[int], nframes: list[int], live: list[int],
             frame_crcs: list[int]) -> WirePayload:
     """Check a received payload whose frames belong to the items at `live`; MessageRejected if the
     blob or a checksummed frame is damaged or the frame count does not match."""

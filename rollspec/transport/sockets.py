@@ -1,6 +1,7 @@
 """Socket creation and addresses: the one place where socket options (and, later, CURVE keys) are set."""
 
 import uuid
+from typing import Any
 
 import zmq
 
@@ -14,21 +15,23 @@ SOCKET_HWM = 100_000
 
 
 def open_socket(kind: int, *, limits: CodecLimits, bind_address: str | None = None,
-                connect_address: str | None = None) -> tuple[zmq.Context, zmq.Socket, str]:
+                connect_address: str | None = None) -> tuple[zmq.Context[Any], zmq.Socket[Any], str]:
     """A private context and a bound (servers) or connected (clients, with a random identity) socket.
 
     Each endpoint owns its context so closing it can terminate the context, which waits until libzmq
     has let go of every zero-copy buffer: freeing a tensor zmq is still sending crashes the process.
     """
-    context = zmq.Context(io_threads=1)
+    context: zmq.Context[Any] = zmq.Context(io_threads=1)
     identity = None if bind_address else uuid.uuid4().bytes
     sock = make_socket(context, kind, limits=limits, identity=identity)
     try:
         if bind_address is not None:
             address = bind(sock, bind_address)
-        else:
+        elif connect_address is not None:
             address = check_address(connect_address)
             sock.connect(address)
+        else:
+            raise ConfigError("open_socket", None, "a bind_address or a connect_address")
     except (zmq.ZMQError, ConfigError):
         sock.close(linger=0)
         context.term()
@@ -36,10 +39,11 @@ def open_socket(kind: int, *, limits: CodecLimits, bind_address: str | None = No
     return context, sock, address
 
 
-def make_socket(context: zmq.Context, kind: int, *, limits: CodecLimits, identity: bytes | None = None) -> zmq.Socket:
+def make_socket(context: zmq.Context[Any], kind: int, *, limits: CodecLimits,
+                identity: bytes | None = None) -> zmq.Socket[Any]:
     """A socket with rollspec's options: bounded inbound frame size, no linger on close, unroutable
     ROUTER sends raise instead of vanishing. CURVE authentication will be configured here."""
-    sock = context.socket(kind)
+    sock: zmq.Socket[Any] = context.socket(kind)
     sock.setsockopt(zmq.LINGER, 0)
     # libzmq checks MAXMSGSIZE per frame and disconnects a peer that exceeds it.
     sock.setsockopt(zmq.MAXMSGSIZE, max(limits.max_frame_bytes, limits.max_header_bytes + 4))
@@ -60,7 +64,7 @@ def check_address(address: str) -> str:
     return address
 
 
-def bind(sock: zmq.Socket, address: str) -> str:
+def bind(sock: zmq.Socket[Any], address: str) -> str:
     """Bind and return the concrete endpoint (with the port chosen for tcp://...:*)."""
     sock.bind(check_address(address))
     return sock.getsockopt_string(zmq.LAST_ENDPOINT)

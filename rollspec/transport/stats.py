@@ -6,6 +6,7 @@ Also the rejection log: every rejected message is counted by reason and logged, 
 
 import logging
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from rollspec.transport.errors import MessageRejected
 
@@ -47,7 +48,7 @@ class QueueStats:
     dropped: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """All counters as a plain dict (for metrics)."""
         return asdict(self)
 
@@ -64,7 +65,7 @@ class ProducerStats:
     rejected: dict[str, int] = field(default_factory=dict)
     faults: dict[str, int] = field(default_factory=dict)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """All counters as a plain dict (for metrics)."""
         return asdict(self)
 
@@ -83,7 +84,7 @@ class ConsumerStats:
     rejected: dict[str, int] = field(default_factory=dict)
     faults: dict[str, int] = field(default_factory=dict)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """All counters as a plain dict (for metrics)."""
         return asdict(self)
 
@@ -104,6 +105,6 @@ class BroadcastStats:
     rejected: dict[str, int] = field(default_factory=dict)
     faults: dict[str, int] = field(default_factory=dict)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """All counters as a plain dict (for metrics)."""
         return asdict(self)

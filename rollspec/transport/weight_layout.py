@@ -11,7 +11,8 @@ from rollspec.transport.schemas import WeightManifest
 ALIGN = 64
 
 
-def pack_weights(version: int, weights: dict[str, torch.Tensor], chunk_bytes: int) -> tuple[WeightManifest, torch.Tensor]:
+def pack_weights(version: int, weights: dict[str, torch.Tensor],
+                 chunk_bytes: int) -> tuple[WeightManifest, torch.Tensor]:
     """Copy `weights` into a fresh flat buffer (a snapshot: the caller may keep training in place) and
     describe it. Padding is zeroed so a version's checksums depend only on its tensors."""
     names, dtypes, shapes, offsets, total = [], [], [], [], 0
@@ -23,7 +24,7 @@ def pack_weights(version: int, weights: dict[str, torch.Tensor], chunk_bytes: in
         offsets.append(total)
         total += -(-tensor.numel() * tensor.element_size() // ALIGN) * ALIGN
     flat = torch.empty(total, dtype=torch.uint8)
-    view = memoryview(flat.numpy())
+    view = flat.numpy().data
     for tensor, offset in zip(weights.values(), offsets):
         source = tensor_buffer(tensor)
         end = offset + source.nbytes

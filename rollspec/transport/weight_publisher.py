@@ -39,10 +39,11 @@ class _Served:
 class PublisherCore:
     """IoHandler of the publisher; `lock` guards `served`, `parked` and `stats`."""
 
+    loop: IoLoop  # set by the endpoint right after the loop is built (the loop needs this handler first)
+
     def __init__(self, config: BroadcastConfig):
         self.config = config
         self.lock = threading.Lock()
-        self.loop: IoLoop | None = None
         self.served: _Served | None = None
         self.announce = False
         self.parked: set[bytes] = set()

@@ -34,7 +34,7 @@ class _Fetch:
     def __init__(self, manifest: WeightManifest):
         self.manifest = manifest
         self.flat = torch.empty(manifest.total_bytes, dtype=torch.uint8)
-        self.view = memoryview(self.flat.numpy())
+        self.view = self.flat.numpy().data
         self.missing = deque(range(len(manifest.chunk_crcs)))
         self.outstanding: dict[int, tuple[float, int]] = {}  # chunk -> (asked at, request number)
         self.remaining = len(manifest.chunk_crcs)
@@ -46,10 +46,11 @@ class _Fetch:
 class SubscriberCore:
     """IoHandler of the subscriber; `cond` guards `applied` (read by the application thread)."""
 
+    loop: IoLoop  # set by the endpoint right after the loop is built (the loop needs this handler first)
+
     def __init__(self, config: BroadcastConfig):
         self.config = config
         self.cond = threading.Condition()
-        self.loop: IoLoop | None = None
         self.applied: tuple[int, dict[str, torch.Tensor]] | None = None
         self.fetch: _Fetch | None = None
         self.stats = BroadcastStats()
@@ -111,7 +112,7 @@ class SubscriberCore:
             self._complete()
 
     def _on_chunk(self, chunk: WeightChunk) -> None:
-        data = memoryview(chunk.data.numpy())
+        data = chunk.data.numpy().data
         if zlib.crc32(data) != chunk.crc:  # checked first: damage is counted even on stale chunks
             self.stats.corrupt_chunks += 1
             self._ask_again(chunk.index, chunk.version)
@@ -139,12 +140,14 @@ class SubscriberCore:
 
     def _ask_again(self, index: int, version: int) -> None:
         fetch = self.fetch
-        if fetch is not None and version == fetch.manifest.version and fetch.outstanding.pop(index, None):
+        if fetch is not None and version == fetch.manifest.version and index in fetch.outstanding:
+            del fetch.outstanding[index]
             fetch.missing.appendleft(index)  # asked for again on the next service pass
             self.loop.wake()
 
     def _complete(self) -> None:
         fetch, self.fetch = self.fetch, None
+        assert fetch is not None
         weights = unpack_weights(fetch.manifest, fetch.flat)
         with self.cond:
             self.applied = (fetch.manifest.version, weights)  # the previous version's buffer is released

@@ -57,7 +57,8 @@ def produce(address: str, queue: str, first: int, count: int, faults: FaultPlan,
     report.put(("producer", os.getpid()))
     try:
         for i in range(first, first + count):
-            item = Blob(index=i, data=torch.full((blob_bytes,), i % 251, dtype=torch.uint8)) if blob_bytes else prompt(i)
+            blob = Blob(index=i, data=torch.full((blob_bytes,), i % 251, dtype=torch.uint8)) if blob_bytes else None
+            item = blob or prompt(i)
             producer.put(item, msg_id=f"p{i}", timeout_s=120.0)
             report.put(("put", i))
         report.put(("flushed", producer.flush(timeout_s=60.0)))

@@ -98,6 +98,7 @@ class LocalSender(Sender):
 
     def put(self, item: Any, *, msg_id: str | None = None, timeout_s: float = 60.0) -> str:
         """Encode on this thread and queue under the broker lock; blocks while the queue is full."""
+        self._broker._loop.check()
         body, frames = codec.encode_body(item)
         msg_id = msg_id or self._ids.next()
         wire = WireItem(msg_id, body, frames, len(body) + sum(f.nbytes for f in frames))

@@ -142,6 +142,7 @@ class ZmqProducer(Sender):
 
     def put(self, item: Any, *, msg_id: str | None = None, timeout_s: float = 60.0) -> str:
         """Encode on this thread, wait for credit and byte room, queue for the I/O thread (see Sender.put)."""
+        self._loop.check()
         body, frames = codec.encode_body(item)
         msg_id = msg_id or self._ids.next()
         wire = WireItem(msg_id, body, frames, len(body) + sum(f.nbytes for f in frames))

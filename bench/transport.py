@@ -28,6 +28,7 @@ SMALL_BYTES = 1000
 LARGE_BYTES = 4 << 20
 WEIGHT_BYTES = 100 << 20
 NUM_SUBSCRIBERS = 4
+PUT_CHUNK = 64
 
 
 @functools.cache
@@ -111,10 +112,16 @@ def _our_produce(address: str, queue: str, total: int, large: bool, report) -> N
     payload = _payload(large)
     items = [_item(i, large, payload) for i in range(min(total, 4096))]
     report.put("ready")
-    for i in range(total):
-        producer.put(items[i % len(items)], timeout_s=120.0)
+    _put_all(producer, items, total)
     producer.flush(timeout_s=120.0)
     producer.close()
+
+
+def _put_all(sender, items: list, total: int) -> None:
+    """put_many in chunks of PUT_CHUNK (the consumer side uses get_batch / ack_many likewise)."""
+    for start in range(0, total, PUT_CHUNK):
+        chunk = [items[i % len(items)] for i in range(start, min(total, start + PUT_CHUNK))]
+        sender.put_many(chunk, timeout_s=120.0)
 
 
 def _subscribe(address: str, versions: int, report) -> None:
@@ -182,9 +189,7 @@ def _run_ours(ctx, address: str, total: int, warmup: int, large: bool, relayed: 
     if not relayed:
         sender = broker.sender("bench", ProducerConfig())
         payload = _payload(large)
-        items = [_item(i, large, payload) for i in range(min(total, 4096))]
-        for i in range(total):
-            sender.put(items[i % len(items)], timeout_s=120.0)
+        _put_all(sender, [_item(i, large, payload) for i in range(min(total, 4096))], total)
     span = report.get(timeout=600)
     for proc in procs:
         proc.join(60)

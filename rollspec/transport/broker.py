@@ -8,7 +8,7 @@
 """
 
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import zmq
 
@@ -86,6 +86,11 @@ class Broker:
         self.close()
 
 
+def _wire(item: Any, msg_id: str) -> WireItem:
+    body, frames = codec.encode_body(item)
+    return WireItem(msg_id, body, frames, len(body) + sum(f.nbytes for f in frames))
+
+
 class LocalSender(Sender):
     """Producer living in the broker's process: encodes on the caller's thread, queues under the
     broker lock, and blocks while the queue is full. Items are confirmed as soon as they are queued."""
@@ -98,27 +103,33 @@ class LocalSender(Sender):
 
     def put(self, item: Any, *, msg_id: str | None = None, timeout_s: float = 60.0) -> str:
         """Encode on this thread and queue under the broker lock; blocks while the queue is full."""
+        return self.put_many((item,), msg_ids=None if msg_id is None else (msg_id,), timeout_s=timeout_s)[0]
+
+    def put_many(self, items: Sequence[Any], *, msg_ids: Sequence[str] | None = None,
+                 timeout_s: float = 60.0) -> list[str]:
+        """Encode all, then queue as many as there is room for per lock acquisition."""
         self._broker._loop.check()
-        body, frames = codec.encode_body(item)
-        msg_id = msg_id or self._ids.next()
-        wire = WireItem(msg_id, body, frames, len(body) + sum(f.nbytes for f in frames))
-        core = self._broker._core
+        wires = [_wire(item, msg_ids[i] if msg_ids is not None else self._ids.next()) for i, item in enumerate(items)]
+        core, done = self._broker._core, 0
         deadline = time.monotonic() + timeout_s
         with core.space:
             hosted = core.hosted[self._queue]
-            while hosted.free() <= 0:
-                self._broker._loop.check()
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise BackPressureTimeout(f"queue {self._queue!r} full for {timeout_s}s (capacity "
-                                              f"{hosted.queue.config.capacity})")
-                core.space.wait(min(remaining, 0.1))
-            hosted.local.append(wire)
-            self._put += 1
-            first = len(hosted.local) == 1
-        if first:
-            self._broker._loop.wake()
-        return msg_id
+            while done < len(wires):
+                free = hosted.free()
+                if free <= 0:
+                    self._broker._loop.check()
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise BackPressureTimeout(f"queue {self._queue!r} full for {timeout_s}s (capacity "
+                                                  f"{hosted.queue.config.capacity}); {done} of {len(wires)} queued")
+                    core.space.wait(min(remaining, 0.1))
+                    continue
+                if not hosted.local:
+                    self._broker._loop.wake()
+                hosted.local.extend(wires[done:done + free])
+                done = min(len(wires), done + free)
+            self._put += len(wires)
+        return [wire.msg_id for wire in wires]
 
     def flush(self, timeout_s: float = 60.0) -> bool:
         """Wait until the I/O thread has moved every put item into the queue."""

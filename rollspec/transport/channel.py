@@ -61,6 +61,13 @@ class Sender(ABC):
         BackPressureTimeout if no credit arrived within timeout_s, SchemaError if it cannot be encoded.
         An explicit msg_id is an idempotency key: the queue drops a second item with the same id."""
 
+    def put_many(self, items: Sequence[Any], *, msg_ids: Sequence[str] | None = None,
+                 timeout_s: float = 60.0) -> list[str]:
+        """put() each item (with msg_ids[i] if given); implementations batch the locking and waking.
+        On BackPressureTimeout the items before the one that timed out were sent."""
+        ids = msg_ids if msg_ids is not None else [None] * len(items)
+        return [self.put(item, msg_id=msg_id, timeout_s=timeout_s) for item, msg_id in zip(items, ids)]
+
     @abstractmethod
     def flush(self, timeout_s: float = 60.0) -> bool:
         """Wait until the queue has confirmed every item put so far; False on timeout."""

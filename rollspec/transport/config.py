@@ -39,7 +39,7 @@ class QueueConfig:
     name: str
     capacity: int = 1024
     """Items held by the broker (ready + leased). Producers get credit only for free slots."""
-    capacity_bytes: int = GiB
+    capacity_bytes: int = 256 * MiB
     """No credit is granted while the items held take this many bytes (the bound is this plus the
     producers' in-flight windows)."""
     lease_s: float = 10.0
@@ -67,8 +67,9 @@ class ProducerConfig:
     """A sender attached to one queue."""
 
     window: int = 512
-    """Un-confirmed new items a producer may have outstanding (its credit window)."""
-    window_bytes: int = 256 * MiB
+    """Un-confirmed new items a producer may have outstanding (its credit window). Credit granted and
+    not yet used stays reserved in the queue, so keep producers x window within the queue capacity."""
+    window_bytes: int = 64 * MiB
     """put() also waits while un-confirmed items take this many bytes."""
     batch_items: int = 256
     batch_bytes: int = 4 * MiB

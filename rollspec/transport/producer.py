@@ -8,7 +8,7 @@ idle), resends items the broker has not confirmed after retry_s, and heartbeats.
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import zmq
 
@@ -142,30 +142,38 @@ class ZmqProducer(Sender):
 
     def put(self, item: Any, *, msg_id: str | None = None, timeout_s: float = 60.0) -> str:
         """Encode on this thread, wait for credit and byte room, queue for the I/O thread (see Sender.put)."""
+        return self.put_many((item,), msg_ids=None if msg_id is None else (msg_id,), timeout_s=timeout_s)[0]
+
+    def put_many(self, items: Sequence[Any], *, msg_ids: Sequence[str] | None = None,
+                 timeout_s: float = 60.0) -> list[str]:
+        """Encode all, then queue each as credit allows, under one lock and one wake-up."""
         self._loop.check()
-        body, frames = codec.encode_body(item)
-        msg_id = msg_id or self._ids.next()
-        wire = WireItem(msg_id, body, frames, len(body) + sum(f.nbytes for f in frames))
+        wires = []
+        for i, item in enumerate(items):
+            body, frames = codec.encode_body(item)
+            msg_id = msg_ids[i] if msg_ids is not None else self._ids.next()
+            wires.append(WireItem(msg_id, body, frames, len(body) + sum(f.nbytes for f in frames)))
         core = self._core
+        deadline = time.monotonic() + timeout_s
         with core.cond:
-            if not core.has_room():
-                core.stats.credit_waits += 1
-                deadline = time.monotonic() + timeout_s
-                while not core.has_room():
-                    self._loop.check()
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise BackPressureTimeout(f"no credit from queue {core.queue!r} for {timeout_s}s "
-                                                  f"({len(core.unacked)} items unconfirmed)")
-                    core.cond.wait(min(remaining, 0.1))
-            core.outbox.append((core.next_seq, wire))
-            core.pending_bytes += wire.nbytes
-            core.next_seq += 1
-            core.stats.put += 1
-            first = len(core.outbox) == 1
-        if first:
-            self._loop.wake()
-        return msg_id
+            for n, wire in enumerate(wires):
+                if not core.has_room():
+                    core.stats.credit_waits += 1
+                    self._loop.wake()  # what is queued so far must go out, or credit never returns
+                    while not core.has_room():
+                        self._loop.check()
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            raise BackPressureTimeout(f"no credit from queue {core.queue!r} for {timeout_s}s "
+                                                      f"({len(core.unacked)} unconfirmed); {n} of {len(wires)} sent")
+                        core.cond.wait(min(remaining, 0.1))
+                if not core.outbox:
+                    self._loop.wake()
+                core.outbox.append((core.next_seq, wire))
+                core.pending_bytes += wire.nbytes
+                core.next_seq += 1
+                core.stats.put += 1
+        return [wire.msg_id for wire in wires]
 
     def flush(self, timeout_s: float = 60.0) -> bool:
         """Wait until the broker has confirmed every item put so far."""

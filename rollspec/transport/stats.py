@@ -28,7 +28,8 @@ class RejectCounter:
 
 @dataclass(slots=True)
 class QueueStats:
-    """Snapshot of one broker-hosted queue. depth = items waiting, in_flight = items leased."""
+    """Snapshot of one broker-hosted queue. depth = items waiting, in_flight = items leased; dropped
+    counts items given up on by reason; rejected counts malformed inbound messages (broker-wide)."""
 
     name: str
     capacity: int

@@ -2,6 +2,7 @@
 SIGKILLed mid-lease, back-pressure with bounded memory, and resistance to garbage input."""
 
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from rollspec.transport import codec  # noqa: E402
 from rollspec.transport.broker import Broker  # noqa: E402
 from rollspec.transport.config import ConsumerConfig, ProducerConfig, QueueConfig  # noqa: E402
 from rollspec.transport.consumer import ZmqConsumer  # noqa: E402
+from rollspec.transport.errors import BackPressureTimeout  # noqa: E402
 from rollspec.transport.faults import NO_FAULTS, FaultPlan  # noqa: E402
 from rollspec.transport.producer import ZmqProducer  # noqa: E402
 from rollspec.transport.protocol import Heartbeat, PutBatch  # noqa: E402
@@ -164,3 +166,28 @@ def test_garbage_is_counted_and_rejected_and_the_broker_keeps_serving():
     finally:
         raw.close(linger=0)
         broker.close()
+
+
+def test_put_many_from_local_and_remote_senders_with_back_pressure():
+    broker = Broker([QueueConfig(name="q", capacity=32, lease_s=5.0)])
+    producer = ZmqProducer(broker.address, "q", config=ProducerConfig(window=8, heartbeat_s=0.1))
+    consumer = ZmqConsumer(broker.address, "q", config=ConsumerConfig(window_items=16, heartbeat_s=0.1))
+    local = broker.sender("q")
+    try:
+        with pytest.raises(BackPressureTimeout) as info:  # nobody consumes yet: the queue fills, then blocks
+            local.put_many([tw.prompt(i) for i in range(100)], msg_ids=[f"L{i}" for i in range(100)], timeout_s=0.5)
+        queued = int(str(info.value).rsplit("; ", 1)[1].split(" of ")[0])
+        assert 0 < queued <= 32
+        seen: list[str] = []
+        collector = threading.Thread(target=lambda: seen.extend(_collect(consumer, queued + 64 + 50, timeout_s=30)))
+        collector.start()
+        local.put_many([tw.prompt(i) for i in range(queued, queued + 64)],
+                       msg_ids=[f"L{i}" for i in range(queued, queued + 64)])
+        producer.put_many([tw.prompt(i) for i in range(50)], msg_ids=[f"R{i}" for i in range(50)])
+        collector.join()
+    finally:
+        producer.close()
+        consumer.close()
+        broker.close()
+    expected = [f"L{i}" for i in range(queued + 64)] + [f"R{i}" for i in range(50)]
+    assert sorted(seen) == sorted(expected)

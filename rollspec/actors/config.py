@@ -48,6 +48,8 @@ class RewardSpec:
 
     function: str
     timeout_s: float
+    python_path: tuple[str, ...] = ()
+    """Import paths of the driver, added to the actor's, so a function the driver can import imports here."""
     batch_items: int = 16
     process: ProcessSpec = ProcessSpec()
 

@@ -32,6 +32,8 @@ class GroupEntry:
     policy_version: int | None = None
     reason: str = ""
     sample_reasons: list[str] = dataclasses.field(default_factory=list)
+    error: str = ""
+    """The first error reported for one of its samples (e.g. what the reward function raised)."""
 
 
 class Ledger:
@@ -77,6 +79,7 @@ class Ledger:
             entry.state, entry.reason = DROPPED, resolution.reason
         entry.policy_version = resolution.policy_version
         entry.sample_reasons = list(resolution.sample_reasons)
+        entry.error = resolution.first_error
         return True
 
     def drop(self, prompt_id: str, reason: str) -> bool:

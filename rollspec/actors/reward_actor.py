@@ -4,6 +4,7 @@ The built-in task reward runs in this process; a user function runs in a killabl
 (reward_sandbox.py) so that one that hangs costs a timeout, not the actor.
 """
 
+import sys
 import threading
 import traceback
 
@@ -25,6 +26,7 @@ class RewardActor:
     def __init__(self, spec: RewardSpec, *, name: str, broker_address: str):
         torch.set_num_threads(spec.process.num_threads)
         self.name = name
+        sys.path.extend(p for p in spec.python_path if p not in sys.path)
         if spec.function == BUILTIN:
             self._score = builtin_reward_function()
         else:

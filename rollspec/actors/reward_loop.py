@@ -11,6 +11,7 @@ reward function from teaching the policy that every answer is wrong.
 """
 
 import dataclasses
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -35,6 +36,8 @@ class RewardStats:
     reward_sum: float = 0.0
     score_s: float = 0.0
     last_error: str = ""
+    errors_by_kind: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Reward errors by their first words ('raised ValueError', 'timed out after 5.0s', ...)."""
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -82,6 +85,8 @@ class RewardLoop:
         if not outcome.ok:
             self.stats.num_reward_errors += 1
             self.stats.last_error = outcome.error
+            kind = re.split(r"[:(,]", outcome.error, maxsplit=1)[0].strip()
+            self.stats.errors_by_kind[kind] = self.stats.errors_by_kind.get(kind, 0) + 1
             return dataclasses.replace(record, drop_reason=DROP_REWARD_ERROR, error=outcome.error[:1000],
                                        scored_at=time.time())
         self.stats.reward_sum += outcome.value

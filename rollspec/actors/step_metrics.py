@@ -33,6 +33,7 @@ class StepClock:
         self._tokens = 0
         self._engine_s = 0.0
         self._version_needed = 0
+        self._rate = 0.0
 
     def start(self, status: FleetStatus | None, version_needed: int = 0) -> None:
         self._begin = time.monotonic()
@@ -55,6 +56,8 @@ class StepClock:
         tokens, engine_s = _totals(status)
         num_actors = max(1, len(status.rollouts) if status is not None else 1)
         d_tokens, d_engine_s = tokens - self._tokens, (engine_s - self._engine_s) / num_actors
+        if d_engine_s > 0:  # in async mode a step's rollouts may all have run in an earlier window
+            self._rate = d_tokens / d_engine_s
         result = self._last_result
         out = {"step_s": now - self._begin,
                "weight_sync_s": (self._synced or now) - self._begin,
@@ -62,7 +65,7 @@ class StepClock:
                "train_s": result.get("step_time_s", 0.0),
                "publish_s": result.get("gather_s", 0.0) + result.get("publish_s", 0.0),
                "rollout_tokens": d_tokens,
-               "rollout_tokens_per_s": d_tokens / d_engine_s if d_engine_s > 0 else 0.0}
+               "rollout_tokens_per_s": self._rate}
         self.start(status, version_needed=int(result.get("version", 0)))
         return out
 

@@ -27,6 +27,8 @@ class StepProgress:
         self._task = self._progress.add_task("train", total=total_steps, completed=done_steps, info="")
 
     def __enter__(self) -> "StepProgress":
+        self._progress.reset(self._task, total=self._progress.tasks[0].total,
+                             completed=self._progress.tasks[0].completed)  # elapsed and ETA from the first step
         self._progress.start()
         return self
 

@@ -1,6 +1,7 @@
 """The validated TrainConfig -> the frozen specs the actors, the learner and the controller take."""
 
 import dataclasses
+import sys
 from pathlib import Path
 
 from rollspec.actors.config import (
@@ -66,7 +67,8 @@ def build_specs(config: TrainConfig, paths: ModelPaths) -> RunSpecs:
                                engine=engine, depth=rollout.depth, k=rollout.k if rollout.drafter != "none" else 0,
                                sampling=sampling, group_size=algo.group_size, profile_repeats=rollout.profile_repeats,
                                process=ProcessSpec(num_threads=rollout.num_threads))
-    reward_spec = RewardSpec(function=config.reward.function, timeout_s=config.reward.timeout_s)
+    reward_spec = RewardSpec(function=config.reward.function, timeout_s=config.reward.timeout_s,
+                             python_path=tuple(p for p in sys.path if p))
     refresh_spec = None
     if config.runs_draft_refresh:
         refresh_spec = DraftRefreshSpec(drafter=rollout.drafter, draft_path=draft_path, policy_path=str(paths.policy),

@@ -1,0 +1,113 @@
+"""The actor pipeline for real: Ray actors, ZMQ queues and weight broadcasts, a DeepSpeed learner,
+tiny random models. Sync and async runs, a resume, and a reward function that fails in every way."""
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from rollspec.launch.config import load_config
+from rollspec.launch.run_dir import LEDGER_FILE
+from rollspec.launch.train import train
+
+REPO = Path(__file__).resolve().parents[3]
+TINY = REPO / "configs" / "tiny.yaml"
+
+FLAKY_REWARD = textwrap.dedent("""
+    import math, time
+    from rollspec.rl.tasks import reward
+
+    def flaky(prompt, response):
+        kind = len(response) % 5
+        if kind == 0:
+            raise ValueError("no reward for you")
+        if kind == 1:
+            return math.nan
+        if kind == 2:
+            return "one"
+        if kind == 3:
+            time.sleep(30)
+        return reward(prompt, response)
+""")
+
+
+def ledger_of(summary) -> dict:
+    return json.loads((Path(summary["run_dir"]) / LEDGER_FILE).read_text())["entries"]
+
+
+def check_invariants(summary, *, steps, prompts_per_step, max_staleness) -> dict:
+    """Invariants 2-4 on a finished run; returns the ledger entries."""
+    entries = ledger_of(summary)
+    assert summary["ledger_problems"] == []
+    trained = {pid: e for pid, e in entries.items() if e["state"] == "trained"}
+    assert all(e["state"] in ("trained", "dropped") and (e["state"] == "trained" or e["reason"])
+               for e in entries.values())
+    per_step = {}
+    for entry in trained.values():
+        per_step[entry["step"]] = per_step.get(entry["step"], 0) + 1
+        assert 0 <= entry["step"] - entry["policy_version"] <= max_staleness
+        assert len(entry["sample_reasons"]) == entry["group_size"]
+    assert per_step == {step: prompts_per_step for step in range(steps)}
+    assert len({e["prompt_index"] for e in trained.values()}) == len(trained)  # no prompt trained twice
+    return entries
+
+
+@pytest.fixture(scope="module")
+def sync_run(ray_session, tiny_models, tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    overrides = [f"models.policy={tiny_models['policy']}", f"models.draft={tiny_models['draft']}",
+                 f"run.root={root}", "run.name=sync", "run.progress=false", "algorithm.steps=3",
+                 "algorithm.prompts_per_step=4", "algorithm.group_size=2", "algorithm.max_new_tokens=16",
+                 "rollout.max_batch_size=8", "rollout.max_seq_len=64", "rollout.depth=adaptive", "rollout.k=3",
+                 "learner.zero_stage=1", "learner.micro_batch_size=4", "checkpoint.every_steps=2"]
+    return train(load_config(TINY, overrides)), overrides
+
+
+def test_sync_run_trains_every_prompt_once_on_the_version_it_was_generated_with(sync_run):
+    summary, _ = sync_run
+    entries = check_invariants(summary, steps=3, prompts_per_step=4, max_staleness=0)
+    assert summary["steps"] == 3 and summary["policy_version"] == 3
+    assert sorted({e["policy_version"] for e in entries.values()}) == [0, 1, 2]  # versions advance in trajectories
+    assert summary["samples"] == {"trained": 24}
+    metrics = [json.loads(line) for line in (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    assert [m["policy_version"] for m in metrics] == [1, 2, 3]
+    # The rollout actors generated step t's groups with version t: new weights reached them, and the
+    # draft-refresh actor's versions reached them too.
+    assert [m["rollout_policy_versions"][0] >= m["step"] for m in metrics] == [True] * 3
+    assert max(r["num_policy_swaps"] for r in summary["rollouts"]) >= 2
+    assert summary["draft_version"] >= 1 and summary["rollouts"][0]["num_draft_swaps"] >= 1
+    assert all(m["staleness_violations"] == 0 and m["acceptance_length"] >= 1.0 for m in metrics)
+    assert summary["cost_profiles"][0]["target_ms"]  # adaptive depth profiled the engine at start-up
+
+
+def test_resume_restores_step_versions_and_optimizer_then_continues(sync_run):
+    summary, overrides = sync_run
+    checkpoint = Path(summary["run_dir"]) / "checkpoints"
+    saved = json.loads((checkpoint / "step_00000003" / "controller.json").read_text())
+    resumed = train(load_config(TINY, [*overrides, "algorithm.steps=4"]), resume=True)
+    (restore,) = resumed["restores"]
+    assert (restore["step"], restore["policy_version"], restore["draft_version"]) == \
+           (3, 3, saved["draft_version"])
+    assert restore["fingerprint"] == saved["learner_fingerprint"]  # parameters and optimizer state came back
+    assert restore["checkpoint"].endswith("step_00000003")
+    check_invariants(resumed, steps=4, prompts_per_step=4, max_staleness=0)
+    assert resumed["steps"] == 4 and resumed["policy_version"] == 4
+
+
+def test_async_run_with_a_reward_function_that_fails_every_way(ray_session, tiny_overrides, tmp_path, monkeypatch):
+    (tmp_path / "flaky_rewards.py").write_text(FLAKY_REWARD)
+    monkeypatch.syspath_prepend(str(tmp_path))  # the reward actor gets the driver's import path
+    config = load_config(TINY, [*tiny_overrides, "run.name=async", "algorithm.steps=4", "algorithm.max_staleness=1",
+                                "rollout.depth=fixed", "rollout.k=2", "reward.function=flaky_rewards:flaky",
+                                "reward.timeout_s=0.5"])
+    summary = train(config)
+    check_invariants(summary, steps=4, prompts_per_step=4, max_staleness=1)
+    samples = summary["samples"]
+    assert samples.get("reward_error", 0) > 0 and samples.get("trained", 0) > 0
+    (reward_actor,) = summary["rewards"]
+    assert reward_actor["error"] == "" and reward_actor["num_reward_errors"] >= samples["reward_error"]
+    kinds = reward_actor["errors_by_kind"]
+    assert {"raised ValueError", "returned nan", "returned a str", "timed out after 0.5s"} <= set(kinds), kinds
+    errors = [e["error"] for e in ledger_of(summary).values() if "reward_error" in e["sample_reasons"]]
+    assert errors and all(errors)  # every group with a reward error says what it was

@@ -67,8 +67,10 @@ class _Pipeline:
         return self.step_end < math.inf
 
     def run(self, num_steps: int) -> None:
-        while len(self.step_ends) < num_steps:
+        while True:
             self._finish_learner_step()
+            if len(self.step_ends) == num_steps:
+                return
             self._collect_scores()
             self._start_learner_step()
             self._dispatch()

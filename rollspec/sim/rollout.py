@@ -11,6 +11,7 @@ from rollspec.scheduler import DepthScheduler, expected_tokens, sample_num_accep
 from rollspec.sim.step_cost import StepCost
 
 KV_WATERMARK = 0.02  # share of the KV cache admission leaves free for running rows to grow into
+LEARNING_STEPS = 32  # single steps before the fluid model prices identical steps in chunks
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,9 +69,10 @@ class ReplicaStats:
 class ReplicaSim:
     """A rollout engine replica under the simulator's clock.
 
-    Each `advance` admits waiting requests into free rows (one prefill), asks the depth
-    policy for k at the live batch size B, and runs decode/verify steps priced by the cost
-    model: k * c_draft(B) + c_target(B, k + 1) each. Rows finish at their sampled lengths
+    Each `advance` admits waiting requests into free rows (one prefill, which samples each
+    row's first token, as the engine's does), asks the depth policy for k at the live batch
+    size B, and runs decode/verify steps priced by the cost model:
+    k * c_draft(B) + c_target(B, k + 1) each. Rows finish at their sampled lengths
     (a final step emits only what the budget allows, like the engine), so the batch drains
     into its long tail and k is re-chosen as B shrinks. Acceptance follows the scheduler's
     generative model (`sample_num_accepted`), and the depth policy observes every chunk.
@@ -92,7 +94,9 @@ class ReplicaSim:
         self._lengths = np.zeros(0, dtype=np.int64)
         # (remaining tokens, context tokens, policy version, length, is a preempted row)
         self._waiting: deque[tuple[float, float, int, int, bool]] = deque()
+        self._k, self._steps_at_k = -1, 0  # the depth of the last chunk and how many steps it has run in a row
         self.stats = ReplicaStats()
+        self.trace: list[tuple[float, int, int]] | None = None  # (busy seconds, B, k) per chunk once enabled
 
     @property
     def depth(self) -> DepthScheduler:
@@ -122,9 +126,9 @@ class ReplicaSim:
     def advance(self, max_s: float = math.inf) -> Advance:
         """Admit, then run one chunk of identical steps, ending early enough not to pass max_s if it can."""
         elapsed = self._admit()
-        if self.num_live == 0:
-            return Advance(elapsed, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
-        self._cost.set_context_tokens(float(self._context.mean()))
+        if self.num_live == 0 or self._remaining.min() <= 1e-9:  # nothing to decode, or prefill finished a row
+            return self._retire(elapsed)
+        self._cost.set_context(float(self._context.mean()), float(self._context.max()))
         k = self._depth.choose_depth(self.num_live)
         per_step = float(self._expected[k])
         self._preempt_to_fit(per_step)
@@ -139,12 +143,24 @@ class ReplicaSim:
         else:
             # The batch is unchanged until the first row finishes or the KV cache fills up.
             num_steps = int(np.ceil(self._remaining.min() / per_step - 1e-9))
-            room = (self._config.kv_capacity_tokens - self._context.sum()) / (batch_size * per_step)
-            num_steps = max(1, min(num_steps, self._config.max_chunk_steps, int(room)))
+            # One observation stands for the whole chunk, so chunks start only once the policy has seen
+            # LEARNING_STEPS single steps (two acceptance half-lives by default), and a new depth is held for
+            # at most as many steps as it has run so far (1, 2, 4, ...): the policy still learns step by step.
+            held = self._steps_at_k if k == self._k else 0
+            if self._depth.acceptance.num_steps < LEARNING_STEPS:
+                held = 0
+            num_steps = min(num_steps, self._config.max_chunk_steps, max(1, held))
+            if math.isfinite(self._config.kv_capacity_tokens):
+                room = (self._config.kv_capacity_tokens - self._context.sum()) / (batch_size * per_step)
+                num_steps = max(1, min(num_steps, int(room)))
             if max_s - elapsed < num_steps * step_s:
                 num_steps = max(1, int((max_s - elapsed) / step_s))
             progress = np.full(batch_size, num_steps * per_step)
         self._depth.observe(batch_size, k, sampled, draft_s, target_s)
+        if self.trace is not None:
+            self.trace.append((self.stats.busy_s, batch_size, k))
+        self._steps_at_k = self._steps_at_k + num_steps if k == self._k else num_steps
+        self._k = k
         elapsed += num_steps * step_s
         self._record(k, num_steps, num_steps * step_s, np.minimum(progress, self._remaining).sum())
         self._remaining -= progress
@@ -165,8 +181,10 @@ class ReplicaSim:
         if not admitted:
             return 0.0
         remaining, context, versions, lengths, resumed = (np.array(column) for column in zip(*admitted))
-        self._remaining = np.concatenate([self._remaining, remaining])
-        self._context = np.concatenate([self._context, context])
+        # The prefill forward samples each row's next token, as the engine's does.
+        self._remaining = np.concatenate([self._remaining, remaining - 1.0])
+        self._context = np.concatenate([self._context, context + 1.0])
+        self.stats.num_tokens += len(admitted)
         self._versions = np.concatenate([self._versions, versions.astype(np.int64)])
         self._lengths = np.concatenate([self._lengths, lengths.astype(np.int64)])
         num_new = int((~resumed).sum())

@@ -44,10 +44,11 @@ class RooflineCost:
     def context_tokens(self) -> float:
         return self._context
 
-    def set_context_tokens(self, mean_context_tokens: float) -> None:
-        assert mean_context_tokens >= 0, mean_context_tokens
-        if mean_context_tokens != self._context:
-            self._context = float(mean_context_tokens)
+    def set_context(self, mean_tokens: float, longest_tokens: float) -> None:
+        # Paged attention reads each row's own KV, so the mean is what costs.
+        assert 0 <= mean_tokens <= longest_tokens, (mean_tokens, longest_tokens)
+        if mean_tokens != self._context:
+            self._context = float(mean_tokens)
             self._memo.clear()
 
     def forward_s(self, model: ModelSpec, batch_size: int, q: ArrayLike, context_tokens: float) -> NDArray[np.float64]:

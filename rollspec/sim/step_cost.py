@@ -3,8 +3,9 @@
 `DepthScheduler` calls `step_s(B, k_max)` to plan and `observe(...)` after each step, so any
 object with these methods can be handed to the scheduler's depth policy in place of its
 measured `CostModel`. The simulator also needs the two parts of a step separately, the
-prefill of admitted rows, and a way to say how long the cached contexts are (a GPU's
-decode cost grows with the KV it reads; a measured table ignores it).
+prefill of admitted rows, and a way to say how long the cached contexts are: a step's
+attention cost grows with them, with the mean for a paged-attention engine (vLLM reads each
+row's own KV) and with the longest row for one that pads rows to a common length (ours).
 """
 
 from typing import Protocol
@@ -32,8 +33,8 @@ class StepCost(Protocol):
         """A measured step; a simulated truth has nothing to learn from its own times."""
         ...
 
-    def set_context_tokens(self, mean_context_tokens: float) -> None:
-        """Mean cached tokens per live row for the steps priced next."""
+    def set_context(self, mean_tokens: float, longest_tokens: float) -> None:
+        """Mean and longest cached tokens per live row, for the steps priced next."""
         ...
 
     def prefill_s(self, num_rows: int, prompt_tokens: int) -> float:

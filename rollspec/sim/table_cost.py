@@ -1,6 +1,7 @@
 """Step costs from measured tables, priced by the scheduler's own CostModel (same interpolation, same floors)."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
@@ -9,36 +10,73 @@ from rollspec.scheduler import CostModel
 from rollspec.scheduler.interpolation import PiecewiseLinear
 
 
-class TableCost:
-    """c_target(B, q), c_draft(B) and prefill(rows) interpolated from a profile measured on a real device.
+@dataclass(frozen=True, slots=True)
+class CostLevel:
+    """One profile: c_target(B, q) and c_draft(B) measured with `context_tokens` cached per row."""
 
-    Target and draft go through `scheduler.CostModel.from_profile`, so the simulator prices
-    a step exactly as the live depth scheduler would from the same profile. The profile
-    is taken at the workload's own context lengths; `set_context_tokens` is ignored.
-    `observe` does not refine the model: the table is the simulation's truth, so its
-    prediction error is zero by construction and there is nothing to correct.
+    context_tokens: float
+    target_s: Mapping[tuple[int, int], float]
+    draft_s: Mapping[int, float]
+
+
+class TableCost:
+    """c_target(B, q), c_draft(B) and prefill(rows) interpolated from profiles measured on a real device.
+
+    Each profile level goes through `scheduler.CostModel.from_profile`, so a step is priced
+    exactly as the live depth scheduler would from the same profile. Attention makes a step
+    dearer as contexts grow; with two or more levels the cost is linear in the context
+    between (and beyond) them. `context_kind` says which context the device pays for:
+    "longest" for an engine that pads rows to the longest one (the built-in engine), "mean"
+    for paged attention. `observe` does not refine the model: the tables are the
+    simulation's truth, so their prediction error is zero by construction.
     """
 
-    def __init__(self, *, target_s: Mapping[tuple[int, int], float], draft_s: Mapping[int, float],
-                 prefill_s: Mapping[int, float]) -> None:
-        self._model = CostModel.from_profile(target_s, draft_s)
+    def __init__(self, *, levels: Sequence[CostLevel], prefill_s: Mapping[int, float],
+                 context_kind: str = "longest") -> None:
+        assert levels and context_kind in ("longest", "mean"), (len(levels), context_kind)
+        ordered = sorted(levels, key=lambda level: level.context_tokens)
+        self._contexts = np.array([level.context_tokens for level in ordered])
+        assert np.all(np.diff(self._contexts) > 0), self._contexts
+        self._models = [CostModel.from_profile(level.target_s, level.draft_s) for level in ordered]
         rows = sorted(prefill_s)
         self._prefill = PiecewiseLinear(rows, [prefill_s[r] for r in rows])
+        self._context_kind = context_kind
+        self._weights = self._weights_at(float(self._contexts[0]))
+
+    @classmethod
+    def single(cls, target_s: Mapping[tuple[int, int], float], draft_s: Mapping[int, float],
+               prefill_s: Mapping[int, float]) -> "TableCost":
+        """One profile, no context dependence."""
+        return cls(levels=[CostLevel(0.0, target_s, draft_s)], prefill_s=prefill_s)
+
+    def set_context(self, mean_tokens: float, longest_tokens: float) -> None:
+        self._weights = self._weights_at(longest_tokens if self._context_kind == "longest" else mean_tokens)
 
     def target_s(self, batch_size: int, q: int) -> float:
-        return self._model.target_s(batch_size, q)
+        return self._blend(lambda model: model.target_s(batch_size, q))
 
     def draft_s(self, batch_size: int) -> float:
-        return self._model.draft_s(batch_size)
+        return self._blend(lambda model: model.draft_s(batch_size))
 
     def step_s(self, batch_size: int, k_max: int) -> NDArray[np.float64]:
-        return self._model.step_s(batch_size, k_max)
+        return self._blend(lambda model: model.step_s(batch_size, k_max))
 
     def observe(self, batch_size: int, k: int, draft_time_s: float, target_time_s: float) -> None:
         pass
 
-    def set_context_tokens(self, mean_context_tokens: float) -> None:
-        pass
-
     def prefill_s(self, num_rows: int, prompt_tokens: int) -> float:
         return float(self._prefill(num_rows))
+
+    def _weights_at(self, context: float) -> list[tuple[int, float]]:
+        # Linear between the two levels around `context`, continuing the nearest segment beyond them.
+        if len(self._models) == 1:
+            return [(0, 1.0)]
+        hi = int(np.clip(np.searchsorted(self._contexts, context), 1, len(self._contexts) - 1))
+        lo = hi - 1
+        t = (context - self._contexts[lo]) / (self._contexts[hi] - self._contexts[lo])
+        return [(lo, 1.0 - t), (hi, t)]
+
+    def _blend(self, price):
+        total = sum(weight * price(self._models[i]) for i, weight in self._weights)
+        # A long extrapolation left of the first level must not price a step at or below zero.
+        return np.maximum(total, 1e-6) if isinstance(total, np.ndarray) else max(float(total), 1e-6)

@@ -11,6 +11,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_make_models(sub)
     _add_demo(sub)
     _add_train(sub)
+    _add_sim(sub)
     return parser
 
 
@@ -78,6 +79,28 @@ def _train(args: argparse.Namespace) -> int:
     return 0 if not summary["ledger_problems"] else 1
 
 
+def _add_sim(sub) -> None:
+    sim = sub.add_parser("sim", help="project step time at cluster scale: sync/async x plain/speculative",
+                         description="Simulates a scenario (every assumption written out in its YAML file): GRPO "
+                                     "step time synchronous and with bounded staleness, plain vs fixed-k vs adaptive "
+                                     "speculation; prints a table and writes the frontier, staleness and drain plots.")
+    sim.add_argument("scenario", help="shipped scenario name (paper-8b-sync, paper-235b-async, tiny-cpu) or a .yaml path")
+    sim.add_argument("--out", default="sim-results", help="directory for the PNG plots and <scenario>.json")
+
+
+def _sim(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rollspec.sim.report import run_scenario  # numpy, matplotlib: imported only once arguments parsed
+    from rollspec.sim.scenario import ScenarioError
+
+    try:
+        run_scenario(args.scenario, Path(args.out))
+    except ScenarioError as exc:
+        print(f"rollspec sim: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -90,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         return _demo(args)
     elif args.command == "train":
         return _train(args)
+    elif args.command == "sim":
+        return _sim(args)
     return 0
 
 

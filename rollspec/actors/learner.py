@@ -164,17 +164,21 @@ class LearnerActor:
         return self.publisher.address if self.publisher is not None else None
 
     def parameter_numel(self) -> dict[str, int]:
-        """Parameter elements this rank stores ("local": its ZeRO-3 shard, or everything below
-        stage 3) and the model's total ("full"); shared parameters count once."""
-        local = full = 0
+        """Parameter elements of this rank, shared parameters counted once: "full", the model's
+        total; "local", its partition (its ZeRO-3 shard, or everything below stage 3); "resident",
+        elements of whole parameters held between steps (everything below stage 3; under ZeRO-3
+        only parameters it keeps unpartitioned, which with the learner's config are none)."""
+        local = full = resident = 0
         seen = set()
         for param in self.engine.module.parameters():
             if id(param) in seen:
                 continue
             seen.add(id(param))
-            local += param.ds_tensor.numel() if hasattr(param, "ds_tensor") else param.numel()
-            full += param.ds_numel if hasattr(param, "ds_numel") else param.numel()
-        return {"local": local, "full": full}
+            sharded = hasattr(param, "ds_tensor")
+            local += param.ds_tensor.numel() if sharded else param.numel()
+            full += param.ds_numel if sharded else param.numel()
+            resident += param.data.numel()  # a partitioned ZeRO-3 parameter's data is empty outside a gather
+        return {"local": local, "full": full, "resident": resident}
 
     def save_checkpoint(self, directory: str, tag: str, client_state: dict | None = None) -> str:
         """DeepSpeed checkpoint (weights, optimizer and its partitions, engine counters) under

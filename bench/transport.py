@@ -231,11 +231,14 @@ def _machine() -> dict:
     import zmq
 
     return {"cpu": model, "cores": os.cpu_count(), "gpu": "none", "python": platform.python_version(),
-            "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(), "date": date.today().isoformat()}
+            "pyzmq": zmq.__version__, "libzmq": zmq.zmq_version(), "date": date.today().isoformat(),
+            "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
+            "note": "machine shared with other jobs while measuring; raw and ours interleaved per repetition"}
 
 
 def run(reps: int, quick: bool) -> dict:
     ctx = mp.get_context("spawn")
+    load_at_start = round(os.getloadavg()[0], 2)
     tmp = tempfile.mkdtemp(prefix="rollspec-bench-")
     small_n, large_n = (40_000, 150) if quick else (200_000, 800)
     results: dict = {}
@@ -286,7 +289,8 @@ def run(reps: int, quick: bool) -> dict:
                 "relayed = producer -> broker -> consumer processes; *_with_codec = direct vs raw PUSH/PULL "
                 "carrying the same typed messages through our codec (the cost of reliability alone)",
     }
-    return {"benchmark": "transport", "machine": _machine(), "reps": reps, "quick": quick,
+    return {"benchmark": "transport", "machine": _machine() | {"load_avg_1m_at_start": load_at_start}, "reps": reps,
+            "quick": quick,
             "results": results, "ratios": detail, "broadcast": broadcast, "summary": summary}
 
 

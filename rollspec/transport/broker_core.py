@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, cast
+from typing import Any, Callable, cast
 
 import zmq
 
@@ -59,11 +59,10 @@ class BrokerCore:
         self.lock = threading.Lock()
         self.space = threading.Condition(self.lock)
         self.rejects = RejectCounter("broker")
-        self._routes: dict[Hashable, str] = {}
         self._next_expiry = 0.0
         self._handlers: dict[type, Callable[[bytes, HostedQueue, Any, list[Any]], None]] = {
-            Heartbeat: self._on_heartbeat, PutBatch: self._on_put, Ack: self._on_ack,
-                          Detach: self._on_detach}
+            Heartbeat: self._on_heartbeat, PutBatch: self._on_put, Ack: self._on_ack, Detach: self._on_detach,
+        }
 
     # --- IoHandler ---------------------------------------------------------------------------------
     def on_message(self, frames: list[zmq.Frame]) -> None:
@@ -86,7 +85,7 @@ class BrokerCore:
 
     def service(self, now: float) -> float:
         with self.lock:
-            for name, hosted in self.hosted.items():
+            for hosted in self.hosted.values():
                 self._segment_local(hosted)
                 if now >= self._next_expiry:
                     hosted.queue.expire(now)
@@ -106,7 +105,6 @@ class BrokerCore:
     # --- handlers (lock held) --------------------------------------------------------------------------
     def _on_heartbeat(self, identity: bytes, hosted: HostedQueue, msg: Heartbeat, payload: list[Any]) -> None:
         now = _now()
-        self._routes[identity] = msg.queue
         if msg.role == "producer":
             producer = hosted.ledger.touch(identity, msg.window_items, now)
             self._send(identity, PutAck(seqs=[], granted=producer.granted))
@@ -143,7 +141,6 @@ class BrokerCore:
             hosted.ledger.remove(identity)
         else:
             hosted.queue.release(identity)
-        self._routes.pop(identity, None)
 
     # --- helpers -----------------------------------------------------------------------------------
     def _segment_local(self, hosted: HostedQueue) -> None:

@@ -25,8 +25,9 @@ from rollspec.transport.protocol import Heartbeat, PutBatch  # noqa: E402
 FAULTS = FaultPlan(seed=11, drop=0.10, duplicate=0.05, reorder=0.05, delay=0.10, max_delay_s=0.02)
 
 
-@pytest.fixture(params=["ipc", "tcp"])
+@pytest.fixture(params=["ipc", pytest.param("tcp", marks=pytest.mark.slow)])
 def bind_address(request, tmp_path):
+    """Each process test runs over ipc:// by default and also over tcp:// loopback with -m slow."""
     return f"ipc://{tmp_path}/broker.sock" if request.param == "ipc" else "tcp://127.0.0.1:*"
 
 

@@ -38,9 +38,12 @@ class LearnerPlacementError(RuntimeError):
 class LearnerRankError(RuntimeError):
     """A rank raised (or its process died) during a call; the group must be shut down."""
 
-    def __init__(self, rank: int, method: str, cause: BaseException):
-        super().__init__(f"learner rank {rank} failed in {method}(): {cause}")
-        self.rank, self.method = rank, method
+    def __init__(self, rank: int, method: str, error: RayError):
+        # The rank's own exception reads better than Ray's wrapper (a colored remote traceback);
+        # the wrapper stays chained as __cause__.
+        cause = error.cause if isinstance(error, RayTaskError) and error.cause is not None else error
+        super().__init__(f"learner rank {rank} failed in {method}(): {type(cause).__name__}: {cause}")
+        self.rank, self.method, self.cause = rank, method, cause
 
 
 class LearnerTimeoutError(TimeoutError):
@@ -176,11 +179,9 @@ class LearnerGroup:
             rank = refs[ready[0]]
             try:
                 results[rank] = ray.get(ready[0])
-            except RayTaskError as exc:
-                # Raised by every rank alike before any collective started: the group is intact.
-                if isinstance(exc.cause, (LearnerInputError, LearnerCheckpointError)):
-                    raise exc.cause from None
-                raise LearnerRankError(rank, method, exc) from exc
             except RayError as exc:
+                # Raised by every rank alike before any collective started: the group is intact.
+                if isinstance(exc, RayTaskError) and isinstance(exc.cause, (LearnerInputError, LearnerCheckpointError)):
+                    raise exc.cause from None
                 raise LearnerRankError(rank, method, exc) from exc
         return [results[rank] for rank in range(len(self.actors))] if all_ranks else results[0]

@@ -23,7 +23,8 @@ from rollspec.engine.sampling_params import SamplingParams
 from rollspec.engine.sequence import Request
 from rollspec.engine.weights import native_to_hf
 from rollspec.models.random_models import random_decoder, tiny_config
-from rollspec.rl.grpo_step import PolicyLogits, grpo_loss
+from rollspec.rl.config import PolicyLossConfig
+from rollspec.rl.grpo_step import GrpoLossConfig, PolicyLogits, grpo_loss
 from rollspec.rl.vocab import BOS_ID, SEP_ID
 from rollspec.transport import WeightSubscriber
 
@@ -194,9 +195,10 @@ def test_no_connection_leaves_loopback(runs):
     assert runs(3).non_loopback == []
 
 
-def test_checkpoint_restores_weights_and_optimizer_exactly(runs, model_dir, fixed_batch):
-    run = runs(3)
-    with LearnerGroup(model_dir, learner_config(3)) as group:
+@pytest.mark.parametrize("stage", [pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow), 3])
+def test_checkpoint_restores_weights_and_optimizer_exactly(runs, model_dir, fixed_batch, stage):
+    run = runs(stage)
+    with LearnerGroup(model_dir, learner_config(stage)) as group:
         assert group.load_checkpoint(run.checkpoint_dir, TAG) == CLIENT_STATE
         state = group.state()
         assert (state.step, state.policy_version) == (CHECKPOINT_AFTER, 1)
@@ -215,3 +217,16 @@ def test_checkpoint_restores_weights_and_optimizer_exactly(runs, model_dir, fixe
         with pytest.raises(LearnerBatchError, match="token id 10000 outside"):
             group.train_step(bad)
         assert group.publish(2)["version"] == 2
+
+
+@pytest.mark.slow
+def test_bf16_with_kl_to_a_reference_model_trains(ray_session, model_dir, fixed_batch):
+    loss = GrpoLossConfig(policy_loss=PolicyLossConfig(kl_coef=0.1))
+    with LearnerGroup(model_dir, learner_config(3, dtype="bfloat16", loss=loss)) as group:
+        stats = [group.train_step(fixed_batch) for _ in range(STEPS)]
+        weights = group.full_weights()
+    losses = [s["loss"] for s in stats]
+    assert losses[-1] < losses[0] - 0.1, losses
+    # The reference is the fp32 starting point: bf16 rounding alone is a small KL, training adds more.
+    assert 0 <= stats[0]["kl"] < 1e-2 and stats[-1]["kl"] > stats[0]["kl"], [s["kl"] for s in stats]
+    assert {w.dtype for w in weights.values()} == {torch.bfloat16}

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from rollspec.scheduler import CostModel
-from rollspec.sim.lengths import LengthDistribution
+from rollspec.sim.lengths import LengthDistribution, LengthSequence
 from rollspec.sim.measured import DrainRun, Measured, StepRun, load_measured
 from rollspec.sim.pipeline import simulate_pipeline
 from rollspec.sim.rollout import ReplicaConfig, ReplicaSim, simulate_drain
@@ -105,8 +105,10 @@ def _predict_step(m: Measured, run: StepRun, seed: int) -> float:
                               reward_s=t["reward_s"], learner_fixed_s=t["learner_fixed_s"],
                               learner_s_per_token=t["learner_s_per_token"], weight_sync_s=t["weight_sync_s"],
                               max_staleness=run.max_staleness, colocated=run.colocated)
+    # Replaying the run's own lengths keeps length sampling noise out of the comparison.
+    lengths = LengthSequence(run.lengths) if run.lengths else LengthDistribution.empirical(m.response_lengths)
     result = simulate_pipeline(replica=measured_replica(m, run.speculation, seed),
-                               lengths=LengthDistribution.empirical(m.response_lengths), training=training,
+                               lengths=lengths, training=training,
                                prompt_tokens=m.prompt_tokens, num_steps=max(run.num_steps, 2),
                                rng=np.random.default_rng(1000 + seed))
     return result.mean_step_s

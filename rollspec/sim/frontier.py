@@ -26,16 +26,21 @@ class Frontier:
     fixed_speedup: NDArray[np.float64]
     adaptive_speedup: NDArray[np.float64]
     best_k: NDArray[np.int64]
+    max_batch_size: float  # rows whose KV at this context fits in the replica (inf when unknown)
 
     def break_even_batch(self, acceptance_length: float) -> float:
-        """Smallest batch size on the grid where fixed-k speculation no longer pays (inf if it always pays)."""
+        """Smallest batch size on the grid where fixed-k speculation no longer pays (inf if it always pays).
+
+        Only batch sizes whose KV cache fits count: beyond that the replica cannot run them.
+        """
         row = int(np.argmin(np.abs(self.acceptance_lengths - acceptance_length)))
-        losing = np.flatnonzero(self.fixed_speedup[row] < 1.0)
+        losing = np.flatnonzero((self.fixed_speedup[row] < 1.0) & (self.batch_sizes <= self.max_batch_size))
         return float(self.batch_sizes[losing[0]]) if losing.size else float("inf")
 
 
 def speculation_frontier(cost: StepCost, *, k: int, k_max: int, context_tokens: float,
-                         batch_sizes: NDArray[np.int64], acceptance_lengths: NDArray[np.float64]) -> Frontier:
+                         batch_sizes: NDArray[np.int64], acceptance_lengths: NDArray[np.float64],
+                         max_batch_size: float = float("inf")) -> Frontier:
     """Evaluate the scheduler's tokens/s formula on the grid, at a steady batch with `context_tokens` cached per row.
 
     Acceptance length L is read as constant conditional acceptance at every position
@@ -55,4 +60,5 @@ def speculation_frontier(cost: StepCost, *, k: int, k_max: int, context_tokens: 
             best[i, j] = int(np.argmax(rates[: k_max + 1]))
             adaptive[i, j] = rates[best[i, j]] / rates[0]
     return Frontier(batch_sizes=batch_sizes, acceptance_lengths=acceptance_lengths, k=k,
-                    context_tokens=context_tokens, fixed_speedup=fixed, adaptive_speedup=adaptive, best_k=best)
+                    context_tokens=context_tokens, fixed_speedup=fixed, adaptive_speedup=adaptive, best_k=best,
+                    max_batch_size=max_batch_size)

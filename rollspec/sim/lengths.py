@@ -61,3 +61,22 @@ class LengthDistribution:
         """
         lengths = self.sample(rng, n).astype(np.float64)
         return prompt_tokens + float(np.mean(lengths**2) / (2 * np.mean(lengths)))
+
+
+class LengthSequence:
+    """Measured lengths handed out in the order they were dispatched (wrapping around), for replaying a real run.
+
+    Same `sample(rng, n)` interface as LengthDistribution; `rng` is unused. Stateful: each
+    call continues where the last one stopped, so use one instance per simulated run.
+    """
+
+    def __init__(self, lengths: list[int] | tuple[int, ...]) -> None:
+        if not lengths or min(lengths) < 1:
+            raise LengthError(f"a length sequence needs lengths >= 1, got {list(lengths[:5])!r}")
+        self._lengths = np.asarray(lengths, dtype=np.int64)
+        self._next = 0
+
+    def sample(self, rng: np.random.Generator, n: int) -> NDArray[np.int64]:
+        index = (self._next + np.arange(n)) % self._lengths.size
+        self._next += n
+        return self._lengths[index]

@@ -34,8 +34,10 @@
       ],
       "steps": [                         # optional: mean GRPO step time of a real pipeline run
         {"name": "sync_plain", "speculation": "plain", "max_staleness": 0, "colocated": false,
-         "num_steps": 8, "measured_step_s": 2.5}   # mean interval between learner-step ends, leaving out
-      ]                                            # the first max_staleness + 1 steps (pipeline fill)
+         "num_steps": 8, "measured_step_s": 2.5,   # mean interval between learner-step ends, leaving out
+                                                   # the first max_staleness + 1 steps (pipeline fill)
+         "lengths": [n, ...]}                      # optional: response lengths in dispatch order, replayed
+      ]                                            # instead of resampling response_lengths
 
 Step names sync_plain, sync_spec, async_plain, async_spec are the four configurations the
 calibration report checks for; "spec" runs may use fixed or adaptive speculation.
@@ -80,6 +82,7 @@ class StepRun:
     colocated: bool
     num_steps: int
     measured_step_s: float
+    lengths: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -187,4 +190,5 @@ def _step(run: dict[str, Any]) -> StepRun:
     return StepRun(name=_get(run, "name", str), speculation=_speculation(run.get("speculation")),
                    max_staleness=_get(run, "max_staleness", int), colocated=_get(run, "colocated", bool),
                    num_steps=_get(run, "num_steps", int),
-                   measured_step_s=float(_get(run, "measured_step_s", (int, float))))
+                   measured_step_s=float(_get(run, "measured_step_s", (int, float))),
+                   lengths=tuple(int(n) for n in run.get("lengths", [])))

@@ -7,7 +7,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rollspec.scheduler import AdmissionConfig, AdmissionController
-from rollspec.sim.lengths import LengthDistribution
+from rollspec.sim.lengths import LengthDistribution, LengthSequence
 from rollspec.sim.rollout import ReplicaSim, ReplicaStats
 from rollspec.sim.training import TrainingConfig
 
@@ -42,8 +42,8 @@ class PipelineResult:
 class _Pipeline:
     """State of one run; `run` is the event loop. Times in seconds from the start."""
 
-    def __init__(self, replica: ReplicaSim, lengths: LengthDistribution, training: TrainingConfig, prompt_tokens: int,
-                 rng: np.random.Generator) -> None:
+    def __init__(self, replica: ReplicaSim, lengths: LengthDistribution | LengthSequence, training: TrainingConfig,
+                 prompt_tokens: int, rng: np.random.Generator) -> None:
         self.replica, self.lengths, self.training, self.rng = replica, lengths, training, rng
         self.prompt_tokens = prompt_tokens
         self.admission = AdmissionController(AdmissionConfig(
@@ -149,8 +149,9 @@ class _Pipeline:
             self.now = next_event
 
 
-def simulate_pipeline(*, replica: ReplicaSim, lengths: LengthDistribution, training: TrainingConfig,
-                      prompt_tokens: int, num_steps: int, rng: np.random.Generator) -> PipelineResult:
+def simulate_pipeline(*, replica: ReplicaSim, lengths: LengthDistribution | LengthSequence,
+                      training: TrainingConfig, prompt_tokens: int, num_steps: int,
+                      rng: np.random.Generator) -> PipelineResult:
     """Run `num_steps` learner steps of GRPO with rollout and training overlapped up to `training.max_staleness`.
 
     The scheduler's AdmissionController decides when prompts are dispatched (so at most

@@ -24,32 +24,43 @@ def _pyplot():
     return plt
 
 
-def plot_frontier(frontier: Frontier, path: Path, *, title: str, operating_point: tuple[float, float]) -> Path:
-    """Speedup over batch size x acceptance length, fixed k (left) and adaptive k (right), with the 1.0 contour."""
+def plot_frontier(typical: Frontier, short: Frontier, path: Path, *, title: str, max_num_seqs: int,
+                  acceptance_length: float) -> Path:
+    """Speedup over batch size x acceptance length with its 1.0 contour: fixed k at the scenario's typical
+    context and at a short one, and the adaptive k. Batches whose KV does not fit are hatched."""
     from matplotlib.colors import TwoSlopeNorm
 
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=True)
-    grids = [(frontier.fixed_speedup, f"fixed k = {frontier.k}"), (frontier.adaptive_speedup, "adaptive k (best per cell)")]
-    vmax = max(2.0, float(frontier.adaptive_speedup.max()))
-    norm = TwoSlopeNorm(vmin=min(0.5, float(frontier.fixed_speedup.min())), vcenter=1.0, vmax=vmax)
-    x, y = frontier.batch_sizes, frontier.acceptance_lengths
-    for ax, (grid, label) in zip(axes, grids):
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5), sharey=True)
+    panels = [(typical, typical.fixed_speedup, f"fixed k = {typical.k}, context {typical.context_tokens:,.0f}"),
+              (short, short.fixed_speedup, f"fixed k = {short.k}, short answers (context {short.context_tokens:,.0f})"),
+              (typical, typical.adaptive_speedup, f"adaptive k, context {typical.context_tokens:,.0f}")]
+    low = min(0.5, float(min(typical.fixed_speedup.min(), short.fixed_speedup.min())))
+    norm = TwoSlopeNorm(vmin=low, vcenter=1.0, vmax=max(2.0, float(typical.adaptive_speedup.max())))
+    for ax, (frontier, grid, label) in zip(axes, panels):
+        x, y = frontier.batch_sizes, frontier.acceptance_lengths
         mesh = ax.pcolormesh(x, y, grid, cmap="RdBu", norm=norm, shading="nearest")
-        levels = [1.0 + 1e-3] if grid is frontier.adaptive_speedup else [1.0]
-        contour = ax.contour(x, y, grid, levels=levels, colors="black", linewidths=2)
-        ax.clabel(contour, fmt={levels[0]: "1.0x"}, fontsize=9)
-        more = ax.contour(x, y, grid, levels=[1.5, 2.0, 3.0], colors="0.3", linewidths=0.8, linestyles="--")
-        ax.clabel(more, fmt="%.1fx", fontsize=8)
-        ax.plot(*operating_point, marker="*", color="gold", markersize=16, markeredgecolor="black")
+        level = 1.0 + 1e-3 if grid is frontier.adaptive_speedup else 1.0  # adaptive is exactly 1.0 where k = 0
+        if grid.min() < level < grid.max():
+            ax.clabel(ax.contour(x, y, grid, levels=[level], colors="black", linewidths=2.5), fmt={level: "1.0x"},
+                      inline=False)
+        guides = [v for v in (1.5, 2.0, 3.0) if grid.min() < v < grid.max()]
+        if guides:
+            ax.clabel(ax.contour(x, y, grid, levels=guides, colors="0.15", linewidths=1.0, linestyles="--"),
+                      fmt="%.1fx", fontsize=8, inline=False)
+        if frontier.max_batch_size < x[-1]:
+            ax.axvspan(frontier.max_batch_size, x[-1], facecolor="0.85", hatch="//", edgecolor="0.5", alpha=0.8)
+            ax.text(frontier.max_batch_size * 1.1, y[-1] - 0.1, "KV cache\ndoes not fit", va="top", fontsize=8)
+        batch = min(max_num_seqs, frontier.max_batch_size)
+        ax.plot(batch, acceptance_length, marker="*", color="gold", markersize=16, markeredgecolor="black")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("batch size per replica (live sequences)")
-        ax.set_title(label)
-    axes[0].set_ylabel(f"acceptance length (tokens per verify at k = {frontier.k})")
-    fig.colorbar(mesh, ax=axes, label="speedup over plain decoding")
-    fig.suptitle(f"{title}: where speculation stops paying (context {frontier.context_tokens:.0f} tokens; "
-                 f"star = scenario)")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+        ax.set_title(label, fontsize=10)
+    axes[0].set_ylabel(f"acceptance length (tokens per verify at k = {typical.k})")
+    fig.colorbar(mesh, ax=axes, label="speedup over plain decoding", fraction=0.02)
+    fig.suptitle(f"{title}: where speculation stops paying (black line = 1.0x; star = scenario's batch and "
+                 f"acceptance)")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -86,7 +97,7 @@ def plot_drain(trace: list[tuple[float, int, int]], path: Path, *, title: str) -
     twin.step(t, k, where="post", color="tab:red", label="chosen k")
     twin.set_ylabel("chosen draft depth k", color="tab:red")
     twin.set_ylim(-0.2, max(k.max(), 1) + 0.5)
-    ax.set_title(f"{title}: the long tail, and k rising as B shrinks")
+    ax.set_title(f"{title}: one synchronous rollout, live sequences and adaptive k")
     fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return path

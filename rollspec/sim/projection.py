@@ -14,6 +14,7 @@ from rollspec.sim.training import SyncResult, simulate_sync
 
 FRONTIER_BATCH_SIZES = np.unique(np.round(np.geomspace(1, 1024, 41)).astype(np.int64))
 FRONTIER_POINTS = 41
+SHORT_RESPONSE_TOKENS = 1024  # responses of a short-answer workload, for the second frontier
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +24,8 @@ class Projection:
     scenario: Scenario
     sync: dict[Speculation, SyncResult]
     sweep: dict[Speculation, dict[int, PipelineResult]]
-    frontier: Frontier
+    frontier: Frontier  # at the scenario's typical context
+    short_frontier: Frontier  # at prompt + SHORT_RESPONSE_TOKENS: short answers, where large batches are compute-bound
     drain_trace: list[tuple[float, int, int]]  # (seconds, B, k) of one adaptive synchronous rollout
 
     def rollout_speedup(self, mode: Speculation) -> float:
@@ -48,6 +50,9 @@ class Projection:
             "max_staleness": s,
             "break_even_batch_at_paper_acceptance": self.frontier.break_even_batch(
                 self.scenario.speculation.acceptance_length),
+            "break_even_batch_at_paper_acceptance_short_responses": self.short_frontier.break_even_batch(
+                self.scenario.speculation.acceptance_length),
+            "kv_feasible_batch_at_typical_context": self.frontier.max_batch_size,
         }
         for mode in Speculation:
             best, best_s = self.best_e2e(mode)
@@ -85,14 +90,18 @@ def project(scenario: Scenario, *, modes: tuple[Speculation, ...] = tuple(Specul
     tracer.trace = []
     batch_size = scenario.training_config(0).trajectories_per_step
     simulate_drain(tracer, scenario.lengths().sample(np.random.default_rng(sim.seed), batch_size))
-    return Projection(scenario, sync, sweep, scenario_frontier(scenario), tracer.trace)
+    short = scenario.workload.prompt_tokens + SHORT_RESPONSE_TOKENS / 2
+    return Projection(scenario, sync, sweep, scenario_frontier(scenario), scenario_frontier(scenario, short),
+                      tracer.trace)
 
 
-def scenario_frontier(scenario: Scenario) -> Frontier:
-    """The frontier at the scenario's token-weighted mean context (what a typical decode step sees)."""
+def scenario_frontier(scenario: Scenario, context_tokens: float | None = None) -> Frontier:
+    """The frontier at `context_tokens`, by default the scenario's token-weighted mean context (a typical step's)."""
     spec = scenario.speculation
-    context = scenario.lengths().token_weighted_context(np.random.default_rng(scenario.simulation.seed),
-                                                        scenario.workload.prompt_tokens)
-    return speculation_frontier(scenario.cost(), k=spec.fixed_k, k_max=spec.k_max, context_tokens=context,
+    if context_tokens is None:
+        context_tokens = scenario.lengths().token_weighted_context(np.random.default_rng(scenario.simulation.seed),
+                                                                   scenario.workload.prompt_tokens)
+    return speculation_frontier(scenario.cost(), k=spec.fixed_k, k_max=spec.k_max, context_tokens=context_tokens,
                                 batch_sizes=FRONTIER_BATCH_SIZES,
-                                acceptance_lengths=np.linspace(1.0, spec.fixed_k + 1.0, FRONTIER_POINTS))
+                                acceptance_lengths=np.linspace(1.0, spec.fixed_k + 1.0, FRONTIER_POINTS),
+                                max_batch_size=scenario.kv_capacity_tokens() / context_tokens)

@@ -22,20 +22,20 @@ def run_scenario(name_or_path: str | Path, out_dir: Path, console: Console | Non
     print_projection(projection, console)
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = write_plots(projection, out_dir)
-    summary = {"scenario": scenario.name, "description": scenario.description, **projection.summary(),
-               "assumptions": assumptions(projection), "plots": [str(p) for p in plots]}
+    summary = _finite({"scenario": scenario.name, "description": scenario.description, **projection.summary(),
+                       "assumptions": assumptions(projection), "plots": [str(p) for p in plots]})
     path = out_dir / f"{scenario.name}.json"
-    path.write_text(json.dumps(_finite(summary), indent=1) + "\n")
+    path.write_text(json.dumps(summary, indent=1) + "\n")
     console.print(f"wrote {path} and {len(plots)} plots to {out_dir}")
     return summary
 
 
 def write_plots(projection: Projection, out_dir: Path) -> list[Path]:
     scenario = projection.scenario
-    point = (scenario.workload.max_num_seqs, scenario.speculation.acceptance_length)
     return [
-        plot_frontier(projection.frontier, out_dir / f"{scenario.name}-frontier.png", title=scenario.name,
-                      operating_point=point),
+        plot_frontier(projection.frontier, projection.short_frontier, out_dir / f"{scenario.name}-frontier.png",
+                      title=scenario.name, max_num_seqs=scenario.workload.max_num_seqs,
+                      acceptance_length=scenario.speculation.acceptance_length),
         plot_staleness(projection, out_dir / f"{scenario.name}-staleness.png", title=scenario.name),
         plot_drain(projection.drain_trace, out_dir / f"{scenario.name}-drain.png", title=scenario.name),
     ]

@@ -49,6 +49,7 @@ class GroupResolution:
 
     @property
     def num_trained_samples(self) -> int:
+        """Samples of this group that were trained (no drop reason)."""
         return sum(1 for reason in self.sample_reasons if not reason)
 
 
@@ -96,6 +97,7 @@ class BatchAssembler:
 
     @property
     def num_buffered_groups(self) -> int:
+        """Groups with at least one record buffered and not yet resolved."""
         return len(self._groups)
 
     def add(self, delivery: Delivery) -> Delivery | None:

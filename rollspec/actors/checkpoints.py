@@ -53,9 +53,11 @@ class CheckpointStore:
         self.keep_last = keep_last
 
     def step_dir(self, step: int) -> Path:
+        """Directory of the checkpoint after `step` learner steps."""
         return self.root / f"step_{step:08d}"
 
     def learner_dir(self, step: int) -> Path:
+        """Where the learner group writes its DeepSpeed checkpoint for `step`."""
         return self.step_dir(step) / LEARNER_DIR
 
     def complete(self, step: int, controller_state: dict[str, Any]) -> Path:

@@ -107,8 +107,10 @@ class ControllerSpec:
 
     @property
     def prompts_per_step(self) -> int:
+        """Prompt groups one learner step trains on."""
         return self.admission.prompts_per_step
 
     @property
     def group_size(self) -> int:
+        """Samples per prompt group."""
         return self.admission.group_size

@@ -29,9 +29,11 @@ class ControllerState:
     """Parameter and optimizer-state checksums at this step (checked again after a restore)."""
 
     def count(self, name: str, amount: float = 1) -> None:
+        """Add `amount` to counter `name` (created at 0)."""
         self.counters[name] = self.counters.get(name, 0) + amount
 
     def to_json(self) -> dict[str, Any]:
+        """The state as JSON-able data (what controller.json holds)."""
         return {"format": STATE_FORMAT, "step": self.step, "policy_version": self.policy_version,
                 "draft_version": self.draft_version, "next_prompt_index": self.next_prompt_index,
                 "ledger": self.ledger.to_json(), "counters": dict(self.counters), "restores": list(self.restores),
@@ -39,6 +41,7 @@ class ControllerState:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ControllerState":
+        """Rebuild from `to_json` output; ControllerStateError if it is not such output."""
         if not isinstance(data, dict) or data.get("format") != STATE_FORMAT:
             raise ControllerStateError(f"controller state format {data.get('format') if isinstance(data, dict) else data!r}"
                                        f" is not {STATE_FORMAT}")

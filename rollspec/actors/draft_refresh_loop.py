@@ -28,6 +28,7 @@ class RefreshStats:
     num_sample_tokens: int = 0
 
     def as_dict(self) -> dict[str, Any]:
+        """The totals as a plain dict."""
         return dataclasses.asdict(self)
 
 

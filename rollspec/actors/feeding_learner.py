@@ -6,7 +6,6 @@ Built on the public methods of LearnerActor (train_step, publish, full_weights) 
 LearnerGroup's placement and call fan-out.
 """
 
-import dataclasses
 import time
 
 import ray
@@ -131,15 +130,14 @@ class FeedingLearnerGroup(LearnerGroup):
         return [actor.train_from_feed.remote(step, forget, wait_s) for actor in self.actors]
 
     def republish(self) -> dict:
+        """Every rank republishes the current version (see FeedingLearner.republish)."""
         return self._call("republish")
 
     def fingerprint(self) -> dict[str, float]:
+        """Parameter and optimizer-state checksums over all ranks (see FeedingLearner.fingerprint)."""
         return self._call("fingerprint")
 
     def feed_stats(self) -> dict:
+        """Rank 0's scored-feed counters."""
         return self._call("feed_stats")
 
-
-def resolutions_as_dicts(result: dict) -> list[dict]:
-    """The group outcomes of a train_from_feed result as plain dicts (for logs and tests)."""
-    return [dataclasses.asdict(r) for r in result["resolutions"]]

@@ -111,9 +111,11 @@ class Ledger:
         return [pid for pid, entry in self.entries.items() if entry.state == ISSUED]
 
     def num_outstanding_samples(self) -> int:
+        """Samples of the groups not yet resolved (what admission counts as pending)."""
         return sum(e.group_size for e in self.entries.values() if e.state == ISSUED)
 
     def num_groups(self, state: str) -> int:
+        """Groups currently in `state` (issued, trained or dropped)."""
         return sum(1 for e in self.entries.values() if e.state == state)
 
     def sample_counts(self) -> Counter:
@@ -147,11 +149,13 @@ class Ledger:
 
     # ------------------------------------------------------------------------------ persistence
     def to_json(self) -> dict[str, Any]:
+        """Every entry and violation as JSON-able data."""
         return {"entries": {pid: dataclasses.asdict(e) for pid, e in self.entries.items()},
                 "violations": list(self.violations)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "Ledger":
+        """Rebuild a ledger from `to_json` output."""
         ledger = cls()
         ledger.entries = {pid: GroupEntry(**fields) for pid, fields in data["entries"].items()}
         ledger.violations = list(data["violations"])

@@ -89,6 +89,7 @@ class RolloutRecord:
     """When the reward actor scored it (0.0 before)."""
 
     def check(self) -> None:
+        """Cross-field rules: one logprob per token, sample index inside the group, accepted <= proposed."""
         if self.logprobs.dim() != 1 or self.logprobs.numel() != len(self.token_ids):
             raise SchemaError("RolloutRecord.logprobs", tuple(self.logprobs.shape),
                               f"a 1-D tensor with one logprob per token ({len(self.token_ids)})")
@@ -108,4 +109,5 @@ class RolloutRecord:
 
     @property
     def num_accepted(self) -> int:
+        """Draft tokens accepted over the whole completion."""
         return sum(self.accepted_per_position)

@@ -33,6 +33,7 @@ class RewardOutcome(NamedTuple):
 
     @property
     def ok(self) -> bool:
+        """True if there is a reward (no error)."""
         return not self.error
 
 

@@ -40,6 +40,7 @@ class RewardStats:
     """Reward errors by their first words ('raised ValueError', 'timed out after 5.0s', ...)."""
 
     def as_dict(self) -> dict[str, Any]:
+        """The totals as a plain dict."""
         return dataclasses.asdict(self)
 
 

@@ -65,6 +65,7 @@ class RolloutStats:
     num_acked: int = 0
 
     def as_dict(self) -> dict[str, Any]:
+        """The totals as a plain dict."""
         return dataclasses.asdict(self)
 
 

@@ -59,6 +59,7 @@ class ScoredFeed:
                 "unexpected_messages": self.num_unexpected_messages, **self._scored.stats().as_dict()}
 
     def close(self) -> None:
+        """Detach from the scored queue; un-acked records go back to it."""
         self._scored.close()
 
     def _add(self, delivery: Delivery) -> None:

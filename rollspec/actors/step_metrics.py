@@ -36,6 +36,7 @@ class StepClock:
         self._rate = 0.0
 
     def start(self, status: FleetStatus | None, version_needed: int = 0) -> None:
+        """Begin timing a step; `version_needed` is the policy version the rollout actors must hold for it."""
         self._begin = time.monotonic()
         self._synced = None
         self._learner_wait_s = 0.0
@@ -48,10 +49,12 @@ class StepClock:
             self._synced = time.monotonic()
 
     def learner_call(self, result: dict) -> None:
+        """Account one learner call (its wait time, and its stats if it trained)."""
         self._learner_wait_s += result.get("wait_s", 0.0)
         self._last_result = result
 
     def close_step(self, status: FleetStatus | None) -> dict:
+        """Timings of the step that just finished, from the fleet's counters; starts the next step."""
         now = time.monotonic()
         tokens, engine_s = _totals(status)
         num_actors = max(1, len(status.rollouts) if status is not None else 1)

@@ -62,6 +62,7 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
     from rollspec.actors.feeding_learner import FeedingLearnerGroup
     from rollspec.actors.fleet import Fleet
     from rollspec.actors.prompt_source import PromptSource
+    from rollspec.actors.ray_metrics import StepGauges
     from rollspec.rl.mixture import TaskMixture
     from rollspec.transport import Broker, QueueConfig
 
@@ -102,8 +103,11 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
                               difficulty=specs.controller.difficulty, eval_fraction=specs.controller.eval_fraction)
         source = PromptSource(mixture, group_size=specs.controller.group_size, seed=specs.controller.sample_seed)
 
+        gauges = StepGauges(config.run.name)
+
         def on_step(metrics: dict) -> None:
             run_dir.append_metrics(metrics)
+            gauges.record(metrics)
             progress.update(metrics)
 
         controller = Controller(specs.controller, state=state, broker=broker, prompts=broker.sender(PROMPTS),

@@ -20,7 +20,7 @@ import torch.distributed as dist
 
 from rollspec.actors.deepspeed_config import deepspeed_config
 from rollspec.actors.learner_config import LearnerConfig
-from rollspec.actors.learner_env import rank_environment
+from rollspec.actors.learner_env import rank_environment, rendezvous_file
 from rollspec.actors.learner_weights import gather_native_state, native_state_to_hf
 from rollspec.engine.loader import load_model
 from rollspec.rl.grpo_step import PolicyLogits, grpo_loss
@@ -55,14 +55,23 @@ class LearnerState:
 
 class LearnerActor:
     """One rank: a Decoder under `deepspeed.initialize` (ZeRO stage from config, torch AdamW),
-    trained with the GRPO loss of `rl.grpo_step`, one optimizer step per `train_step`."""
+    trained with the GRPO loss of `rl.grpo_step`, one optimizer step per `train_step`.
 
-    def __init__(self, rank: int, world_size: int, model_dir: str, config: LearnerConfig, *, master_port: int):
-        """Records the rank and sets its environment; the heavy work happens in `setup`."""
+    CPU only (gloo, DS_ACCELERATOR=cpu). A GPU learner additionally needs num_gpus per rank in the
+    group's placement, NCCL, and the model and batches moved to the rank's device.
+    """
+
+    def __init__(self, rank: int, world_size: int, model_dir: str, config: LearnerConfig, *, master_port: int,
+                 rendezvous_id: str | None = None):
+        """Records the rank and sets its environment; the heavy work happens in `setup`. Ranks
+        given the same `rendezvous_id` meet through a FileStore (nothing listens off loopback; see
+        `learner_env.rendezvous_file`); without one, through env:// on 127.0.0.1:master_port, whose
+        TCPStore listens on every interface."""
         self.rank, self.world_size, self.model_dir, self.config = rank, world_size, model_dir, config
+        self.store_file = rendezvous_file(rendezvous_id) if rendezvous_id else None
+        self.init_method = f"file://{self.store_file}" if self.store_file else "env://"
         os.environ.update(rank_environment(rank=rank, world_size=world_size, master_port=master_port,
-                                           extensions_dir=config.torch_extensions_dir,
-                                           use_cuda=torch.cuda.is_available()))
+                                           extensions_dir=config.torch_extensions_dir, use_cuda=False))
         torch.set_num_threads(config.num_threads)
         self.step = 0
         self.policy_version = 0
@@ -76,8 +85,8 @@ class LearnerActor:
         # its accelerator at import time.
         import deepspeed
 
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False, verbose=False,
+        deepspeed.init_distributed(dist_backend="gloo", auto_mpi_discovery=False, verbose=False,
+                                   init_method=self.init_method, rank=self.rank, world_size=self.world_size,
                                    timeout=timedelta(seconds=self.config.call_timeout_s))
         torch.manual_seed(self.config.seed)
         loaded = load_model(self.model_dir)
@@ -219,12 +228,16 @@ class LearnerActor:
         return self._state()
 
     def close(self) -> None:
-        """Stop the weight publisher and leave the process group."""
+        """Stop the weight publisher, leave the process group, and (rank 0) remove the rendezvous
+        file: ranks end by ray.kill, so torch's own clean-up at exit never runs. Unlinking is safe
+        while other ranks still have it open."""
         if self.publisher is not None:
             self.publisher.close()
             self.publisher = None
         if dist.is_initialized():
             dist.destroy_process_group()
+        if self.rank == 0 and self.store_file is not None:
+            self.store_file.unlink(missing_ok=True)
 
     def _has_stat(self, key: str) -> bool:
         if key == "kl":

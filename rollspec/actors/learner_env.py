@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,6 +44,19 @@ def free_loopback_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
         return int(sock.getsockname()[1])
+
+
+def rendezvous_file(rendezvous_id: str) -> Path:
+    """The torch.distributed FileStore of one learner group: a fresh file in the node's temp dir
+    (all ranks share a node; torch removes the file when the group is destroyed).
+
+    Why not the env:// TCP rendezvous: torch's TCPStore listens on every interface, whatever
+    MASTER_ADDR says (measured: `*:port` in `ss -tln`), and nothing of the learner may be
+    reachable off the machine. gloo's own sockets bind to GLOO_SOCKET_IFNAME=lo.
+    """
+    if not (rendezvous_id and rendezvous_id.isalnum()):
+        raise ValueError(f"rendezvous_id must be a non-empty alphanumeric string, got {rendezvous_id!r}")
+    return Path(tempfile.gettempdir()) / f"rollspec-learner-{rendezvous_id}.store"
 
 
 def rank_environment(*, rank: int, world_size: int, master_port: int, extensions_dir: str,

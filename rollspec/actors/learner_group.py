@@ -1,7 +1,7 @@
 """LearnerGroup: R LearnerActor ranks placed together by Ray, driven as one learner.
 
 Placement: one placement group of R bundles of `cpus_per_rank` CPUs, STRICT_PACK, because the ranks
-rendezvous on 127.0.0.1 and so must share a node. A request the cluster can never satisfy fails
+meet through a file in the node's temp dir and talk over 127.0.0.1, and so must share a node. A request the cluster can never satisfy fails
 at once with the numbers; one that cannot be placed in `placement_timeout_s` (CPUs held by other
 actors) fails then, and releases what it reserved.
 
@@ -16,6 +16,7 @@ themselves and leave the group usable.
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 
 import ray
@@ -68,14 +69,15 @@ class LearnerGroup:
         self.config, self.model_dir = config, str(model_dir)
         self.model_config = ModelConfig.from_hf_dict(read_config(model_dir))
         self._placement = self._place(config)
-        port = free_loopback_port()
+        port = free_loopback_port()  # still named in the env: DeepSpeed's CPU comm op keys on it
+        rendezvous_id = uuid.uuid4().hex
         remote = ray.remote(actor_class)
         # Ray's own loopback switch must be in the rank processes' environment from their start.
         runtime_env = {"env_vars": {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "DS_ACCELERATOR": "cpu"}}
         self.actors = [
             remote.options(num_cpus=config.cpus_per_rank, runtime_env=runtime_env,
                            scheduling_strategy=PlacementGroupSchedulingStrategy(self._placement, placement_group_bundle_index=rank))
-            .remote(rank, config.num_ranks, self.model_dir, config, master_port=port)
+            .remote(rank, config.num_ranks, self.model_dir, config, master_port=port, rendezvous_id=rendezvous_id)
             for rank in range(config.num_ranks)
         ]
         try:

@@ -81,8 +81,9 @@ def fixed_batch(model_dir):
 
 
 def non_loopback_connections() -> list[str]:
-    """Established TCP connections of this process and its descendants (Ray's head processes and
-    workers) with an end outside loopback."""
+    """TCP sockets of this process and its descendants (Ray's head processes and workers, the
+    learner ranks) that are established with an end outside loopback, or listening on a
+    non-loopback address (e.g. torch's TCPStore binds every interface)."""
     found = []
     processes = [psutil.Process()] + psutil.Process().children(recursive=True)
     for process in processes:
@@ -91,9 +92,10 @@ def non_loopback_connections() -> list[str]:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
         for conn in connections:
-            if conn.status != psutil.CONN_ESTABLISHED:
-                continue
-            if conn.laddr.ip not in LOOPBACK or (conn.raddr and conn.raddr.ip not in LOOPBACK):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr.ip not in LOOPBACK:
+                found.append(f"pid {process.pid} {process.name()}: listening on {conn.laddr}")
+            elif conn.status == psutil.CONN_ESTABLISHED and (
+                    conn.laddr.ip not in LOOPBACK or (conn.raddr and conn.raddr.ip not in LOOPBACK)):
                 found.append(f"pid {process.pid} {process.name()}: {conn.laddr} -> {conn.raddr}")
     return found
 

@@ -20,8 +20,9 @@ from rollspec.transport.errors import BackPressureTimeout, ConfigError
 from rollspec.transport.faults import NO_FAULTS, FaultPlan
 from rollspec.transport.io_loop import IoLoop
 from rollspec.transport.lease_queue import DroppedItem
+from rollspec.transport.security import NO_SECURITY, SecurityConfig
 from rollspec.transport.segments import WireItem
-from rollspec.transport.sockets import DEFAULT_BIND, open_socket
+from rollspec.transport.sockets import DEFAULT_BIND, open_endpoint
 from rollspec.transport.stats import ProducerStats, QueueStats
 
 
@@ -33,13 +34,17 @@ class Broker:
     """
 
     def __init__(self, queues: list[QueueConfig], *, bind_address: str = DEFAULT_BIND,
-                 limits: CodecLimits = CodecLimits(), faults: FaultPlan = NO_FAULTS):
+                 limits: CodecLimits = CodecLimits(), faults: FaultPlan = NO_FAULTS,
+                 security: SecurityConfig = NO_SECURITY):
         names = [q.name for q in queues]
         if not names or len(set(names)) != len(names):
             raise ConfigError("Broker.queues", names, "at least one queue, unique names")
         self._core = BrokerCore(queues, limits)
-        context, socket, self.address = open_socket(zmq.ROUTER, limits=limits, bind_address=bind_address)
-        self._loop = IoLoop("broker", context, socket, self._core, faults, routing_frames=1)
+        endpoint = open_endpoint(zmq.ROUTER, limits=limits, security=security, name="broker",
+                                 bind_address=bind_address)
+        self.address = endpoint.address
+        self._loop = IoLoop("broker", endpoint.context, endpoint.socket, self._core, faults, routing_frames=1,
+                            guard=endpoint.guard)
         self._core.loop = self._loop
         self._loop.start()
 
@@ -61,6 +66,7 @@ class Broker:
             snapshot.producers = len(hosted.ledger)
             snapshot.rejected = dict(self._core.rejects.counts)
             snapshot.depth += len(hosted.local)
+        snapshot.refused = self._loop.refused()
         return snapshot
 
     def drain_dropped(self, queue: str) -> list[DroppedItem]:

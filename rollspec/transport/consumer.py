@@ -23,7 +23,8 @@ from rollspec.transport.errors import MessageRejected
 from rollspec.transport.faults import NO_FAULTS, FaultPlan
 from rollspec.transport.io_loop import IoLoop
 from rollspec.transport.registry import DEFAULT_REGISTRY, SchemaRegistry
-from rollspec.transport.sockets import open_socket
+from rollspec.transport.security import NO_SECURITY, SecurityConfig
+from rollspec.transport.sockets import open_endpoint
 from rollspec.transport.stats import ConsumerStats
 
 log = logging.getLogger(__name__)
@@ -33,11 +34,15 @@ class ZmqConsumer(Receiver):
     """Receiver for one queue of a remote Broker. Use from one application thread at a time."""
 
     def __init__(self, address: str, queue: str, *, config: ConsumerConfig = ConsumerConfig(),
-                 faults: FaultPlan = NO_FAULTS, registry: SchemaRegistry = DEFAULT_REGISTRY):
+                 faults: FaultPlan = NO_FAULTS, registry: SchemaRegistry = DEFAULT_REGISTRY,
+                 security: SecurityConfig = NO_SECURITY):
         self._core = ConsumerCore(queue, config)
         self._registry = registry
-        context, socket, _ = open_socket(zmq.DEALER, limits=config.limits, connect_address=address)
-        self._loop = IoLoop(f"consumer:{queue}", context, socket, self._core, faults, routing_frames=0)
+        name = f"consumer:{queue}"
+        endpoint = open_endpoint(zmq.DEALER, limits=config.limits, security=security, name=name,
+                                 connect_address=address)
+        self._loop = IoLoop(name, endpoint.context, endpoint.socket, self._core, faults, routing_frames=0,
+                            guard=endpoint.guard)
         self._core.loop = self._loop
         self._loop.start()
 
@@ -86,6 +91,7 @@ class ZmqConsumer(Receiver):
             snapshot = ConsumerStats(**self._core.stats.as_dict())
             snapshot.held = len(self._core.held)
             snapshot.rejected = dict(self._core.reject_log.counts)
+        snapshot.refused = self._loop.refused()
         snapshot.faults = self._loop.injector.counts.as_dict()
         return snapshot
 

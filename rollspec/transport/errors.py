@@ -13,6 +13,10 @@ class RejectReason(StrEnum):
     INVALID_FIELD = "invalid_field"
     CHECKSUM = "checksum"
     UNEXPECTED = "unexpected"
+    UNAUTHENTICATED = "unauthenticated"
+    """A weight manifest without a valid MAC under the run's key, or a chunk that fails its signed digest."""
+    WRONG_RUN = "wrong_run"
+    """A correctly MACed weight manifest that names another run (a replay from an earlier run)."""
 
 
 class TransportError(Exception):

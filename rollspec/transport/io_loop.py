@@ -16,6 +16,7 @@ import zmq
 
 from rollspec.transport.errors import ChannelClosed
 from rollspec.transport.faults import FaultInjector, FaultPlan
+from rollspec.transport.peer_guard import PeerGuard
 
 log = logging.getLogger(__name__)
 _MAX_BURST = 256  # messages received per poll wake-up before servicing timers again
@@ -35,14 +36,16 @@ class IoHandler(Protocol):
 
 
 class IoLoop:
-    """Poll loop for `socket` driving `handler`. Sends go through a FaultInjector built from `faults`."""
+    """Poll loop for `socket` driving `handler`. Sends go through a FaultInjector built from `faults`.
+    With a CURVE `guard`, the loop also reads its handshake monitor and closes it before the context."""
 
     def __init__(self, name: str, context: zmq.Context[Any], socket: zmq.Socket[Any], handler: IoHandler,
-                 faults: FaultPlan, routing_frames: int) -> None:
+                 faults: FaultPlan, routing_frames: int, guard: PeerGuard | None = None) -> None:
         self.name = name
         self.context = context
         self.socket = socket
         self.handler = handler
+        self.guard = guard
         self.injector = FaultInjector(faults, routing_frames=routing_frames)
         self.send_failures = 0
         self.failure: BaseException | None = None
@@ -78,6 +81,10 @@ class IoLoop:
         if self._stopping or not self._thread.is_alive():
             raise ChannelClosed(f"{self.name}: closed")
 
+    def refused(self) -> dict[str, int]:
+        """Peers refused at the CURVE handshake so far, by kind ({} without CURVE). Any thread."""
+        return self.guard.counts() if self.guard is not None else {}
+
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop the loop and close the socket (on the I/O thread, which owns it)."""
         self._stopping = True
@@ -88,6 +95,7 @@ class IoLoop:
             self._thread.join(timeout_s)
         else:
             self.socket.close(linger=0)
+            self._close_guard()
             self.context.term()
         if not self._thread.is_alive() and not self._pipe_closed:
             # Closed here, after the join, so a late wake() can never write into a reused descriptor.
@@ -109,6 +117,9 @@ class IoLoop:
         poller = zmq.Poller()
         poller.register(self.socket, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
+        guard = self.guard
+        if guard is not None:
+            poller.register(guard.monitor, zmq.POLLIN)
         linger_ms = 0
         try:
             while not self._stopping:
@@ -121,6 +132,8 @@ class IoLoop:
                 for source, _ in poller.poll(int(timeout_ms)):
                     if source is self.socket:
                         self._receive_burst()
+                    elif guard is not None and source is guard.monitor:
+                        guard.on_monitor()
                     else:
                         self._drain_wake()
             self.injector.flush(self._raw_send)
@@ -132,7 +145,12 @@ class IoLoop:
         finally:
             self._stopping = True
             self.socket.close(linger=linger_ms)
+            self._close_guard()  # its monitor and ZAP sockets live in our context: closed before term()
             self.context.term()  # returns once libzmq holds no more of our (zero-copy) buffers
+
+    def _close_guard(self) -> None:
+        if self.guard is not None:
+            self.guard.close()
 
     def _receive_burst(self) -> None:
         for _ in range(_MAX_BURST):

@@ -19,8 +19,9 @@ from rollspec.transport.errors import BackPressureTimeout, MessageRejected, Reje
 from rollspec.transport.faults import NO_FAULTS, FaultPlan
 from rollspec.transport.io_loop import IoLoop
 from rollspec.transport.protocol import Detach, Heartbeat, PutAck, PutBatch
+from rollspec.transport.security import NO_SECURITY, SecurityConfig
 from rollspec.transport.segments import WireItem
-from rollspec.transport.sockets import open_socket
+from rollspec.transport.sockets import open_endpoint
 from rollspec.transport.stats import ProducerStats, RejectCounter
 
 log = logging.getLogger(__name__)
@@ -132,11 +133,14 @@ class ZmqProducer(Sender):
     """Sender for one queue of a remote Broker (see channel.Sender for the contract)."""
 
     def __init__(self, address: str, queue: str, *, config: ProducerConfig = ProducerConfig(),
-                 faults: FaultPlan = NO_FAULTS):
+                 faults: FaultPlan = NO_FAULTS, security: SecurityConfig = NO_SECURITY):
         self._core = ProducerCore(queue, config)
         self._ids = IdSource()
-        context, socket, _ = open_socket(zmq.DEALER, limits=config.limits, connect_address=address)
-        self._loop = IoLoop(f"producer:{queue}", context, socket, self._core, faults, routing_frames=0)
+        name = f"producer:{queue}"
+        endpoint = open_endpoint(zmq.DEALER, limits=config.limits, security=security, name=name,
+                                 connect_address=address)
+        self._loop = IoLoop(name, endpoint.context, endpoint.socket, self._core, faults, routing_frames=0,
+                            guard=endpoint.guard)
         self._core.loop = self._loop
         self._loop.start()
 
@@ -192,6 +196,7 @@ class ZmqProducer(Sender):
             snapshot = ProducerStats(**self._core.stats.as_dict())
             snapshot.unconfirmed = len(self._core.unacked) + len(self._core.outbox)
             snapshot.rejected = dict(self._core.rejects.counts)
+        snapshot.refused = self._loop.refused()
         snapshot.faults = self._loop.injector.counts.as_dict()
         return snapshot
 

@@ -16,7 +16,7 @@ from rollspec.transport.registry import register_schema
 
 __all__ = [
     "Ack", "AckConfirm", "ChunkRequest", "Deliver", "Detach", "Heartbeat", "PromptItem", "PutAck", "PutBatch",
-    "Trajectory", "WeightChunk", "WeightManifest", "WeightQuery",
+    "SignedManifest", "Trajectory", "WeightChunk", "WeightManifest", "WeightQuery",
 ]
 
 MAX_TOKENS = 1 << 20
@@ -108,6 +108,23 @@ class WeightManifest:
             if offset % 64 or offset + numel * dtype.itemsize > self.total_bytes or len(shape) > 8:
                 raise SchemaError(f"WeightManifest.offsets[{name!r}]", offset,
                                   f"64-aligned, <= 8 dims, inside total_bytes {self.total_bytes}")
+
+
+@register_schema("rs.signed_manifest", 1)
+class SignedManifest:
+    """Publisher -> subscriber when versions are authenticated: a WeightManifest's encoded body, the
+    run it belongs to, a SHA-256 digest per chunk, and an HMAC-SHA256 under the run's weights key over
+    all three (see weight_auth.py). Subscribers with keys apply nothing else."""
+
+    run_id: str = limit(max_len=64)
+    manifest: bytes = limit(max_len=64 << 20)
+    chunk_digests: list[bytes] = limit(max_len=1 << 20)
+    mac: bytes = limit(max_len=64)
+
+    def check(self) -> None:
+        """Cross-field rules (run after the per-field checks)."""
+        if any(len(digest) != 32 for digest in self.chunk_digests):
+            raise SchemaError("SignedManifest.chunk_digests", "<digest list>", "32-byte SHA-256 digests")
 
 
 @register_schema("rs.weight_chunk", 1)

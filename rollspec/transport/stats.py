@@ -48,6 +48,8 @@ class QueueStats:
     lease_expired: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)
+    """Peers refused at the CURVE handshake, by kind (see peer_guard.py); they never sent a message."""
 
     def as_dict(self) -> dict[str, Any]:
         """All counters as a plain dict (for metrics)."""
@@ -64,6 +66,7 @@ class ProducerStats:
     unconfirmed: int = 0
     credit_waits: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)
     faults: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -83,6 +86,7 @@ class ConsumerStats:
     acked: int = 0
     held: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)
     faults: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -102,8 +106,12 @@ class BroadcastStats:
     chunks_received: int = 0
     chunks_requested_again: int = 0
     corrupt_chunks: int = 0
+    versions_rejected: int = 0
+    """Versions refused as unauthenticated: a bad or missing MAC, another run's, or a chunk that fails
+    its signed digest while matching its CRC (tampering, not line noise)."""
     subscriber_versions: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)
     faults: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:

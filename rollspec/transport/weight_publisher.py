@@ -5,6 +5,7 @@ moment a newer version is published), then request chunks with a bounded window 
 any chunk lost or damaged. Pulling gives late joiners and lossy links the same path as everyone
 else, and a slow subscriber back-pressures only itself. Chunks are sent zero-copy from the
 snapshot; only the newest version is kept, so an older one is freed once its in-flight sends finish.
+With the run's keys, each version goes out as a SignedManifest (see weight_auth.py).
 """
 
 import logging
@@ -19,21 +20,23 @@ from rollspec.transport.config import BroadcastConfig
 from rollspec.transport.errors import MessageRejected, RejectReason, VersionError
 from rollspec.transport.faults import NO_FAULTS, FaultPlan
 from rollspec.transport.io_loop import IoLoop
-from rollspec.transport.schemas import ChunkRequest, WeightChunk, WeightManifest, WeightQuery
-from rollspec.transport.sockets import DEFAULT_BIND, open_socket
+from rollspec.transport.schemas import ChunkRequest, SignedManifest, WeightChunk, WeightManifest, WeightQuery
+from rollspec.transport.security import NO_SECURITY, SecurityConfig
+from rollspec.transport.sockets import DEFAULT_BIND, open_endpoint
 from rollspec.transport.stats import BroadcastStats, RejectCounter
+from rollspec.transport.weight_auth import chunk_digests, sign_manifest
 from rollspec.transport.weight_layout import chunk_range, pack_weights
 
 log = logging.getLogger(__name__)
 
 
 class _Served:
-    """The version being served: manifest (pre-encoded) and the flat snapshot."""
+    """The version being served: manifest (pre-encoded, signed when `signed` is given) and the snapshot."""
 
-    def __init__(self, manifest: WeightManifest, flat: torch.Tensor):
+    def __init__(self, manifest: WeightManifest, flat: torch.Tensor, signed: SignedManifest | None = None):
         self.manifest = manifest
         self.flat = flat
-        self.manifest_frames = codec.encode(manifest)
+        self.manifest_frames = codec.encode(signed if signed is not None else manifest)
 
 
 class PublisherCore:
@@ -109,22 +112,31 @@ class WeightPublisher(WeightSource):
     """Publishes weight versions to WeightSubscribers connected to `address` (see module docstring)."""
 
     def __init__(self, *, bind_address: str = DEFAULT_BIND, config: BroadcastConfig = BroadcastConfig(),
-                 faults: FaultPlan = NO_FAULTS):
+                 faults: FaultPlan = NO_FAULTS, security: SecurityConfig = NO_SECURITY):
         self._core = PublisherCore(config)
-        context, socket, self.address = open_socket(zmq.ROUTER, limits=config.limits, bind_address=bind_address)
-        self._loop = IoLoop("weight-publisher", context, socket, self._core, faults, routing_frames=1)
+        self._security = security
+        endpoint = open_endpoint(zmq.ROUTER, limits=config.limits, security=security, name="weight-publisher",
+                                 bind_address=bind_address)
+        self.address = endpoint.address
+        self._loop = IoLoop("weight-publisher", endpoint.context, endpoint.socket, self._core, faults,
+                            routing_frames=1, guard=endpoint.guard)
         self._core.loop = self._loop
         self._loop.start()
 
     def publish(self, version: int, weights: dict[str, torch.Tensor]) -> None:
-        """Snapshot and checksum on this thread, then serve it as the only version (see WeightSource)."""
+        """Snapshot, checksum (and, with keys, digest and sign) on this thread, then serve it as the
+        only version (see WeightSource)."""
         core = self._core
         with core.lock:
             last = core.stats.version
         if last is not None and version <= last:
             raise VersionError(f"version {version} is not newer than the last published ({last})")
         manifest, flat = pack_weights(version, weights, core.config.chunk_bytes)
-        served = _Served(manifest, flat)
+        key, signed = self._security.weights_key, None
+        if key is not None:
+            signed = sign_manifest(manifest, chunk_digests(flat, core.config.chunk_bytes),
+                                   run_id=self._security.run_id, key=key)
+        served = _Served(manifest, flat, signed)
         with core.lock:
             if core.stats.version is not None and version <= core.stats.version:
                 raise VersionError(f"version {version} is not newer than the last published ({core.stats.version})")
@@ -139,6 +151,7 @@ class WeightPublisher(WeightSource):
         with self._core.lock:
             snapshot = BroadcastStats(**self._core.stats.as_dict())
             snapshot.rejected = dict(self._core.rejects.counts)
+        snapshot.refused = self._loop.refused()
         snapshot.faults = self._loop.injector.counts.as_dict()
         return snapshot
 

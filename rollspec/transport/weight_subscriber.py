@@ -1,6 +1,10 @@
 """ZMQ weight subscriber: fetches the newest version chunk by chunk, verifies every chunk's CRC32,
 and exposes a version only when all of it has arrived intact.
 
+With the run's keys it applies only versions whose SignedManifest verifies (weight_auth.py) and whose
+every chunk matches its signed SHA-256; anything else is rejected and counted, and the last good
+version keeps serving.
+
 A newer manifest arriving mid-fetch abandons the older fetch (its buffer is freed): the goal is
 the latest complete version, not every version.
 """
@@ -20,19 +24,23 @@ from rollspec.transport.config import BroadcastConfig
 from rollspec.transport.errors import MessageRejected, RejectReason
 from rollspec.transport.faults import NO_FAULTS, FaultPlan
 from rollspec.transport.io_loop import IoLoop
-from rollspec.transport.schemas import ChunkRequest, WeightChunk, WeightManifest, WeightQuery
-from rollspec.transport.sockets import open_socket
+from rollspec.transport.schemas import ChunkRequest, SignedManifest, WeightChunk, WeightManifest, WeightQuery
+from rollspec.transport.security import NO_SECURITY, SecurityConfig
+from rollspec.transport.sockets import open_endpoint
 from rollspec.transport.stats import BroadcastStats, RejectCounter
+from rollspec.transport.weight_auth import chunk_matches, open_signed
 from rollspec.transport.weight_layout import chunk_range, unpack_weights
 
 log = logging.getLogger(__name__)
+_REMEMBERED_REJECTIONS = 64  # versions refused for a forged chunk, never fetched again
 
 
 class _Fetch:
     """One version being assembled."""
 
-    def __init__(self, manifest: WeightManifest):
+    def __init__(self, manifest: WeightManifest, digests: list[bytes]):
         self.manifest = manifest
+        self.digests = digests  # signed SHA-256 per chunk, or [] for an unsigned version
         self.flat = torch.empty(manifest.total_bytes, dtype=torch.uint8)
         self.view = self.flat.numpy().data
         self.missing = deque(range(len(manifest.chunk_crcs)))
@@ -48,8 +56,11 @@ class SubscriberCore:
 
     loop: IoLoop  # set by the endpoint right after the loop is built (the loop needs this handler first)
 
-    def __init__(self, config: BroadcastConfig):
+    def __init__(self, config: BroadcastConfig, security: SecurityConfig):
         self.config = config
+        self.key = security.weights_key
+        self.run_id = security.run_id
+        self.refused_versions: deque[int] = deque(maxlen=_REMEMBERED_REJECTIONS)
         self.cond = threading.Condition()
         self.applied: tuple[int, dict[str, torch.Tensor]] | None = None
         self.fetch: _Fetch | None = None
@@ -60,8 +71,13 @@ class SubscriberCore:
     def on_message(self, frames: list[zmq.Frame]) -> None:
         try:
             msg = codec.decode([f.buffer for f in frames], limits=self.config.limits)
-            if type(msg) is WeightManifest:
-                self._on_manifest(msg)
+            if type(msg) is SignedManifest:
+                self._on_manifest(*open_signed(msg, run_id=self.run_id, key=self.key, limits=self.config.limits))
+            elif type(msg) is WeightManifest:
+                if self.key is not None:
+                    raise MessageRejected(RejectReason.UNAUTHENTICATED,
+                                          f"unsigned manifest of version {msg.version}: this run signs its versions")
+                self._on_manifest(msg, [])
             elif type(msg) is WeightChunk:
                 self._on_chunk(msg)
             else:
@@ -69,6 +85,8 @@ class SubscriberCore:
         except MessageRejected as exc:
             with self.cond:
                 self.rejects.record(exc, log)
+                if exc.reason in (RejectReason.UNAUTHENTICATED, RejectReason.WRONG_RUN):
+                    self.stats.versions_rejected += 1
 
     def service(self, now: float) -> float:
         if now >= self._next_query:
@@ -101,23 +119,28 @@ class SubscriberCore:
     def on_stop(self) -> None:
         pass
 
-    def _on_manifest(self, manifest: WeightManifest) -> None:
+    def _on_manifest(self, manifest: WeightManifest, digests: list[bytes]) -> None:
         newest = max(self.applied[0] if self.applied else -1, self.fetch.manifest.version if self.fetch else -1)
-        if manifest.version <= newest:
+        if manifest.version <= newest or manifest.version in self.refused_versions:
             return
         if self.fetch is not None:
             self.stats.versions_abandoned += 1
-        self.fetch = _Fetch(manifest)
+        self.fetch = _Fetch(manifest, digests)
         if not self.fetch.remaining:
             self._complete()
 
     def _on_chunk(self, chunk: WeightChunk) -> None:
         data = chunk.data.numpy().data
-        if zlib.crc32(data) != chunk.crc:  # checked first: damage is counted even on stale chunks
+        fetch = self.fetch
+        digests = fetch.digests if fetch is not None and chunk.version == fetch.manifest.version else []
+        if chunk.index < len(digests):
+            if not chunk_matches(data, digests[chunk.index]):  # the signed digest replaces the CRC check
+                self._on_digest_mismatch(chunk, zlib.crc32(data))
+                return
+        elif zlib.crc32(data) != chunk.crc:  # checked first: damage is counted even on stale chunks
             self.stats.corrupt_chunks += 1
             self._ask_again(chunk.index, chunk.version)
             return
-        fetch = self.fetch
         if fetch is None or chunk.version != fetch.manifest.version or chunk.index >= len(fetch.manifest.chunk_crcs):
             return
         asked = fetch.outstanding.get(chunk.index)
@@ -137,6 +160,24 @@ class SubscriberCore:
         self.loop.wake()  # keep the request window full
         if fetch.remaining == 0:
             self._complete()
+
+    def _on_digest_mismatch(self, chunk: WeightChunk, crc: int) -> None:
+        """Line noise that spares a CRC32 is vanishingly rare; forging one is trivial. So a chunk that
+        matches the signed CRC but not the signed digest was made to look right: refuse the version.
+        Any other mismatch is damage in transit and the chunk is asked for again."""
+        fetch = self.fetch
+        assert fetch is not None
+        if crc == chunk.crc == fetch.manifest.chunk_crcs[chunk.index]:
+            version = fetch.manifest.version
+            self.fetch = None
+            self.refused_versions.append(version)
+            with self.cond:
+                self.stats.versions_rejected += 1
+                self.rejects.record(MessageRejected(RejectReason.UNAUTHENTICATED, f"chunk {chunk.index} of version "
+                                                    f"{version} matches its CRC but not its signed digest"), log)
+            return
+        self.stats.corrupt_chunks += 1
+        self._ask_again(chunk.index, chunk.version)
 
     def _ask_again(self, index: int, version: int) -> None:
         fetch = self.fetch
@@ -160,10 +201,13 @@ class SubscriberCore:
 class WeightSubscriber(WeightSink):
     """Receives weight versions from a WeightPublisher at `address` (see module docstring)."""
 
-    def __init__(self, address: str, *, config: BroadcastConfig = BroadcastConfig(), faults: FaultPlan = NO_FAULTS):
-        self._core = SubscriberCore(config)
-        context, socket, _ = open_socket(zmq.DEALER, limits=config.limits, connect_address=address)
-        self._loop = IoLoop("weight-subscriber", context, socket, self._core, faults, routing_frames=0)
+    def __init__(self, address: str, *, config: BroadcastConfig = BroadcastConfig(), faults: FaultPlan = NO_FAULTS,
+                 security: SecurityConfig = NO_SECURITY):
+        self._core = SubscriberCore(config, security)
+        endpoint = open_endpoint(zmq.DEALER, limits=config.limits, security=security, name="weight-subscriber",
+                                 connect_address=address)
+        self._loop = IoLoop("weight-subscriber", endpoint.context, endpoint.socket, self._core, faults,
+                            routing_frames=0, guard=endpoint.guard)
         self._core.loop = self._loop
         self._loop.start()
 
@@ -189,6 +233,7 @@ class WeightSubscriber(WeightSink):
         with self._core.cond:
             snapshot = BroadcastStats(**self._core.stats.as_dict())
             snapshot.rejected = dict(self._core.rejects.counts)
+        snapshot.refused = self._loop.refused()
         snapshot.faults = self._loop.injector.counts.as_dict()
         return snapshot
 

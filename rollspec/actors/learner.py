@@ -231,13 +231,13 @@ class LearnerActor:
         """Stop the weight publisher, leave the process group, and (rank 0) remove the rendezvous
         file: ranks end by ray.kill, so torch's own clean-up at exit never runs. Unlinking is safe
         while other ranks still have it open."""
+        if self.rank == 0 and self.store_file is not None:
+            self.store_file.unlink(missing_ok=True)  # first: the slow steps below may be cut short by the kill
         if self.publisher is not None:
             self.publisher.close()
             self.publisher = None
         if dist.is_initialized():
             dist.destroy_process_group()
-        if self.rank == 0 and self.store_file is not None:
-            self.store_file.unlink(missing_ok=True)
 
     def _has_stat(self, key: str) -> bool:
         if key == "kl":

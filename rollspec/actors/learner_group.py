@@ -132,7 +132,7 @@ class LearnerGroup:
         actors, self.actors = getattr(self, "actors", []), []
         if actors:
             closes = [actor.close.remote() for actor in actors]
-            ray.wait(closes, num_returns=len(closes), timeout=10.0)  # best effort; a hung rank is killed below
+            ray.wait(closes, num_returns=len(closes), timeout=30.0)  # best effort; a hung rank is killed below
         for actor in actors:
             ray.kill(actor)
         placement, self._placement = getattr(self, "_placement", None), None

@@ -25,7 +25,7 @@ from rollspec.actors.learner_weights import gather_native_state, native_state_to
 from rollspec.engine.loader import load_model
 from rollspec.rl.grpo_step import PolicyLogits, grpo_loss
 from rollspec.rl.trajectory_batch import TrajectoryBatch
-from rollspec.transport import WeightPublisher
+from rollspec.transport import NO_SECURITY, SecurityConfig, WeightPublisher
 
 CHECKPOINT_META = "rollspec_learner.json"
 SUMMED_STATS = ("loss", "pg_loss")  # each micro-batch's share of the global mean: summed, then /ranks
@@ -62,12 +62,14 @@ class LearnerActor:
     """
 
     def __init__(self, rank: int, world_size: int, model_dir: str, config: LearnerConfig, *, master_port: int,
-                 rendezvous_id: str | None = None):
+                 rendezvous_id: str | None = None, publisher_security: SecurityConfig = NO_SECURITY):
         """Records the rank and sets its environment; the heavy work happens in `setup`. Ranks
         given the same `rendezvous_id` meet through a FileStore (nothing listens off loopback; see
         `learner_env.rendezvous_file`); without one, through env:// on 127.0.0.1:master_port, whose
-        TCPStore listens on every interface."""
+        TCPStore listens on every interface. `publisher_security` (the run's "learner" keys) secures
+        rank 0's weight publisher: CURVE and signed manifests."""
         self.rank, self.world_size, self.model_dir, self.config = rank, world_size, model_dir, config
+        self.publisher_security = publisher_security
         self.store_file = rendezvous_file(rendezvous_id) if rendezvous_id else None
         self.init_method = f"file://{self.store_file}" if self.store_file else "env://"
         os.environ.update(rank_environment(rank=rank, world_size=world_size, master_port=master_port,
@@ -100,7 +102,7 @@ class LearnerActor:
         if self.config.uses_reference_model:
             self.ref_model = PolicyLogits(load_model(self.model_dir).model)
         if self.rank == 0:
-            self.publisher = WeightPublisher()
+            self.publisher = WeightPublisher(security=self.publisher_security)
         return {"publisher_address": self.publisher_address(), "parameter_numel": self.parameter_numel()}
 
     def train_step(self, micro_batches: list[TrajectoryBatch]) -> dict[str, float]:

@@ -30,6 +30,7 @@ from rollspec.actors.learner_env import free_loopback_port
 from rollspec.engine.loader import read_config
 from rollspec.engine.model_config import ModelConfig
 from rollspec.rl.trajectory_batch import TrajectoryBatch
+from rollspec.transport import NO_SECURITY, SecurityConfig
 
 
 class LearnerPlacementError(RuntimeError):
@@ -63,9 +64,10 @@ class LearnerGroup:
     """
 
     def __init__(self, model_dir: str | Path, config: LearnerConfig, *,
-                 actor_class: type[LearnerActor] = LearnerActor):
+                 actor_class: type[LearnerActor] = LearnerActor, publisher_security: SecurityConfig = NO_SECURITY):
         """Place the ranks, start them, and set up DeepSpeed on all of them (blocks until ready).
-        `actor_class` may be a LearnerActor subclass that adds methods (call them with `_call`)."""
+        `actor_class` may be a LearnerActor subclass that adds methods (call them with `_call`);
+        `publisher_security` secures the weight publisher (see LearnerActor)."""
         self.config, self.model_dir = config, str(model_dir)
         self.model_config = ModelConfig.from_hf_dict(read_config(model_dir))
         self._placement = self._place(config)
@@ -77,7 +79,8 @@ class LearnerGroup:
         self.actors = [
             remote.options(num_cpus=config.cpus_per_rank, runtime_env=runtime_env,
                            scheduling_strategy=PlacementGroupSchedulingStrategy(self._placement, placement_group_bundle_index=rank))
-            .remote(rank, config.num_ranks, self.model_dir, config, master_port=port, rendezvous_id=rendezvous_id)
+            .remote(rank, config.num_ranks, self.model_dir, config, master_port=port, rendezvous_id=rendezvous_id,
+                    publisher_security=publisher_security)
             for rank in range(config.num_ranks)
         ]
         try:

@@ -26,7 +26,7 @@ from rollspec.models.random_models import random_decoder, tiny_config
 from rollspec.rl.config import PolicyLossConfig
 from rollspec.rl.grpo_step import GrpoLossConfig, PolicyLogits, grpo_loss
 from rollspec.rl.vocab import BOS_ID, SEP_ID
-from rollspec.transport import WeightSubscriber
+from rollspec.transport import NO_SECURITY, RunKeys, SecurityConfig, WeightSubscriber
 
 STEPS = 4
 CHECKPOINT_AFTER = 2
@@ -49,14 +49,19 @@ class StageRun:
     numel: list[dict[str, int]]
     published: dict[str, torch.Tensor]
     received: tuple[int, dict[str, torch.Tensor]] | None
+    received_in_plaintext: tuple[int, dict[str, torch.Tensor]] | None
     final_weights: dict[str, torch.Tensor]
     checkpoint_dir: Path
     non_loopback: list[str]
 
 
 def run_stage(stage: int, model_dir: str, batch, checkpoint_dir: Path, loopback_check) -> StageRun:
-    with LearnerGroup(model_dir, learner_config(stage)) as group:
-        subscriber = WeightSubscriber(group.publisher_address)
+    # Stage 1 publishes the way a run does: CURVE and signed manifests with the run's keys.
+    keys = RunKeys.create() if stage == 1 else None
+    publisher = SecurityConfig(curve="on", keys=keys.for_role("learner")) if keys else NO_SECURITY
+    subscriber_security = SecurityConfig(curve="on", keys=keys.for_role("rollout")) if keys else NO_SECURITY
+    with LearnerGroup(model_dir, learner_config(stage), publisher_security=publisher) as group:
+        subscriber = WeightSubscriber(group.publisher_address, security=subscriber_security)
         try:
             losses, grad_norms = [], []
             for step in range(STEPS):
@@ -67,6 +72,10 @@ def run_stage(stage: int, model_dir: str, batch, checkpoint_dir: Path, loopback_
                     group.publish(1)
                     published = group.full_weights()
                     received = subscriber.wait_for(1, timeout_s=30.0)
+                    plain = WeightSubscriber(group.publisher_address) if keys else None
+                    received_in_plaintext = plain.wait_for(1, timeout_s=3.0) if plain else None
+                    if plain:
+                        plain.close()
                 if step + 1 == CHECKPOINT_AFTER:
                     group.save_checkpoint(checkpoint_dir, TAG, CLIENT_STATE)
             final_weights = group.full_weights()
@@ -74,7 +83,7 @@ def run_stage(stage: int, model_dir: str, batch, checkpoint_dir: Path, loopback_
             non_loopback = loopback_check()
         finally:
             subscriber.close()
-    return StageRun(losses, grad_norms, numel, published, received, final_weights, checkpoint_dir, non_loopback)
+    return StageRun(losses, grad_norms, numel, published, received, received_in_plaintext, final_weights, checkpoint_dir, non_loopback)
 
 
 @pytest.fixture(scope="module")
@@ -182,13 +191,14 @@ def test_gathered_weights_serve_in_an_engine_like_the_reference(runs, reference,
 
 
 def test_published_weights_arrive_with_their_version(runs):
-    run = runs(1)
+    run = runs(1)  # over CURVE, signed
     assert run.received is not None, "the subscriber got nothing within 30 s"
     version, weights = run.received
     assert version == 1
     assert weights.keys() == run.published.keys()
     for name, tensor in run.published.items():
         assert torch.equal(weights[name], tensor), name
+    assert run.received_in_plaintext is None, "a subscriber without the run's keys got the weights"
 
 
 def test_no_connection_leaves_loopback(runs):

@@ -3,24 +3,19 @@ torch.distributed collective hands each rank its shard. Trajectories never pass 
 object store or the driver; the driver only asks for a step and gets stats and group outcomes.
 
 Built on the public methods of LearnerActor (train_step, publish, full_weights) and on
-LearnerGroup's placement and call fan-out.
+LearnerGroup's placement and call fan-out (`actor_class`, `_call`).
 """
 
 import time
 
-import ray
 import torch
 import torch.distributed as dist
-from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from rollspec.actors.config import FeedSpec
 from rollspec.actors.learner import LearnerActor, LearnerInputError
 from rollspec.actors.learner_config import LearnerConfig
-from rollspec.actors.learner_env import free_loopback_port
 from rollspec.actors.learner_group import LearnerGroup
 from rollspec.actors.scored_feed import ScoredFeed
-from rollspec.engine.loader import read_config
-from rollspec.engine.model_config import ModelConfig
 from rollspec.rl.config import AdvantageConfig
 from rollspec.rl.trajectory_batch import build_batch, filler_batch
 
@@ -101,25 +96,7 @@ class FeedingLearnerGroup(LearnerGroup):
     """LearnerGroup whose ranks are FeedingLearner actors (placement, set-up and fan-out as there)."""
 
     def __init__(self, model_dir: str, config: LearnerConfig):
-        self.config, self.model_dir = config, str(model_dir)
-        self.model_config = ModelConfig.from_hf_dict(read_config(model_dir))
-        self._placement = self._place(config)
-        port = free_loopback_port()
-        remote = ray.remote(FeedingLearner)
-        runtime_env = {"env_vars": {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "DS_ACCELERATOR": "cpu"}}
-        self.actors = [
-            remote.options(num_cpus=config.cpus_per_rank, runtime_env=runtime_env,
-                           scheduling_strategy=PlacementGroupSchedulingStrategy(
-                               self._placement, placement_group_bundle_index=rank))
-            .remote(rank, config.num_ranks, self.model_dir, config, master_port=port)
-            for rank in range(config.num_ranks)
-        ]
-        try:
-            info = self._call("setup", timeout_s=config.setup_timeout_s)
-        except BaseException:
-            self.shutdown()
-            raise
-        self.publisher_address: str = info["publisher_address"]
+        super().__init__(model_dir, config, actor_class=FeedingLearner)
 
     def attach_feed(self, spec: FeedSpec, broker_address: str, advantage: AdvantageConfig) -> None:
         """Connect rank 0 to the scored queue."""

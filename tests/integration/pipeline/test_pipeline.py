@@ -15,11 +15,11 @@ REPO = Path(__file__).resolve().parents[3]
 TINY = REPO / "configs" / "tiny.yaml"
 
 FLAKY_REWARD = textwrap.dedent("""
-    import math, time
+    import math, time, zlib
     from rollspec.rl.tasks import reward
 
     def flaky(prompt, response):
-        kind = len(response) % 5
+        kind = zlib.crc32((prompt + response).encode()) % 5
         if kind == 0:
             raise ValueError("no reward for you")
         if kind == 1:

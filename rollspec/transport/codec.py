@@ -150,14 +150,18 @@ def _tensor_from_ext(code: int, data: bytes, buffers: list[memoryview], used: li
     if index >= len(buffers) or used[index]:
         raise MessageRejected(RejectReason.MALFORMED, f"tensor frame {index} missing or referenced twice")
     shape = tuple(_DIM.unpack_from(data, _TENSOR_HEAD.size + i * _DIM.size)[0] for i in range(ndim))
-    numel = 1
+    numel, span = 1, 1
     for dim in shape:
         if dim < 0:
             raise MessageRejected(RejectReason.MALFORMED, f"negative tensor dimension in {shape}")
         numel *= dim
+        span *= max(dim, 1)
     nbytes = numel * dtype.itemsize
-    if nbytes > limits.max_frame_bytes:
-        raise MessageRejected(RejectReason.OVERSIZED, f"tensor {shape} of {nbytes} bytes > {limits.max_frame_bytes}")
+    # span bounds the strides too: an empty tensor of shape (0, 2**62, 2**62) holds no bytes, yet torch
+    # overflows computing its strides (a RuntimeError, not a rejection, found by fuzzing).
+    if span * dtype.itemsize > limits.max_frame_bytes:
+        raise MessageRejected(RejectReason.OVERSIZED, f"tensor {shape} spans {span * dtype.itemsize} bytes > "
+                              f"{limits.max_frame_bytes}")
     if nbytes != buffers[index].nbytes:
         raise MessageRejected(RejectReason.MALFORMED,
                               f"tensor {dtype} {shape} needs {nbytes} bytes, frame has {buffers[index].nbytes}")

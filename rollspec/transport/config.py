@@ -113,6 +113,8 @@ class BroadcastConfig:
     """A chunk not received this long after its request is requested again."""
     poll_s: float = 0.5
     """Subscribers re-send their version query this often (the publisher answers at once on publish)."""
+    max_version_bytes: int = 64 * GiB
+    """A subscriber refuses (OVERSIZED) a manifest announcing a larger version before allocating for it."""
     limits: CodecLimits = field(default_factory=CodecLimits)
 
     def __post_init__(self) -> None:

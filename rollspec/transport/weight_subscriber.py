@@ -123,6 +123,9 @@ class SubscriberCore:
         newest = max(self.applied[0] if self.applied else -1, self.fetch.manifest.version if self.fetch else -1)
         if manifest.version <= newest or manifest.version in self.refused_versions:
             return
+        if manifest.total_bytes > self.config.max_version_bytes:
+            raise MessageRejected(RejectReason.OVERSIZED, f"version {manifest.version} of {manifest.total_bytes} "
+                                  f"bytes > max_version_bytes {self.config.max_version_bytes}")
         if self.fetch is not None:
             self.stats.versions_abandoned += 1
         self.fetch = _Fetch(manifest, digests)

@@ -75,6 +75,13 @@ class Engine:
     def has_unfinished(self) -> bool:
         return bool(self.rows or self.waiting)
 
+    def num_unfinished(self) -> int:
+        return len(self.rows) + len(self.waiting)
+
+    @property
+    def max_batch_size(self) -> int:
+        return self.config.max_batch_size
+
     def generate(self, requests: list[Request]) -> list[Completion]:
         """Run requests to completion; results in the order given."""
         for request in requests:
@@ -255,3 +262,16 @@ class Engine:
             raise WeightUpdateError(f"policy version {version} is not newer than {self.policy_version}")
         load_native(self.policy, hf_to_native(weights_hf, self.policy.config))
         self.policy_version = version
+
+    @property
+    def draft_version(self) -> int:
+        return self.drafter.version if self.drafter else 0
+
+    def update_draft(self, weights: dict[str, torch.Tensor], version: int, *, restore: bool = False) -> None:
+        """Swap in new drafter weights (the names its directory uses) between steps; same version
+        and error rules as `update_policy`. Weightless drafters (n-gram) only take the version."""
+        if self.drafter is None:
+            raise WeightUpdateError(f"draft version {version} arrived but this engine has no drafter")
+        if version <= self.drafter.version and not restore:
+            raise WeightUpdateError(f"draft version {version} is not newer than {self.drafter.version}")
+        self.drafter.update(weights, version)

@@ -13,6 +13,8 @@ FORBIDDEN = {
     "rl": NO_DISTRIBUTED | {"rollspec.actors", "rollspec.transport", "rollspec.launch"},
     "sim": NO_DISTRIBUTED | {"rollspec.actors", "rollspec.transport", "rollspec.launch"},
     "transport": {"ray", "deepspeed", "torch.distributed", "rollspec.actors", "rollspec.launch", "rollspec.engine"},
+    # Alternative generation backends: may import vllm and engine/, nothing distributed or above them.
+    "backends": {"ray", "zmq", "deepspeed", "rollspec.actors", "rollspec.transport", "rollspec.launch"},
 }
 SCHEDULER_ALLOWED_THIRD_PARTY = {"numpy", "rollspec.scheduler"}
 MAX_LINES = 400

@@ -13,11 +13,9 @@ from ray.exceptions import RayActorError
 
 from rollspec.actors.config import DraftRefreshSpec, RewardSpec, RolloutSpec
 from rollspec.actors.draft_refresh_actor import DraftRefreshActor
+from rollspec.actors.loopback import LOOPBACK_ENV
 from rollspec.actors.reward_actor import RewardActor
 from rollspec.actors.rollout_actor import RolloutActor
-
-LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "VLLM_HOST_IP": "127.0.0.1",
-                "TOKENIZERS_PARALLELISM": "false"}
 
 
 class FleetError(RuntimeError):

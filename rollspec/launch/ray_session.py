@@ -11,14 +11,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from rollspec.actors.fleet import LOOPBACK_ENV
+from rollspec.actors.loopback import set_loopback_environment
 from rollspec.launch.config_sections import RaySection
-
-
-def set_loopback_environment() -> None:
-    """Must run before Ray (or vLLM) starts in this process; actors get the same via runtime_env."""
-    for name, value in LOOPBACK_ENV.items():
-        os.environ.setdefault(name, value)
 
 
 def cluster_address(config: RaySection) -> str | None:

@@ -81,6 +81,7 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
         fleet.start_rewards(specs.reward, count=config.reward.num_actors, num_cpus=config.reward.cpus_per_actor,
                             max_restarts=config.reward.max_restarts, broker_address=broker.address)
         learner = FeedingLearnerGroup(policy_dir, specs.learner)
+        learner_s = time.monotonic() - start
         learner.attach_feed(specs.feed, broker.address, specs.advantage)
         if checkpoint_step is not None:
             _restore(learner, store, checkpoint_step, state, progress)
@@ -96,7 +97,8 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
                              min_policy_version=state.policy_version)
         fleet.wait_ready()
         startup_s = time.monotonic() - start
-        progress.log(f"started in {startup_s:.1f}s: {config.rollout.num_actors} rollout, {config.reward.num_actors} "
+        progress.log(f"started in {startup_s:.1f}s (learner ready at {learner_s:.1f}s): "
+                     f"{config.rollout.num_actors} rollout, {config.reward.num_actors} "
                      f"reward, {config.learner.num_ranks} learner rank(s), draft refresh "
                      f"{'on' if specs.refresh else 'off'}; from step {state.step}")
         mixture = TaskMixture(dict(specs.controller.task_weights), specs.controller.data_seed,

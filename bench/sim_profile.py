@@ -9,8 +9,10 @@
    tokens), and the simulator interpolates between the two levels. c_draft(B) is the slope
    of drafting time over k (least squares); c_target(B, k + 1) the median step time minus
    k * c_draft(B), so the table reproduces every measured step total, bookkeeping included.
-   Prefill(rows) is the first step's extra time; acceptance per position is pooled from the
-   k = k_max runs.
+   Prefill(rows) is the first step's extra time at k = 0; the drafter's catch-up on newly
+   admitted prompts is the first step's further extra at k > 0 (this engine's draft model pads
+   that catch-up over every live row, so it follows the batch size). Acceptance per position is
+   pooled from the k = k_max runs.
 2. Drains: a batch with long-tailed lengths generated to completion, plain / fixed k /
    adaptive (the scheduler's DepthScheduler on a CostModel of the short-context profile),
    all rows at once (32 on 32 rows) and queued (48 on 16 rows).
@@ -21,8 +23,9 @@
 
 Times are CPU seconds of the engine thread (torch uses one thread): on this shared 2-core
 machine wall time swings 1.5x with other jobs. Even CPU time moves ~10% with load (shared
-caches), so the three parts run interleaved, REPS times, and every number is the best of
-its repetitions, profile and validation alike. The simulator then predicts 2 and 3 from 1.
+caches), so the three parts run interleaved, REPS times, and every number is the median of
+its repetitions, profile and validation alike (a minimum would favour the many short profile
+cells over the few long runs). The simulator then predicts 2 and 3 from 1.
 """
 
 import argparse
@@ -124,8 +127,8 @@ def _profile_pass(policy, draft, prompt: tuple[int, ...], seed: int) -> dict:
             out["draft"][(b, k)] = statistics.median(step_walls[i] * steps[i][1] / (steps[i][1] + steps[i][2])
                                                      for i in full)
             out["contexts"] += [longest[i] for i in full]
-            if k == 0:
-                out["first"][b] = step_walls[0] - out["step"][(b, k)]
+            # The first step admits (prefill) and, when speculating, the drafter catches up on the prompts.
+            out["first"].setdefault(b, {})[k] = step_walls[0] - out["step"][(b, k)]
             if k == K_MAX:
                 for c in completions:
                     out["drafted"] += c.stats.drafted_per_position
@@ -134,10 +137,10 @@ def _profile_pass(policy, draft, prompt: tuple[int, ...], seed: int) -> dict:
 
 
 def _level(passes: list[dict]) -> dict:
-    """A cost level from the best (minimum) of each cell over the repetitions."""
+    """A cost level from the median of each cell over the repetitions."""
     cells = sorted(passes[0]["step"])
-    step = {cell: min(p["step"][cell] for p in passes) for cell in cells}
-    drafted = {cell: min(p["draft"][cell] for p in passes) for cell in cells}
+    step = {cell: statistics.median(p["step"][cell] for p in passes) for cell in cells}
+    drafted = {cell: statistics.median(p["draft"][cell] for p in passes) for cell in cells}
     target, draft_s = [], []
     for b in sorted({b for b, _ in cells}):
         ks = np.array([k for bb, k in cells if bb == b], dtype=np.float64)
@@ -151,10 +154,14 @@ def _level(passes: list[dict]) -> dict:
 
 def profile(short: list[dict], long: list[dict]) -> dict:
     """Cost tables at a short and a long context, prefill and acceptance per position (see the module docstring)."""
-    prefill = [[b, max(0.0, min(p["first"][b] for p in short))] for b in sorted(short[0]["first"])]
+    batch_sizes = sorted(short[0]["first"])
+    prefill = {b: max(0.0, statistics.median(p["first"][b][0] for p in short)) for b in batch_sizes}
+    catch_up = {b: max(0.0, statistics.median(statistics.median(v for k, v in p["first"][b].items() if k)
+                                              for p in short) - prefill[b]) for b in batch_sizes}
     reach = sum(p["accepted"] for p in short) / sum(p["drafted"] for p in short)  # P(position j accepted)
     alphas = [float(reach[0])] + [float(reach[j] / reach[j - 1]) for j in range(1, K_MAX)]
-    cost = {"context_kind": "longest", "levels": [_level(short), _level(long)], "prefill_s": prefill}
+    cost = {"context_kind": "longest", "levels": [_level(short), _level(long)],
+            "prefill_s": [[b, prefill[b]] for b in batch_sizes], "draft_admit_s": [[b, catch_up[b]] for b in batch_sizes]}
     return {"cost": cost, "acceptance": alphas}
 
 
@@ -312,7 +319,7 @@ def main() -> None:
 
     from rollspec.sim.calibration import calibrate
 
-    reps, num_steps = (1, 4) if args.quick else (3, 6)
+    reps, num_steps = (1, 4) if args.quick else (5, 6)
     policy, draft = _models()
     rng = np.random.default_rng(0)
     cases = drain_cases(rng)
@@ -323,7 +330,7 @@ def main() -> None:
         "machine": "2-core CPU shared with other engineers' jobs (no GPU), torch CPU, torch.set_num_threads(1)",
         "model": "random Qwen3-style policy (hidden 256, 6 layers, vocab 64, 4.8M params) / draft model "
                  "(hidden 64, 1 layer), built-in engine, temperature 1",
-        "note": f"measured by bench/sim_profile.py, engine-thread CPU seconds, best of {reps} interleaved "
+        "note": f"measured by bench/sim_profile.py, engine-thread CPU seconds, median of {reps} interleaved "
                 "repetitions; learner, reward and weight sync in the pipeline runs are timers",
         "prompt_tokens": len(PROMPT), "max_num_seqs": 32, "k_max": K_MAX, "fixed_k": FIXED_K,
         "response_lengths": lengths, "training": TRAINING,
@@ -339,12 +346,14 @@ def main() -> None:
         print(f"repetition {rep + 1}/{reps} done at {time.time() - started:.0f} s; "
               f"acceptance {np.round(doc['acceptance'], 2).tolist()}")
     doc["drains"] = [{"name": f"{name}_{kind}", "speculation": kind, "lengths": case_lengths, "max_num_seqs": rows,
-                      "measured_s": min(d[f"{name}_{kind}"] for d in drains)}
+                      "measured_s": statistics.median(d[f"{name}_{kind}"] for d in drains)}
                      for name, case_lengths, rows in cases for kind in ("plain", "fixed", "adaptive")]
     doc["steps"] = [{"name": name, "speculation": kind, "max_staleness": staleness, "colocated": False,
-                     "num_steps": num_steps + staleness + 1, "measured_step_s": min(p[name][0] for p in pipelines),
+                     "num_steps": num_steps + staleness + 1,
+                     "measured_step_s": statistics.median(p[name][0] for p in pipelines),
                      "lengths": max((p[name][1] for p in pipelines), key=len)}
                     for name, kind, staleness in PIPELINE_RUNS]
+    doc["repetitions"] = {"drains_s": drains, "steps_s": [{name: run[0] for name, run in p.items()} for p in pipelines]}
     args.out.write_text(json.dumps(doc, indent=1) + "\n")
     report = calibrate(doc)
     for row in report.rows:

@@ -17,8 +17,9 @@
                                          # >= 2 distinct q (q = 1 is a plain decode step)
            "draft_s":  [[B, s], ...]}    # drafting one position for B rows
         ],
-        "prefill_s": [[rows, s], ...]    # admitting `rows` requests of prompt_tokens each
-      },
+        "prefill_s": [[rows, s], ...],   # admitting `rows` requests of prompt_tokens each
+        "draft_admit_s": [[B, s], ...]   # optional: extra drafting of the first speculative step after rows
+      },                                 # join a batch of B (the drafter catches up on their prompts)
       "acceptance": [a_1, ..., a_kmax],  # conditional acceptance per draft position, P(accept j | accepted j-1)
       "response_lengths": [n, ...],      # generated tokens per response, resampled for step runs
       "training": {                      # per step, the pipeline's non-rollout costs
@@ -99,6 +100,7 @@ class Measured:
     levels: tuple[CostLevel, ...]
     context_kind: str
     prefill_s: dict[int, float]
+    draft_admit_s: dict[int, float]
     acceptance: tuple[float, ...]
     response_lengths: tuple[int, ...]
     training: dict[str, float]
@@ -107,7 +109,8 @@ class Measured:
 
     def cost(self) -> TableCost:
         """A fresh cost model over the measured tables (it carries the current context, so never share one)."""
-        return TableCost(levels=self.levels, prefill_s=self.prefill_s, context_kind=self.context_kind)
+        return TableCost(levels=self.levels, prefill_s=self.prefill_s, context_kind=self.context_kind,
+                         draft_admit_s=self.draft_admit_s or None)
 
 
 _TRAINING_KEYS = ("prompts_per_step", "group_size", "reward_s", "learner_fixed_s", "learner_s_per_token",
@@ -137,6 +140,8 @@ def load_measured(source: str | Path | dict[str, Any]) -> Measured:
         levels=tuple(_level(level) for level in _get(cost, "levels", list)),
         context_kind=_context_kind(cost.get("context_kind")),
         prefill_s={int(b): float(s) for b, s in _rows(cost, "prefill_s", 2)},
+        draft_admit_s=({int(b): float(s) for b, s in _rows(cost, "draft_admit_s", 2)}
+                       if "draft_admit_s" in cost else {}),
         acceptance=acceptance, response_lengths=lengths,
         training={key: float(_get(training, key, (int, float))) for key in _TRAINING_KEYS},
         drains=tuple(_drain(d, _get(doc, "max_num_seqs", int)) for d in doc.get("drains", [])),

@@ -46,7 +46,7 @@ def assumptions(projection: Projection) -> dict[str, dict[str, Any]]:
     out = {}
     for path, why in scenario.why.items():
         section, field = path.split(".", 1)
-        value = str(scenario.measured_file) if section == "measured" else getattr(getattr(scenario, section), field)
+        value = getattr(getattr(scenario, section), field)
         out[path] = {"value": value, "why": why}
     return out
 

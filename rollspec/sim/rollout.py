@@ -95,6 +95,7 @@ class ReplicaSim:
         # (remaining tokens, context tokens, policy version, length, is a preempted row)
         self._waiting: deque[tuple[float, float, int, int, bool]] = deque()
         self._k, self._steps_at_k = -1, 0  # the depth of the last chunk and how many steps it has run in a row
+        self._not_drafted = 0  # rows admitted since the last speculative step
         self.stats = ReplicaStats()
         self.trace: list[tuple[float, int, int]] | None = None  # (busy seconds, B, k) per chunk once enabled
 
@@ -133,10 +134,17 @@ class ReplicaSim:
         per_step = float(self._expected[k])
         self._preempt_to_fit(per_step)
         batch_size = self.num_live
-        # step_s(B, k_max) is what the depth policy just priced, so this reuses its (memoized) array.
+        # The true cost of the chosen step (the policy planned on its own belief, which may be off).
+        # Asking for the policy's k_max keeps one memoized array per (B, context) in the roofline.
         step_s = float(self._cost.step_s(batch_size, self._depth.config.k_max)[k])
         draft_s = k * self._cost.draft_s(batch_size)
         target_s = step_s - draft_s
+        if k > 0 and self._not_drafted:  # rows the drafter has not seen yet: it catches up on this step
+            catch_up = self._cost.draft_admit_s(batch_size, self._not_drafted, float(self._config.prompt_tokens))
+            self._not_drafted = 0
+            draft_s += catch_up
+            self.stats.busy_s += catch_up
+            elapsed += catch_up
         sampled = sample_num_accepted(self._rng, self._alphas, k, batch_size)
         if self._config.sampled_acceptance:
             num_steps, progress = 1, sampled + 1.0
@@ -188,6 +196,7 @@ class ReplicaSim:
         self._versions = np.concatenate([self._versions, versions.astype(np.int64)])
         self._lengths = np.concatenate([self._lengths, lengths.astype(np.int64)])
         num_new = int((~resumed).sum())
+        self._not_drafted += len(admitted)
         seconds = self._cost.prefill_s(num_new, self._config.prompt_tokens) if num_new else 0.0
         # A preempted row lost its KV and recomputes prompt + generated tokens on re-admission.
         seconds += sum(self._cost.prefill_s(1, int(c)) for c in context[resumed])

@@ -85,6 +85,12 @@ class RooflineCost:
     def observe(self, batch_size: int, k: int, draft_time_s: float, target_time_s: float) -> None:
         pass
 
+    def draft_admit_s(self, batch_size: int, num_new: int, context_tokens: float) -> float:
+        # A paged drafter (vLLM's EAGLE / draft model) prefills only the new rows' context.
+        if self.draft is None or num_new == 0:
+            return 0.0
+        return float(self.forward_s(self.draft, num_new, context_tokens, context_tokens / 2))
+
     def prefill_s(self, num_rows: int, prompt_tokens: int) -> float:
         # Causal attention over the prompt: each token sees half the prompt on average.
         return float(self.forward_s(self.target, num_rows, prompt_tokens, prompt_tokens / 2)) + self.target_overhead_s

@@ -86,11 +86,24 @@ class SimulationSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MeasuredSection:
+    """Where a measured scenario's cost tables come from (path relative to the YAML), and the replica they describe.
+
+    CPU tables describe the one engine that was measured; GPU tables from a GPU run describe
+    one replica, of which the cluster runs `num_replicas`, each holding `kv_capacity_tokens`.
+    """
+
+    file: str
+    num_replicas: int
+    kv_capacity_tokens: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Scenario:
     """Everything one projection assumes. `why[path]` says where each value comes from.
 
     cost_kind "roofline" prices steps from `hardware`, `target` and `draft`; "measured"
-    from the cost tables of `measured_file` (schema rollspec.sim.measured/v1), on one replica.
+    from the cost tables of `measured_file` (schema rollspec.sim.measured/v1), as described by `measured`.
     """
 
     name: str
@@ -103,6 +116,7 @@ class Scenario:
     hardware: HardwareSection | None = None
     target: ModelSpec | None = None
     draft: ModelSpec | None = None
+    measured: MeasuredSection | None = None
     measured_file: Path | None = None
     why: dict[str, str] = field(default_factory=dict)
 
@@ -119,16 +133,19 @@ class Scenario:
 
     @property
     def num_replicas(self) -> int:
-        return self.hardware.rollout_gpus // self.hardware.gpus_per_replica if self.hardware else 1
+        if self.measured is not None:
+            return self.measured.num_replicas
+        assert self.hardware is not None, self.name
+        return self.hardware.rollout_gpus // self.hardware.gpus_per_replica
 
-    def measured(self) -> Measured:
+    def measured_costs(self) -> Measured:
         assert self.measured_file is not None, self.name
         return load_measured(self.measured_file)
 
     def cost(self) -> StepCost:
         """A fresh cost model of one replica (roofline costs carry the current context, so never share one)."""
         if self.cost_kind == "measured":
-            return self.measured().cost()
+            return self.measured_costs().cost()
         hw = self.hardware
         assert hw is not None and self.target is not None, self.name
         gpu = GpuSpec(name=hw.gpu_name, hbm_bytes_per_s=hw.hbm_bytes_per_s, flops_per_s=hw.flops_per_s,
@@ -165,7 +182,9 @@ class Scenario:
                               weight_sync_s=t.weight_sync_s, max_staleness=max_staleness, colocated=t.colocated)
 
     def kv_capacity_tokens(self) -> float:
-        """Tokens one replica's KV cache holds: the engine's share of HBM minus all weights (inf for measured)."""
+        """Tokens one replica's KV cache holds: the engine's share of HBM minus all weights, or as measured."""
+        if self.measured is not None:
+            return self.measured.kv_capacity_tokens
         if self.hardware is None or self.target is None:
             return math.inf
         hw = self.hardware

@@ -6,7 +6,7 @@
     hardware: {gpu_name: {value: H100-SXM, why: "..."}, ...}     # roofline only
     target:   {...ModelSpec fields...}                            # roofline only
     draft:    {...ModelSpec fields...}                            # roofline only
-    measured: {file: {value: tiny-cpu-measured.json, why: ...}}   # measured only (path relative to the YAML)
+    measured: {file: ..., num_replicas: ..., kv_capacity_tokens: ...}   # measured only (file relative to the YAML)
     workload / speculation / training / simulation: {...}
 
 Every field of every section must be present (a default would be an unwritten assumption),
@@ -23,6 +23,7 @@ import yaml
 from rollspec.sim.hardware import ModelSpec
 from rollspec.sim.scenario import (
     HardwareSection,
+    MeasuredSection,
     Scenario,
     ScenarioError,
     SimulationSection,
@@ -35,13 +36,6 @@ SCENARIO_DIR = Path(__file__).parent / "scenarios"
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 _COMMON = {"workload": WorkloadSection, "speculation": SpeculationSection, "training": TrainingSection,
            "simulation": SimulationSection}
-
-
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class MeasuredSection:
-    """Where a measured scenario's cost tables come from."""
-
-    file: str
 
 
 SECTIONS = {
@@ -81,7 +75,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
                             f"(missing {sorted(expected - set(doc))}, unknown {sorted(set(doc) - expected)})")
     why: dict[str, str] = {}
     sections = {name: _section(path, name, doc[name], cls, why) for name, cls in SECTIONS[kind].items()}
-    measured = sections.pop("measured", None)
+    measured = sections.get("measured")
     return Scenario(name=str(doc["name"]), description=str(doc["description"]).strip(), cost_kind=kind,
                     measured_file=path.parent / measured.file if measured else None, why=why, **sections)
 

@@ -40,3 +40,8 @@ class StepCost(Protocol):
     def prefill_s(self, num_rows: int, prompt_tokens: int) -> float:
         """Admitting num_rows requests of prompt_tokens each (their prompt forward)."""
         ...
+
+    def draft_admit_s(self, batch_size: int, num_new: int, context_tokens: float) -> float:
+        """Extra drafting time of the first speculative step after num_new rows (context_tokens each) joined
+        a batch of batch_size: the drafter has not seen their context yet and must catch up on it."""
+        ...

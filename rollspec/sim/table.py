@@ -41,7 +41,7 @@ def assumptions_table(scenario: Scenario) -> Table:
     table.add_column("why", overflow="fold")
     for path, why in scenario.why.items():
         section, field = path.split(".", 1)
-        value = getattr(getattr(scenario, section), field, None) if section != "measured" else scenario.measured_file
+        value = getattr(getattr(scenario, section), field)
         table.add_row(path, f"{value:.4g}" if isinstance(value, float) else str(value), why)
     return table
 

@@ -23,7 +23,8 @@ class TableCost:
     """c_target(B, q), c_draft(B) and prefill(rows) interpolated from profiles measured on a real device.
 
     Each profile level goes through `scheduler.CostModel.from_profile`, so a step is priced
-    exactly as the live depth scheduler would from the same profile. Attention makes a step
+    exactly as the live depth scheduler would from the same profile. `draft_admit_s[B]` is the
+    measured extra cost of the first speculative step after rows join a batch of B. Attention makes a step
     dearer as contexts grow; with two or more levels the cost is linear in the context
     between (and beyond) them. `context_kind` says which context the device pays for:
     "longest" for an engine that pads rows to the longest one (the built-in engine), "mean"
@@ -32,7 +33,7 @@ class TableCost:
     """
 
     def __init__(self, *, levels: Sequence[CostLevel], prefill_s: Mapping[int, float],
-                 context_kind: str = "longest") -> None:
+                 context_kind: str = "longest", draft_admit_s: Mapping[int, float] | None = None) -> None:
         assert levels and context_kind in ("longest", "mean"), (len(levels), context_kind)
         ordered = sorted(levels, key=lambda level: level.context_tokens)
         self._contexts = np.array([level.context_tokens for level in ordered])
@@ -40,6 +41,8 @@ class TableCost:
         self._models = [CostModel.from_profile(level.target_s, level.draft_s) for level in ordered]
         rows = sorted(prefill_s)
         self._prefill = PiecewiseLinear(rows, [prefill_s[r] for r in rows])
+        admit = dict(draft_admit_s or {1: 0.0})
+        self._draft_admit = PiecewiseLinear(sorted(admit), [admit[b] for b in sorted(admit)])
         self._context_kind = context_kind
         self._weights = self._weights_at(float(self._contexts[0]))
 
@@ -66,6 +69,10 @@ class TableCost:
 
     def prefill_s(self, num_rows: int, prompt_tokens: int) -> float:
         return float(self._prefill(num_rows))
+
+    def draft_admit_s(self, batch_size: int, num_new: int, context_tokens: float) -> float:
+        # Measured on an engine whose drafter pads its catch-up over every live row, so it follows the batch size.
+        return float(self._draft_admit(batch_size)) if num_new else 0.0
 
     def _weights_at(self, context: float) -> list[tuple[int, float]]:
         # Linear between the two levels around `context`, continuing the nearest segment beyond them.

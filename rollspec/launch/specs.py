@@ -66,7 +66,7 @@ def build_specs(config: TrainConfig, paths: ModelPaths) -> RunSpecs:
     rollout_spec = RolloutSpec(policy_path=str(paths.policy), drafter=rollout.drafter, draft_path=draft_path,
                                engine=engine, depth=rollout.depth, k=rollout.k if rollout.drafter != "none" else 0,
                                sampling=sampling, group_size=algo.group_size, profile_repeats=rollout.profile_repeats,
-                               process=ProcessSpec(num_threads=rollout.num_threads))
+                               process=ProcessSpec(num_threads=rollout.num_threads), backend=rollout.backend)
     reward_spec = RewardSpec(function=config.reward.function, timeout_s=config.reward.timeout_s,
                              python_path=tuple(p for p in sys.path if p))
     refresh_spec = None

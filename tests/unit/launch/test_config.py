@@ -20,7 +20,7 @@ def test_shipped_presets_validate(preset):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("rollout.kk=3", "rollout.kk: unknown key; expected one of ['cpus_per_actor', 'depth', 'drafter', 'k'"),
+    ("rollout.kk=3", "rollout.kk: unknown key; expected one of ['backend', 'cpus_per_actor', 'depth', 'drafter', 'k'"),
     ("bogus=1", "bogus: unknown key; expected one of ['algorithm', 'checkpoint'"),
     ("rollout.k=abc", "rollout.k: Input should be a valid integer (got 'abc')"),
     ("rollout.k='3'", "rollout.k: Input should be a valid integer (got '3')"),
@@ -92,3 +92,12 @@ def test_impossible_resources_list_what_each_part_asks_and_what_there_is():
     assert "needs 10.75 Ray CPUs" in text and "rollout (4 x 2.0) = 8" in text and "learner (2 x 1.0) = 2" in text
     assert "the local Ray (ray.num_cpus) has 8" in text
     check_cpus(load_config(None), 8, "x")
+
+
+def test_rollout_backend_switch():
+    assert load_config(None, []).rollout.backend == "native"
+    assert load_config(None, ["rollout.backend=vllm", "rollout.drafter=eagle"]).rollout.backend == "vllm"
+    with pytest.raises(ConfigError, match="'mtp' does not run on rollout.backend 'vllm'"):
+        load_config(None, ["rollout.backend=vllm", "rollout.drafter=mtp"])
+    with pytest.raises(ConfigError, match="rollout.backend"):
+        load_config(None, ["rollout.backend=tgi"])

@@ -155,12 +155,13 @@ class Controller:
 
     # ------------------------------------------------------------------------------ checkpoints, end
     def checkpoint(self) -> None:
-        """Learner DeepSpeed state (every rank) + fingerprint, then the controller state and the marker."""
+        """Learner DeepSpeed state (every rank) + fingerprint, then the controller state, manifest and
+        marker; a failed save leaves no partial directory (a full disk raises CheckpointWriteError)."""
         step = self.state.step
-        directory = self._checkpoints.learner_dir(step)
-        self._learner.save_checkpoint(directory, "state", client_state={"step": step})
-        self.state.learner_fingerprint = self._learner.fingerprint()
-        self._checkpoints.complete(step, self.state.to_json())
+        with self._checkpoints.writing(step):
+            self._learner.save_checkpoint(self._checkpoints.learner_dir(step), "state", client_state={"step": step})
+            self.state.learner_fingerprint = self._learner.fingerprint()
+            self._checkpoints.complete(step, self.state.to_json())
         self.state.count("checkpoints")
 
     def _finish(self) -> None:

@@ -27,6 +27,7 @@ from rollspec.launch.config_sections import (
     RolloutSection,
     RunSection,
     Section,
+    SecuritySection,
     TransportSection,
 )
 from rollspec.launch.overrides import OverrideError, apply_overrides
@@ -63,6 +64,8 @@ class TrainConfig(Section):
     """Local Ray or an existing cluster."""
     transport: TransportSection = Field(default_factory=TransportSection)
     """Work-queue limits."""
+    security: SecuritySection = Field(default_factory=SecuritySection)
+    """CURVE on the data plane and signed weight versions (README, Security)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> "TrainConfig":

@@ -188,7 +188,10 @@ class RaySection(Section):
     num_cpus: int = Field(8, ge=1, le=1 << 20)
     """Logical CPUs of the local Ray (fractional actors share the machine's cores)."""
     include_dashboard: bool = False
-    """Start the Ray dashboard (on 127.0.0.1) with the local Ray."""
+    """Start the Ray dashboard (and its job server) with the local Ray, on dashboard_host."""
+    dashboard_host: str = Field("127.0.0.1", min_length=1)
+    """Where the local Ray's dashboard and job server listen. Keep 127.0.0.1 and reach them over an
+    SSH tunnel (README, Security): they run jobs with this user's rights and have no authentication."""
     temp_root: str = "/tmp/rollspec-ray"
     """Parent of the local Ray's per-run temp dir (kept short: Ray puts unix sockets in it)."""
 
@@ -200,3 +203,13 @@ class TransportSection(Section):
     """A consumer silent this long loses its leased items to others."""
     max_attempts: int = Field(5, ge=1, le=1000)
     """Deliveries of one item before the queue drops it (reason 'max_attempts')."""
+
+
+class SecuritySection(Section):
+    curve: Literal["auto", "on", "off"] = "auto"
+    """CURVE (encryption + authentication with the run's keys) on every ZeroMQ channel. auto: on for
+    any channel bound to or reached over a non-loopback address; on: everywhere, loopback too; off:
+    never (a warning for non-loopback binds; anyone who reaches a channel can then use it)."""
+    sign_weights: bool = True
+    """Authenticate weight versions end to end (HMAC-SHA256 with a per-run key over the manifest and
+    each chunk's SHA-256): rollout actors apply only versions from this run's publishers."""

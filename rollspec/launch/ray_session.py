@@ -1,6 +1,6 @@
 """Ray for one run: the embedded local Ray (default) or an existing cluster.
 
-Local: a private Ray with its own temp dir, dashboard (if any) on 127.0.0.1, and Ray's loopback
+Local: a private Ray with its own temp dir, dashboard (if any) on ray.dashboard_host (127.0.0.1), and Ray's loopback
 switch set before it starts, so no Ray process talks over the machine's external address (see
 ENVIRONMENT.md). Cluster: `ray.address` or RAY_ADDRESS (what `ray job submit` sets for the job's
 driver) joins it. A Ray already initialized in this process (tests) is used as it is and left up.
@@ -37,8 +37,8 @@ def ray_session(config: RaySection, run_name: str) -> Iterator[str]:
         where = f"the Ray cluster at {address}"
     else:
         temp_dir = Path(config.temp_root) / f"{run_name}-{os.getpid()}"
-        ray.init(num_cpus=config.num_cpus, include_dashboard=config.include_dashboard, dashboard_host="127.0.0.1",
-                 _temp_dir=str(temp_dir), log_to_driver=True)
+        ray.init(num_cpus=config.num_cpus, include_dashboard=config.include_dashboard,
+                 dashboard_host=config.dashboard_host, _temp_dir=str(temp_dir), log_to_driver=True)
         where = f"a local Ray ({config.num_cpus} logical CPUs, temp dir {temp_dir})"
     try:
         yield where

@@ -12,7 +12,7 @@ import torch
 from rollspec.actors.config import DRAFT_SAMPLES, DraftRefreshSpec
 from rollspec.actors.draft_refresh_loop import DraftRefreshLoop
 from rollspec.engine.loader import EXTRA_PREFIXES, read_safetensors
-from rollspec.transport import WeightPublisher, WeightSubscriber, ZmqConsumer
+from rollspec.transport import NO_SECURITY, SecurityConfig, WeightPublisher, WeightSubscriber, ZmqConsumer
 
 DRAFTERS_WITH_WEIGHTS = ("draft_model", "eagle", "mtp")
 
@@ -35,11 +35,13 @@ class DraftRefreshActor:
     """
 
     def __init__(self, spec: DraftRefreshSpec, *, broker_address: str, policy_address: str, draft_version: int,
-                 policy_version: int, bind_address: str = "tcp://127.0.0.1:*"):
+                 policy_version: int, bind_address: str = "tcp://127.0.0.1:*",
+                 security: SecurityConfig = NO_SECURITY):
+        """`security`: the run's "draft_refresh" keys (serves draft versions: CURVE server + signing)."""
         torch.set_num_threads(spec.process.num_threads)
-        self._publisher = WeightPublisher(bind_address=bind_address)
-        self._policy = WeightSubscriber(policy_address)
-        self._samples = ZmqConsumer(broker_address, DRAFT_SAMPLES)
+        self._publisher = WeightPublisher(bind_address=bind_address, security=security)
+        self._policy = WeightSubscriber(policy_address, security=security)
+        self._samples = ZmqConsumer(broker_address, DRAFT_SAMPLES, security=security)
         self._loop = DraftRefreshLoop(draft_weights=initial_draft_weights(spec), draft_version=draft_version,
                                       policy_version=policy_version, policy=self._policy, publisher=self._publisher,
                                       samples=self._samples, every_policy_versions=spec.every_policy_versions)

@@ -18,6 +18,7 @@ from rollspec.actors.learner_group import LearnerGroup
 from rollspec.actors.scored_feed import ScoredFeed
 from rollspec.rl.config import AdvantageConfig
 from rollspec.rl.trajectory_batch import build_batch, filler_batch
+from rollspec.transport import NO_SECURITY, SecurityConfig
 
 
 class FeedingLearner(LearnerActor):
@@ -26,7 +27,8 @@ class FeedingLearner(LearnerActor):
     def attach_feed(self, spec: FeedSpec, broker_address: str, advantage: AdvantageConfig) -> None:
         """Rank 0 connects to the scored queue; every rank remembers how advantages are computed."""
         self._advantage = advantage
-        self._feed = ScoredFeed(spec, broker_address=broker_address) if self.rank == 0 else None
+        self._feed = ScoredFeed(spec, broker_address=broker_address,
+                                security=self.publisher_security) if self.rank == 0 else None
 
     def train_from_feed(self, step: int, forget: list[str], wait_s: float) -> dict:
         """Collective. Wait up to wait_s for a full batch for `step`; if one is ready, train on it,
@@ -95,8 +97,9 @@ class FeedingLearner(LearnerActor):
 class FeedingLearnerGroup(LearnerGroup):
     """LearnerGroup whose ranks are FeedingLearner actors (placement, set-up and fan-out as there)."""
 
-    def __init__(self, model_dir: str, config: LearnerConfig):
-        super().__init__(model_dir, config, actor_class=FeedingLearner)
+    def __init__(self, model_dir: str, config: LearnerConfig, *, security: SecurityConfig = NO_SECURITY):
+        """`security`: the run's "learner" keys, for rank 0's weight publisher and scored-queue consumer."""
+        super().__init__(model_dir, config, actor_class=FeedingLearner, publisher_security=security)
 
     def attach_feed(self, spec: FeedSpec, broker_address: str, advantage: AdvantageConfig) -> None:
         """Connect rank 0 to the scored queue."""

@@ -16,6 +16,7 @@ from rollspec.actors.draft_refresh_actor import DraftRefreshActor
 from rollspec.actors.loopback import LOOPBACK_ENV
 from rollspec.actors.reward_actor import RewardActor
 from rollspec.actors.rollout_actor import RolloutActor
+from rollspec.transport import NO_SECURITY, SecurityConfig
 
 
 class FleetError(RuntimeError):
@@ -52,28 +53,31 @@ class Fleet:
         self._status_timeout_s = 30.0
 
     def start_rewards(self, spec: RewardSpec, *, count: int, num_cpus: float, max_restarts: int,
-                      broker_address: str) -> None:
-        """Create the reward actors (returns at once; `wait_ready` waits for their constructors)."""
+                      broker_address: str, security: SecurityConfig = NO_SECURITY) -> None:
+        """Create the reward actors (returns at once; `wait_ready` waits for their constructors).
+        `security` (here and below) carries the role's keys: they reach the actor only as a Ray argument."""
         remote = ray.remote(RewardActor).options(**actor_options(num_cpus, max_restarts))
-        self.rewards = [remote.remote(spec, name=f"reward-{i}", broker_address=broker_address) for i in range(count)]
+        self.rewards = [remote.remote(spec, name=f"reward-{i}", broker_address=broker_address, security=security)
+                        for i in range(count)]
 
     def start_refresh(self, spec: DraftRefreshSpec, *, num_cpus: float, broker_address: str, policy_address: str,
-                      draft_version: int, policy_version: int) -> str:
+                      draft_version: int, policy_version: int, security: SecurityConfig = NO_SECURITY) -> str:
         """Create the draft-refresh actor and return its draft publisher's address."""
         remote = ray.remote(DraftRefreshActor).options(**actor_options(num_cpus, 0))
         self.refresh = remote.remote(spec, broker_address=broker_address, policy_address=policy_address,
-                                     draft_version=draft_version, policy_version=policy_version)
+                                     draft_version=draft_version, policy_version=policy_version, security=security)
         return self._get(self.refresh.address.remote(), "draft-refresh", timeout_s=600.0)
 
     def start_rollouts(self, spec: RolloutSpec, *, count: int, num_cpus: float, max_restarts: int,
                        broker_address: str, policy_address: str, draft_address: str | None,
-                       min_policy_version: int) -> None:
+                       min_policy_version: int, security: SecurityConfig = NO_SECURITY) -> None:
         """Create the rollout actors (returns at once; `wait_ready` waits for their constructors)."""
         remote = ray.remote(RolloutActor).options(**actor_options(num_cpus, max_restarts))
         self.rollouts = [remote.remote(spec, name=f"rollout-{i}", broker_address=broker_address,
                                        policy_address=policy_address, draft_address=draft_address,
                                        send_draft_samples=self.refresh is not None,
-                                       min_policy_version=min_policy_version) for i in range(count)]
+                                       min_policy_version=min_policy_version, security=security)
+                         for i in range(count)]
 
     def wait_ready(self, timeout_s: float = 900.0) -> FleetStatus:
         """Block until every actor finished its constructor; FleetError naming the first that failed."""

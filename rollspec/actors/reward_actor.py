@@ -14,7 +14,7 @@ from rollspec.actors.config import SCORED, TRAJECTORIES, RewardSpec
 from rollspec.actors.reward_fn import BUILTIN, builtin_reward_function
 from rollspec.actors.reward_loop import RewardLoop
 from rollspec.actors.reward_sandbox import SandboxedRewardFunction
-from rollspec.transport import ConsumerConfig, ZmqConsumer, ZmqProducer
+from rollspec.transport import NO_SECURITY, ConsumerConfig, SecurityConfig, ZmqConsumer, ZmqProducer
 
 
 class RewardActor:
@@ -23,7 +23,8 @@ class RewardActor:
     Construction fails with RewardFunctionError if a user reward function cannot be imported.
     """
 
-    def __init__(self, spec: RewardSpec, *, name: str, broker_address: str):
+    def __init__(self, spec: RewardSpec, *, name: str, broker_address: str, security: SecurityConfig = NO_SECURITY):
+        """`security`: the run's "reward" keys (CURVE on both channels)."""
         torch.set_num_threads(spec.process.num_threads)
         self.name = name
         sys.path.extend(p for p in spec.python_path if p not in sys.path)
@@ -32,8 +33,8 @@ class RewardActor:
         else:
             self._score = SandboxedRewardFunction(spec.function, timeout_s=spec.timeout_s)
         self._trajectories = ZmqConsumer(broker_address, TRAJECTORIES,
-                                         config=ConsumerConfig(window_items=4 * spec.batch_items))
-        self._scored = ZmqProducer(broker_address, SCORED)
+                                         config=ConsumerConfig(window_items=4 * spec.batch_items), security=security)
+        self._scored = ZmqProducer(broker_address, SCORED, security=security)
         self._loop = RewardLoop(trajectories=self._trajectories, scored=self._scored, score=self._score,
                                 batch_items=spec.batch_items)
         self._error = ""

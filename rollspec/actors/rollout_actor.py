@@ -22,7 +22,7 @@ from rollspec.engine.engine import Engine
 from rollspec.engine.loader import LoadedModel, load_model
 from rollspec.engine.profiling import profile_step_costs
 from rollspec.scheduler import CostModel, DepthConfig, DepthMode, DepthScheduler, profile_points
-from rollspec.transport import ConsumerConfig, WeightSubscriber, ZmqConsumer, ZmqProducer
+from rollspec.transport import NO_SECURITY, ConsumerConfig, SecurityConfig, WeightSubscriber, ZmqConsumer, ZmqProducer
 
 PROFILE_PROMPT_LEN = 24  # about a task prompt's length at the middle difficulty
 
@@ -39,7 +39,9 @@ class RolloutActor:
     """
 
     def __init__(self, spec: RolloutSpec, *, name: str, broker_address: str, policy_address: str,
-                 draft_address: str | None = None, send_draft_samples: bool = False, min_policy_version: int = 0):
+                 draft_address: str | None = None, send_draft_samples: bool = False, min_policy_version: int = 0,
+                 security: SecurityConfig = NO_SECURITY):
+        """`security`: the run's "rollout" keys (CURVE on every channel, signed weight versions only)."""
         torch.set_num_threads(spec.process.num_threads)
         self.name = name
         start = time.perf_counter()
@@ -55,11 +57,14 @@ class RolloutActor:
             depth, has_drafter = self._depth(spec, policy, drafter), drafter is not None
             engine = Engine(policy.model, spec.engine, drafter=drafter, depth=depth)
         group_windows = max(1, spec.engine.max_batch_size // spec.group_size)
-        self._prompts = ZmqConsumer(broker_address, PROMPTS, config=ConsumerConfig(window_items=group_windows))
-        self._trajectories = ZmqProducer(broker_address, TRAJECTORIES)
-        self._draft_samples = ZmqProducer(broker_address, DRAFT_SAMPLES) if send_draft_samples else None
-        self._policy_weights = WeightSubscriber(policy_address)
-        self._draft_weights = WeightSubscriber(draft_address) if draft_address and has_drafter else None
+        self._prompts = ZmqConsumer(broker_address, PROMPTS, config=ConsumerConfig(window_items=group_windows),
+                                    security=security)
+        self._trajectories = ZmqProducer(broker_address, TRAJECTORIES, security=security)
+        self._draft_samples = ZmqProducer(broker_address, DRAFT_SAMPLES, security=security) \
+            if send_draft_samples else None
+        self._policy_weights = WeightSubscriber(policy_address, security=security)
+        self._draft_weights = WeightSubscriber(draft_address, security=security) \
+            if draft_address and has_drafter else None
         notify = depth.notify_weights_changed if isinstance(depth, DepthScheduler) else None
         self._loop = RolloutLoop(engine, prompts=self._prompts, trajectories=self._trajectories,
                                  sampling=spec.sampling, name=name, group_size=spec.group_size,

@@ -11,7 +11,7 @@ from rollspec.actors.batch_assembler import Assembled, BatchAssembler, GroupReso
 from rollspec.actors.config import SCORED, FeedSpec
 from rollspec.actors.messages import RolloutRecord
 from rollspec.scheduler import AdmissionController
-from rollspec.transport import ConsumerConfig, Delivery, Receiver, ZmqConsumer
+from rollspec.transport import NO_SECURITY, ConsumerConfig, Delivery, Receiver, SecurityConfig, ZmqConsumer
 
 POLL_SLICE_S = 0.05
 
@@ -19,12 +19,14 @@ POLL_SLICE_S = 0.05
 class ScoredFeed:
     """Polls `scored` until a full batch for the asked step is buffered or the wait runs out."""
 
-    def __init__(self, spec: FeedSpec, *, broker_address: str | None = None, receiver: Receiver | None = None):
+    def __init__(self, spec: FeedSpec, *, broker_address: str | None = None, receiver: Receiver | None = None,
+                 security: SecurityConfig = NO_SECURITY):
         admission = spec.admission
         # The broker leases at most window_items un-acked records to this consumer: it must hold
         # every group that may be buffered at once (s + 1 steps' worth, plus the step in training).
         window = max(1024, 4 * admission.prompts_per_step * admission.group_size * (admission.max_staleness + 2))
-        self._scored = receiver or ZmqConsumer(broker_address, SCORED, config=ConsumerConfig(window_items=window))
+        self._scored = receiver or ZmqConsumer(broker_address, SCORED, config=ConsumerConfig(window_items=window),
+                                               security=security)
         self._assembler = BatchAssembler(AdmissionController(admission), vocab_size=spec.vocab_size,
                                          drop_truncated=spec.drop_truncated)
         self._poll_items = spec.poll_items

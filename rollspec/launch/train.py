@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from rollspec.launch.config import ConfigError, TrainConfig
+from rollspec.launch.keys import describe, role_security
 from rollspec.launch.model_paths import resolve_model_paths
 from rollspec.launch.progress import StepProgress
 from rollspec.launch.ray_session import cluster_address, ray_session
@@ -68,9 +69,11 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
 
     start = time.monotonic()
     queues = specs.controller.queues
+    security = role_security(config.security)  # this run's keys: to each actor as a Ray argument only
+    progress.log(describe(config.security))
     broker = Broker([QueueConfig(name=name, capacity=queues.capacity, lease_s=queues.lease_s,
                                  max_attempts=queues.max_attempts, dedup_window=max(1 << 18, 8 * queues.capacity))
-                     for name in (PROMPTS, TRAJECTORIES, SCORED, DRAFT_SAMPLES)])
+                     for name in (PROMPTS, TRAJECTORIES, SCORED, DRAFT_SAMPLES)], security=security["controller"])
     store = CheckpointStore(run_dir.checkpoints, keep_last=specs.controller.keep_checkpoints)
     state, checkpoint_step = ControllerState(), None
     if resume:
@@ -79,8 +82,9 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
     fleet, learner = Fleet(), None
     try:
         fleet.start_rewards(specs.reward, count=config.reward.num_actors, num_cpus=config.reward.cpus_per_actor,
-                            max_restarts=config.reward.max_restarts, broker_address=broker.address)
-        learner = FeedingLearnerGroup(policy_dir, specs.learner)
+                            max_restarts=config.reward.max_restarts, broker_address=broker.address,
+                            security=security["reward"])
+        learner = FeedingLearnerGroup(policy_dir, specs.learner, security=security["learner"])
         learner_s = time.monotonic() - start
         learner.attach_feed(specs.feed, broker.address, specs.advantage)
         if checkpoint_step is not None:
@@ -90,11 +94,12 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
             draft_address = fleet.start_refresh(specs.refresh, num_cpus=config.draft_refresh.cpus,
                                                 broker_address=broker.address,
                                                 policy_address=learner.publisher_address,
-                                                draft_version=state.draft_version, policy_version=state.policy_version)
+                                                draft_version=state.draft_version, policy_version=state.policy_version,
+                                                security=security["draft_refresh"])
         fleet.start_rollouts(specs.rollout, count=config.rollout.num_actors, num_cpus=config.rollout.cpus_per_actor,
                              max_restarts=config.rollout.max_restarts, broker_address=broker.address,
                              policy_address=learner.publisher_address, draft_address=draft_address,
-                             min_policy_version=state.policy_version)
+                             min_policy_version=state.policy_version, security=security["rollout"])
         fleet.wait_ready()
         startup_s = time.monotonic() - start
         progress.log(f"started in {startup_s:.1f}s (learner ready at {learner_s:.1f}s): "

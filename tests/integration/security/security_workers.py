@@ -17,10 +17,12 @@ import zmq
 
 from rollspec.transport import (
     BroadcastConfig,
+    Broker,
     ConsumerConfig,
     CurveKeyPair,
     ProducerConfig,
     PromptItem,
+    QueueConfig,
     RunKeys,
     SecurityConfig,
     Trajectory,
@@ -177,3 +179,103 @@ def rogue(broker: str, publisher: str, leaked_server_public: bytes, report: mp.Q
         for kind, endpoint in endpoints:
             endpoint.close() if kind == "sub" else endpoint.close(timeout_s=0.1)
         own_publisher.close()
+
+
+# --- the tiny training run (tests and bench/security.py) ---------------------------------------------
+NUM_PROMPTS = 64
+VERSION_EVERY = 16
+
+
+def _prompt(i: int) -> PromptItem:
+    return PromptItem(prompt_id=f"p{i}", group_id=f"g{i // 4}", sample_index=i % 4,
+                      token_ids=[i % 50, (3 * i) % 50, 7], policy_version=0)
+
+
+def _reports(report, until, timeout_s: float) -> list:
+    messages, deadline = [], time.monotonic() + timeout_s
+    while not until(messages) and time.monotonic() < deadline:
+        try:
+            messages.append(report.get(timeout=0.1))
+        except Exception:  # queue.Empty
+            continue
+    return messages
+
+
+def tiny_run(keys: RunKeys, *, with_rogue: bool) -> dict:
+    """Run the tiny training; return its counts (and, with a rogue, what the rogue and probes saw)."""
+    on = {role: SecurityConfig(curve="on", keys=keys.for_role(role)) for role in ("controller", "learner", "rollout")}
+    broker = Broker([QueueConfig(name="prompts", capacity=256, lease_s=5.0),
+                     QueueConfig(name="trajectories", capacity=256, lease_s=5.0)], security=on["controller"])
+    publisher = WeightPublisher(config=BROADCAST, security=on["learner"])
+    publisher.publish(0, weights_for(0))
+    learner_in = ZmqConsumer(broker.address, "trajectories", config=FAST_CONSUMER, security=on["learner"])
+    report, stop, rogue_stop = CTX.Queue(), CTX.Event(), CTX.Event()
+    procs, probe, outcome = [], None, {}
+    try:
+        if with_rogue:
+            procs.append(CTX.Process(target=rogue, args=(broker.address, publisher.address,
+                                                                 keys.server.public, report, rogue_stop), daemon=True))
+            procs[-1].start()
+            address = _reports(report, lambda m: m, timeout_s=60)[0][1]
+            probe = WeightSubscriber(address, config=BROADCAST, security=on["rollout"])  # our actor, their server
+            assert _wait(lambda: broker.stats("prompts").refused), "the rogue never reached the broker"
+        procs.append(CTX.Process(target=rollout_worker, args=(broker.address, publisher.address, on["rollout"],
+                                                                    report, stop), daemon=True))
+        procs[-1].start()
+        prompts, trained, version = broker.sender("prompts"), {}, 0
+        deadline, issued = time.monotonic() + 120, 0
+        while len(trained) < NUM_PROMPTS and time.monotonic() < deadline:
+            if issued < NUM_PROMPTS:  # a wave every 0.25 s: the run lasts long enough to be attacked
+                prompts.put_many([_prompt(i) for i in range(issued, issued + 8)],
+                                 msg_ids=[f"p{i}" for i in range(issued, issued + 8)])
+                issued += 8
+            for delivery in learner_in.get_batch(16, timeout_s=0.25):
+                index, traj = delivery.msg_id.removeprefix("t:p"), delivery.item
+                expected = _prompt(int(index)) if index.isdigit() else None  # anything else is foreign
+                trained[delivery.msg_id] = (expected is not None and traj.prompt_token_ids == expected.token_ids
+                                            and traj.token_ids == completion(expected, traj.policy_version))
+                learner_in.ack(delivery)
+                if len(trained) >= (version + 1) * VERSION_EVERY:
+                    version += 1
+                    publisher.publish(version, weights_for(version))
+        stop.set()
+        seen = _reports(report, lambda m: any(x[0] == "worker" for x in m), 30)
+        rogue_stop.set()
+        if with_rogue:
+            seen += _reports(report, lambda m: any(x[0] == "rogue" for x in seen + m), 60)
+            outcome = next(value for key, value in seen if key == "rogue")
+        worker = next(value for key, value in seen if key == "worker")
+        counts = {
+            "trained": len(trained), "consistent": sum(trained.values()), "ids": sorted(trained),
+            "versions_published": version, "poisoned": worker["poisoned"],
+            "enqueued": {q: broker.stats(q).enqueued for q in ("prompts", "trajectories")},
+            "dropped": {q: broker.stats(q).dropped for q in ("prompts", "trajectories")},
+            "rejected": broker.stats("prompts").rejected, "publisher_rejected": publisher.stats().rejected,
+            "subscribers_reporting": sorted(publisher.stats().subscriber_versions.values())[-1:],
+        }
+        refused = {"broker": broker.stats("prompts").refused, "publisher": publisher.stats().refused,
+                   "probe": probe.stats().refused if probe else {}}
+        return {"counts": counts, "refused": refused, "rogue": outcome,
+                "probe_latest": probe.latest() if probe else None}
+    finally:
+        stop.set()
+        rogue_stop.set()
+        for proc in procs:
+            proc.join(20)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(5)
+        if probe is not None:
+            probe.close()
+        learner_in.close(timeout_s=0.5)
+        publisher.close()
+        broker.close()
+
+
+def _wait(predicate, timeout_s: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return bool(predicate())

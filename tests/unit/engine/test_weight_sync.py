@@ -85,8 +85,8 @@ def _engine(kind, versions, v, d):
 def _requests(tag):
     gen = torch.Generator().manual_seed(5)
     return [Request(request_id=f"{tag}{i}", prompt_ids=tuple(torch.randint(0, VOCAB, (6,), generator=gen).tolist()),
-                    params=SamplingParams(temperature=0.0, max_new_tokens=32), group_id=f"g{i % 3}")
-            for i in range(12)]
+                    params=SamplingParams(temperature=0.0, max_new_tokens=24), group_id=f"g{i % 3}")
+            for i in range(8)]
 
 
 def mean_acceptance_length(completions):

@@ -108,3 +108,10 @@ def depth_schedule(best_k: Callable[[int], int], max_batch_size: int) -> tuple[t
         else:
             ranges.append([batch, batch, k])
     return tuple((start, end, k) for start, end, k in ranges)
+
+
+def schedule_from_depth_scheduler(scheduler, max_batch_size: int) -> tuple[tuple[int, int, int], ...]:
+    """The schedule a DepthScheduler would follow if nothing changed: at each batch size the k with
+    the highest predicted tokens/s from its cost model and current acceptance estimates."""
+    return depth_schedule(lambda batch: int(max(range(len(rates := scheduler.predicted_tokens_per_s(batch))),
+                                                key=lambda k: (rates[k], -k))), max_batch_size)

@@ -33,7 +33,7 @@ class RollspecWorkerExtension:
     def rollspec_reload_draft(self, path: str) -> int:
         """Load the drafter's weights (its checkpoint names) from `path`; 0 if it has no model."""
         from vllm.config import set_current_vllm_config
-        from vllm.model_executor.model_loader.reload import reload_weights
+        from vllm.model_executor.model_loader.reload.inplace import reload_weights
 
         model = getattr(getattr(self.model_runner, "drafter", None), "model", None)
         if model is None:

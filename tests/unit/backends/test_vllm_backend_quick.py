@@ -147,3 +147,17 @@ def test_weight_manifest_rejects_wrong_names_shapes_and_kinds(dirs):
         with pytest.raises(WeightUpdateError, match=f"draft version 1 rejected.*{what} \\['"):
             manifest.check(weights, 1)
     assert json.loads((dirs["eagle"] / "config.json").read_text())["architectures"] == ["EagleLlamaForCausalLM"]
+
+
+def test_schedule_from_the_depth_scheduler_model():
+    from rollspec.backends.drafter_spec import schedule_from_depth_scheduler
+    from rollspec.scheduler import CostModel, DepthConfig, DepthMode, DepthScheduler
+
+    # Verifying costs little more than decoding at small batch and a lot at large batch.
+    target = {(b, q): 0.01 * (1 + (b / 8) * (q - 1)) for b in (1, 4, 16, 64) for q in range(1, 6)}
+    cost = CostModel.from_profile(target, {b: 0.001 * b for b in (1, 4, 16, 64)})
+    scheduler = DepthScheduler(DepthConfig(k_max=4, mode=DepthMode.ADAPTIVE), cost)
+    schedule = schedule_from_depth_scheduler(scheduler, 64)
+    assert schedule[0][0] == 1 and schedule[-1][1] == 64
+    ks = [k for _, _, k in schedule]
+    assert ks[0] > 0 and ks[-1] == 0 and ks == sorted(ks, reverse=True)  # deep at small batch, off at large

@@ -213,3 +213,9 @@ class SecuritySection(Section):
     sign_weights: bool = True
     """Authenticate weight versions end to end (HMAC-SHA256 with a per-run key over the manifest and
     each chunk's SHA-256): rollout actors apply only versions from this run's publishers."""
+
+    @field_validator("curve", mode="before")
+    @classmethod
+    def _bare_on_off(cls, value: object) -> object:
+        """YAML 1.1 (and so `security.curve=on` on the command line) reads a bare on / off as a bool."""
+        return ("on" if value else "off") if isinstance(value, bool) else value

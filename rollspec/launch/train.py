@@ -124,6 +124,7 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
             controller.run()
         summary = _summary(controller, fleet.poll(), fleet.profiles(), learner.feed_stats(), startup_s,
                            time.monotonic() - start, run_dir)
+        summary["refused_peers"] = broker.stats(PROMPTS).refused  # peers refused at the CURVE handshake, by kind
     finally:
         fleet.stop()
         if learner is not None:

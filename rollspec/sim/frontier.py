@@ -26,12 +26,12 @@ class Frontier:
     fixed_speedup: NDArray[np.float64]
     adaptive_speedup: NDArray[np.float64]
     best_k: NDArray[np.int64]
-    max_batch_size: float  # rows whose KV at this context fits in the replica (inf when unknown)
+    max_batch_size: float  # most rows a replica can run at this context (KV capacity, profiled range)
 
     def break_even_batch(self, acceptance_length: float) -> float:
         """Smallest batch size on the grid where fixed-k speculation no longer pays (inf if it always pays).
 
-        Only batch sizes whose KV cache fits count: beyond that the replica cannot run them.
+        Only batch sizes up to max_batch_size count: beyond it the replica cannot run them.
         """
         row = int(np.argmin(np.abs(self.acceptance_lengths - acceptance_length)))
         losing = np.flatnonzero((self.fixed_speedup[row] < 1.0) & (self.batch_sizes <= self.max_batch_size))

@@ -27,7 +27,7 @@ def _pyplot():
 def plot_frontier(typical: Frontier, short: Frontier, path: Path, *, title: str, max_num_seqs: int,
                   acceptance_length: float) -> Path:
     """Speedup over batch size x acceptance length with its 1.0 contour: fixed k at the scenario's typical
-    context and at a short one, and the adaptive k. Batches whose KV does not fit are hatched."""
+    context and at a short one, and the adaptive k. Batches a replica cannot run are hatched."""
     from matplotlib.colors import TwoSlopeNorm
 
     plt = _pyplot()
@@ -50,7 +50,8 @@ def plot_frontier(typical: Frontier, short: Frontier, path: Path, *, title: str,
                       fmt="%.1fx", fontsize=8, inline=False)
         if frontier.max_batch_size < x[-1]:
             ax.axvspan(frontier.max_batch_size, x[-1], facecolor="0.85", hatch="//", edgecolor="0.5", alpha=0.8)
-            ax.text(frontier.max_batch_size * 1.1, y[-1] - 0.1, "KV cache\ndoes not fit", va="top", fontsize=8)
+            ax.text(frontier.max_batch_size * 1.1, y[-1] - 0.1, "KV cache full\n(or not profiled)", va="top",
+                    fontsize=8)
         batch = min(max_num_seqs, frontier.max_batch_size)
         ax.plot(batch, acceptance_length, marker="*", color="gold", markersize=16, markeredgecolor="black")
         ax.set_xscale("log", base=2)

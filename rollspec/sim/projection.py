@@ -90,7 +90,8 @@ def project(scenario: Scenario, *, modes: tuple[Speculation, ...] = tuple(Specul
     tracer.trace = []
     batch_size = scenario.training_config(0).trajectories_per_step
     simulate_drain(tracer, scenario.lengths().sample(np.random.default_rng(sim.seed), batch_size))
-    short = scenario.workload.prompt_tokens + SHORT_RESPONSE_TOKENS / 2
+    w = scenario.workload
+    short = w.prompt_tokens + min(SHORT_RESPONSE_TOKENS, w.response_max_tokens) / 2
     return Projection(scenario, sync, sweep, scenario_frontier(scenario), scenario_frontier(scenario, short),
                       tracer.trace)
 
@@ -104,4 +105,4 @@ def scenario_frontier(scenario: Scenario, context_tokens: float | None = None) -
     return speculation_frontier(scenario.cost(), k=spec.fixed_k, k_max=spec.k_max, context_tokens=context_tokens,
                                 batch_sizes=FRONTIER_BATCH_SIZES,
                                 acceptance_lengths=np.linspace(1.0, spec.fixed_k + 1.0, FRONTIER_POINTS),
-                                max_batch_size=scenario.kv_capacity_tokens() / context_tokens)
+                                max_batch_size=scenario.max_batch_size(context_tokens))

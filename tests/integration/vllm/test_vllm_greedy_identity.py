@@ -47,3 +47,18 @@ def test_speculative_greedy_equals_plain(kind, k, models, start, plain):
     _, accepted_per_pos = generator.engine_acceptance()
     assert accepted_per_pos[:k] == [sum(c.stats.accepted_per_position[j] for c in got) for j in range(k)]
     generator.close()
+
+
+def test_batch_size_schedule_sets_k_per_step(models, start, plain):
+    """The depth schedule handed to vLLM at start: k = 3 when one sequence runs, k = 1 above."""
+    spec = DrafterSpec(kind="draft_model", path=str(models["draft0"]), k=3, schedule=((1, 1, 3), (2, 16, 1)))
+    generator = start(models["policy0"], spec)
+    alone = generator.generate(greedy_requests("r", num=1))[0]
+    assert alone.token_ids == plain[0].token_ids
+    drafted = alone.stats.drafted_per_position
+    assert drafted[0] > 0 and drafted[2] >= 0.8 * drafted[0]
+    batch = generator.generate(greedy_requests("r"))
+    assert [c.token_ids for c in batch] == [c.token_ids for c in plain]
+    first, second = (sum(c.stats.drafted_per_position[j] for c in batch) for j in (0, 1))
+    assert second < 0.5 * first  # most steps ran with more than one sequence, at k = 1
+    generator.close()

@@ -54,7 +54,10 @@ def print_projection(projection: Projection, console: Console | None = None) -> 
     frontier = projection.frontier
     fixed = projection.rollout_speedup(Speculation.FIXED)
     adaptive = projection.rollout_speedup(Speculation.ADAPTIVE)
+    length = scenario.speculation.acceptance_length
+    batch = frontier.break_even_batch(length)
+    where = (f"above batch {batch:g} per replica" if batch != float("inf")
+             else f"at no batch a replica can run (up to {frontier.max_batch_size:.0f})")
     console.print(f"rollout speedup (sync drain): fixed k={frontier.k} {fixed:.2f}x, adaptive {adaptive:.2f}x; "
-                  f"fixed-k speculation stops paying above batch "
-                  f"{frontier.break_even_batch(scenario.speculation.acceptance_length):g} per replica at "
-                  f"acceptance length {scenario.speculation.acceptance_length}")
+                  f"at acceptance length {length} and {frontier.context_tokens:,.0f} cached tokens, fixed-k "
+                  f"speculation stops paying {where}")

@@ -4,6 +4,9 @@ plain decoding at batch 1, 4, 16, 64; each side's best speculative configuration
 
     .venv/bin/python -m bench.vllm [--repeats 3] [--vllm-compile] [--quick]
 
+Greedy by default: both sides then emit the same tokens for the same prompts (same work), and
+both are exact; vLLM's speculative sampling on CPU is not (tests/integration/vllm/test_vllm_known_bugs.py).
+
 Fairness: our engine runs with torch.set_num_threads(1); vLLM's CPU worker pins one OpenMP
 thread by default, so both compute on one thread. vLLM also runs a front-end and an engine-core
 process next to its worker, which overlap scheduling with compute on the second core; the CPU
@@ -31,10 +34,14 @@ VLLM_SD = (("draft_model", 2), ("draft_model", 4), ("eagle", 2), ("eagle", 4), (
 def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repetitions; the median is reported")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (RL rollouts use 1)")
+    parser.add_argument("--temperature", type=float, default=0.0,
+                        help="0 (greedy, default): both sides emit identical tokens and both are exact; vLLM's CPU "
+                             "speculative sampling at temperature > 0 is not lossless, so the backend refuses it")
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--vllm-compile", action="store_true", help="vLLM with torch.compile (default: eager)")
     parser.add_argument("--quick", action="store_true", help="batches 1 and 4, one draft config each")
+    parser.add_argument("--models", type=Path, help="a directory with policy/, draft/, eagle/ instead of the zoo "
+                        "(smoke runs only: results are meant for the trained zoo)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     return parser.parse_args()
 
@@ -48,7 +55,7 @@ def main() -> None:
     from rollspec.models.zoo import ensure_zoo
 
     torch.set_num_threads(1)
-    zoo = ensure_zoo()
+    zoo = _model_dirs(args.models) if args.models else ensure_zoo()
     plain_batches = (1, 4) if args.quick else (1, 4, 16, 64)
     ours_sd, vllm_sd = (OURS_SD[2:3], VLLM_SD[2:3]) if args.quick else (OURS_SD, VLLM_SD)
     eager = not args.vllm_compile
@@ -167,7 +174,16 @@ def _installed(name: str) -> bool:
     return True
 
 
+def _model_dirs(root: Path):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(root=root, policy=root / "policy", draft=root / "draft", eagle=root / "eagle",
+                           manifest=root / "manifest.json")
+
+
 def _models(zoo) -> dict:
+    if not Path(zoo.manifest).is_file():
+        return {"zoo": str(zoo.root), "sizes": "not a zoo (smoke run)"}
     manifest = json.loads(Path(zoo.manifest).read_text())
     return {"zoo": str(zoo.root), "sizes": manifest.get("sizes", manifest.get("models", {}))}
 

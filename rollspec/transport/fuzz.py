@@ -73,11 +73,12 @@ def _segment(ids: list[str], header: type) -> Frames:
     items = [codec.encode_body(PromptItem(prompt_id=i, group_id="g", sample_index=0, token_ids=[1, 2],
                                           policy_version=0)) for i in ids]
     wire = pack([WireItem(i, body, frames, len(body)) for i, (body, frames) in zip(ids, items)], False)
-    fields = dict(ids=ids, sizes=wire.sizes, nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=[])
     if header is PutBatch:
-        msg: Any = PutBatch(queue="q", window=8, seqs=list(range(1, len(ids) + 1)), **fields)
+        msg: Any = PutBatch(queue="q", window=8, seqs=list(range(1, len(ids) + 1)), ids=ids, sizes=wire.sizes,
+                            nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=[])
     else:
-        msg = Deliver(segment=3, live=list(range(len(ids))), attempts=[1] * len(ids), **fields)
+        msg = Deliver(segment=3, live=list(range(len(ids))), attempts=[1] * len(ids), ids=ids, sizes=wire.sizes,
+                      nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=[])
     return [*map(bytes, codec.encode(msg)), wire.blob]
 
 
@@ -221,7 +222,8 @@ class _Targets:
         self.publisher.served = _Served(manifest, flat)
         signed = SecurityConfig(keys=self.keys.for_role("rollout"))
         self.subscribers = [SubscriberCore(FUZZ_BROADCAST, signed), SubscriberCore(FUZZ_BROADCAST, SecurityConfig())]
-        for core in (self.broker, self.consumer, self.producer, self.publisher, *self.subscribers):
+        cores: list[Any] = [self.broker, self.consumer, self.producer, self.publisher, *self.subscribers]
+        for core in cores:
             core.loop = cast(Any, _Outbox())
 
     def feed(self, target: str, frames: Frames) -> bool:

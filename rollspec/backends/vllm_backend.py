@@ -16,6 +16,7 @@ import os
 import random
 import shutil
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import torch
 from rollspec.backends.drafter_spec import DrafterSpec, speculative_config
 from rollspec.backends.errors import BackendUnavailableError
 from rollspec.backends.vllm_requests import sampling_kwargs, to_completion
-from rollspec.backends.weight_manifest import WeightManifest, stage_weights, staging_root
+from rollspec.backends.weight_manifest import WeightManifest, decoder_only_dir, stage_weights, staging_root
 from rollspec.engine.config import EngineConfig
 from rollspec.engine.errors import InvalidRequestError, PromptTooLongError, WeightUpdateError
 from rollspec.engine.loader import read_config
@@ -80,8 +81,12 @@ class VllmGenerator:
         drafter_layers = ModelConfig.from_hf_dict(read_config(drafter.path)).num_layers if has_weights else 0
         if num_threads != 1:
             os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"0-{num_threads - 1}")
+        self._staging = Path(tempfile.mkdtemp(prefix="rollspec-weights-", dir=staging_root()))
+        # Removed by close(), or when this object is collected even if vLLM failed to start.
+        self._remove_staging = weakref.finalize(self, shutil.rmtree, self._staging, ignore_errors=True)
+        vllm_policy = decoder_only_dir(policy_path, self._staging, POLICY_EXTRA_PREFIXES)
         self._llm = vllm.LLM(
-            model=str(policy_path), skip_tokenizer_init=True, dtype=config.dtype, seed=config.seed,
+            model=str(vllm_policy), skip_tokenizer_init=True, dtype=config.dtype, seed=config.seed,
             max_model_len=config.max_seq_len, max_num_seqs=config.max_batch_size, enforce_eager=enforce_eager,
             kv_cache_memory_bytes=kv_cache_bytes(self._policy_config, config, drafter_layers),
             logprobs_mode="processed_logprobs", speculative_config=spec_config,
@@ -93,7 +98,6 @@ class VllmGenerator:
         self._sampling_params = vllm.SamplingParams
         self._seeds = random.Random(config.seed)
         self._in_flight: dict[str, tuple[Request, int, int]] = {}
-        self._staging = Path(tempfile.mkdtemp(prefix="rollspec-weights-", dir=staging_root()))
 
     # ----------------------------------------------------------------------------- requests
     @property
@@ -240,7 +244,7 @@ class VllmGenerator:
         llm, self._llm = getattr(self, "_llm", None), None
         if llm is not None:
             llm.llm_engine.engine_core.shutdown()
-        shutil.rmtree(getattr(self, "_staging", ""), ignore_errors=True)
+        self._remove_staging()
 
     def __enter__(self) -> VllmGenerator:
         return self

@@ -78,3 +78,27 @@ def stage_weights(weights: dict[str, torch.Tensor], directory: str | Path, dtype
 def staging_root() -> str:
     """Shared memory when the machine has it (no disk round trip), else the temp directory."""
     return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+
+
+def decoder_only_dir(path: str | Path, staging: str | Path, skip_prefixes: tuple[str, ...]) -> Path:
+    """`path` itself, or, when its weights hold tensors under `skip_prefixes` (our MTP heads, which
+    vLLM's decoder classes refuse to load), a copy in `staging` without them: same config (less
+    `num_nextn_predict_layers`), same tokenizer files, decoder tensors only."""
+    from rollspec.engine.loader import read_safetensors
+
+    path = Path(path)
+    tensors = read_safetensors(path)
+    if not any(name.startswith(skip_prefixes) for name in tensors):
+        return path
+    view = Path(staging) / "policy"
+    view.mkdir(parents=True, exist_ok=True)
+    save_file({n: t.contiguous() for n, t in tensors.items() if not n.startswith(skip_prefixes)},
+              str(view / "model.safetensors"), metadata={"format": "pt"})
+    raw = json.loads((path / "config.json").read_text())
+    raw.pop("num_nextn_predict_layers", None)
+    (view / "config.json").write_text(json.dumps(raw, indent=2) + "\n")
+    for extra in path.iterdir():
+        if extra.is_file() and extra.suffix != ".safetensors" and extra.name not in ("config.json",
+                                                                                      "model.safetensors.index.json"):
+            (view / extra.name).write_bytes(extra.read_bytes())
+    return view

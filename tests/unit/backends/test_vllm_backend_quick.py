@@ -161,3 +161,21 @@ def test_schedule_from_the_depth_scheduler_model():
     assert schedule[0][0] == 1 and schedule[-1][1] == 64
     ks = [k for _, _, k in schedule]
     assert ks[0] > 0 and ks[-1] == 0 and ks == sorted(ks, reverse=True)  # deep at small batch, off at large
+
+
+def test_policy_with_mtp_heads_is_shown_to_vllm_without_them(tmp_path, dirs):
+    import dataclasses
+
+    from rollspec.backends.weight_manifest import decoder_only_dir
+    from rollspec.engine.loader import read_safetensors
+    from rollspec.models.random_models import random_mtp_heads
+
+    with_mtp = dataclasses.replace(CFG, num_mtp_layers=1)
+    heads = random_mtp_heads(with_mtp, num_layers=1, seed=3)
+    policy = write_model_dir(tmp_path / "policy", random_decoder(CFG, seed=0), extra_weights=heads.checkpoint_weights(),
+                             config=with_mtp)
+    view = decoder_only_dir(policy, tmp_path / "staging", ("mtp.",))
+    assert view != policy and not any(n.startswith("mtp.") for n in read_safetensors(view))
+    assert set(read_safetensors(view)) == {n for n in read_safetensors(policy) if not n.startswith("mtp.")}
+    assert "num_nextn_predict_layers" not in json.loads((view / "config.json").read_text())
+    assert decoder_only_dir(dirs["policy"], tmp_path / "staging2", ("mtp.",)) == dirs["policy"]

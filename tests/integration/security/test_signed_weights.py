@@ -132,3 +132,14 @@ def test_the_runs_publisher_signs_and_only_the_runs_subscribers_apply(run_keys):
     finally:
         for endpoint in (ours, other_run, publisher):
             endpoint.close()
+
+
+def test_with_sign_weights_off_versions_travel_unsigned_and_are_applied(scripted, run_keys):
+    unsigned = SecurityConfig(curve="off", keys=run_keys.for_role("rollout"), sign_weights=False)
+    sub = WeightSubscriber(scripted.address, config=CONFIG, security=unsigned)
+    try:
+        scripted.serve(Version(1, _weights(1), signer=None))
+        current = sub.wait_for(1, timeout_s=10)
+        assert current is not None and _same(current[1], _weights(1)) and sub.stats().rejected == {}
+    finally:
+        sub.close()

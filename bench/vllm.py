@@ -27,8 +27,9 @@ from datetime import date
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "vllm.json"
-OURS_SD = (("draft_model", 2), ("draft_model", 4), ("eagle", 2), ("eagle", 4), ("mtp", 2), ("ngram", 2))
-VLLM_SD = (("draft_model", 2), ("draft_model", 4), ("eagle", 2), ("eagle", 4), ("ngram", 2))
+# Same k on both sides; vLLM has no MTP path for our heads (backends/drafter_spec.py).
+OURS_SD = (("draft_model", 3), ("eagle", 3), ("ngram", 3), ("mtp", 3))
+VLLM_SD = (("draft_model", 3), ("eagle", 3), ("ngram", 3))
 
 
 def _args() -> argparse.Namespace:
@@ -37,7 +38,7 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--temperature", type=float, default=0.0,
                         help="0 (greedy, default): both sides emit identical tokens and both are exact; vLLM's CPU "
                              "speculative sampling at temperature > 0 is not lossless, so the backend refuses it")
-    parser.add_argument("--max-new-tokens", type=int, default=128)
+    parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--vllm-compile", action="store_true", help="vLLM with torch.compile (default: eager)")
     parser.add_argument("--quick", action="store_true", help="batches 1 and 4, one draft config each")
     parser.add_argument("--models", type=Path, help="a directory with policy/, draft/, eagle/ instead of the zoo "
@@ -62,7 +63,7 @@ def main() -> None:
     rows: list[dict] = []
     startup: dict[str, float] = {}
 
-    def measure(contenders: list[Contender], batches: tuple[int, ...]) -> None:
+    def measure(contenders: list[Contender], batches: tuple[int, ...], phase: str) -> None:
         for batch in batches:
             prompts = held_out_prompts(max(2 * batch, 8))
             runs: dict[str, list[dict]] = {c.name + f"-k{c.k}": [] for c in contenders}
@@ -72,19 +73,19 @@ def main() -> None:
                                             max_new_tokens=args.max_new_tokens, tag=f"b{batch}r{repeat}")
                     runs[c.name + f"-k{c.k}"].append(c.run(requests, batch))
             for c in contenders:
-                row = {"contender": c.name, "k": c.k, "batch": batch, **_median(runs[c.name + f"-k{c.k}"])}
+                row = {"contender": c.name, "k": c.k, "batch": batch, "phase": phase,
+                       **_median(runs[c.name + f"-k{c.k}"])}
                 rows.append(row)
                 acc = f" acc_len {row['acceptance_length']:.2f}" if row.get("acceptance_length") else ""
                 print(f"{c.name:>18} k={c.k} B={batch:<3} {row['tokens_per_s']:8.1f} tok/s "
                       f"{row['cpu_ms_per_token']:.2f} cpu-ms/tok{acc}", flush=True)
 
-    # Plain decoding, both sides.
+    # Plain decoding, both sides; both plain engines stay up as the baselines of every later phase.
     plain = [Contender.start("native", zoo, "none", 0, eager=eager), Contender.start("vllm", zoo, "none", 0, eager=eager)]
     startup.update({f"{c.name}": round(c.startup_s, 2) for c in plain})
-    measure(plain, plain_batches)
-    for c in plain:
-        c.close()
-    # Speculative: every configuration of each side at batch 1 and 4, one vLLM engine at a time.
+    measure(plain, plain_batches, "plain")
+    # Speculative at batch 1 and 4, one vLLM engine at a time, interleaved with the same drafter on
+    # our side and with both plain engines, so each speedup is a ratio of runs measured together.
     ours = [Contender.start("native", zoo, kind, k, eager=eager) for kind, k in ours_sd]
     for c in ours:
         startup[f"{c.name}-k{c.k}"] = round(c.startup_s, 2)
@@ -92,11 +93,15 @@ def main() -> None:
     for kind, k in vllm_sd:
         theirs = Contender.start("vllm", zoo, kind, k, eager=eager)
         startup[f"{theirs.name}-k{k}"] = round(theirs.startup_s, 2)
-        measure([theirs, *[c for c in ours if c.kind == kind and c.k == k]], (1, 4))
+        measure([*plain, theirs, *[c for c in ours if c.kind == kind and c.k == k]], (1, 4), kind)
         if kind in ("draft_model", "eagle") and kind not in weight_sync:
             weight_sync[f"vllm-{kind}"] = time_weight_sync(theirs, zoo)
         theirs.close()
-    measure([c for c in ours if c.kind not in {kind for kind, _ in vllm_sd}], (1, 4))
+    others = [c for c in ours if c.kind not in {kind for kind, _ in vllm_sd}]
+    if others:
+        measure([*plain, *others], (1, 4), "ours-only")
+    for c in plain:
+        c.close()
     for c in ours:
         if c.kind in ("draft_model", "eagle") and f"ours-{c.kind}" not in weight_sync:
             weight_sync[f"ours-{c.kind}"] = time_weight_sync(c, zoo)
@@ -123,25 +128,28 @@ def _best(rows: list[dict], side: str, batch: int) -> dict:
                key=lambda r: r["tokens_per_s"])
 
 
-def _plain(rows: list[dict], side: str, batch: int) -> dict:
-    return next(r for r in rows if r["batch"] == batch and r["contender"] == f"{side}-none")
+def _plain(rows: list[dict], side: str, batch: int, phase: str = "plain") -> dict:
+    return next(r for r in rows if r["batch"] == batch and r["contender"] == f"{side}-none" and r["phase"] == phase)
 
 
 def _summary(rows: list[dict], weight_sync: dict) -> dict:
     summary: dict = {}
-    for batch in sorted({r["batch"] for r in rows if r["k"] == 0}):
+    for batch in sorted({r["batch"] for r in rows if r["phase"] == "plain"}):
         ratio = _plain(rows, "ours", batch)["tokens_per_s"] / _plain(rows, "vllm", batch)["tokens_per_s"]
         summary[f"ours_vs_vllm_plain_b{batch}"] = round(ratio, 3)
+        cpu = _plain(rows, "vllm", batch)["cpu_ms_per_token"] / _plain(rows, "ours", batch)["cpu_ms_per_token"]
+        summary[f"ours_vs_vllm_plain_cpu_b{batch}"] = round(cpu, 3)
     for batch in (1, 4):
         ours, theirs = _best(rows, "ours", batch), _best(rows, "vllm", batch)
         summary[f"ours_vs_vllm_sd_b{batch}"] = round(ours["tokens_per_s"] / theirs["tokens_per_s"], 3)
         summary[f"ours_best_sd_b{batch}"] = f"{ours['contender']} k={ours['k']} acc_len {ours['acceptance_length']:.2f}"
         summary[f"vllm_best_sd_b{batch}"] = f"{theirs['contender']} k={theirs['k']} acc_len " \
                                             f"{theirs['acceptance_length']:.2f}"
-        summary[f"vllm_sd_speedup_b{batch}"] = round(theirs["tokens_per_s"] / _plain(rows, "vllm", batch)
-                                                     ["tokens_per_s"], 3)
-        summary[f"ours_sd_speedup_b{batch}"] = round(ours["tokens_per_s"] / _plain(rows, "ours", batch)
-                                                     ["tokens_per_s"], 3)
+        summary[f"ours_vs_vllm_sd_cpu_b{batch}"] = round(theirs["cpu_ms_per_token"] / ours["cpu_ms_per_token"], 3)
+        summary[f"vllm_sd_speedup_b{batch}"] = round(theirs["tokens_per_s"] / _plain(
+            rows, "vllm", batch, theirs["phase"])["tokens_per_s"], 3)
+        summary[f"ours_sd_speedup_b{batch}"] = round(ours["tokens_per_s"] / _plain(
+            rows, "ours", batch, ours["phase"])["tokens_per_s"], 3)
     vllm_sync = [v["total_s"] for k, v in weight_sync.items() if k.startswith("vllm-")]
     summary["weight_sync_s"] = max(vllm_sync) if vllm_sync else None
     return summary

@@ -1,6 +1,7 @@
 """The `rollspec` command line. Parses arguments, then imports the heavy parts it needs."""
 
 import argparse
+import os
 import sys
 
 
@@ -27,6 +28,9 @@ def _add_make_models(sub) -> None:
 
 
 def _make_models(args: argparse.Namespace) -> int:
+    # Before torch loads OpenMP: spinning worker threads collapse throughput (10x measured) when
+    # other processes share the cores, and the zoo is built on shared machines.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from rollspec.models.zoo import build_zoo  # heavy (torch): imported only once arguments parsed
 
     paths = build_zoo(args.out, seed=args.seed, progress=True, force=args.force)

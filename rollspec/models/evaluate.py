@@ -30,10 +30,9 @@ def engine_config(batch_size: int = EVAL_BATCH_SIZE, k_max: int = 8) -> EngineCo
     return EngineConfig(max_batch_size=batch_size, max_seq_len=MAX_SEQ_LEN, k_max=k_max)
 
 
-def held_out_examples(recipe: Recipe, seed: int, task: str, count: int) -> list[Example]:
+def held_out_examples(seed: int, task: str, count: int, difficulty: int) -> list[Example]:
     """`count` EVAL-split examples of one task (never trained on: the split hashes the prompt)."""
-    mixture = TaskMixture({task: 1.0}, derive_seed(seed, f"eval-{task}"), split=Split.EVAL,
-                          difficulty=recipe.difficulty)
+    mixture = TaskMixture({task: 1.0}, derive_seed(seed, f"eval-{task}"), split=Split.EVAL, difficulty=difficulty)
     return mixture.take(count)
 
 
@@ -50,12 +49,13 @@ def generate(policy: Decoder, prompts: list[list[int]], *, temperature: float, s
     return engine.generate(requests)
 
 
-def task_accuracy(policy: Decoder, recipe: Recipe, seed: int, *, temperature: float) -> dict[str, float]:
+def task_accuracy(policy: Decoder, seed: int, *, temperature: float, difficulty: int, prompts_per_task: int,
+                  max_new_tokens: int) -> dict[str, float]:
     """Fraction of held-out prompts per task (and "mean" over tasks) whose answer earns reward 1."""
-    examples = [ex for task in task_names() for ex in held_out_examples(recipe, seed, task,
-                                                                         recipe.eval_prompts_per_task)]
+    examples = [ex for task in task_names() for ex in held_out_examples(seed, task, prompts_per_task, difficulty)]
     completions = generate(policy, [encode_prompt(ex.prompt) for ex in examples], temperature=temperature,
-                           seed=derive_seed(seed, f"eval-accuracy-{temperature}"), max_new_tokens=recipe.max_new_tokens)
+                           seed=derive_seed(seed, f"eval-accuracy-{temperature}-{difficulty}"),
+                           max_new_tokens=max_new_tokens)
     scores: dict[str, list[float]] = {}
     for ex, completion in zip(examples, completions):
         scores.setdefault(ex.task, []).append(reward(ex, decode_response(completion.token_ids)))

@@ -18,6 +18,7 @@ from rollspec.models.evaluate import acceptance_prompts, engine_config, measure_
 from rollspec.models.paths import ZooPaths
 from rollspec.models.progress import PhaseProgress, ProgressReporter
 from rollspec.models.recipe import Recipe, derive_seed
+from rollspec.rl.tasks import DEFAULT_DIFFICULTY
 
 DRAFTERS = ("draft_model", "eagle", "mtp", "ngram")
 TIMED_DRAFTERS = ("draft_model", "eagle", "mtp")  # n-gram lookup costs host time only, not worth a ratio
@@ -25,6 +26,9 @@ TEMPERATURES = {"greedy": 0.0, "temperature_1": 1.0}
 COST_BATCH_SIZES = (1, 16)
 ACCEPTANCE_BATCH_SIZE = 16
 NUM_RUNS = len(TEMPERATURES) * (1 + len(DRAFTERS)) + len(COST_BATCH_SIZES) * (1 + len(TIMED_DRAFTERS))
+# Greedy accuracy at the harder difficulties, up to the RL default, shows the room left for RL.
+HARDER_UP_TO = DEFAULT_DIFFICULTY
+HARDER_MAX_NEW_TOKENS = 160  # difficulty-3 references reach ~110 tokens
 
 
 def _drafter(kind: str, paths: ZooPaths, policy: LoadedModel, batch_size: int) -> Drafter:
@@ -38,10 +42,17 @@ def measure_zoo(paths: ZooPaths, recipe: Recipe, seed: int, progress: ProgressRe
     k = recipe.eval_k
     start = time.perf_counter()
     with progress.phase("measure", NUM_RUNS) as bar:
-        accuracy = {}
+        accuracy: dict = {"difficulty": recipe.difficulty, "prompts_per_task": recipe.eval_prompts_per_task}
         for name, temperature in TEMPERATURES.items():
-            accuracy[name] = task_accuracy(policy.model, recipe, seed, temperature=temperature)
+            accuracy[name] = task_accuracy(policy.model, seed, temperature=temperature, difficulty=recipe.difficulty,
+                                           prompts_per_task=recipe.eval_prompts_per_task,
+                                           max_new_tokens=recipe.max_new_tokens)
             bar.advance()
+        accuracy["greedy_harder"] = {
+            f"difficulty_{level}": task_accuracy(policy.model, seed, temperature=0.0, difficulty=level,
+                                                 prompts_per_task=recipe.eval_harder_prompts_per_task,
+                                                 max_new_tokens=HARDER_MAX_NEW_TOKENS)
+            for level in range(recipe.difficulty + 1, HARDER_UP_TO + 1) if recipe.eval_harder_prompts_per_task}
         prompts = acceptance_prompts(recipe, seed)
         acceptance: dict = {"k": k}
         for name, temperature in TEMPERATURES.items():

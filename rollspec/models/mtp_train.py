@@ -5,7 +5,7 @@ embedding of x_{t+j+1}, and predicts x_{t+j+2}, whose target is the policy's own
 at position t+j+1. Heads are chained exactly as the MTP drafter chains them, depths past the
 last head reusing it, so the last head also learns to run recurrently for k > num_mtp_layers.
 
-Shape legend: B sequences, T positions, D policy hidden, V vocab.
+Shape legend: B sequences, T positions, N chains (flattened start positions), D policy hidden, V vocab.
 """
 
 from __future__ import annotations
@@ -27,18 +27,26 @@ PHASE = "mtp heads"
 
 
 def mtp_loss(heads: MTPHeads, policy: Decoder, batch: TeacherBatch, *, depth: int) -> torch.Tensor:
-    """Mean over depths 0 .. depth-1 of the KL to the policy at response positions."""
+    """Mean over depths 0 .. depth-1 of the KL to the policy, for chains starting at response positions.
+
+    MTP heads have no attention, so chains are independent: only those the drafter can start
+    (from <sep> on, where the next token is a response token) are computed, as flat rows.
+    """
     T = batch.tokens_BT.shape[1]
-    embeds_BTD = policy.embed_tokens(batch.tokens_BT)
-    state_BTD = batch.hidden_BTD[:, :-1]  # depth j holds states for t = 0 .. T-j-2
+    rows_N, starts_N = batch.trained_BT.nonzero(as_tuple=True)
+    state_ND = batch.hidden_BTD[rows_N, starts_N]
     total = torch.zeros(())
-    for j in range(min(depth, T - 1)):
-        shift = j + 1
-        state_BTD, normed_BTD = heads.head(j)(state_BTD, embeds_BTD[:, shift:])
-        trained_BT = batch.trained_BT[:, shift:]
-        total = total + imitation_kl(batch.logprobs_BTV[:, shift:][trained_BT], policy.logits(normed_BTD[trained_BT]))
-        state_BTD = state_BTD[:, :-1]
-    return total / min(depth, T - 1)
+    for j in range(depth):
+        positions_N = starts_N + j + 1  # the token fed at depth j, and where its target distribution sits
+        inside_N = positions_N < T
+        positions_N = positions_N.clamp(max=T - 1)
+        state_ND, normed_ND = heads.head(j)(state_ND, policy.embed_tokens(batch.tokens_BT[rows_N, positions_N]))
+        trained_N = inside_N & batch.trained_BT[rows_N, positions_N]
+        if not bool(trained_N.any()):
+            break
+        total = total + imitation_kl(batch.logprobs_BTV[rows_N, positions_N][trained_N],
+                                     policy.logits(normed_ND[trained_N]))
+    return total / depth
 
 
 def train_mtp(recipe: Recipe, seed: int, policy: Decoder, teacher: TeacherData,

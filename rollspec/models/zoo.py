@@ -94,6 +94,7 @@ def _build(paths: ZooPaths, recipe: Recipe, seed: int, reporter: ProgressReporte
     torch.set_num_threads(recipe.num_threads)
     try:
         wall_s: dict[str, float] = {}
+        load_at_start = os.getloadavg()[0]
         start = time.perf_counter()
         with _timed(wall_s, "policy_sft"):
             policy, sft_stats = train_policy(recipe, seed, reporter)
@@ -119,7 +120,7 @@ def _build(paths: ZooPaths, recipe: Recipe, seed: int, reporter: ProgressReporte
         phases = [s.to_dict() for s in (sft_stats, draft_stats, eagle_stats, mtp_stats)]
         write_manifest(paths.root, {
             "recipe_hash": recipe.hash(seed), "seed": seed, "code_version": code_version(),
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": _host(),
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": _host(load_at_start),
             "layout": {"policy": "policy", "draft": "draft", "eagle": "eagle", "mtp": "policy (mtp.* weights)"},
             "models": models, "phases": phases,
             "teacher_response_tokens": teacher_tokens,
@@ -144,9 +145,11 @@ def _size(module: torch.nn.Module) -> dict:
             "head_dim": cfg.head_dim, "intermediate_size": cfg.intermediate_size, "vocab_size": cfg.vocab_size}
 
 
-def _host() -> dict:
+def _host(load_at_start: float) -> dict:
     # Others may share the CPU while a zoo builds; the load average says how much the times mean.
-    return {"cpu_count": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2)}
+    return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+            "load_average_1m_start": round(load_at_start, 2), "load_average_1m_end": round(os.getloadavg()[0], 2)}
 
 
 @contextlib.contextmanager

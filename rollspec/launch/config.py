@@ -30,7 +30,7 @@ from rollspec.launch.config_sections import (
     SecuritySection,
     TransportSection,
 )
-from rollspec.launch.overrides import OverrideError, apply_overrides
+from rollspec.launch.overrides import OverrideError, apply_overrides, yaml_load
 
 DRAFTERS_WITH_DIRECTORY = ("draft_model", "eagle")
 
@@ -112,7 +112,7 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConf
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
         if not isinstance(raw, dict):

@@ -15,6 +15,25 @@ import yaml
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 as PyYAML reads it, except that `1e-4` is a float (PyYAML needs `1.0e-4`)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML text (config files and override values alike)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 class OverrideError(ValueError):
     """An override that is not `dotted.key=value`, or whose value is not valid YAML."""
 
@@ -26,7 +45,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not _KEY.match(key):
         raise OverrideError(f"override {text!r} must look like section.key=value (e.g. rollout.k=2)")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
+        parsed = yaml_load(value) if value.strip() else ""
     except yaml.YAMLError as exc:
         raise OverrideError(f"override {text!r}: value {value!r} is not valid YAML ({exc})") from exc
     return key.split("."), parsed

@@ -58,6 +58,7 @@ def test_malformed_overrides_are_rejected(override):
 
 def test_overrides_are_typed_like_yaml_and_applied_in_order():
     assert parse_override("a.b=1.5e-3") == (["a", "b"], 1.5e-3)
+    assert parse_override("learner.lr=1e-4") == (["learner", "lr"], 1e-4)  # PyYAML alone reads a string
     assert parse_override("a=true") == (["a"], True)
     assert parse_override("a={x: 1}") == (["a"], {"x": 1})
     raw = apply_overrides({"rollout": {"k": 4}}, ["rollout.k=2", "rollout.k=3", "run.name=x"])

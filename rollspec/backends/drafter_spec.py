@@ -25,11 +25,13 @@ from rollspec.backends.errors import UnsupportedDrafterError
 # Kinds the vLLM backend runs; "mtp" and "suffix" are named so the error can say why not.
 VLLM_DRAFTER_KINDS = ("none", "draft_model", "eagle", "eagle3", "ngram")
 MTP_UNSUPPORTED = (
-    "vLLM 0.32 cannot load our MTP heads: its 'mtp' method builds a per-architecture module "
-    "(DeepSeekMTP, Qwen3NextMTP, MiMoMTP, ...) with a full transformer block per head "
-    "(mtp.{i}.enorm/hnorm/eh_proj + self_attn + mlp + shared_head) and has none for a dense Qwen3/Llama "
-    "target, while our heads (engine/mtp_head.py) replace that block with a gated MLP and keep no "
-    "KV cache. Use drafter eagle or draft_model with backend vllm, or backend native for mtp."
+    "vLLM 0.32 cannot run our MTP heads. Its 'mtp' method exists only for targets whose architecture ships "
+    "an MTP module (DeepSeek-V3, Qwen3-Next, MiMo, GLM-4-MoE, ...); for our dense Qwen3/Llama policy it fails "
+    "at config time ('Unsupported speculative method: mtp'). Nor would the weights map: vLLM's MTP layers "
+    "(e.g. DeepSeekMTP) hold enorm/hnorm/eh_proj, a full decoder layer 'mtp_block' (self-attention with its own "
+    "KV cache, then the MLP) and 'shared_head', while ours (engine/mtp_head.py) replace that decoder layer with "
+    "an MLP-only block (mlp_norm + gated MLP, no attention, no KV cache) and a final 'norm'. Use drafter eagle, "
+    "draft_model or ngram with backend vllm, or backend native for mtp."
 )
 SUFFIX_UNSUPPORTED = (
     "vLLM's 'suffix' drafter needs the arctic-inference package, which does not install against "

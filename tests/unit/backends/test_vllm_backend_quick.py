@@ -67,7 +67,7 @@ def test_unsupported_drafters_say_why(dirs):
         speculative_config(DrafterSpec(kind="eagle", path=str(dirs["policy"]), k=2))
     with pytest.raises(UnsupportedDrafterError, match="eagle_aux_hidden_state_layer_ids"):
         speculative_config(DrafterSpec(kind="eagle3", path=str(dirs["eagle"]), k=2))
-    assert "gated MLP" in MTP_UNSUPPORTED
+    assert "MLP-only block" in MTP_UNSUPPORTED and "Unsupported speculative method" in MTP_UNSUPPORTED
 
 
 def test_depth_schedule_becomes_vllm_ranges(dirs):

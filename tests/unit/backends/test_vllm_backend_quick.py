@@ -55,7 +55,7 @@ def test_each_supported_drafter_maps_to_a_speculative_config(dirs):
 
 
 def test_unsupported_drafters_say_why(dirs):
-    with pytest.raises(UnsupportedDrafterError, match="cannot load our MTP heads"):
+    with pytest.raises(UnsupportedDrafterError, match="cannot run our MTP heads"):
         speculative_config(DrafterSpec(kind="mtp", k=2))
     with pytest.raises(UnsupportedDrafterError, match="arctic-inference"):
         speculative_config(DrafterSpec(kind="suffix", k=2))

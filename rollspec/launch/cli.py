@@ -31,10 +31,11 @@ def _make_models(args: argparse.Namespace) -> int:
     # Before torch loads OpenMP: spinning worker threads collapse throughput (10x measured) when
     # other processes share the cores, and the zoo is built on shared machines.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from rollspec.models.manifest import read_manifest, summarize
     from rollspec.models.zoo import build_zoo  # heavy (torch): imported only once arguments parsed
 
     paths = build_zoo(args.out, seed=args.seed, progress=True, force=args.force)
-    print(paths.root)
+    print("\n".join([str(paths.root), *summarize(read_manifest(paths.root))]))
     return 0
 
 

@@ -8,6 +8,8 @@ Shape legend: B sequences, T positions, V vocab.
 
 from __future__ import annotations
 
+import torch
+
 from rollspec.engine.model import Decoder
 from rollspec.models.imitation import imitation_kl
 from rollspec.models.init import init_weights
@@ -19,13 +21,14 @@ from rollspec.models.trainer import PhaseStats, train
 PHASE = "draft distill"
 
 
-def draft_loss(draft: Decoder, batch: TeacherBatch):
+def draft_loss(draft: Decoder, batch: TeacherBatch) -> torch.Tensor:
+    """Mean KL from the policy to the draft at the batch's response positions."""
     logits_BTV = draft.logits(draft(batch.tokens_BT))
     return imitation_kl(batch.logprobs_BTV[batch.trained_BT], logits_BTV[batch.trained_BT])
 
 
-def train_draft(recipe: Recipe, seed: int, teacher: TeacherData, progress: ProgressReporter) -> tuple[Decoder,
-                                                                                                      PhaseStats]:
+def train_draft(recipe: Recipe, seed: int, teacher: TeacherData,
+                progress: ProgressReporter) -> tuple[Decoder, PhaseStats]:
     """A freshly initialized draft model after distillation on `teacher`."""
     draft = Decoder(recipe.draft.config())
     init_weights(draft, seed=derive_seed(seed, "draft-init"), num_layers=recipe.draft.num_layers)

@@ -83,3 +83,25 @@ def mismatched_files(root: Path, manifest: dict) -> list[str]:
     recorded = manifest.get("files", {})
     actual = file_checksums(root)
     return sorted(name for name in set(recorded) | set(actual) if recorded.get(name) != actual.get(name))
+
+
+def summarize(manifest: dict) -> list[str]:
+    """A few human-readable lines: sizes, accuracy, acceptance, cost ratios, build time."""
+    models = manifest["models"]
+    accuracy, acceptance, cost = manifest["accuracy"], manifest["acceptance"], manifest["cost"]
+    drafters = [kind for kind in acceptance["greedy"]]
+    lines = [
+        "models: " + ", ".join(f"{name} {m['num_layers']}x{m['hidden_size']} ({m['num_params'] / 1e6:.2f}M)"
+                               for name, m in models.items()),
+        f"held-out accuracy at difficulty {accuracy['difficulty']}: greedy {accuracy['greedy']['mean']:.0%}, "
+        f"temperature 1 {accuracy['temperature_1']['mean']:.0%}",
+        f"acceptance length at k={acceptance['k']} (greedy / T=1): " + ", ".join(
+            f"{kind} {acceptance['greedy'][kind]['acceptance_length']:.2f} / "
+            f"{acceptance['temperature_1'][kind]['acceptance_length']:.2f}" for kind in drafters),
+        "policy cost per token over drafter (batch 1 / 16): " + ", ".join(
+            f"{kind} {cost['batch_1'][key]:.1f}x / {cost['batch_16'][key]:.1f}x"
+            for kind in drafters if (key := f"policy_over_{kind}") in cost["batch_1"]),
+        f"built in {manifest['wall_s']['total']:.0f} s (load average {manifest['host']['load_average_1m_start']} "
+        f"at start)",
+    ]
+    return lines

@@ -13,7 +13,7 @@ import torch
 from rollspec.engine.drafters.base import Drafter
 from rollspec.engine.drafters.build import build_drafter
 from rollspec.engine.loader import LoadedModel, load_model
-from rollspec.models.cost import drafter_token_ms, policy_decode_ms
+from rollspec.models.cost import LOW_PERCENTILE, low_percentile_ms, step_times_s
 from rollspec.models.evaluate import acceptance_prompts, engine_config, measure_acceptance, task_accuracy
 from rollspec.models.paths import ZooPaths
 from rollspec.models.progress import PhaseProgress, ProgressReporter
@@ -25,7 +25,8 @@ TIMED_DRAFTERS = ("draft_model", "eagle", "mtp")  # n-gram lookup costs host tim
 TEMPERATURES = {"greedy": 0.0, "temperature_1": 1.0}
 COST_BATCH_SIZES = (1, 16)
 ACCEPTANCE_BATCH_SIZE = 16
-NUM_RUNS = len(TEMPERATURES) * (1 + len(DRAFTERS)) + len(COST_BATCH_SIZES) * (1 + len(TIMED_DRAFTERS))
+COST_ROUNDS = 3  # interleaved over all models, so a burst of outside load hits each of them alike
+NUM_RUNS = len(TEMPERATURES) * (1 + len(DRAFTERS)) + len(COST_BATCH_SIZES)
 # Greedy accuracy at the harder difficulties, up to the RL default, shows the room left for RL.
 HARDER_UP_TO = DEFAULT_DIFFICULTY
 HARDER_MAX_NEW_TOKENS = 160  # difficulty-3 references reach ~110 tokens
@@ -71,14 +72,18 @@ def measure_zoo(paths: ZooPaths, recipe: Recipe, seed: int, progress: ProgressRe
 
 def _costs(paths: ZooPaths, policy: LoadedModel, prompts: list[list[int]], k: int, bar: PhaseProgress) -> dict:
     """Per-token milliseconds of the policy and each model-based drafter, and the ratios."""
-    out: dict = {"k": k, "num_threads": torch.get_num_threads()}
+    out: dict = {"k": k, "num_threads": torch.get_num_threads(), "statistic": f"p{int(100 * LOW_PERCENTILE)}"}
     for batch_size in COST_BATCH_SIZES:
-        row = {"policy_decode_step_ms": round(policy_decode_ms(policy.model, prompts, batch_size), 3)}
+        times: dict[str, list[float]] = {name: [] for name in ("policy", *TIMED_DRAFTERS)}
+        for _ in range(COST_ROUNDS):
+            times["policy"] += step_times_s(policy.model, prompts, batch_size)
+            for kind in TIMED_DRAFTERS:
+                times[kind] += step_times_s(policy.model, prompts, batch_size, k=k,
+                                            drafter=_drafter(kind, paths, policy, batch_size))
         bar.advance()
+        row = {"policy_decode_step_ms": round(low_percentile_ms(times["policy"]), 3)}
         for kind in TIMED_DRAFTERS:
-            ms = drafter_token_ms(policy.model, _drafter(kind, paths, policy, batch_size), prompts, batch_size, k)
-            row[f"{kind}_token_ms"] = round(ms, 3)
-            row[f"policy_over_{kind}"] = round(row["policy_decode_step_ms"] / ms, 2)
-            bar.advance()
+            row[f"{kind}_token_ms"] = round(low_percentile_ms(times[kind]), 3)
+            row[f"policy_over_{kind}"] = round(row["policy_decode_step_ms"] / row[f"{kind}_token_ms"], 2)
         out[f"batch_{batch_size}"] = row
     return out

@@ -13,11 +13,15 @@ from typing import Protocol
 
 
 class PhaseProgress(Protocol):
+    """The bar of one running phase."""
+
     def advance(self, *, loss: float | None = None) -> None:
         """One step done; `loss` (if given) is shown next to the bar."""
 
 
 class ProgressReporter(Protocol):
+    """Where a build reports its phases: a bar per phase, and notes between them."""
+
     def phase(self, name: str, total: int) -> contextlib.AbstractContextManager[PhaseProgress]:
         """A bar for a phase of `total` steps, closed when the context exits."""
 

@@ -93,29 +93,30 @@ def _build(paths: ZooPaths, recipe: Recipe, seed: int, reporter: ProgressReporte
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(recipe.num_threads)
     try:
-        wall_s: dict[str, float] = {}
+        times: dict[str, dict[str, float]] = {"wall_s": {}, "cpu_s": {}}
         load_at_start = os.getloadavg()[0]
-        start = time.perf_counter()
-        with _timed(wall_s, "policy_sft"):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        with _timed(times, "policy_sft"):
             policy, sft_stats = train_policy(recipe, seed, reporter)
-        with _timed(wall_s, "teacher_data"):
+        with _timed(times, "teacher_data"):
             teacher = build_teacher_data(policy, recipe, seed, reporter)
-        with _timed(wall_s, "draft_distill"):
+        with _timed(times, "draft_distill"):
             draft, draft_stats = train_draft(recipe, seed, teacher, reporter)
-        with _timed(wall_s, "eagle"):
+        with _timed(times, "eagle"):
             eagle, eagle_stats = train_eagle(recipe, seed, policy, teacher, reporter)
-        with _timed(wall_s, "mtp"):
+        with _timed(times, "mtp"):
             mtp, mtp_stats = train_mtp(recipe, seed, policy, teacher, reporter)
-        with _timed(wall_s, "save"):
+        with _timed(times, "save"):
             save_tokenizer(paths.policy)
             write_model_dir(paths.policy, policy, extra_weights=mtp.checkpoint_weights())
             write_model_dir(paths.draft, draft, tokenizer_dir=paths.policy)
             write_eagle_dir(paths.eagle, eagle, tokenizer_dir=paths.policy)
         teacher_tokens = {"reference": teacher.num_reference_tokens, "policy_samples": teacher.num_sample_tokens}
         del teacher
-        with _timed(wall_s, "measure"):
+        with _timed(times, "measure"):
             measured = measure_zoo(paths, recipe, seed, reporter)
-        wall_s["total"] = round(time.perf_counter() - start, 2)
+        times["wall_s"]["total"] = round(time.perf_counter() - start, 2)
+        times["cpu_s"]["total"] = round(time.process_time() - start_cpu, 2)
         models = {"policy": _size(policy), "draft": _size(draft), "eagle": _size(eagle), "mtp": _size(mtp)}
         phases = [s.to_dict() for s in (sft_stats, draft_stats, eagle_stats, mtp_stats)]
         write_manifest(paths.root, {
@@ -124,17 +125,20 @@ def _build(paths: ZooPaths, recipe: Recipe, seed: int, reporter: ProgressReporte
             "layout": {"policy": "policy", "draft": "draft", "eagle": "eagle", "mtp": "policy (mtp.* weights)"},
             "models": models, "phases": phases,
             "teacher_response_tokens": teacher_tokens,
-            "wall_s": wall_s, **measured, "recipe": recipe.to_dict(),
+            **times, **measured, "recipe": recipe.to_dict(),
         })
     finally:
         torch.set_num_threads(previous_threads)
 
 
 @contextlib.contextmanager
-def _timed(wall_s: dict[str, float], name: str) -> Iterator[None]:
-    start = time.perf_counter()
+def _timed(times: dict[str, dict[str, float]], name: str) -> Iterator[None]:
+    """Wall and CPU seconds of a phase. CPU seconds (all threads) do not grow when others load
+    the machine, so they bound what the phase would take alone: between cpu_s / threads and cpu_s."""
+    wall, cpu = time.perf_counter(), time.process_time()
     yield
-    wall_s[name] = round(time.perf_counter() - start, 2)
+    times["wall_s"][name] = round(time.perf_counter() - wall, 2)
+    times["cpu_s"][name] = round(time.process_time() - cpu, 2)
 
 
 def _size(module: torch.nn.Module) -> dict:

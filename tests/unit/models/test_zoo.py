@@ -10,7 +10,7 @@ import transformers
 from rollspec.engine.config import EngineConfig
 from rollspec.engine.drafters.build import build_drafter
 from rollspec.engine.loader import load_eagle_head, load_model, load_mtp_heads
-from rollspec.models.manifest import MANIFEST_NAME, file_checksums, mismatched_files, read_manifest
+from rollspec.models.manifest import MANIFEST_NAME, file_checksums, mismatched_files, read_manifest, summarize
 from rollspec.models.recipe import tiny_recipe
 from rollspec.models.zoo import ZooDirectoryError, build_zoo, cached_zoo
 from rollspec.rl.template import encode_prompt
@@ -64,8 +64,8 @@ def test_manifest_is_complete_and_its_checksums_match(tiny_zoo):
     assert set(manifest["models"]) == {"policy", "draft", "eagle", "mtp"}
     assert all(m["num_params"] > 0 for m in manifest["models"].values())
     assert [p["name"] for p in manifest["phases"]] == ["policy sft", "draft distill", "eagle head", "mtp heads"]
-    assert {"policy_sft", "teacher_data", "draft_distill", "eagle", "mtp", "save", "measure", "total"} <= set(
-        manifest["wall_s"])
+    phases = {"policy_sft", "teacher_data", "draft_distill", "eagle", "mtp", "save", "measure", "total"}
+    assert phases <= set(manifest["wall_s"]) and phases <= set(manifest["cpu_s"])
     for temperature in ("greedy", "temperature_1"):
         assert set(manifest["accuracy"][temperature]) >= {"addition", "reversal", "mean"}
         for kind in ("draft_model", "eagle", "mtp", "ngram"):
@@ -74,6 +74,7 @@ def test_manifest_is_complete_and_its_checksums_match(tiny_zoo):
         assert manifest["cost"][batch]["policy_decode_step_ms"] > 0
         assert manifest["cost"][batch]["policy_over_draft_model"] > 0
     assert "rollspec" in manifest["code_version"]
+    assert any(line.startswith("acceptance length at k=4") for line in summarize(manifest))
 
 
 def test_tampering_is_detected(tiny_zoo, tmp_path):

@@ -65,7 +65,7 @@ def main() -> None:
 
     def measure(contenders: list[Contender], batches: tuple[int, ...], phase: str) -> None:
         for batch in batches:
-            prompts = held_out_prompts(max(2 * batch, 8))
+            prompts = held_out_prompts(max(8 * batch, 48))  # seconds per run, not milliseconds
             runs: dict[str, list[dict]] = {c.name + f"-k{c.k}": [] for c in contenders}
             for repeat in range(args.repeats):  # round-robin: drift on a shared machine hits everyone alike
                 for c in contenders:
@@ -117,39 +117,50 @@ def main() -> None:
 
 def _median(runs: list[dict]) -> dict:
     out = {key: statistics.median(r[key] for r in runs) for key in ("tokens_per_s", "cpu_ms_per_token")}
-    out["tokens_per_s_runs"] = [round(r["tokens_per_s"], 1) for r in runs]
+    out["tokens_per_s_runs"] = [round(r["tokens_per_s"], 2) for r in runs]
     if runs[0]["acceptance_length"] is not None:
         out["acceptance_length"] = statistics.median(r["acceptance_length"] for r in runs)
     return out
 
 
 def _best(rows: list[dict], side: str, batch: int) -> dict:
-    return max((r for r in rows if r["batch"] == batch and r["contender"].startswith(side) and r["k"] > 0),
-               key=lambda r: r["tokens_per_s"])
+    """The speculative row with the highest speedup over its own side's plain run in its phase."""
+    candidates = [r for r in rows if r["batch"] == batch and r["contender"].startswith(side) and r["k"] > 0]
+    return max(candidates, key=lambda r: _paired(r, _plain(rows, side, batch, r["phase"])))
 
 
 def _plain(rows: list[dict], side: str, batch: int, phase: str = "plain") -> dict:
     return next(r for r in rows if r["batch"] == batch and r["contender"] == f"{side}-none" and r["phase"] == phase)
 
 
+def _paired(a: dict, b: dict) -> float:
+    """Median over repetitions of a's rate over b's, both measured in the same repetition of the
+    same phase (back to back), which cancels most of the drift other jobs cause on a shared machine."""
+    assert a["phase"] == b["phase"], (a["contender"], b["contender"])
+    return statistics.median(x / y for x, y in zip(a["tokens_per_s_runs"], b["tokens_per_s_runs"]))
+
+
 def _summary(rows: list[dict], weight_sync: dict) -> dict:
+    """Wall-clock ratios are medians of paired per-repetition ratios; best-vs-best speculative
+    ratios chain paired ratios: (ours best / ours plain) / (vLLM best / vLLM plain), each within its
+    own phase, times ours plain / vLLM plain. CPU ratios compare CPU ms per token (all processes)."""
     summary: dict = {}
     for batch in sorted({r["batch"] for r in rows if r["phase"] == "plain"}):
-        ratio = _plain(rows, "ours", batch)["tokens_per_s"] / _plain(rows, "vllm", batch)["tokens_per_s"]
-        summary[f"ours_vs_vllm_plain_b{batch}"] = round(ratio, 3)
-        cpu = _plain(rows, "vllm", batch)["cpu_ms_per_token"] / _plain(rows, "ours", batch)["cpu_ms_per_token"]
-        summary[f"ours_vs_vllm_plain_cpu_b{batch}"] = round(cpu, 3)
+        ours, theirs = _plain(rows, "ours", batch), _plain(rows, "vllm", batch)
+        summary[f"ours_vs_vllm_plain_b{batch}"] = round(_paired(ours, theirs), 3)
+        summary[f"ours_vs_vllm_plain_cpu_b{batch}"] = round(theirs["cpu_ms_per_token"] / ours["cpu_ms_per_token"], 3)
     for batch in (1, 4):
         ours, theirs = _best(rows, "ours", batch), _best(rows, "vllm", batch)
-        summary[f"ours_vs_vllm_sd_b{batch}"] = round(ours["tokens_per_s"] / theirs["tokens_per_s"], 3)
-        summary[f"ours_best_sd_b{batch}"] = f"{ours['contender']} k={ours['k']} acc_len {ours['acceptance_length']:.2f}"
-        summary[f"vllm_best_sd_b{batch}"] = f"{theirs['contender']} k={theirs['k']} acc_len " \
-                                            f"{theirs['acceptance_length']:.2f}"
+        ours_speedup = _paired(ours, _plain(rows, "ours", batch, ours["phase"]))
+        vllm_speedup = _paired(theirs, _plain(rows, "vllm", batch, theirs["phase"]))
+        plain_ratio = _paired(_plain(rows, "ours", batch), _plain(rows, "vllm", batch))
+        summary[f"ours_vs_vllm_sd_b{batch}"] = round(ours_speedup / vllm_speedup * plain_ratio, 3)
         summary[f"ours_vs_vllm_sd_cpu_b{batch}"] = round(theirs["cpu_ms_per_token"] / ours["cpu_ms_per_token"], 3)
-        summary[f"vllm_sd_speedup_b{batch}"] = round(theirs["tokens_per_s"] / _plain(
-            rows, "vllm", batch, theirs["phase"])["tokens_per_s"], 3)
-        summary[f"ours_sd_speedup_b{batch}"] = round(ours["tokens_per_s"] / _plain(
-            rows, "ours", batch, ours["phase"])["tokens_per_s"], 3)
+        summary[f"ours_best_sd_b{batch}"] = f"{ours['contender']} k={ours['k']} acc_len {ours['acceptance_length']:.2f}"
+        summary[f"vllm_best_sd_b{batch}"] = (f"{theirs['contender']} k={theirs['k']} acc_len "
+                                             f"{theirs['acceptance_length']:.2f}")
+        summary[f"vllm_sd_speedup_b{batch}"] = round(vllm_speedup, 3)
+        summary[f"ours_sd_speedup_b{batch}"] = round(ours_speedup, 3)
     vllm_sync = [v["total_s"] for k, v in weight_sync.items() if k.startswith("vllm-")]
     summary["weight_sync_s"] = max(vllm_sync) if vllm_sync else None
     return summary

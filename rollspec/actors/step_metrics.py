@@ -93,6 +93,8 @@ def step_metrics(step: int, trained: list[GroupResolution], result: dict, timing
         "rollout_policy_versions": [s["policy_version"] for s in status.rollouts] if status else [],
         "reward_mean": statistics.fmean(rewards) if rewards else 0.0,
         "num_groups": len(trained), "num_samples": len(rewards), "sample_drops": dict(drops),
+        "groups_with_signal": sum(1 for g in trained if len({r for r, why in zip(g.rewards, g.sample_reasons)
+                                                              if not why}) > 1),
         "acceptance_length": 1.0 + sum(g.num_accepted for g in trained) / verify if verify else 1.0,
         "draft_acceptance_rate": (sum(g.num_accepted for g in trained) / max(1, sum(g.num_drafted for g in trained))),
         "response_tokens_mean": statistics.fmean(n for g in trained for n in g.num_tokens) if trained else 0.0,

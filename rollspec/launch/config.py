@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, model_validator
 from rollspec.launch.config_sections import (
     ZOO_PREFIX,
     AlgorithmSection,
+    ChaosSection,
     CheckpointSection,
     DataSection,
     DraftRefreshSection,
@@ -66,6 +67,8 @@ class TrainConfig(Section):
     """Work-queue limits."""
     security: SecuritySection = Field(default_factory=SecuritySection)
     """CURVE on the data plane and signed weight versions (README, Security)."""
+    chaos: ChaosSection = Field(default_factory=ChaosSection)
+    """Injected faults (off unless set; see CHAOS.md)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> "TrainConfig":

@@ -205,6 +205,29 @@ class TransportSection(Section):
     """Deliveries of one item before the queue drops it (reason 'max_attempts')."""
 
 
+class ChaosSection(Section):
+    """Fault injection for `rollspec chaos` and resilience tests; everything is off by default."""
+
+    seed: int = Field(0, ge=0)
+    """Seed of every injected fault (each endpoint draws its own stream from it)."""
+    drop: float = Field(0.0, ge=0.0, le=0.5)
+    """Probability that an outbound ZeroMQ message on any channel is dropped."""
+    duplicate: float = Field(0.0, ge=0.0, le=0.5)
+    """Probability that an outbound message is sent twice."""
+    delay: float = Field(0.0, ge=0.0, le=1.0)
+    """Probability that an outbound message is held back up to max_delay_s."""
+    reorder: float = Field(0.0, ge=0.0, le=1.0)
+    """Probability that an outbound message is sent after the next one."""
+    corrupt: float = Field(0.0, ge=0.0, le=0.5)
+    """Probability that one bit of an outbound message's payload is flipped."""
+    max_delay_s: float = Field(0.02, ge=0.0, le=5.0)
+    """Longest injected delay."""
+    slow_rollouts: int = Field(0, ge=0, le=1024)
+    """The first this many rollout actors run `slowdown` times slower (a straggler)."""
+    slowdown: float = Field(1.0, ge=1.0, le=1000.0)
+    """Wall-time factor of a slowed rollout actor's engine steps."""
+
+
 class SecuritySection(Section):
     curve: Literal["auto", "on", "off"] = "auto"
     """CURVE (encryption + authentication with the run's keys) on every ZeroMQ channel. auto: on for

@@ -53,8 +53,9 @@ class ModelsSection(Section):
 class DataSection(Section):
     tasks: dict[str, float] = Field(default_factory=lambda: {name: 1.0 for name in task_names()})
     """Task mixture weights by built-in task name."""
-    difficulty: int = Field(3, ge=MIN_DIFFICULTY, le=MAX_DIFFICULTY)
-    """Difficulty of every task's prompts."""
+    difficulty: int = Field(1, ge=MIN_DIFFICULTY, le=MAX_DIFFICULTY)
+    """Difficulty of every task's prompts. 1 is what the zoo policy was trained on (it answers about
+    two thirds at temperature 1, so GRPO groups carry a reward signal); at 2-3 it answers almost none."""
     seed: int = Field(0, ge=0)
     """Seed of the prompt stream (prompt i is a pure function of seed and i)."""
     eval_fraction: float = Field(0.1, gt=0.0, lt=1.0)
@@ -170,6 +171,16 @@ class DraftRefreshSection(Section):
     """Ray CPUs reserved for it."""
     every_policy_versions: int = Field(1, ge=1, le=1_000_000)
     """Publish a draft version after this many new policy versions."""
+    steps: int = Field(16, ge=1, le=1_000_000)
+    """AdamW steps of one refresh (distillation to the newest policy on recent trajectories)."""
+    batch_size: int = Field(16, ge=1, le=65536)
+    """Trajectories per distillation step."""
+    lr: float = Field(1e-3, gt=0.0, le=1.0)
+    """Distillation learning rate (the optimizer state carries over between refreshes)."""
+    max_seconds: float = Field(60.0, gt=0.0)
+    """Compute budget of one refresh: training stops after this long and the result is published."""
+    buffer_sequences: int = Field(256, ge=1, le=1 << 20)
+    """Most recent trajectories kept to train on."""
 
 
 class CheckpointSection(Section):

@@ -1,0 +1,83 @@
+"""Adaptive speculation depth vs every fixed k, on the trained zoo, in one run.
+
+    .venv/bin/python -m bench.scheduler [--drafter eagle] [--threads 2] [--repeats 2]
+
+Settings: steady batches of B rows (3B prompts through B rows) for B in 1, 4, 16, 64, 128,
+and a draining batch (64 prompts at once, no refill: B falls to 1 with the tasks' spread of
+response lengths). Contenders: fixed k in {0, 1, 2, 4, 8} and the adaptive DepthScheduler
+with a cost model profiled at start-up (profiling time excluded, reported separately).
+Writes bench/results/scheduler.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from datetime import date
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "scheduler.json"
+FIXED_KS = (0, 1, 2, 4, 8)
+
+
+def _args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--drafter", default="eagle", choices=["draft_model", "eagle", "mtp", "ngram"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--batches", default="1,4,16,64,128")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = _args()
+    import torch
+
+    from bench.engine import _machine
+    from bench.engine_runs import Workload
+    from bench.scheduler_runs import profile_cost_model, run_depth
+    from rollspec.models.zoo import ensure_zoo
+
+    torch.set_num_threads(args.threads)
+    zoo = ensure_zoo()
+    settings = [(f"steady-b{b}", b, 3 * b) for b in map(int, args.batches.split(","))] + [("draining-64", 64, 64)]
+    rows = []
+    for name, batch, num_prompts in settings:
+        workload = Workload.from_zoo(zoo, batch=batch, temperature=1.0, max_new_tokens=160, num_prompts=num_prompts)
+        started = time.perf_counter()
+        cost_model = profile_cost_model(workload, args.drafter)
+        profile_s = time.perf_counter() - started
+        runs: dict[str, list[dict]] = {f"fixed-{k}": [] for k in FIXED_KS} | {"adaptive": []}
+        for _ in range(args.repeats):  # interleaved so machine drift hits every contender alike
+            for k in FIXED_KS:
+                runs[f"fixed-{k}"].append(run_depth(workload, args.drafter, fixed_k=k))
+            runs["adaptive"].append(run_depth(workload, args.drafter, cost_model=cost_model))
+        result = {name_: {"tokens_per_s": statistics.median(r["tokens_per_s"] for r in rs),
+                          "runs": [round(r["tokens_per_s"], 1) for r in rs],
+                          "mean_k": statistics.median(r["mean_k"] for r in rs)} for name_, rs in runs.items()}
+        best_fixed = max((v["tokens_per_s"], n) for n, v in result.items() if n != "adaptive")
+        row = {"setting": name, "batch": batch, "prompts": num_prompts, "profile_s": round(profile_s, 2),
+               "contenders": result, "best_fixed": best_fixed[1],
+               "ratio_vs_best_fixed": result["adaptive"]["tokens_per_s"] / best_fixed[0],
+               "ratio_vs_plain": result["adaptive"]["tokens_per_s"] / result["fixed-0"]["tokens_per_s"]}
+        rows.append(row)
+        print(f"{name:>12}: adaptive {result['adaptive']['tokens_per_s']:8.1f} tok/s (mean k "
+              f"{result['adaptive']['mean_k']:.2f}) | best fixed {best_fixed[1]} {best_fixed[0]:8.1f} | "
+              f"vs best {row['ratio_vs_best_fixed']:.3f} vs plain {row['ratio_vs_plain']:.3f}", flush=True)
+    draining = next(r for r in rows if r["setting"].startswith("draining"))
+    summary = {"min_ratio_vs_best_fixed": round(min(r["ratio_vs_best_fixed"] for r in rows), 3),
+               "min_ratio_vs_plain": round(min(r["ratio_vs_plain"] for r in rows), 3),
+               "draining_speedup_vs_plain": round(draining["ratio_vs_plain"], 3), "drafter": args.drafter}
+    out = {"command": f"python -m bench.scheduler --drafter {args.drafter} --threads {args.threads} "
+                      f"--repeats {args.repeats} --batches {args.batches}",
+           "date": date.today().isoformat(), "machine": _machine(args.threads), "rows": rows, "summary": summary}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Timed rollouts at a fixed depth or with the adaptive DepthScheduler."""
+
+from __future__ import annotations
+
+import time
+
+from bench.engine_runs import Workload
+from rollspec.engine.drafters.build import build_drafter
+from rollspec.engine.engine import Engine
+from rollspec.engine.profiling import StepTimeRecorder, profile_step_costs
+from rollspec.scheduler import CostModel, DepthConfig, DepthMode, DepthScheduler, profile_points
+
+
+class _Counting:
+    """Wraps a depth policy to count the depths it chose, weighted by steps."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.ks = inner, []
+
+    def choose_depth(self, batch_size: int) -> int:
+        k = self.inner.choose_depth(batch_size)
+        self.ks.append(k)
+        return k
+
+    def observe(self, *args) -> None:
+        self.inner.observe(*args)
+
+
+def _drafter(workload: Workload, kind: str, config):
+    path = {"draft_model": workload.zoo.draft, "eagle": workload.zoo.eagle}.get(kind)
+    return build_drafter(kind, policy=workload.policy, config=config, draft_path=path)
+
+
+def profile_cost_model(workload: Workload, kind: str) -> CostModel:
+    """What a rollout actor does at start-up: measure c_target(B, q) and c_draft(B) on this device."""
+    config = workload.engine_config()
+    batch_sizes, qs = profile_points(config.max_batch_size, config.k_max)
+    profile = profile_step_costs(workload.policy.model, config, batch_sizes=batch_sizes, qs=qs,
+                                 drafter_factory=lambda cfg: _drafter(workload, kind, cfg))
+    return CostModel.from_profile(profile.target_s, profile.draft_s)
+
+
+def run_depth(workload: Workload, kind: str, *, fixed_k: int | None = None, cost_model: CostModel | None = None) -> dict:
+    config = workload.engine_config()
+    if fixed_k is not None:
+        depth = _Counting(StepTimeRecorder([fixed_k]))
+    else:
+        depth = _Counting(DepthScheduler(DepthConfig(k_max=config.k_max, mode=DepthMode.ADAPTIVE), cost_model))
+    drafter = _drafter(workload, kind, config) if fixed_k != 0 else None
+    engine = Engine(workload.policy.model, config, drafter=drafter, depth=depth)
+    requests = workload.requests()
+    start = time.perf_counter()
+    completions = engine.generate(requests)
+    elapsed = time.perf_counter() - start
+    tokens = sum(len(c.token_ids) for c in completions)
+    return {"tokens_per_s": tokens / elapsed, "mean_k": sum(depth.ks) / max(1, len(depth.ks))}

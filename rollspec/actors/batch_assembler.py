@@ -146,7 +146,9 @@ class BatchAssembler:
         chosen = [g for g, start in zip(complete, offsets) if start in selected_starts]
         if len(chosen) < self._groups_per_step:
             return out
-        chosen.sort(key=lambda g: (g.first.policy_version, g.arrival))
+        # Prompt order, not arrival order, within a version: the same groups make the same batch
+        # (same floating-point sums) however the actors' timing interleaved them.
+        chosen.sort(key=lambda g: (g.first.policy_version, g.first.prompt_index))
         samples: list[RolloutSample] = []
         for group in chosen[: self._groups_per_step]:
             resolution = self._resolve(group, step, "")

@@ -10,6 +10,7 @@ from typing import Literal
 from rollspec.actors.rollout_loop import SamplingDefaults
 from rollspec.engine.config import EngineConfig
 from rollspec.scheduler import AdmissionConfig
+from rollspec.transport import NO_FAULTS, FaultPlan
 
 DepthMode = Literal["adaptive", "fixed"]
 PROMPTS, TRAJECTORIES, SCORED, DRAFT_SAMPLES = "prompts", "trajectories", "scored", "draft_samples"
@@ -42,6 +43,10 @@ class RolloutSpec:
     process: ProcessSpec = ProcessSpec()
     backend: str = "native"
     """Generation backend: the built-in engine ('native') or vLLM ('vllm', k fixed at start)."""
+    faults: FaultPlan = NO_FAULTS
+    """Injected message faults on this actor's channels (chaos testing; none by default)."""
+    slowdown: float = 1.0
+    """Wall-time factor of every engine step (chaos: a straggler); 1 is full speed."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,6 +59,8 @@ class RewardSpec:
     """Import paths of the driver, added to the actor's, so a function the driver can import imports here."""
     batch_items: int = 16
     process: ProcessSpec = ProcessSpec()
+    faults: FaultPlan = NO_FAULTS
+    """Injected message faults on this actor's channels (chaos testing; none by default)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +83,8 @@ class FeedSpec:
     """The policy's vocabulary: records with other token ids are dropped ('bad_tokens')."""
     drop_truncated: bool = False
     poll_items: int = 256
+    faults: FaultPlan = NO_FAULTS
+    """Injected message faults on the learner's scored-queue consumer (chaos testing)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

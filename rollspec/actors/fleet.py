@@ -50,6 +50,7 @@ class Fleet:
         self.rollouts: list = []
         self.rewards: list = []
         self.refresh = None
+        self.num_refresh_lost = 0
         self._status_timeout_s = 30.0
 
     def start_rewards(self, spec: RewardSpec, *, count: int, num_cpus: float, max_restarts: int,
@@ -70,10 +71,12 @@ class Fleet:
 
     def start_rollouts(self, spec: RolloutSpec, *, count: int, num_cpus: float, max_restarts: int,
                        broker_address: str, policy_address: str, draft_address: str | None,
-                       min_policy_version: int, security: SecurityConfig = NO_SECURITY) -> None:
-        """Create the rollout actors (returns at once; `wait_ready` waits for their constructors)."""
+                       min_policy_version: int, security: SecurityConfig = NO_SECURITY, num_slow: int = 0) -> None:
+        """Create the rollout actors (returns at once; `wait_ready` waits for their constructors). The
+        first `num_slow` keep `spec.slowdown` (chaos: stragglers); the others run at full speed."""
         remote = ray.remote(RolloutActor).options(**actor_options(num_cpus, max_restarts))
-        self.rollouts = [remote.remote(spec, name=f"rollout-{i}", broker_address=broker_address,
+        fast = dataclasses.replace(spec, slowdown=1.0)
+        self.rollouts = [remote.remote(spec if i < num_slow else fast, name=f"rollout-{i}", broker_address=broker_address,
                                        policy_address=policy_address, draft_address=draft_address,
                                        send_draft_samples=self.refresh is not None,
                                        min_policy_version=min_policy_version, security=security)
@@ -98,7 +101,14 @@ class Fleet:
                 answered.append(ray.get(ref, timeout=self._status_timeout_s))
             except RayActorError:
                 unavailable += 1  # dead or restarting; Ray restarts it up to max_restarts
-        refresh = ray.get(refresh_ref, timeout=self._status_timeout_s) if refresh_ref is not None else None
+        refresh = None
+        if refresh_ref is not None:
+            try:
+                refresh = ray.get(refresh_ref, timeout=self._status_timeout_s)
+            except RayActorError:
+                # The draft-refresh actor is not restarted (its versions would start over): rollouts keep
+                # the last draft they hold, which stays lossless, only less fresh.
+                self.refresh, self.num_refresh_lost = None, self.num_refresh_lost + 1
         for status in answered + ([refresh] if refresh else []):
             if status.get("error"):
                 raise FleetError(f"{status.get('name', 'draft-refresh')} stopped on an error:\n{status['error']}")

@@ -102,7 +102,8 @@ class LearnerActor:
         if self.config.uses_reference_model:
             self.ref_model = PolicyLogits(load_model(self.model_dir).model)
         if self.rank == 0:
-            self.publisher = WeightPublisher(security=self.publisher_security)
+            self.publisher = WeightPublisher(security=self.publisher_security,
+                                             faults=self.config.publisher_faults.for_endpoint("learner/policy"))
         return {"publisher_address": self.publisher_address(), "parameter_numel": self.parameter_numel()}
 
     def train_step(self, micro_batches: list[TrajectoryBatch]) -> dict[str, float]:

@@ -8,6 +8,7 @@ from typing import Literal
 
 from rollspec.actors.learner_env import default_extensions_dir
 from rollspec.rl.grpo_step import GrpoLossConfig
+from rollspec.transport import NO_FAULTS, FaultPlan
 
 
 class LearnerConfigError(ValueError):
@@ -49,6 +50,8 @@ class LearnerConfig:
     """Rendezvous, extension load or build, model load and deepspeed.initialize on every rank."""
     call_timeout_s: float = 600.0
     """Any later call on the ranks (a train step, a gather, a checkpoint)."""
+    publisher_faults: FaultPlan = NO_FAULTS
+    """Injected message faults on rank 0's weight publisher (chaos testing; none by default)."""
 
     def __post_init__(self) -> None:
         if self.zero_stage not in (1, 2, 3):

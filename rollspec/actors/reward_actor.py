@@ -33,8 +33,10 @@ class RewardActor:
         else:
             self._score = SandboxedRewardFunction(spec.function, timeout_s=spec.timeout_s)
         self._trajectories = ZmqConsumer(broker_address, TRAJECTORIES,
-                                         config=ConsumerConfig(window_items=4 * spec.batch_items), security=security)
-        self._scored = ZmqProducer(broker_address, SCORED, security=security)
+                                         config=ConsumerConfig(window_items=4 * spec.batch_items), security=security,
+                                         faults=spec.faults.for_endpoint(f"{name}/{TRAJECTORIES}"))
+        self._scored = ZmqProducer(broker_address, SCORED, security=security,
+                                   faults=spec.faults.for_endpoint(f"{name}/{SCORED}"))
         self._loop = RewardLoop(trajectories=self._trajectories, scored=self._scored, score=self._score,
                                 batch_items=spec.batch_items)
         self._error = ""

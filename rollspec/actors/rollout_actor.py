@@ -57,13 +57,15 @@ class RolloutActor:
             depth, has_drafter = self._depth(spec, policy, drafter), drafter is not None
             engine = Engine(policy.model, spec.engine, drafter=drafter, depth=depth)
         group_windows = max(1, spec.engine.max_batch_size // spec.group_size)
+        faults = spec.faults.for_endpoint
         self._prompts = ZmqConsumer(broker_address, PROMPTS, config=ConsumerConfig(window_items=group_windows),
-                                    security=security)
-        self._trajectories = ZmqProducer(broker_address, TRAJECTORIES, security=security)
-        self._draft_samples = ZmqProducer(broker_address, DRAFT_SAMPLES, security=security) \
-            if send_draft_samples else None
-        self._policy_weights = WeightSubscriber(policy_address, security=security)
-        self._draft_weights = WeightSubscriber(draft_address, security=security) \
+                                    security=security, faults=faults(f"{name}/{PROMPTS}"))
+        self._trajectories = ZmqProducer(broker_address, TRAJECTORIES, security=security,
+                                         faults=faults(f"{name}/{TRAJECTORIES}"))
+        self._draft_samples = ZmqProducer(broker_address, DRAFT_SAMPLES, security=security,
+                                          faults=faults(f"{name}/{DRAFT_SAMPLES}")) if send_draft_samples else None
+        self._policy_weights = WeightSubscriber(policy_address, security=security, faults=faults(f"{name}/policy"))
+        self._draft_weights = WeightSubscriber(draft_address, security=security, faults=faults(f"{name}/draft")) \
             if draft_address and has_drafter else None
         notify = depth.notify_weights_changed if isinstance(depth, DepthScheduler) else None
         self._loop = RolloutLoop(engine, prompts=self._prompts, trajectories=self._trajectories,
@@ -75,6 +77,7 @@ class RolloutActor:
                                     f"{spec.start_timeout_s}s from {policy_address}")
         self.start_s = time.perf_counter() - start
         self._depth_policy = depth
+        self._slowdown = spec.slowdown
         self._error: str = ""
         self._running = True
         self._thread = threading.Thread(target=self._run, name=f"{name}-loop", daemon=True)
@@ -104,7 +107,10 @@ class RolloutActor:
     def _run(self) -> None:
         try:
             while self._running:
+                engine_s = self._loop.stats.engine_s
                 self._loop.run_once()
+                if self._slowdown > 1.0:  # chaos: a straggler, slowed in proportion to its real engine time
+                    time.sleep((self._slowdown - 1.0) * (self._loop.stats.engine_s - engine_s))
         except Exception:  # reported through status(); the controller fails the run with the traceback
             self._error = traceback.format_exc()
 

@@ -26,7 +26,7 @@ class ScoredFeed:
         # every group that may be buffered at once (s + 1 steps' worth, plus the step in training).
         window = max(1024, 4 * admission.prompts_per_step * admission.group_size * (admission.max_staleness + 2))
         self._scored = receiver or ZmqConsumer(broker_address, SCORED, config=ConsumerConfig(window_items=window),
-                                               security=security)
+                                               security=security, faults=spec.faults.for_endpoint(f"learner/{SCORED}"))
         self._assembler = BatchAssembler(AdmissionController(admission), vocab_size=spec.vocab_size,
                                          drop_truncated=spec.drop_truncated)
         self._poll_items = spec.poll_items

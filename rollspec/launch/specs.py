@@ -23,6 +23,7 @@ from rollspec.rl.config import AdvantageConfig, PolicyLossConfig
 from rollspec.rl.grpo_step import GrpoLossConfig
 from rollspec.rl.vocab import EOS_ID
 from rollspec.scheduler import AdmissionConfig
+from rollspec.transport import FaultPlan
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,9 +54,17 @@ def admission_config(config: TrainConfig) -> AdmissionConfig:
                            group_size=algo.group_size)
 
 
+def fault_plan(config: TrainConfig) -> FaultPlan:
+    """The run's injected message faults (chaos section), one plan every endpoint derives its stream from."""
+    chaos = config.chaos
+    return FaultPlan(seed=chaos.seed, drop=chaos.drop, duplicate=chaos.duplicate, reorder=chaos.reorder,
+                     delay=chaos.delay, max_delay_s=chaos.max_delay_s, corrupt=chaos.corrupt)
+
+
 def build_specs(config: TrainConfig, paths: ModelPaths) -> RunSpecs:
     """Specs for every component of the run described by `config` with models at `paths`."""
     algo, rollout, learner = config.algorithm, config.rollout, config.learner
+    faults = fault_plan(config)
     policy_config = ModelConfig.from_hf_dict(read_config(paths.policy))
     stop = tuple(policy_config.eos_token_ids) or (EOS_ID,)
     engine = EngineConfig(max_batch_size=rollout.max_batch_size, max_seq_len=rollout.max_seq_len,
@@ -66,9 +75,10 @@ def build_specs(config: TrainConfig, paths: ModelPaths) -> RunSpecs:
     rollout_spec = RolloutSpec(policy_path=str(paths.policy), drafter=rollout.drafter, draft_path=draft_path,
                                engine=engine, depth=rollout.depth, k=rollout.k if rollout.drafter != "none" else 0,
                                sampling=sampling, group_size=algo.group_size, profile_repeats=rollout.profile_repeats,
-                               process=ProcessSpec(num_threads=rollout.num_threads), backend=rollout.backend)
+                               process=ProcessSpec(num_threads=rollout.num_threads), backend=rollout.backend,
+                               faults=faults, slowdown=config.chaos.slowdown)
     reward_spec = RewardSpec(function=config.reward.function, timeout_s=config.reward.timeout_s,
-                             python_path=tuple(p for p in sys.path if p))
+                             python_path=tuple(p for p in sys.path if p), faults=faults)
     refresh_spec = None
     if config.runs_draft_refresh:
         refresh_spec = DraftRefreshSpec(drafter=rollout.drafter, draft_path=draft_path, policy_path=str(paths.policy),
@@ -80,7 +90,8 @@ def build_specs(config: TrainConfig, paths: ModelPaths) -> RunSpecs:
     learner_config = LearnerConfig(zero_stage=learner.zero_stage, lr=learner.lr, weight_decay=learner.weight_decay,
                                    grad_clip=learner.grad_clip, micro_batch_size=learner.micro_batch_size,
                                    dtype=learner.dtype, num_ranks=learner.num_ranks,
-                                   cpus_per_rank=learner.cpus_per_rank, seed=config.run.seed, loss=loss)
+                                   cpus_per_rank=learner.cpus_per_rank, seed=config.run.seed, loss=loss,
+                                   publisher_faults=faults)
     data = config.data
     controller = ControllerSpec(
         steps=algo.steps, admission=admission, task_weights=tuple(sorted(data.tasks.items())), data_seed=data.seed,
@@ -90,6 +101,6 @@ def build_specs(config: TrainConfig, paths: ModelPaths) -> RunSpecs:
                          max_attempts=config.transport.max_attempts))
     return RunSpecs(rollout=rollout_spec, reward=reward_spec, refresh=refresh_spec,
                     feed=FeedSpec(admission=admission, vocab_size=policy_config.vocab_size,
-                                  drop_truncated=algo.drop_truncated),
+                                  drop_truncated=algo.drop_truncated, faults=faults),
                     learner=learner_config, advantage=AdvantageConfig(scale_by_std=algo.scale_by_std),
                     controller=controller, vocab_size=policy_config.vocab_size)

@@ -9,6 +9,7 @@ actors start first, so their start-up overlaps the learner's DeepSpeed set-up.
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rollspec.launch.config import ConfigError, TrainConfig
@@ -36,8 +37,10 @@ def check_reward_function(config: TrainConfig) -> None:
             raise ConfigError(str(exc)) from exc
 
 
-def train(config: TrainConfig, *, resume: bool = False, progress: StepProgress | None = None) -> dict[str, Any]:
-    """Run (or resume) the training run `config` describes; returns its summary (also in summary.json)."""
+def train(config: TrainConfig, *, resume: bool = False, progress: StepProgress | None = None,
+          on_started: Callable[[Any, Any, Any], None] | None = None) -> dict[str, Any]:
+    """Run (or resume) the training run `config` describes; returns its summary (also in summary.json).
+    `on_started(fleet, learner, broker)` is called once every actor is up (chaos/ injects faults there)."""
     check_reward_function(config)
     if cluster_address(config.ray) is None:
         check_cpus(config, config.ray.num_cpus, "the local Ray (ray.num_cpus)")
@@ -51,11 +54,11 @@ def train(config: TrainConfig, *, resume: bool = False, progress: StepProgress |
 
         check_cpus(config, ray.cluster_resources().get("CPU", 0.0), where)
         progress.log(f"run {run_dir.path} on {where}")
-        return _run(config, specs, str(paths.policy), run_dir, resume, progress)
+        return _run(config, specs, str(paths.policy), run_dir, resume, progress, on_started)
 
 
 def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir, resume: bool,
-         progress: StepProgress) -> dict[str, Any]:
+         progress: StepProgress, on_started: Callable[[Any, Any, Any], None] | None) -> dict[str, Any]:
     from rollspec.actors.checkpoints import CheckpointStore
     from rollspec.actors.config import DRAFT_SAMPLES, PROMPTS, SCORED, TRAJECTORIES
     from rollspec.actors.controller import Controller
@@ -73,7 +76,8 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
     progress.log(describe(config.security))
     broker = Broker([QueueConfig(name=name, capacity=queues.capacity, lease_s=queues.lease_s,
                                  max_attempts=queues.max_attempts, dedup_window=max(1 << 18, 8 * queues.capacity))
-                     for name in (PROMPTS, TRAJECTORIES, SCORED, DRAFT_SAMPLES)], security=security["controller"])
+                     for name in (PROMPTS, TRAJECTORIES, SCORED, DRAFT_SAMPLES)], security=security["controller"],
+                    faults=specs.rollout.faults.for_endpoint("broker"))
     store = CheckpointStore(run_dir.checkpoints, keep_last=specs.controller.keep_checkpoints)
     state, checkpoint_step = ControllerState(), None
     if resume:
@@ -99,8 +103,11 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
         fleet.start_rollouts(specs.rollout, count=config.rollout.num_actors, num_cpus=config.rollout.cpus_per_actor,
                              max_restarts=config.rollout.max_restarts, broker_address=broker.address,
                              policy_address=learner.publisher_address, draft_address=draft_address,
-                             min_policy_version=state.policy_version, security=security["rollout"])
+                             min_policy_version=state.policy_version, security=security["rollout"],
+                             num_slow=config.chaos.slow_rollouts)
         fleet.wait_ready()
+        if on_started is not None:
+            on_started(fleet, learner, broker)
         startup_s = time.monotonic() - start
         progress.log(f"started in {startup_s:.1f}s (learner ready at {learner_s:.1f}s): "
                      f"{config.rollout.num_actors} rollout, {config.reward.num_actors} "
@@ -125,6 +132,7 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
         summary = _summary(controller, fleet.poll(), fleet.profiles(), learner.feed_stats(), startup_s,
                            time.monotonic() - start, run_dir)
         summary["refused_peers"] = broker.stats(PROMPTS).refused  # peers refused at the CURVE handshake, by kind
+        summary["refresh_lost"] = fleet.num_refresh_lost
     finally:
         fleet.stop()
         if learner is not None:

@@ -8,6 +8,7 @@ ROUTER identity) are never corrupted: faults model a lossy, noisy link, not a mi
 import heapq
 import itertools
 import random
+import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -48,6 +49,12 @@ class FaultPlan:
         """Same probabilities, different random stream (one per process or endpoint)."""
         return FaultPlan(seed=self.seed * 1_000_003 + salt, drop=self.drop, duplicate=self.duplicate,
                          reorder=self.reorder, delay=self.delay, max_delay_s=self.max_delay_s, corrupt=self.corrupt)
+
+
+    def for_endpoint(self, name: str) -> "FaultPlan":
+        """This plan's own stream for the endpoint called `name` (e.g. "rollout-0/prompts"), so that
+        endpoints sharing one plan do not fail in lockstep; an inactive plan stays as it is."""
+        return self.derive(zlib.crc32(name.encode())) if self.is_active else self
 
 
 NO_FAULTS = FaultPlan()

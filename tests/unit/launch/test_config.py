@@ -21,7 +21,7 @@ def test_shipped_presets_validate(preset):
 
 @pytest.mark.parametrize("override, message", [
     ("rollout.kk=3", "rollout.kk: unknown key; expected one of ['backend', 'cpus_per_actor', 'depth', 'drafter', 'k'"),
-    ("bogus=1", "bogus: unknown key; expected one of ['algorithm', 'checkpoint'"),
+    ("bogus=1", "bogus: unknown key; expected one of ['algorithm', 'chaos', 'checkpoint'"),
     ("rollout.k=abc", "rollout.k: Input should be a valid integer (got 'abc')"),
     ("rollout.k='3'", "rollout.k: Input should be a valid integer (got '3')"),
     ("algorithm.group_size=1", "algorithm.group_size: Input should be greater than or equal to 2 (got 1)"),

@@ -13,6 +13,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_train(sub)
     _add_sim(sub)
+    _add_report(sub)
     return parser
 
 
@@ -106,6 +107,27 @@ def _sim(args: argparse.Namespace) -> int:
         return 2
     return 0
 
+def _add_report(sub) -> None:
+    report = sub.add_parser("report", help="plot a run: PNGs and a markdown summary in RUN_DIR/report",
+                            description="Reads RUN_DIR/metrics.jsonl (and config.yaml, summary.json when present) "
+                                        "and writes reward, acceptance, k, throughput, step-time and staleness "
+                                        "plots plus report.md to RUN_DIR/report/.")
+    report.add_argument("run_dir", metavar="RUN_DIR", help="a run directory, <run.root>/<run.name>")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rollspec.launch.report import ReportError, write_report  # matplotlib: imported once arguments parsed
+
+    try:
+        print(write_report(Path(args.run_dir).expanduser().resolve()))
+    except ReportError as exc:
+        print(f"rollspec report: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -120,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         return _train(args)
     elif args.command == "sim":
         return _sim(args)
+    elif args.command == "report":
+        return _report(args)
     return 0
 
 

@@ -40,11 +40,14 @@ class Controller:
 
     def __init__(self, spec: ControllerSpec, *, state: ControllerState, broker: Broker, prompts: Sender,
                  source: PromptSource, learner: FeedingLearnerGroup, fleet: Fleet, checkpoints: CheckpointStore | None,
-                 on_step: Callable[[dict], None] = lambda metrics: None):
+                 on_step: Callable[[dict], None] = lambda metrics: None,
+                 on_poll: Callable[[FleetStatus | None], None] = lambda status: None):
+        """`on_step(metrics)` runs after every learner step; `on_poll(status)` after every fleet poll
+        (live metrics between steps)."""
         self.spec, self.state = spec, state
         self._broker, self._prompts, self._source = broker, prompts, source
         self._learner, self._fleet, self._checkpoints = learner, fleet, checkpoints
-        self._on_step = on_step
+        self._on_step, self._on_poll = on_step, on_poll
         self._admission = AdmissionController(spec.admission)
         self._forget: list[str] = []
         self._status: FleetStatus | None = None
@@ -149,6 +152,7 @@ class Controller:
         if force or now - self._status_at >= STATUS_EVERY_S:
             self._status = self._fleet.poll()
             self._status_at = now
+            self._on_poll(self._status)
 
     def _queue_depths(self) -> dict[str, int]:
         return {queue: self._broker.stats(queue).depth for queue in (PROMPTS, TRAJECTORIES, SCORED)}

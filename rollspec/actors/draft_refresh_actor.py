@@ -3,6 +3,7 @@
 Distillation is its own issue; this actor is the interface and the wiring (see draft_refresh_loop).
 """
 
+import os
 import threading
 import traceback
 from pathlib import Path
@@ -11,6 +12,8 @@ import torch
 
 from rollspec.actors.config import DRAFT_SAMPLES, DraftRefreshSpec
 from rollspec.actors.draft_refresh_loop import DraftRefreshLoop
+from rollspec.actors.metric_samples import endpoint_rejections, refresh_samples
+from rollspec.actors.ray_metrics import PeriodicExport, RaySink
 from rollspec.engine.loader import EXTRA_PREFIXES, read_safetensors
 from rollspec.transport import NO_SECURITY, SecurityConfig, WeightPublisher, WeightSubscriber, ZmqConsumer
 
@@ -36,8 +39,9 @@ class DraftRefreshActor:
 
     def __init__(self, spec: DraftRefreshSpec, *, broker_address: str, policy_address: str, draft_version: int,
                  policy_version: int, bind_address: str = "tcp://127.0.0.1:*",
-                 security: SecurityConfig = NO_SECURITY):
-        """`security`: the run's "draft_refresh" keys (serves draft versions: CURVE server + signing)."""
+                 security: SecurityConfig = NO_SECURITY, run: str = ""):
+        """`security`: the run's "draft_refresh" keys (serves draft versions: CURVE server + signing);
+        `run` tags its live metrics."""
         torch.set_num_threads(spec.process.num_threads)
         self._publisher = WeightPublisher(bind_address=bind_address, security=security)
         self._policy = WeightSubscriber(policy_address, security=security)
@@ -46,6 +50,7 @@ class DraftRefreshActor:
                                       policy_version=policy_version, policy=self._policy, publisher=self._publisher,
                                       samples=self._samples, every_policy_versions=spec.every_policy_versions)
         self._error = ""
+        self._export = PeriodicExport(RaySink(run), self.status, refresh_samples)
         self._running = True
         self._thread = threading.Thread(target=self._run, name="draft-refresh-loop", daemon=True)
         self._thread.start()
@@ -54,6 +59,7 @@ class DraftRefreshActor:
         try:
             while self._running:
                 self._loop.run_once()
+                self._export.tick()
         except Exception:  # reported through status(); the controller fails the run with the traceback
             self._error = traceback.format_exc()
 
@@ -63,7 +69,9 @@ class DraftRefreshActor:
 
     def status(self) -> dict:
         """Versions (policy seen, draft published), samples consumed, and any loop failure."""
-        return {**self._loop.stats.as_dict(), "error": self._error}
+        rejected = endpoint_rejections({DRAFT_SAMPLES: self._samples, "policy_weights": self._policy})
+        return {**self._loop.stats.as_dict(), "error": self._error, "name": "draft-refresh", "pid": os.getpid(),
+                "rejected": rejected}
 
     def stop(self) -> dict:
         """Stop the loop, close the sockets and return status()."""

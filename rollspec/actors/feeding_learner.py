@@ -15,6 +15,8 @@ from rollspec.actors.config import FeedSpec
 from rollspec.actors.learner import LearnerActor, LearnerInputError
 from rollspec.actors.learner_config import LearnerConfig
 from rollspec.actors.learner_group import LearnerGroup
+from rollspec.actors.metric_samples import learner_samples
+from rollspec.actors.ray_metrics import RaySink
 from rollspec.actors.scored_feed import ScoredFeed
 from rollspec.rl.config import AdvantageConfig
 from rollspec.rl.trajectory_batch import build_batch, filler_batch
@@ -24,9 +26,11 @@ from rollspec.transport import NO_SECURITY, SecurityConfig
 class FeedingLearner(LearnerActor):
     """A learner rank that trains on batches rank 0 takes from the scored queue."""
 
-    def attach_feed(self, spec: FeedSpec, broker_address: str, advantage: AdvantageConfig) -> None:
-        """Rank 0 connects to the scored queue; every rank remembers how advantages are computed."""
+    def attach_feed(self, spec: FeedSpec, broker_address: str, advantage: AdvantageConfig, run: str = "") -> None:
+        """Rank 0 connects to the scored queue; every rank remembers how advantages are computed;
+        `run` tags the live metrics each rank records after its steps."""
         self._advantage = advantage
+        self._metrics = RaySink(run)
         self._feed = ScoredFeed(spec, broker_address=broker_address,
                                 security=self.publisher_security) if self.rank == 0 else None
 
@@ -58,8 +62,17 @@ class FeedingLearner(LearnerActor):
         published = self.publish(step + 1)
         if self.rank == 0:
             self._feed.ack(assembled.to_ack_after_step)
-        return {"trained": True, "resolutions": resolutions, "wait_s": waited, "batch_s": batched - start - waited,
-                "num_samples": len(assembled.samples) if assembled is not None else 0, **stats, **published}
+        out = {"trained": True, "resolutions": resolutions, "wait_s": waited, "batch_s": batched - start - waited,
+               "num_samples": len(assembled.samples) if assembled is not None else 0, **stats, **published}
+        self._record_metrics(out)
+        return out
+
+    def _record_metrics(self, result: dict) -> None:
+        rejected = {}
+        if self._feed is not None:
+            feed = self._feed.stats()
+            rejected["scored"] = {**feed["rejected"], "unexpected_message": feed["unexpected_messages"]}
+        self._metrics.record(learner_samples(f"learner-{self.rank}", result, rejected))
 
     def republish(self) -> dict:
         """Collective. Publish the current weights as the current version again (a restored learner's
@@ -101,9 +114,9 @@ class FeedingLearnerGroup(LearnerGroup):
         """`security`: the run's "learner" keys, for rank 0's weight publisher and scored-queue consumer."""
         super().__init__(model_dir, config, actor_class=FeedingLearner, publisher_security=security)
 
-    def attach_feed(self, spec: FeedSpec, broker_address: str, advantage: AdvantageConfig) -> None:
-        """Connect rank 0 to the scored queue."""
-        self._call("attach_feed", spec, broker_address, advantage)
+    def attach_feed(self, spec: FeedSpec, broker_address: str, advantage: AdvantageConfig, run: str = "") -> None:
+        """Connect rank 0 to the scored queue (`run` tags the ranks' live metrics)."""
+        self._call("attach_feed", spec, broker_address, advantage, run)
 
     def train_from_feed_async(self, step: int, forget: list[str], wait_s: float) -> list:
         """Start train_from_feed on every rank; returns the refs (rank 0 first) for `ray.wait`."""

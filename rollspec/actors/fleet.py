@@ -46,27 +46,33 @@ class FleetStatus:
 class Fleet:
     """Handles of the run's actors (not the learner group)."""
 
-    def __init__(self):
+    def __init__(self, run: str = ""):
+        """`run` tags the actors' live metrics."""
+        self.run = run
         self.rollouts: list = []
         self.rewards: list = []
         self.refresh = None
         self.num_refresh_lost = 0
         self._status_timeout_s = 30.0
+        self._pids: dict[str, int] = {}
+        self.restarts: dict[str, int] = {}
+        """Times each actor came back in a new process (seen as a new pid in its status)."""
 
     def start_rewards(self, spec: RewardSpec, *, count: int, num_cpus: float, max_restarts: int,
                       broker_address: str, security: SecurityConfig = NO_SECURITY) -> None:
         """Create the reward actors (returns at once; `wait_ready` waits for their constructors).
         `security` (here and below) carries the role's keys: they reach the actor only as a Ray argument."""
         remote = ray.remote(RewardActor).options(**actor_options(num_cpus, max_restarts))
-        self.rewards = [remote.remote(spec, name=f"reward-{i}", broker_address=broker_address, security=security)
-                        for i in range(count)]
+        self.rewards = [remote.remote(spec, name=f"reward-{i}", broker_address=broker_address, security=security,
+                                      run=self.run) for i in range(count)]
 
     def start_refresh(self, spec: DraftRefreshSpec, *, num_cpus: float, broker_address: str, policy_address: str,
                       draft_version: int, policy_version: int, security: SecurityConfig = NO_SECURITY) -> str:
         """Create the draft-refresh actor and return its draft publisher's address."""
         remote = ray.remote(DraftRefreshActor).options(**actor_options(num_cpus, 0))
         self.refresh = remote.remote(spec, broker_address=broker_address, policy_address=policy_address,
-                                     draft_version=draft_version, policy_version=policy_version, security=security)
+                                     draft_version=draft_version, policy_version=policy_version, security=security,
+                                     run=self.run)
         return self._get(self.refresh.address.remote(), "draft-refresh", timeout_s=600.0)
 
     def start_rollouts(self, spec: RolloutSpec, *, count: int, num_cpus: float, max_restarts: int,
@@ -79,7 +85,7 @@ class Fleet:
         self.rollouts = [remote.remote(spec if i < num_slow else fast, name=f"rollout-{i}", broker_address=broker_address,
                                        policy_address=policy_address, draft_address=draft_address,
                                        send_draft_samples=self.refresh is not None,
-                                       min_policy_version=min_policy_version, security=security)
+                                       min_policy_version=min_policy_version, security=security, run=self.run)
                          for i in range(count)]
 
     def wait_ready(self, timeout_s: float = 900.0) -> FleetStatus:
@@ -112,9 +118,21 @@ class Fleet:
         for status in answered + ([refresh] if refresh else []):
             if status.get("error"):
                 raise FleetError(f"{status.get('name', 'draft-refresh')} stopped on an error:\n{status['error']}")
+        self._count_restarts(answered + ([refresh] if refresh else []))
         rollouts = [s for s in answered if s["name"].startswith("rollout-")]
         rewards = [s for s in answered if s["name"].startswith("reward-")]
         return FleetStatus(rollouts, rewards, refresh, unavailable)
+
+    def _count_restarts(self, statuses: list[dict]) -> None:
+        # Ray restarts a crashed actor in a new process under the same handle: a new pid is a restart.
+        for status in statuses:
+            name, pid = status.get("name"), status.get("pid")
+            if name is None or pid is None:
+                continue
+            self.restarts.setdefault(name, 0)
+            if self._pids.get(name, pid) != pid:
+                self.restarts[name] += 1
+            self._pids[name] = pid
 
     def profiles(self) -> list[dict]:
         """Each rollout actor's start-up cost profile."""

@@ -4,6 +4,7 @@ The built-in task reward runs in this process; a user function runs in a killabl
 (reward_sandbox.py) so that one that hangs costs a timeout, not the actor.
 """
 
+import os
 import sys
 import threading
 import traceback
@@ -11,6 +12,8 @@ import traceback
 import torch
 
 from rollspec.actors.config import SCORED, TRAJECTORIES, RewardSpec
+from rollspec.actors.metric_samples import RewardSamples, endpoint_rejections
+from rollspec.actors.ray_metrics import PeriodicExport, RaySink
 from rollspec.actors.reward_fn import BUILTIN, builtin_reward_function
 from rollspec.actors.reward_loop import RewardLoop
 from rollspec.actors.reward_sandbox import SandboxedRewardFunction
@@ -23,8 +26,9 @@ class RewardActor:
     Construction fails with RewardFunctionError if a user reward function cannot be imported.
     """
 
-    def __init__(self, spec: RewardSpec, *, name: str, broker_address: str, security: SecurityConfig = NO_SECURITY):
-        """`security`: the run's "reward" keys (CURVE on both channels)."""
+    def __init__(self, spec: RewardSpec, *, name: str, broker_address: str, security: SecurityConfig = NO_SECURITY,
+                 run: str = ""):
+        """`security`: the run's "reward" keys (CURVE on both channels); `run` tags its live metrics."""
         torch.set_num_threads(spec.process.num_threads)
         self.name = name
         sys.path.extend(p for p in spec.python_path if p not in sys.path)
@@ -40,6 +44,7 @@ class RewardActor:
         self._loop = RewardLoop(trajectories=self._trajectories, scored=self._scored, score=self._score,
                                 batch_items=spec.batch_items)
         self._error = ""
+        self._export = PeriodicExport(RaySink(run), self.status, RewardSamples(name))
         self._running = True
         self._thread = threading.Thread(target=self._run, name=f"{name}-loop", daemon=True)
         self._thread.start()
@@ -48,12 +53,16 @@ class RewardActor:
         try:
             while self._running:
                 self._loop.run_once()
+                self._export.tick()
         except Exception:  # reported through status(); the controller fails the run with the traceback
             self._error = traceback.format_exc()
 
     def status(self) -> dict:
         """Counters (scored, reward errors with the last one, time spent scoring) and any loop failure."""
-        out = {"name": self.name, **self._loop.stats.as_dict(), "error": self._error}
+        rejected = endpoint_rejections({TRAJECTORIES: self._trajectories, SCORED: self._scored})
+        rejected["loop"] = {"unexpected_message": self._loop.stats.num_unexpected_messages}
+        out = {"name": self.name, **self._loop.stats.as_dict(), "error": self._error, "pid": os.getpid(),
+               "rejected": rejected}
         if isinstance(self._score, SandboxedRewardFunction):
             out["num_worker_restarts"] = self._score.num_restarts
         return out

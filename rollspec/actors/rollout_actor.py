@@ -4,6 +4,7 @@ The loop runs on its own thread from construction on, so an actor Ray restarts a
 goes back to work by itself; Ray method calls (status, stop) are served on the actor's main thread.
 """
 
+import os
 import threading
 import time
 import traceback
@@ -11,6 +12,8 @@ import traceback
 import torch
 
 from rollspec.actors.config import DRAFT_SAMPLES, PROMPTS, TRAJECTORIES, RolloutSpec
+from rollspec.actors.metric_samples import RolloutSamples, endpoint_rejections
+from rollspec.actors.ray_metrics import PeriodicExport, RaySink
 from rollspec.actors.rollout_loop import RolloutLoop
 from rollspec.backends.drafter_spec import DrafterSpec
 from rollspec.backends.factory import make_generator
@@ -40,8 +43,9 @@ class RolloutActor:
 
     def __init__(self, spec: RolloutSpec, *, name: str, broker_address: str, policy_address: str,
                  draft_address: str | None = None, send_draft_samples: bool = False, min_policy_version: int = 0,
-                 security: SecurityConfig = NO_SECURITY):
-        """`security`: the run's "rollout" keys (CURVE on every channel, signed weight versions only)."""
+                 security: SecurityConfig = NO_SECURITY, run: str = ""):
+        """`security`: the run's "rollout" keys (CURVE on every channel, signed weight versions only);
+        `run` tags this actor's live metrics."""
         torch.set_num_threads(spec.process.num_threads)
         self.name = name
         start = time.perf_counter()
@@ -79,6 +83,7 @@ class RolloutActor:
         self._depth_policy = depth
         self._slowdown = spec.slowdown
         self._error: str = ""
+        self._export = PeriodicExport(RaySink(run), self.status, RolloutSamples(name))
         self._running = True
         self._thread = threading.Thread(target=self._run, name=f"{name}-loop", daemon=True)
         self._thread.start()
@@ -111,15 +116,28 @@ class RolloutActor:
                 self._loop.run_once()
                 if self._slowdown > 1.0:  # chaos: a straggler, slowed in proportion to its real engine time
                     time.sleep((self._slowdown - 1.0) * (self._loop.stats.engine_s - engine_s))
+                self._export.tick()
         except Exception:  # reported through status(); the controller fails the run with the traceback
             self._error = traceback.format_exc()
 
     def status(self) -> dict:
         """Versions held, counters, the depth scheduler's choices and, if the loop died, its traceback."""
-        out = {"name": self.name, **self._loop.stats.as_dict(), "error": self._error, "start_s": self.start_s}
+        out = {"name": self.name, **self._loop.stats.as_dict(), "error": self._error, "start_s": self.start_s,
+               "pid": os.getpid(), "rejected": self._rejections()}
         if isinstance(self._depth_policy, DepthScheduler):
             stats = self._depth_policy.stats
             out["num_steps_by_k"] = list(stats.num_steps_by_k)
+        elif isinstance(self._depth_policy, FixedDepth):  # every engine step runs at the one k
+            out["num_steps_by_k"] = [0] * self._depth_policy.k + [out["num_engine_steps"]]
+        return out
+
+    def _rejections(self) -> dict[str, dict[str, int]]:
+        out = endpoint_rejections({PROMPTS: self._prompts, TRAJECTORIES: self._trajectories,
+                                   DRAFT_SAMPLES: self._draft_samples, "policy_weights": self._policy_weights,
+                                   "draft_weights": self._draft_weights})
+        stats = self._loop.stats
+        out["engine"] = {"unexpected_message": stats.num_unexpected_messages,
+                         "weights_do_not_fit": stats.num_rejected_weights}
         return out
 
     def profile(self) -> dict:

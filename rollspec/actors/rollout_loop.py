@@ -53,6 +53,9 @@ class RolloutStats:
     num_verify_steps: int = 0
     num_accepted: int = 0
     num_drafted: int = 0
+    accepted_per_position: list[int] = dataclasses.field(default_factory=list)
+    """Draft tokens accepted at draft position j+1 (for acceptance per position)."""
+    drafted_per_position: list[int] = dataclasses.field(default_factory=list)
     num_policy_swaps: int = 0
     num_draft_swaps: int = 0
     swap_s: float = 0.0
@@ -67,6 +70,13 @@ class RolloutStats:
     def as_dict(self) -> dict[str, Any]:
         """The totals as a plain dict."""
         return dataclasses.asdict(self)
+
+
+def _add_into(totals: list[int], values: list[int]) -> None:
+    """Element-wise totals += values, growing totals to the longer length (k differs between steps)."""
+    totals.extend([0] * (len(values) - len(totals)))
+    for j, value in enumerate(values):
+        totals[j] += value
 
 
 @dataclasses.dataclass(slots=True)
@@ -230,6 +240,8 @@ class RolloutLoop:
             self.stats.num_verify_steps += record.num_verify_steps
             self.stats.num_accepted += record.num_accepted
             self.stats.num_drafted += sum(record.proposed_per_position)
+            _add_into(self.stats.accepted_per_position, record.accepted_per_position)
+            _add_into(self.stats.drafted_per_position, record.proposed_per_position)
         self.stats.num_groups += 1
         self._unacked.append(delivery)
 

@@ -7,7 +7,9 @@ Breakdown of step t's wall time (from the end of step t-1 to the end of step t):
 - reward_s: the scoring tail after the last generation;
 - learner_wait_s: the learner waiting for a full batch (in async mode, the rollout time the
   pipeline failed to hide);
-- train_s, publish_s: the optimizer step, and gathering + publishing the new version.
+- train_s, publish_s: the optimizer step, and gathering + publishing the new version;
+- draft_refresh_s: time the draft-refresh actor spent refreshing during the step (it runs beside
+  the others; in synchronous mode rollouts use the new draft from the step after it is published).
 In synchronous mode these are consecutive phases; in async mode generation overlaps training.
 """
 
@@ -17,9 +19,9 @@ from collections import Counter
 
 from rollspec.actors.batch_assembler import GroupResolution
 from rollspec.actors.fleet import FleetStatus
+from rollspec.actors.metric_samples import LEARNER_STATS
 
-LEARNER_STATS = ("loss", "pg_loss", "grad_norm", "clip_fraction", "truncated_fraction", "is_weight_mean",
-                 "behaviour_kl", "kl", "entropy", "lr", "num_tokens")
+WINDOW_LISTS = ("accepted_per_position", "drafted_per_position", "num_steps_by_k")
 
 
 class StepClock:
@@ -32,6 +34,8 @@ class StepClock:
         self._last_result: dict = {}
         self._tokens = 0
         self._engine_s = 0.0
+        self._lists: dict[str, list[int]] = {}
+        self._refresh_s = 0.0
         self._version_needed = 0
         self._rate = 0.0
 
@@ -42,6 +46,8 @@ class StepClock:
         self._learner_wait_s = 0.0
         self._version_needed = version_needed
         self._tokens, self._engine_s = _totals(status)
+        self._lists = {key: _list_total(status, key) for key in WINDOW_LISTS}
+        self._refresh_s = _refresh_s(status)
 
     def rollouts_hold(self, version: int) -> None:
         """Called with the oldest policy version the rollout actors hold."""
@@ -68,7 +74,14 @@ class StepClock:
                "train_s": result.get("step_time_s", 0.0),
                "publish_s": result.get("gather_s", 0.0) + result.get("publish_s", 0.0),
                "rollout_tokens": d_tokens,
-               "rollout_tokens_per_s": self._rate}
+               "rollout_tokens_per_s": self._rate,
+               "draft_refresh_s": max(0.0, _refresh_s(status) - self._refresh_s)}
+        # Per-step windows of the fleet's running totals (clamped at 0: a restarted actor starts over).
+        for key in WINDOW_LISTS:
+            totals, before = _list_total(status, key), self._lists.get(key, [])
+            out[f"step_{key}"] = [max(0, n - (before[j] if j < len(before) else 0)) for j, n in enumerate(totals)]
+        by_k = out["step_num_steps_by_k"]
+        out["chosen_k_mean"] = sum(k * n for k, n in enumerate(by_k)) / sum(by_k) if sum(by_k) else 0.0
         self.start(status, version_needed=int(result.get("version", 0)))
         return out
 
@@ -77,6 +90,20 @@ def _totals(status: FleetStatus | None) -> tuple[int, float]:
     if status is None:
         return 0, 0.0
     return sum(s["num_tokens"] for s in status.rollouts), sum(s["engine_s"] for s in status.rollouts)
+
+
+def _list_total(status: FleetStatus | None, key: str) -> list[int]:
+    totals: list[int] = []
+    for s in (status.rollouts if status is not None else []):
+        values = s.get(key) or []
+        totals.extend([0] * (len(values) - len(totals)))
+        for j, value in enumerate(values):
+            totals[j] += value
+    return totals
+
+
+def _refresh_s(status: FleetStatus | None) -> float:
+    return float(status.refresh.get("refresh_s", 0.0)) if status is not None and status.refresh else 0.0
 
 
 def step_metrics(step: int, trained: list[GroupResolution], result: dict, timings: dict, status: FleetStatus | None,
@@ -100,6 +127,7 @@ def step_metrics(step: int, trained: list[GroupResolution], result: dict, timing
         "response_tokens_mean": statistics.fmean(n for g in trained for n in g.num_tokens) if trained else 0.0,
         "staleness_max": max(staleness, default=0), "staleness_mean": statistics.fmean(staleness) if staleness else 0.0,
         "staleness_violations": sum(1 for s in staleness if s > max_staleness),
+        "staleness_counts": {str(s): n for s, n in sorted(Counter(staleness).items())},
         "generate_s": max(generated) - min(g.issued_at for g in trained) if trained else 0.0,
         "reward_s": max(0.0, max(g.scored_at for g in trained) - max(generated)) if trained else 0.0,
         "queue_depths": queue_depths,

@@ -1,5 +1,5 @@
-"""The driver's progress display: a rich progress bar with ETA, and one line per learner step with
-reward, mean acceptance length, rollout tokens/s and the step-time breakdown."""
+"""The driver's progress display: a rich progress bar with ETA and the key numbers (reward, acceptance
+length, chosen k, tokens/s), and one line per learner step with those and the step-time breakdown."""
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -9,10 +9,12 @@ def step_line(m: dict) -> str:
     """One step as text (also what non-terminal logs, e.g. `ray job logs`, show)."""
     drops = ",".join(f"{k}={v}" for k, v in sorted(m.get("sample_drops", {}).items())) or "-"
     return (f"step {m['step'] + 1:>4}  reward {m['reward_mean']:.3f}  acc_len {m['acceptance_length']:.2f}  "
-            f"{m['rollout_tokens_per_s']:>7.0f} tok/s  staleness<={m['staleness_max']}  "
+            f"k {m.get('chosen_k_mean', 0.0):.1f}  {m['rollout_tokens_per_s']:>7.0f} tok/s  "
+            f"staleness<={m['staleness_max']}  "
             f"v{m['policy_version']}/d{m['draft_version']}  | step {m['step_s']:.2f}s = sync {m['weight_sync_s']:.2f} "
             f"gen {m['generate_s']:.2f} reward {m['reward_s']:.2f} wait {m['learner_wait_s']:.2f} "
-            f"train {m['train_s']:.2f} publish {m['publish_s']:.2f}  drops {drops}")
+            f"train {m['train_s']:.2f} publish {m['publish_s']:.2f} (draft refresh {m.get('draft_refresh_s', 0.0):.2f})"
+            f"  drops {drops}")
 
 
 class StepProgress:
@@ -37,7 +39,9 @@ class StepProgress:
 
     def update(self, metrics: dict) -> None:
         self._progress.console.print(step_line(metrics), highlight=False)
-        info = f"reward {metrics['reward_mean']:.3f} acc {metrics['acceptance_length']:.2f}"
+        info = (f"reward {metrics['reward_mean']:.3f}  acc_len {metrics['acceptance_length']:.2f}  "
+                f"k {metrics.get('chosen_k_mean', 0.0):.1f}  {metrics['rollout_tokens_per_s']:.0f} tok/s  "
+                f"{metrics['step_s']:.1f} s/step")
         self._progress.update(self._task, completed=metrics["step"] + 1, info=info)
 
     def log(self, text: str) -> None:

@@ -83,14 +83,14 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
     if resume:
         checkpoint_step, raw = store.latest()
         state = ControllerState.from_json(raw)
-    fleet, learner = Fleet(), None
+    fleet, learner = Fleet(run=config.run.name), None
     try:
         fleet.start_rewards(specs.reward, count=config.reward.num_actors, num_cpus=config.reward.cpus_per_actor,
                             max_restarts=config.reward.max_restarts, broker_address=broker.address,
                             security=security["reward"])
         learner = FeedingLearnerGroup(policy_dir, specs.learner, security=security["learner"])
         learner_s = time.monotonic() - start
-        learner.attach_feed(specs.feed, broker.address, specs.advantage)
+        learner.attach_feed(specs.feed, broker.address, specs.advantage, config.run.name)
         if checkpoint_step is not None:
             _restore(learner, store, checkpoint_step, state, progress)
         draft_address = None
@@ -120,19 +120,22 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
         gauges = StepGauges(config.run.name)
 
         def on_step(metrics: dict) -> None:
+            metrics["actor_restarts"] = sum(fleet.restarts.values())
             run_dir.append_metrics(metrics)
             gauges.record(metrics)
             progress.update(metrics)
 
         controller = Controller(specs.controller, state=state, broker=broker, prompts=broker.sender(PROMPTS),
                                 source=source, learner=learner, fleet=fleet,
-                                checkpoints=store if config.checkpoint.enabled else None, on_step=on_step)
+                                checkpoints=store if config.checkpoint.enabled else None, on_step=on_step,
+                                on_poll=lambda status: _record_fleet(gauges, broker, fleet, state))
         with progress:
             controller.run()
         summary = _summary(controller, fleet.poll(), fleet.profiles(), learner.feed_stats(), startup_s,
                            time.monotonic() - start, run_dir)
         summary["refused_peers"] = broker.stats(PROMPTS).refused  # peers refused at the CURVE handshake, by kind
         summary["refresh_lost"] = fleet.num_refresh_lost
+        summary["actor_restarts"] = dict(fleet.restarts)
     finally:
         fleet.stop()
         if learner is not None:
@@ -140,6 +143,16 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
         broker.close()
     run_dir.write_final(state.ledger.to_json(), summary)
     return summary
+
+
+def _record_fleet(gauges, broker, fleet, state) -> None:
+    """Live metrics between steps: queues, restarts, dropped groups, the broker's rejections."""
+    from rollspec.actors.config import DRAFT_SAMPLES, PROMPTS, SCORED, TRAJECTORIES
+
+    if gauges.is_due():
+        queues = {q: broker.stats(q).as_dict() for q in (PROMPTS, TRAJECTORIES, SCORED, DRAFT_SAMPLES)}
+        dropped = {k.split("/", 1)[1]: n for k, n in state.counters.items() if k.startswith("dropped_groups/")}
+        gauges.record_fleet(queues, dict(fleet.restarts), dropped, queues[PROMPTS]["rejected"])
 
 
 def _restore(learner, store, step: int, state, progress: StepProgress) -> None:

@@ -14,6 +14,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_sim(sub)
     _add_report(sub)
+    _add_chaos(sub)
     return parser
 
 
@@ -128,6 +129,42 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_chaos(sub) -> None:
+    chaos = sub.add_parser("chaos", help="fault-injection scenarios and a randomized soak on a tiny run, judged by "
+                                         "the invariant checker",
+                           description="Runs a tiny GRPO run (random models, private local Ray) under one scenario's "
+                                       "faults, resumes it if a fault ends it, and checks: every prompt trained once "
+                                       "or dropped with a reason, staleness bound, monotone versions, progress, and "
+                                       "(where the scenario allows) the same final weights as an undisturbed run. "
+                                       "See CHAOS.md.")
+    chaos.add_argument("scenario", help="a scenario name, 'all' (every scenario) or 'soak' (random fault schedules)")
+    chaos.add_argument("--seeds", type=int, default=5, help="soak seeds (with 'soak', or added to 'all' by --soak)")
+    chaos.add_argument("--soak", action="store_true", help="with 'all': run the soak seeds too")
+    chaos.add_argument("--steps", type=int, default=4, help="learner steps of each run")
+    chaos.add_argument("--workdir", default="/tmp/rollspec-chaos", help="models, run directories and driver logs")
+    chaos.add_argument("--report", default=None, help="write this JSON (e.g. bench/results/chaos.json) and the "
+                                                      "table in CHAOS.md")
+
+
+def _chaos(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rollspec.chaos.scenarios import SCENARIOS  # plain data: cheap
+
+    if args.scenario not in (*SCENARIOS, "all", "soak"):
+        print(f"rollspec chaos: unknown scenario {args.scenario!r}; expected one of {[*SCENARIOS, 'all', 'soak']}",
+              file=sys.stderr)
+        return 2
+    names = list(SCENARIOS) if args.scenario == "all" else [] if args.scenario == "soak" else [args.scenario]
+    seeds = args.seeds if args.scenario == "soak" or args.soak else 0
+    from rollspec.chaos.suite import run_suite  # heavy (torch, ray): imported only once arguments parsed
+
+    results = run_suite(names, soak_seeds=seeds, workdir=Path(args.workdir), steps=args.steps,
+                        report_path=Path(args.report) if args.report else None,
+                        command="rollspec chaos " + " ".join(sys.argv[2:] if sys.argv[1:2] == ["chaos"] else []))
+    return 0 if all(r["passed"] for r in results["scenarios"] + results["soak"]) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "version":
@@ -142,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         return _train(args)
     elif args.command == "sim":
         return _sim(args)
+    elif args.command == "chaos":
+        return _chaos(args)
     elif args.command == "report":
         return _report(args)
     return 0

@@ -1,0 +1,166 @@
+"""ChaosMonkey: injects the actor faults of a schedule into a running `train()` and times recovery.
+
+It is handed the run's actors through `train(on_started=...)` and hears of every finished step
+through its progress object, so faults are placed by step ("kill reward-0 0.3 s into step 2").
+Kills go through Ray (`ray.kill`): a rollout or reward actor is restarted by Ray (max_restarts); the
+draft-refresh actor and learner ranks are not (a dead learner ends the run, which then resumes
+from its checkpoint); `crash_controller` raises in the driver's step loop, which ends the run the
+same way.
+"""
+
+import dataclasses
+import threading
+import time
+
+import ray
+
+from rollspec.chaos.schedule import Fault
+from rollspec.launch.progress import StepProgress
+
+
+class ControllerCrash(RuntimeError):
+    """Raised into the controller's step loop by a `crash_controller` fault."""
+
+
+@dataclasses.dataclass(slots=True)
+class FaultEvent:
+    """One injected fault: when, and when the run made progress again (`recovered_at`)."""
+
+    kind: str
+    target: str
+    step: int
+    at: float
+    recovered_at: float | None = None
+    actor_back_s: float | None = None
+    """Kills of restartable actors: until the restarted actor answered again."""
+
+    @property
+    def recover_s(self) -> float | None:
+        return None if self.recovered_at is None else self.recovered_at - self.at
+
+    def as_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "recover_s": self.recover_s}
+
+
+class MonkeyProgress(StepProgress):
+    """The run's progress display, telling the monkey about each finished step."""
+
+    def __init__(self, monkey: "ChaosMonkey", total_steps: int):
+        super().__init__(total_steps, enabled=False)
+        self._monkey = monkey
+
+    def update(self, metrics: dict) -> None:
+        super().update(metrics)
+        self._monkey.on_step(metrics)
+
+
+class ChaosMonkey:
+    """Executes `faults` (each once) during one or more run segments; `events` records what happened."""
+
+    def __init__(self, faults: list[Fault]):
+        self.pending = sorted(faults, key=lambda f: (f.at_step, f.delay_s))
+        self.events: list[FaultEvent] = []
+        self.message_faults: dict[str, int] = {}
+        """The broker's outbound messages touched by each fault kind, over every segment."""
+        self._segment_faults: dict[str, int] = {}
+        self._steps_done = -1
+        self._cond = threading.Condition()
+        self._crash = False
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+        self._handles: tuple | None = None
+
+    def progress(self, total_steps: int) -> MonkeyProgress:
+        return MonkeyProgress(self, total_steps)
+
+    # ------------------------------------------------------------------------------ run hooks
+    def attach(self, fleet, learner, broker) -> None:
+        """train(on_started=...): the run's actors are up; start injecting."""
+        with self._cond:
+            self._handles = (fleet, learner, broker)
+            self._stopped = False
+        self._thread = threading.Thread(target=self._inject, name="chaos-monkey", daemon=True)
+        self._thread.start()
+
+    def on_step(self, metrics: dict) -> None:
+        """A step finished: wake the injector, close open recoveries, crash if a crash is due."""
+        now = time.time()
+        with self._cond:
+            self._steps_done = metrics["step"]
+            for event in self.events:
+                if event.recovered_at is None and now > event.at:
+                    event.recovered_at = now
+            self._snapshot_message_faults()
+            crash, self._crash = self._crash, False
+            self._cond.notify_all()
+        if crash:
+            raise ControllerCrash(f"chaos: controller crashed after step {metrics['step']}")
+
+    def detach(self) -> None:
+        """The run segment ended (normally or not): stop the injector thread."""
+        with self._cond:
+            self._snapshot_message_faults()
+            self._close_segment_faults()
+            self._stopped = True
+            self._handles = None
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=30.0)
+            self._thread = None
+
+    # ------------------------------------------------------------------------------ injection
+    def _inject(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stopped and not (self.pending and self._steps_done + 1 >= self.pending[0].at_step):
+                    self._cond.wait(0.1)
+                if self._stopped:
+                    return
+                fault = self.pending.pop(0)
+                handles = self._handles
+                step = self._steps_done + 1
+            time.sleep(fault.delay_s)
+            if handles is None:
+                return
+            self._apply(fault, handles, step)
+
+    def _apply(self, fault: Fault, handles: tuple, step: int) -> None:
+        fleet, learner, _ = handles
+        event = FaultEvent(fault.kind, fault.target_name, step, time.time())
+        if fault.kind == "crash_controller":
+            with self._cond:
+                self._crash = True
+            self.events.append(event)
+            return
+        actor = {"kill_rollout": lambda: fleet.rollouts[fault.target % len(fleet.rollouts)],
+                 "kill_reward": lambda: fleet.rewards[fault.target % len(fleet.rewards)],
+                 "kill_refresh": lambda: fleet.refresh,
+                 "kill_learner": lambda: learner.actors[fault.target % len(learner.actors)]}[fault.kind]()
+        if actor is None:
+            return  # nothing to kill (e.g. no draft-refresh actor in this run)
+        restartable = fault.kind in ("kill_rollout", "kill_reward")
+        ray.kill(actor, no_restart=not restartable)
+        self.events.append(event)
+        if restartable:
+            self._wait_back(actor, event)
+
+    @staticmethod
+    def _wait_back(actor, event: FaultEvent, timeout_s: float = 300.0) -> None:
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            try:
+                ray.get(actor.status.remote(), timeout=10.0)
+                event.actor_back_s = time.time() - event.at
+                return
+            except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
+                time.sleep(0.2)
+
+    def _snapshot_message_faults(self) -> None:
+        # The broker's counters restart with each run segment: keep the last snapshot of this one.
+        if self._handles is not None:
+            self._segment_faults = self._handles[2].fault_counts()
+
+    def _close_segment_faults(self) -> None:
+        for name, count in self._segment_faults.items():
+            self.message_faults[name] = self.message_faults.get(name, 0) + count
+        self._segment_faults = {}

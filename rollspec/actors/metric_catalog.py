@@ -73,7 +73,7 @@ CATALOG: dict[str, MetricDef] = {
     # ---- draft refresh
     "draft_refresh_seconds": _m("gauge", ("actor",), "time the last draft refresh took (refresh + publish)",
                                 "drafter", "s"),
-    "draft_refresh_published": _m("counter", ("actor",), "draft versions published", "drafter"),
+    "draft_refresh_published": _m("gauge", ("actor",), "draft versions published, total", "drafter"),
     "draft_refresh_samples": _m("counter", ("actor",), "draft training samples received", "drafter"),
     # ---- learner ranks
     "learner_seconds": _m("gauge", ("actor", "phase"), "last learner step: wait, batch, train, gather, publish",

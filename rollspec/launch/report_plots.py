@@ -4,6 +4,7 @@ Each function takes the per-step records and a path and writes one figure. Field
 record (older runs, no drafter) are drawn as absent rather than as zeros.
 """
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -66,13 +67,11 @@ def plot_acceptance(history: list[dict], path: Path) -> Path:
     left.grid(alpha=0.3)
     num_positions = max((len(m.get("step_drafted_per_position") or []) for m in history), default=0)
     for j in range(num_positions):
-        xs, ys = [], []
-        for step, m in zip(steps, history):
+        rates = []  # NaN where a step drafted nothing at this position: a gap, not a line across it
+        for m in history:
             drafted, accepted = m.get("step_drafted_per_position") or [], m.get("step_accepted_per_position") or []
-            if j < len(drafted) and drafted[j] > 0:
-                xs.append(step)
-                ys.append(accepted[j] / drafted[j])
-        right.plot(xs, ys, "o-", ms=3, label=f"position {j + 1}")
+            rates.append(accepted[j] / drafted[j] if j < len(drafted) and drafted[j] > 0 else math.nan)
+        right.plot(steps, rates, "o-", ms=3, label=f"position {j + 1}")
     right.set_ylim(0, 1.02)
     right.set_title("Acceptance rate by draft position")
     right.set_xlabel("learner step")
@@ -98,7 +97,7 @@ def plot_k(history: list[dict], path: Path) -> Path:
     shares = [[(row[k] / sum(row) if k < len(row) and sum(row) else 0.0) for row in by_k] for k in range(k_max)]
     if k_max:
         right.stackplot(steps, shares, labels=[f"k={k}" for k in range(k_max)], alpha=0.85)
-        right.legend(loc="upper left", fontsize=8, ncols=min(k_max, 5))
+        right.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     else:
         right.text(0.5, 0.5, "no per-k counts recorded", ha="center", va="center", transform=right.transAxes)
     right.set_ylim(0, 1)
@@ -160,7 +159,9 @@ def plot_staleness(history: list[dict], path: Path, max_staleness: int | None) -
         left.axhline(max_staleness, color="#e31a1c", ls="--", lw=1, label=f"bound ({max_staleness})")
     left.set_title("Staleness per step")
     left.set_xlabel("learner step")
-    left.set_ylim(bottom=-0.1)
+    top = max([m["staleness_max"] for m in history] + [max_staleness or 0, 1])
+    left.set_ylim(-0.2, top + 0.5)
+    left.set_yticks(range(top + 1))
     left.legend(loc="best")
     left.grid(alpha=0.3)
     counts: dict[int, int] = {}

@@ -3,6 +3,7 @@
     run_suite(["learner-kill"], soak_seeds=0, workdir=Path("/tmp/chaos"))
 """
 
+import json
 import os
 import shutil
 import time
@@ -41,10 +42,12 @@ def run_suite(names: list[str], *, soak_seeds: int, workdir: Path, steps: int = 
             outcome = runner.run(SCENARIOS[name])
             print(outcome_line("scenario", outcome), flush=True)
             results["scenarios"].append(outcome.as_dict())
+            _save(results, workdir)
         for seed in range(soak_seeds):
             outcome = runner.soak(seed)
             print(outcome_line("soak", outcome), flush=True)
             results["soak"].append(outcome.as_dict())
+            _save(results, workdir)
     finally:
         ray.shutdown()
         shutil.rmtree(temp_dir, ignore_errors=True)
@@ -54,3 +57,8 @@ def run_suite(names: list[str], *, soak_seeds: int, workdir: Path, steps: int = 
 
         write_report(results, report_path, command=command)
     return results
+
+
+def _save(results: dict, workdir: Path) -> None:
+    """Every outcome so far, so a suite stopped half way keeps what it measured."""
+    (workdir / "results.json").write_text(json.dumps(results, indent=1))

@@ -9,6 +9,7 @@ from typing import Literal
 
 from rollspec.actors.rollout_loop import SamplingDefaults
 from rollspec.engine.config import EngineConfig
+from rollspec.models.config import RefreshConfig
 from rollspec.scheduler import AdmissionConfig
 from rollspec.transport import NO_FAULTS, FaultPlan
 
@@ -65,12 +66,14 @@ class RewardSpec:
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class DraftRefreshSpec:
-    """The draft-refresh actor: which drafter weights it owns and how often it publishes a version."""
+    """The draft-refresh actor: which drafter it distills, how often it publishes a version, and each
+    refresh's training budget."""
 
     drafter: str
     draft_path: str | None
     policy_path: str
     every_policy_versions: int = 1
+    distill: RefreshConfig = RefreshConfig()
     process: ProcessSpec = ProcessSpec()
 
 

@@ -1,6 +1,5 @@
-"""DraftRefreshActor: holds the drafter's weights, follows policy versions, publishes draft versions.
-
-Distillation is its own issue; this actor is the interface and the wiring (see draft_refresh_loop).
+"""DraftRefreshActor: holds its own copy of the policy and the drafter, follows policy versions, distills
+the drafter on recent trajectories and publishes draft versions (see draft_refresh_loop).
 """
 
 import os
@@ -14,10 +13,10 @@ from rollspec.actors.config import DRAFT_SAMPLES, DraftRefreshSpec
 from rollspec.actors.draft_refresh_loop import DraftRefreshLoop
 from rollspec.actors.metric_samples import endpoint_rejections, refresh_samples
 from rollspec.actors.ray_metrics import PeriodicExport, RaySink
-from rollspec.engine.loader import EXTRA_PREFIXES, read_safetensors
+from rollspec.engine.loader import EXTRA_PREFIXES, read_config, read_safetensors
+from rollspec.engine.model_config import ModelConfig
+from rollspec.models.draft_distiller import DRAFTER_KINDS, DraftDistiller
 from rollspec.transport import NO_SECURITY, SecurityConfig, WeightPublisher, WeightSubscriber, ZmqConsumer
-
-DRAFTERS_WITH_WEIGHTS = ("draft_model", "eagle", "mtp")
 
 
 def initial_draft_weights(spec: DraftRefreshSpec) -> dict[str, torch.Tensor]:
@@ -28,13 +27,23 @@ def initial_draft_weights(spec: DraftRefreshSpec) -> dict[str, torch.Tensor]:
         return {name: t for name, t in tensors.items() if name.startswith(EXTRA_PREFIXES)}
     if spec.drafter in ("draft_model", "eagle") and spec.draft_path is not None:
         return read_safetensors(Path(spec.draft_path))
-    raise ValueError(f"drafter {spec.drafter!r} has no weights to refresh; expected one of {DRAFTERS_WITH_WEIGHTS}")
+    raise ValueError(f"drafter {spec.drafter!r} has no weights to refresh; expected one of {DRAFTER_KINDS}")
+
+
+def build_distiller(spec: DraftRefreshSpec, draft_weights: dict[str, torch.Tensor]) -> DraftDistiller:
+    """The distiller, starting from the policy on disk (version 0 until the learner's versions arrive)."""
+    policy_config = ModelConfig.from_hf_dict(read_config(spec.policy_path))
+    draft_config = ModelConfig.from_hf_dict(read_config(spec.draft_path)) if spec.drafter != "mtp" else None
+    return DraftDistiller(spec.drafter, policy_config=policy_config,
+                          policy_weights=read_safetensors(Path(spec.policy_path)), draft_weights=draft_weights,
+                          config=spec.distill, draft_config=draft_config)
 
 
 class DraftRefreshActor:
-    """Publishes draft versions on its own WeightPublisher (`address()`), one per refresh.
+    """Publishes draft versions on its own WeightPublisher (`address()`), one per completed refresh.
 
-    Versions only go up: it starts at the checkpointed `draft_version` (0 on a fresh run).
+    Versions only go up: it starts at the checkpointed `draft_version` (0 on a fresh run). Training
+    runs on this actor's own thread and CPUs; rollouts swap to a version only once it is published.
     """
 
     def __init__(self, spec: DraftRefreshSpec, *, broker_address: str, policy_address: str, draft_version: int,
@@ -43,12 +52,15 @@ class DraftRefreshActor:
         """`security`: the run's "draft_refresh" keys (serves draft versions: CURVE server + signing);
         `run` tags its live metrics."""
         torch.set_num_threads(spec.process.num_threads)
+        draft_weights = initial_draft_weights(spec)
+        refresher = build_distiller(spec, draft_weights)
         self._publisher = WeightPublisher(bind_address=bind_address, security=security)
         self._policy = WeightSubscriber(policy_address, security=security)
         self._samples = ZmqConsumer(broker_address, DRAFT_SAMPLES, security=security)
-        self._loop = DraftRefreshLoop(draft_weights=initial_draft_weights(spec), draft_version=draft_version,
+        self._loop = DraftRefreshLoop(draft_weights=draft_weights, draft_version=draft_version,
                                       policy_version=policy_version, policy=self._policy, publisher=self._publisher,
-                                      samples=self._samples, every_policy_versions=spec.every_policy_versions)
+                                      samples=self._samples, every_policy_versions=spec.every_policy_versions,
+                                      refresher=refresher)
         self._error = ""
         self._export = PeriodicExport(RaySink(run), self.status, refresh_samples)
         self._running = True
@@ -68,7 +80,7 @@ class DraftRefreshActor:
         return self._publisher.address
 
     def status(self) -> dict:
-        """Versions (policy seen, draft published), samples consumed, and any loop failure."""
+        """Versions (policy seen, draft published), samples consumed, refresh records, and any loop failure."""
         rejected = endpoint_rejections({DRAFT_SAMPLES: self._samples, "policy_weights": self._policy})
         return {**self._loop.stats.as_dict(), "error": self._error, "name": "draft-refresh", "pid": os.getpid(),
                 "rejected": rejected}
@@ -76,7 +88,7 @@ class DraftRefreshActor:
     def stop(self) -> dict:
         """Stop the loop, close the sockets and return status()."""
         self._running = False
-        self._thread.join(timeout=60.0)
+        self._thread.join(timeout=120.0)
         for endpoint in (self._samples, self._policy, self._publisher):
             endpoint.close()
         return self.status()

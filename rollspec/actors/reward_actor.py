@@ -17,7 +17,7 @@ from rollspec.actors.ray_metrics import PeriodicExport, RaySink
 from rollspec.actors.reward_fn import BUILTIN, builtin_reward_function
 from rollspec.actors.reward_loop import RewardLoop
 from rollspec.actors.reward_sandbox import SandboxedRewardFunction
-from rollspec.transport import NO_SECURITY, ConsumerConfig, SecurityConfig, ZmqConsumer, ZmqProducer
+from rollspec.transport import NO_SECURITY, ConsumerConfig, ProducerConfig, SecurityConfig, ZmqConsumer, ZmqProducer
 
 
 class RewardActor:
@@ -39,8 +39,8 @@ class RewardActor:
         self._trajectories = ZmqConsumer(broker_address, TRAJECTORIES,
                                          config=ConsumerConfig(window_items=4 * spec.batch_items), security=security,
                                          faults=spec.faults.for_endpoint(f"{name}/{TRAJECTORIES}"))
-        self._scored = ZmqProducer(broker_address, SCORED, security=security,
-                                   faults=spec.faults.for_endpoint(f"{name}/{SCORED}"))
+        self._scored = ZmqProducer(broker_address, SCORED, config=ProducerConfig(checksum_tensors=True),
+                                   security=security, faults=spec.faults.for_endpoint(f"{name}/{SCORED}"))
         self._loop = RewardLoop(trajectories=self._trajectories, scored=self._scored, score=self._score,
                                 batch_items=spec.batch_items)
         self._error = ""

@@ -25,7 +25,15 @@ from rollspec.engine.engine import Engine
 from rollspec.engine.loader import LoadedModel, load_model
 from rollspec.engine.profiling import profile_step_costs
 from rollspec.scheduler import CostModel, DepthConfig, DepthMode, DepthScheduler, profile_points
-from rollspec.transport import NO_SECURITY, ConsumerConfig, SecurityConfig, WeightSubscriber, ZmqConsumer, ZmqProducer
+from rollspec.transport import (
+    NO_SECURITY,
+    ConsumerConfig,
+    ProducerConfig,
+    SecurityConfig,
+    WeightSubscriber,
+    ZmqConsumer,
+    ZmqProducer,
+)
 
 PROFILE_PROMPT_LEN = 24  # about a task prompt's length at the middle difficulty
 
@@ -64,8 +72,10 @@ class RolloutActor:
         faults = spec.faults.for_endpoint
         self._prompts = ZmqConsumer(broker_address, PROMPTS, config=ConsumerConfig(window_items=group_windows),
                                     security=security, faults=faults(f"{name}/{PROMPTS}"))
-        self._trajectories = ZmqProducer(broker_address, TRAJECTORIES, security=security,
-                                         faults=faults(f"{name}/{TRAJECTORIES}"))
+        # Records carry logprob tensors the learner trains on: CRC them too, or a flipped bit in one
+        # (found by `rollspec chaos corrupt`) trains silently on a wrong number.
+        self._trajectories = ZmqProducer(broker_address, TRAJECTORIES, config=ProducerConfig(checksum_tensors=True),
+                                         security=security, faults=faults(f"{name}/{TRAJECTORIES}"))
         self._draft_samples = ZmqProducer(broker_address, DRAFT_SAMPLES, security=security,
                                           faults=faults(f"{name}/{DRAFT_SAMPLES}")) if send_draft_samples else None
         self._policy_weights = WeightSubscriber(policy_address, security=security, faults=faults(f"{name}/policy"))

@@ -19,6 +19,7 @@ from rollspec.engine.config import EngineConfig
 from rollspec.engine.loader import read_config
 from rollspec.engine.model_config import ModelConfig
 from rollspec.launch.config import TrainConfig
+from rollspec.models.config import RefreshConfig
 from rollspec.rl.config import AdvantageConfig, PolicyLossConfig
 from rollspec.rl.grpo_step import GrpoLossConfig
 from rollspec.rl.vocab import EOS_ID
@@ -81,8 +82,12 @@ def build_specs(config: TrainConfig, paths: ModelPaths) -> RunSpecs:
                              python_path=tuple(p for p in sys.path if p), faults=faults)
     refresh_spec = None
     if config.runs_draft_refresh:
+        refresh = config.draft_refresh
+        distill = RefreshConfig(steps=refresh.steps, batch_size=refresh.batch_size, lr=refresh.lr,
+                                max_seconds=refresh.max_seconds, buffer_sequences=refresh.buffer_sequences,
+                                min_sequences=min(refresh.batch_size, refresh.buffer_sequences), seed=config.run.seed)
         refresh_spec = DraftRefreshSpec(drafter=rollout.drafter, draft_path=draft_path, policy_path=str(paths.policy),
-                                        every_policy_versions=config.draft_refresh.every_policy_versions)
+                                        every_policy_versions=refresh.every_policy_versions, distill=distill)
     admission = admission_config(config)
     loss = GrpoLossConfig(policy_loss=PolicyLossConfig(clip_eps_low=algo.clip_eps_low, clip_eps_high=algo.clip_eps_high,
                                                        tis_cap=algo.tis_cap, kl_coef=algo.kl_coef),

@@ -135,8 +135,15 @@ class Fleet:
             self._pids[name] = pid
 
     def profiles(self) -> list[dict]:
-        """Each rollout actor's start-up cost profile."""
-        return ray.get([a.profile.remote() for a in self.rollouts])
+        """Each rollout actor's start-up cost profile ({} for one that is restarting or dead: a summary
+        must not fail on an actor fault the run itself survived)."""
+        out = []
+        for ref in [a.profile.remote() for a in self.rollouts]:
+            try:
+                out.append(ray.get(ref, timeout=self._status_timeout_s))
+            except (RayActorError, ray.exceptions.GetTimeoutError):
+                out.append({})
+        return out
 
     def stop(self) -> FleetStatus | None:
         """Stop every actor's loop (final statuses returned when they answer), then kill the processes."""

@@ -46,7 +46,7 @@ CATALOG: dict[str, MetricDef] = {
     "draft_version": _m("gauge", (), "latest draft version (the draft-refresh actor's)", "versions"),
     "queue_depth": _m("gauge", ("queue",), "items waiting in a broker queue", "transport"),
     "queue_in_flight": _m("gauge", ("queue",), "items leased to a consumer and not yet acked", "transport"),
-    "dropped_groups": _m("gauge", ("reason",), "prompt groups dropped so far, by reason", "step"),
+    "dropped_groups": _m("gauge", ("reason",), "prompt groups dropped so far, by reason and in total", "step"),
     "actor_restarts": _m("gauge", ("actor",), "times Ray restarted the actor in this run", "health"),
     # ---- every actor
     "rejected_messages": _m("gauge", ("actor", "channel", "reason"),
@@ -71,8 +71,8 @@ CATALOG: dict[str, MetricDef] = {
                         "reward"),
     "reward_score_mean": _m("gauge", ("actor",), "mean reward of the samples scored recently", "reward"),
     # ---- draft refresh
-    "draft_refresh_seconds": _m("gauge", ("actor",), "time the last draft refresh took (refresh + publish)",
-                                "drafter", "s"),
+    "draft_refresh_seconds": _m("gauge", ("actor",), "time spent refreshing the drafter (training, publishing), "
+                                "total", "drafter", "s"),
     "draft_refresh_published": _m("gauge", ("actor",), "draft versions published, total", "drafter"),
     "draft_refresh_samples": _m("counter", ("actor",), "draft training samples received", "drafter"),
     # ---- learner ranks

@@ -11,7 +11,8 @@ from rollspec.actors.metric_catalog import STEP_PHASES
 
 Sample = tuple[str, float, dict[str, str]]
 TOTAL = "total"
-"""The `reason` of a channel's rejected_messages row that sums every reason (always exported, also at 0)."""
+"""The `reason` of the rejected_messages (per channel) and dropped_groups rows that sum every reason:
+always exported, also at 0, so a clean run shows a 0 rather than no series."""
 
 LEARNER_PHASES = {"wait": "wait_s", "batch": "batch_s", "train": "step_time_s", "gather": "gather_s",
                   "publish": "publish_s"}
@@ -111,9 +112,8 @@ def refresh_samples(status: dict, actor: str = "draft-refresh") -> list[Sample]:
     out: list[Sample] = [("actor_policy_version", status["policy_version"], tags),
                          ("actor_draft_version", status["draft_version"], tags),
                          ("draft_refresh_published", status["num_published"], tags),
-                         ("draft_refresh_samples", status["num_samples"], tags)]
-    if status.get("history"):
-        out.append(("draft_refresh_seconds", status["history"][-1].get("wall_s", 0.0), tags))
+                         ("draft_refresh_samples", status["num_samples"], tags),
+                         ("draft_refresh_seconds", status.get("refresh_s", 0.0), tags)]
     return out + rejected_samples(actor, status.get("rejected", {}))
 
 
@@ -156,5 +156,5 @@ def fleet_samples(queues: dict[str, dict], restarts: dict[str, int], dropped: di
         out += [("queue_depth", stats["depth"], {"queue": queue}),
                 ("queue_in_flight", stats["in_flight"], {"queue": queue})]
     out += [("actor_restarts", n, {"actor": actor}) for actor, n in restarts.items()]
-    out += [("dropped_groups", n, {"reason": reason}) for reason, n in dropped.items()]
+    out += [("dropped_groups", n, {"reason": reason}) for reason, n in {TOTAL: sum(dropped.values()), **dropped}.items()]
     return out + rejected_samples("controller", {"broker": broker_rejected})

@@ -75,10 +75,12 @@ def test_reward_mean_covers_only_the_window_and_skips_errors():
     assert one(second, "reward_errors") == 2 and one(second, "reward_scored") == 10
 
 
-def test_rejections_always_export_a_total_per_channel_even_at_zero():
+def test_rejections_and_drops_always_export_a_total_even_at_zero():
     rows = by_name(rejected_samples("rollout-0", {"prompts": {}, "weights": {"bad_mac": 2, "schema": 1}}))
     totals = {dict(t)["channel"]: v for t, v in rows["rejected_messages"].items() if dict(t)["reason"] == TOTAL}
     assert totals == {"prompts": 0, "weights": 3}
+    dropped = by_name(fleet_samples({}, {}, {}, {}))["dropped_groups"]
+    assert dropped == {(("reason", TOTAL),): 0}
 
 
 def every_producer_sample():
@@ -92,7 +94,7 @@ def every_producer_sample():
         *RewardSamples("reward-0")({"num_scored": 2, "num_reward_errors": 0, "reward_sum": 1.0,
                                     "rejected": {"scored": {}}}),
         *refresh_samples({"policy_version": 2, "draft_version": 1, "num_published": 1, "num_samples": 5,
-                          "history": [{"wall_s": 0.4}], "rejected": {"draft_samples": {}}}),
+                          "refresh_s": 0.4, "rejected": {"draft_samples": {}}}),
         *learner_samples("learner-0", {"wait_s": 1.0, "step_time_s": 0.2, "loss": 0.1, "version": 3.0},
                          {"scored": {}}),
         *step_samples(step),

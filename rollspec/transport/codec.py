@@ -5,13 +5,19 @@ msgpack body, then the body [tag, version, [field values in declaration order]].
 field is msgpack ext type 1 holding (frame index, dtype code, shape); its bytes are frame 1 + index.
 Items inside a queue segment use the same body without the CRC prefix (the segment carries one CRC
 for all bodies). Nothing is ever pickled: only registered schema classes come out of decode.
+
+Tensor-free schemas are encoded by one reused msgspec encoder and decoded by compiled msgspec types
+(wire_types.py); tensors and anything the compiled path refuses go through msgpack and the Python
+checkers, which alone decide what is rejected and why.
 """
 
+import dataclasses
 import struct
 import zlib
-from typing import Any, Sequence
+from typing import Any, Sequence, get_type_hints
 
 import msgpack
+import msgspec
 import torch
 from msgpack import unpackb
 
@@ -19,6 +25,7 @@ from rollspec.transport.config import CodecLimits
 from rollspec.transport.dtypes import DTYPE_BY_CODE, DTYPE_CODES, tensor_buffer, tensor_from_buffer
 from rollspec.transport.errors import MessageRejected, RejectReason, SchemaError
 from rollspec.transport.registry import DEFAULT_REGISTRY, SchemaRegistry, schema_info
+from rollspec.transport.wire_types import split_head, values_decoder
 
 TENSOR_EXT = 1
 _TENSOR_HEAD = struct.Struct("<IBB")  # frame index, dtype code, ndim; then ndim int64 dims
@@ -27,6 +34,8 @@ _CRC = struct.Struct("<I")
 DEFAULT_LIMITS = CodecLimits()
 _MSGPACK_ERRORS = (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError,
                    msgpack.OutOfData, UnicodeDecodeError, OverflowError)
+_ENCODER = msgspec.msgpack.Encoder()  # stateless between calls: shared by all threads
+_COMPILED: dict[type, Any] = {}  # schema class -> (values decoder, builder), or None: Python path only
 
 
 def encode_body(msg: Any) -> tuple[bytes, tuple[memoryview, ...]]:
@@ -34,8 +43,8 @@ def encode_body(msg: Any) -> tuple[bytes, tuple[memoryview, ...]]:
     info = schema_info(msg)
     if not info.may_hold_tensors:
         try:
-            return msgpack.packb([info.tag, info.version, info.values_of(msg)]), ()
-        except TypeError as exc:
+            return _ENCODER.encode([info.tag, info.version, info.values_of(msg)]), ()
+        except (TypeError, OverflowError) as exc:
             raise SchemaError(f"{info.tag} field value", str(exc), "bool/int/float/str/bytes/list/dict") from None
 
     frames: list[memoryview] = []
@@ -89,6 +98,9 @@ def decode_body(body: Any, frames: Sequence[Any], *, registry: SchemaRegistry = 
     else:
         if len(body) > limits.max_header_bytes:
             raise MessageRejected(RejectReason.OVERSIZED, f"body of {len(body)} bytes > {limits.max_header_bytes}")
+        msg = _decode_compiled(body, registry)
+        if msg is not None:
+            return msg
         used, ext_hook = None, _no_tensor_frames
     try:
         obj = unpackb(body, ext_hook=ext_hook, raw=False, strict_map_key=True)
@@ -112,6 +124,33 @@ def decode_body(body: Any, frames: Sequence[Any], *, registry: SchemaRegistry = 
         return info.from_values(values)
     except SchemaError as exc:
         raise MessageRejected(RejectReason.INVALID_FIELD, str(exc)) from None
+
+
+def _decode_compiled(body: Any, registry: SchemaRegistry) -> Any:
+    """The message if the compiled path accepts `body` (tensor-free schema, every check passed),
+    else None: the caller then decodes it the slow way, which words any rejection."""
+    try:
+        tag, version, raw = split_head(body)
+        cls = registry.find((tag, version))
+        compiled = _COMPILED[cls] if cls in _COMPILED else _compile(cls)
+        if compiled is None:
+            return None
+        decoder, build = compiled
+        return build(decoder.decode(raw))
+    except Exception:  # noqa: BLE001 - any refusal (incl. check()) defers to the Python path's verdict
+        return None
+
+
+def _compile(cls: type | None) -> Any:
+    if cls is None:
+        return None
+    info = schema_info(cls)
+    compiled = None
+    if not info.may_hold_tensors:
+        fields = {f.name: dict(f.metadata) for f in dataclasses.fields(cls)}
+        compiled = values_decoder(cls, get_type_hints(cls), [fields[n] for n in info.names], info.names)
+    _COMPILED[cls] = compiled
+    return compiled
 
 
 def _no_tensor_frames(code: int, data: bytes) -> Any:

@@ -1,0 +1,84 @@
+"""The compiled (msgspec) decode path accepts exactly what the Python checkers accept, builds equal
+messages, and leaves every rejection (and its reason) to the Python path."""
+
+import struct
+import zlib
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rollspec.transport import codec
+from rollspec.transport.errors import MessageRejected
+from rollspec.transport.protocol import Ack, AckConfirm, Deliver, Detach, Heartbeat, PutAck, PutBatch
+from rollspec.transport.schemas import ChunkRequest, PromptItem, SignedManifest, WeightManifest, WeightQuery
+
+TENSOR_FREE = [Ack, AckConfirm, Deliver, Detach, Heartbeat, PutAck, PutBatch, ChunkRequest, PromptItem,
+               SignedManifest, WeightManifest, WeightQuery]
+
+# Values of every msgpack kind, including ones just past the schemas' caps and bounds.
+leaf = st.one_of(st.none(), st.booleans(), st.integers(-2, 2**64 - 1), st.floats(allow_nan=True),
+                 st.text(max_size=3), st.binary(max_size=3), st.just("x" * 257), st.just("producer"),
+                 st.just("consumer"), st.integers(2**32 - 2, 2**32 + 1))
+value = st.recursive(leaf, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=2), inner,
+                                                                                         max_size=2), max_leaves=8)
+
+
+def _python_path(body: bytes):
+    saved = codec._decode_compiled
+    codec._decode_compiled = lambda body, registry: None
+    try:
+        return codec.decode_body(body, ())
+    finally:
+        codec._decode_compiled = saved
+
+
+def _outcome(decode, body: bytes):
+    try:
+        return ("ok", decode(body))
+    except MessageRejected as exc:
+        return ("rejected", exc.reason, exc.detail)
+
+
+@pytest.mark.parametrize("cls", TENSOR_FREE, ids=lambda c: c.__name__)
+def test_every_tensor_free_schema_compiles(cls):
+    assert codec._compile(cls) is not None
+
+
+def _assert_same(body: bytes) -> None:
+    fast, slow = _outcome(lambda b: codec.decode_body(b, ()), body), _outcome(_python_path, body)
+    assert fast == slow
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(cls=st.sampled_from(TENSOR_FREE), data=st.data())
+def test_compiled_and_python_paths_agree_on_arbitrary_field_values(cls, data):
+    info = cls.__schema__
+    values = data.draw(st.lists(value, min_size=len(info.names), max_size=len(info.names)))
+    _assert_same(msgpack.packb([info.tag, info.version, values]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(tokens=st.lists(st.integers(-1, 2**40), max_size=20), pid=st.text(max_size=300),
+       version=st.one_of(st.integers(-1, 2**63), st.floats(), st.booleans()), sample=st.integers(-1, 3))
+def test_compiled_and_python_paths_agree_on_near_valid_prompts(tokens, pid, version, sample):
+    _assert_same(msgpack.packb(["prompt", 1, [pid, pid[:3], sample, tokens, version]]))
+
+
+def test_compiled_path_builds_the_same_message_and_runs_cross_field_checks():
+    msg = Heartbeat(queue="q", role="consumer", window_items=3, window_bytes=9, held=[1, 2], acked=[])
+    body, _ = codec.encode_body(msg)
+    assert codec._decode_compiled(body, codec.DEFAULT_REGISTRY) == msg
+    odd = msgpack.packb(["rs.heartbeat", 1, ["q", "consumer", 3, 9, [1], []]])  # held pairs: odd length
+    assert codec._decode_compiled(odd, codec.DEFAULT_REGISTRY) is None
+    with pytest.raises(MessageRejected, match="even number"):
+        codec.decode_body(odd, ())
+
+
+def test_whole_frames_through_the_compiled_path_keep_crc_and_trailing_garbage_checks():
+    body = msgpack.packb(["rs.detach", 1, ["q", "producer"]])
+    assert codec.decode([struct.pack("<I", zlib.crc32(body)) + body]) == Detach(queue="q", role="producer")
+    for bad in (body + b"\x00", body[:-1]):
+        with pytest.raises(MessageRejected):
+            codec.decode([struct.pack("<I", zlib.crc32(bad)) + bad])

@@ -85,7 +85,7 @@ def build_specs(config: TrainConfig, paths: ModelPaths) -> RunSpecs:
         refresh = config.draft_refresh
         distill = RefreshConfig(steps=refresh.steps, batch_size=refresh.batch_size, lr=refresh.lr,
                                 max_seconds=refresh.max_seconds, buffer_sequences=refresh.buffer_sequences,
-                                min_sequences=min(refresh.batch_size, refresh.buffer_sequences), seed=config.run.seed)
+                                min_sequences=max(2, min(2 * refresh.batch_size, refresh.buffer_sequences)), seed=config.run.seed)
         refresh_spec = DraftRefreshSpec(drafter=rollout.drafter, draft_path=draft_path, policy_path=str(paths.policy),
                                         every_policy_versions=refresh.every_policy_versions, distill=distill)
     admission = admission_config(config)

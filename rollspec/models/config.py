@@ -18,16 +18,20 @@ class RefreshConfig:
     buffer_sequences: int = 256
     """The most recent trajectories kept to train on; older ones were sampled by older policies."""
     min_sequences: int = 8
-    """No refresh before this many trajectories have arrived (it would fit noise)."""
+    """No refresh before this many trajectories have arrived (it would fit noise); at least 2, as the
+    newest min(batch_size, half) of them are held out to check the refresh."""
     eagle_unroll: int = 3
     eagle_feature_weight: float = 1.0
     mtp_depth: int = 4
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "buffer_sequences", "min_sequences", "eagle_unroll", "mtp_depth"):
+        for name in ("steps", "batch_size", "buffer_sequences", "eagle_unroll", "mtp_depth"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RefreshConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if not 2 <= self.min_sequences <= self.buffer_sequences:
+            raise ValueError(f"RefreshConfig.min_sequences must be in [2, buffer_sequences={self.buffer_sequences}], "
+                             f"got {self.min_sequences}")
         if not (self.lr > 0 and self.grad_clip > 0 and self.max_seconds > 0):
             raise ValueError(f"RefreshConfig lr, grad_clip and max_seconds must be > 0, got {self.lr}, "
                              f"{self.grad_clip}, {self.max_seconds}")

@@ -7,8 +7,12 @@ distributions and hidden states are computed here, from these weights, so trajec
 token ids. Weights go in and out under the names `Drafter.update` takes: Hugging Face names for the
 draft model, `fc.weight` / `layers.0.*` for the EAGLE head, `mtp.{i}.*` for the MTP heads.
 
-A refresh whose loss turns non-finite restores the drafter's last good weights and raises
-RefreshFailedError; nothing partial ever leaves this object.
+Each refresh holds out the newest `batch_size` trajectories (sampled by the newest policies, not
+yet trained on) as its probe: the drafter's KL to the current policy there, before and after
+training, says how stale the draft was and whether training helped. A refresh that makes the probe
+KL worse (it fit noise in a small buffer), or whose loss turns non-finite, restores the drafter's
+last good weights and raises RefreshFailedError; nothing worse than the last good draft leaves here.
+The probe is trained on by the next refresh.
 
 Shape legend: B sequences, T positions.
 """
@@ -43,13 +47,13 @@ DRAFTER_KINDS = ("draft_model", "eagle", "mtp")
 
 
 class RefreshFailedError(RuntimeError):
-    """A refresh produced a non-finite loss; the drafter is back at its last good weights."""
+    """A refresh diverged or did not improve the held-out KL; the drafter is back at its last good weights."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class RefreshResult:
-    """New drafter weights and how the refresh went. The KLs are measured on the newest trajectories
-    against the current policy, before and after training (what the rollouts lose to a stale draft)."""
+    """New drafter weights and how the refresh went. The KLs are measured on the held-out newest
+    trajectories against the current policy, before and after training."""
 
     weights: Weights
     num_steps: int
@@ -103,14 +107,16 @@ class DraftDistiller:
         if len(self._buffer) < cfg.min_sequences:
             return None
         start = time.perf_counter()
-        probe = teach(self.policy, collate(list(self._buffer)[-cfg.batch_size:]))
+        held_out = min(cfg.batch_size, len(self._buffer) // 2)
+        train_pool = list(self._buffer)[: len(self._buffer) - held_out]
+        probe = teach(self.policy, collate(list(self._buffer)[-held_out:]))
         kl_before = self._probe_loss(probe)
         last_good = {name: t.clone() for name, t in self.drafter.state_dict().items()}
         params = [p for p in self.drafter.parameters() if p.requires_grad]
         num_steps, stopped_by_budget = 0, False
         self.drafter.train()
         for num_steps in range(1, cfg.steps + 1):
-            batch = collate(self._rng.sample(self._buffer, min(cfg.batch_size, len(self._buffer))))
+            batch = collate(self._rng.sample(train_pool, min(cfg.batch_size, len(train_pool))))
             loss = self._loss(teach(self.policy, batch))
             if not math.isfinite(loss.item()):
                 self._restore(last_good)
@@ -124,9 +130,10 @@ class DraftDistiller:
                 break
         self.drafter.eval()
         kl_after = self._probe_loss(probe)
-        if not math.isfinite(kl_after):
+        if not kl_after <= kl_before:  # also catches NaN
             self._restore(last_good)
-            raise RefreshFailedError(f"{self.kind} refresh: probe KL {kl_after} after {num_steps} steps")
+            raise RefreshFailedError(f"{self.kind} refresh: held-out KL {kl_before:.4f} -> {kl_after:.4f} after "
+                                     f"{num_steps} steps; kept the last good draft")
         return RefreshResult(self.weights(), num_steps, kl_before, kl_after, time.perf_counter() - start,
                              stopped_by_budget)
 

@@ -30,7 +30,8 @@ from rollspec.models.token_batch import TokenSequence
 VOCAB = 32
 POLICY_CFG = tiny_config(vocab_size=VOCAB, num_mtp_layers=2)
 DRAFT_CFG = tiny_config(vocab_size=VOCAB, num_layers=1, hidden_size=32, num_heads=2, num_kv_heads=1)
-CONFIG = RefreshConfig(steps=30, batch_size=8, lr=3e-3, min_sequences=4, mtp_depth=2, eagle_unroll=2)
+CONFIG = RefreshConfig(steps=20, batch_size=16, lr=1e-3, min_sequences=4, buffer_sequences=512, mtp_depth=2,
+                       eagle_unroll=2)
 
 
 def hf(module):
@@ -55,39 +56,44 @@ def distiller(kind, config=CONFIG, seed=1):
                           draft_weights=draft_weights(kind), config=config, draft_config=draft_config)
 
 
-def sequences(n, seed=0):
+def sequences(n, seed=0, policy_seed=1):
+    """Random prompts completed by the policy at temperature 1 (what rollouts send the refresher)."""
     rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        prompt = [rng.randrange(VOCAB) for _ in range(rng.randint(2, 6))]
-        response = [rng.randrange(VOCAB) for _ in range(rng.randint(3, 12))]
-        out.append(TokenSequence(tuple(prompt + response), len(prompt)))
-    return out
+    prompts = [tuple(rng.randrange(VOCAB) for _ in range(rng.randint(2, 6))) for _ in range(n)]
+    return [TokenSequence(p + c.token_ids, len(p)) for p, c in zip(prompts, _samples(policy_seed, prompts))]
+
+
+def _samples(policy_seed, prompts):
+    policy = random_decoder(POLICY_CFG, seed=policy_seed, std=0.3)
+    engine = Engine(policy, EngineConfig(max_batch_size=64, max_seq_len=32, k_max=1, seed=0))
+    params = SamplingParams(temperature=1.0, max_new_tokens=12)
+    return engine.generate([Request(request_id=str(i), prompt_ids=p, params=params) for i, p in enumerate(prompts)])
 
 
 @pytest.mark.parametrize("kind", ["draft_model", "eagle", "mtp"])
 def test_refresh_brings_the_drafter_closer_to_the_policy(kind):
     refresher = distiller(kind)
-    refresher.add_sequences(sequences(32))
+    refresher.add_sequences(sequences(128))
     first = refresher.refresh()
     assert first is not None and first.num_steps == CONFIG.steps and not first.stopped_by_budget
-    assert first.kl_after < 0.8 * first.kl_before
+    assert first.kl_after < 0.95 * first.kl_before
     second = refresher.refresh()  # continues from where the first left off
     assert second.kl_before == pytest.approx(first.kl_after, rel=1e-5)
     assert second.kl_after < second.kl_before
 
 
 def test_a_policy_that_moves_is_followed():
-    refresher = distiller("draft_model")
-    refresher.add_sequences(sequences(32))
+    refresher = distiller("eagle")
+    refresher.add_sequences(sequences(128))
     for _ in range(3):
         settled = refresher.refresh()
     refresher.set_policy(policy_weights(seed=2))  # the policy moved: the draft is stale now
+    refresher.add_sequences(sequences(128, seed=1, policy_seed=2))
     moved = refresher.refresh()
-    assert moved.kl_before > 2 * settled.kl_after
-    for _ in range(3):
+    assert moved.kl_before > 1.5 * settled.kl_after
+    for _ in range(2):
         caught_up = refresher.refresh()
-    assert caught_up.kl_after < 0.5 * moved.kl_before
+    assert caught_up.kl_after < 0.7 * moved.kl_before
 
 
 def _acceptance(policy, drafter, prompts):
@@ -101,12 +107,12 @@ def _acceptance(policy, drafter, prompts):
 
 def test_refreshed_weights_load_into_the_engine_and_raise_its_acceptance():
     policy = random_decoder(POLICY_CFG, seed=1, std=0.3)
-    prompts = [tuple(s.token_ids[: s.prompt_len]) for s in sequences(64, seed=3)]
+    prompts = [tuple(s.token_ids[: s.prompt_len]) for s in sequences(128, seed=3)]
     drafter = DraftModelDrafter(random_decoder(DRAFT_CFG, seed=5, std=0.1), num_slots=16, max_len=64)
     before, done = _acceptance(policy, drafter, prompts)
     refresher = distiller("draft_model")
     refresher.add_sequences(TokenSequence(p + c.token_ids, len(p)) for p, c in zip(prompts, done))  # policy samples
-    for _ in range(6):
+    for _ in range(3):
         result = refresher.refresh()
     drafter.update(result.weights, version=1)
     after, _ = _acceptance(policy, drafter, prompts)
@@ -130,8 +136,8 @@ def test_head_weights_load_into_their_engine_drafters(kind):
 
 
 def test_too_few_trajectories_means_no_refresh():
-    refresher = distiller("draft_model")
-    refresher.add_sequences(sequences(3))
+    refresher = distiller("draft_model", dataclasses.replace(CONFIG, min_sequences=64))
+    refresher.add_sequences(sequences(63))
     assert refresher.refresh() is None
     refresher.add_sequences(sequences(1, seed=9))
     assert refresher.refresh() is not None
@@ -146,7 +152,7 @@ def test_the_compute_budget_cuts_a_refresh_short():
 
 def test_a_non_finite_loss_restores_the_last_good_draft():
     refresher = distiller("draft_model")
-    refresher.add_sequences(sequences(16))
+    refresher.add_sequences(sequences(64))
     good = refresher.weights()
     broken = policy_weights(seed=1)
     broken["lm_head.weight"] = torch.full_like(broken["lm_head.weight"], float("nan"))
@@ -155,4 +161,14 @@ def test_a_non_finite_loss_restores_the_last_good_draft():
         refresher.refresh()
     assert all(torch.equal(good[n], t) for n, t in refresher.weights().items())
     refresher.set_policy(policy_weights(seed=1))
-    assert refresher.refresh().kl_after < refresher.refresh().kl_before + 1.0  # usable again
+    result = refresher.refresh()  # usable again
+    assert result.kl_after < result.kl_before
+
+
+def test_a_refresh_that_makes_the_held_out_kl_worse_keeps_the_last_good_draft():
+    refresher = distiller("draft_model", dataclasses.replace(CONFIG, lr=1.0, steps=5))  # wrecks the draft
+    refresher.add_sequences(sequences(32))
+    good = refresher.weights()
+    with pytest.raises(RefreshFailedError, match="held-out KL"):
+        refresher.refresh()
+    assert all(torch.equal(good[n], t) for n, t in refresher.weights().items())

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import zmq
 
-from rollspec.transport import codec
+from rollspec.transport import codec, segments
 from rollspec.transport.broker_core import BrokerCore
 from rollspec.transport.channel import IdSource, Sender
 from rollspec.transport.config import CodecLimits, ProducerConfig, QueueConfig
@@ -21,7 +21,6 @@ from rollspec.transport.faults import NO_FAULTS, FaultPlan
 from rollspec.transport.io_loop import IoLoop
 from rollspec.transport.lease_queue import DroppedItem
 from rollspec.transport.security import NO_SECURITY, SecurityConfig
-from rollspec.transport.segments import WireItem
 from rollspec.transport.sockets import DEFAULT_BIND, open_endpoint
 from rollspec.transport.stats import ProducerStats, QueueStats
 
@@ -92,11 +91,6 @@ class Broker:
         self.close()
 
 
-def _wire(item: Any, msg_id: str) -> WireItem:
-    body, frames = codec.encode_body(item)
-    return WireItem(msg_id, body, frames, len(body) + sum(f.nbytes for f in frames))
-
-
 class LocalSender(Sender):
     """Producer living in the broker's process: encodes on the caller's thread, queues under the
     broker lock, and blocks while the queue is full. Items are confirmed as soon as they are queued."""
@@ -115,7 +109,8 @@ class LocalSender(Sender):
                  timeout_s: float = 60.0) -> list[str]:
         """Encode all, then queue as many as there is room for per lock acquisition."""
         self._broker._loop.check()
-        wires = [_wire(item, msg_ids[i] if msg_ids is not None else self._ids.next()) for i, item in enumerate(items)]
+        ids = list(msg_ids) if msg_ids is not None else self._ids.take(len(items))
+        wires = segments.wire_items([codec.encode_body(item) for item in items], ids)
         core, done = self._broker._core, 0
         deadline = time.monotonic() + timeout_s
         with core.space:

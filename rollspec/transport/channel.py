@@ -51,6 +51,11 @@ class IdSource:
         """A new id, unique across processes (random prefix) and within this one (counter)."""
         return f"{self._prefix}-{next(self._counter)}"
 
+    def take(self, n: int) -> list[str]:
+        """n new ids (one counter step per id, formatted in one comprehension: put_many's hot path)."""
+        prefix, counter = self._prefix, self._counter
+        return [f"{prefix}-{next(counter)}" for _ in range(n)]
+
 
 class Sender(ABC):
     """Puts items on one work queue. Blocks (up to a timeout) while the queue has no free capacity."""

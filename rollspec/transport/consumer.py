@@ -74,13 +74,14 @@ class ZmqConsumer(Receiver):
     def ack_many(self, deliveries: Sequence[Delivery]) -> None:
         """Ack several deliveries under one lock acquisition."""
         core = self._core
+        ids = [delivery.msg_id for delivery in deliveries]
         with core.cond:
             first = not core.acks
-            held, done, acks = core.held, core.done, core.acks
-            for delivery in deliveries:
-                held.pop(delivery.msg_id, None)
-                done.add(delivery.msg_id)
-                acks.append(delivery.token)
+            pop = core.held.pop
+            for msg_id in ids:
+                pop(msg_id, None)
+            core.done.add_many(ids)
+            core.acks.extend([delivery.token for delivery in deliveries])
             core.stats.acked += len(deliveries)
         if first:
             self._loop.wake()

@@ -50,6 +50,14 @@ class BoundedIds:
             if len(self._order) > self._capacity:
                 self.ids.discard(self._order.popleft())
 
+    def add_many(self, msg_ids: list[str]) -> None:
+        """add() each id, with the set and deque updated in bulk (ack_many's hot path)."""
+        fresh = [msg_id for msg_id in msg_ids if msg_id not in self.ids]
+        self.ids.update(fresh)
+        self._order.extend(fresh)
+        while len(self._order) > self._capacity:
+            self.ids.discard(self._order.popleft())
+
     def __contains__(self, msg_id: str) -> bool:
         return msg_id in self.ids
 

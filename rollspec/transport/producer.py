@@ -152,11 +152,8 @@ class ZmqProducer(Sender):
                  timeout_s: float = 60.0) -> list[str]:
         """Encode all, then queue each as credit allows, under one lock and one wake-up."""
         self._loop.check()
-        wires = []
-        for i, item in enumerate(items):
-            body, frames = codec.encode_body(item)
-            msg_id = msg_ids[i] if msg_ids is not None else self._ids.next()
-            wires.append(WireItem(msg_id, body, frames, len(body) + sum(f.nbytes for f in frames)))
+        ids = list(msg_ids) if msg_ids is not None else self._ids.take(len(items))
+        wires = segments.wire_items([codec.encode_body(item) for item in items], ids)
         core = self._core
         deadline = time.monotonic() + timeout_s
         with core.cond:

@@ -22,6 +22,12 @@ class WireItem(NamedTuple):
     nbytes: int
 
 
+def wire_items(encoded: list[tuple[bytes, tuple[Any, ...]]], msg_ids: list[str]) -> list[WireItem]:
+    """WireItems of encoded (body, frames) pairs; tensor-free items (the common case) skip the frame sum."""
+    return [WireItem(msg_id, body, frames, len(body) + sum([f.nbytes for f in frames]) if frames else len(body))
+            for (body, frames), msg_id in zip(encoded, msg_ids, strict=True)]
+
+
 @dataclass(slots=True)
 class WirePayload:
     """A segment's bytes as held by the broker (zmq frames are kept, not copied)."""

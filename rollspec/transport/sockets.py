@@ -14,6 +14,10 @@ DEFAULT_BIND = "tcp://127.0.0.1:*"
 """Loopback with an OS-chosen port: nothing is reachable from other hosts unless asked for."""
 SOCKET_HWM = 100_000
 """Messages queued per peer. Credit windows keep real queues far below this; it is a backstop."""
+COPY_THRESHOLD = 1 << 20
+"""Frames sent with copy=False below this size are copied anyway. pyzmq's default (64 KiB) sends a
+segment of 64 small items zero-copy, and each zero-copy frame costs a Frame object plus a wake-up of
+pyzmq's garbage-collector thread: more than copying the bytes. Tensors above it still go zero-copy."""
 
 
 class Endpoint(NamedTuple):
@@ -78,6 +82,7 @@ def make_socket(context: zmq.Context[Any], kind: int, *, limits: CodecLimits,
     sock.setsockopt(zmq.MAXMSGSIZE, max(limits.max_frame_bytes, limits.max_header_bytes + 4))
     sock.setsockopt(zmq.SNDHWM, SOCKET_HWM)
     sock.setsockopt(zmq.RCVHWM, SOCKET_HWM)
+    sock.copy_threshold = COPY_THRESHOLD
     if kind == zmq.ROUTER:
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
     if identity is not None:

@@ -81,8 +81,14 @@ def _train(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"rollspec train: {exc}", file=sys.stderr)
         return 2
-    print(f"reward {summary['reward_first_third']:.3f} -> {summary['reward_last_third']:.3f} (first vs last third "
-          f"of {summary['steps']} steps); run directory {summary['run_dir']}")
+    print(f"training reward {summary['reward_first_third']:.3f} -> {summary['reward_last_third']:.3f} (first vs "
+          f"last third of {summary['steps']} steps; each step has different prompts)")
+    if "heldout" in summary:
+        before, after = summary["heldout"]["initial"], summary["heldout"]["final"]
+        print(f"held-out reward {before['reward_mean']:.3f} -> {after['reward_mean']:.3f} "
+              f"({after['reward_mean'] - before['reward_mean']:+.3f}; same {before['num_samples']} prompts x samples "
+              f"and seeds, starting vs final weights)")
+    print(f"run directory {summary['run_dir']}")
     return 0 if not summary["ledger_problems"] else 1
 
 

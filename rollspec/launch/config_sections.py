@@ -60,6 +60,11 @@ class DataSection(Section):
     """Seed of the prompt stream (prompt i is a pure function of seed and i)."""
     eval_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     """Share of prompt space held out for evaluation (never trained on)."""
+    heldout_prompts: int = Field(0, ge=0, le=100_000)
+    """Held-out prompts the driver scores with the starting and the final weights (0: skip; the tiny
+    preset uses 100: the per-step training reward moves with each step's prompts as much as with RL)."""
+    heldout_samples: int = Field(4, ge=1, le=1024)
+    """Samples per held-out prompt, at the run's temperature."""
 
     @field_validator("tasks")
     @classmethod

@@ -117,6 +117,7 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
                               difficulty=specs.controller.difficulty, eval_fraction=specs.controller.eval_fraction)
         source = PromptSource(mixture, group_size=specs.controller.group_size, seed=specs.controller.sample_seed)
 
+        heldout = _heldout_evaluator(config, policy_dir, progress)
         gauges = StepGauges(config.run.name)
 
         def on_step(metrics: dict) -> None:
@@ -133,6 +134,8 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
             controller.run()
         summary = _summary(controller, fleet.poll(), fleet.profiles(), learner.feed_stats(), startup_s,
                            time.monotonic() - start, run_dir)
+        if heldout is not None:
+            summary["heldout"] = {"initial": heldout.initial, "final": heldout.score_weights(learner.full_weights())}
         summary["refused_peers"] = broker.stats(PROMPTS).refused  # peers refused at the CURVE handshake, by kind
         summary["refresh_lost"] = fleet.num_refresh_lost
         summary["actor_restarts"] = dict(fleet.restarts)
@@ -143,6 +146,23 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
         broker.close()
     run_dir.write_final(state.ledger.to_json(), summary)
     return summary
+
+
+def _heldout_evaluator(config: TrainConfig, policy_dir: str, progress: StepProgress):
+    """Scores the starting weights on the held-out prompts now (None if data.heldout_prompts is 0)."""
+    if config.data.heldout_prompts == 0:
+        return None
+    from rollspec.launch.heldout import HeldoutEvaluator, HeldoutSpec
+
+    spec = HeldoutSpec(task_weights=dict(config.data.tasks), data_seed=config.data.seed,
+                       difficulty=config.data.difficulty, eval_fraction=config.data.eval_fraction,
+                       num_prompts=config.data.heldout_prompts, samples_per_prompt=config.data.heldout_samples,
+                       temperature=config.algorithm.temperature, max_new_tokens=config.algorithm.max_new_tokens,
+                       max_seq_len=config.rollout.max_seq_len)
+    evaluator = HeldoutEvaluator(policy_dir, spec)
+    progress.log(f"held-out reward of the starting policy: {evaluator.initial['reward_mean']:.3f} "
+                 f"({evaluator.initial['num_samples']} samples)")
+    return evaluator
 
 
 def _record_fleet(gauges, broker, fleet, state) -> None:

@@ -41,8 +41,11 @@ def free_port() -> int:
 @pytest.fixture
 def head(tmp_path):
     """`ray start --head` with its own temp dir, ports and auth token, loopback only; stopped by process group."""
+    # Metrics shipped to the node's Prometheus endpoint every second (default 10 s): a short test run's
+    # actors are then scraped before they exit, and their series vanish with them.
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "token",
-           "RAY_AUTH_TOKEN": secrets.token_hex(16), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+           "RAY_AUTH_TOKEN": secrets.token_hex(16), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+           "RAY_metrics_report_interval_ms": "1000"}
     temp_dir = Path(f"/tmp/rs-head-{os.getpid()}")
     dashboard, metrics_port = free_port(), free_port()
     command = [str(BIN / "ray"), "start", "--head", "--block", f"--temp-dir={temp_dir}", f"--port={free_port()}",
@@ -105,4 +108,5 @@ def tiny_overrides(tiny_models, tmp_path):
     return [f"models.policy={tiny_models['policy']}", f"models.draft={tiny_models['draft']}",
             f"run.root={tmp_path}", "run.progress=false", "algorithm.prompts_per_step=4", "algorithm.group_size=2",
             "algorithm.max_new_tokens=16", "rollout.max_batch_size=8", "rollout.max_seq_len=64",
-            "learner.zero_stage=1", "learner.micro_batch_size=4", "checkpoint.every_steps=2"]
+            "learner.zero_stage=1", "learner.micro_batch_size=4", "checkpoint.every_steps=2",
+            "data.heldout_prompts=4", "data.heldout_samples=2"]

@@ -79,6 +79,8 @@ def test_sync_run_trains_every_prompt_once_on_the_version_it_was_generated_with(
     assert summary["draft_version"] >= 1 and summary["rollouts"][0]["num_draft_swaps"] >= 1
     assert all(m["staleness_violations"] == 0 and m["acceptance_length"] >= 1.0 for m in metrics)
     assert summary["cost_profiles"][0]["target_ms"]  # adaptive depth profiled the engine at start-up
+    heldout = summary["heldout"]  # the driver scored the starting and the final weights on the same requests
+    assert heldout["initial"]["num_samples"] == heldout["final"]["num_samples"] == 8
 
 
 def test_resume_restores_step_versions_and_optimizer_then_continues(sync_run):

@@ -108,4 +108,5 @@ def tiny_overrides(tiny_models, tmp_path):
     return [f"models.policy={tiny_models['policy']}", f"models.draft={tiny_models['draft']}",
             f"run.root={tmp_path}", "run.progress=false", "algorithm.prompts_per_step=4", "algorithm.group_size=2",
             "algorithm.max_new_tokens=16", "rollout.max_batch_size=8", "rollout.max_seq_len=64",
-            "learner.zero_stage=1", "learner.micro_batch_size=4", "checkpoint.every_steps=2"]
+            "learner.zero_stage=1", "learner.micro_batch_size=4", "checkpoint.every_steps=2",
+            "data.heldout_prompts=4", "data.heldout_samples=2"]

@@ -141,6 +141,31 @@ def _decode_compiled(body: Any, registry: SchemaRegistry) -> Any:
         return None
 
 
+def decode_bodies_compiled(bodies: Sequence[Any], *, registry: SchemaRegistry = DEFAULT_REGISTRY,
+                           limits: CodecLimits = DEFAULT_LIMITS) -> list[Any]:
+    """_decode_compiled over many tensor-free bodies in one loop (a consumer's batch: one schema, so
+    the class lookup is done once per run of equal (tag, version)). None marks a body that must go
+    through decode_body, which decides and words its rejection."""
+    out: list[Any] = []
+    append, head, find, cap = out.append, split_head, registry.find, limits.max_header_bytes
+    last_key: Any = None
+    compiled: Any = None
+    for body in bodies:
+        try:
+            if len(body) > cap:
+                append(None)
+                continue
+            tag, version, raw = head(body)
+            if (tag, version) != last_key:
+                cls = find((tag, version))
+                compiled = _COMPILED[cls] if cls in _COMPILED else _compile(cls)
+                last_key = (tag, version)
+            append(compiled[1](compiled[0].decode(raw)) if compiled is not None else None)
+        except Exception:  # noqa: BLE001 - any refusal defers to decode_body's verdict
+            append(None)
+    return out
+
+
 def _compile(cls: type | None) -> Any:
     if cls is None:
         return None

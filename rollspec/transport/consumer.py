@@ -60,8 +60,10 @@ class ZmqConsumer(Receiver):
             raw = self._take(max_items, deadline)
             if not raw:
                 return out
-            for item in raw:
-                delivery = self._decode(item)
+            fast = codec.decode_bodies_compiled([item[3] if not item[4] else b"" for item in raw],
+                                                registry=self._registry, limits=core.config.limits)
+            for item, msg in zip(raw, fast):
+                delivery = Delivery(item[0], msg, item[2], item[1]) if msg is not None else self._decode(item)
                 if delivery is not None:
                     out.append(delivery)
         core.stats.delivered += len(out)

@@ -23,8 +23,10 @@ class WireItem(NamedTuple):
 
 
 def wire_items(encoded: list[tuple[bytes, tuple[Any, ...]]], msg_ids: list[str]) -> list[WireItem]:
-    """WireItems of encoded (body, frames) pairs; tensor-free items (the common case) skip the frame sum."""
-    return [WireItem(msg_id, body, frames, len(body) + sum([f.nbytes for f in frames]) if frames else len(body))
+    """WireItems of encoded (body, frames) pairs; tensor-free items (the common case) skip the frame sum.
+    Built with tuple.__new__: a NamedTuple's own constructor is a Python-level call per item."""
+    new = tuple.__new__
+    return [new(WireItem, (msg_id, body, frames, len(body) + sum([f.nbytes for f in frames]) if frames else len(body)))
             for (body, frames), msg_id in zip(encoded, msg_ids, strict=True)]
 
 

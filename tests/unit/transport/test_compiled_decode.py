@@ -82,3 +82,15 @@ def test_whole_frames_through_the_compiled_path_keep_crc_and_trailing_garbage_ch
     for bad in (body + b"\x00", body[:-1]):
         with pytest.raises(MessageRejected):
             codec.decode([struct.pack("<I", zlib.crc32(bad)) + bad])
+
+
+def test_batch_decode_matches_one_by_one_and_marks_what_needs_the_python_path():
+    from rollspec.transport.config import CodecLimits
+
+    prompt = PromptItem(prompt_id="p", group_id="g", sample_index=0, token_ids=[1, 2], policy_version=1)
+    good, other = codec.encode_body(prompt)[0], codec.encode_body(Detach(queue="q", role="consumer"))[0]
+    bad = msgpack.packb(["prompt", 1, ["p", "g", -1, [1], 1]])  # sample_index < 0
+    huge = msgpack.packb(["prompt", 1, ["p" * 200, "g", 0, [1], 1]])
+    bodies = [good, bad, other, good, b"", huge, good]
+    out = codec.decode_bodies_compiled(bodies, limits=CodecLimits(max_header_bytes=100))
+    assert out == [prompt, None, Detach(queue="q", role="consumer"), prompt, None, None, prompt]

@@ -17,15 +17,28 @@ def step_line(m: dict) -> str:
             f"  drops {drops}")
 
 
+BAR_WIDTH = 20
+BAR_FIXED_WIDTH = 6 + BAR_WIDTH + 1 + 2 + 8 + 4 + 8  # "train", the bar, "n/N", elapsed, "eta", remaining
+
+
+def _summaries(m: dict) -> list[str]:
+    """The bar's key numbers, longest first."""
+    k = m.get("chosen_k_mean", 0.0)
+    return [f"reward {m['reward_mean']:.3f} acc_len {m['acceptance_length']:.2f} k {k:.1f} "
+            f"{m['rollout_tokens_per_s']:.0f} tok/s {m['step_s']:.1f} s/step",
+            f"reward {m['reward_mean']:.3f} acc {m['acceptance_length']:.2f} k {k:.1f}",
+            f"acc {m['acceptance_length']:.2f}"]
+
+
 class StepProgress:
     """Context manager; `update(metrics)` after every step."""
 
     def __init__(self, total_steps: int, done_steps: int = 0, *, enabled: bool = True, console: Console | None = None):
         self.console = console or Console(soft_wrap=True)
         self._enabled = enabled
-        self._progress = Progress(TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                                  TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=self.console,
-                                  disable=not enabled)
+        self._progress = Progress(TextColumn("[bold]train"), BarColumn(bar_width=BAR_WIDTH), MofNCompleteColumn(),
+                                  TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                                  TextColumn("{task.fields[info]}"), console=self.console, disable=not enabled)
         self._task = self._progress.add_task("train", total=total_steps, completed=done_steps, info="")
 
     def __enter__(self) -> "StepProgress":
@@ -39,9 +52,9 @@ class StepProgress:
 
     def update(self, metrics: dict) -> None:
         self._progress.console.print(step_line(metrics), highlight=False)
-        info = (f"reward {metrics['reward_mean']:.3f}  acc_len {metrics['acceptance_length']:.2f}  "
-                f"k {metrics.get('chosen_k_mean', 0.0):.1f}  {metrics['rollout_tokens_per_s']:.0f} tok/s  "
-                f"{metrics['step_s']:.1f} s/step")
+        # The longest summary that fits beside the bar: rich would squeeze the counts and times instead.
+        room = self.console.width - BAR_FIXED_WIDTH - len(str(self._progress.tasks[0].total)) * 2
+        info = next((text for text in _summaries(metrics) if len(text) <= room), "")
         self._progress.update(self._task, completed=metrics["step"] + 1, info=info)
 
     def log(self, text: str) -> None:

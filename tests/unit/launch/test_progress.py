@@ -22,8 +22,18 @@ def test_the_bar_shows_progress_eta_and_the_key_numbers():
             progress.update(metrics(step))
     text = out.getvalue()
     assert "3/10" in text and "eta" in text
-    assert "reward 0.625" in text and "acc_len 2.25" in text and "k 1.5" in text and "1234 tok/s" in text
+    assert "reward 0.625 acc_len 2.25 k 1.5 1234 tok/s 2.5 s/step" in text
     assert text.count("step    3  reward 0.625") == 1  # one line per step, above the bar
+
+
+def test_on_a_narrow_terminal_the_counts_and_eta_stay_whole():
+    out = io.StringIO()
+    console = Console(file=out, width=80, color_system=None)  # not a terminal: what `ray job logs` shows
+    with StepProgress(30, console=console) as progress:
+        for step in range(12):
+            progress.update(metrics(step))
+    bar = [line for line in out.getvalue().splitlines() if line.startswith("train")][-1]
+    assert "12/30" in bar and "eta" in bar and "…" not in bar.split("eta")[0]
 
 
 def test_a_step_line_carries_the_breakdown_and_tolerates_older_records():

@@ -103,10 +103,15 @@ def key_numbers(history: list[dict], summary: dict[str, Any]) -> list[tuple[str,
         ("samples dropped in trained groups", ", ".join(f"{k} {v}" for k, v in sorted(drops.items())) or "none"),
     ]
     if summary:
-        restarts = summary.get("actor_restarts") or {}
+        restarts, groups = summary.get("actor_restarts") or {}, summary.get("groups") or {}
+        heldout = summary.get("heldout") or {}
+        if heldout.get("initial") and heldout.get("final"):
+            rows.append(("held-out reward, starting -> final weights",
+                         f"{heldout['initial']['reward_mean']:.3f} -> {heldout['final']['reward_mean']:.3f} "
+                         f"({heldout['final'].get('num_samples', '?')} samples)"))
         rows += [("wall time, s (start-up)", f"{summary.get('wall_s', 0.0):.1f} ({summary.get('startup_s', 0.0):.1f})"),
-                 ("groups trained / dropped / issued",
-                  " / ".join(str((summary.get("groups") or {}).get(k, "?")) for k in ("trained", "dropped", "issued"))),
+                 ("prompt groups trained / dropped",
+                  f"{groups.get('trained', '?')} / {groups.get('dropped', '?')}"),
                  ("actor restarts", ", ".join(f"{k} {v}" for k, v in sorted(restarts.items()) if v) or "none"),
                  ("ledger problems", f"{len(summary.get('ledger_problems') or [])}")]
     return rows

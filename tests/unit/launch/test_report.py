@@ -34,7 +34,9 @@ def make_run(tmp_path, steps=9, *, config=True, summary=True):
                                                                      "k": 3}}))
     if summary:
         (run / "summary.json").write_text(json.dumps({"wall_s": 30.0, "startup_s": 9.0, "ledger_problems": [],
-                                                      "groups": {"trained": 36, "dropped": 1, "issued": 37},
+                                                      "groups": {"trained": 36, "dropped": 1, "issued": 0},
+                                                      "heldout": {"initial": {"reward_mean": 0.5, "num_samples": 40},
+                                                                  "final": {"reward_mean": 0.6, "num_samples": 40}},
                                                       "actor_restarts": {"rollout-0": 1, "reward-0": 0}}))
     return run
 
@@ -57,6 +59,8 @@ def test_report_draws_every_figure_and_tables_the_numbers(tmp_path, capsys):
     assert rows["staleness, max over the run"].strip() == "1"
     assert rows["actor restarts"].strip() == "rollout-0 1"
     assert rows["samples dropped in trained groups"].strip() == "length 1"
+    assert rows["prompt groups trained / dropped"] == "36 / 1"
+    assert rows["held-out reward, starting -> final weights"] == "0.500 -> 0.600 (40 samples)"
     assert "drafter `draft_model`" in text and all(f"]({name}.png)" in text for name, _ in FIGURES)
 
 

@@ -62,8 +62,9 @@ class ZmqConsumer(Receiver):
                 return out
             fast = codec.decode_bodies_compiled([item[3] if not item[4] else b"" for item in raw],
                                                 registry=self._registry, limits=core.config.limits)
+            new = tuple.__new__  # a NamedTuple's own constructor is a Python-level call per item
             for item, msg in zip(raw, fast):
-                delivery = Delivery(item[0], msg, item[2], item[1]) if msg is not None else self._decode(item)
+                delivery = new(Delivery, (item[0], msg, item[2], item[1])) if msg is not None else self._decode(item)
                 if delivery is not None:
                     out.append(delivery)
         core.stats.delivered += len(out)

@@ -11,11 +11,11 @@ class RefreshConfig:
     `max_seconds` (the compute budget). The optimizer state carries over between refreshes."""
 
     steps: int = 16
-    batch_size: int = 16
-    lr: float = 1e-3
+    batch_size: int = 32
+    lr: float = 3e-4
     grad_clip: float = 1.0
     max_seconds: float = 60.0
-    buffer_sequences: int = 256
+    buffer_sequences: int = 512
     """The most recent trajectories kept to train on; older ones were sampled by older policies."""
     min_sequences: int = 8
     """No refresh before this many trajectories have arrived (it would fit noise); at least 2, as the

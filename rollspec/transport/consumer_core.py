@@ -10,7 +10,7 @@ from typing import Any, Iterable
 import zmq
 
 from rollspec.transport import codec, segments
-from rollspec.transport.channel import make_token, split_token
+from rollspec.transport.channel import make_token
 from rollspec.transport.config import ConsumerConfig
 from rollspec.transport.errors import MessageRejected, RejectReason
 from rollspec.transport.io_loop import IoLoop
@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 
 
 def _pairs(tokens: Iterable[int]) -> list[int]:
-    """Tokens flattened to the wire's (segment, index) pairs."""
-    return [n for token in tokens for n in split_token(token)]
+    """Tokens flattened to the wire's (segment, index) pairs (split_token inlined: one call per ack batch)."""
+    return [n for token in tokens for n in (token >> 32, token & 0xFFFFFFFF)]
 
 
 # A received, not yet decoded item: (msg_id, token, attempt, body, frames), token = segment << 32 | index.
@@ -90,8 +90,9 @@ class ConsumerCore:
             elif type(msg) is AckConfirm:
                 pairs = msg.pairs
                 with self.cond:
+                    pop = self.unconfirmed.pop
                     for k in range(0, len(pairs), 2):
-                        self.unconfirmed.pop(make_token(pairs[k], pairs[k + 1]), None)
+                        pop(pairs[k] << 32 | pairs[k + 1], None)  # make_token, inlined
             else:
                 raise MessageRejected(RejectReason.UNEXPECTED, f"{type(msg).__name__} sent to a consumer")
         except MessageRejected as exc:
@@ -135,6 +136,19 @@ class ConsumerCore:
         with self.cond:
             done, held, ready = self.done.ids, self.held, self.ready
             self.stats.received += len(msg.live)
+            live_ids = [ids[i] for i in msg.live]
+            unique = set(live_ids)
+            if len(unique) == len(live_ids) and done.isdisjoint(unique) and held.keys().isdisjoint(unique):
+                # The common case (nothing seen before), in bulk: same effect as the loop below.
+                tokens = [segment << 32 | i for i in msg.live]
+                held.update(zip(live_ids, tokens))
+                ready.extend([(msg_id, token, attempt, blob[offsets[i]:offsets[i + 1]],
+                               tuple(frames[first_frame[i]:first_frame[i] + nframes[i]]) if nframes[i] else ())
+                              for msg_id, token, attempt, i in zip(live_ids, tokens, msg.attempts, msg.live)])
+                self.stats.redelivered += sum([attempt > 1 for attempt in msg.attempts])
+                if self.waiters:
+                    self.cond.notify_all()
+                return
             for i, attempt in zip(msg.live, msg.attempts):
                 msg_id = ids[i]
                 if msg_id in done:

@@ -90,16 +90,22 @@ class LeaseQueue:
 
     def offer(self, ids: list[str], sizes: list[int], payload: Any) -> int:
         """Enqueue a segment; ids seen before are dropped as duplicates. Returns the number of new items."""
-        state, new = [], []
         seen, order = self._seen, self._seen_order
-        for i, msg_id in enumerate(ids):
-            if msg_id in seen:
-                state.append(DONE)
-                continue
-            seen.add(msg_id)
-            order.append(msg_id)
-            state.append(READY)
-            new.append(i)
+        unique = set(ids)
+        if len(unique) == len(ids) and seen.isdisjoint(unique):  # the common case, checked in bulk
+            seen |= unique
+            order.extend(ids)
+            state, new = [READY] * len(ids), list(range(len(ids)))
+        else:
+            state, new = [], []
+            for i, msg_id in enumerate(ids):
+                if msg_id in seen:
+                    state.append(DONE)
+                    continue
+                seen.add(msg_id)
+                order.append(msg_id)
+                state.append(READY)
+                new.append(i)
         while len(order) > self.config.dedup_window:
             seen.discard(order.popleft())
         self.stats.duplicates_dropped += len(ids) - len(new)
@@ -154,19 +160,20 @@ class LeaseQueue:
     def ack(self, key: Hashable, pairs: list[int], reasons: list[str] | None = None) -> None:
         """Mark flat (segment, index) pairs done: acked, or dropped with reasons[k] if reasons is given.
         Acks from a consumer whose lease was already moved are honoured (the work was done)."""
+        segments, stats = self._segments, self.stats
         for k in range(0, len(pairs), 2):
-            segment = self._segments.get(pairs[k])
+            segment = segments.get(pairs[k])
             index = pairs[k + 1]
             if segment is None or index >= len(segment.state) or segment.state[index] is DONE:
-                self.stats.duplicate_acks += 1
+                stats.duplicate_acks += 1
                 continue
             state = segment.state[index]
             if state is READY:
-                self.stats.depth -= 1
+                stats.depth -= 1
             else:
                 self._unlease(state, index)
             if reasons is None:
-                self.stats.acked += 1
+                stats.acked += 1
                 self._finish(segment, index)
             else:
                 self._drop(segment, index, f"rejected:{reasons[k // 2]}")

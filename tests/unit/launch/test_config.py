@@ -26,7 +26,7 @@ def test_shipped_presets_validate(preset):
     ("rollout.k='3'", "rollout.k: Input should be a valid integer (got '3')"),
     ("algorithm.group_size=1", "algorithm.group_size: Input should be greater than or equal to 2 (got 1)"),
     ("rollout.drafter=medusa", "rollout.drafter: Input should be 'none', 'draft_model', 'eagle', 'mtp' or 'ngram'"),
-    ("rollout.max_batch_size=2", "rollout.max_batch_size (2) must be >= algorithm.group_size (4)"),
+    ("rollout.max_batch_size=2", "rollout.max_batch_size (2) must be >= algorithm.group_size (8)"),
     ("algorithm.max_new_tokens=256", "algorithm.max_new_tokens (256) must be < rollout.max_seq_len (256)"),
     ("reward.function=notapath", "reward.function 'notapath' must be 'builtin' or 'package.module:function'"),
     ("data.tasks={bogus: 1.0}", "unknown tasks ['bogus']"),

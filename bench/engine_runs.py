@@ -40,7 +40,7 @@ class Workload:
     @classmethod
     def from_zoo(cls, zoo, *, batch: int, temperature: float, max_new_tokens: int,
                  num_prompts: int | None = None, difficulty: int = ZOO_DIFFICULTY) -> Workload:
-        count = num_prompts or max(2 * batch, 6)
+        count = num_prompts or max(4 * batch, 24)  # ~12 tokens per response: enough work per timed run
         mixture = TaskMixture({name: 1.0 for name in task_names()}, seed=1234, split=Split.EVAL,
                               difficulty=difficulty)
         prompts = [encode_prompt(ex.prompt) for ex in mixture.take(count)]

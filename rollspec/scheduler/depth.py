@@ -30,7 +30,9 @@ class DepthScheduler:
        positions always accepted, this step runs at the shallowest such depth instead. A
        probe never happens where speculation cannot pay even with perfect acceptance, and
        credits (one per probe_interval_steps, at most k_max banked) cap probe steps at
-       k_max + W / probe_interval_steps in any W steps. Probes do not move the greedy k.
+       k_max + W / probe_interval_steps in any W steps. Probes do not move the greedy k. The
+       deeper depth must beat k by more than `probe_min_gain` under that optimism, except in
+       the k_max steps after a weight change, when acceptance may have jumped.
 
     Without step 3 a phase of bad acceptance would lock k at 0 forever: at k = 0 no
     position is attempted, so nothing could reveal that acceptance came back.
@@ -46,6 +48,7 @@ class DepthScheduler:
         # Index j = draft position (index 0 unused): the step at which k >= j last ran.
         self._last_scheduled = np.full(config.k_max + 1, -config.probe_interval_steps, dtype=np.int64)
         self._probe_credit = float(config.k_max)
+        self._no_margin_until = -1  # right after a weight change any possible gain is worth a probe
         self._pending_probe: tuple[int, int] | None = None  # (batch_size, k) of an unobserved probe choice
         self._history: deque[DepthDecision] = deque(maxlen=config.history_len)
         self._stats = DepthStats(num_steps_by_k=[0] * (config.k_max + 1))
@@ -136,6 +139,7 @@ class DepthScheduler:
         self._acceptance.discount(self._config.weight_change_keep)
         self._expected = self._plan_expected_tokens()
         self._last_scheduled[:] = self._step - self._config.probe_interval_steps
+        self._no_margin_until = self._step + self._config.k_max
 
     def _plan_expected_tokens(self) -> NDArray[np.float64]:
         return expected_tokens(self.planning_alphas())
@@ -161,5 +165,6 @@ class DepthScheduler:
         reach = float(self._expected[k] - self._expected[k - 1]) if k > 0 else 1.0
         extra = np.arange(1, k_max - k + 1)
         optimistic = (self._expected[k] + reach * extra) / step_s[k + 1 :]
-        better = np.flatnonzero(optimistic > rate[k])
+        margin = 0.0 if self._step <= self._no_margin_until else self._config.probe_min_gain
+        better = np.flatnonzero(optimistic > rate[k] * (1.0 + margin))
         return k + 1 + int(better[0]) if better.size else k

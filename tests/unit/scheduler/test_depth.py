@@ -141,8 +141,12 @@ def test_a_weight_change_triggers_a_probe_deeper(synthetic):
     scheduler = DepthScheduler(DepthConfig(), device.cost_model())
     synthetic.run_steps(scheduler, device, alphas=[0.6, 0.3] + [0.2] * 6, batch_size=4, num_steps=300,
                         rng=np.random.default_rng(0))
-    k = scheduler.choose_depth(4)
-    scheduler.observe(4, k, [0] * 4, k * device.draft_s(4), device.target_s(4, k + 1))
+    for _ in range(scheduler.config.k_max + 1):  # finish any probe sweep in progress
+        k = scheduler.choose_depth(4)
+        scheduler.observe(4, k, [0] * 4, k * device.draft_s(4), device.target_s(4, k + 1))
+        if not scheduler.last_decision.is_probe:
+            break
+    assert not scheduler.last_decision.is_probe
     assert scheduler.choose_depth(4) == k  # nothing overdue right after a sweep
     scheduler.observe(4, k, [0] * 4, k * device.draft_s(4), device.target_s(4, k + 1))
     scheduler.notify_weights_changed()
@@ -157,3 +161,20 @@ def test_choose_depth_is_cheap():
     scheduler.observe(37, 8, [3] * 37, 1e-3, 5e-3)
     per_call_s = min(timeit.repeat(lambda: scheduler.choose_depth(37), number=500, repeat=5)) / 500
     assert per_call_s < 100e-6, per_call_s
+
+
+def test_no_probe_where_even_perfect_acceptance_gains_under_the_margin():
+    from rollspec.scheduler import CostModel
+
+    # A large batch on a compute-bound device: verifying q tokens costs 0.95 q plain steps, so
+    # k = 1 with every draft accepted would be ~5% faster, below probe_min_gain (10%).
+    target = {(b, q): 8e-3 * (1 + 0.95 * (q - 1)) * b / 64 for b in (1, 64) for q in (1, 2, 3, 5, 9)}
+    cost = CostModel.from_profile(target, {1: 1e-5, 64: 1e-5})
+    margined = DepthScheduler(DepthConfig(k_max=8), cost)
+    eager = DepthScheduler(DepthConfig(k_max=8, probe_min_gain=0.0), cost)
+    for scheduler in (margined, eager):
+        for _ in range(300):
+            k = scheduler.choose_depth(64)
+            scheduler.observe(64, k, [k] * 64, k * 1e-5, target[(64, 1)] * (1 + 0.95 * k))
+    assert margined.stats.num_steps_by_k[0] == 300
+    assert eager.stats.num_steps_by_k[0] < 300  # the same inputs without the margin do probe

@@ -60,7 +60,8 @@ def sync_run(ray_session, tiny_models, tmp_path_factory):
                  f"run.root={root}", "run.name=sync", "run.progress=false", "algorithm.steps=3",
                  "algorithm.prompts_per_step=4", "algorithm.group_size=2", "algorithm.max_new_tokens=16",
                  "rollout.max_batch_size=8", "rollout.max_seq_len=64", "rollout.depth=adaptive", "rollout.k=3",
-                 "learner.zero_stage=1", "learner.micro_batch_size=4", "checkpoint.every_steps=2"]
+                 "learner.zero_stage=1", "learner.micro_batch_size=4", "checkpoint.every_steps=2",
+                 "draft_refresh.batch_size=4"]  # 8 samples a step: the first refresh needs 2 x 4 of them
     return train(load_config(TINY, overrides)), overrides
 
 

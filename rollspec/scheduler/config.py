@@ -62,6 +62,11 @@ class DepthConfig:
       probed (one step at a deeper k) when it could pay were it accepted every time. The
       long-run fraction of probe steps is at most 1 / probe_interval_steps, with bursts of
       at most k_max probes (a recovery sweep).
+    - `start_gain`: leave plain decoding (k = 0) only for a k predicted faster by more than
+      this fraction. Drafters catch up on the tokens emitted while k was 0 (EAGLE and the
+      draft model run them through their own layers) in the first speculative step, a cost
+      the per-step model does not carry: on the zoo, the first k > 0 step after a plain
+      stretch took 2-3x its predicted time at B = 26-128.
     - `probe_min_gain`: probe only a depth that, with its unexplored positions always
       accepted, would be faster than the current k by more than this fraction. A probe's
       payoff is bounded by that gain; where the bound is thin (large batches, where a verify
@@ -80,6 +85,7 @@ class DepthConfig:
     mode: DepthMode = DepthMode.ADAPTIVE
     hysteresis: float = 0.03
     probe_interval_steps: int = 128
+    start_gain: float = 0.15
     probe_min_gain: float = 0.1
     min_evidence_rows: float = 4.0
     weight_change_keep: float = 0.25
@@ -91,6 +97,7 @@ class DepthConfig:
         assert self.hysteresis >= 0, self.hysteresis
         assert self.probe_interval_steps >= 1, self.probe_interval_steps
         assert self.probe_min_gain >= 0, self.probe_min_gain
+        assert self.start_gain >= 0, self.start_gain
         assert self.min_evidence_rows >= 0, self.min_evidence_rows
         assert 0.0 <= self.weight_change_keep <= 1.0, self.weight_change_keep
         assert self.history_len >= 1, self.history_len

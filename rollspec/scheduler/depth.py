@@ -24,7 +24,8 @@ class DepthScheduler:
        (the estimate, but at least the prior for a position fewer than min_evidence_rows
        rows have tried); k = 0 wins whenever speculation is predicted not to pay;
     2. hysteresis: the previous greedy k is kept unless the argmax beats it by more than
-       `hysteresis`, and never kept when predicted slower than k = 0;
+       `hysteresis` (`start_gain` when leaving k = 0), and never kept when predicted slower
+       than k = 0;
     3. probe: if position k + 1 has not been scheduled for `probe_interval_steps` steps, a
        probe credit is available, and some deeper depth would beat k were its unexplored
        positions always accepted, this step runs at the shallowest such depth instead. A
@@ -147,6 +148,8 @@ class DepthScheduler:
     def _choose_greedy(self, rate: NDArray[np.float64]) -> int:
         best = int(np.argmax(rate))
         current = self._greedy_k
+        if current == 0 and best != 0 and rate[best] <= rate[0] * (1.0 + self._config.start_gain):
+            best = 0  # not worth the drafter's catch-up on the tokens emitted at k = 0
         within_margin = rate[best] <= rate[current] * (1.0 + self._config.hysteresis)
         if best != current and within_margin and rate[current] >= rate[0]:
             best = current

@@ -32,7 +32,8 @@ def _oracle(scheduler, batch_size):
 @settings(max_examples=200, deadline=None)
 def test_picks_the_brute_force_optimum_of_its_estimates(synthetic, device_kw, alphas, k_max, batch_size, seed):
     device = synthetic.LinearDevice(**device_kw)
-    scheduler = DepthScheduler(DepthConfig(k_max=k_max, hysteresis=0.0), device.cost_model(k_max=k_max))
+    scheduler = DepthScheduler(DepthConfig(k_max=k_max, hysteresis=0.0, start_gain=0.0),
+                               device.cost_model(k_max=k_max))
     rng = np.random.default_rng(seed)
     for _ in range(5):  # every position observed recently, so no probe can fire
         scheduler.observe(32, k_max, sample_num_accepted(rng, alphas, k_max, 32), 1e-3, 5e-3)
@@ -44,7 +45,8 @@ def test_picks_the_brute_force_optimum_of_its_estimates(synthetic, device_kw, al
 @settings(max_examples=30, deadline=None)
 def test_settles_on_the_true_optimum(synthetic, device_kw, alphas, batch_size, seed):
     device = synthetic.LinearDevice(**device_kw)
-    scheduler = DepthScheduler(DepthConfig(), device.cost_model())
+    # start_gain off: the synthetic device has no drafter catch-up cost for it to pay for
+    scheduler = DepthScheduler(DepthConfig(start_gain=0.0), device.cost_model())
     decisions = synthetic.run_steps(scheduler, device, alphas=alphas, batch_size=batch_size, num_steps=600,
                                     rng=np.random.default_rng(seed))
     true = device.true_rates(batch_size, alphas, 8)
@@ -178,3 +180,18 @@ def test_no_probe_where_even_perfect_acceptance_gains_under_the_margin():
             scheduler.observe(64, k, [k] * 64, k * 1e-5, target[(64, 1)] * (1 + 0.95 * k))
     assert margined.stats.num_steps_by_k[0] == 300
     assert eager.stats.num_steps_by_k[0] < 300  # the same inputs without the margin do probe
+
+
+@pytest.mark.parametrize(("gain", "leaves_plain"), [(0.10, False), (0.30, True)])
+def test_leaves_plain_decoding_only_for_more_than_the_start_gain(gain, leaves_plain):
+    from rollspec.scheduler import CostModel
+
+    # k = 1 emits 1 + alpha = 1.9 tokens per row; its step cost is set so it is `gain` faster than k = 0.
+    plain_s = 1e-2
+    verify_s = 1.9 * plain_s / (1 + gain)
+    target = {(b, q): plain_s if q == 1 else verify_s * (1 + 0.01 * (q - 2)) for b in (1, 64) for q in (1, 2, 3, 5, 9)}
+    cost = CostModel.from_profile(target, {1: 1e-9, 64: 1e-9})
+    scheduler = DepthScheduler(DepthConfig(k_max=1, start_gain=0.15), cost)
+    for _ in range(20):  # acceptance 0.9 well established; the greedy depth is still the initial 0
+        scheduler.observe(64, 1, [1] * 58 + [0] * 6, 1e-9, verify_s)
+    assert (scheduler.choose_depth(64) == 1) is leaves_plain

@@ -6,10 +6,10 @@ actor vs the same draft frozen, over a run long enough for the policy to drift; 
 Two `rollspec train` runs, one after the other in one Ray session, with the same seeds and prompts:
 `draft_refresh.enabled=true` and `=false`. Speculation depth is fixed (k=4) in both so acceptance
 length is comparable from step to step (the adaptive scheduler would change k as acceptance moves).
-DRIFT below is the drift scenario: tiny.yaml's GRPO at 100x its learning rate, so the policy moves
-measurably within a short CPU run (at lr 3e-4 for 30 steps it moved 0.085 nats/token and the frozen
-draft's acceptance did not decay beyond step-to-step noise), with 16 prompt groups per step so a
-step's acceptance length averages 64 samples; extra key=value overrides apply to both runs. The policy drift is measured as the
+DRIFT below is the drift scenario: GRPO at learning rate 1e-3 (tiny.yaml: 1e-4), so the policy moves
+measurably within a short CPU run (at 3e-4 for 30 steps it moved 0.085 nats/token and the frozen
+draft's acceptance did not decay beyond step-to-step noise), 16 prompt groups per step; extra
+key=value overrides apply to both runs. Each run's resolved config is stored with its results. The policy drift is measured as the
 per-token KL(final || step-0 policy) on samples of the final policy for held-out (eval split) prompts,
 with the final policy read from each run's last learner checkpoint.
 
@@ -160,7 +160,9 @@ def main() -> None:
                           "refresh_history": (summary.get("refresh") or {}).get("history", []),
                           "refresh_failures": (summary.get("refresh") or {}).get("num_refresh_failures", 0),
                           "wall_s": time.monotonic() - start, "run_dir": summary["run_dir"],
-                          "ledger_problems": len(summary["ledger_problems"])}
+                          "ledger_problems": len(summary["ledger_problems"]),
+                          "resolved": {k: v for k, v in config.model_dump(mode="json").items()
+                                       if k in ("algorithm", "rollout", "learner", "draft_refresh", "data")}}
             print(f"{name}: {time.monotonic() - start:.0f}s, draft version {summary['draft_version']}", flush=True)
     finally:
         ray.shutdown()

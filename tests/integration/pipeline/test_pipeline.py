@@ -61,7 +61,8 @@ def sync_run(ray_session, tiny_models, tmp_path_factory):
                  "algorithm.prompts_per_step=4", "algorithm.group_size=2", "algorithm.max_new_tokens=16",
                  "rollout.max_batch_size=8", "rollout.max_seq_len=64", "rollout.depth=adaptive", "rollout.k=3",
                  "learner.zero_stage=1", "learner.micro_batch_size=4", "checkpoint.every_steps=2",
-                 "draft_refresh.batch_size=4"]  # 8 samples a step: the first refresh needs 2 x 4 of them
+                 "draft_refresh.batch_size=4",  # 8 samples a step: the first refresh needs 2 x 4 of them
+                 "data.heldout_prompts=4", "data.heldout_samples=2"]
     return train(load_config(TINY, overrides)), overrides
 
 

@@ -75,6 +75,8 @@ class DraftRefreshSpec:
     every_policy_versions: int = 1
     distill: RefreshConfig = RefreshConfig()
     process: ProcessSpec = ProcessSpec()
+    faults: FaultPlan = NO_FAULTS
+    """Injected message faults on its draft publisher, policy subscription and samples consumer (chaos)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,7 +11,7 @@ import torch
 
 from rollspec.actors.config import DRAFT_SAMPLES, DraftRefreshSpec
 from rollspec.actors.draft_refresh_loop import DraftRefreshLoop
-from rollspec.actors.metric_samples import endpoint_rejections, refresh_samples
+from rollspec.actors.metric_samples import endpoint_faults, endpoint_rejections, refresh_samples
 from rollspec.actors.ray_metrics import PeriodicExport, RaySink
 from rollspec.engine.loader import EXTRA_PREFIXES, read_config, read_safetensors
 from rollspec.engine.model_config import ModelConfig
@@ -54,9 +54,12 @@ class DraftRefreshActor:
         torch.set_num_threads(spec.process.num_threads)
         draft_weights = initial_draft_weights(spec)
         refresher = build_distiller(spec, draft_weights)
-        self._publisher = WeightPublisher(bind_address=bind_address, security=security)
-        self._policy = WeightSubscriber(policy_address, security=security)
-        self._samples = ZmqConsumer(broker_address, DRAFT_SAMPLES, security=security)
+        faults = spec.faults.for_endpoint
+        self._publisher = WeightPublisher(bind_address=bind_address, security=security,
+                                          faults=faults("draft-refresh/draft"))
+        self._policy = WeightSubscriber(policy_address, security=security, faults=faults("draft-refresh/policy"))
+        self._samples = ZmqConsumer(broker_address, DRAFT_SAMPLES, security=security,
+                                    faults=faults(f"draft-refresh/{DRAFT_SAMPLES}"))
         self._loop = DraftRefreshLoop(draft_weights=draft_weights, draft_version=draft_version,
                                       policy_version=policy_version, policy=self._policy, publisher=self._publisher,
                                       samples=self._samples, every_policy_versions=spec.every_policy_versions,
@@ -83,7 +86,7 @@ class DraftRefreshActor:
         """Versions (policy seen, draft published), samples consumed, refresh records, and any loop failure."""
         rejected = endpoint_rejections({DRAFT_SAMPLES: self._samples, "policy_weights": self._policy})
         return {**self._loop.stats.as_dict(), "error": self._error, "name": "draft-refresh", "pid": os.getpid(),
-                "rejected": rejected}
+                "rejected": rejected, "faults": endpoint_faults((self._samples, self._policy, self._publisher))}
 
     def stop(self) -> dict:
         """Stop the loop, close the sockets and return status()."""

@@ -44,6 +44,18 @@ def endpoint_rejections(endpoints: dict[str, object]) -> dict[str, dict[str, int
     return out
 
 
+def endpoint_faults(endpoints: Iterable[object]) -> dict[str, int]:
+    """Injected message faults (chaos) of these transport endpoints' outbound messages, summed by kind."""
+    out: dict[str, int] = {}
+    for endpoint in endpoints:
+        if endpoint is None:
+            continue
+        for kind, n in endpoint.stats().faults.items():
+            if kind != "sent" and n:
+                out[kind] = out.get(kind, 0) + n
+    return out
+
+
 def _delta(now: dict, before: dict | None, key: str) -> float:
     return now.get(key, 0) - (before or {}).get(key, 0)
 

@@ -12,7 +12,7 @@ import traceback
 import torch
 
 from rollspec.actors.config import SCORED, TRAJECTORIES, RewardSpec
-from rollspec.actors.metric_samples import RewardSamples, endpoint_rejections
+from rollspec.actors.metric_samples import RewardSamples, endpoint_faults, endpoint_rejections
 from rollspec.actors.ray_metrics import PeriodicExport, RaySink
 from rollspec.actors.reward_fn import BUILTIN, builtin_reward_function
 from rollspec.actors.reward_loop import RewardLoop
@@ -62,7 +62,7 @@ class RewardActor:
         rejected = endpoint_rejections({TRAJECTORIES: self._trajectories, SCORED: self._scored})
         rejected["loop"] = {"unexpected_message": self._loop.stats.num_unexpected_messages}
         out = {"name": self.name, **self._loop.stats.as_dict(), "error": self._error, "pid": os.getpid(),
-               "rejected": rejected}
+               "rejected": rejected, "faults": endpoint_faults((self._trajectories, self._scored))}
         if isinstance(self._score, SandboxedRewardFunction):
             out["num_worker_restarts"] = self._score.num_restarts
         return out

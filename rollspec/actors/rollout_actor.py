@@ -12,7 +12,7 @@ import traceback
 import torch
 
 from rollspec.actors.config import DRAFT_SAMPLES, PROMPTS, TRAJECTORIES, RolloutSpec
-from rollspec.actors.metric_samples import RolloutSamples, endpoint_rejections
+from rollspec.actors.metric_samples import RolloutSamples, endpoint_faults, endpoint_rejections
 from rollspec.actors.ray_metrics import PeriodicExport, RaySink
 from rollspec.actors.rollout_loop import RolloutLoop
 from rollspec.backends.drafter_spec import DrafterSpec
@@ -133,7 +133,9 @@ class RolloutActor:
     def status(self) -> dict:
         """Versions held, counters, the depth scheduler's choices and, if the loop died, its traceback."""
         out = {"name": self.name, **self._loop.stats.as_dict(), "error": self._error, "start_s": self.start_s,
-               "pid": os.getpid(), "rejected": self._rejections()}
+               "pid": os.getpid(), "rejected": self._rejections(),
+               "faults": endpoint_faults((self._prompts, self._trajectories, self._draft_samples, self._policy_weights,
+                                          self._draft_weights))}
         if isinstance(self._depth_policy, DepthScheduler):
             stats = self._depth_policy.stats
             out["num_steps_by_k"] = list(stats.num_steps_by_k)

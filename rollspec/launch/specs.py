@@ -87,7 +87,8 @@ def build_specs(config: TrainConfig, paths: ModelPaths) -> RunSpecs:
                                 max_seconds=refresh.max_seconds, buffer_sequences=refresh.buffer_sequences,
                                 min_sequences=max(2, min(2 * refresh.batch_size, refresh.buffer_sequences)), seed=config.run.seed)
         refresh_spec = DraftRefreshSpec(drafter=rollout.drafter, draft_path=draft_path, policy_path=str(paths.policy),
-                                        every_policy_versions=refresh.every_policy_versions, distill=distill)
+                                        every_policy_versions=refresh.every_policy_versions, distill=distill,
+                                        faults=faults)
     admission = admission_config(config)
     loss = GrpoLossConfig(policy_loss=PolicyLossConfig(clip_eps_low=algo.clip_eps_low, clip_eps_high=algo.clip_eps_high,
                                                        tis_cap=algo.tis_cap, kl_coef=algo.kl_coef),

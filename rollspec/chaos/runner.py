@@ -51,6 +51,12 @@ class Outcome:
     max_step_gap_s: float
     wall_s: float
     weights_match: bool | None = None
+    draft_version: int = 0
+    """The last draft version the rollouts ran with (> 0: distilled drafts were published and applied)."""
+    actor_message_faults: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    """Faults the rollout, reward and draft-refresh actors injected on their own outbound messages, by
+    actor, as their last status in the final run segment reports them (a lower bound: the counts of a
+    killed actor's earlier life and of earlier segments are gone)."""
 
     @property
     def num_message_faults(self) -> int:
@@ -148,7 +154,8 @@ class ChaosRunner:
         problems += [f"no step completed after {e.kind} {e.target}" for e in unrecovered]
         return Outcome(name, not problems, problems, report.items_lost, segments, errors,
                        [e.as_dict() for e in monkey.events], monkey.message_faults, report.drop_reasons,
-                       report.max_step_gap_s, wall_s)
+                       report.max_step_gap_s, wall_s, draft_version=summary.get("draft_version", 0),
+                       actor_message_faults=_actor_faults(summary))
 
     def _final_fingerprint(self, name: str) -> dict[str, float]:
         step, state = CheckpointStore(self.runs / name / "checkpoints").latest()
@@ -180,6 +187,11 @@ class ChaosRunner:
         finally:
             _end_process_group(driver)
         return FaultEvent("kill_driver", "controller", after_step, at)
+
+
+def _actor_faults(summary: dict) -> dict[str, dict[str, int]]:
+    statuses = [*(summary.get("rollouts") or []), *(summary.get("rewards") or []), summary.get("refresh")]
+    return {s.get("name", "draft-refresh"): dict(s.get("faults", {})) for s in statuses if isinstance(s, dict)}
 
 
 def _end_process_group(driver: subprocess.Popen, grace_s: float = 30.0) -> None:

@@ -51,6 +51,10 @@ SCENARIOS = {s.name: s for s in [
     Scenario(name="reward-faults", description="reward function raises, hangs (timeout 0.5 s) or returns NaN",
              setup=("reward.function=rollspec.chaos.rewards:flaky", "reward.timeout_s=0.5"),
              compare_weights=False),
+    Scenario(name="refresh-faults", description="draft refresh on; its publisher, policy subscription and samples "
+                                                "consumer (and every other endpoint) drop / duplicate / delay / "
+                                                "reorder / corrupt messages",
+             setup=("draft_refresh.enabled=true",), faults=(*NET_FAULTS, "chaos.corrupt=0.02"), compare_weights=False),
     Scenario(name="async-kills", description="async (staleness 1): net faults, a rollout and a reward kill",
              setup=("algorithm.max_staleness=1", "rollout.num_actors=2"), faults=NET_FAULTS,
              kills=(Fault(kind="kill_rollout", at_step=1, delay_s=0.2), Fault(kind="kill_reward", at_step=2)),

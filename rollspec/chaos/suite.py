@@ -35,7 +35,7 @@ def run_suite(names: list[str], *, soak_seeds: int, workdir: Path, steps: int = 
     temp_dir = Path(f"/tmp/rs-chaos-ray-{os.getpid()}")  # short: Ray keeps unix sockets under it
     ray.init(num_cpus=8, include_dashboard=False, _temp_dir=str(temp_dir), log_to_driver=False)
     start = time.time()
-    results: dict = {"scenarios": [], "soak": []}
+    results: dict = {"scenarios": [], "soak": [], "load_start": list(os.getloadavg())}
     try:
         runner = ChaosRunner(workdir, steps=steps)
         for name in names:
@@ -52,6 +52,7 @@ def run_suite(names: list[str], *, soak_seeds: int, workdir: Path, steps: int = 
         ray.shutdown()
         shutil.rmtree(temp_dir, ignore_errors=True)
     results["wall_s"] = time.time() - start
+    results["load_end"] = list(os.getloadavg())  # 1/5/15-minute load: the machine is shared
     if report_path is not None:
         from rollspec.chaos.report import write_report
 

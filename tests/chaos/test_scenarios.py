@@ -26,6 +26,11 @@ def test_scenario_keeps_every_invariant(runner, name):
     assert outcome.segments == 1 + ends_run - ("kill_driver" in [e["kind"] for e in outcome.events])
     if scenario.faults and any(f.startswith(("chaos.drop", "chaos.corrupt")) for f in scenario.faults):
         assert outcome.num_message_faults > 0
+    if "draft_refresh.enabled=true" in scenario.setup and not scenario.kills:
+        assert outcome.draft_version > 0  # distilled drafts crossed the faulty channels and were applied
+    if scenario.faults and any(f.startswith("chaos.drop") for f in scenario.faults):
+        for actor, counts in outcome.actor_message_faults.items():  # the actors' own endpoints inject too
+            assert sum(counts.values()) > 0, actor
     for event in outcome.events:
         if event["kind"] in ("kill_rollout", "kill_reward"):
             assert event["actor_back_s"] is not None  # Ray restarted it and it answers again

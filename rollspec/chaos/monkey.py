@@ -69,8 +69,13 @@ class ChaosMonkey:
         self._thread: threading.Thread | None = None
         self._stopped = False
         self._handles: tuple | None = None
+        self._total_steps: int | None = None
+        self.skipped: list[Fault] = []
+        """Faults not injected because the run's last step had completed before they were due (no step
+        could follow them, so their recovery could not be judged)."""
 
     def progress(self, total_steps: int) -> MonkeyProgress:
+        self._total_steps = total_steps
         return MonkeyProgress(self, total_steps)
 
     # ------------------------------------------------------------------------------ run hooks
@@ -120,6 +125,13 @@ class ChaosMonkey:
                 handles = self._handles
                 step = self._steps_done + 1
             time.sleep(fault.delay_s)
+            with self._cond:
+                if self._stopped:  # the segment ended meanwhile: the fault is due in the next one
+                    self.pending.insert(0, fault)
+                    return
+                if self._total_steps is not None and self._steps_done + 1 >= self._total_steps:
+                    self.skipped.append(fault)  # after the last step: a kill would hit the run's shutdown
+                    continue
             if handles is None:
                 return
             self._apply(fault, handles, step)

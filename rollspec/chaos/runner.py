@@ -53,6 +53,8 @@ class Outcome:
     weights_match: bool | None = None
     draft_version: int = 0
     """The last draft version the rollouts ran with (> 0: distilled drafts were published and applied)."""
+    faults_skipped: int = 0
+    """Scheduled actor faults not injected: the run's last step had completed before they were due."""
     actor_message_faults: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
     """Faults the rollout, reward and draft-refresh actors injected on their own outbound messages, by
     actor, as their last status in the final run segment reports them (a lower bound: the counts of a
@@ -155,7 +157,7 @@ class ChaosRunner:
         return Outcome(name, not problems, problems, report.items_lost, segments, errors,
                        [e.as_dict() for e in monkey.events], monkey.message_faults, report.drop_reasons,
                        report.max_step_gap_s, wall_s, draft_version=summary.get("draft_version", 0),
-                       actor_message_faults=_actor_faults(summary))
+                       faults_skipped=len(monkey.skipped), actor_message_faults=_actor_faults(summary))
 
     def _final_fingerprint(self, name: str) -> dict[str, float]:
         step, state = CheckpointStore(self.runs / name / "checkpoints").latest()

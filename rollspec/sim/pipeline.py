@@ -57,6 +57,8 @@ class _Pipeline:
         self.buffer: list[tuple[int, int]] = []  # scored, not yet trained: (version, length)
         self.compute_end = math.inf  # learner stops computing and starts publishing weights
         self.step_end = math.inf  # weights published and loaded: the step is over
+        self.swap_to: int | None = None  # drain_to_swap: a published version waiting for the replica to go idle
+        self.swap_end = 0.0  # drain_to_swap: the replica loads weights until then
         self.learner_start = 0.0
         self.step_ends: list[float] = []
         self.generator_busy_s = 0.0
@@ -80,9 +82,16 @@ class _Pipeline:
         if self.now >= self.step_end:
             self.learner_busy_s += self.step_end - self.learner_start
             self.step_ends.append(self.step_end)
-            self.policy_version = self.next_step  # step t publishes version t + 1 = batches taken
-            self.replica.depth.notify_weights_changed()
+            if self.training.drain_to_swap:
+                self.swap_to = self.next_step
+            else:
+                self.policy_version = self.next_step  # step t publishes version t + 1 = batches taken
+                self.replica.depth.notify_weights_changed()
             self.compute_end = self.step_end = math.inf
+        if self.swap_to is not None and self.replica.is_idle:
+            self.swap_end = self.now + self.training.weight_sync_s
+            self.policy_version, self.swap_to = self.swap_to, None
+            self.replica.depth.notify_weights_changed()
 
     def _collect_scores(self) -> None:
         ready = [item for item in self.scoring if item[0] <= self.now]
@@ -109,10 +118,13 @@ class _Pipeline:
             return
         self.learner_start = self.now
         self.compute_end = self.now + self.training.learner_s(tokens)
-        self.step_end = self.compute_end + self.training.weight_sync_s
+        # With drain_to_swap the learner is done once it has published; the rollout swaps on its own time.
+        self.step_end = self.compute_end + (0.0 if self.training.drain_to_swap else self.training.weight_sync_s)
         self.next_step += 1
 
     def _dispatch(self) -> None:
+        if self.swap_to is not None:  # the rollout takes no prompts while it drains for new weights
+            return
         num_prompts = self.admission.num_prompts_to_dispatch(
             policy_version=self.policy_version, next_learner_step=self.next_step,
             num_in_flight=self.num_in_flight, num_buffered=len(self.scoring) + len(self.buffer))
@@ -129,13 +141,15 @@ class _Pipeline:
             return False
         if self.training.colocated and self.learner_busy:
             return False
+        if self.now < self.swap_end:
+            return False
         # Weights are swapped between steps, never mid-verify: the replica pauses while they load.
         return not self.compute_end <= self.now < self.step_end
 
     def _advance_time(self) -> None:
         next_score = min((item[0] for item in self.scoring), default=math.inf)
         pause = self.compute_end if self.compute_end > self.now else self.step_end
-        next_event = min(next_score, pause, self.step_end)
+        next_event = min(next_score, pause, self.step_end, self.swap_end if self.swap_end > self.now else math.inf)
         if self._can_generate():
             advance = self.replica.advance(max_s=next_event - self.now)
             self.generator_busy_s += advance.elapsed_s

@@ -28,6 +28,10 @@ class TrainingConfig:
       decoding and not already queued), on top of the staleness bound. Without it the whole
       staleness allowance is queued at once, and the time a prompt waits in the engine queue
       counts against its staleness: long responses then expire and are regenerated.
+    - `drain_to_swap`: the rollout takes up new weights only once it is idle (rollspec's actor:
+      when a new version arrives it stops taking prompts, finishes what it is generating, then
+      swaps for `weight_sync_s`), so no KV entry outlives its weights; the learner step itself ends
+      when it has published. Without it the replica pauses mid-generation while weights load.
     """
 
     prompts_per_step: int
@@ -39,6 +43,7 @@ class TrainingConfig:
     max_staleness: int = 0
     colocated: bool = False
     lease_to_free_rows: bool = True
+    drain_to_swap: bool = False
 
     def __post_init__(self) -> None:
         assert self.prompts_per_step >= 1 and self.group_size >= 1, self

@@ -88,3 +88,20 @@ def test_a_length_sequence_replays_in_dispatch_order_and_wraps():
     lengths = LengthSequence([5, 6, 7])
     rng = np.random.default_rng(0)
     assert lengths.sample(rng, 2).tolist() == [5, 6] and lengths.sample(rng, 3).tolist() == [7, 5, 6]
+
+
+def _drained(simkit, max_staleness, num_steps, drain):
+    training = dataclasses.replace(TRAINING, max_staleness=max_staleness, drain_to_swap=drain)
+    return simulate_pipeline(replica=simkit.make_replica(_cost(simkit), Speculation.PLAIN, max_num_seqs=32),
+                             lengths=LENGTHS, training=training, prompt_tokens=4, num_steps=num_steps,
+                             rng=np.random.default_rng(0))
+
+
+def test_draining_before_a_weight_swap_is_free_when_synchronous_and_costs_overlap_when_async(simkit):
+    # Sync: the replica is idle when weights arrive anyway, so swapping after a drain is the same step.
+    assert _drained(simkit, 0, 6, True).mean_step_s == pytest.approx(_drained(simkit, 0, 6, False).mean_step_s,
+                                                                      rel=1e-9)
+    # Async: the replica stops taking prompts until its long tail finishes, a bubble the pause-only model has not.
+    drained, paused = _drained(simkit, 2, 14, True), _drained(simkit, 2, 14, False)
+    assert drained.mean_step_s > 1.05 * paused.mean_step_s
+    assert max(drained.staleness_counts) <= 2

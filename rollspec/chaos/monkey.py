@@ -2,6 +2,9 @@
 
 It is handed the run's actors through `train(on_started=...)` and hears of every finished step
 through its progress object, so faults are placed by step ("kill reward-0 0.3 s into step 2").
+A fault due in step s fires `delay_s` after step s - 1 completed or, if step s completes first,
+as it completes: the controller's report of step s waits for it (`on_step`), so a fault always
+lands where its schedule puts it however fast the steps run (the tiny run's steps take ~0.15 s).
 Kills go through Ray (`ray.kill`): a rollout or reward actor is restarted by Ray (max_restarts); the
 draft-refresh actor and learner ranks are not (a dead learner ends the run, which then resumes
 from its checkpoint); `crash_controller` raises in the driver's step loop, which ends the run the
@@ -16,6 +19,9 @@ import ray
 
 from rollspec.chaos.schedule import Fault
 from rollspec.launch.progress import StepProgress
+
+GATE_S = 120.0
+"""Longest a step's report waits for the faults due by then (a deadlock guard; they take milliseconds)."""
 
 
 class ControllerCrash(RuntimeError):
@@ -70,9 +76,11 @@ class ChaosMonkey:
         self._stopped = False
         self._handles: tuple | None = None
         self._total_steps: int | None = None
+        self._inflight = 0
+        """Faults taken from `pending` and not yet injected (waiting for their delay)."""
+        self._waiters: list[threading.Thread] = []
         self.skipped: list[Fault] = []
-        """Faults not injected because the run's last step had completed before they were due (no step
-        could follow them, so their recovery could not be judged)."""
+        """Faults never injected: the run finished before they were due (see finished())."""
 
     def progress(self, total_steps: int) -> MonkeyProgress:
         self._total_steps = total_steps
@@ -88,16 +96,22 @@ class ChaosMonkey:
         self._thread.start()
 
     def on_step(self, metrics: dict) -> None:
-        """A step finished: wake the injector, close open recoveries, crash if a crash is due."""
+        """A step finished: close open recoveries, inject every fault due by this step (waiting for the
+        injector at most GATE_S), and crash if a crash is due."""
         now = time.time()
+        step = metrics["step"]
         with self._cond:
-            self._steps_done = metrics["step"]
+            self._steps_done = step
             for event in self.events:
                 if event.recovered_at is None and now > event.at:
                     event.recovered_at = now
             self._snapshot_message_faults()
-            crash, self._crash = self._crash, False
             self._cond.notify_all()
+            deadline = now + GATE_S
+            while not self._stopped and (self._inflight or (self.pending and self.pending[0].at_step <= step)) \
+                    and time.time() < deadline:
+                self._cond.wait(0.05)
+            crash, self._crash = self._crash, False
         if crash:
             raise ControllerCrash(f"chaos: controller crashed after step {metrics['step']}")
 
@@ -113,6 +127,19 @@ class ChaosMonkey:
             self._thread.join(timeout=30.0)
             self._thread = None
 
+    def finished(self, at: float) -> None:
+        """The run completed (its last segment returned): a fault injected during the last step has no
+        step after it, so the run's completion is its recovery; faults never injected are `skipped`."""
+        for waiter in self._waiters:
+            waiter.join(timeout=300.0)
+        self._waiters = []
+        for event in self.events:
+            if event.recovered_at is None and self._total_steps is not None \
+                    and event.step >= self._total_steps - 1:
+                event.recovered_at = at
+        self.skipped.extend(self.pending)
+        self.pending = []
+
     # ------------------------------------------------------------------------------ injection
     def _inject(self) -> None:
         while True:
@@ -122,19 +149,23 @@ class ChaosMonkey:
                 if self._stopped:
                     return
                 fault = self.pending.pop(0)
+                self._inflight += 1
                 handles = self._handles
-                step = self._steps_done + 1
-            time.sleep(fault.delay_s)
-            with self._cond:
+                step = min(self._steps_done + 1, fault.at_step)  # at_step once that step has completed
+                deadline = time.time() + fault.delay_s
+                while not self._stopped and self._steps_done < fault.at_step and time.time() < deadline:
+                    self._cond.wait(max(0.0, min(0.05, deadline - time.time())))
                 if self._stopped:  # the segment ended meanwhile: the fault is due in the next one
                     self.pending.insert(0, fault)
+                    self._inflight -= 1
+                    self._cond.notify_all()
                     return
-                if self._total_steps is not None and self._steps_done + 1 >= self._total_steps:
-                    self.skipped.append(fault)  # after the last step: a kill would hit the run's shutdown
-                    continue
-            if handles is None:
-                return
-            self._apply(fault, handles, step)
+            try:
+                self._apply(fault, handles, step)
+            finally:
+                with self._cond:
+                    self._inflight -= 1
+                    self._cond.notify_all()
 
     def _apply(self, fault: Fault, handles: tuple, step: int) -> None:
         fleet, learner, _ = handles
@@ -144,17 +175,23 @@ class ChaosMonkey:
                 self._crash = True
             self.events.append(event)
             return
-        actor = {"kill_rollout": lambda: fleet.rollouts[fault.target % len(fleet.rollouts)],
-                 "kill_reward": lambda: fleet.rewards[fault.target % len(fleet.rewards)],
-                 "kill_refresh": lambda: fleet.refresh,
-                 "kill_learner": lambda: learner.actors[fault.target % len(learner.actors)]}[fault.kind]()
+        if fault.kind == "kill_refresh":
+            actor = fleet.refresh
+        else:  # the target index wraps around the actors the run has (a soak draw may name reward-1 of one)
+            actors = {"kill_rollout": fleet.rollouts, "kill_reward": fleet.rewards,
+                      "kill_learner": learner.actors if learner is not None else []}[fault.kind]
+            index = fault.target % len(actors)
+            actor = actors[index]
+            event.target = event.target.rsplit("-", 1)[0] + f"-{index}"
         if actor is None:
             return  # nothing to kill (e.g. no draft-refresh actor in this run)
         restartable = fault.kind in ("kill_rollout", "kill_reward")
         ray.kill(actor, no_restart=not restartable)
         self.events.append(event)
-        if restartable:
-            self._wait_back(actor, event)
+        if restartable:  # on its own thread: the next fault (and the step gate) need not wait for the restart
+            waiter = threading.Thread(target=self._wait_back, args=(actor, event), name="chaos-wait-back", daemon=True)
+            waiter.start()
+            self._waiters.append(waiter)
 
     @staticmethod
     def _wait_back(actor, event: FaultEvent, timeout_s: float = 300.0) -> None:

@@ -138,6 +138,8 @@ class ChaosRunner:
                 resume = True
             finally:
                 monkey.detach()
+        if summary is not None:
+            monkey.finished(time.time())
         return self._judge(name, config, summary, monkey, segments, errors, time.time() - start)
 
     def _judge(self, name: str, config, summary, monkey: ChaosMonkey, segments: int, errors: list[str],

@@ -25,8 +25,10 @@ MAX_BATCH = 64
 
 
 def held_out_prompts(count: int) -> list[tuple[int, ...]]:
-    """The same held-out task prompts the engine benchmark uses."""
-    mixture = TaskMixture({name: 1.0 for name in task_names()}, seed=1234, split=Split.EVAL)
+    """The same held-out task prompts the engine benchmark uses (the zoo's difficulty)."""
+    from bench.engine_runs import ZOO_DIFFICULTY
+
+    mixture = TaskMixture({name: 1.0 for name in task_names()}, seed=1234, split=Split.EVAL, difficulty=ZOO_DIFFICULTY)
     return [tuple(encode_prompt(ex.prompt)) for ex in mixture.take(count)]
 
 

@@ -142,7 +142,16 @@ def _progress(metrics: list[dict[str, Any]], restores: list[dict[str, Any]], exp
         report.problems.append(f"{gap:.1f}s between two steps (bound {expect.progress_bound_s:.0f}s): stalled")
 
 
-def weights_match(fingerprint: dict[str, float], baseline: dict[str, float], rel_tol: float = 1e-6) -> bool:
-    """Learner fingerprints (parameter and optimizer sums) equal within rel_tol."""
+FINGERPRINT_TOL = {"parameters": 1e-6, "optimizer": 2e-5}
+"""Relative tolerance per fingerprint key (others: 1e-9). Two undisturbed tiny runs differ by up to
+4e-9 in the parameter sum and 2e-6 in the Adam-moment sum (measured; most likely because the
+rollout engine batches sequences as they arrive, so behaviour logprobs differ in their last bits:
+same tokens and rewards, different float rounding). A run on other prompts
+differs by 9e-4 and by 30x; so the bounds leave 250x and 10x above the noise."""
+
+
+def weights_match(fingerprint: dict[str, float], baseline: dict[str, float]) -> bool:
+    """Learner fingerprints (parameter and optimizer sums) equal within FINGERPRINT_TOL."""
     return set(fingerprint) == set(baseline) and all(
-        math.isclose(fingerprint[k], baseline[k], rel_tol=rel_tol, abs_tol=1e-9) for k in baseline)
+        math.isclose(fingerprint[k], baseline[k], rel_tol=FINGERPRINT_TOL.get(k, 1e-9), abs_tol=1e-9)
+        for k in baseline)

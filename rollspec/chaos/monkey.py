@@ -77,6 +77,7 @@ class ChaosMonkey:
         self._handles: tuple | None = None
         self._total_steps: int | None = None
         self._inflight = 0
+        self._segment = 0
         """Faults taken from `pending` and not yet injected (waiting for their delay)."""
         self._waiters: list[threading.Thread] = []
         self.skipped: list[Fault] = []
@@ -92,6 +93,7 @@ class ChaosMonkey:
         with self._cond:
             self._handles = (fleet, learner, broker)
             self._stopped = False
+            self._segment += 1
         self._thread = threading.Thread(target=self._inject, name="chaos-monkey", daemon=True)
         self._thread.start()
 
@@ -193,16 +195,17 @@ class ChaosMonkey:
             waiter.start()
             self._waiters.append(waiter)
 
-    @staticmethod
-    def _wait_back(actor, event: FaultEvent, timeout_s: float = 300.0) -> None:
-        deadline = time.time() + timeout_s
-        while time.time() < deadline:
+    def _wait_back(self, actor, event: FaultEvent, timeout_s: float = 300.0) -> None:
+        """Until the restarted actor answers (short polls: a call sent to the dying process may hang,
+        and the run can end a second after the restart); gives up when the segment ends."""
+        deadline, segment = time.time() + timeout_s, self._segment
+        while time.time() < deadline and not self._stopped and self._segment == segment:
             try:
-                ray.get(actor.status.remote(), timeout=10.0)
+                ray.get(actor.status.remote(), timeout=1.0)
                 event.actor_back_s = time.time() - event.at
                 return
             except (ray.exceptions.RayActorError, ray.exceptions.GetTimeoutError):
-                time.sleep(0.2)
+                time.sleep(0.1)
 
     def _snapshot_message_faults(self) -> None:
         # The broker's counters restart with each run segment: keep the last snapshot of this one.

@@ -77,7 +77,10 @@ def _profile(runs: list[dict]) -> dict:
 
 def _lengths(config_path: Path, num_prompts: int) -> tuple[list[int], float]:
     """Response lengths (and mean prompt tokens) of the starting policy on the run's first num_prompts groups."""
+    import tempfile
+
     import torch
+    import yaml
 
     from rollspec.actors.prompt_source import PromptSource
     from rollspec.engine.config import EngineConfig
@@ -91,7 +94,12 @@ def _lengths(config_path: Path, num_prompts: int) -> tuple[list[int], float]:
     from rollspec.rl.mixture import TaskMixture
 
     torch.set_num_threads(1)
-    config = load_config(str(config_path), [])
+    data = yaml.safe_load(config_path.read_text())
+    data.pop("resolved", None)  # the run dir's record of the model directories, not a config key
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+        yaml.safe_dump(data, f)
+        f.flush()
+        config = load_config(f.name, [])
     specs = build_specs(config, resolve_model_paths(config))
     c, rollout = specs.controller, specs.rollout
     source = PromptSource(TaskMixture(dict(c.task_weights), c.data_seed, difficulty=c.difficulty,
@@ -116,13 +124,14 @@ def _lengths(config_path: Path, num_prompts: int) -> tuple[list[int], float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=Path, default=None, help="bench/pipeline.py's temp root (newest by default)")
+    parser.add_argument("--pipeline", type=Path, default=PIPELINE, help="that run's bench/results/pipeline.json")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
 
     from rollspec.sim.actor_calibration import calibrate_actor_runs
 
     root = args.runs or _newest_root()
-    pipeline = json.loads(PIPELINE.read_text())
+    pipeline = json.loads(args.pipeline.read_text())
     warmup, k_max = pipeline["setup"]["warmup"], pipeline["setup"]["modes"]["sync_speculative"]["k"]
     runs = [_run(root / mode, warmup, speculation, staleness, k_max) for mode, (speculation, staleness) in MODES.items()]
     for run in runs:  # the same steps as the benchmark's own means
@@ -160,6 +169,10 @@ def main() -> None:
             print(f"{label:8s} {row.name:18s} measured {row.measured_s:6.3f} s  predicted {row.predicted_s:6.3f} s  "
                   f"error {100 * row.error:5.1f}%")
     print(f"max error {100 * report.max_error:.1f}% (held out {100 * report.heldout_max_error:.1f}%) -> {args.out}")
+    strict = calibrate_actor_runs(doc, timers_from_sync=True)
+    for row in strict.heldout:
+        print(f"async with the sync runs' learner/reward timers: {row.name:18s} measured {row.measured_s:6.3f} s  "
+              f"predicted {row.predicted_s:6.3f} s  error {100 * row.error:5.1f}%")
 
 
 if __name__ == "__main__":

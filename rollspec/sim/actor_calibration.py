@@ -139,21 +139,34 @@ def load_actor_runs(source: str | Path | dict[str, Any]) -> ActorRuns:
 
 
 def calibrate_actor_runs(source: ActorRuns | str | Path | dict[str, Any], *, num_seeds: int = 3,
-                         num_steps: int = 8) -> ActorCalibration:
-    """Fit engine_scale and overhead_s on the synchronous runs, then predict every run (see the module docstring)."""
+                         num_steps: int = 8, timers_from_sync: bool = False,
+                         fitted: tuple[float, float] | None = None) -> ActorCalibration:
+    """Fit engine_scale and overhead_s on the synchronous runs, then predict every run (see the module docstring).
+
+    `timers_from_sync`: the async runs use the learner and reward timers of the sync run with the
+    same drafter instead of their own, so nothing measured in an async run enters its prediction.
+    `fitted`: (engine_scale, overhead_s) fitted elsewhere (another set of runs); every run is then held out.
+    """
     m = source if isinstance(source, ActorRuns) else load_actor_runs(source)
     sync = [run for run in m.runs if run.max_staleness == 0]
-    held = [run for run in m.runs if run.max_staleness > 0]
     if not sync:
         raise MeasurementError("the calibration fits on synchronous runs (max_staleness 0); the document has none")
     # engine seconds per step the profile predicts, scale 1 and no overhead
-    engine = {run.name: _simulate(m, run, 1.0, 0.0, num_seeds, num_steps)[1] for run in sync}
-    scale = sum(run.means["engine_s"] for run in sync) / sum(engine.values())
-    overhead = statistics.fmean(_unexplained(run) for run in sync)
-    fit = tuple(CalibrationRow(run.name, "actor_step", run.means["step_s"],
-                               _simulate(m, run, scale, overhead, num_seeds, num_steps)[0]) for run in sync)
-    heldout = tuple(CalibrationRow(run.name, "actor_step", run.means["step_s"],
-                                   _simulate(m, run, scale, overhead, num_seeds, num_steps)[0]) for run in held)
+    engine = {run.name: _simulate(m, run, run, 1.0, 0.0, num_seeds, num_steps)[1] for run in sync}
+    if fitted is None:
+        scale = sum(run.means["engine_s"] for run in sync) / sum(engine.values())
+        overhead = statistics.fmean(_unexplained(run) for run in sync)
+    else:
+        scale, overhead = fitted
+    by_drafter = {run.speculation: run for run in sync}
+
+    def row(run: ActorRun) -> CalibrationRow:
+        timers = by_drafter.get(run.speculation, run) if timers_from_sync else run
+        predicted = _simulate(m, run, timers, scale, overhead, num_seeds, num_steps)[0]
+        return CalibrationRow(run.name, "actor_step", run.means["step_s"], predicted)
+
+    fit = tuple(row(run) for run in m.runs if run.max_staleness == 0 and fitted is None)
+    heldout = tuple(row(run) for run in m.runs if run.max_staleness > 0 or fitted is not None)
     engine_rows = tuple(CalibrationRow(run.name, "engine", run.means["engine_s"], engine[run.name]) for run in sync)
     return ActorCalibration(fit, heldout, engine_rows, scale, overhead)
 
@@ -164,14 +177,14 @@ def _unexplained(run: ActorRun) -> float:
     return t["step_s"] - t["engine_s"] - t["reward_s"] - t["train_s"] - t["publish_s"] - run.swap_s
 
 
-def _simulate(m: ActorRuns, run: ActorRun, engine_scale: float, overhead_s: float, num_seeds: int,
-              num_steps: int) -> tuple[float, float]:
-    """(mean step seconds, mean engine busy seconds per step) over num_seeds simulated runs."""
-    t = run.means
+def _simulate(m: ActorRuns, run: ActorRun, timers: ActorRun, engine_scale: float, overhead_s: float,
+              num_seeds: int, num_steps: int) -> tuple[float, float]:
+    """(mean step seconds, mean engine busy seconds per step) of `run` with the non-rollout timers of `timers`."""
+    t = timers.means
     # The overhead is latency between phases, not work on either resource: charged like the reward tail.
     training = TrainingConfig(prompts_per_step=m.prompts_per_step, group_size=m.group_size,
                               reward_s=t["reward_s"] + overhead_s, learner_fixed_s=t["train_s"] + t["publish_s"],
-                              learner_s_per_token=0.0, weight_sync_s=run.swap_s, max_staleness=run.max_staleness,
+                              learner_s_per_token=0.0, weight_sync_s=timers.swap_s, max_staleness=run.max_staleness,
                               drain_to_swap=True)
     steps, busy = [], []
     for seed in range(num_seeds):

@@ -75,3 +75,18 @@ def test_bad_documents_are_named():
     no_sync["runs"] = no_sync["runs"][1:]
     with pytest.raises(MeasurementError, match="synchronous"):
         calibrate_actor_runs(no_sync)
+
+
+def test_fitted_elsewhere_holds_out_every_run_and_sync_timers_replace_the_async_runs_own():
+    scale, overhead = 1.7, 0.11
+    engine = scale * ENGINE_S
+    sync_step = engine + 0.02 + 0.3 + 0.05 + 0.04 + overhead
+    doc = _doc(sync_step, engine, 1.0)
+    elsewhere = calibrate_actor_runs(doc, num_seeds=1, fitted=(scale, overhead))
+    assert not elsewhere.fit and [row.name for row in elsewhere.heldout] == ["sync_plain", "async_plain"]
+    assert elsewhere.heldout[0].error < 1e-9
+    # An async run whose own learner was 3x slower (contention) is predicted slower from its own timers only.
+    doc["runs"][1]["means"]["train_s"] = 0.9
+    own = calibrate_actor_runs(doc, num_seeds=1).heldout[0].predicted_s
+    from_sync = calibrate_actor_runs(doc, num_seeds=1, timers_from_sync=True).heldout[0].predicted_s
+    assert own >= 0.95 > from_sync

@@ -22,6 +22,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "rollspec" / "sim" / "scenarios" / "tiny-pipeline-measured.json"
+# The committed inputs bench/sim.py calibrates on: the tiny preset as is, and the same without draft refresh.
+RUN_SETS = {"tiny": OUT, "tiny_no_refresh": OUT.with_name("tiny-pipeline-measured-no-refresh.json")}
 PIPELINE = REPO / "bench" / "results" / "pipeline.json"
 MODES = {"sync_plain": ("plain", 0), "sync_speculative": ("adaptive", 0), "async_plain": ("plain", 1),
          "async_speculative": ("adaptive", 1)}
@@ -119,6 +121,30 @@ def _lengths(config_path: Path, num_prompts: int) -> tuple[list[int], float]:
     with torch.no_grad():
         completions = engine.generate(requests)
     return [max(1, len(c.token_ids)) for c in completions], statistics.fmean(prompt_tokens)
+
+
+def actor_calibrations() -> dict:
+    """Every committed run set calibrated on its own sync runs (these count towards the max error), plus two
+    stricter checks that do not: the async runs with the sync runs' learner and reward timers, and each
+    set's fit predicting the other set's four runs."""
+    from rollspec.sim.actor_calibration import calibrate_actor_runs
+
+    def rows(report):
+        return {row.name: round(row.error, 4) for row in (*report.fit, *report.heldout)}
+
+    own = {name: calibrate_actor_runs(path) for name, path in RUN_SETS.items()}
+    out = {"max_error": max(r.max_error for r in own.values()),
+           "heldout_max_error": max(r.heldout_max_error for r in own.values()),
+           "sets": {name: {"measured": str(RUN_SETS[name].relative_to(REPO)), **r.as_dict()} for name, r in own.items()},
+           "strict_async_with_sync_timers": {name: rows(calibrate_actor_runs(path, timers_from_sync=True))
+                                             for name, path in RUN_SETS.items()},
+           "cross_set": {}}
+    for name, report in own.items():
+        for other, path in RUN_SETS.items():
+            if other != name:
+                cross = calibrate_actor_runs(path, fitted=(report.engine_scale, report.overhead_s))
+                out["cross_set"][f"{name}_fit_predicts_{other}"] = {"max_error": cross.max_error, **rows(cross)}
+    return out
 
 
 def main() -> None:

@@ -72,7 +72,8 @@ def main() -> None:
                  "alone) and the actor pipeline (bench/pipeline.py's four modes of `rollspec train`, two run sets: "
                  "engine scale and a per-step overhead fitted on each set's two sync runs, its two async runs held out "
                  "but fed their own learner and reward timers; the fitted rows count too). Stricter checks that miss "
-                 "are in calibration_pipeline (strict_async_with_sync_timers, cross_set); still missing: {STILL_MISSING}. paper_* are projections from our assumptions (see the "
+                 "are in calibration_pipeline (strict_async_with_sync_timers, cross_set); "
+                 f"still missing: {STILL_MISSING}. paper_* are projections from our assumptions (see the "
                  "scenario YAML files), fixed k = 3 as vLLM runs it; *_adaptive with rollspec's depth scheduler."),
     }
     result = {

@@ -21,6 +21,7 @@ def summarize(results: dict) -> dict:
             "items_lost": sum(r["items_lost"] for r in runs),
             "actor_faults_injected": sum(r["actor_faults"] for r in runs),
             "actor_faults_recovered": sum(r["actor_faults_recovered"] for r in runs),
+            "actor_faults_skipped": sum(r.get("faults_skipped", 0) for r in runs),
             "message_faults_injected": sum(r["message_faults_injected"] for r in runs),
             "actor_message_faults_injected": sum(_actor_total(r) for r in runs),
             "recover_s_max": max(recover, default=None),

@@ -12,3 +12,4 @@ def test_message_faults_on_every_channel_lose_nothing(runner):
     assert outcome.passed, outcome.problems
     assert outcome.items_lost == 0 and outcome.num_message_faults > 0
     assert outcome.message_faults["dropped"] > 0 and outcome.message_faults["duplicated"] > 0
+    assert sum(outcome.actor_message_faults["rollout-0"].values()) > 0  # the actors' own endpoints inject too

@@ -1,12 +1,14 @@
 """calibrate_actor_runs: the sync fit recovers a known engine scale and overhead; async rows are predicted, not fitted."""
 
 import copy
+from pathlib import Path
 
 import pytest
 
 from rollspec.sim.actor_calibration import calibrate_actor_runs, load_actor_runs
 from rollspec.sim.measured import MeasurementError
 
+SCENARIOS = Path(__file__).resolve().parents[3] / "rollspec" / "sim" / "scenarios"
 BATCHES = (1, 2, 4, 8)
 TIMERS = dict(reward_s=0.02, train_s=0.3, publish_s=0.05, learner_wait_s=0.0, weight_sync_s=0.0, generate_s=0.0)
 
@@ -90,3 +92,13 @@ def test_fitted_elsewhere_holds_out_every_run_and_sync_timers_replace_the_async_
     own = calibrate_actor_runs(doc, num_seeds=1).heldout[0].predicted_s
     from_sync = calibrate_actor_runs(doc, num_seeds=1, timers_from_sync=True).heldout[0].predicted_s
     assert own >= 0.95 > from_sync
+
+
+@pytest.mark.parametrize("name", ["tiny-pipeline-measured.json", "tiny-pipeline-measured-no-refresh.json"])
+def test_the_committed_actor_runs_are_predicted_within_the_target(name):
+    # bench/pipeline.py's runs of 2026-11-26 (see BENCHMARKS.md, Simulator): a simulator change that breaks
+    # the fit of the sync runs or the held-out async prediction shows here.
+    report = calibrate_actor_runs(SCENARIOS / name)
+    assert [row.name for row in report.fit] == ["sync_plain", "sync_speculative"]
+    assert [row.name for row in report.heldout] == ["async_plain", "async_speculative"]
+    assert report.max_error < 0.15

@@ -11,9 +11,10 @@ bench/pipeline.py's runs, see `load_actor_runs`). What each prediction uses:
   c_target(B, q) and c_draft(B), acceptance per draft position as the run's verify steps counted
   it, response lengths of the policy on the run's task, the scheduler's depth policy;
 - two fitted numbers, fitted on the synchronous runs only: `engine_scale` (measured engine seconds
-  over the profile's prediction: the start-up profile runs at prompt-length context with the
-  other actors starting beside it, the run at up to ~180 cached tokens next to a learner) and
-  `overhead_s` (per step: dispatch, polling and ZeroMQ latency around the timed phases).
+  over the profile's prediction: the profile is taken once at start-up, while the run's engine
+  shares the cores with the learner and the draft-refresh actor, and its drafter catches up on
+  every new batch's prompts, which the profile does not time) and `overhead_s` (per step:
+  dispatch, polling and ZeroMQ latency around the timed phases).
 
 So the synchronous rows are fits (their error shows how well two numbers explain two runs); the
 asynchronous rows are held out: predicted from the sync fit, the profile and the async runs' own

@@ -24,7 +24,7 @@ def summarize(results: dict) -> dict:
             "actor_faults_skipped": sum(r.get("faults_skipped", 0) for r in runs),
             "message_faults_injected": sum(r["message_faults_injected"] for r in runs),
             "actor_message_faults_injected": sum(_actor_total(r) for r in runs),
-            "recover_s_max": max(recover, default=None),
+            "recover_s_max": round(max(recover), 1) if recover else None,
             "weights_compared": sum(1 for r in runs if r["weights_match"] is not None),
             "weights_matched": sum(1 for r in runs if r["weights_match"])}
 

@@ -27,9 +27,10 @@ from rollspec.backends.errors import BackendUnavailableError
 from rollspec.backends.vllm_requests import sampling_kwargs, to_completion
 from rollspec.backends.weight_manifest import WeightManifest, decoder_only_dir, stage_weights, staging_root
 from rollspec.engine.config import EngineConfig
-from rollspec.engine.errors import InvalidRequestError, PromptTooLongError, WeightUpdateError
+from rollspec.engine.errors import InvalidRequestError, WeightUpdateError
 from rollspec.engine.loader import read_config
 from rollspec.engine.model_config import ModelConfig
+from rollspec.engine.request_checks import check_request
 from rollspec.engine.sequence import Completion, Request
 
 WORKER_EXTENSION = "rollspec.backends.vllm_worker.RollspecWorkerExtension"
@@ -120,23 +121,12 @@ class VllmGenerator:
 
     def add_request(self, request: Request) -> None:
         """Queue a request after the same checks the native engine makes."""
-        params, prompt = request.params, request.prompt_ids
-        vocab = self._policy_config.vocab_size
-        if not prompt:
-            raise InvalidRequestError(f"request {request.request_id!r} has an empty prompt")
-        if len(prompt) + params.max_new_tokens > self.config.max_seq_len:
-            raise PromptTooLongError(
-                f"request {request.request_id!r}: prompt of {len(prompt)} tokens plus max_new_tokens "
-                f"{params.max_new_tokens} exceeds max_seq_len {self.config.max_seq_len}")
-        bad = [t for t in (*prompt, *params.stop_token_ids) if not 0 <= t < vocab]
-        if bad:
-            raise InvalidRequestError(f"request {request.request_id!r} has token ids outside [0, {vocab}): {bad[:5]}")
-        if request.request_id in self._in_flight:
-            raise InvalidRequestError(f"request id {request.request_id!r} is already in flight")
+        check_request(request, vocab_size=self._policy_config.vocab_size, max_seq_len=self.config.max_seq_len,
+                      in_flight=self._in_flight)
         self._check_lossless(request)
         self._check_not_mixed(request)
         sampling = self._sampling_params(**sampling_kwargs(request, self._seeds.randrange(2**62)))
-        self._engine.add_request(request.request_id, {"prompt_token_ids": list(prompt)}, sampling)
+        self._engine.add_request(request.request_id, {"prompt_token_ids": list(request.prompt_ids)}, sampling)
         self._in_flight[request.request_id] = (request, self.policy_version, self._draft_version)
 
     def _check_lossless(self, request: Request) -> None:

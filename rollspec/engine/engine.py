@@ -15,9 +15,10 @@ import torch
 from rollspec.engine.config import EngineConfig
 from rollspec.engine.depth import DepthPolicy, FixedDepth
 from rollspec.engine.drafters.base import DraftContext, Drafter
-from rollspec.engine.errors import InvalidRequestError, PromptTooLongError, WeightUpdateError
+from rollspec.engine.errors import PromptTooLongError, WeightUpdateError
 from rollspec.engine.kv_cache import AttentionBatch
 from rollspec.engine.model import Decoder
+from rollspec.engine.request_checks import check_request
 from rollspec.engine.sampler import SamplingTensors, processed_probs, sample_from, token_logprobs
 from rollspec.engine.sequence import Completion, Request, Sequence
 from rollspec.engine.verify import Verifier, verify
@@ -56,19 +57,8 @@ class Engine:
     # ----------------------------------------------------------------------------- requests
     def add_request(self, request: Request) -> None:
         """Queue a request; it joins the running batch at the next step with a free row."""
-        params, prompt = request.params, request.prompt_ids
-        vocab = self.policy.config.vocab_size
-        if not prompt:
-            raise InvalidRequestError(f"request {request.request_id!r} has an empty prompt")
-        if len(prompt) + params.max_new_tokens > self.config.max_seq_len:
-            raise PromptTooLongError(
-                f"request {request.request_id!r}: prompt of {len(prompt)} tokens plus max_new_tokens "
-                f"{params.max_new_tokens} exceeds max_seq_len {self.config.max_seq_len}")
-        bad = [t for t in (*prompt, *params.stop_token_ids) if not 0 <= t < vocab]
-        if bad:
-            raise InvalidRequestError(f"request {request.request_id!r} has token ids outside [0, {vocab}): {bad[:5]}")
-        if request.request_id in self._active_ids:
-            raise InvalidRequestError(f"request id {request.request_id!r} is already in flight")
+        check_request(request, vocab_size=self.policy.config.vocab_size, max_seq_len=self.config.max_seq_len,
+                      in_flight=self._active_ids)
         self._active_ids.add(request.request_id)
         self.waiting.append(request)
 

@@ -28,6 +28,7 @@ from rollspec.backends.vllm_requests import sampling_kwargs, to_completion
 from rollspec.backends.weight_manifest import WeightManifest, decoder_only_dir, stage_weights, staging_root
 from rollspec.engine.config import EngineConfig
 from rollspec.engine.errors import InvalidRequestError, WeightUpdateError
+from rollspec.engine.generator import run_to_completion
 from rollspec.engine.loader import read_config
 from rollspec.engine.model_config import ModelConfig
 from rollspec.engine.request_checks import check_request
@@ -165,12 +166,7 @@ class VllmGenerator:
 
     def generate(self, requests: list[Request]) -> list[Completion]:
         """Run requests to completion; results in the order given."""
-        for request in requests:
-            self.add_request(request)
-        done: dict[str, Completion] = {}
-        while self.has_unfinished():
-            done.update((c.request_id, c) for c in self.step())
-        return [done[r.request_id] for r in requests]
+        return run_to_completion(self, requests)
 
     # ----------------------------------------------------------------------------- weights
     def update_policy(self, weights_hf: dict[str, torch.Tensor], version: int, *, restore: bool = False) -> None:

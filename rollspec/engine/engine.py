@@ -16,6 +16,7 @@ from rollspec.engine.config import EngineConfig
 from rollspec.engine.depth import DepthPolicy, FixedDepth
 from rollspec.engine.drafters.base import DraftContext, Drafter
 from rollspec.engine.errors import PromptTooLongError, WeightUpdateError
+from rollspec.engine.generator import run_to_completion
 from rollspec.engine.kv_cache import AttentionBatch
 from rollspec.engine.model import Decoder
 from rollspec.engine.request_checks import check_request
@@ -74,12 +75,7 @@ class Engine:
 
     def generate(self, requests: list[Request]) -> list[Completion]:
         """Run requests to completion; results in the order given."""
-        for request in requests:
-            self.add_request(request)
-        done: dict[str, Completion] = {}
-        while self.has_unfinished():
-            done.update((c.request_id, c) for c in self.step())
-        return [done[r.request_id] for r in requests]
+        return run_to_completion(self, requests)
 
     # ----------------------------------------------------------------------------- the step
     @torch.no_grad()

@@ -54,3 +54,14 @@ class Generator(Protocol):
 
     def update_draft(self, weights: dict[str, torch.Tensor], version: int, *, restore: bool = False) -> None:
         """Swap the drafter's weights in place (the names its checkpoint directory uses)."""
+
+
+def run_to_completion(generator: Generator, requests: list[Request]) -> list[Completion]:
+    """Add `requests`, step until every one has finished, and return them in the order given:
+    `generate` of every backend."""
+    for request in requests:
+        generator.add_request(request)
+    done: dict[str, Completion] = {}
+    while generator.has_unfinished():
+        done.update((c.request_id, c) for c in generator.step())
+    return [done[r.request_id] for r in requests]

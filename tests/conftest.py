@@ -1,6 +1,10 @@
 """Session-wide settings that must hold before any Ray, vLLM or torch work starts."""
 
 import os
+import shutil
+from pathlib import Path
+
+import pytest
 
 # Keep every Ray and vLLM connection on loopback (see ../shared/ENVIRONMENT.md).
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -12,3 +16,18 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """A local Ray for one test module (the pipeline and chaos suites; the learner suite sizes its own)."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # loopback only, even if the shell said otherwise
+    import ray
+
+    temp_dir = Path(f"/tmp/rs-t-{os.getpid()}")  # short: Ray keeps unix sockets under it
+    ray.init(num_cpus=8, include_dashboard=False, _temp_dir=str(temp_dir), log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+        shutil.rmtree(temp_dir, ignore_errors=True)

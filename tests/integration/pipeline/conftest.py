@@ -3,7 +3,6 @@
 
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -74,20 +73,6 @@ def head(tmp_path):
             os.killpg(process.pid, signal.SIGKILL)
         log.close()
         subprocess.run(["rm", "-rf", str(temp_dir)])
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    import ray
-
-    temp_dir = Path(f"/tmp/rs-it-{os.getpid()}")  # short: Ray keeps unix sockets under it
-    ray.init(num_cpus=8, include_dashboard=False, _temp_dir=str(temp_dir), log_to_driver=False)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

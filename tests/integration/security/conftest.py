@@ -1,4 +1,5 @@
-"""The pipeline tests' Ray session and tiny models, for the security tests that run `rollspec train`."""
+"""The pipeline tests' tiny models, for the security tests that run `rollspec train` (the Ray session
+fixture is tests/conftest.py's)."""
 
 import importlib.util
 from pathlib import Path
@@ -7,5 +8,4 @@ _spec = importlib.util.spec_from_file_location("pipeline_conftest", Path(__file_
 _pipeline = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_pipeline)
 
-ray_session = _pipeline.ray_session
 tiny_models = _pipeline.tiny_models

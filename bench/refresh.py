@@ -76,7 +76,7 @@ def policy_kl(initial, final, config) -> float:
 
     data = config.data
     mixture = TaskMixture(data.tasks, data.seed, split=Split.EVAL, difficulty=data.difficulty,
-                          eval_fraction=data.eval_fraction)
+                          eval_fraction=data.eval_fraction, rl_fraction=data.rl_fraction)
     prompts = [encode_prompt(mixture[i].prompt) for i in range(NUM_KL_PROMPTS)]
     completions = generate(final, prompts, temperature=1.0, seed=config.run.seed + 1,
                            max_new_tokens=config.algorithm.max_new_tokens)

@@ -93,7 +93,6 @@ def _lengths(config_path: Path, num_prompts: int) -> tuple[list[int], float]:
     from rollspec.launch.config import load_config
     from rollspec.launch.model_paths import resolve_model_paths
     from rollspec.launch.specs import build_specs
-    from rollspec.rl.mixture import TaskMixture
 
     torch.set_num_threads(1)
     data = yaml.safe_load(config_path.read_text())
@@ -104,8 +103,7 @@ def _lengths(config_path: Path, num_prompts: int) -> tuple[list[int], float]:
         config = load_config(f.name, [])
     specs = build_specs(config, resolve_model_paths(config))
     c, rollout = specs.controller, specs.rollout
-    source = PromptSource(TaskMixture(dict(c.task_weights), c.data_seed, difficulty=c.difficulty,
-                                      eval_fraction=c.eval_fraction), group_size=c.group_size, seed=c.sample_seed)
+    source = PromptSource(c.prompt_mixture(), group_size=c.group_size, seed=c.sample_seed)
     s = rollout.sampling
     requests, prompt_tokens = [], []
     for i in range(num_prompts):

@@ -10,6 +10,8 @@ from typing import Literal
 from rollspec.actors.rollout_loop import SamplingDefaults
 from rollspec.engine.config import EngineConfig
 from rollspec.models.config import RefreshConfig
+from rollspec.rl.mixture import TaskMixture
+from rollspec.rl.split import DEFAULT_RL_FRACTION, Split
 from rollspec.scheduler import AdmissionConfig
 from rollspec.transport import NO_FAULTS, FaultPlan
 
@@ -112,6 +114,8 @@ class ControllerSpec:
     difficulty: int
     eval_fraction: float
     sample_seed: int
+    rl_fraction: float = DEFAULT_RL_FRACTION
+    prompt_split: Literal["rl", "train"] = "rl"
     checkpoint_every: int
     """Checkpoint after every this many steps (0: only at the end)."""
     keep_checkpoints: int = 2
@@ -120,6 +124,12 @@ class ControllerSpec:
     train_wait_s: float = 0.5
     """How long one learner call waits for a full batch before reporting back (so drops get replaced)."""
     version_wait_s: float = 300.0
+
+    def prompt_mixture(self) -> TaskMixture:
+        """The prompt stream's dataset: the task mixture on the `prompt_split` side of the split."""
+        return TaskMixture(dict(self.task_weights), self.data_seed, split=Split(self.prompt_split),
+                           difficulty=self.difficulty, eval_fraction=self.eval_fraction,
+                           rl_fraction=self.rl_fraction)
 
     @property
     def prompts_per_step(self) -> int:

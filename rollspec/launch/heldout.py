@@ -39,6 +39,7 @@ class HeldoutSpec:
     data_seed: int
     difficulty: int
     eval_fraction: float
+    rl_fraction: float
     num_prompts: int
     samples_per_prompt: int
     temperature: float
@@ -53,7 +54,7 @@ class HeldoutEvaluator:
         self.spec = spec
         self._loaded: LoadedModel = load_model(policy_dir)
         mixture = TaskMixture(spec.task_weights, spec.data_seed, split=Split.EVAL, difficulty=spec.difficulty,
-                              eval_fraction=spec.eval_fraction)
+                              eval_fraction=spec.eval_fraction, rl_fraction=spec.rl_fraction)
         self._examples = mixture.take(spec.num_prompts)
         self.initial = self._score()
 

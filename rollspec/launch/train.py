@@ -67,7 +67,6 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
     from rollspec.actors.fleet import Fleet
     from rollspec.actors.prompt_source import PromptSource
     from rollspec.actors.ray_metrics import StepGauges
-    from rollspec.rl.mixture import TaskMixture
     from rollspec.transport import Broker, QueueConfig
 
     start = time.monotonic()
@@ -113,9 +112,8 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
                      f"{config.rollout.num_actors} rollout, {config.reward.num_actors} "
                      f"reward, {config.learner.num_ranks} learner rank(s), draft refresh "
                      f"{'on' if specs.refresh else 'off'}; from step {state.step}")
-        mixture = TaskMixture(dict(specs.controller.task_weights), specs.controller.data_seed,
-                              difficulty=specs.controller.difficulty, eval_fraction=specs.controller.eval_fraction)
-        source = PromptSource(mixture, group_size=specs.controller.group_size, seed=specs.controller.sample_seed)
+        source = PromptSource(specs.controller.prompt_mixture(), group_size=specs.controller.group_size,
+                              seed=specs.controller.sample_seed)
 
         heldout = _heldout_evaluator(config, policy_dir, progress)
         gauges = StepGauges(config.run.name)
@@ -156,6 +154,7 @@ def _heldout_evaluator(config: TrainConfig, policy_dir: str, progress: StepProgr
 
     spec = HeldoutSpec(task_weights=dict(config.data.tasks), data_seed=config.data.seed,
                        difficulty=config.data.difficulty, eval_fraction=config.data.eval_fraction,
+                       rl_fraction=config.data.rl_fraction,
                        num_prompts=config.data.heldout_prompts, samples_per_prompt=config.data.heldout_samples,
                        temperature=config.algorithm.temperature, max_new_tokens=config.algorithm.max_new_tokens,
                        max_seq_len=config.rollout.max_seq_len)

@@ -4,7 +4,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from rollspec.rl.split import DEFAULT_EVAL_FRACTION
+from rollspec.rl.split import DEFAULT_EVAL_FRACTION, DEFAULT_RL_FRACTION
 from rollspec.rl.tasks import DEFAULT_DIFFICULTY
 
 
@@ -60,9 +60,10 @@ class PolicyLossConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MixtureConfig:
-    """Arguments of `TaskMixture` (validated there): task weights, seed, difficulty, held-out fraction."""
+    """Arguments of `TaskMixture` (validated there): task weights, seed, difficulty, split fractions."""
 
     weights: Mapping[str, float]
     seed: int
     difficulty: int | Mapping[str, int] = DEFAULT_DIFFICULTY
     eval_fraction: float = DEFAULT_EVAL_FRACTION
+    rl_fraction: float = DEFAULT_RL_FRACTION

@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterator, Mapping
 
 from rollspec.rl.config import MixtureConfig
-from rollspec.rl.split import DEFAULT_EVAL_FRACTION, Split, check_eval_fraction, split_of
+from rollspec.rl.split import DEFAULT_EVAL_FRACTION, DEFAULT_RL_FRACTION, Split, check_fractions, split_of
 from rollspec.rl.tasks import DEFAULT_DIFFICULTY, Example, get_task
 from rollspec.rl.tasks.task import check_difficulty
 
@@ -40,10 +40,10 @@ def _hash64(*parts: object) -> int:
 class TaskMixture:
     """Examples drawn from weighted tasks, addressed by index.
 
-    `mixture[i]` depends only on (weights, seed, split, difficulty, eval_fraction, i): never
+    `mixture[i]` depends only on (weights, seed, split, difficulty, the split fractions, i): never
     on call order, process or machine, so a controller can lease index ranges, lose them,
-    and regenerate exactly the same prompts after a restart. Every example of split TRAIN
-    has a prompt outside the EVAL split and vice versa (see `rollspec.rl.split`).
+    and regenerate exactly the same prompts after a restart. Every example of a split has
+    a prompt of that split only: TRAIN, RL and EVAL never share a prompt (see `rollspec.rl.split`).
     """
 
     def __init__(
@@ -54,6 +54,7 @@ class TaskMixture:
         split: Split = Split.TRAIN,
         difficulty: int | Mapping[str, int] = DEFAULT_DIFFICULTY,
         eval_fraction: float = DEFAULT_EVAL_FRACTION,
+        rl_fraction: float = DEFAULT_RL_FRACTION,
     ):
         if not isinstance(weights, Mapping) or not weights:
             raise MixtureWeightsError(weights)
@@ -73,13 +74,14 @@ class TaskMixture:
             running += weights[name] / total
             self._cumulative.append(running)
         self.difficulties = self._difficulties(difficulty)
-        self.seed, self.split, self.eval_fraction = seed, Split(split), check_eval_fraction(eval_fraction)
+        self.seed, self.split = seed, Split(split)
+        self.eval_fraction, self.rl_fraction = check_fractions(eval_fraction, rl_fraction)
 
     @classmethod
     def from_config(cls, config: MixtureConfig, split: Split = Split.TRAIN) -> "TaskMixture":
         """The mixture described by `config`, drawing from `split`."""
         return cls(config.weights, config.seed, split=split, difficulty=config.difficulty,
-                   eval_fraction=config.eval_fraction)
+                   eval_fraction=config.eval_fraction, rl_fraction=config.rl_fraction)
 
     def _difficulties(self, difficulty: int | Mapping[str, int]) -> dict[str, int]:
         if not isinstance(difficulty, Mapping):
@@ -101,7 +103,7 @@ class TaskMixture:
         task = get_task(name)
         for attempt in range(MAX_ATTEMPTS):
             example = task.generate(_hash64("example", self.seed, index, attempt), self.difficulties[name])
-            if split_of(example.prompt, self.eval_fraction) is self.split:
+            if split_of(example.prompt, self.eval_fraction, self.rl_fraction) is self.split:
                 return example
         raise SplitExhaustedError(name, self.split, index)
 

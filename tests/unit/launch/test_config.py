@@ -31,6 +31,8 @@ def test_shipped_presets_validate(preset):
     ("reward.function=notapath", "reward.function 'notapath' must be 'builtin' or 'package.module:function'"),
     ("data.tasks={bogus: 1.0}", "unknown tasks ['bogus']"),
     ("models.policy=zoo:nope", "unknown zoo model 'zoo:nope'"),
+    ("data.rl_fraction=0.96", "eval_fraction + rl_fraction must be < 1, got 0.05 + 0.96"),
+    ("data.prompt_split=eval", "data.prompt_split: Input should be 'rl' or 'train'"),
     ("rollout=3", "rollout: Input should be a valid dictionary"),
 ])
 def test_bad_values_name_the_key_the_value_and_what_was_expected(override, message):
@@ -102,3 +104,4 @@ def test_rollout_backend_switch():
         load_config(None, ["rollout.backend=vllm", "rollout.drafter=mtp"])
     with pytest.raises(ConfigError, match="rollout.backend"):
         load_config(None, ["rollout.backend=tgi"])
+

@@ -16,7 +16,7 @@ def evaluator(tmp_path_factory):
     path = tmp_path_factory.mktemp("models") / "policy"
     write_model_dir(path, random_decoder(tiny_config(vocab_size=VOCAB_SIZE), seed=0, std=0.05))
     spec = HeldoutSpec(task_weights={name: 1.0 for name in task_names()}, data_seed=0, difficulty=1,
-                       eval_fraction=0.1, num_prompts=10, samples_per_prompt=2, temperature=1.0, max_new_tokens=12,
+                       eval_fraction=0.05, rl_fraction=0.05, num_prompts=10, samples_per_prompt=2, temperature=1.0, max_new_tokens=12,
                        max_seq_len=96)
     return HeldoutEvaluator(path, spec)
 

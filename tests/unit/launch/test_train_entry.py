@@ -15,6 +15,7 @@ from rollspec.launch.specs import ModelPaths, build_specs
 from rollspec.launch.train import check_reward_function
 from rollspec.models.hf_dir import write_model_dir
 from rollspec.models.random_models import random_decoder, tiny_config
+from rollspec.rl.split import Split, split_of
 from rollspec.rl.vocab import EOS_ID, VOCAB_SIZE
 
 
@@ -48,6 +49,13 @@ def test_specs_carry_the_config_through(policy_dir):
     assert specs.controller.admission.max_staleness == 2 and specs.feed.admission.prompts_per_step == 5
     assert specs.refresh is None  # n-gram has no weights to refresh
     assert specs.feed.vocab_size == VOCAB_SIZE
+
+
+def test_the_prompt_stream_draws_from_the_configured_split(policy_dir):
+    for choice, expected in (("rl", Split.RL), ("train", Split.TRAIN)):
+        config = load_config(None, [f"data.prompt_split={choice}", "data.eval_fraction=0.1", "data.rl_fraction=0.2"])
+        mixture = build_specs(config, ModelPaths(policy=policy_dir, draft=None)).controller.prompt_mixture()
+        assert {split_of(e.prompt, 0.1, 0.2) for e in mixture.take(200)} == {expected}
 
 
 def test_a_user_reward_function_that_does_not_import_fails_before_anything_starts(tmp_path, monkeypatch):

@@ -3,7 +3,7 @@
 import pytest
 
 from rollspec.rl.mixture import MixtureWeightsError, SplitExhaustedError, TaskMixture
-from rollspec.rl.split import EvalFractionError, Split, split_of
+from rollspec.rl.split import EvalFractionError, Split, hash_unit, split_of
 from rollspec.rl.tasks import UnknownTaskError, get_task, task_names
 
 ALL = {name: 1.0 for name in task_names()}
@@ -40,6 +40,19 @@ def test_train_and_eval_prompts_are_disjoint_and_labelled():
     assert not {e.prompt for e in small_train} & {e.prompt for e in small_eval}
 
 
+def test_rl_prompts_are_disjoint_from_train_and_eval_and_train_is_the_region_above_both():
+    every = {split: {e.prompt for e in TaskMixture(ALL, seed=4, split=split, eval_fraction=0.1, rl_fraction=0.15)
+                     .take(600)} for split in Split}
+    assert not every[Split.RL] & every[Split.TRAIN] and not every[Split.RL] & every[Split.EVAL]
+    assert all(0.1 <= hash_unit(p) < 0.25 for p in every[Split.RL])
+    # With the defaults, TRAIN is the hash region >= 0.1 the zoo policy was SFT'd on before the RL
+    # share existed, so adding it did not change a single zoo training prompt.
+    prompts = [get_task("addition").generate(seed, 1).prompt for seed in range(3000)]
+    assert [split_of(p) is Split.TRAIN for p in prompts] == [hash_unit(p) >= 0.1 for p in prompts]
+    shares = [sum(split_of(p) is split for p in prompts) / len(prompts) for split in (Split.EVAL, Split.RL)]
+    assert all(0.03 < share < 0.07 for share in shares), shares
+
+
 def test_split_fraction_is_about_right():
     prompts = [get_task("sorting").generate(seed).prompt for seed in range(5000)]
     share = sum(split_of(p, 0.1) is Split.EVAL for p in prompts) / len(prompts)
@@ -68,6 +81,10 @@ def test_bad_arguments_raise_named_errors():
     for fraction in (0.0, 1.0, -0.5, "0.1"):
         with pytest.raises(EvalFractionError):
             TaskMixture(ALL, seed=0, eval_fraction=fraction)
+        with pytest.raises(EvalFractionError, match="rl_fraction"):
+            TaskMixture(ALL, seed=0, rl_fraction=fraction)
+    with pytest.raises(EvalFractionError, match="eval_fraction \\+ rl_fraction must be < 1"):
+        TaskMixture(ALL, seed=0, eval_fraction=0.5, rl_fraction=0.5)
     with pytest.raises(IndexError):
         TaskMixture(ALL, seed=0)[-1]
 

@@ -103,7 +103,8 @@ def _lengths(config_path: Path, num_prompts: int) -> tuple[list[int], float]:
         config = load_config(f.name, [])
     specs = build_specs(config, resolve_model_paths(config))
     c, rollout = specs.controller, specs.rollout
-    source = PromptSource(c.prompt_mixture(), group_size=c.group_size, seed=c.sample_seed)
+    source = PromptSource(c.prompt_mixture(), group_size=c.group_size, seed=c.sample_seed,
+                          dataset_size=c.dataset_size)
     s = rollout.sampling
     requests, prompt_tokens = [], []
     for i in range(num_prompts):

@@ -116,6 +116,8 @@ class ControllerSpec:
     sample_seed: int
     rl_fraction: float = DEFAULT_RL_FRACTION
     prompt_split: Literal["rl", "train"] = "rl"
+    dataset_size: int = 0
+    """Epochs over the split's first dataset_size prompts (0: a fresh prompt per group)."""
     checkpoint_every: int
     """Checkpoint after every this many steps (0: only at the end)."""
     keep_checkpoints: int = 2

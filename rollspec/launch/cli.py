@@ -81,8 +81,13 @@ def _train(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"rollspec train: {exc}", file=sys.stderr)
         return 2
-    print(f"training reward {summary['reward_first_third']:.3f} -> {summary['reward_last_third']:.3f} (first vs "
-          f"last third of {summary['steps']} steps; each step has different prompts)")
+    if summary["reward_by_epoch"]:
+        epochs = summary["reward_by_epoch"]
+        print(f"training reward by epoch over the same prompts: {' '.join(f'{r:.3f}' for r in epochs)} "
+              f"({epochs[-1] - epochs[0]:+.3f} first to last)")
+    else:
+        print(f"training reward {summary['reward_first_third']:.3f} -> {summary['reward_last_third']:.3f} (first vs "
+              f"last third of {summary['steps']} steps; each step has different prompts)")
     if "heldout" in summary:
         before, after = summary["heldout"]["initial"], summary["heldout"]["final"]
         print(f"held-out reward {before['reward_mean']:.3f} -> {after['reward_mean']:.3f} "

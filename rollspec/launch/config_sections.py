@@ -61,12 +61,14 @@ class DataSection(Section):
     eval_fraction: float = Field(0.05, gt=0.0, lt=1.0)
     """Share of prompt space held out for evaluation (never trained on)."""
     rl_fraction: float = Field(0.05, gt=0.0, lt=1.0)
-    """Share of prompt space GRPO draws from by default; the zoo policy was SFT'd on the rest (hash
-    regions, see rollspec/rl/split.py), so RL prompts are ones it has never seen."""
+    """Share of prompt space GRPO draws from by default, disjoint from the held-out share and from the
+    prompts the zoo policy was SFT'd on (hash regions, see rollspec/rl/split.py)."""
     prompt_split: Literal["rl", "train"] = "rl"
-    """Where the training prompts come from: `rl` (the RL share) or `train` (the prompts the zoo policy
-    was SFT'd on and has largely memorized; measured in-process: no held-out gain in 60 steps,
-    against +0.065 with `rl`)."""
+    """Where the training prompts come from: `rl` (a share of prompt space the zoo policy never saw) or
+    `train` (the prompts the zoo policy was SFT'd on, many of them memorized)."""
+    dataset_size: int = Field(0, ge=0, le=10_000_000)
+    """Prompts in the training set: the run makes epochs over the split's first dataset_size prompts,
+    each epoch shuffled (0: a fresh prompt for every group, no repeats)."""
     heldout_prompts: int = Field(0, ge=0, le=100_000)
     """Held-out prompts the driver scores with the starting and the final weights (0: skip; the tiny
     preset uses 100: the per-step training reward moves with each step's prompts as much as with RL)."""

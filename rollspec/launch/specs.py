@@ -102,7 +102,7 @@ def build_specs(config: TrainConfig, paths: ModelPaths) -> RunSpecs:
     controller = ControllerSpec(
         steps=algo.steps, admission=admission, task_weights=tuple(sorted(data.tasks.items())), data_seed=data.seed,
         difficulty=data.difficulty, eval_fraction=data.eval_fraction, rl_fraction=data.rl_fraction,
-        prompt_split=data.prompt_split, sample_seed=config.run.seed,
+        prompt_split=data.prompt_split, dataset_size=data.dataset_size, sample_seed=config.run.seed,
         checkpoint_every=config.checkpoint.every_steps, keep_checkpoints=config.checkpoint.keep_last,
         queues=QueueSpec(capacity=config.transport.queue_capacity, lease_s=config.transport.lease_s,
                          max_attempts=config.transport.max_attempts))

@@ -113,7 +113,8 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
                      f"reward, {config.learner.num_ranks} learner rank(s), draft refresh "
                      f"{'on' if specs.refresh else 'off'}; from step {state.step}")
         source = PromptSource(specs.controller.prompt_mixture(), group_size=specs.controller.group_size,
-                              seed=specs.controller.sample_seed)
+                              seed=specs.controller.sample_seed,
+                              dataset_size=specs.controller.dataset_size)
 
         heldout = _heldout_evaluator(config, policy_dir, progress)
         gauges = StepGauges(config.run.name)
@@ -198,13 +199,26 @@ def _restore(learner, store, step: int, state, progress: StepProgress) -> None:
                  f"draft d{state.draft_version}, {len(state.ledger.outstanding())} groups to re-issue)")
 
 
+def _reward_by_epoch(rewards: list[float], dataset_size: int, prompts_per_step: int) -> list[float]:
+    """Mean training reward of the steps whose prompts fall in each epoch over the dataset (a step
+    straddling two epochs counts for the one it starts in); [] without a fixed dataset."""
+    if dataset_size == 0:
+        return []
+    by_epoch: dict[int, list[float]] = {}
+    for step, reward in enumerate(rewards):
+        by_epoch.setdefault(step * prompts_per_step // dataset_size, []).append(reward)
+    return [sum(values) / len(values) for _, values in sorted(by_epoch.items())]
+
+
 def _summary(controller, status, profiles: list[dict], feed: dict, startup_s: float, wall_s: float,
              run_dir: RunDir) -> dict[str, Any]:
     state = controller.state
     history = run_dir.metrics()
     rewards = [m["reward_mean"] for m in history]
     third = max(1, len(rewards) // 3)
+    spec = controller.spec
     return {
+        "reward_by_epoch": _reward_by_epoch(rewards, spec.dataset_size, spec.prompts_per_step),
         "run_dir": str(run_dir.path), "steps": state.step, "policy_version": state.policy_version,
         "draft_version": state.draft_version, "startup_s": startup_s, "wall_s": wall_s,
         "reward_first_third": sum(rewards[:third]) / third if rewards else 0.0,

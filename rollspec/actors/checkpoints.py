@@ -1,11 +1,11 @@
-"""Checkpoint directories of a run: `<run>/checkpoints/step_<N>/{learner/, controller.json, COMPLETE}`.
+"""Checkpoint directories of a run: `<run>/checkpoints/step_<N>/{learner/, draft/, controller.json, COMPLETE}`.
 
 A checkpoint counts only once its COMPLETE marker exists, and the marker is written last, after
-the learner's DeepSpeed checkpoint (every rank), the controller state (atomically: temp file,
-fsync, rename) and MANIFEST.json (size and SHA-256 of every file, all fsynced first; the marker
-records the manifest's digest). A crash at any point leaves either a complete checkpoint or one
-`--resume` ignores; `latest()` verifies the manifest and falls back to the previous checkpoint when
-the newest is truncated, edited or incomplete. A full disk while saving is a CheckpointWriteError.
+the learner's DeepSpeed checkpoint (every rank), the latest published draft (draft refresh on), the
+controller state (atomically: temp file, fsync, rename) and MANIFEST.json (size and SHA-256 of every
+file, all fsynced first; the marker records the manifest's digest). A crash at any point leaves
+either a complete checkpoint or one `--resume` ignores; `latest()` verifies the manifest and falls
+back to the previous checkpoint when the newest is truncated, edited or incomplete. A full disk while saving is a CheckpointWriteError.
 """
 
 import contextlib
@@ -26,6 +26,7 @@ from rollspec.actors.checkpoint_manifest import (
     verify,
     write_manifest,
 )
+from rollspec.actors.draft_checkpoint import DRAFT_DIR
 
 CONTROLLER_FILE = "controller.json"
 COMPLETE_MARKER = "COMPLETE"
@@ -74,6 +75,10 @@ class CheckpointStore:
     def learner_dir(self, step: int) -> Path:
         """Where the learner group writes its DeepSpeed checkpoint for `step`."""
         return self.step_dir(step) / LEARNER_DIR
+
+    def draft_dir(self, step: int) -> Path:
+        """Where the draft-refresh actor writes the draft it last published (draft_checkpoint.py)."""
+        return self.step_dir(step) / DRAFT_DIR
 
     @contextlib.contextmanager
     def writing(self, step: int) -> Iterator[Path]:

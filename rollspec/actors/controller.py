@@ -159,12 +159,16 @@ class Controller:
 
     # ------------------------------------------------------------------------------ checkpoints, end
     def checkpoint(self) -> None:
-        """Learner DeepSpeed state (every rank) + fingerprint, then the controller state, manifest and
-        marker; a failed save leaves no partial directory (a full disk raises CheckpointWriteError)."""
+        """Learner DeepSpeed state (every rank) + fingerprint, the latest published draft, then the
+        controller state (with that draft's version), manifest and marker; a failed save leaves no
+        partial directory (a full disk raises CheckpointWriteError)."""
         step = self.state.step
         with self._checkpoints.writing(step):
             self._learner.save_checkpoint(self._checkpoints.learner_dir(step), "state", client_state={"step": step})
             self.state.learner_fingerprint = self._learner.fingerprint()
+            draft = self._fleet.save_draft(self._checkpoints.draft_dir(step))
+            if draft is not None:  # published at or after the version the last step recorded: never lower
+                self.state.draft_version = max(self.state.draft_version, int(draft["draft_version"]))
             self._checkpoints.complete(step, self.state.to_json())
         self.state.count("checkpoints")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from rollspec.actors.config import DRAFT_SAMPLES, DraftRefreshSpec
+from rollspec.actors.draft_checkpoint import DraftCheckpointError, SavedDraft, load_draft, save_draft, weights_digest
 from rollspec.actors.draft_refresh_loop import DraftRefreshLoop
 from rollspec.actors.metric_samples import endpoint_faults, endpoint_rejections, refresh_samples
 from rollspec.actors.ray_metrics import PeriodicExport, RaySink
@@ -42,17 +43,28 @@ def build_distiller(spec: DraftRefreshSpec, draft_weights: dict[str, torch.Tenso
 class DraftRefreshActor:
     """Publishes draft versions on its own WeightPublisher (`address()`), one per completed refresh.
 
-    Versions only go up: it starts at the checkpointed `draft_version` (0 on a fresh run). Training
-    runs on this actor's own thread and CPUs; rollouts swap to a version only once it is published.
+    Versions only go up: it starts at the checkpointed `draft_version` (0 on a fresh run), with the
+    checkpoint's draft weights when `restore_dir` holds them. Training runs on this actor's own thread
+    and CPUs; rollouts swap to a version only once it is published.
     """
 
     def __init__(self, spec: DraftRefreshSpec, *, broker_address: str, policy_address: str, draft_version: int,
-                 policy_version: int, bind_address: str = "tcp://127.0.0.1:*",
+                 policy_version: int, restore_dir: str | None = None, bind_address: str = "tcp://127.0.0.1:*",
                  security: SecurityConfig = NO_SECURITY, run: str = ""):
-        """`security`: the run's "draft_refresh" keys (serves draft versions: CURVE server + signing);
-        `run` tags its live metrics."""
+        """`restore_dir`: a verified checkpoint's draft directory (draft_checkpoint.py) to start from, its
+        version replacing `draft_version`; `security`: the run's "draft_refresh" keys (serves draft
+        versions: CURVE server + signing); `run` tags its live metrics."""
         torch.set_num_threads(spec.process.num_threads)
-        draft_weights = initial_draft_weights(spec)
+        self._drafter = spec.drafter
+        if restore_dir is not None:
+            saved, draft_weights = load_draft(Path(restore_dir))
+            if saved.drafter != spec.drafter:
+                raise DraftCheckpointError(f"{restore_dir}: a {saved.drafter} draft, this run refreshes {spec.drafter}")
+            draft_version = saved.draft_version
+        else:
+            draft_weights = initial_draft_weights(spec)
+        self._initial = {"draft_version": draft_version, "sha256": weights_digest(draft_weights),
+                         "restored_from": restore_dir}
         refresher = build_distiller(spec, draft_weights)
         faults = spec.faults.for_endpoint
         self._publisher = WeightPublisher(bind_address=bind_address, security=security,
@@ -82,11 +94,21 @@ class DraftRefreshActor:
         """Where rollout actors subscribe to draft versions."""
         return self._publisher.address
 
+    def save_draft(self, directory: str) -> dict:
+        """Write the latest published draft version into `directory` (a checkpoint's draft directory);
+        returns its description (drafter, draft_version, policy_version)."""
+        version, policy_version, weights = self._loop.published
+        saved = SavedDraft(drafter=self._drafter, draft_version=version, policy_version=policy_version)
+        save_draft(Path(directory), saved, weights)
+        return {"drafter": saved.drafter, "draft_version": version, "policy_version": policy_version}
+
     def status(self) -> dict:
-        """Versions (policy seen, draft published), samples consumed, refresh records, and any loop failure."""
+        """Versions (policy seen, draft published), samples consumed, refresh records, the draft it started
+        from (version, weights digest, checkpoint directory or None) and any loop failure."""
         rejected = endpoint_rejections({DRAFT_SAMPLES: self._samples, "policy_weights": self._policy})
         return {**self._loop.stats.as_dict(), "error": self._error, "name": "draft-refresh", "pid": os.getpid(),
-                "rejected": rejected, "faults": endpoint_faults((self._samples, self._policy, self._publisher))}
+                "initial_draft": self._initial, "rejected": rejected,
+                "faults": endpoint_faults((self._samples, self._policy, self._publisher))}
 
     def stop(self) -> dict:
         """Stop the loop, close the sockets and return status()."""

@@ -96,6 +96,9 @@ class DraftRefreshLoop:
         self._due = False
         self._has_policy = False
         publisher.publish(draft_version, draft_weights)
+        self.published: tuple[int, int, Weights] = (draft_version, policy_version, draft_weights)
+        """(draft version, policy version seen, weights) last published: what a checkpoint saves. Replaced
+        as one tuple, never mutated, so another thread reads a consistent triple."""
 
     def run_once(self, idle_wait_s: float = 0.05) -> None:
         """Take waiting trajectories (waiting up to idle_wait_s) and the newest policy; refresh if due."""
@@ -150,6 +153,7 @@ class DraftRefreshLoop:
         self._due = False
         self.stats.draft_version += 1
         self._publisher.publish(self.stats.draft_version, result.weights)
+        self.published = (self.stats.draft_version, self.stats.policy_version, result.weights)
         self.stats.num_published += 1
         self.stats.history = (self.stats.history + [{
             "draft_version": self.stats.draft_version, "policy_version": self.stats.policy_version,

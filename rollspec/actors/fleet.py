@@ -6,7 +6,9 @@ crashed actor comes back and goes to work again by itself (its leased items go t
 """
 
 import dataclasses
+import shutil
 import time
+from pathlib import Path
 
 import ray
 from ray.exceptions import RayActorError
@@ -67,13 +69,27 @@ class Fleet:
                                       run=self.run) for i in range(count)]
 
     def start_refresh(self, spec: DraftRefreshSpec, *, num_cpus: float, broker_address: str, policy_address: str,
-                      draft_version: int, policy_version: int, security: SecurityConfig = NO_SECURITY) -> str:
-        """Create the draft-refresh actor and return its draft publisher's address."""
+                      draft_version: int, policy_version: int, restore_dir: str | None = None,
+                      security: SecurityConfig = NO_SECURITY) -> str:
+        """Create the draft-refresh actor (from a checkpoint's draft directory if `restore_dir`) and return
+        its draft publisher's address."""
         remote = ray.remote(DraftRefreshActor).options(**actor_options(num_cpus, 0))
         self.refresh = remote.remote(spec, broker_address=broker_address, policy_address=policy_address,
-                                     draft_version=draft_version, policy_version=policy_version, security=security,
-                                     run=self.run)
+                                     draft_version=draft_version, policy_version=policy_version,
+                                     restore_dir=restore_dir, security=security, run=self.run)
         return self._get(self.refresh.address.remote(), "draft-refresh", timeout_s=600.0)
+
+    def save_draft(self, directory: Path) -> dict | None:
+        """Have the draft-refresh actor write its latest published draft into `directory` (a checkpoint's
+        draft directory); its description, or None if there is no refresh actor or it died meanwhile
+        (then nothing is left in `directory`: the checkpoint goes on without a draft)."""
+        if self.refresh is None:
+            return None
+        try:
+            return ray.get(self.refresh.save_draft.remote(str(directory)), timeout=self._status_timeout_s)
+        except (RayActorError, ray.exceptions.GetTimeoutError):
+            shutil.rmtree(directory, ignore_errors=True)
+            return None
 
     def start_rollouts(self, spec: RolloutSpec, *, count: int, num_cpus: float, max_restarts: int,
                        broker_address: str, policy_address: str, draft_address: str | None,

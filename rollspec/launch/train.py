@@ -94,11 +94,13 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
             _restore(learner, store, checkpoint_step, state, progress)
         draft_address = None
         if specs.refresh is not None:
+            restore_dir = None if checkpoint_step is None else _draft_to_restore(store, checkpoint_step, specs.refresh,
+                                                                                 state, progress)
             draft_address = fleet.start_refresh(specs.refresh, num_cpus=config.draft_refresh.cpus,
                                                 broker_address=broker.address,
                                                 policy_address=learner.publisher_address,
                                                 draft_version=state.draft_version, policy_version=state.policy_version,
-                                                security=security["draft_refresh"])
+                                                restore_dir=restore_dir, security=security["draft_refresh"])
         fleet.start_rollouts(specs.rollout, count=config.rollout.num_actors, num_cpus=config.rollout.cpus_per_actor,
                              max_restarts=config.rollout.max_restarts, broker_address=broker.address,
                              policy_address=learner.publisher_address, draft_address=draft_address,
@@ -197,6 +199,25 @@ def _restore(learner, store, step: int, state, progress: StepProgress) -> None:
                            "fingerprint": fingerprint, "at": time.time()})
     progress.log(f"resumed from {store.step_dir(step)} (step {state.step}, policy v{state.policy_version}, "
                  f"draft d{state.draft_version}, {len(state.ledger.outstanding())} groups to re-issue)")
+
+
+def _draft_to_restore(store, step: int, refresh, state, progress: StepProgress) -> str | None:
+    """The checkpoint's draft directory if it holds a draft of the drafter this run refreshes (its version
+    becomes the state's); None otherwise (refresh was off, an older checkpoint, another drafter): the
+    drafter on disk then serves under the checkpointed version, lossless but less fresh."""
+    from rollspec.actors.draft_checkpoint import read_saved_draft
+
+    directory = store.draft_dir(step)
+    saved = read_saved_draft(directory)
+    restored = saved is not None and saved.drafter == refresh.drafter
+    if restored:
+        state.draft_version = max(state.draft_version, saved.draft_version)
+    if state.restores:
+        state.restores[-1]["draft_restored"] = restored
+    if saved is not None and not restored:
+        progress.log(f"checkpoint {store.step_dir(step).name} holds a {saved.drafter} draft, this run refreshes "
+                     f"{refresh.drafter}: starting from the drafter on disk")
+    return str(directory) if restored else None
 
 
 def _reward_by_epoch(rewards: list[float], dataset_size: int, prompts_per_step: int) -> list[float]:

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from rollspec.actors.checkpoints import CheckpointStore
+from rollspec.actors.draft_checkpoint import load_draft, weights_digest
+from rollspec.engine.loader import read_safetensors
 from rollspec.launch.config import load_config
 from rollspec.launch.run_dir import LEDGER_FILE
 from rollspec.launch.train import train
@@ -97,6 +100,21 @@ def test_resume_restores_step_versions_and_optimizer_then_continues(sync_run):
     assert restore["checkpoint"].endswith("step_00000003")
     check_invariants(resumed, steps=4, prompts_per_step=4, max_staleness=0)
     assert resumed["steps"] == 4 and resumed["policy_version"] == 4
+
+
+def test_resume_starts_from_the_checkpointed_draft_weights_not_the_drafter_on_disk(sync_run, tiny_models):
+    summary, overrides = sync_run
+    store = CheckpointStore(Path(summary["run_dir"]) / "checkpoints")
+    step, controller = store.latest()  # step 3, or 4 after the resume test above
+    saved, weights = load_draft(store.draft_dir(step))  # in the manifest: --resume verifies it with the rest
+    assert saved.drafter == "draft_model" and saved.draft_version == controller["draft_version"] >= 1
+    on_disk = weights_digest(read_safetensors(tiny_models["draft"]))
+    assert weights_digest(weights) != on_disk  # a refreshed draft was saved, not the one on disk
+    resumed = train(load_config(TINY, [*overrides, f"algorithm.steps={step + 1}"]), resume=True)
+    assert resumed["restores"][-1]["draft_restored"] is True
+    initial = resumed["refresh"]["initial_draft"]  # what the new draft-refresh actor published first
+    assert (initial["draft_version"], initial["sha256"]) == (saved.draft_version, weights_digest(weights))
+    assert resumed["rollouts"][0]["num_draft_swaps"] >= 1 and resumed["draft_version"] >= saved.draft_version
 
 
 def test_async_run_with_a_reward_function_that_fails_every_way(ray_session, tiny_overrides, tmp_path, monkeypatch):

@@ -112,10 +112,13 @@ def test_a_failed_refresh_publishes_nothing_and_the_loop_goes_on():
     refresh.run_once(idle_wait_s=0.0)
     assert drafts.current()[0] == 0 and torch.equal(drafts.current()[1]["w"], torch.zeros(2))  # last good
     assert refresh.stats.num_refresh_failures == 1 and "refresh broke" in refresh.stats.last_error
+    assert refresh.published[:2] == (0, 0) and torch.equal(refresh.published[2]["w"], torch.zeros(2))
     refresher.fail = False
     policy.publish(2, {})
     refresh.run_once(idle_wait_s=0.0)
     assert drafts.current()[0] == 1
+    # What a checkpoint saves is what was last published, with the policy version it was refreshed at.
+    assert refresh.published[:2] == (1, 2) and torch.equal(refresh.published[2]["w"], drafts.current()[1]["w"])
 
 
 def test_a_due_refresh_waits_for_enough_trajectories(make_record):

@@ -1,0 +1,87 @@
+"""The draft part of a checkpoint: `<step dir>/draft/{weights.safetensors, draft.json}`.
+
+The draft-refresh actor writes the latest draft version it published (weights under the names its
+`Drafter.update` takes, and which drafter, version and policy version they belong to) into the step
+directory while the controller saves a checkpoint; the checkpoint's manifest and COMPLETE marker
+then cover these files like the learner's (checkpoints.py), so a draft is loaded only from a
+checkpoint that verified. `--resume` hands the directory to the new draft-refresh actor, which
+publishes these weights under their own version: rollouts go on from the refreshed drafter, not
+from the one on disk.
+"""
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+DRAFT_DIR = "draft"
+WEIGHTS_FILE = "weights.safetensors"
+META_FILE = "draft.json"
+Weights = dict[str, torch.Tensor]
+
+
+class DraftCheckpointError(RuntimeError):
+    """A checkpoint's draft files are unreadable or do not describe a draft."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SavedDraft:
+    """What a checkpoint's draft directory says about its weights."""
+
+    drafter: str
+    draft_version: int
+    policy_version: int
+    """The policy version the draft-refresh actor had seen when it published these weights."""
+
+
+def weights_digest(weights: Weights) -> str:
+    """SHA-256 over names, dtypes, shapes and bytes: equal digests mean the same draft weights."""
+    sha = hashlib.sha256()
+    for name in sorted(weights):
+        tensor = weights[name].detach().contiguous().cpu()
+        sha.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        sha.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return sha.hexdigest()
+
+
+def save_draft(directory: Path, saved: SavedDraft, weights: Weights) -> None:
+    """Write the draft into `directory` (replacing one there). Durability and the all-or-nothing view
+    come from the checkpoint's manifest and marker, written after this returns."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    save_file({name: t.detach().contiguous() for name, t in weights.items()}, str(directory / WEIGHTS_FILE),
+              metadata={"format": "pt"})
+    (directory / META_FILE).write_text(json.dumps(dataclasses.asdict(saved), sort_keys=True) + "\n")
+
+
+def read_saved_draft(directory: Path) -> SavedDraft | None:
+    """The draft directory's description (None if the checkpoint has no draft: refresh was off, or the
+    checkpoint predates draft checkpoints); DraftCheckpointError if it is malformed."""
+    path = directory / META_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        saved = SavedDraft(drafter=str(data["drafter"]), draft_version=int(data["draft_version"]),
+                           policy_version=int(data["policy_version"]))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DraftCheckpointError(f"{path}: malformed draft description ({exc!r})") from None
+    if saved.draft_version < 0 or saved.policy_version < 0:
+        raise DraftCheckpointError(f"{path}: negative version in {saved}")
+    return saved
+
+
+def load_draft(directory: Path) -> tuple[SavedDraft, Weights]:
+    """The saved draft's description and weights; DraftCheckpointError if either is missing or unreadable."""
+    saved = read_saved_draft(directory)
+    if saved is None:
+        raise DraftCheckpointError(f"{directory}: no {META_FILE}")
+    try:
+        weights = load_file(str(directory / WEIGHTS_FILE))
+    except Exception as exc:  # safetensors raises its own error types for a bad header or a short file
+        raise DraftCheckpointError(f"{directory / WEIGHTS_FILE}: unreadable ({exc!r})") from None
+    return saved, weights

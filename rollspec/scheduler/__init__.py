@@ -2,6 +2,7 @@
 
 from rollspec.scheduler.acceptance import AcceptanceEstimator, sample_num_accepted
 from rollspec.scheduler.admission import DROP_REASON_STALE, AdmissionController, AdmissionStats
+from rollspec.scheduler.catch_up import CatchUpCost, excess_tokens
 from rollspec.scheduler.config import AcceptanceConfig, AdmissionConfig, CostConfig, DepthConfig, DepthMode
 from rollspec.scheduler.cost_model import CostModel, ProfileError, StepCostModel, batch_bucket, profile_points
 from rollspec.scheduler.decision import DepthDecision, DepthStats
@@ -14,6 +15,7 @@ __all__ = [
     "AdmissionConfig",
     "AdmissionController",
     "AdmissionStats",
+    "CatchUpCost",
     "CostConfig",
     "CostModel",
     "DROP_REASON_STALE",
@@ -26,6 +28,7 @@ __all__ = [
     "StepCostModel",
     "batch_bucket",
     "best_depth",
+    "excess_tokens",
     "expected_tokens",
     "profile_points",
     "sample_num_accepted",

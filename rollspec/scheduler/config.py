@@ -63,10 +63,12 @@ class DepthConfig:
       long-run fraction of probe steps is at most 1 / probe_interval_steps, with bursts of
       at most k_max probes (a recovery sweep).
     - `start_gain`: leave plain decoding (k = 0) only for a k predicted faster by more than
-      this fraction. Drafters catch up on the tokens emitted while k was 0 (EAGLE and the
-      draft model run them through their own layers) in the first speculative step, a cost
-      the per-step model does not carry: on the zoo, the first k > 0 step after a plain
-      stretch took 2-3x its predicted time at B = 26-128.
+      this fraction, its catch-up included: a margin for what the catch-up model misses.
+    - `catch_up_horizon_steps`: leaving k = 0 (greedily or for a probe) charges the
+      drafter's catch-up on the tokens emitted at k = 0 (see CatchUpCost) spread over this
+      many steps, the ones expected to follow at the new depth. Short: a draining batch may
+      be few steps from its end, and the catch-up of a prompt-long width at a large batch
+      costs several plain steps.
     - `probe_min_gain`: probe only a depth that, with its unexplored positions always
       accepted, would be faster than the current k by more than this fraction. A probe's
       payoff is bounded by that gain; where the bound is thin (large batches, where a verify
@@ -86,6 +88,7 @@ class DepthConfig:
     hysteresis: float = 0.03
     probe_interval_steps: int = 128
     start_gain: float = 0.15
+    catch_up_horizon_steps: float = 8.0
     probe_min_gain: float = 0.1
     min_evidence_rows: float = 4.0
     weight_change_keep: float = 0.25
@@ -98,6 +101,7 @@ class DepthConfig:
         assert self.probe_interval_steps >= 1, self.probe_interval_steps
         assert self.probe_min_gain >= 0, self.probe_min_gain
         assert self.start_gain >= 0, self.start_gain
+        assert self.catch_up_horizon_steps > 0, self.catch_up_horizon_steps
         assert self.min_evidence_rows >= 0, self.min_evidence_rows
         assert 0.0 <= self.weight_change_keep <= 1.0, self.weight_change_keep
         assert self.history_len >= 1, self.history_len

@@ -24,6 +24,10 @@ class StepCostModel(Protocol):
         """Predicted k * c_draft(B) + c_target(B, k + 1) for k = 0 .. k_max."""
         ...
 
+    def draft_s(self, batch_size: int) -> float:
+        """Predicted c_draft(B): seconds to draft one position for batch_size rows."""
+        ...
+
     def observe(self, batch_size: int, k: int, draft_time_s: float, target_time_s: float) -> None:
         """One measured step at depth k."""
         ...

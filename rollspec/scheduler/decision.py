@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 class DepthDecision:
     """One verify step: the depth used, the prediction it was chosen on, and the measured outcome.
 
+    `catch_up_tokens` is the width of the drafter's catch-up this step ran (0 at k = 0), and
+    `predicted_catch_up_s` the part of `predicted_step_s` charged for it beyond a steady step's.
+
     Predictions come from the estimates as they were before this step's observation, so
     predicted vs realized is an honest out-of-sample check of the model.
     """
@@ -15,7 +18,9 @@ class DepthDecision:
     batch_size: int
     k: int
     is_probe: bool
+    catch_up_tokens: int = 0
     predicted_tokens: float
+    predicted_catch_up_s: float = 0.0
     predicted_step_s: float
     realized_tokens: int
     realized_step_s: float
@@ -35,7 +40,9 @@ class DepthDecision:
             "batch_size": self.batch_size,
             "k": self.k,
             "is_probe": float(self.is_probe),
+            "catch_up_tokens": self.catch_up_tokens,
             "predicted_tokens": self.predicted_tokens,
+            "predicted_catch_up_s": self.predicted_catch_up_s,
             "predicted_step_s": self.predicted_step_s,
             "predicted_tokens_per_s": self.predicted_tokens_per_s,
             "realized_tokens": self.realized_tokens,

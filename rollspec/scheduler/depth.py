@@ -7,41 +7,60 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rollspec.scheduler.acceptance import AcceptanceEstimator
+from rollspec.scheduler.catch_up import CatchUpCost, excess_tokens
 from rollspec.scheduler.config import DepthConfig, DepthMode
 from rollspec.scheduler.cost_model import StepCostModel
 from rollspec.scheduler.decision import DepthDecision, DepthStats
 from rollspec.scheduler.throughput import expected_tokens
 
+# Weight of the newest step in the mean excess catch-up width of steady speculation (admissions
+# come and go with the batch; a few steps of memory follow them).
+RECURRING_RATE = 0.25
+
 
 class DepthScheduler:
     """Chooses the draft depth k in [0, k_max] before every step, for one drafter.
 
-    Call `choose_depth(B)` before drafting and `observe(...)` after verifying (the engine's
-    two hooks). In ADAPTIVE mode the choice is, in order:
+    Call `choose_depth(B, catch_up_tokens)` before drafting and `observe(...)` after verifying
+    (the engine's two hooks). In ADAPTIVE mode the choice is, in order:
 
     1. greedy: argmax over k of E[tokens | k] / (k * c_draft(B) + c_target(B, k + 1)),
        with the cost estimates as they stand and the acceptance of `planning_alphas()`
        (the estimate, but at least the prior for a position fewer than min_evidence_rows
-       rows have tried); k = 0 wins whenever speculation is predicted not to pay;
+       rows have tried); k = 0 wins whenever speculation is predicted not to pay. From
+       k = 0 the step cost also carries the drafter's catch-up (see CatchUpCost) spread
+       over `catch_up_horizon_steps`: leaving plain decoding must pay for it;
     2. hysteresis: the previous greedy k is kept unless the argmax beats it by more than
        `hysteresis` (`start_gain` when leaving k = 0), and never kept when predicted slower
        than k = 0;
     3. probe: if position k + 1 has not been scheduled for `probe_interval_steps` steps, a
        probe credit is available, and some deeper depth would beat k were its unexplored
-       positions always accepted, this step runs at the shallowest such depth instead. A
-       probe never happens where speculation cannot pay even with perfect acceptance, and
-       credits (one per probe_interval_steps, at most k_max banked) cap probe steps at
-       k_max + W / probe_interval_steps in any W steps. Probes do not move the greedy k. The
-       deeper depth must beat k by more than `probe_min_gain` under that optimism, except in
-       the k_max steps after a weight change, when acceptance may have jumped.
+       positions always accepted (its catch-up spread as in 1), this step runs at the
+       shallowest such depth instead. A probe never happens where speculation cannot pay
+       even with perfect acceptance, and credits (one per probe_interval_steps, at most
+       k_max banked) cap probe steps at k_max + W / probe_interval_steps in any W steps.
+       Probes do not move the greedy k. The deeper depth must beat k by more than
+       `probe_min_gain` under that optimism, except in the k_max steps after a weight
+       change, when acceptance may have jumped.
+
+    Once speculating, this step's catch-up is not charged to the choice: it is paid whenever
+    the drafter next drafts, so stepping down to k = 0 to avoid it only defers it, and grows
+    it. What is charged to every k > 0 is the catch-up that recurs while speculating (newly
+    admitted rows bring their prompts): the mean excess width of recent steady speculative
+    steps. On the zoo's steady batch of 128 every step admitted rows, and that catch-up alone
+    cost about two plain steps per step.
 
     Without step 3 a phase of bad acceptance would lock k at 0 forever: at k = 0 no
     position is attempted, so nothing could reveal that acceptance came back.
     """
 
-    def __init__(self, config: DepthConfig, cost_model: StepCostModel) -> None:
+    def __init__(self, config: DepthConfig, cost_model: StepCostModel, catch_up: CatchUpCost | None = None) -> None:
         self._config = config
         self._cost = cost_model
+        self._catch_up = catch_up or CatchUpCost.none()
+        self._offered_catch_up = 0  # the catch-up width of the step being chosen, until it is observed
+        self._recurring_excess = 0.0  # mean excess catch-up width per step of steady speculation
+        self._last_k = 0
         self._acceptance = AcceptanceEstimator(config.k_max, config.acceptance)
         self._expected = self._plan_expected_tokens()
         self._step = 0
@@ -65,6 +84,10 @@ class DepthScheduler:
     @property
     def cost_model(self) -> StepCostModel:
         return self._cost
+
+    @property
+    def catch_up(self) -> CatchUpCost:
+        return self._catch_up
 
     @property
     def history(self) -> list[DepthDecision]:
@@ -91,15 +114,21 @@ class DepthScheduler:
         thin = self._acceptance.evidence < self._config.min_evidence_rows
         return np.where(thin, np.maximum(alphas, self._config.acceptance.prior_alpha), alphas)
 
-    def choose_depth(self, batch_size: int) -> int:
-        """The depth to draft this step (0 = plain decoding)."""
+    def choose_depth(self, batch_size: int, catch_up_tokens: int = 0) -> int:
+        """The depth to draft this step (0 = plain decoding), given the width of the drafter's catch-up."""
         k_max = self._config.k_max
         if self._config.mode is DepthMode.FIXED or k_max == 0:
             return k_max
-        step_s = self._cost.step_s(batch_size, k_max)
+        self._offered_catch_up = catch_up_tokens
+        per_token_s = self._catch_up.per_token_s(batch_size)
+        step_s = self._cost.step_s(batch_size, k_max).copy()
+        step_s[1:] += per_token_s * self._recurring_excess  # admissions keep a speculating drafter catching up
         rate = self._expected / step_s
-        k = self._choose_greedy(rate)
-        probe_k = self._probe_depth(k, rate, step_s)
+        # Leaving k = 0 pays the catch-up once, spread over the steps expected to follow at the new k;
+        # a probe pays all of it in its one step (if acceptance is not there, it bought nothing).
+        catch_up_s = per_token_s * excess_tokens(catch_up_tokens, k_max)
+        k = self._choose_greedy(rate, self._expected / (step_s + catch_up_s / self._config.catch_up_horizon_steps))
+        probe_k = self._probe_depth(k, rate, step_s + catch_up_s if k == 0 else step_s)
         if probe_k != k:
             self._probe_credit -= 1.0
             self._pending_probe = (batch_size, probe_k)
@@ -114,19 +143,27 @@ class DepthScheduler:
         assert 0 <= k <= self._config.k_max, (k, self._config.k_max)
         accepted = np.asarray(num_accepted, dtype=np.int64)
         assert accepted.size == batch_size, (accepted.size, batch_size)
+        excess = max(0, self._offered_catch_up - k - 1) if k > 0 else 0
+        catch_up_s = self._catch_up.catch_up_s(batch_size, excess)
         decision = DepthDecision(
             step=self._step,
             batch_size=batch_size,
             k=k,
             is_probe=self._pending_probe == (batch_size, k),
+            catch_up_tokens=self._offered_catch_up if k > 0 else 0,
             predicted_tokens=batch_size * float(self._expected[k]),
-            predicted_step_s=float(self._cost.step_s(batch_size, k)[k]),
+            predicted_catch_up_s=catch_up_s,
+            predicted_step_s=float(self._cost.step_s(batch_size, k)[k]) + catch_up_s,
             realized_tokens=int(accepted.sum()) + batch_size,
             realized_step_s=draft_time_s + target_time_s,
         )
         self._pending_probe = None
+        self._offered_catch_up = 0
+        if k > 0 and self._last_k > 0:  # only steady speculation: after k = 0 the width is the plain stretch's
+            self._recurring_excess += RECURRING_RATE * (excess - self._recurring_excess)
+        self._last_k = k
         self._acceptance.observe(k, accepted)
-        self._cost.observe(batch_size, k, draft_time_s, target_time_s)
+        self._observe_costs(batch_size, k, excess, catch_up_s, draft_time_s, target_time_s)
         self._expected = self._plan_expected_tokens()
         self._step += 1
         self._last_scheduled[1 : k + 1] = self._step
@@ -142,14 +179,31 @@ class DepthScheduler:
         self._last_scheduled[:] = self._step - self._config.probe_interval_steps
         self._no_margin_until = self._step + self._config.k_max
 
+    def _observe_costs(self, batch_size: int, k: int, excess: int, catch_up_s: float, draft_time_s: float,
+                       target_time_s: float) -> None:
+        """Split the measured drafting time between catch-up and drafting proper, each model learning its part.
+
+        Where the predicted catch-up is at least the predicted drafting, the step's residual
+        goes to the catch-up model and the drafting model is told its own prediction (no
+        information); otherwise the predicted catch-up is taken off before the drafting model
+        learns. One step thus never corrects both by the same error.
+        """
+        drafting_s = k * self._cost.draft_s(batch_size)
+        if catch_up_s > 0 and catch_up_s >= drafting_s:
+            self._catch_up.observe(batch_size, excess, draft_time_s - drafting_s)
+            draft_time_s = drafting_s
+        else:
+            draft_time_s = max(0.0, draft_time_s - catch_up_s)
+        self._cost.observe(batch_size, k, draft_time_s, target_time_s)
+
     def _plan_expected_tokens(self) -> NDArray[np.float64]:
         return expected_tokens(self.planning_alphas())
 
-    def _choose_greedy(self, rate: NDArray[np.float64]) -> int:
-        best = int(np.argmax(rate))
+    def _choose_greedy(self, rate: NDArray[np.float64], start_rate: NDArray[np.float64]) -> int:
         current = self._greedy_k
-        if current == 0 and best != 0 and rate[best] <= rate[0] * (1.0 + self._config.start_gain):
-            best = 0  # not worth the drafter's catch-up on the tokens emitted at k = 0
+        best = int(np.argmax(rate if current else start_rate))
+        if current == 0 and best != 0 and start_rate[best] <= rate[0] * (1.0 + self._config.start_gain):
+            best = 0
         within_margin = rate[best] <= rate[current] * (1.0 + self._config.hysteresis)
         if best != current and within_margin and rate[current] >= rate[0]:
             best = current

@@ -1,0 +1,77 @@
+"""The drafter's catch-up cost: what the first speculative step after plain steps (or an admission) pays on top.
+
+EAGLE heads and draft models run every token emitted since their last proposal through their
+own layers before drafting, in one forward padded to the widest row. In a steady speculative
+regime that width is at most k + 1 (the accepted drafts plus the bonus token) and its cost is
+part of c_draft(B) as profiled. After n plain steps every row carries n more tokens, and a
+newly admitted row carries its whole prompt: on the zoo, such a step took 2-3x its predicted
+time at B = 26-128. This model prices the excess width, max(0, T - k - 1) for a catch-up of
+width T at depth k, linearly: c_catch(B) seconds per token of excess width.
+"""
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rollspec.scheduler.config import CostConfig
+from rollspec.scheduler.cost_model import ProfileError, batch_bucket
+from rollspec.scheduler.interpolation import PiecewiseLinear
+
+_NUM_BUCKETS = 32
+_MIN_TIME_S = 1e-9  # a drafter with no catch-up (MTP, n-gram) is profiled at 0: it stays ~0
+
+
+def excess_tokens(catch_up_tokens: int, k_max: int) -> NDArray[np.int64]:
+    """Catch-up width beyond a steady step's, for k = 0 .. k_max (0 at k = 0: plain steps draft nothing)."""
+    excess = np.maximum(0, catch_up_tokens - 1 - np.arange(k_max + 1, dtype=np.int64))
+    excess[0] = 0
+    return excess
+
+
+class CatchUpCost:
+    """c_catch(B): seconds per token of excess catch-up width, profiled per batch size and refined online.
+
+    Interpolated in B like the step costs (PiecewiseLinear); online refinement multiplies it by
+    exp(correction) per batch-size bucket, learned in log space with the CostConfig's rate and
+    clip, from steps whose predicted catch-up was at least their predicted drafting (where the
+    residual of a step is mostly catch-up; see DepthScheduler.observe).
+    """
+
+    def __init__(self, per_token_s: Mapping[int, float], config: CostConfig = CostConfig()) -> None:
+        if not per_token_s:
+            raise ProfileError("catch-up profile is empty; profile at least one batch size (0 s for none)")
+        for batch_size, seconds in per_token_s.items():
+            if batch_size < 1 or not np.isfinite(seconds) or seconds < 0:
+                raise ProfileError(f"catch-up profile point B={batch_size}: {seconds!r} s; need B >= 1, finite s >= 0")
+        batch_sizes = sorted(per_token_s)
+        self._curve = PiecewiseLinear(batch_sizes, [per_token_s[b] for b in batch_sizes])
+        self._config = config
+        self._log = np.zeros(_NUM_BUCKETS)
+        self._base: dict[int, float] = {}
+
+    @classmethod
+    def none(cls) -> "CatchUpCost":
+        """A drafter without catch-up cost (or a device where it was not profiled)."""
+        return cls({1: 0.0})
+
+    def per_token_s(self, batch_size: int) -> float:
+        """Predicted seconds per token of excess catch-up width for batch_size rows."""
+        base = self._base.get(batch_size)
+        if base is None:
+            base = self._base[batch_size] = max(float(self._curve(batch_size)), _MIN_TIME_S)
+        return base * math.exp(self._log[batch_bucket(batch_size)])
+
+    def catch_up_s(self, batch_size: int, excess: int) -> float:
+        """Predicted seconds of a catch-up `excess` tokens wider than steady, for batch_size rows."""
+        return excess * self.per_token_s(batch_size) if excess > 0 else 0.0
+
+    def observe(self, batch_size: int, excess: int, observed_s: float) -> None:
+        """One step whose catch-up of `excess` extra tokens per row was measured to take observed_s."""
+        if excess <= 0:
+            return
+        predicted = self.catch_up_s(batch_size, excess)
+        clip = self._config.max_log_error
+        error = min(clip, max(-clip, math.log(max(observed_s, _MIN_TIME_S * excess) / predicted)))
+        self._log[batch_bucket(batch_size)] += self._config.correction_rate * error

@@ -1,0 +1,127 @@
+"""Drafter catch-up in the depth policy: priced when leaving plain decoding and when probing from it,
+charged per step while admissions recur, learned online apart from the drafting cost."""
+
+import numpy as np
+import pytest
+
+from rollspec.scheduler import CatchUpCost, DepthConfig, DepthScheduler, ProfileError, excess_tokens
+from rollspec.scheduler import depth as depth_module
+
+# LinearDevice at B = 64, k = 4 and acceptance 0.9 is ~58% faster than plain decoding; a catch-up of
+# this cost per token of width (2 ms at B = 64) and 40 tokens wide costs ~16 plain steps.
+CATCH_UP = {1: 1e-5, 64: 2e-3}
+B = 64
+
+
+def _established(synthetic, catch_up, k_max=4, **config):
+    """A scheduler that has seen acceptance 0.9 at depth k_max for a while; its greedy depth is still 0."""
+    device = synthetic.LinearDevice()
+    scheduler = DepthScheduler(DepthConfig(k_max=k_max, **config), device.cost_model(k_max=k_max), catch_up)
+    rng = np.random.default_rng(0)
+    from rollspec.scheduler import sample_num_accepted
+    for _ in range(20):
+        scheduler.observe(B, k_max, sample_num_accepted(rng, [0.9] * k_max, k_max, B),
+                          k_max * device.draft_s(B), device.target_s(B, k_max + 1))
+    return device, scheduler
+
+
+def test_excess_width_is_what_a_steady_step_would_not_catch_up():
+    assert excess_tokens(6, 4).tolist() == [0, 4, 3, 2, 1]
+    assert excess_tokens(2, 3).tolist() == [0, 0, 0, 0]
+
+
+def test_cost_interpolates_in_batch_size_and_learns_the_measured_time():
+    cost = CatchUpCost({1: 1e-4, 9: 9e-4})
+    assert cost.catch_up_s(5, 10) == pytest.approx(5e-3)
+    assert cost.catch_up_s(5, 0) == 0.0
+    for _ in range(100):
+        cost.observe(5, 10, 1e-2)
+    assert cost.catch_up_s(5, 10) == pytest.approx(1e-2, rel=0.02)
+    assert CatchUpCost.none().catch_up_s(128, 50) < 1e-6
+
+
+@pytest.mark.parametrize("profile", [{}, {0: 1e-3}, {4: -1.0}, {4: float("nan")}])
+def test_a_bad_catch_up_profile_is_rejected(profile):
+    with pytest.raises(ProfileError):
+        CatchUpCost(profile)
+
+
+@pytest.mark.parametrize(("width", "catch_up", "leaves"), [
+    (3, CATCH_UP, True),  # nothing beyond a steady step's width to catch up
+    (40, CATCH_UP, False),  # the catch-up spread over the horizon eats the gain
+    (40, None, True),  # the same step without the catch-up model: it would leave
+])
+def test_leaving_plain_decoding_pays_for_the_catch_up(synthetic, width, catch_up, leaves):
+    _, scheduler = _established(synthetic, CatchUpCost(catch_up) if catch_up else None)
+    assert (scheduler.choose_depth(B, width) > 0) is leaves
+
+
+def test_a_longer_horizon_amortizes_the_same_catch_up(synthetic):
+    _, short = _established(synthetic, CatchUpCost(CATCH_UP), catch_up_horizon_steps=8)
+    _, long = _established(synthetic, CatchUpCost(CATCH_UP), catch_up_horizon_steps=64)
+    assert short.choose_depth(B, 40) == 0 and long.choose_depth(B, 40) > 0
+
+
+def _step(scheduler, device, k, width, rng):
+    """One engine step at depth k whose drafter catches up `width` tokens per row first."""
+    from rollspec.scheduler import sample_num_accepted
+    excess = max(0, width - k - 1) if k else 0
+    draft = k * device.draft_s(B) + excess * CATCH_UP[64]
+    scheduler.observe(B, k, sample_num_accepted(rng, [0.9] * 4, k, B), draft, device.target_s(B, k + 1))
+
+
+def test_one_admission_while_speculating_does_not_send_it_back_to_plain(synthetic):
+    device, scheduler = _established(synthetic, CatchUpCost(CATCH_UP))
+    rng = np.random.default_rng(1)
+    k = scheduler.choose_depth(B, 2)
+    assert k > 0
+    _step(scheduler, device, k, 2, rng)
+    k = scheduler.choose_depth(B, 2)
+    _step(scheduler, device, k, 2, rng)
+    # A row admitted with a 40-token prompt: stepping down would only defer (and grow) its catch-up.
+    assert scheduler.choose_depth(B, 40) == k
+
+
+@pytest.mark.parametrize("recurring", [True, False])
+def test_catch_up_that_recurs_every_step_is_charged_to_speculation(synthetic, monkeypatch, recurring):
+    if not recurring:
+        monkeypatch.setattr(depth_module, "RECURRING_RATE", 0.0)
+    device, scheduler = _established(synthetic, CatchUpCost(CATCH_UP), probe_interval_steps=10**6)
+    rng = np.random.default_rng(2)
+    ks = []
+    for step in range(30):  # rows are admitted with 40-token prompts at every step
+        k = scheduler.choose_depth(B, 2 if step == 0 else 40)
+        _step(scheduler, device, k, 2 if step == 0 else 40, rng)
+        ks.append(k)
+    assert ks[0] > 0
+    # Speculating here costs ~16 plain steps of catch-up per step: with the rule it stops within a few steps.
+    assert (ks[-10:] == [0] * 10) is recurring
+
+
+@pytest.mark.parametrize(("width", "probes"), [(40, False), (0, True)])
+def test_a_probe_from_plain_decoding_pays_the_whole_catch_up(synthetic, width, probes):
+    device = synthetic.LinearDevice()
+    catch_up = CatchUpCost({1: 1e-5, 64: 5e-4})  # 40 wide: ~4.5 plain steps, under the horizon's 8
+    scheduler = DepthScheduler(DepthConfig(k_max=4), device.cost_model(k_max=4), catch_up)
+    rng = np.random.default_rng(3)
+    from rollspec.scheduler import sample_num_accepted
+    for _ in range(20):  # position 1 never accepts: the greedy depth stays 0, deeper positions are untried
+        scheduler.observe(B, 1, sample_num_accepted(rng, [0.0] * 4, 1, B), device.draft_s(B), device.target_s(B, 2))
+    scheduler._last_scheduled[:] = -10**6  # every position overdue for a probe
+    assert (scheduler.choose_depth(B, width) > 0) is probes
+
+
+def test_a_catch_up_step_trains_the_catch_up_model_not_the_drafting_cost(synthetic):
+    device = synthetic.LinearDevice()
+    scheduler = DepthScheduler(DepthConfig(k_max=4), device.cost_model(k_max=4), CatchUpCost(CATCH_UP))
+    draft_before = scheduler.cost_model.draft_s(B)
+    catch_up_before = scheduler.catch_up.per_token_s(B)
+    scheduler.choose_depth(B, 40)
+    # The catch-up took twice its prediction; drafting took exactly its own.
+    scheduler.observe(B, 1, [0] * B, device.draft_s(B) + 2 * 38 * catch_up_before, device.target_s(B, 2))
+    assert scheduler.cost_model.draft_s(B) == pytest.approx(draft_before)
+    assert scheduler.catch_up.per_token_s(B) > 1.05 * catch_up_before
+    decision = scheduler.last_decision
+    assert decision.catch_up_tokens == 40
+    assert decision.predicted_catch_up_s == pytest.approx(38 * catch_up_before)
+    assert decision.predicted_step_s == pytest.approx(device.step_s(B, 1) + 38 * catch_up_before, rel=1e-6)

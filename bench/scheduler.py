@@ -48,13 +48,13 @@ def main() -> None:
     for name, batch, num_prompts in settings:
         workload = Workload.from_zoo(zoo, batch=batch, temperature=1.0, max_new_tokens=160, num_prompts=num_prompts)
         started = time.perf_counter()
-        cost_model = profile_cost_model(workload, args.drafter)
+        costs = profile_cost_model(workload, args.drafter)
         profile_s = time.perf_counter() - started
         runs: dict[str, list[dict]] = {f"fixed-{k}": [] for k in FIXED_KS} | {"adaptive": []}
         for _ in range(args.repeats):  # interleaved so machine drift hits every contender alike
             for k in FIXED_KS:
                 runs[f"fixed-{k}"].append(run_depth(workload, args.drafter, fixed_k=k))
-            runs["adaptive"].append(run_depth(workload, args.drafter, cost_model=cost_model))
+            runs["adaptive"].append(run_depth(workload, args.drafter, costs=costs))
         result = {name_: {"tokens_per_s": statistics.median(r["tokens_per_s"] for r in rs),
                           "runs": [round(r["tokens_per_s"], 1) for r in rs],
                           "mean_k": statistics.median(r["mean_k"] for r in rs)} for name_, rs in runs.items()}

@@ -8,7 +8,7 @@ from bench.engine_runs import Workload
 from rollspec.engine.drafters.build import build_drafter
 from rollspec.engine.engine import Engine
 from rollspec.engine.profiling import StepTimeRecorder, profile_step_costs
-from rollspec.scheduler import CostModel, DepthConfig, DepthMode, DepthScheduler, profile_points
+from rollspec.scheduler import CatchUpCost, CostModel, DepthConfig, DepthMode, DepthScheduler, profile_points
 
 
 class _Counting:
@@ -17,8 +17,8 @@ class _Counting:
     def __init__(self, inner) -> None:
         self.inner, self.ks = inner, []
 
-    def choose_depth(self, batch_size: int) -> int:
-        k = self.inner.choose_depth(batch_size)
+    def choose_depth(self, batch_size: int, catch_up_tokens: int = 0) -> int:
+        k = self.inner.choose_depth(batch_size, catch_up_tokens)
         self.ks.append(k)
         return k
 
@@ -31,21 +31,22 @@ def _drafter(workload: Workload, kind: str, config):
     return build_drafter(kind, policy=workload.policy, config=config, draft_path=path)
 
 
-def profile_cost_model(workload: Workload, kind: str) -> CostModel:
-    """What a rollout actor does at start-up: measure c_target(B, q) and c_draft(B) on this device."""
+def profile_cost_model(workload: Workload, kind: str) -> tuple[CostModel, CatchUpCost]:
+    """What a rollout actor does at start-up: measure c_target(B, q), c_draft(B) and c_catch(B) on this device."""
     config = workload.engine_config()
     batch_sizes, qs = profile_points(config.max_batch_size, config.k_max)
     profile = profile_step_costs(workload.policy.model, config, batch_sizes=batch_sizes, qs=qs,
                                  drafter_factory=lambda cfg: _drafter(workload, kind, cfg))
-    return CostModel.from_profile(profile.target_s, profile.draft_s)
+    return CostModel.from_profile(profile.target_s, profile.draft_s), CatchUpCost(profile.catch_up_s)
 
 
-def run_depth(workload: Workload, kind: str, *, fixed_k: int | None = None, cost_model: CostModel | None = None) -> dict:
+def run_depth(workload: Workload, kind: str, *, fixed_k: int | None = None,
+              costs: tuple[CostModel, CatchUpCost] | None = None) -> dict:
     config = workload.engine_config()
     if fixed_k is not None:
         depth = _Counting(StepTimeRecorder([fixed_k]))
     else:
-        depth = _Counting(DepthScheduler(DepthConfig(k_max=config.k_max, mode=DepthMode.ADAPTIVE), cost_model))
+        depth = _Counting(DepthScheduler(DepthConfig(k_max=config.k_max, mode=DepthMode.ADAPTIVE), *costs))
     drafter = _drafter(workload, kind, config) if fixed_k != 0 else None
     engine = Engine(workload.policy.model, config, drafter=drafter, depth=depth)
     requests = workload.requests()

@@ -54,7 +54,7 @@ class _Recording:
     def __init__(self, k: int) -> None:
         self.k, self.steps = k, []
 
-    def choose_depth(self, batch_size: int) -> int:
+    def choose_depth(self, batch_size: int, catch_up_tokens: int = 0) -> int:
         return self.k
 
     def observe(self, batch_size, k, num_accepted, draft_time_s, target_time_s) -> None:

@@ -24,7 +24,7 @@ from rollspec.engine.drafters.build import build_drafter
 from rollspec.engine.engine import Engine
 from rollspec.engine.loader import LoadedModel, load_model
 from rollspec.engine.profiling import profile_step_costs
-from rollspec.scheduler import CostModel, DepthConfig, DepthMode, DepthScheduler, profile_points
+from rollspec.scheduler import CatchUpCost, CostModel, DepthConfig, DepthMode, DepthScheduler, profile_points
 from rollspec.transport import (
     NO_SECURITY,
     ConsumerConfig,
@@ -115,9 +115,10 @@ class RolloutActor:
                                      repeats=spec.profile_repeats, prompt_len=PROFILE_PROMPT_LEN)
         self._profile = {"wall_s": round(time.perf_counter() - start, 2),
                          "target_ms": {f"B{b}_q{q}": round(1e3 * s, 3) for (b, q), s in profile.target_s.items()},
-                         "draft_ms": {f"B{b}": round(1e3 * s, 3) for b, s in profile.draft_s.items()}}
+                         "draft_ms": {f"B{b}": round(1e3 * s, 3) for b, s in profile.draft_s.items()},
+                         "catch_up_ms": {f"B{b}": round(1e3 * s, 3) for b, s in profile.catch_up_s.items()}}
         cost = CostModel.from_profile(profile.target_s, profile.draft_s)
-        return DepthScheduler(DepthConfig(k_max=spec.k, mode=DepthMode.ADAPTIVE), cost)
+        return DepthScheduler(DepthConfig(k_max=spec.k, mode=DepthMode.ADAPTIVE), cost, CatchUpCost(profile.catch_up_s))
 
     def _run(self) -> None:
         try:

@@ -7,8 +7,9 @@ from typing import Protocol, Sequence
 
 
 class DepthPolicy(Protocol):
-    def choose_depth(self, batch_size: int) -> int:
-        """Draft depth for the next step; 0 means plain decoding."""
+    def choose_depth(self, batch_size: int, catch_up_tokens: int = 0) -> int:
+        """Draft depth for the next step; 0 means plain decoding. `catch_up_tokens` is the width of
+        the drafter's catch-up forward should this step speculate (`Drafter.catch_up_tokens`)."""
 
     def observe(self, batch_size: int, k: int, num_accepted: Sequence[int], draft_time_s: float,
                 target_time_s: float) -> None:
@@ -23,7 +24,7 @@ class FixedDepth:
             raise ValueError(f"speculation depth must be >= 0, got {k}")
         self.k = k
 
-    def choose_depth(self, batch_size: int) -> int:
+    def choose_depth(self, batch_size: int, catch_up_tokens: int = 0) -> int:
         return self.k
 
     def observe(self, batch_size: int, k: int, num_accepted: Sequence[int], draft_time_s: float,

@@ -85,8 +85,10 @@ class Engine:
         finished = self._admit()
         if not self.rows:
             return finished
-        k = min(self.depth.choose_depth(len(self.rows)), self.config.k_max) if self.drafter else 0
-        num_rows = len(self.rows)
+        num_rows, k = len(self.rows), 0
+        if self.drafter:
+            catch_up = self.drafter.catch_up_tokens([s.cache_len + 1 for s in self.rows])
+            k = min(self.depth.choose_depth(num_rows, catch_up), self.config.k_max)
         if k == 0:
             start = time.perf_counter()
             num_accepted = self._decode()

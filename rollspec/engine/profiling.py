@@ -1,6 +1,7 @@
 """Measure the engine's real step costs on the device it runs on: c_target(B, q), the verify (or
-decode, q = 1) step of B rows with q tokens each, and c_draft(B), drafting time per drafted
-position. Timings come from inside Engine.step (what the depth policy observes), so they include
+decode, q = 1) step of B rows with q tokens each, c_draft(B), drafting time per drafted
+position, and the drafter's catch-up cost per token of width beyond a steady step's (what the
+first speculative step after plain steps pays). Timings come from inside Engine.step (what the depth policy observes), so they include
 sampling, verification and bookkeeping, not just the forward pass."""
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from rollspec.engine.model import Decoder
 from rollspec.engine.sampling_params import SamplingParams
 from rollspec.engine.sequence import Request
 
+CATCH_UP_PLAIN_STEPS = 8  # plain steps before a timed catch-up: ~8 tokens of excess width per row
+
 
 class StepTimeRecorder:
     """A depth policy that plays a schedule of depths and records every step's timings."""
@@ -25,13 +28,17 @@ class StepTimeRecorder:
     def __init__(self, schedule: Sequence[int]) -> None:
         self.schedule = list(schedule)
         self.steps: list[tuple[int, int, float, float]] = []  # (batch size, k, draft s, target s)
+        self.catch_up_tokens: list[int] = []  # per step, the drafter's catch-up width it was offered
+        self._offered = 0
 
-    def choose_depth(self, batch_size: int) -> int:
+    def choose_depth(self, batch_size: int, catch_up_tokens: int = 0) -> int:
+        self._offered = catch_up_tokens
         return self.schedule[min(len(self.steps), len(self.schedule) - 1)]
 
     def observe(self, batch_size: int, k: int, num_accepted: Sequence[int], draft_time_s: float,
                 target_time_s: float) -> None:
         self.steps.append((batch_size, k, draft_time_s, target_time_s))
+        self.catch_up_tokens.append(self._offered)
 
 
 class RepeatDrafter:
@@ -47,6 +54,9 @@ class RepeatDrafter:
         last_B = ctx.tokens_BM[torch.arange(ctx.num_rows, device=device), torch.tensor(ctx.context_lens, device=device) - 1]
         return Proposal(last_B[:, None].expand(-1, k).contiguous(), None)
 
+    def catch_up_tokens(self, context_lens: list[int]) -> int:
+        return 0
+
     def commit(self, committed_lens: list[int]) -> None: ...
 
     def reset_row(self, row: int) -> None: ...
@@ -60,10 +70,12 @@ class RepeatDrafter:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CostProfile:
-    """Median seconds per (batch size, q) verify step and per drafted position at each batch size."""
+    """Median seconds per (batch size, q) verify step and per drafted position at each batch size, and
+    seconds per token of drafter catch-up width beyond a steady step's (empty without a drafter)."""
 
     target_s: dict[tuple[int, int], float]
     draft_s: dict[int, float]
+    catch_up_s: dict[int, float] = dataclasses.field(default_factory=dict)
 
 
 def _run(policy: Decoder, config: EngineConfig, drafter: Drafter, schedule: list[int], batch_size: int,
@@ -90,6 +102,7 @@ def profile_step_costs(policy: Decoder, config: EngineConfig, *, batch_sizes: Se
     The first step of every batch size is a warm-up and is discarded."""
     target_s: dict[tuple[int, int], float] = {}
     draft_s: dict[int, float] = {}
+    catch_up_s: dict[int, float] = {}
     depths = [q - 1 for q in qs]
     for batch_size in batch_sizes:
         schedule = [depths[0]] + [k for k in depths for _ in range(repeats)]
@@ -97,8 +110,27 @@ def profile_step_costs(policy: Decoder, config: EngineConfig, *, batch_sizes: Se
         for k in depths:
             target_s[(batch_size, k + 1)] = statistics.median(t for b, kk, _, t in steps if kk == k)
         if drafter_factory is not None:
-            k = config.k_max
-            drafted = _run(policy, config, drafter_factory(dataclasses.replace(config, max_batch_size=batch_size)),
-                           [k] * (repeats + 1), batch_size, prompt_len).steps[1:]
-            draft_s[batch_size] = statistics.median(d for _, _, d, _ in drafted) / k
-    return CostProfile(target_s, draft_s)
+            drafter = drafter_factory(dataclasses.replace(config, max_batch_size=batch_size))
+            draft_s[batch_size], catch_up_s[batch_size] = _draft_costs(policy, config, drafter, batch_size,
+                                                                       prompt_len, repeats)
+    return CostProfile(target_s, draft_s, catch_up_s)
+
+
+def _draft_costs(policy: Decoder, config: EngineConfig, drafter: Drafter, batch_size: int, prompt_len: int,
+                 repeats: int) -> tuple[float, float]:
+    """c_draft(B) from steady steps at k_max; the catch-up slope from k = 1 steps right after
+    CATCH_UP_PLAIN_STEPS plain steps against steady k = 1 steps (excess width: tokens beyond k + 1)."""
+    k = config.k_max
+    schedule = [k] * (repeats + 1) + [1] * (repeats + 1) + ([0] * CATCH_UP_PLAIN_STEPS + [1]) * repeats
+    recorder = _run(policy, config, drafter, schedule, batch_size, prompt_len)
+    steps = [(kk, d, max(0, t - kk - 1)) for (_, kk, d, _), t in zip(recorder.steps, recorder.catch_up_tokens)]
+    draft_s = statistics.median(d for kk, d, _ in steps[1: repeats + 1]) / k
+    # The first k = 1 step follows a k_max step (a wider catch-up than steady k = 1): skipped.
+    steady = steps[repeats + 2: 2 * repeats + 2]
+    after = [step for step in steps[2 * repeats + 2:] if step[0] == 1]
+    if not steady or not after:
+        return draft_s, 0.0
+    # Minima, not medians: the difference of two small noisy times, and contention only ever adds time.
+    width = statistics.median(x for _, _, x in after) - statistics.median(x for _, _, x in steady)
+    extra_s = min(d for _, d, _ in after) - min(d for _, d, _ in steady)
+    return draft_s, max(0.0, extra_s / width) if width > 0 else 0.0

@@ -23,7 +23,7 @@ from rollspec.rl.split import Split
 from rollspec.rl.tasks import reward, task_names
 from rollspec.rl.template import decode_response, encode_prompt
 from rollspec.rl.vocab import EOS_ID
-from rollspec.scheduler import CostModel, DepthConfig, DepthScheduler, profile_points
+from rollspec.scheduler import CatchUpCost, CostModel, DepthConfig, DepthScheduler, profile_points
 
 MAX_SEQ_LEN = 256
 
@@ -47,7 +47,8 @@ def run_demo(*, batch: int, k: int, num_prompts: int, threads: int) -> None:
         batch_sizes, qs = profile_points(batch, config.k_max)
         profile = profile_step_costs(policy.model, config, batch_sizes=batch_sizes, qs=qs,
                                      drafter_factory=lambda cfg: drafter(kind, cfg))
-        return DepthScheduler(DepthConfig(k_max=config.k_max), CostModel.from_profile(profile.target_s, profile.draft_s))
+        cost = CostModel.from_profile(profile.target_s, profile.draft_s)
+        return DepthScheduler(DepthConfig(k_max=config.k_max), cost, CatchUpCost(profile.catch_up_s))
 
     runs = [("plain", None, FixedDepth(0))]
     runs += [(f"{kind} k={k}", drafter(kind), FixedDepth(k)) for kind in ("draft_model", "eagle", "mtp", "ngram")]

@@ -33,7 +33,7 @@ class RecordingDepth:
         self.k = k
         self.steps: list[tuple[int, float, float]] = []
 
-    def choose_depth(self, batch_size: int) -> int:
+    def choose_depth(self, batch_size: int, catch_up_tokens: int = 0) -> int:
         return self.k
 
     def observe(self, batch_size: int, k: int, num_accepted: Sequence[int], draft_time_s: float,

@@ -49,6 +49,11 @@ class Drafter(Protocol):
     committed length (tokens now in the policy's cache), so cached draft state past the accepted
     prefix can be dropped. Rows move when the engine compacts its batch (`move_row`) and are
     reset when a new sequence takes them (`reset_row`).
+
+    `catch_up_tokens` tells the depth policy, before it picks k, how wide the catch-up forward of
+    the next `propose` is: the most context tokens any row holds that the drafter has not yet run
+    through its own layers (rows are padded to the widest). After plain steps or an admission it
+    grows with every token emitted, and the first speculative step pays for all of it.
     """
 
     name: str
@@ -56,6 +61,8 @@ class Drafter(Protocol):
     uses_policy_hidden: bool
 
     def propose(self, ctx: DraftContext, k: int) -> Proposal: ...
+
+    def catch_up_tokens(self, context_lens: list[int]) -> int: ...
 
     def commit(self, committed_lens: list[int]) -> None: ...
 

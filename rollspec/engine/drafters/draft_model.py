@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from rollspec.engine.drafters.base import DraftContext, Proposal
+from rollspec.engine.drafters.catch_up import catch_up_width, split_point
 from rollspec.engine.kv_cache import AttentionBatch
 from rollspec.engine.model import Decoder
 from rollspec.engine.sampler import processed_probs, sample_from
@@ -17,7 +18,8 @@ from rollspec.engine.weights import hf_to_native, load_native
 class DraftModelDrafter:
     """Samples k tokens autoregressively from the draft model under the request's own sampling
     params, returning the processed distributions q it sampled from. Its cache lags the policy's
-    by the tokens committed since the last proposal; those are fed first (catch-up)."""
+    by the tokens committed since the last proposal; those are fed first (catch-up), in one forward
+    or two over contiguous row groups when that saves padding (see drafters/catch_up.py)."""
 
     name = "draft_model"
     uses_policy_hidden = False
@@ -33,29 +35,42 @@ class DraftModelDrafter:
         lens = self.num_cached[:B]
         num_new = [total - cached for total, cached in zip(ctx.context_lens, lens)]
         device = ctx.tokens_BM.device
-        positions_BT = torch.tensor(lens, device=device)[:, None] + torch.arange(max(num_new), device=device)
-        inputs_BT = ctx.tokens_BM.gather(1, positions_BT.clamp(max=ctx.tokens_BM.shape[1] - 1))
-        hidden_BTD = self.model(inputs_BT, cache=self.cache, batch=self._batch(lens, max(num_new), device))
-        last_B = torch.tensor(num_new, device=device) - 1
-        logits_B1V = self.model.logits(hidden_BTD[torch.arange(B, device=device), last_B][:, None])
-        lens = list(ctx.context_lens)
+        j = split_point(num_new)
+        groups = [(0, j), (j, B)] if j else [(0, B)]
+        hidden_B1D = torch.cat([self._catch_up(ctx, lens, num_new, start, end) for start, end in groups])
+        logits_B1V = self.model.logits(hidden_B1D)
         uniforms_BK = ctx.draw_uniforms(k)
+        # The last draft never needs to be fed: k - 1 one-token steps.
+        steps = AttentionBatch.chain(cache_lens=ctx.context_lens, num_steps=k - 1, max_len=self.cache.max_len,
+                                     device=device, dtype=self.cache.k_NSGME.dtype)
         tokens, q_probs = [], []
         for j in range(k):
             q_B1V = processed_probs(logits_B1V, ctx.sampling)
             token_B1 = sample_from(q_B1V, uniforms_BK[:, j: j + 1])
             tokens.append(token_B1)
             q_probs.append(q_B1V)
-            if j + 1 < k:  # the last draft never needs to be fed
-                hidden_B1D = self.model(token_B1, cache=self.cache, batch=self._batch(lens, 1, device))
-                logits_B1V = self.model.logits(hidden_B1D)
-                lens = [n + 1 for n in lens]
-        self.num_cached[:B] = lens
+            if j + 1 < k:
+                logits_B1V = self.model.logits(self.model(token_B1, cache=self.cache, batch=steps[j]))
+        self.num_cached[:B] = [n + k - 1 for n in ctx.context_lens]
         return Proposal(torch.cat(tokens, dim=1), torch.cat(q_probs, dim=1))
 
-    def _batch(self, lens: list[int], num_tokens: int, device: torch.device) -> AttentionBatch:
-        return AttentionBatch.build(row_start=0, cache_lens=lens, num_tokens=num_tokens, max_len=self.cache.max_len,
-                                    device=device, dtype=self.cache.k_NSGME.dtype)
+    def catch_up_tokens(self, context_lens: list[int]) -> int:
+        return catch_up_width([n - cached for n, cached in zip(context_lens, self.num_cached)])
+
+    def _catch_up(self, ctx: DraftContext, lens: list[int], num_new: list[int], start: int, end: int) -> torch.Tensor:
+        """Feed rows [start, end) the context tokens their cache lacks; returns each row's last hidden state."""
+        device = ctx.tokens_BM.device
+        width = max(num_new[start:end])
+        positions_BT = torch.tensor(lens[start:end], device=device)[:, None] + torch.arange(width, device=device)
+        inputs_BT = ctx.tokens_BM[start:end].gather(1, positions_BT.clamp(max=ctx.tokens_BM.shape[1] - 1))
+        batch = self._batch(lens[start:end], width, device, row_start=start)
+        hidden_BTD = self.model(inputs_BT, cache=self.cache, batch=batch)
+        last_B = torch.tensor(num_new[start:end], device=device) - 1
+        return hidden_BTD[torch.arange(end - start, device=device), last_B][:, None]
+
+    def _batch(self, lens: list[int], num_tokens: int, device: torch.device, row_start: int = 0) -> AttentionBatch:
+        return AttentionBatch.build(row_start=row_start, cache_lens=lens, num_tokens=num_tokens,
+                                    max_len=self.cache.max_len, device=device, dtype=self.cache.k_NSGME.dtype)
 
     def commit(self, committed_lens: list[int]) -> None:
         # Cached drafts past the accepted prefix are wrong; everything before it was verified.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from rollspec.engine.drafters.base import DraftContext, Proposal
+from rollspec.engine.drafters.catch_up import catch_up_width, split_point
 from rollspec.engine.eagle_head import EagleHead
 from rollspec.engine.kv_cache import AttentionBatch
 from rollspec.engine.model import Decoder
@@ -18,7 +19,9 @@ from rollspec.engine.weights import hf_to_native, load_native
 class EagleDrafter:
     """Catch-up feeds the head every (policy feature f_i, next token x_{i+1}) pair committed since
     the last proposal; drafting then chains the head's own predicted features. Cache positions
-    holding predicted features are never kept: the next catch-up overwrites them with real ones."""
+    holding predicted features are never kept: the next catch-up overwrites them with real ones.
+    Catch-up runs as one forward, or two over contiguous row groups when that saves padding
+    (see drafters/catch_up.py)."""
 
     name = "eagle"
     uses_policy_hidden = True
@@ -37,16 +40,13 @@ class EagleDrafter:
         lens = self.num_real[:B]
         targets = [n - 1 for n in ctx.context_lens]  # pairs exist for positions 0 .. context_len - 2
         num_new = [t - n for t, n in zip(targets, lens)]
-        rows_B = torch.arange(B, device=device)
-        positions_BT = (torch.tensor(lens, device=device)[:, None] + torch.arange(max(num_new), device=device))
-        positions_BT = positions_BT.clamp(max=ctx.tokens_BM.shape[1] - 2)
-        features_BTD = ctx.hidden_BMD[rows_B[:, None], positions_BT]
-        embeds_BTD = self.policy.embed_tokens(ctx.tokens_BM.gather(1, positions_BT + 1))
-        out_BTD = self.head(embeds_BTD, features_BTD, cache=self.cache, batch=self._batch(lens, max(num_new), device))
-        feature_B1D = out_BTD[rows_B, torch.tensor(num_new, device=device) - 1][:, None]
+        j = split_point(num_new)
+        groups = [(0, j), (j, B)] if j else [(0, B)]
+        feature_B1D = torch.cat([self._catch_up(ctx, lens, num_new, start, end) for start, end in groups])
         self.num_real[:B] = targets
-        lens = list(targets)
         uniforms_BK = ctx.draw_uniforms(k)
+        steps = AttentionBatch.chain(cache_lens=targets, num_steps=k - 1, max_len=self.cache.max_len, device=device,
+                                     dtype=self.cache.k_NSGME.dtype)
         tokens, q_probs = [], []
         for j in range(k):
             q_B1V = processed_probs(self.policy.logits(feature_B1D), ctx.sampling)
@@ -55,13 +55,28 @@ class EagleDrafter:
             q_probs.append(q_B1V)
             if j + 1 < k:
                 feature_B1D = self.head(self.policy.embed_tokens(token_B1), feature_B1D, cache=self.cache,
-                                        batch=self._batch(lens, 1, device))
-                lens = [n + 1 for n in lens]
+                                        batch=steps[j])
         return Proposal(torch.cat(tokens, dim=1), torch.cat(q_probs, dim=1))
 
-    def _batch(self, lens: list[int], num_tokens: int, device: torch.device) -> AttentionBatch:
-        return AttentionBatch.build(row_start=0, cache_lens=lens, num_tokens=num_tokens, max_len=self.cache.max_len,
-                                    device=device, dtype=self.cache.k_NSGME.dtype)
+    def catch_up_tokens(self, context_lens: list[int]) -> int:
+        return catch_up_width([n - 1 - real for n, real in zip(context_lens, self.num_real)])
+
+    def _catch_up(self, ctx: DraftContext, lens: list[int], num_new: list[int], start: int, end: int) -> torch.Tensor:
+        """Feed rows [start, end) their new (feature, token) pairs; returns each row's last output feature."""
+        device = ctx.tokens_BM.device
+        width = max(num_new[start:end])
+        rows_B = torch.arange(start, end, device=device)
+        positions_BT = torch.tensor(lens[start:end], device=device)[:, None] + torch.arange(width, device=device)
+        positions_BT = positions_BT.clamp(max=ctx.tokens_BM.shape[1] - 2)
+        features_BTD = ctx.hidden_BMD[rows_B[:, None], positions_BT]
+        embeds_BTD = self.policy.embed_tokens(ctx.tokens_BM[start:end].gather(1, positions_BT + 1))
+        batch = self._batch(lens[start:end], width, device, row_start=start)
+        out_BTD = self.head(embeds_BTD, features_BTD, cache=self.cache, batch=batch)
+        return out_BTD[rows_B - start, torch.tensor(num_new[start:end], device=device) - 1][:, None]
+
+    def _batch(self, lens: list[int], num_tokens: int, device: torch.device, row_start: int = 0) -> AttentionBatch:
+        return AttentionBatch.build(row_start=row_start, cache_lens=lens, num_tokens=num_tokens,
+                                    max_len=self.cache.max_len, device=device, dtype=self.cache.k_NSGME.dtype)
 
     def commit(self, committed_lens: list[int]) -> None:
         pass  # only real pairs are counted in num_real; predicted ones are overwritten next time

@@ -41,6 +41,9 @@ class MTPDrafter:
             q_probs.append(q_B1V)
         return Proposal(torch.cat(tokens, dim=1), torch.cat(q_probs, dim=1))
 
+    def catch_up_tokens(self, context_lens: list[int]) -> int:
+        return 0  # reads the policy's hidden states directly: nothing to catch up on
+
     def commit(self, committed_lens: list[int]) -> None:
         pass
 

@@ -84,6 +84,9 @@ class NgramDrafter:
             index = self._rows[row] = _GramIndex(tokens, self.min_n, self.max_n)
         return index
 
+    def catch_up_tokens(self, context_lens: list[int]) -> int:
+        return 0  # indexing new tokens is a dict update per token, negligible beside a forward
+
     def commit(self, committed_lens: list[int]) -> None:
         pass  # indexes only ever extend: nothing speculative is stored
 

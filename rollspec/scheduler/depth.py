@@ -16,6 +16,9 @@ from rollspec.scheduler.throughput import expected_tokens
 # Weight of the newest step in the mean excess catch-up width of steady speculation (admissions
 # come and go with the batch; a few steps of memory follow them).
 RECURRING_RATE = 0.25
+# Weight of the newest step in the mean rows finished per step while the batch shrinks (finishes
+# come in bursts: one step ends many responses of the same length, the next none).
+DRAIN_RATE = 0.3
 
 
 class DepthScheduler:
@@ -43,6 +46,9 @@ class DepthScheduler:
        `probe_min_gain` under that optimism, except in the k_max steps after a weight
        change, when acceptance may have jumped.
 
+    A draining batch (shrinking from step to step) spreads the catch-up over the steps it is
+    expected to have left, if fewer (`horizon_steps`), and is not probed from k = 0 then.
+
     Once speculating, this step's catch-up is not charged to the choice: it is paid whenever
     the drafter next drafts, so stepping down to k = 0 to avoid it only defers it, and grows
     it. What is charged to every k > 0 is the catch-up that recurs while speculating (newly
@@ -61,6 +67,8 @@ class DepthScheduler:
         self._offered_catch_up = 0  # the catch-up width of the step being chosen, until it is observed
         self._recurring_excess = 0.0  # mean excess catch-up width per step of steady speculation
         self._last_k = 0
+        self._drain = 0.0  # mean rows lost per step (0 while admissions keep the batch full)
+        self._last_batch_size = 0
         self._acceptance = AcceptanceEstimator(config.k_max, config.acceptance)
         self._expected = self._plan_expected_tokens()
         self._step = 0
@@ -114,6 +122,15 @@ class DepthScheduler:
         thin = self._acceptance.evidence < self._config.min_evidence_rows
         return np.where(thin, np.maximum(alphas, self._config.acceptance.prior_alpha), alphas)
 
+    def horizon_steps(self, batch_size: int) -> float:
+        """Steps a catch-up paid now is spread over: catch_up_horizon_steps, or fewer if the batch is draining.
+
+        A shrinking batch (no admissions refill it) is expected to end in about B / (rows lost
+        per step) steps; a catch-up cannot be paid back by steps that will not happen.
+        """
+        horizon = self._config.catch_up_horizon_steps
+        return min(horizon, batch_size / self._drain) if self._drain > 0 else horizon
+
     def choose_depth(self, batch_size: int, catch_up_tokens: int = 0) -> int:
         """The depth to draft this step (0 = plain decoding), given the width of the drafter's catch-up."""
         k_max = self._config.k_max
@@ -127,7 +144,10 @@ class DepthScheduler:
         # Leaving k = 0 pays the catch-up once, spread over the steps expected to follow at the new k;
         # a probe pays all of it in its one step (if acceptance is not there, it bought nothing).
         catch_up_s = per_token_s * excess_tokens(catch_up_tokens, k_max)
-        k = self._choose_greedy(rate, self._expected / (step_s + catch_up_s / self._config.catch_up_horizon_steps))
+        horizon = self.horizon_steps(batch_size)
+        k = self._choose_greedy(rate, self._expected / (step_s + catch_up_s / horizon))
+        if k == 0 and catch_up_s[-1] > 0 and horizon < self._config.catch_up_horizon_steps:
+            return 0  # a draining batch ends before a probe's catch-up could be paid back
         probe_k = self._probe_depth(k, rate, step_s + catch_up_s if k == 0 else step_s)
         if probe_k != k:
             self._probe_credit -= 1.0
@@ -162,6 +182,9 @@ class DepthScheduler:
         if k > 0 and self._last_k > 0:  # only steady speculation: after k = 0 the width is the plain stretch's
             self._recurring_excess += RECURRING_RATE * (excess - self._recurring_excess)
         self._last_k = k
+        if self._last_batch_size:
+            self._drain += DRAIN_RATE * (max(0, self._last_batch_size - batch_size) - self._drain)
+        self._last_batch_size = batch_size
         self._acceptance.observe(k, accepted)
         self._observe_costs(batch_size, k, excess, catch_up_s, draft_time_s, target_time_s)
         self._expected = self._plan_expected_tokens()

@@ -125,3 +125,21 @@ def test_a_catch_up_step_trains_the_catch_up_model_not_the_drafting_cost(synthet
     assert decision.catch_up_tokens == 40
     assert decision.predicted_catch_up_s == pytest.approx(38 * catch_up_before)
     assert decision.predicted_step_s == pytest.approx(device.step_s(B, 1) + 38 * catch_up_before, rel=1e-6)
+
+
+@pytest.mark.parametrize(("sizes", "leaves"), [
+    ([22] * 8, True),  # a full batch (admissions refill it): the catch-up is spread over the horizon
+    ([64, 64, 50, 36, 22], False),  # losing ~14 rows a step: ~2 steps left to pay the catch-up back
+])
+def test_a_draining_batch_near_its_end_stays_plain(synthetic, sizes, leaves):
+    device = synthetic.LinearDevice()
+    scheduler = DepthScheduler(DepthConfig(k_max=4), device.cost_model(k_max=4), CatchUpCost(CATCH_UP))
+    rng = np.random.default_rng(4)
+    from rollspec.scheduler import sample_num_accepted
+    for size in [64] * 20:  # acceptance 0.9 established; the greedy depth is still 0
+        scheduler.observe(size, 4, sample_num_accepted(rng, [0.9] * 4, 4, size), 4 * device.draft_s(size),
+                          device.target_s(size, 5))
+    for size in sizes:
+        scheduler.observe(size, 0, [0] * size, 0.0, device.target_s(size, 1))
+    assert scheduler.horizon_steps(22) == (8.0 if leaves else pytest.approx(22 / scheduler._drain))
+    assert (scheduler.choose_depth(22, 40) > 0) is leaves

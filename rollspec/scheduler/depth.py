@@ -129,7 +129,10 @@ class DepthScheduler:
         per step) steps; a catch-up cannot be paid back by steps that will not happen.
         """
         horizon = self._config.catch_up_horizon_steps
-        return min(horizon, batch_size / self._drain) if self._drain > 0 else horizon
+        drain = self._drain  # with the rows lost since the last step, which observe has not counted yet
+        if self._last_batch_size:
+            drain += DRAIN_RATE * (max(0, self._last_batch_size - batch_size) - drain)
+        return min(horizon, batch_size / drain) if drain > 0 else horizon
 
     def choose_depth(self, batch_size: int, catch_up_tokens: int = 0) -> int:
         """The depth to draft this step (0 = plain decoding), given the width of the drafter's catch-up."""

@@ -141,5 +141,14 @@ def test_a_draining_batch_near_its_end_stays_plain(synthetic, sizes, leaves):
                           device.target_s(size, 5))
     for size in sizes:
         scheduler.observe(size, 0, [0] * size, 0.0, device.target_s(size, 1))
-    assert scheduler.horizon_steps(22) == (8.0 if leaves else pytest.approx(22 / scheduler._drain))
+    assert (scheduler.horizon_steps(22) == 8.0) is leaves
     assert (scheduler.choose_depth(22, 40) > 0) is leaves
+
+
+def test_the_rows_lost_since_the_last_step_already_shorten_the_horizon(synthetic):
+    device = synthetic.LinearDevice()
+    scheduler = DepthScheduler(DepthConfig(k_max=4), device.cost_model(k_max=4), CatchUpCost(CATCH_UP))
+    for _ in range(5):
+        scheduler.observe(51, 0, [0] * 51, 0.0, device.target_s(51, 1))
+    assert scheduler.horizon_steps(51) == 8.0
+    assert scheduler.horizon_steps(29) < 8.0  # 22 rows finished in the step just observed

@@ -64,11 +64,11 @@ class DepthConfig:
       at most k_max probes (a recovery sweep).
     - `start_gain`: leave plain decoding (k = 0) only for a k predicted faster by more than
       this fraction, its catch-up included: a margin for what the catch-up model misses.
-    - `catch_up_horizon_steps`: leaving k = 0 (greedily or for a probe) charges the
-      drafter's catch-up on the tokens emitted at k = 0 (see CatchUpCost) spread over this
-      many steps, the ones expected to follow at the new depth. Short: a draining batch may
-      be few steps from its end, and the catch-up of a prompt-long width at a large batch
-      costs several plain steps.
+    - `catch_up_horizon_steps`: leaving k = 0 charges the drafter's catch-up on the tokens
+      emitted at k = 0 (see CatchUpCost) spread over this many steps, the ones expected to
+      follow at the new depth, or over fewer if the batch is draining
+      (DepthScheduler.horizon_steps); a probe from k = 0 pays all of it. Short: the catch-up
+      of a prompt-long width at a large batch costs several plain steps.
     - `probe_min_gain`: probe only a depth that, with its unexplored positions always
       accepted, would be faster than the current k by more than this fraction. A probe's
       payoff is bounded by that gain; where the bound is thin (large batches, where a verify

@@ -8,11 +8,12 @@
 """
 
 import time
+from collections import deque
 from typing import Any, Sequence
 
 import zmq
 
-from rollspec.transport import codec, segments
+from rollspec.transport import segments
 from rollspec.transport.broker_core import BrokerCore
 from rollspec.transport.channel import IdSource, Sender
 from rollspec.transport.config import CodecLimits, ProducerConfig, QueueConfig
@@ -64,7 +65,7 @@ class Broker:
             snapshot = QueueStats(**hosted.queue.stats.as_dict())
             snapshot.producers = len(hosted.ledger)
             snapshot.rejected = dict(self._core.rejects.counts)
-            snapshot.depth += len(hosted.local)
+            snapshot.depth += hosted.local_items
         snapshot.refused = self._loop.refused()
         return snapshot
 
@@ -92,8 +93,9 @@ class Broker:
 
 
 class LocalSender(Sender):
-    """Producer living in the broker's process: encodes on the caller's thread, queues under the
-    broker lock, and blocks while the queue is full. Items are confirmed as soon as they are queued."""
+    """Producer living in the broker's process: encodes each put_many as segments on the caller's thread,
+    queues them under the broker lock, and blocks while the queue is full. Items are confirmed as soon
+    as they are queued."""
 
     def __init__(self, broker: Broker, queue: str):
         self._broker = broker
@@ -107,30 +109,42 @@ class LocalSender(Sender):
 
     def put_many(self, items: Sequence[Any], *, msg_ids: Sequence[str] | None = None,
                  timeout_s: float = 60.0) -> list[str]:
-        """Encode all, then queue as many as there is room for per lock acquisition."""
+        """Encode as segments (one C call per segment of tensor-free items), then queue each segment
+        once the queue has room for it."""
         self._broker._loop.check()
         ids = list(msg_ids) if msg_ids is not None else self._ids.take(len(items))
-        wires = segments.wire_items([codec.encode_body(item) for item in items], ids)
-        core, done = self._broker._core, 0
-        deadline = time.monotonic() + timeout_s
+        core = self._broker._core
+        hosted = core.hosted[self._queue]
+        max_items = min(hosted.local_batch_items, hosted.queue.config.capacity)
+        pending = deque(segments.encode_chunks(items, ids, max_items, hosted.local_batch_bytes,
+                                               hosted.local_checksum_tensors))
+        done, now = 0, time.monotonic()
+        deadline, partial_at = now + timeout_s, now + segments.PARTIAL_AFTER_S
         with core.space:
-            hosted = core.hosted[self._queue]
-            while done < len(wires):
-                free = hosted.free()
-                if free <= 0:
-                    self._broker._loop.check()
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise BackPressureTimeout(f"queue {self._queue!r} full for {timeout_s}s (capacity "
-                                                  f"{hosted.queue.config.capacity}); {done} of {len(wires)} queued")
-                    core.space.wait(min(remaining, 0.1))
+            while pending:
+                segment, free = pending[0], hosted.free()
+                count = len(segment.ids)
+                if free >= count or (free > 0 and time.monotonic() >= partial_at):
+                    if free < count:
+                        pending[0], rest = segments.cut(segment, free, hosted.local_checksum_tensors)
+                        pending.insert(1, rest)
+                        segment, count = pending[0], free
+                    pending.popleft()
+                    if not hosted.local:
+                        self._broker._loop.wake()
+                    hosted.local.append((segment.ids, segment.wire))
+                    hosted.local_items += count
+                    done += count
+                    self._put += count
+                    partial_at = time.monotonic() + segments.PARTIAL_AFTER_S
                     continue
-                if not hosted.local:
-                    self._broker._loop.wake()
-                hosted.local.extend(wires[done:done + free])
-                done = min(len(wires), done + free)
-            self._put += len(wires)
-        return [wire.msg_id for wire in wires]
+                self._broker._loop.check()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise BackPressureTimeout(f"queue {self._queue!r} full for {timeout_s}s (capacity "
+                                              f"{hosted.queue.config.capacity}); {done} of {len(ids)} queued")
+                core.space.wait(min(remaining, segments.PARTIAL_AFTER_S))
+        return ids
 
     def flush(self, timeout_s: float = 60.0) -> bool:
         """Wait until the I/O thread has moved every put item into the queue."""

@@ -21,7 +21,7 @@ from rollspec.transport.errors import MessageRejected, RejectReason
 from rollspec.transport.io_loop import IoLoop
 from rollspec.transport.lease_queue import LeaseQueue, Parcel
 from rollspec.transport.protocol import Ack, AckConfirm, Deliver, Detach, Heartbeat, PutAck, PutBatch
-from rollspec.transport.segments import WireItem
+from rollspec.transport.segments import WirePayload
 from rollspec.transport.stats import RejectCounter
 
 log = logging.getLogger(__name__)
@@ -30,11 +30,12 @@ TICK_S = 0.05  # how often leases are checked and credit is topped up without ot
 
 @dataclass(slots=True, eq=False)
 class HostedQueue:
-    """A queue plus its producers' credit and the items put by this process, not yet segmented."""
+    """A queue plus its producers' credit and the segments put by this process, not yet offered."""
 
     queue: LeaseQueue
     ledger: CreditLedger = field(default_factory=CreditLedger)
-    local: list[WireItem] = field(default_factory=list)
+    local: list[tuple[list[str], WirePayload]] = field(default_factory=list)
+    local_items: int = 0
     local_batch_items: int = 256
     local_batch_bytes: int = 4 << 20
     local_checksum_tensors: bool = False
@@ -44,7 +45,7 @@ class HostedQueue:
         config = self.queue.config
         if self.queue.stats.bytes_held >= config.capacity_bytes:
             return 0
-        return config.capacity - self.queue.held - self.ledger.reserved() - len(self.local)
+        return config.capacity - self.queue.held - self.ledger.reserved() - self.local_items
 
 
 class BrokerCore:
@@ -111,9 +112,10 @@ class BrokerCore:
             return
         queue = hosted.queue
         queue.touch(identity, now, msg.window_items, msg.window_bytes)
-        if msg.acked:
+        if msg.acked or msg.parcels:
             queue.ack(identity, msg.acked)
-            self._send(identity, AckConfirm(pairs=msg.acked))
+            queue.ack_parcels(identity, msg.parcels)
+            self._send(identity, AckConfirm(pairs=msg.acked, parcels=msg.parcels))
         held = {(msg.held[k], msg.held[k + 1]) for k in range(0, len(msg.held), 2)}
         queue.report_held(identity, held, now)
 
@@ -122,19 +124,23 @@ class BrokerCore:
         if not payload:
             raise MessageRejected(RejectReason.MALFORMED, "put without a body blob")
         wire = segments.receive(payload[0], payload[1:], blob_crc=msg.blob_crc, sizes=msg.sizes,
-                                nframes=msg.nframes, live=list(range(len(msg.ids))), frame_crcs=msg.frame_crcs)
+                                nframes=msg.nframes, live=list(range(len(msg.ids))), frame_crcs=msg.frame_crcs,
+                                packed=msg.packed)
         hosted.queue.offer(msg.ids, segments.item_sizes(wire), wire)
-        hosted.ledger.on_items(producer, max(msg.seqs, default=0))
-        self._send(identity, PutAck(seqs=msg.seqs, granted=producer.granted))
+        hosted.ledger.on_items(producer, max(msg.seqs))
+        self._send(identity, PutAck(seqs=msg.seqs[:1], granted=producer.granted))
 
     def _on_ack(self, identity: bytes, hosted: HostedQueue, msg: Ack, payload: list[Any]) -> None:
         queue = hosted.queue
         queue.heard_from(identity, _now())
-        if msg.acked:
-            queue.ack(identity, msg.acked)
+        # Rejections first: a parcel ack must not mark an item acked that its consumer refused.
         if msg.rejected:
             queue.ack(identity, msg.rejected, reasons=msg.reasons)
-        self._send(identity, AckConfirm(pairs=msg.acked + msg.rejected))
+        if msg.acked:
+            queue.ack(identity, msg.acked)
+        if msg.parcels:
+            queue.ack_parcels(identity, msg.parcels)
+        self._send(identity, AckConfirm(pairs=msg.acked + msg.rejected, parcels=msg.parcels))
 
     def _on_detach(self, identity: bytes, hosted: HostedQueue, msg: Detach, payload: list[Any]) -> None:
         if msg.role == "producer":
@@ -144,22 +150,17 @@ class BrokerCore:
 
     # --- helpers -----------------------------------------------------------------------------------
     def _segment_local(self, hosted: HostedQueue) -> None:
-        items, hosted.local = hosted.local, []
-        start, nbytes = 0, 0
-        for end, item in enumerate(items, 1):
-            nbytes += item.nbytes
-            if end - start >= hosted.local_batch_items or nbytes >= hosted.local_batch_bytes or end == len(items):
-                batch = items[start:end]
-                wire = segments.pack(batch, hosted.local_checksum_tensors)
-                hosted.queue.offer([i.msg_id for i in batch], [i.nbytes for i in batch], wire)
-                start, nbytes = end, 0
+        local, hosted.local, hosted.local_items = hosted.local, [], 0
+        for ids, wire in local:
+            hosted.queue.offer(ids, segments.item_sizes(wire), wire)
 
     def _deliver(self, parcel: Parcel) -> None:
         segment = parcel.segment
         wire: segments.WirePayload = segment.payload
         frames, crcs = wire.frames_for(parcel.indices)
-        msg = Deliver(segment=segment.seg_id, live=parcel.indices, attempts=parcel.attempts, ids=segment.ids,
-                      sizes=wire.sizes, nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=crcs)
+        msg = Deliver(segment=segment.seg_id, parcel=parcel.seq, live=parcel.indices, attempts=parcel.attempts,
+                      ids=segment.ids, sizes=wire.sizes, nframes=wire.nframes, blob_crc=wire.blob_crc,
+                      frame_crcs=crcs, packed=wire.packed)
         self.loop.send([parcel.consumer.key, *encode(msg), wire.blob, *frames])
 
     def _send(self, identity: bytes, msg: Any) -> None:

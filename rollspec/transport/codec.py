@@ -12,6 +12,7 @@ checkers, which alone decide what is rejected and why.
 """
 
 import dataclasses
+import operator
 import struct
 import zlib
 from typing import Any, Sequence, get_type_hints
@@ -35,7 +36,9 @@ DEFAULT_LIMITS = CodecLimits()
 _MSGPACK_ERRORS = (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError,
                    msgpack.OutOfData, UnicodeDecodeError, OverflowError)
 _ENCODER = msgspec.msgpack.Encoder()  # stateless between calls: shared by all threads
-_COMPILED: dict[type, Any] = {}  # schema class -> (values decoder, builder), or None: Python path only
+_COMPILED: dict[type, Any] = {}  # class -> (values decoder, builder, rows decoder), or None: Python path only
+_ROW_OF: dict[type, Any] = {}  # tensor-free class -> C-level getter of its field values as a tuple, or None
+_ROWS_HEAD = msgspec.msgpack.Decoder(tuple[Any, Any, list[msgspec.Raw]])
 
 
 def encode_body(msg: Any) -> tuple[bytes, tuple[memoryview, ...]]:
@@ -59,6 +62,77 @@ def encode_body(msg: Any) -> tuple[bytes, tuple[memoryview, ...]]:
 
     body = msgpack.packb([info.tag, info.version, info.values_of(msg)], default=pack_tensor)
     return body, tuple(frames)
+
+
+def encode_rows(items: Sequence[Any]) -> bytes | None:
+    """One body [tag, version, [row, ...]] (a row = one item's field values) for items of one tensor-free
+    schema class, encoded in one C call; None when the items mix classes or may hold tensors (they are
+    then encoded one by one). SchemaError for a non-schema item or an unencodable value."""
+    kinds = set(map(type, items))
+    if len(kinds) != 1:
+        for item in items:
+            schema_info(item)
+        return None
+    cls = next(iter(kinds))
+    row_of = _ROW_OF[cls] if cls in _ROW_OF else _row_getter(cls)
+    if row_of is None:
+        return None
+    info = schema_info(cls)
+    try:
+        return _ENCODER.encode([info.tag, info.version, list(map(row_of, items))])
+    except (TypeError, OverflowError) as exc:
+        raise SchemaError(f"{info.tag} field value", str(exc), "bool/int/float/str/bytes/list/dict") from None
+
+
+def _row_getter(cls: type) -> Any:
+    info = schema_info(cls)
+    names = info.names
+    getter: Any = None
+    if not info.may_hold_tensors:
+        if len(names) > 1:
+            getter = operator.attrgetter(*names)  # returns a tuple, in C
+        else:
+            getter = (lambda item: (getattr(item, names[0]),)) if names else (lambda item: ())
+    _ROW_OF[cls] = getter
+    return getter
+
+
+def decode_rows(blob: Any, count: int, *, registry: SchemaRegistry = DEFAULT_REGISTRY,
+                limits: CodecLimits = DEFAULT_LIMITS) -> list[Any]:
+    """The `count` items of a body made by encode_rows: validated instances, or a MessageRejected in
+    place of each row that fails (worded exactly as decode_body would word it for that item alone)."""
+    if len(blob) <= limits.max_header_bytes:
+        try:
+            tag, version, raw = split_head(blob)
+            cls = registry.find((tag, version))
+            compiled = _COMPILED[cls] if cls in _COMPILED else _compile(cls)
+            if compiled is not None:
+                rows_decoder, build = compiled[2]
+                rows = rows_decoder.decode(raw)
+                if len(rows) == count:
+                    return list(map(build, rows))
+        except Exception:  # noqa: BLE001 - any refusal: the row-by-row path below decides and words it
+            pass
+    return _decode_rows_one_by_one(blob, count, registry, limits)
+
+
+def _decode_rows_one_by_one(blob: Any, count: int, registry: SchemaRegistry, limits: CodecLimits) -> list[Any]:
+    if len(blob) > limits.max_header_bytes:
+        return [MessageRejected(RejectReason.OVERSIZED, f"segment body of {len(blob)} bytes > "
+                                f"{limits.max_header_bytes}")] * count
+    try:
+        tag, version, rows = _ROWS_HEAD.decode(blob)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return [MessageRejected(RejectReason.MALFORMED, f"segment body is not [tag, version, rows]: {exc}")] * count
+    if len(rows) != count:
+        return [MessageRejected(RejectReason.MALFORMED, f"segment body has {len(rows)} rows for {count} items")] * count
+    out: list[Any] = []
+    for row in rows:
+        try:
+            out.append(decode_body(_ENCODER.encode([tag, version, row]), (), registry=registry, limits=limits))
+        except MessageRejected as exc:
+            out.append(exc)
+    return out
 
 
 def encode(msg: Any) -> list[bytes | memoryview]:
@@ -135,7 +209,7 @@ def _decode_compiled(body: Any, registry: SchemaRegistry) -> Any:
         compiled = _COMPILED[cls] if cls in _COMPILED else _compile(cls)
         if compiled is None:
             return None
-        decoder, build = compiled
+        decoder, build, _ = compiled
         return build(decoder.decode(raw))
     except Exception:  # noqa: BLE001 - any refusal (incl. check()) defers to the Python path's verdict
         return None

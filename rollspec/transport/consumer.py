@@ -11,6 +11,10 @@
 
 import logging
 import time
+from collections import deque
+from functools import partial
+from itertools import repeat
+from operator import itemgetter
 from typing import Sequence
 
 import zmq
@@ -18,7 +22,7 @@ import zmq
 from rollspec.transport import codec
 from rollspec.transport.channel import Delivery, Receiver
 from rollspec.transport.config import ConsumerConfig
-from rollspec.transport.consumer_core import ConsumerCore, RawItem
+from rollspec.transport.consumer_core import ConsumerCore, PackedParcel, RawItem
 from rollspec.transport.errors import MessageRejected
 from rollspec.transport.faults import NO_FAULTS, FaultPlan
 from rollspec.transport.io_loop import IoLoop
@@ -28,6 +32,8 @@ from rollspec.transport.sockets import open_endpoint
 from rollspec.transport.stats import ConsumerStats
 
 log = logging.getLogger(__name__)
+_delivery = partial(tuple.__new__, Delivery)  # Delivery from a 4-tuple in C (its own constructor is Python)
+_msg_id, _token = itemgetter(0), itemgetter(3)
 
 
 class ZmqConsumer(Receiver):
@@ -38,6 +44,7 @@ class ZmqConsumer(Receiver):
                  security: SecurityConfig = NO_SECURITY):
         self._core = ConsumerCore(queue, config)
         self._registry = registry
+        self._decoded: deque[Delivery] = deque()  # decoded beyond what the last get_batch could return
         name = f"consumer:{queue}"
         endpoint = open_endpoint(zmq.DEALER, limits=config.limits, security=security, name=name,
                                  connect_address=address)
@@ -57,16 +64,17 @@ class ZmqConsumer(Receiver):
         deadline = time.monotonic() + timeout_s
         out: list[Delivery] = []
         while not out:
-            raw = self._take(max_items, deadline)
-            if not raw:
-                return out
-            fast = codec.decode_bodies_compiled([item[3] if not item[4] else b"" for item in raw],
-                                                registry=self._registry, limits=core.config.limits)
-            new = tuple.__new__  # a NamedTuple's own constructor is a Python-level call per item
-            for item, msg in zip(raw, fast):
-                delivery = new(Delivery, (item[0], msg, item[2], item[1])) if msg is not None else self._decode(item)
-                if delivery is not None:
-                    out.append(delivery)
+            if not self._decoded:
+                self._decode_entries(self._take(max_items, deadline))
+                if not self._decoded:
+                    if time.monotonic() >= deadline:
+                        return out
+                    continue
+            decoded = self._decoded
+            if len(decoded) <= max_items:
+                out, self._decoded = list(decoded), deque()
+            else:
+                out = [decoded.popleft() for _ in range(max_items)]
         core.stats.delivered += len(out)
         return out
 
@@ -75,16 +83,17 @@ class ZmqConsumer(Receiver):
         self.ack_many((delivery,))
 
     def ack_many(self, deliveries: Sequence[Delivery]) -> None:
-        """Ack several deliveries under one lock acquisition."""
+        """Ack several deliveries under one lock acquisition (a parcel all of whose items are acked
+        goes to the broker as one number)."""
         core = self._core
-        ids = [delivery.msg_id for delivery in deliveries]
+        ids = list(map(_msg_id, deliveries))
         with core.cond:
-            first = not core.acks
-            pop = core.held.pop
-            for msg_id in ids:
-                pop(msg_id, None)
+            first = not (core.acks or core.parcel_acks)
+            tokens = list(map(core.held.pop, ids, repeat(None)))
+            if None in tokens:  # acked twice by the application: the first ack counts
+                tokens = [token for token in tokens if token is not None]
             core.done.add_many(ids)
-            core.acks.extend([delivery.token for delivery in deliveries])
+            core.settle(tokens)
             core.stats.acked += len(deliveries)
         if first:
             self._loop.wake()
@@ -106,14 +115,16 @@ class ZmqConsumer(Receiver):
         deadline = time.monotonic() + timeout_s
         self._loop.wake()
         with core.cond:
-            while (core.acks or core.rejects or core.unconfirmed) and self._loop.failure is None:
+            while (core.acks or core.parcel_acks or core.rejects or core.unconfirmed or core.unconfirmed_parcels) \
+                    and self._loop.failure is None:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
                 core.cond.wait(min(remaining, 0.05))
         self._loop.stop()
 
-    def _take(self, max_items: int, deadline: float) -> list[RawItem]:
+    def _take(self, max_items: int, deadline: float) -> list[RawItem | PackedParcel]:
+        """Received entries (single items, or whole packed parcels) holding up to about max_items items."""
         core = self._core
         with core.cond:
             while not core.ready:
@@ -126,20 +137,52 @@ class ZmqConsumer(Receiver):
                     core.cond.wait(remaining)
                 finally:
                     core.waiters -= 1
-            n = min(max_items, len(core.ready))
-            return [core.ready.popleft() for _ in range(n)]
+            out, count, ready = [], 0, core.ready
+            while ready and count < max_items:
+                entry = ready.popleft()
+                count += len(entry.ids) if type(entry) is PackedParcel else 1
+                out.append(entry)
+            return out
+
+    def _decode_entries(self, entries: list[RawItem | PackedParcel]) -> None:
+        """Decode into self._decoded: packed parcels in one call each, single items in one loop."""
+        limits, registry, out = self._core.config.limits, self._registry, self._decoded
+        singles = [entry for entry in entries if type(entry) is not PackedParcel]
+        for entry in entries:
+            if type(entry) is PackedParcel:
+                self._decode_packed(entry)  # type: ignore[arg-type]
+        if not singles:
+            return
+        fast = codec.decode_bodies_compiled([item[3] if not item[4] else b"" for item in singles],
+                                            registry=registry, limits=limits)
+        for item, msg in zip(singles, fast):
+            delivery = _delivery((item[0], msg, item[2], item[1])) if msg is not None else self._decode(item)
+            if delivery is not None:
+                out.append(delivery)
+
+    def _decode_packed(self, parcel: PackedParcel) -> None:
+        items = codec.decode_rows(parcel.blob, parcel.count, registry=self._registry, limits=self._core.config.limits)
+        if len(parcel.rows) != parcel.count:
+            items = [items[i] for i in parcel.rows]
+        if MessageRejected not in set(map(type, items)):
+            self._decoded.extend(map(_delivery, zip(parcel.ids, items, parcel.attempts, parcel.tokens)))
+            return
+        for msg_id, item, attempt, token in zip(parcel.ids, items, parcel.attempts, parcel.tokens):
+            if type(item) is MessageRejected:
+                self._reject(msg_id, token, item)
+            else:
+                self._decoded.append(_delivery((msg_id, item, attempt, token)))
 
     def _decode(self, raw: RawItem) -> Delivery | None:
         msg_id, token, attempt, body, frames = raw
         try:
             item = codec.decode_body(body, frames, registry=self._registry, limits=self._core.config.limits)
         except MessageRejected as exc:
-            core = self._core
-            with core.cond:
-                core.reject_log.record(exc, log)
-                core.held.pop(msg_id, None)
-                core.done.add(msg_id)
-                core.rejects.append((token, exc.reason.value))
-            self._loop.wake()
+            self._reject(msg_id, token, exc)
             return None
         return Delivery(msg_id, item, attempt, token)
+
+    def _reject(self, msg_id: str, token: int, exc: MessageRejected) -> None:
+        with self._core.cond:
+            self._core.reject(msg_id, token, exc)
+        self._loop.wake()

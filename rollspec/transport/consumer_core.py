@@ -1,16 +1,24 @@
-"""The consumer's protocol engine, run on its I/O thread: accepts deliveries, drops duplicates by
-message id, sends acks (resending them in heartbeats until confirmed) and reports what it holds."""
+"""The consumer's protocol engine, run on its I/O thread: accepts deliveries (parcels), drops duplicates
+by message id, sends acks (resending them in heartbeats until confirmed) and reports what it holds.
+
+Acks are per parcel where they can be: a parcel whose items the application all acked goes back as
+one number. Items acked while others of their parcel are still out go back as (segment, index) pairs
+at once (so the broker frees their window slots), as do items in a parcel that was not handed over
+whole (some of its items were duplicates still held here, or undecodable): the broker must not take
+a parcel ack for those as covering items this consumer never finished.
+"""
 
 import itertools
 import logging
 import threading
-from collections import deque
-from typing import Any, Iterable
+from collections import Counter, deque
+from itertools import repeat
+from operator import rshift
+from typing import Any, Iterable, NamedTuple
 
 import zmq
 
 from rollspec.transport import codec, segments
-from rollspec.transport.channel import make_token
 from rollspec.transport.config import ConsumerConfig
 from rollspec.transport.errors import MessageRejected, RejectReason
 from rollspec.transport.io_loop import IoLoop
@@ -25,12 +33,32 @@ def _pairs(tokens: Iterable[int]) -> list[int]:
     return [n for token in tokens for n in (token >> 32, token & 0xFFFFFFFF)]
 
 
-# A received, not yet decoded item: (msg_id, token, attempt, body, frames), token = segment << 32 | index.
+# A received, not yet decoded item: (msg_id, token, attempt, body, frames), token = parcel << 32 | index.
 # Decoding happens on the application thread, in get(). Small bodies are copied out as bytes and tokens
 # are ints so that, for the common item without tensors, this tuple holds no GC-tracked object: the
 # cyclic collector otherwise costs more per item than the rest of the receive path.
 RawItem = tuple[str, int, int, bytes | memoryview, tuple[Any, ...]]
 _COPY_BODIES_UP_TO = 4 << 20
+_LOW = 0xFFFFFFFF
+
+
+class PackedParcel(NamedTuple):
+    """A received packed parcel, decoded in one call on the application thread: the segment body (all
+    `count` rows) and, per item handed over, its id, token, attempt and row index."""
+
+    blob: Any
+    count: int
+    ids: list[str]
+    tokens: list[int]
+    attempts: list[int]
+    rows: list[int]
+
+
+def _tokens(parcel: int, indices: list[int]) -> list[int]:
+    base = parcel << 32
+    if indices and indices[-1] - indices[0] + 1 == len(indices):
+        return list(range(base + indices[0], base + indices[-1] + 1))
+    return [base | i for i in indices]
 
 
 class BoundedIds:
@@ -71,12 +99,16 @@ class ConsumerCore:
         self.queue = queue
         self.config = config
         self.cond = threading.Condition()
-        self.ready: deque[RawItem] = deque()
+        self.ready: deque[RawItem | PackedParcel] = deque()
         self.held: dict[str, int] = {}                   # delivered (or ready) and not yet acked -> token
+        # parcel -> [segment, items not yet acked or rejected, acks go as pairs only]
+        self.parcels: dict[int, list[Any]] = {}
         self.done = BoundedIds(config.dedup_window)      # acked ids: a redelivery is re-acked, not re-run
-        self.acks: list[int] = []                         # tokens to send
+        self.acks: list[int] = []                         # (segment << 32 | index) of items to ack
+        self.parcel_acks: list[int] = []
         self.rejects: list[tuple[int, str]] = []
         self.unconfirmed: dict[int, None] = {}
+        self.unconfirmed_parcels: dict[int, None] = {}
         self.stats = ConsumerStats()
         self.reject_log = RejectCounter(f"consumer:{queue}")
         self.waiters = 0
@@ -93,6 +125,8 @@ class ConsumerCore:
                     pop = self.unconfirmed.pop
                     for k in range(0, len(pairs), 2):
                         pop(pairs[k] << 32 | pairs[k + 1], None)  # make_token, inlined
+                    for parcel in msg.parcels:
+                        self.unconfirmed_parcels.pop(parcel, None)
             else:
                 raise MessageRejected(RejectReason.UNEXPECTED, f"{type(msg).__name__} sent to a consumer")
         except MessageRejected as exc:
@@ -103,64 +137,110 @@ class ConsumerCore:
     def service(self, now: float) -> float:
         with self.cond:
             acked, self.acks = self.acks, []
+            parcels, self.parcel_acks = self.parcel_acks, []
             rejected, self.rejects = self.rejects, []
             self.unconfirmed.update(dict.fromkeys(acked))
             self.unconfirmed.update(dict.fromkeys(token for token, _ in rejected))
+            self.unconfirmed_parcels.update(dict.fromkeys(parcels))
             heartbeat = now >= self._next_heartbeat
             if heartbeat:
-                held = _pairs(self.held.values())
+                held = _pairs(self.parcels[t >> 32][0] << 32 | (t & _LOW) for t in self.held.values())
                 resend = _pairs(self.unconfirmed)
-        if acked or rejected:
-            self.loop.send(codec.encode(Ack(queue=self.queue, acked=_pairs(acked),
+                resend_parcels = list(self.unconfirmed_parcels)
+        if acked or rejected or parcels:
+            self.loop.send(codec.encode(Ack(queue=self.queue, parcels=parcels, acked=_pairs(acked),
                                             rejected=_pairs(token for token, _ in rejected),
                                             reasons=[reason for _, reason in rejected])))
         if heartbeat:
             self._next_heartbeat = now + self.config.heartbeat_s
             self.loop.send(codec.encode(Heartbeat(
                 queue=self.queue, role="consumer", window_items=self.config.window_items,
-                window_bytes=self.config.window_bytes, held=held, acked=resend)))
+                window_bytes=self.config.window_bytes, held=held, acked=resend, parcels=resend_parcels)))
         return self._next_heartbeat
 
     def on_stop(self) -> None:
         self.loop.send(codec.encode(Detach(queue=self.queue, role="consumer")))
 
+    # --- called by the application thread, lock held ----------------------------------------------------
+    def settle(self, tokens: list[int]) -> None:
+        """Account acks of held items (their tokens): whole parcels become parcel acks, the rest pairs."""
+        parcels = self.parcels
+        for parcel, count in Counter(map(rshift, tokens, repeat(32))).items():
+            record = parcels.get(parcel)
+            if record is None:
+                continue
+            record[1] -= count
+            if record[1] <= 0:
+                del parcels[parcel]
+                if not record[2]:
+                    self.parcel_acks.append(parcel)
+                    continue
+            high = record[0] << 32
+            self.acks.extend([high | (t & _LOW) for t in tokens if t >> 32 == parcel])
+
+    def reject(self, msg_id: str, token: int, exc: MessageRejected) -> None:
+        """An item handed over but undecodable: refused to the broker with the reason, never retried here."""
+        self.reject_log.record(exc, log)
+        if self.held.pop(msg_id, None) is None:
+            return
+        self.done.add(msg_id)
+        record = self.parcels[token >> 32]
+        record[1] -= 1
+        record[2] = True
+        if record[1] <= 0:
+            del self.parcels[token >> 32]
+        self.rejects.append((record[0] << 32 | (token & _LOW), exc.reason.value))
+
+    # --- internals ---------------------------------------------------------------------------------------
     def _on_deliver(self, msg: Deliver, payload: list[zmq.Frame]) -> None:
         if not payload:
             raise MessageRejected(RejectReason.MALFORMED, "delivery without a body blob")
         wire = segments.receive(payload[0].buffer, [f.buffer for f in payload[1:]], blob_crc=msg.blob_crc,
-                                sizes=msg.sizes, nframes=msg.nframes, live=msg.live, frame_crcs=msg.frame_crcs)
-        offsets = [0, *itertools.accumulate(msg.sizes)]
-        blob = payload[0].bytes if offsets[-1] <= _COPY_BODIES_UP_TO else wire.blob
-        frames, first_frame, nframes = wire.frames, wire.first_frame, msg.nframes
-        ids, segment = msg.ids, msg.segment
+                                sizes=msg.sizes, nframes=msg.nframes, live=msg.live, frame_crcs=msg.frame_crcs,
+                                packed=msg.packed)
+        ids, segment, live = msg.ids, msg.segment, msg.live
+        live_ids = ids if len(live) == len(ids) else [ids[i] for i in live]
         with self.cond:
-            done, held, ready = self.done.ids, self.held, self.ready
-            self.stats.received += len(msg.live)
-            live_ids = [ids[i] for i in msg.live]
+            done, held = self.done.ids, self.held
+            self.stats.received += len(live)
             unique = set(live_ids)
-            if len(unique) == len(live_ids) and done.isdisjoint(unique) and held.keys().isdisjoint(unique):
-                # The common case (nothing seen before), in bulk: same effect as the loop below.
-                tokens = [segment << 32 | i for i in msg.live]
-                held.update(zip(live_ids, tokens))
-                ready.extend([(msg_id, token, attempt, blob[offsets[i]:offsets[i + 1]],
-                               tuple(frames[first_frame[i]:first_frame[i] + nframes[i]]) if nframes[i] else ())
-                              for msg_id, token, attempt, i in zip(live_ids, tokens, msg.attempts, msg.live)])
-                self.stats.redelivered += sum([attempt > 1 for attempt in msg.attempts])
-                if self.waiters:
-                    self.cond.notify_all()
+            if msg.parcel in self.parcels:  # the same Deliver twice (duplicated in transit)
+                self.stats.duplicates_dropped += len(live)
                 return
-            for i, attempt in zip(msg.live, msg.attempts):
-                msg_id = ids[i]
-                if msg_id in done:
-                    self.acks.append(make_token(segment, i))
-                    self.stats.duplicates_dropped += 1
-                elif msg_id in held:
-                    self.stats.duplicates_dropped += 1
-                else:
-                    token = held[msg_id] = segment << 32 | i
-                    item_frames = tuple(frames[first_frame[i]:first_frame[i] + nframes[i]]) if nframes[i] else ()
-                    ready.append((msg_id, token, attempt, blob[offsets[i]:offsets[i + 1]], item_frames))
-                    if attempt > 1:
-                        self.stats.redelivered += 1
+            if len(unique) == len(live_ids) and done.isdisjoint(unique) and held.keys().isdisjoint(unique):
+                fresh, attempts, whole = live, msg.attempts, True  # the common case, checked in bulk
+            else:
+                fresh, attempts, whole = [], [], True
+                for i, attempt in zip(live, msg.attempts):
+                    if ids[i] in done:
+                        self.acks.append(segment << 32 | i)
+                        self.stats.duplicates_dropped += 1
+                    elif ids[i] in held:  # still held here under an earlier parcel: that one acks it
+                        self.stats.duplicates_dropped += 1
+                        whole = False
+                    else:
+                        fresh.append(i)
+                        attempts.append(attempt)
+                live_ids = [ids[i] for i in fresh]
+            if not fresh:
+                return
+            tokens = _tokens(msg.parcel, fresh)
+            held.update(zip(live_ids, tokens))
+            self.parcels[msg.parcel] = [segment, len(fresh), not whole]
+            if msg.packed:
+                self.ready.append(PackedParcel(wire.blob, len(ids), live_ids, tokens, attempts, fresh))
+            else:
+                self._ready_items(payload[0], wire, msg, live_ids, tokens, attempts, fresh)
+            if max(attempts) > 1:
+                self.stats.redelivered += sum([attempt > 1 for attempt in attempts])
             if self.waiters:
                 self.cond.notify_all()
+
+    def _ready_items(self, blob_frame: zmq.Frame, wire: segments.WirePayload, msg: Deliver, ids: list[str],
+                     tokens: list[int], attempts: list[int], fresh: list[int]) -> None:
+        offsets = [0, *itertools.accumulate(msg.sizes)]
+        blob = blob_frame.bytes if offsets[-1] <= _COPY_BODIES_UP_TO else wire.blob
+        frames, first_frame, nframes = wire.frames, wire.first_frame, msg.nframes
+        self.ready.extend([(msg_id, token, attempt, blob[offsets[i]:offsets[i + 1]],
+                            tuple(frames[first_frame[i]:first_frame[i] + nframes[i]]) if nframes[i] else ())
+                           for msg_id, token, attempt, i in zip(ids, tokens, attempts, fresh)])

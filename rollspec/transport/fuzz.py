@@ -24,7 +24,7 @@ import msgpack
 import torch
 import zmq
 
-from rollspec.transport import codec
+from rollspec.transport import codec, segments
 from rollspec.transport.broker_core import BrokerCore
 from rollspec.transport.config import BroadcastConfig, ConsumerConfig, ProducerConfig, QueueConfig
 from rollspec.transport.consumer_core import ConsumerCore
@@ -75,10 +75,23 @@ def _segment(ids: list[str], header: type) -> Frames:
     wire = pack([WireItem(i, body, frames, len(body)) for i, (body, frames) in zip(ids, items)], False)
     if header is PutBatch:
         msg: Any = PutBatch(queue="q", window=8, seqs=list(range(1, len(ids) + 1)), ids=ids, sizes=wire.sizes,
-                            nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=[])
+                            nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=[], packed=False)
     else:
-        msg = Deliver(segment=3, live=list(range(len(ids))), attempts=[1] * len(ids), ids=ids, sizes=wire.sizes,
-                      nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=[])
+        msg = Deliver(segment=3, parcel=5, live=list(range(len(ids))), attempts=[1] * len(ids), ids=ids,
+                      sizes=wire.sizes, nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=[], packed=False)
+    return [*map(bytes, codec.encode(msg)), wire.blob]
+
+
+def _packed(ids: list[str], header: type) -> Frames:
+    """A packed segment (one body holding every item's row) of prompts with these ids."""
+    items = [PromptItem(prompt_id=i, group_id="g", sample_index=0, token_ids=[1, 2], policy_version=0) for i in ids]
+    wire = segments.encode(items, ids, False)
+    if header is PutBatch:
+        msg: Any = PutBatch(queue="q", window=8, seqs=list(range(1, len(ids) + 1)), ids=ids, sizes=wire.sizes,
+                            nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=[], packed=True)
+    else:
+        msg = Deliver(segment=4, parcel=6, live=list(range(len(ids))), attempts=[1] * len(ids), ids=ids,
+                      sizes=wire.sizes, nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=[], packed=True)
     return [*map(bytes, codec.encode(msg)), wire.blob]
 
 
@@ -98,12 +111,14 @@ def seed_messages(keys: RunKeys) -> dict[str, list[Frames]]:
 
     return {
         "broker": [enc(Heartbeat(queue="q", role="consumer", window_items=4, window_bytes=1 << 20, held=[3, 0],
-                                 acked=[3, 1])), enc(Heartbeat(queue="q", role="producer", window_items=4,
-                                                               window_bytes=1 << 20, held=[], acked=[])),
-                   _segment(["a", "b", "c"], PutBatch), enc(Ack(queue="q", acked=[0, 0], rejected=[0, 1],
-                                                                reasons=["malformed"])),
+                                 acked=[3, 1], parcels=[2])),
+                   enc(Heartbeat(queue="q", role="producer", window_items=4, window_bytes=1 << 20, held=[], acked=[],
+                                 parcels=[])),
+                   _segment(["a", "b", "c"], PutBatch), _packed(["d", "e"], PutBatch),
+                   enc(Ack(queue="q", parcels=[0], acked=[0, 0], rejected=[0, 1], reasons=["malformed"])),
                    enc(Detach(queue="q", role="consumer"))],
-        "consumer": [_segment(["a", "b"], Deliver), enc(AckConfirm(pairs=[3, 0]))],
+        "consumer": [_segment(["a", "b"], Deliver), _packed(["c", "d"], Deliver),
+                     enc(AckConfirm(pairs=[3, 0], parcels=[5]))],
         "producer": [enc(PutAck(seqs=[1, 2], granted=9))],
         "publisher": [enc(WeightQuery(has_version=True, version=1)), enc(ChunkRequest(version=7, indices=[0, 1]))],
         "subscriber": [enc(signed), enc(manifest), enc(chunk)],

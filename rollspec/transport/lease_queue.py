@@ -2,7 +2,9 @@
 
 Items arrive in segments (one producer batch) and are tracked per (segment, index). Each item is
 READY (queued), DONE (acked, dropped or a duplicate) or leased to a consumer through a Parcel (the
-items of one segment handed over in one delivery). Time is passed in, so tests drive it directly.
+items of one segment handed over in one delivery). A parcel is the unit of lease and ack: one ack
+finishes all its items (ack_parcels; bulk work when it is intact), while single items can still be
+acked, rejected or requeued on their own. Time is passed in, so tests drive it directly.
 
 Invariant: every offered id that is not a duplicate ends DONE exactly once, either acked or recorded
 in `dropped` with a reason; until then it is READY or leased, never both.
@@ -30,6 +32,7 @@ class Segment:
     state: list[Any]
     attempts: list[int]
     open: int
+    parcel_seqs: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True, eq=False)
@@ -56,6 +59,7 @@ class Parcel:
     consumer: ConsumerState
     delivered_at: float
     open: int
+    nbytes: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +83,7 @@ class LeaseQueue:
         self._turn = 0
         self._seen: set[str] = set()
         self._seen_order: deque[str] = deque()
+        self._parcels: dict[int, Parcel] = {}  # until their segment is done: late parcel acks still resolve
         self._next_seg = 0
         self._next_parcel = 0
 
@@ -144,8 +149,9 @@ class LeaseQueue:
             if consumer is None:
                 break
             segment, indices = self._ready[0]
-            live = [i for i in indices if segment.state[i] is READY]
-            take = self._fit(consumer, segment, live)
+            state = segment.state
+            live = [i for i in indices if state[i] is READY]
+            take, nbytes = self._fit(consumer, segment, live)
             if live and not take:  # its byte window cannot fit the next item: skip it this round
                 consumers.remove(consumer)
                 continue
@@ -154,8 +160,27 @@ class LeaseQueue:
             else:
                 self._ready[0] = (segment, live[len(take):])
             if take:
-                out.append(self._lease(consumer, segment, take, now))
+                out.append(self._lease(consumer, segment, take, nbytes, now))
         return out
+
+    def ack_parcels(self, key: Hashable, seqs: list[int]) -> None:
+        """Mark every item of these parcels done (the consumer finished them all). An intact parcel
+        (all its items still leased under it) is settled in bulk; otherwise its items not yet done are
+        acked one by one, as ack() would, wherever their lease has moved since."""
+        for seq in seqs:
+            parcel = self._parcels.get(seq)
+            if parcel is None:
+                self.stats.duplicate_acks += 1
+                continue
+            if parcel.open == len(parcel.indices):
+                self._ack_intact(parcel)
+                continue
+            state, seg_id = parcel.segment.state, parcel.segment.seg_id
+            pairs = [n for i in parcel.indices if state[i] is not DONE for n in (seg_id, i)]
+            if pairs:
+                self.ack(key, pairs)
+            else:
+                self.stats.duplicate_acks += 1
 
     def ack(self, key: Hashable, pairs: list[int], reasons: list[str] | None = None) -> None:
         """Mark flat (segment, index) pairs done: acked, or dropped with reasons[k] if reasons is given.
@@ -229,40 +254,77 @@ class LeaseQueue:
         return None
 
     @staticmethod
-    def _fit(consumer: ConsumerState, segment: Segment, live: list[int]) -> list[int]:
+    def _fit(consumer: ConsumerState, segment: Segment, live: list[int]) -> tuple[list[int], int]:
+        """The prefix of `live` that fits the consumer's windows, and its bytes."""
         room_items = consumer.window_items - consumer.items_out
         room_bytes = consumer.window_bytes - consumer.bytes_out
-        take = live[:room_items]
+        take, sizes = live[:room_items], segment.sizes
+        if not take:
+            return take, 0
+        if take[-1] - take[0] + 1 == len(take):  # contiguous (the common case): summed in C
+            total = sum(sizes[take[0]:take[-1] + 1])
+        else:
+            total = sum([sizes[i] for i in take])
+        if total <= room_bytes:
+            return take, total
         total = 0
         for n, i in enumerate(take):
-            total += segment.sizes[i]
             # An idle consumer takes one item even if it exceeds the whole window, or it never would.
-            if total > room_bytes and (n > 0 or consumer.bytes_out > 0):
-                return take[:n]
-        return take
+            if total + sizes[i] > room_bytes and (n > 0 or consumer.bytes_out > 0):
+                return take[:n], total
+            total += sizes[i]
+        return take, total
 
-    def _lease(self, consumer: ConsumerState, segment: Segment, take: list[int], now: float) -> Parcel:
-        attempts = segment.attempts
-        for i in take:
-            attempts[i] += 1
-        parcel = Parcel(self._next_parcel, segment, take, [attempts[i] for i in take], consumer, now, len(take))
+    def _lease(self, consumer: ConsumerState, segment: Segment, take: list[int], nbytes: int, now: float) -> Parcel:
+        attempts, state, n = segment.attempts, segment.state, len(take)
+        parcel = Parcel(self._next_parcel, segment, take, [], consumer, now, n, nbytes)
+        if take[-1] - take[0] + 1 == n:  # contiguous: slice assignments
+            first, stop = take[0], take[-1] + 1
+            attempts[first:stop] = parcel.attempts = [a + 1 for a in attempts[first:stop]]
+            state[first:stop] = [parcel] * n
+        else:
+            for i in take:
+                attempts[i] += 1
+                state[i] = parcel
+            parcel.attempts = [attempts[i] for i in take]
         self._next_parcel += 1
-        for i in take:
-            segment.state[i] = parcel
-            consumer.bytes_out += segment.sizes[i]
-        consumer.items_out += len(take)
+        self._parcels[parcel.seq] = parcel
+        segment.parcel_seqs.append(parcel.seq)
+        consumer.bytes_out += nbytes
+        consumer.items_out += n
         consumer.parcels[parcel.seq] = parcel
-        self.stats.depth -= len(take)
-        self.stats.in_flight += len(take)
-        self.stats.delivered += len(take)
-        self.stats.redelivered += sum(1 for a in parcel.attempts if a > 1)
+        self.stats.depth -= n
+        self.stats.in_flight += n
+        self.stats.delivered += n
+        if max(parcel.attempts) > 1:
+            self.stats.redelivered += sum(1 for a in parcel.attempts if a > 1)
         return parcel
+
+    def _ack_intact(self, parcel: Parcel) -> None:
+        segment, indices, consumer, n = parcel.segment, parcel.indices, parcel.consumer, len(parcel.indices)
+        if indices[-1] - indices[0] + 1 == n:
+            segment.state[indices[0]:indices[-1] + 1] = [DONE] * n
+        else:
+            for i in indices:
+                segment.state[i] = DONE
+        parcel.open = 0
+        consumer.items_out -= n
+        consumer.bytes_out -= parcel.nbytes
+        consumer.parcels.pop(parcel.seq, None)
+        self.stats.in_flight -= n
+        self.stats.acked += n
+        self.stats.bytes_held -= parcel.nbytes
+        segment.open -= n
+        if segment.open == 0:
+            self._forget(segment)
 
     def _unlease(self, parcel: Parcel, index: int) -> None:
         consumer = parcel.consumer
+        size = parcel.segment.sizes[index]
         parcel.open -= 1
+        parcel.nbytes -= size
         consumer.items_out -= 1
-        consumer.bytes_out -= parcel.segment.sizes[index]
+        consumer.bytes_out -= size
         self.stats.in_flight -= 1
         if parcel.open == 0:
             consumer.parcels.pop(parcel.seq, None)
@@ -290,4 +352,9 @@ class LeaseQueue:
         segment.open -= 1
         self.stats.bytes_held -= segment.sizes[index]
         if segment.open == 0:
-            del self._segments[segment.seg_id]
+            self._forget(segment)
+
+    def _forget(self, segment: Segment) -> None:
+        del self._segments[segment.seg_id]
+        for seq in segment.parcel_seqs:
+            self._parcels.pop(seq, None)

@@ -1,13 +1,14 @@
 """ZMQ producer: puts items on a broker-hosted queue with credit-based back-pressure and retries.
 
-put() encodes on the caller's thread and blocks only for credit; the I/O thread batches whatever
-accumulated while it was busy into one PutBatch (natural batching: no timer, no added latency when
-idle), resends items the broker has not confirmed after retry_s, and heartbeats.
+put_many() encodes its items as segments on the caller's thread (segments.py) and blocks only for
+credit (counted in items); the I/O thread sends each segment as one PutBatch, resends segments the
+broker has not confirmed after retry_s (the broker dedups their items by id), and heartbeats.
 """
 
 import logging
 import threading
 import time
+from collections import deque
 from typing import Any, Sequence
 
 import zmq
@@ -20,7 +21,7 @@ from rollspec.transport.faults import NO_FAULTS, FaultPlan
 from rollspec.transport.io_loop import IoLoop
 from rollspec.transport.protocol import Detach, Heartbeat, PutAck, PutBatch
 from rollspec.transport.security import NO_SECURITY, SecurityConfig
-from rollspec.transport.segments import WireItem
+from rollspec.transport.segments import OutSegment, WirePayload
 from rollspec.transport.sockets import open_endpoint
 from rollspec.transport.stats import ProducerStats, RejectCounter
 
@@ -39,9 +40,10 @@ class ProducerCore:
         self.granted = 0
         self.next_seq = 1
         self.pending_bytes = 0  # outbox + unacked
-        self.outbox: list[tuple[int, WireItem]] = []
-        # seq -> (item, sent_at, batch number); insertion order = send order, so oldest first.
-        self.unacked: dict[int, tuple[WireItem, float, int]] = {}
+        # (first seq, ids, wire) of segments to send, and of those sent: first seq -> (ids, wire, sent_at,
+        # batch number); insertion order = send order, so oldest first.
+        self.outbox: list[tuple[int, list[str], WirePayload]] = []
+        self.unacked: dict[int, tuple[list[str], WirePayload, float, int]] = {}
         self.stats = ProducerStats()
         self.rejects = RejectCounter(f"producer:{queue}")
         self._batches_sent = 0
@@ -49,10 +51,11 @@ class ProducerCore:
         self._last_progress = 0.0
         self._next_heartbeat = 0.0
 
-    def has_room(self) -> bool:
-        """Credit for one more item, and the byte window not full (lock held)."""
-        return self.next_seq <= self.granted and (self.pending_bytes < self.config.window_bytes
-                                                  or not self.pending_bytes)
+    def room(self) -> int:
+        """Items there is credit for, or 0 while the byte window is full (lock held)."""
+        if self.pending_bytes >= self.config.window_bytes and self.pending_bytes:
+            return 0
+        return max(0, self.granted - self.next_seq + 1)
 
     def on_message(self, frames: list[zmq.Frame]) -> None:
         try:
@@ -66,9 +69,9 @@ class ProducerCore:
             for seq in msg.seqs:
                 entry = self.unacked.pop(seq, None)
                 if entry is not None:
-                    self.stats.confirmed += 1
-                    self.pending_bytes -= entry[0].nbytes
-                    self._confirmed_batch = max(self._confirmed_batch, entry[2])
+                    self.stats.confirmed += len(entry[0])
+                    self.pending_bytes -= entry[1].nbytes
+                    self._confirmed_batch = max(self._confirmed_batch, entry[3])
                     self._last_progress = time.monotonic()
             if msg.granted > self.granted or msg.seqs:
                 self.granted = max(self.granted, msg.granted)
@@ -80,52 +83,46 @@ class ProducerCore:
             due = self._due(now)
             self.stats.resent += len(due)
             batches = self._batches(due + fresh, now)
-            oldest = next(iter(self.unacked.values()))[1] if self.unacked else now
+            oldest = next(iter(self.unacked.values()))[2] if self.unacked else now
         for frames in batches:
             self.loop.send(frames)
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.config.heartbeat_s
             self.loop.send(codec.encode(Heartbeat(queue=self.queue, role="producer", window_items=self.config.window,
-                                                  window_bytes=self.config.window_bytes, held=[], acked=[])))
+                                                  window_bytes=self.config.window_bytes, held=[], acked=[],
+                                                  parcels=[])))
         return min(self._next_heartbeat, oldest + self.config.retry_s / 4)
 
     def on_stop(self) -> None:
         self.loop.send(codec.encode(Detach(queue=self.queue, role="producer")))
 
-    def _due(self, now: float) -> list[tuple[int, WireItem]]:
+    def _due(self, now: float) -> list[tuple[int, list[str], WirePayload]]:
         """Items to send again. The broker handles a producer's messages in order, so an item sent
         before a confirmed batch and still unconfirmed was lost (after a grace for injected reordering);
         if nothing at all was confirmed for retry_s, everything older than retry_s is sent again. A slow
         but live broker therefore causes no resends."""
         retry_s, due = self.config.retry_s, []
         stalled = now - self._last_progress > retry_s
-        for seq, (item, sent_at, batch) in self.unacked.items():
+        for seq, (ids, wire, sent_at, batch) in self.unacked.items():
             age = now - sent_at
             if (batch < self._confirmed_batch and age > retry_s / 4) or (stalled and age > retry_s):
-                due.append((seq, item))
+                due.append((seq, ids, wire))
             elif batch >= self._confirmed_batch and not (stalled and age > retry_s):
                 break
-        for seq, _ in due:
+        for seq, _, _ in due:
             del self.unacked[seq]  # re-inserted at the end by _batches: order stays send order
         return due
 
-    def _batches(self, items: list[tuple[int, WireItem]], now: float) -> list[list[Any]]:
+    def _batches(self, segs: list[tuple[int, list[str], WirePayload]], now: float) -> list[list[Any]]:
+        """One PutBatch per segment (a segment is already the unit of batching)."""
         out: list[list[Any]] = []
-        start, nbytes = 0, 0
-        for end, (_, item) in enumerate(items, 1):
-            nbytes += item.nbytes
-            if end - start < self.config.batch_items and nbytes < self.config.batch_bytes and end < len(items):
-                continue
-            batch = items[start:end]
-            wire = segments.pack([item for _, item in batch], self.config.checksum_tensors)
-            header = PutBatch(queue=self.queue, window=self.config.window, seqs=[seq for seq, _ in batch],
-                              ids=[item.msg_id for _, item in batch], sizes=wire.sizes, nframes=wire.nframes,
-                              blob_crc=wire.blob_crc, frame_crcs=wire.frame_crcs)
-            for seq, item in batch:
-                self.unacked[seq] = (item, now, self._batches_sent)
+        for seq, ids, wire in segs:
+            header = PutBatch(queue=self.queue, window=self.config.window, seqs=list(range(seq, seq + len(ids))),
+                              ids=ids, sizes=wire.sizes, nframes=wire.nframes, blob_crc=wire.blob_crc,
+                              frame_crcs=wire.frame_crcs, packed=wire.packed)
+            self.unacked[seq] = (ids, wire, now, self._batches_sent)
             self._batches_sent += 1
             out.append([*codec.encode(header), wire.blob, *wire.frames])
-            start, nbytes = end, 0
         return out
 
 
@@ -150,31 +147,47 @@ class ZmqProducer(Sender):
 
     def put_many(self, items: Sequence[Any], *, msg_ids: Sequence[str] | None = None,
                  timeout_s: float = 60.0) -> list[str]:
-        """Encode all, then queue each as credit allows, under one lock and one wake-up."""
+        """Encode as segments, then queue each once there is credit for all its items (or, after
+        segments.PARTIAL_AFTER_S, for part of it: that part goes as a smaller segment)."""
         self._loop.check()
         ids = list(msg_ids) if msg_ids is not None else self._ids.take(len(items))
-        wires = segments.wire_items([codec.encode_body(item) for item in items], ids)
-        core = self._core
-        deadline = time.monotonic() + timeout_s
+        core, config = self._core, self._core.config
+        pending = deque(segments.encode_chunks(items, ids, min(config.batch_items, config.window),
+                                               config.batch_bytes, config.checksum_tensors))
+        done, now = 0, time.monotonic()
+        deadline, partial_at = now + timeout_s, now + segments.PARTIAL_AFTER_S
         with core.cond:
-            for n, wire in enumerate(wires):
-                if not core.has_room():
-                    core.stats.credit_waits += 1
-                    self._loop.wake()  # what is queued so far must go out, or credit never returns
-                    while not core.has_room():
-                        self._loop.check()
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            raise BackPressureTimeout(f"no credit from queue {core.queue!r} for {timeout_s}s "
-                                                      f"({len(core.unacked)} unconfirmed); {n} of {len(wires)} sent")
-                        core.cond.wait(min(remaining, 0.1))
-                if not core.outbox:
-                    self._loop.wake()
-                core.outbox.append((core.next_seq, wire))
-                core.pending_bytes += wire.nbytes
-                core.next_seq += 1
-                core.stats.put += 1
-        return [wire.msg_id for wire in wires]
+            while pending:
+                segment, room = pending[0], core.room()
+                count = len(segment.ids)
+                if room >= count or (room > 0 and time.monotonic() >= partial_at):
+                    if room < count:
+                        pending[0], rest = segments.cut(segment, room, config.checksum_tensors)
+                        pending.insert(1, rest)
+                        segment, count = pending[0], room
+                    pending.popleft()
+                    self._queue(segment)
+                    done += count
+                    partial_at = time.monotonic() + segments.PARTIAL_AFTER_S
+                    continue
+                core.stats.credit_waits += 1
+                self._loop.wake()  # what is queued so far must go out, or credit never returns
+                self._loop.check()
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise BackPressureTimeout(f"no credit from queue {core.queue!r} for {timeout_s}s "
+                                              f"({len(core.unacked)} unconfirmed); {done} of {len(ids)} sent")
+                core.cond.wait(min(remaining, segments.PARTIAL_AFTER_S))
+        return ids
+
+    def _queue(self, segment: OutSegment) -> None:
+        core = self._core
+        if not core.outbox:
+            self._loop.wake()
+        core.outbox.append((core.next_seq, segment.ids, segment.wire))
+        core.pending_bytes += segment.wire.nbytes
+        core.next_seq += len(segment.ids)
+        core.stats.put += len(segment.ids)
 
     def flush(self, timeout_s: float = 60.0) -> bool:
         """Wait until the broker has confirmed every item put so far."""
@@ -191,7 +204,8 @@ class ZmqProducer(Sender):
         """Counters snapshot, including injected faults."""
         with self._core.cond:
             snapshot = ProducerStats(**self._core.stats.as_dict())
-            snapshot.unconfirmed = len(self._core.unacked) + len(self._core.outbox)
+            snapshot.unconfirmed = (sum(len(entry[0]) for entry in self._core.unacked.values())
+                                    + sum(len(entry[1]) for entry in self._core.outbox))
             snapshot.rejected = dict(self._core.rejects.counts)
         snapshot.refused = self._loop.refused()
         snapshot.faults = self._loop.injector.counts.as_dict()

@@ -1,8 +1,12 @@
 """Control messages of the work-queue protocol between producers, the broker and consumers.
 
-Items travel in segments: one `PutBatch` or `Deliver` header followed by a body blob (the items'
-msgpack bodies back to back, `sizes` long each) and then the items' tensor frames in order. Items in
-a segment are addressed as (segment, index) pairs, flattened into int lists on the wire.
+Items travel in segments: one `PutBatch` or `Deliver` header followed by a body blob (packed: one
+body holding every item's row; else the items' msgpack bodies back to back, `sizes` long each) and
+then the items' tensor frames in order (segments.py). A segment's items keep their own ids (dedup is
+per item everywhere); leases and acks are per parcel, the items of one segment leased to one consumer
+by one Deliver: a consumer acks a parcel whose items it all finished with one number. Items are also
+addressable as (segment, index) pairs, flattened into int lists on the wire: partial acks, rejections
+and the items a consumer holds.
 """
 
 from typing import Any, Literal
@@ -34,10 +38,11 @@ def _check_same_length(where: str, expected: int, *lists: list[Any]) -> None:
             raise SchemaError(where, f"<{len(values)} entries>", f"{expected}, one per item")
 
 
-@register_schema("rs.heartbeat", 1)
+@register_schema("rs.heartbeat", 2)
 class Heartbeat:
     """Endpoint -> broker, every heartbeat_s: keeps the endpoint's leases alive, declares its window and,
-    for consumers, lists the (segment, index) pairs it holds and those it acked without confirmation."""
+    for consumers, lists the (segment, index) pairs it holds and the pairs and parcels it acked without
+    confirmation."""
 
     queue: str = limit(max_len=128)
     role: Literal["producer", "consumer"]
@@ -45,6 +50,7 @@ class Heartbeat:
     window_bytes: int = limit(ge=1)
     held: list[int] = limit(max_len=2 * MAX_BATCH, ge=0)
     acked: list[int] = limit(max_len=2 * MAX_BATCH, ge=0)
+    parcels: list[int] = limit(max_len=MAX_BATCH, ge=0)
 
     def check(self) -> None:
         """Cross-field rules (run after the per-field checks)."""
@@ -52,9 +58,10 @@ class Heartbeat:
         _check_pairs("Heartbeat.acked", self.acked)
 
 
-@register_schema("rs.put", 1)
+@register_schema("rs.put", 2)
 class PutBatch:
-    """Producer -> broker: new items (producer sequence numbers `seqs`) followed by body blob and frames."""
+    """Producer -> broker: one segment of new items (producer sequence numbers `seqs`, consecutive)
+    followed by its body blob and frames."""
 
     queue: str = limit(max_len=128)
     window: int = limit(ge=1)
@@ -64,28 +71,33 @@ class PutBatch:
     nframes: list[int] = limit(max_len=MAX_BATCH, ge=0)
     blob_crc: int = limit(ge=0, le=U32)
     frame_crcs: list[int] = limit(ge=0, le=U32)
+    packed: bool
 
     def check(self) -> None:
         """Cross-field rules (run after the per-field checks)."""
         _check_same_length("PutBatch", len(self.seqs), self.ids, self.sizes, self.nframes)
         _check_ids("PutBatch.ids", self.ids)
+        if not self.seqs:
+            raise SchemaError("PutBatch.seqs", self.seqs, "at least one item")
 
 
-@register_schema("rs.put_ack", 1)
+@register_schema("rs.put_ack", 2)
 class PutAck:
-    """Broker -> producer: these sequence numbers are stored (or were duplicates); `granted` is the
-    cumulative credit: the producer may send new items with seq <= granted."""
+    """Broker -> producer: the segments starting at these sequence numbers are stored (or were
+    duplicates); `granted` is the cumulative credit: the producer may send new items with seq <= granted."""
 
     seqs: list[int] = limit(max_len=MAX_BATCH, ge=1)
     granted: int = limit(ge=0)
 
 
-@register_schema("rs.deliver", 1)
+@register_schema("rs.deliver", 2)
 class Deliver:
-    """Broker -> consumer: segment `segment` with the items at `live` leased to this consumer; `attempts`
-    counts deliveries of each live item; the frames that follow belong to the live items only."""
+    """Broker -> consumer: parcel `parcel`, the items at `live` of segment `segment`, leased to this
+    consumer; `attempts` counts deliveries of each live item; the frames that follow belong to the live
+    items only (a packed segment has none, and its whole blob travels)."""
 
     segment: int = limit(ge=0)
+    parcel: int = limit(ge=0)
     live: list[int] = limit(max_len=MAX_BATCH, ge=0)
     attempts: list[int] = limit(max_len=MAX_BATCH, ge=1)
     ids: list[str] = limit(max_len=MAX_BATCH)
@@ -93,6 +105,7 @@ class Deliver:
     nframes: list[int] = limit(max_len=MAX_BATCH, ge=0)
     blob_crc: int = limit(ge=0, le=U32)
     frame_crcs: list[int] = limit(ge=0, le=U32)
+    packed: bool
 
     def check(self) -> None:
         """Cross-field rules (run after the per-field checks)."""
@@ -103,12 +116,14 @@ class Deliver:
             raise SchemaError("Deliver.live", self.live, f"indices below {len(self.ids)}")
 
 
-@register_schema("rs.ack", 1)
+@register_schema("rs.ack", 2)
 class Ack:
-    """Consumer -> broker: items done (`acked`) and items refused as undecodable (`rejected`, with one
-    reason each); both as flat (segment, index) pairs. Sent again until confirmed."""
+    """Consumer -> broker: parcels whose every item is done (`parcels`), single items done (`acked`) and
+    items refused as undecodable (`rejected`, with one reason each); items as flat (segment, index)
+    pairs. Sent again until confirmed. The broker applies rejections first, then pairs, then parcels."""
 
     queue: str = limit(max_len=128)
+    parcels: list[int] = limit(max_len=MAX_BATCH, ge=0)
     acked: list[int] = limit(max_len=2 * MAX_BATCH, ge=0)
     rejected: list[int] = limit(max_len=2 * MAX_BATCH, ge=0)
     reasons: list[str] = limit(max_len=MAX_BATCH)
@@ -120,11 +135,13 @@ class Ack:
         _check_same_length("Ack.reasons", len(self.rejected) // 2, self.reasons)
 
 
-@register_schema("rs.ack_confirm", 1)
+@register_schema("rs.ack_confirm", 2)
 class AckConfirm:
-    """Broker -> consumer: these acked / rejected (segment, index) pairs are recorded; stop resending."""
+    """Broker -> consumer: these acked / rejected (segment, index) pairs and parcels are recorded; stop
+    resending them."""
 
     pairs: list[int] = limit(max_len=2 * MAX_BATCH, ge=0)
+    parcels: list[int] = limit(max_len=MAX_BATCH, ge=0)
 
     def check(self) -> None:
         """Cross-field rules (run after the per-field checks)."""

@@ -1,4 +1,9 @@
-"""Wire form of a queue segment: item bodies back to back in one blob, then the items' tensor frames.
+"""Wire form of a queue segment (the unit a producer hands over, the broker stores and leases out, and
+a consumer receives and acks): one blob, then the items' tensor frames.
+
+The blob is either packed (items of one tensor-free schema: one body [tag, version, [row, ...]],
+encoded and decoded in one C call; each item's size is an equal share of the blob) or the items'
+bodies back to back (items with tensors, or of mixed schemas), `sizes` long each.
 
 The blob always carries a CRC32 (so corruption in transit is caught before any item is decoded);
 tensor frames carry CRCs when the producer enables checksum_tensors, since CRC32 at ~4 GB/s would
@@ -7,9 +12,14 @@ otherwise halve large-tensor throughput on a link (loopback, TCP) that already c
 
 import zlib
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Sequence
 
+from rollspec.transport import codec
 from rollspec.transport.errors import MessageRejected, RejectReason
+
+PARTIAL_AFTER_S = 0.05
+"""A segment waits this long for credit for all its items before a part of it takes the credit there
+is (waiting first keeps a full queue from being refilled one freed slot, and one tiny segment, at a time)."""
 
 
 class WireItem(NamedTuple):
@@ -41,6 +51,12 @@ class WirePayload:
     frames: list[Any]
     frame_crcs: list[int]
     first_frame: list[int]
+    packed: bool = False
+
+    @property
+    def nbytes(self) -> int:
+        """Blob plus tensor frames."""
+        return len(self.blob) + sum([memoryview(f).nbytes for f in self.frames]) if self.frames else len(self.blob)
 
     def frames_for(self, indices: list[int]) -> tuple[list[Any], list[int]]:
         """Frames (and their CRCs, if any) of the items at `indices`, in order."""
@@ -71,8 +87,59 @@ def pack(items: list[WireItem], checksum_tensors: bool) -> WirePayload:
     )
 
 
+def encode(items: Sequence[Any], msg_ids: Sequence[str], checksum_tensors: bool) -> WirePayload:
+    """A segment of `items` (schema instances): packed when they share one tensor-free schema."""
+    body = codec.encode_rows(items)
+    if body is not None:
+        return packed(body, len(items))
+    return pack(wire_items([codec.encode_body(item) for item in items], list(msg_ids)), checksum_tensors)
+
+
+class OutSegment(NamedTuple):
+    """An encoded segment waiting for credit, with its items kept in case it must be cut smaller."""
+
+    ids: list[str]
+    wire: WirePayload
+    items: Sequence[Any]
+
+
+def encode_chunks(items: Sequence[Any], msg_ids: list[str], max_items: int, max_bytes: int,
+                  checksum_tensors: bool) -> list[OutSegment]:
+    """`items` as segments of at most max_items; items with tensors are also cut at about max_bytes."""
+    if not items:
+        return []
+    if codec.encode_rows(items[:1]) is not None:  # tensor-free: packed, cut by count
+        return [OutSegment(msg_ids[k:k + max_items], encode(items[k:k + max_items], msg_ids[k:k + max_items],
+                                                            checksum_tensors), items[k:k + max_items])
+                for k in range(0, len(items), max_items)]
+    wires = wire_items([codec.encode_body(item) for item in items], msg_ids)
+    out, start, nbytes = [], 0, 0
+    for end, item in enumerate(wires, 1):
+        nbytes += item.nbytes
+        if end - start < max_items and nbytes < max_bytes and end < len(wires):
+            continue
+        out.append(OutSegment(msg_ids[start:end], pack(wires[start:end], checksum_tensors), items[start:end]))
+        start, nbytes = end, 0
+    return out
+
+
+def cut(segment: OutSegment, count: int, checksum_tensors: bool) -> tuple[OutSegment, OutSegment]:
+    """The first `count` items of a segment and the rest, re-encoded (credit for only part of it)."""
+    head, tail = segment.items[:count], segment.items[count:]
+    return (OutSegment(segment.ids[:count], encode(head, segment.ids[:count], checksum_tensors), head),
+            OutSegment(segment.ids[count:], encode(tail, segment.ids[count:], checksum_tensors), tail))
+
+
+def packed(body: bytes, count: int) -> WirePayload:
+    """Payload of a packed body of `count` rows; per-item sizes are equal shares of it (for byte windows)."""
+    share, extra = divmod(len(body), count)
+    sizes = [share + 1] * extra + [share] * (count - extra)
+    return WirePayload(blob=body, blob_crc=zlib.crc32(body), sizes=sizes, nframes=[0] * count, frames=[],
+                       frame_crcs=[], first_frame=[0] * count, packed=True)
+
+
 def receive(blob: Any, frames: list[Any], *, blob_crc: int, sizes: list[int], nframes: list[int], live: list[int],
-            frame_crcs: list[int]) -> WirePayload:
+            frame_crcs: list[int], packed: bool = False) -> WirePayload:
     """Check a received payload whose frames belong to the items at `live`; MessageRejected if the
     blob or a checksummed frame is damaged or the frame count does not match."""
     blob_view = memoryview(blob)
@@ -80,7 +147,9 @@ def receive(blob: Any, frames: list[Any], *, blob_crc: int, sizes: list[int], nf
         raise MessageRejected(RejectReason.MALFORMED, f"blob of {blob_view.nbytes} bytes, sizes sum to {sum(sizes)}")
     if zlib.crc32(blob_view) != blob_crc:
         raise MessageRejected(RejectReason.CHECKSUM, f"segment body CRC mismatch ({blob_view.nbytes} bytes)")
-    expected = sum(nframes[i] for i in live)
+    if packed and (any(nframes) or frames):
+        raise MessageRejected(RejectReason.MALFORMED, "a packed segment with tensor frames")
+    expected = sum(nframes[i] for i in live) if frames or frame_crcs or any(nframes) else 0
     if len(frames) != expected or (frame_crcs and len(frame_crcs) != expected):
         raise MessageRejected(RejectReason.MALFORMED,
                               f"{len(frames)} frames / {len(frame_crcs)} CRCs for items needing {expected}")
@@ -88,16 +157,19 @@ def receive(blob: Any, frames: list[Any], *, blob_crc: int, sizes: list[int], nf
         if zlib.crc32(frame) != crc:
             raise MessageRejected(RejectReason.CHECKSUM, f"tensor frame {n} CRC mismatch")
     first_frame, total = [0] * len(sizes), 0
-    for i in live:
-        first_frame[i] = total
-        total += nframes[i]
+    if expected:
+        for i in live:
+            first_frame[i] = total
+            total += nframes[i]
     return WirePayload(blob=blob, blob_crc=blob_crc, sizes=sizes, nframes=nframes, frames=frames,
-                       frame_crcs=frame_crcs, first_frame=first_frame)
+                       frame_crcs=frame_crcs, first_frame=first_frame, packed=packed)
 
 
 def item_sizes(payload: WirePayload) -> list[int]:
     """Bytes per item (body plus tensor frames), for byte-based windows."""
     out = list(payload.sizes)
+    if not payload.frames:
+        return out
     for i, count in enumerate(payload.nframes):
         start = payload.first_frame[i]
         for frame in payload.frames[start:start + count]:

@@ -32,15 +32,18 @@ def split_head(body: Any) -> tuple[str, int, msgspec.Raw]:
 
 
 def values_decoder(cls: type, hints: dict[str, Any], metas: list[dict[str, Any]],
-                   names: tuple[str, ...]) -> tuple[msgspec.msgpack.Decoder, Build] | None:
-    """A decoder of the values array of `cls` and a builder of instances from its output, or None
-    when some field has no exact msgspec equivalent (the codec then uses the Python checkers)."""
+                   names: tuple[str, ...]) -> tuple[msgspec.msgpack.Decoder, Build, Any] | None:
+    """A decoder of the values array of `cls`, a builder of instances from its output, and a
+    (decoder, builder) pair for a list of such arrays (a packed segment's rows, decoded in one C call),
+    or None when some field has no exact msgspec equivalent (the codec then uses the Python checkers)."""
     try:
         fields = tuple(_wire_type(hints[name], meta, outer=True) for name, meta in zip(names, metas))
         decoder = msgspec.msgpack.Decoder(tuple[fields])  # type: ignore[valid-type]
+        rows = msgspec.msgpack.Decoder(list[tuple[fields]])  # type: ignore[valid-type]
     except (Unsupported, TypeError, ValueError):
         return None
-    return decoder, _builder(cls, names)
+    build = _builder(cls, names)
+    return decoder, build, (rows, build)
 
 
 def _wire_type(tp: Any, meta: dict[str, Any], outer: bool) -> Any:

@@ -140,12 +140,13 @@ def test_garbage_is_counted_and_rejected_and_the_broker_keeps_serving():
     raw.connect(broker.address)
     bad_item = msgpack.packb(["no.such.type", 1, []])
     good_header = codec.encode(PutBatch(queue="q", window=8, seqs=[1], ids=["bad"], sizes=[len(bad_item)],
-                                        nframes=[0], blob_crc=__import__("zlib").crc32(bad_item), frame_crcs=[]))
+                                        nframes=[0], blob_crc=__import__("zlib").crc32(bad_item), frame_crcs=[],
+                                        packed=False))
     try:
         raw.send_multipart([b"junk"])
         raw.send_multipart([b"\x00\x00\x00\x00not msgpack"])
         raw.send_multipart(codec.encode(Heartbeat(queue="nope", role="consumer", window_items=1, window_bytes=1,
-                                                  held=[], acked=[])))
+                                                  held=[], acked=[], parcels=[])))
         raw.send_multipart([*good_header, bad_item + b"x"])  # blob does not match its CRC
         raw.send_multipart([*good_header, bad_item])  # valid envelope, undecodable item
         producer = ZmqProducer(broker.address, "q", config=ProducerConfig(heartbeat_s=0.1))

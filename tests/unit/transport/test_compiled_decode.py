@@ -67,10 +67,10 @@ def test_compiled_and_python_paths_agree_on_near_valid_prompts(tokens, pid, vers
 
 
 def test_compiled_path_builds_the_same_message_and_runs_cross_field_checks():
-    msg = Heartbeat(queue="q", role="consumer", window_items=3, window_bytes=9, held=[1, 2], acked=[])
+    msg = Heartbeat(queue="q", role="consumer", window_items=3, window_bytes=9, held=[1, 2], acked=[], parcels=[])
     body, _ = codec.encode_body(msg)
     assert codec._decode_compiled(body, codec.DEFAULT_REGISTRY) == msg
-    odd = msgpack.packb(["rs.heartbeat", 1, ["q", "consumer", 3, 9, [1], []]])  # held pairs: odd length
+    odd = msgpack.packb(["rs.heartbeat", 2, ["q", "consumer", 3, 9, [1], [], []]])  # held pairs: odd length
     assert codec._decode_compiled(odd, codec.DEFAULT_REGISTRY) is None
     with pytest.raises(MessageRejected, match="even number"):
         codec.decode_body(odd, ())

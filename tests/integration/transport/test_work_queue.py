@@ -54,7 +54,7 @@ def test_each_item_reaches_an_application_exactly_once_under_drop_dup_reorder_de
     try:
         for k in range(2):
             procs.append(tw.start(tw.produce, broker.address, "prompts", k * per_producer, per_producer,
-                                  FAULTS.derive(10 + k), report))
+                                  FAULTS.derive(10 + k), report, 0, 64, 5))
             procs.append(tw.start(tw.work, broker.address, "prompts", "results", FAULTS.derive(20 + k), report, stop))
         results = _collect(sink, 2 * per_producer, timeout_s=90)
         stop.set()
@@ -82,7 +82,7 @@ def test_consumer_killed_mid_lease_loses_nothing(bind_address):
     try:
         victim = tw.start(tw.work, broker.address, "prompts", "results", NO_FAULTS, victim_report, stop, True, 8)
         procs.append(victim)
-        procs.append(tw.start(tw.produce, broker.address, "prompts", 0, count, NO_FAULTS, report))
+        procs.append(tw.start(tw.produce, broker.address, "prompts", 0, count, NO_FAULTS, report, 0, 64, 4))
         held = tw.drain(victim_report, lambda m: sum(x[0] == "got" for x in m) >= 8, timeout_s=60)
         held_ids = {m[1] for m in held if m[0] == "got"}
         assert len(held_ids) >= 8

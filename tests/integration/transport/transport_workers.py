@@ -49,18 +49,21 @@ def stop_all(procs: list[mp.Process]) -> None:
 
 
 def produce(address: str, queue: str, first: int, count: int, faults: FaultPlan, report: mp.Queue,
-            blob_bytes: int = 0, window: int = 64) -> None:
-    """Put prompts (or Blobs of blob_bytes) first..first+count-1 with ids 'p<i>'; report ('put', i)
-    after each and ('flushed', ok) at the end."""
+            blob_bytes: int = 0, window: int = 64, chunk: int = 1) -> None:
+    """Put prompts (or Blobs of blob_bytes) first..first+count-1 with ids 'p<i>', `chunk` per put_many
+    (one segment: several items share one lease and one ack); report ('put', i) after each and
+    ('flushed', ok) at the end."""
     config = ProducerConfig(window=window, retry_s=0.3, heartbeat_s=0.1)
     producer = ZmqProducer(address, queue, config=config, faults=faults)
     report.put(("producer", os.getpid()))
     try:
-        for i in range(first, first + count):
-            blob = Blob(index=i, data=torch.full((blob_bytes,), i % 251, dtype=torch.uint8)) if blob_bytes else None
-            item = blob or prompt(i)
-            producer.put(item, msg_id=f"p{i}", timeout_s=120.0)
-            report.put(("put", i))
+        for start in range(first, first + count, chunk):
+            indices = range(start, min(first + count, start + chunk))
+            items = [Blob(index=i, data=torch.full((blob_bytes,), i % 251, dtype=torch.uint8)) if blob_bytes
+                     else prompt(i) for i in indices]
+            producer.put_many(items, msg_ids=[f"p{i}" for i in indices], timeout_s=120.0)
+            for i in indices:
+                report.put(("put", i))
         report.put(("flushed", producer.flush(timeout_s=60.0)))
     except Exception as exc:  # reported to the test, which fails with it
         report.put(("error", repr(exc)))

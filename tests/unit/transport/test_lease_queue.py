@@ -113,6 +113,34 @@ def test_rejected_items_are_dropped_with_the_reason_and_acks_after_requeue_count
     assert q.stats.acked == 1 and q.held == 0
 
 
+def test_a_parcel_is_acked_with_one_number_and_settled_in_bulk():
+    q = _queue()
+    q.offer([f"m{i}" for i in range(6)], [10] * 6, None)
+    q.touch("c", 0.0, 10, BIG)
+    (parcel,) = q.dispatch(0.0)
+    assert parcel.indices == list(range(6)) and parcel.nbytes == 60
+    q.ack_parcels("c", [parcel.seq])
+    q.ack_parcels("c", [parcel.seq])  # resent ack: the segment is gone, nothing counts twice
+    assert q.stats.acked == 6 and q.stats.duplicate_acks == 1
+    assert q.held == 0 and q.stats.bytes_held == 0 and not q._segments and not q._parcels
+
+
+def test_partly_acked_parcel_of_a_dead_consumer_goes_to_another_without_its_finished_items():
+    q = _queue()
+    q.offer(["a", "b", "c", "d"], [1] * 4, None)
+    q.touch("dies", 0.0, 10, BIG)
+    (first,) = q.dispatch(0.0)
+    seg = first.segment.seg_id
+    q.ack("dies", [seg, 0, seg, 1])  # a and b finished (sent as pairs: the parcel was still open)
+    q.release("dies")
+    q.touch("next", 1.0, 10, BIG)
+    (second,) = q.dispatch(1.0)
+    assert _ids([second]) == ["c", "d"] and second.attempts == [2, 2]
+    q.ack_parcels("dies", [first.seq])  # the dead consumer's parcel ack arrives late: c, d done by it
+    q.ack_parcels("next", [second.seq])  # ... so the second consumer's ack counts for nothing
+    assert q.stats.acked == 4 and q.stats.duplicate_acks == 1 and q.held == 0
+
+
 class QueueMachine(RuleBasedStateMachine):
     """Random puts, deliveries, acks, losses, silences and detaches; afterwards everything drains."""
 
@@ -148,6 +176,16 @@ class QueueMachine(RuleBasedStateMachine):
         self.q.ack(parcel.consumer.key, [parcel.segment.seg_id, i], reasons=["malformed"] if reject else None)
         if was_open and not reject:
             self.acked.append(parcel.segment.ids[i])
+
+    @precondition(lambda self: self.leases)
+    @rule(k=st.integers(0, 100))
+    def ack_parcel(self, k):
+        parcel, _ = self.leases[k % len(self.leases)]
+        state = parcel.segment.state
+        newly = [parcel.segment.ids[i] for i in parcel.indices if state[i] is not DONE]
+        self.q.ack_parcels(parcel.consumer.key, [parcel.seq])
+        self.acked += newly
+        self.leases = [(p, i) for p, i in self.leases if p is not parcel]
 
     @rule(consumer=st.sampled_from(["a", "b", "c"]))
     def lose_everything_in_transit(self, consumer):

@@ -61,11 +61,34 @@ class AttentionBatch:
         num_rows = len(cache_lens)
         kv_len = min(max(cache_lens) + num_tokens, max_len)
         lens_B = torch.tensor(cache_lens, device=device)
-        positions_BT = (lens_B[:, None] + torch.arange(num_tokens, device=device)[None, :]).clamp_(max=max_len - 1)
-        keys_L = torch.arange(kv_len, device=device)
-        visible_BTL = keys_L[None, None, :] <= positions_BT[:, :, None]
-        # Additive mask built once per step and shared by every layer.
-        mask_B1TL = torch.zeros(visible_BTL.shape, dtype=dtype, device=device)
-        mask_B1TL = mask_B1TL.masked_fill_(~visible_BTL, float("-inf"))[:, None]
+        positions_BT = (lens_B[:, None] + torch.arange(num_tokens, device=device)).clamp_(max=max_len - 1)
         rows_BT = torch.arange(row_start, row_start + num_rows, device=device)[:, None].expand(num_rows, num_tokens)
-        return cls(row_start, row_start + num_rows, kv_len, positions_BT, rows_BT, mask_B1TL)
+        return cls(row_start, row_start + num_rows, kv_len, positions_BT, rows_BT,
+                   _mask(positions_BT, kv_len, dtype)[:, None])
+
+    @classmethod
+    def chain(cls, *, cache_lens: list[int], num_steps: int, max_len: int, device: torch.device,
+              dtype: torch.dtype) -> list[AttentionBatch]:
+        """The batches of `num_steps` one-token steps over rows [0, B) starting at cache_lens, each
+        one position further: a drafter's autoregressive loop, with all metadata built in one go
+        rather than once per drafted token."""
+        num_rows = len(cache_lens)
+        first_kv_len = max(cache_lens) + 1
+        lens_B = torch.tensor(cache_lens, device=device)
+        positions_JB1 = (lens_B[None, :, None] + torch.arange(num_steps, device=device)[:, None, None])
+        positions_JB1 = positions_JB1.clamp_(max=max_len - 1)
+        mask_JB11L = _mask(positions_JB1, min(first_kv_len + num_steps - 1, max_len), dtype)[:, :, None]
+        rows_B1 = torch.arange(num_rows, device=device)[:, None]
+        out = []
+        for j in range(num_steps):
+            kv_len = min(first_kv_len + j, max_len)
+            out.append(cls(0, num_rows, kv_len, positions_JB1[j], rows_B1, mask_JB11L[j, ..., :kv_len]))
+        return out
+
+
+def _mask(positions_XT: torch.Tensor, kv_len: int, dtype: torch.dtype) -> torch.Tensor:
+    """Additive attention mask [..., T, kv_len]: 0 where key <= the token's position, else -inf.
+    Built once per step and shared by every layer."""
+    keys_L = torch.arange(kv_len, device=positions_XT.device)
+    mask_XTL = torch.zeros((*positions_XT.shape, kv_len), dtype=dtype, device=positions_XT.device)
+    return mask_XTL.masked_fill_(keys_L > positions_XT[..., None], float("-inf"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from rollspec.engine.cached_forward import layer_forward, rope_tables
 from rollspec.engine.kv_cache import AttentionBatch, KVCache
 from rollspec.engine.model import DecoderLayer, Rotary
 from rollspec.engine.model_config import ModelConfig
@@ -37,11 +38,15 @@ class EagleHead(nn.Module):
                 batch: AttentionBatch | None = None, positions_BT: torch.Tensor | None = None) -> torch.Tensor:
         x_BTD = self.fc(torch.cat([embeds_BTD, features_BTD], dim=-1))
         if cache is not None:
-            positions_BT = batch.positions_BT
-        elif positions_BT is None:
+            B, T, D = x_BTD.shape
+            rotary = self.rotary
+            cos, sin = rope_tables(rotary.cos, rotary.sin_signed, batch.positions_BT, x_BTD.dtype)
+            return layer_forward(self.layers[0], x_BTD.view(B * T, D), cos, sin, cache.k_NSGME[0], cache.v_NSGME[0],
+                                 batch, B, T).view(B, T, D)
+        if positions_BT is None:
             positions_BT = torch.arange(x_BTD.shape[1], device=x_BTD.device)[None]
         cos, sin = self.rotary.tables(positions_BT, x_BTD.dtype)
-        return self.layers[0](x_BTD, cos, sin, None if cache is None else cache.layer(0), batch)
+        return self.layers[0](x_BTD, cos, sin, None, None)
 
     def new_cache(self, *, num_slots: int, max_len: int) -> KVCache:
         cfg, param = self.config, self.fc.weight

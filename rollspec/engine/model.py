@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rollspec.engine.cached_forward import layer_forward, rope_tables
 from rollspec.engine.kv_cache import AttentionBatch, KVCache
 from rollspec.engine.model_config import ModelConfig
 
@@ -35,6 +36,10 @@ class Rotary(nn.Module):
         angles = torch.cat([freqs, freqs], dim=-1)
         self.register_buffer("cos", angles.cos().float(), persistent=False)
         self.register_buffer("sin", angles.sin().float(), persistent=False)
+        # rotate_half(x) * sin == x.roll(E/2) * sin_signed (cached_forward's one-op RoPE).
+        signed = angles.sin().float()
+        signed[:, : head_dim // 2].neg_()
+        self.register_buffer("sin_signed", signed, persistent=False)
 
     def tables(self, positions_BT: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         return self.cos[positions_BT].to(dtype)[:, None], self.sin[positions_BT].to(dtype)[:, None]
@@ -126,15 +131,23 @@ class Decoder(nn.Module):
     ) -> torch.Tensor:
         """Without a cache: plain causal attention over the given tokens (training, scoring).
         With a cache: new tokens at batch.positions_BT attend to the cached rows they extend."""
+        if cache is not None:
+            return self._forward_cached(input_ids_BT, cache, batch)
         x_BTD = self.embed_tokens(input_ids_BT)
-        if cache is None:
-            positions_BT = torch.arange(input_ids_BT.shape[1], device=input_ids_BT.device)[None]
-        else:
-            positions_BT = batch.positions_BT
+        positions_BT = torch.arange(input_ids_BT.shape[1], device=input_ids_BT.device)[None]
         cos, sin = self.rotary.tables(positions_BT, x_BTD.dtype)
         for i, layer in enumerate(self.layers):
-            x_BTD = layer(x_BTD, cos, sin, None if cache is None else cache.layer(i), batch)
+            x_BTD = layer(x_BTD, cos, sin, None, None)
         return self.norm(x_BTD)
+
+    def _forward_cached(self, input_ids_BT: torch.Tensor, cache: KVCache, batch: AttentionBatch) -> torch.Tensor:
+        B, T = input_ids_BT.shape
+        embed, rotary, norm = self.embed_tokens.weight, self.rotary, self.norm
+        x_ND = F.embedding(input_ids_BT.reshape(-1), embed)
+        cos, sin = rope_tables(rotary.cos, rotary.sin_signed, batch.positions_BT, x_ND.dtype)
+        for layer, k_cache, v_cache in zip(self.layers, cache.k_NSGME, cache.v_NSGME):
+            x_ND = layer_forward(layer, x_ND, cos, sin, k_cache, v_cache, batch, B, T)
+        return F.rms_norm(x_ND, norm.weight.shape, norm.weight, norm.eps).view(B, T, -1)
 
     def tie_weights(self) -> None:
         """Share the embedding with the LM head when the checkpoint says so (redo after to_empty)."""

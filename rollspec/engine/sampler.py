@@ -22,7 +22,9 @@ class SamplingTensors:
     top_k_B: torch.Tensor
     is_greedy_B: torch.Tensor
     all_greedy: bool
+    any_greedy: bool
     any_truncation: bool
+    unit_temperature: bool  # every sampled row has temperature 1: no division
 
     @classmethod
     def from_params(cls, params: list[SamplingParams], device: torch.device) -> SamplingTensors:
@@ -33,7 +35,9 @@ class SamplingTensors:
             top_k_B=torch.tensor([p.top_k for p in params], device=device, dtype=torch.long),
             is_greedy_B=torch.tensor(greedy, device=device),
             all_greedy=all(greedy),
+            any_greedy=any(greedy),
             any_truncation=any(p.top_p < 1.0 or p.top_k > 0 for p in params if not p.is_greedy),
+            unit_temperature=all(p.temperature == 1.0 for p in params if not p.is_greedy),
         )
 
     def select(self, rows: slice) -> SamplingTensors:
@@ -47,10 +51,12 @@ def processed_probs(logits_BTV: torch.Tensor, st: SamplingTensors) -> torch.Tens
     logits_BTV = logits_BTV.float()
     if st.all_greedy:
         return _one_hot_argmax(logits_BTV)
-    scaled_BTV = logits_BTV / st.temperature_B[:, None, None]
+    scaled_BTV = logits_BTV if st.unit_temperature else logits_BTV / st.temperature_B[:, None, None]
     if st.any_truncation:
         scaled_BTV = _truncate(scaled_BTV, st)
     probs_BTV = scaled_BTV.softmax(dim=-1)
+    if not st.any_greedy:
+        return probs_BTV
     greedy_B11 = st.is_greedy_B[:, None, None]
     return torch.where(greedy_B11, _one_hot_argmax(logits_BTV), probs_BTV)
 
@@ -78,12 +84,12 @@ def sample_from(probs_BTV: torch.Tensor, uniforms_BT: torch.Tensor) -> torch.Ten
     """Inverse-CDF sampling: one uniform per draw keeps randomness cheap and reproducible."""
     cdf_BTV = probs_BTV.cumsum(dim=-1)
     total_BT1 = cdf_BTV[..., -1:]
-    tokens_BT = torch.searchsorted(cdf_BTV, (uniforms_BT[..., None] * total_BT1).contiguous(), right=True)[..., 0]
-    # Round-off can put u*total at the very end of the CDF: fall back to the last token that has
-    # probability, never to a zero-probability one.
-    vocab = probs_BTV.shape[-1]
-    last_positive_BT = (vocab - 1) - (probs_BTV > 0).flip(-1).int().argmax(dim=-1)
-    return torch.where(tokens_BT >= vocab, last_positive_BT, tokens_BT)
+    # Round-off can put u*total at the very end of the CDF, past every token: keep it just below
+    # the total, so the draw lands on the first token whose CDF reaches it, which has probability
+    # (never on a zero-probability one: those do not raise the CDF).
+    below_BT1 = torch.nextafter(total_BT1, torch.zeros((), dtype=total_BT1.dtype))
+    targets_BT1 = torch.minimum(uniforms_BT[..., None] * total_BT1, below_BT1)
+    return torch.searchsorted(cdf_BTV, targets_BT1, right=True)[..., 0]
 
 
 def token_logprobs(logits_BTV: torch.Tensor, probs_BTV: torch.Tensor, tokens_BT: torch.Tensor,
@@ -91,7 +97,7 @@ def token_logprobs(logits_BTV: torch.Tensor, probs_BTV: torch.Tensor, tokens_BT:
     """The policy's logprob of each emitted token under the processed distribution it was
     sampled from; greedy rows (one-hot distribution) report the untempered log-softmax instead."""
     picked_BT = probs_BTV.gather(-1, tokens_BT[..., None])[..., 0].log()
-    if not st.is_greedy_B.any():
+    if not st.any_greedy:
         return picked_BT
     raw_BT = logits_BTV.float().log_softmax(dim=-1).gather(-1, tokens_BT[..., None])[..., 0]
     return torch.where(st.is_greedy_B[:, None], raw_BT, picked_BT)

@@ -7,6 +7,7 @@ S cache rows (slots), M positions per row.
 
 from __future__ import annotations
 
+import random
 import time
 from collections import deque
 
@@ -24,6 +25,8 @@ from rollspec.engine.sampler import SamplingTensors, processed_probs, sample_fro
 from rollspec.engine.sequence import Completion, Request, Sequence
 from rollspec.engine.verify import Verifier, verify
 from rollspec.engine.weights import hf_to_native, load_native
+
+UNIFORM_STEP = 2.0 ** -24
 
 
 class Engine:
@@ -78,7 +81,7 @@ class Engine:
         return run_to_completion(self, requests)
 
     # ----------------------------------------------------------------------------- the step
-    @torch.no_grad()
+    @torch.inference_mode()
     def step(self) -> list[Completion]:
         """Admit waiting requests, then one decode (k = 0) or draft+verify (k > 0) step over
         every live row; returns the sequences that finished."""
@@ -104,10 +107,9 @@ class Engine:
 
     def _decode(self) -> list[int]:
         lens = [s.cache_len for s in self.rows]
-        rows_B = torch.arange(len(lens), device=self.tokens_SM.device)
-        lens_B = torch.tensor(lens, device=self.tokens_SM.device)
         batch = self._batch(lens, num_tokens=1)
-        hidden_B1D = self.policy(self.tokens_SM[rows_B, lens_B][:, None], cache=self.cache, batch=batch)
+        # Each row's pending token sits at its cache length: exactly where this step writes.
+        hidden_B1D = self.policy(self.tokens_SM[batch.rows_BT, batch.positions_BT], cache=self.cache, batch=batch)
         logits_B1V = self.policy.logits(hidden_B1D)
         probs_B1V = processed_probs(logits_B1V, self.sampling)
         tokens_B1 = sample_from(probs_B1V, self._uniforms(self.rows, 1))
@@ -123,9 +125,8 @@ class Engine:
     def _verify(self, draft_BK: torch.Tensor, q_probs_BKV: torch.Tensor | None) -> list[int]:
         B, K = draft_BK.shape
         lens = [s.cache_len for s in self.rows]
-        rows_B = torch.arange(B, device=draft_BK.device)
-        pending_B1 = self.tokens_SM[rows_B, torch.tensor(lens, device=draft_BK.device)][:, None]
         batch = self._batch(lens, num_tokens=K + 1)
+        pending_B1 = self.tokens_SM[batch.rows_BT[:, :1], batch.positions_BT[:, :1]]
         hidden_BQD = self.policy(torch.cat([pending_B1, draft_BK], dim=1), cache=self.cache, batch=batch)
         logits_BQV = self.policy.logits(hidden_BQD)
         p_probs_BQV = processed_probs(logits_BQV, self.sampling)
@@ -164,8 +165,10 @@ class Engine:
         return self._sampling
 
     def _uniforms(self, seqs: list[Sequence], n: int) -> torch.Tensor:
-        draws = [torch.rand(n, generator=s.generator) for s in seqs]
-        return torch.stack(draws).to(self.tokens_SM.device)
+        # 24 random bits per draw: uniform on [0, 1) like torch.rand's float32, exact in float32, and
+        # one tensor per step instead of one torch.rand call per row.
+        draws = [[s.generator.getrandbits(24) * UNIFORM_STEP for _ in range(n)] for s in seqs]
+        return torch.tensor(draws, dtype=torch.float32, device=self.tokens_SM.device)
 
     def _draft_context(self) -> DraftContext:
         num_rows = len(self.rows)
@@ -187,7 +190,7 @@ class Engine:
             request = self.waiting.popleft()
             seed = request.params.seed
             seed = seed if seed is not None else int(torch.randint(0, 2**62, (1,), generator=self._seeds))
-            seqs.append(Sequence(request, torch.Generator().manual_seed(seed), k_max=self.config.k_max,
+            seqs.append(Sequence(request, random.Random(seed), k_max=self.config.k_max,
                                  policy_version=self.policy_version, draft_version=draft_version))
             prompt = request.prompt_ids
             self.tokens_SM[row, : len(prompt)] = torch.tensor(prompt)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from typing import Literal
-
-import torch
 
 from rollspec.engine.sampling_params import SamplingParams
 
@@ -70,7 +69,7 @@ class Sequence:
     __slots__ = ("request", "token_ids", "logprobs", "cache_len", "generator", "finish_reason", "policy_version",
                  "draft_version", "num_decode_steps", "num_verify_steps", "drafted", "accepted")
 
-    def __init__(self, request: Request, generator: torch.Generator, *, k_max: int, policy_version: int,
+    def __init__(self, request: Request, generator: random.Random, *, k_max: int, policy_version: int,
                  draft_version: int) -> None:
         self.request = request
         self.token_ids = list(request.prompt_ids)

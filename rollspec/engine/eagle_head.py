@@ -46,7 +46,7 @@ class EagleHead(nn.Module):
         if positions_BT is None:
             positions_BT = torch.arange(x_BTD.shape[1], device=x_BTD.device)[None]
         cos, sin = self.rotary.tables(positions_BT, x_BTD.dtype)
-        return self.layers[0](x_BTD, cos, sin, None, None)
+        return self.layers[0](x_BTD, cos, sin)
 
     def new_cache(self, *, num_slots: int, max_len: int) -> KVCache:
         cfg, param = self.config, self.fc.weight

@@ -62,10 +62,9 @@ class Attention(nn.Module):
         self.q_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps) if cfg.qk_norm else None
         self.k_norm = RMSNorm(cfg.head_dim, cfg.rms_norm_eps) if cfg.qk_norm else None
 
-    def forward(
-        self, x_BTD: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-        kv: tuple[torch.Tensor, torch.Tensor] | None, batch: AttentionBatch | None,
-    ) -> torch.Tensor:
+    def forward(self, x_BTD: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """Causal self-attention over the given tokens alone (training, scoring); generation over
+        the KV cache goes through cached_forward.layer_forward."""
         B, T, _ = x_BTD.shape
         H, G, E = self.num_heads, self.num_kv_heads, self.head_dim
         q_BTHE, k_BTGE, v_BTGE = self.qkv_proj(x_BTD).view(B, T, H + 2 * G, E).split([H, G, G], dim=2)
@@ -73,18 +72,8 @@ class Attention(nn.Module):
             q_BTHE, k_BTGE = self.q_norm(q_BTHE), self.k_norm(k_BTGE)
         q_BHTE = apply_rotary(q_BTHE.transpose(1, 2), cos, sin)
         k_BGTE = apply_rotary(k_BTGE.transpose(1, 2), cos, sin)
-        if kv is None:
-            out_BHTE = F.scaled_dot_product_attention(
-                q_BHTE, k_BGTE, v_BTGE.transpose(1, 2), is_causal=True, enable_gqa=G != H)
-        else:
-            k_cache, v_cache = kv
-            # Advanced indices around a slice put the indexed dims first: [B, T, G, E].
-            k_cache[batch.rows_BT, :, batch.positions_BT] = k_BGTE.transpose(1, 2)
-            v_cache[batch.rows_BT, :, batch.positions_BT] = v_BTGE
-            rows = slice(batch.row_start, batch.row_end)
-            out_BHTE = F.scaled_dot_product_attention(
-                q_BHTE, k_cache[rows, :, : batch.kv_len], v_cache[rows, :, : batch.kv_len],
-                attn_mask=batch.mask_B1TL, enable_gqa=G != H)
+        out_BHTE = F.scaled_dot_product_attention(
+            q_BHTE, k_BGTE, v_BTGE.transpose(1, 2), is_causal=True, enable_gqa=G != H)
         return self.o_proj(out_BHTE.transpose(1, 2).reshape(B, T, H * E))
 
 
@@ -107,8 +96,8 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
         self.mlp = MLP(cfg.hidden_size, cfg.intermediate_size)
 
-    def forward(self, x_BTD, cos, sin, kv, batch):
-        x_BTD = x_BTD + self.self_attn(self.input_layernorm(x_BTD), cos, sin, kv, batch)
+    def forward(self, x_BTD, cos, sin):
+        x_BTD = x_BTD + self.self_attn(self.input_layernorm(x_BTD), cos, sin)
         return x_BTD + self.mlp(self.post_attention_layernorm(x_BTD))
 
 
@@ -137,7 +126,7 @@ class Decoder(nn.Module):
         positions_BT = torch.arange(input_ids_BT.shape[1], device=input_ids_BT.device)[None]
         cos, sin = self.rotary.tables(positions_BT, x_BTD.dtype)
         for i, layer in enumerate(self.layers):
-            x_BTD = layer(x_BTD, cos, sin, None, None)
+            x_BTD = layer(x_BTD, cos, sin)
         return self.norm(x_BTD)
 
     def _forward_cached(self, input_ids_BT: torch.Tensor, cache: KVCache, batch: AttentionBatch) -> torch.Tensor:

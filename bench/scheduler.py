@@ -5,13 +5,17 @@
 Settings: steady batches of B rows (3B prompts through B rows) for B in 1, 4, 16, 64, 128,
 and a draining batch (64 prompts at once, no refill: B falls to 1 with the tasks' spread of
 response lengths). Contenders: fixed k in {0, 1, 2, 4, 8} and the adaptive DepthScheduler
-with a cost model profiled at start-up (profiling time excluded, reported separately).
+with a cost model profiled at start-up (profiling time excluded, reported separately), in two
+forms: `adaptive` keeps one scheduler across its runs after one untimed warm-up run, as a
+rollout actor's serves batch after batch; `adaptive-cold` starts every run from the fresh
+profile and the acceptance prior (a whole run is only 10-40 steps here).
 Writes bench/results/scheduler.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import time
@@ -38,7 +42,7 @@ def main() -> None:
 
     from bench.engine import _machine
     from bench.engine_runs import Workload
-    from bench.scheduler_runs import profile_cost_model, run_depth
+    from bench.scheduler_runs import adaptive_scheduler, profile_cost_model, run_depth
     from rollspec.models.zoo import ensure_zoo
 
     torch.set_num_threads(args.threads)
@@ -50,27 +54,39 @@ def main() -> None:
         started = time.perf_counter()
         costs = profile_cost_model(workload, args.drafter)
         profile_s = time.perf_counter() - started
-        runs: dict[str, list[dict]] = {f"fixed-{k}": [] for k in FIXED_KS} | {"adaptive": []}
+        fresh = copy.deepcopy(costs)
+        warm = adaptive_scheduler(workload, costs)
+        run_depth(workload, args.drafter, scheduler=warm)  # untimed warm-up
+        runs: dict[str, list[dict]] = {f"fixed-{k}": [] for k in FIXED_KS} | {"adaptive": [], "adaptive-cold": []}
         for _ in range(args.repeats):  # interleaved so machine drift hits every contender alike
             for k in FIXED_KS:
                 runs[f"fixed-{k}"].append(run_depth(workload, args.drafter, fixed_k=k))
-            runs["adaptive"].append(run_depth(workload, args.drafter, costs=costs))
+            runs["adaptive"].append(run_depth(workload, args.drafter, scheduler=warm))
+            cold = adaptive_scheduler(workload, copy.deepcopy(fresh))
+            runs["adaptive-cold"].append(run_depth(workload, args.drafter, scheduler=cold))
         result = {name_: {"tokens_per_s": statistics.median(r["tokens_per_s"] for r in rs),
                           "runs": [round(r["tokens_per_s"], 1) for r in rs],
                           "mean_k": statistics.median(r["mean_k"] for r in rs)} for name_, rs in runs.items()}
-        best_fixed = max((v["tokens_per_s"], n) for n, v in result.items() if n != "adaptive")
+        best_fixed = max((v["tokens_per_s"], n) for n, v in result.items() if n.startswith("fixed"))
+        plain = result["fixed-0"]["tokens_per_s"]
         row = {"setting": name, "batch": batch, "prompts": num_prompts, "profile_s": round(profile_s, 2),
                "contenders": result, "best_fixed": best_fixed[1],
                "ratio_vs_best_fixed": result["adaptive"]["tokens_per_s"] / best_fixed[0],
-               "ratio_vs_plain": result["adaptive"]["tokens_per_s"] / result["fixed-0"]["tokens_per_s"]}
+               "ratio_vs_plain": result["adaptive"]["tokens_per_s"] / plain,
+               "cold_ratio_vs_best_fixed": result["adaptive-cold"]["tokens_per_s"] / best_fixed[0],
+               "cold_ratio_vs_plain": result["adaptive-cold"]["tokens_per_s"] / plain}
         rows.append(row)
         print(f"{name:>12}: adaptive {result['adaptive']['tokens_per_s']:8.1f} tok/s (mean k "
               f"{result['adaptive']['mean_k']:.2f}) | best fixed {best_fixed[1]} {best_fixed[0]:8.1f} | "
-              f"vs best {row['ratio_vs_best_fixed']:.3f} vs plain {row['ratio_vs_plain']:.3f}", flush=True)
+              f"vs best {row['ratio_vs_best_fixed']:.3f} vs plain {row['ratio_vs_plain']:.3f} | cold: vs best "
+              f"{row['cold_ratio_vs_best_fixed']:.3f} vs plain {row['cold_ratio_vs_plain']:.3f}", flush=True)
     draining = next(r for r in rows if r["setting"].startswith("draining"))
     summary = {"min_ratio_vs_best_fixed": round(min(r["ratio_vs_best_fixed"] for r in rows), 3),
                "min_ratio_vs_plain": round(min(r["ratio_vs_plain"] for r in rows), 3),
-               "draining_speedup_vs_plain": round(draining["ratio_vs_plain"], 3), "drafter": args.drafter}
+               "draining_speedup_vs_plain": round(draining["ratio_vs_plain"], 3),
+               "cold_min_ratio_vs_best_fixed": round(min(r["cold_ratio_vs_best_fixed"] for r in rows), 3),
+               "cold_min_ratio_vs_plain": round(min(r["cold_ratio_vs_plain"] for r in rows), 3),
+               "drafter": args.drafter}
     out = {"command": f"python -m bench.scheduler --drafter {args.drafter} --threads {args.threads} "
                       f"--repeats {args.repeats} --batches {args.batches}",
            "date": date.today().isoformat(), "machine": _machine(args.threads), "rows": rows, "summary": summary}

@@ -40,13 +40,16 @@ def profile_cost_model(workload: Workload, kind: str) -> tuple[CostModel, CatchU
     return CostModel.from_profile(profile.target_s, profile.draft_s), CatchUpCost(profile.catch_up_s)
 
 
+def adaptive_scheduler(workload: Workload, costs: tuple[CostModel, CatchUpCost]) -> DepthScheduler:
+    """The rollout actor's depth policy, planning with (and refining) the given profiled costs."""
+    return DepthScheduler(DepthConfig(k_max=workload.engine_config().k_max, mode=DepthMode.ADAPTIVE), *costs)
+
+
 def run_depth(workload: Workload, kind: str, *, fixed_k: int | None = None,
-              costs: tuple[CostModel, CatchUpCost] | None = None) -> dict:
+              scheduler: DepthScheduler | None = None) -> dict:
+    """One timed rollout of the workload at a fixed depth, or with `scheduler` (kept: it learns across runs)."""
     config = workload.engine_config()
-    if fixed_k is not None:
-        depth = _Counting(StepTimeRecorder([fixed_k]))
-    else:
-        depth = _Counting(DepthScheduler(DepthConfig(k_max=config.k_max, mode=DepthMode.ADAPTIVE), *costs))
+    depth = _Counting(StepTimeRecorder([fixed_k]) if fixed_k is not None else scheduler)
     drafter = _drafter(workload, kind, config) if fixed_k != 0 else None
     engine = Engine(workload.policy.model, config, drafter=drafter, depth=depth)
     requests = workload.requests()

@@ -1,19 +1,24 @@
 """Draft-refresh benchmark: acceptance length per GRPO step with the draft refreshed by the draft-refresh
 actor vs the same draft frozen, over a run long enough for the policy to drift; rollout tokens/s of both.
 
-    .venv/bin/python -m bench.refresh [--steps 60] [--window 10] [key=value ...]
+    .venv/bin/python -m bench.refresh [--drafter draft_model|eagle|mtp] [--lr 1e-3] [--every 2]
+                                      [--steps 60] [--window 10] [--out PATH] [key=value ...]
 
 Two `rollspec train` runs, one after the other in one Ray session, with the same seeds and prompts:
 `draft_refresh.enabled=true` and `=false`. Speculation depth is fixed (k=4) in both so acceptance
 length is comparable from step to step (the adaptive scheduler would change k as acceptance moves).
-DRIFT below is the drift scenario: GRPO at learning rate 1e-3 (tiny.yaml: 1e-4), so the policy moves
-measurably within a short CPU run (at 3e-4 for 30 steps it moved 0.085 nats/token and the frozen
-draft's acceptance did not decay beyond step-to-step noise), 16 prompt groups per step; extra
-key=value overrides apply to both runs. Each run's resolved config is stored with its results. The policy drift is measured as the
-per-token KL(final || step-0 policy) on samples of the final policy for held-out (eval split) prompts,
-with the final policy read from each run's last learner checkpoint.
+The drift scenario: GRPO at learning rate `--lr` (tiny.yaml: 1e-4; at 3e-4 the policy moved 0.065
+nats/token in 60 steps and the frozen draft did not decay) on the config's prompts, so the policy
+moves measurably within a short CPU run, 16 prompt groups per step; `--every` is the refresh cadence
+(draft_refresh.every_policy_versions: every version kept the refresh actor busy all the time and
+halved rollout tokens/s on 2 cores); `--drafter` picks the zoo drafter (draft model, EAGLE head, or
+the policy's MTP heads); extra key=value overrides apply to both runs. Each run's resolved config is
+stored with its results. The policy drift is measured as the per-token KL(final || step-0 policy) on
+samples of the final policy for held-out (eval split) prompts, and for the prompts the run trained
+on, with the final policy read from each run's last learner checkpoint.
 
-Writes bench/results/refresh.json and bench/results/refresh.png, prints the BENCHMARKS.md row.
+Writes bench/results/refresh.json + .png (draft model; refresh_eagle.* / refresh_mtp.* for the other
+drafters unless --out says otherwise) and prints the BENCHMARKS.md row.
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "refresh.json"
-DRIFT = ["learner.lr=1e-3", "algorithm.prompts_per_step=16"]
+DRIFT = ["algorithm.prompts_per_step=16"]
 COMMON = ["rollout.depth=fixed", "rollout.k=4"]
+DRAFTERS = {"draft_model": ["models.draft=zoo:draft"], "eagle": ["models.draft=zoo:eagle"], "mtp": []}
 RUNS = {"refreshed": ["draft_refresh.enabled=true"], "frozen": ["draft_refresh.enabled=false"]}
 PER_STEP = ("acceptance_length", "rollout_tokens_per_s", "draft_version", "policy_version", "reward_mean",
             "response_tokens_mean", "step_s", "draft_refresh_s")
@@ -43,9 +49,22 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--config", default=str(REPO / "configs" / "tiny.yaml"))
     parser.add_argument("--steps", type=int, default=60, help="learner steps per run")
     parser.add_argument("--window", type=int, default=10, help="steps averaged for 'initial' and 'final'")
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--drafter", choices=sorted(DRAFTERS), default="draft_model")
+    parser.add_argument("--lr", type=float, default=1e-3, help="learner learning rate (the drift scenario)")
+    parser.add_argument("--every", type=int, default=2, help="refresh every this many policy versions")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="result JSON (default refresh.json, or refresh_<drafter>.json for other drafters)")
     parser.add_argument("overrides", nargs="*", help="config overrides applied to both runs (after DRIFT)")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.out is None:
+        args.out = RESULTS if args.drafter == "draft_model" else RESULTS.with_name(f"refresh_{args.drafter}.json")
+    return args
+
+
+def scenario(args: argparse.Namespace) -> list[str]:
+    """The overrides both runs share: fixed depth, the drafter, the drift scenario, the cadence, the user's."""
+    return [*COMMON, f"rollout.drafter={args.drafter}", *DRAFTERS[args.drafter], f"learner.lr={args.lr:g}", *DRIFT,
+            f"draft_refresh.every_policy_versions={args.every}", *args.overrides]
 
 
 def final_policy(run_dir: Path, steps: int, policy_dir: Path):
@@ -64,8 +83,9 @@ def final_policy(run_dir: Path, steps: int, policy_dir: Path):
     return model
 
 
-def policy_kl(initial, final, config) -> float:
-    """Mean per response token KL(final || initial) on final-policy samples for held-out prompts."""
+def policy_kl(initial, final, config, *, on_training_prompts: bool = False) -> float:
+    """Mean per response token KL(final || initial) on final-policy samples for held-out prompts (or for
+    the prompts the run trained on: the first NUM_KL_PROMPTS of its prompt split, or its dataset)."""
 
     from rollspec.models.evaluate import generate
     from rollspec.models.teacher import teach
@@ -75,9 +95,11 @@ def policy_kl(initial, final, config) -> float:
     from rollspec.rl.template import encode_prompt
 
     data = config.data
-    mixture = TaskMixture(data.tasks, data.seed, split=Split.EVAL, difficulty=data.difficulty,
+    split = Split(data.prompt_split) if on_training_prompts else Split.EVAL
+    mixture = TaskMixture(data.tasks, data.seed, split=split, difficulty=data.difficulty,
                           eval_fraction=data.eval_fraction, rl_fraction=data.rl_fraction)
-    prompts = [encode_prompt(mixture[i].prompt) for i in range(NUM_KL_PROMPTS)]
+    num_prompts = min(NUM_KL_PROMPTS, data.dataset_size) if on_training_prompts and data.dataset_size else NUM_KL_PROMPTS
+    prompts = [encode_prompt(mixture[i].prompt) for i in range(num_prompts)]
     completions = generate(final, prompts, temperature=1.0, seed=config.run.seed + 1,
                            max_new_tokens=config.algorithm.max_new_tokens)
     sequences = [TokenSequence(tuple(p) + c.token_ids, len(p)) for p, c in zip(prompts, completions) if c.token_ids]
@@ -122,7 +144,7 @@ def plot(result: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     summary = result["summary"]
-    fig.suptitle(f"draft refresh vs frozen draft; policy KL(final || step 0) = {summary['policy_kl']:.3f} "
+    fig.suptitle(f"{result['setup']['drafter']}: draft refresh vs frozen; policy KL(final || step 0) = {summary['policy_kl']:.3f} "
                  f"nats/token; final/initial acceptance: refreshed {summary['refreshed_final_over_initial']:.3f}, "
                  f"frozen {summary['frozen_final_over_initial']:.3f}", fontsize=10)
     fig.tight_layout()
@@ -147,7 +169,7 @@ def main() -> None:
     load_start = os.getloadavg()[0]
     root = Path(tempfile.mkdtemp(prefix="rs-bench-refresh-"))
     base = [f"algorithm.steps={args.steps}", f"checkpoint.every_steps={args.steps}", "checkpoint.keep_last=1",
-            "run.progress=false", f"run.root={root}", *COMMON, *DRIFT, *args.overrides]
+            "run.progress=false", f"run.root={root}", *scenario(args)]
     ray.init(num_cpus=8, include_dashboard=False, _temp_dir=f"/tmp/rs-bench-{os.getpid()}", log_to_driver=False)
     runs, configs = {}, {}
     try:
@@ -160,7 +182,7 @@ def main() -> None:
                           "refresh_history": (summary.get("refresh") or {}).get("history", []),
                           "refresh_failures": (summary.get("refresh") or {}).get("num_refresh_failures", 0),
                           "wall_s": time.monotonic() - start, "run_dir": summary["run_dir"],
-                          "ledger_problems": len(summary["ledger_problems"]),
+                          "ledger_problems": len(summary["ledger_problems"]), "heldout": summary.get("heldout"),
                           "resolved": {k: v for k, v in config.model_dump(mode="json").items()
                                        if k in ("algorithm", "rollout", "learner", "draft_refresh", "data")}}
             print(f"{name}: {time.monotonic() - start:.0f}s, draft version {summary['draft_version']}", flush=True)
@@ -172,6 +194,7 @@ def main() -> None:
     for name, run in runs.items():
         final = final_policy(Path(run["run_dir"]), args.steps, policy_dir)
         run["policy_kl"] = policy_kl(initial, final, configs[name])
+        run["policy_kl_training_prompts"] = policy_kl(initial, final, configs[name], on_training_prompts=True)
         acc = [m["acceptance_length"] for m in run["per_step"]]
         tps = [m["rollout_tokens_per_s"] for m in run["per_step"]]
         run["acceptance_initial"], run["acceptance_final"] = window_mean(acc, w, False), window_mean(acc, w, True)
@@ -181,19 +204,26 @@ def main() -> None:
         "frozen_final_over_initial": frz["acceptance_final"] / frz["acceptance_initial"],
         "refreshed_final_over_initial": ref["acceptance_final"] / ref["acceptance_initial"],
         "policy_kl": ref["policy_kl"], "policy_kl_frozen_run": frz["policy_kl"],
+        "policy_kl_training_prompts": ref["policy_kl_training_prompts"],
+        "policy_kl_training_prompts_frozen_run": frz["policy_kl_training_prompts"],
         "final_acceptance_refreshed_over_frozen": ref["acceptance_final"] / frz["acceptance_final"],
         "final_tokens_per_s_refreshed_over_frozen": ref["tokens_per_s_final"] / frz["tokens_per_s_final"],
+        "mean_tokens_per_s_refreshed_over_frozen": (statistics.fmean(m["rollout_tokens_per_s"] for m in ref["per_step"])
+                                                    / statistics.fmean(m["rollout_tokens_per_s"] for m in frz["per_step"])),
+        "wall_s_refreshed_over_frozen": ref["wall_s"] / frz["wall_s"],
         "target_met": (ref["acceptance_final"] / ref["acceptance_initial"] >= 0.95
                        and frz["acceptance_final"] / frz["acceptance_initial"] < 0.95),
     }
     result = {
         "benchmark": "refresh", "date": date.today().isoformat(),
-        "command": "python -m bench.refresh " + " ".join([f"--steps {args.steps}", f"--window {w}", *args.overrides]),
+        "command": "python -m bench.refresh " + " ".join([f"--drafter {args.drafter}", f"--lr {args.lr:g}",
+                                                          f"--every {args.every}", f"--steps {args.steps}",
+                                                          f"--window {w}", *args.overrides]),
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(), "gpu": None,
                     "python": platform.python_version(), "load_avg_1m_start": load_start,
                     "load_avg_1m_end": os.getloadavg()[0]},
         "setup": {"config": str(Path(args.config).relative_to(REPO)) if Path(args.config).is_relative_to(REPO)
-                  else args.config, "overrides": [*COMMON, *DRIFT, *args.overrides], "steps": args.steps,
+                  else args.config, "overrides": scenario(args), "steps": args.steps,
                   "window": w, "drafter": configs["refreshed"].rollout.drafter,
                   "refresh": configs["refreshed"].draft_refresh.model_dump(), "kl_prompts": NUM_KL_PROMPTS,
                   "learner_lr": configs["refreshed"].learner.lr},

@@ -238,6 +238,9 @@ def tiny_run(keys: RunKeys, *, with_rogue: bool) -> dict:
                 if len(trained) >= (version + 1) * VERSION_EVERY:
                     version += 1
                     publisher.publish(version, weights_for(version))
+        # The worker's report of the last version can trail the last trajectory under load: wait for it
+        # (bounded) so the calm and attacked runs are compared at the same point, not at a race.
+        _wait(lambda: max(publisher.stats().subscriber_versions.values(), default=-1) >= version, 30)
         stop.set()
         seen = _reports(report, lambda m: any(x[0] == "worker" for x in m), 30)
         rogue_stop.set()

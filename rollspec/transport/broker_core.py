@@ -14,7 +14,7 @@ from typing import Any, Callable, cast
 import zmq
 
 from rollspec.transport import segments
-from rollspec.transport.codec import decode, encode
+from rollspec.transport.codec import decode, encode, encode_trusted
 from rollspec.transport.config import CodecLimits, QueueConfig
 from rollspec.transport.credit_ledger import CreditLedger
 from rollspec.transport.errors import MessageRejected, RejectReason
@@ -158,10 +158,10 @@ class BrokerCore:
         segment = parcel.segment
         wire: segments.WirePayload = segment.payload
         frames, crcs = wire.frames_for(parcel.indices)
-        msg = Deliver(segment=segment.seg_id, parcel=parcel.seq, live=parcel.indices, attempts=parcel.attempts,
-                      ids=segment.ids, sizes=wire.sizes, nframes=wire.nframes, blob_crc=wire.blob_crc,
-                      frame_crcs=crcs, packed=wire.packed)
-        self.loop.send([parcel.consumer.key, *encode(msg), wire.blob, *frames])
+        header = encode_trusted(Deliver, segment=segment.seg_id, parcel=parcel.seq, live=parcel.indices,
+                                attempts=parcel.attempts, ids=segment.ids, sizes=wire.sizes, nframes=wire.nframes,
+                                blob_crc=wire.blob_crc, frame_crcs=crcs, packed=wire.packed)
+        self.loop.send([parcel.consumer.key, *header, wire.blob, *frames])
 
     def _send(self, identity: bytes, msg: Any) -> None:
         self.loop.send([identity, *encode(msg)])

@@ -141,6 +141,15 @@ def encode(msg: Any) -> list[bytes | memoryview]:
     return [_CRC.pack(zlib.crc32(body)) + body, *frames]
 
 
+def encode_trusted(cls: type, **fields: Any) -> list[bytes]:
+    """Frames of a tensor-free message of schema `cls` from its field values, without building or
+    checking an instance: for protocol headers the sender builds from its own validated state on the
+    hot path (one per segment). Receivers decode them through the full checks like any message."""
+    info = schema_info(cls)
+    body = _ENCODER.encode([info.tag, info.version, [fields[name] for name in info.names]])
+    return [_CRC.pack(zlib.crc32(body)) + body]
+
+
 def decode(frames: Sequence[Any], *, registry: SchemaRegistry = DEFAULT_REGISTRY,
            limits: CodecLimits = DEFAULT_LIMITS) -> Any:
     """Validated schema instance from [header, *tensor_frames]; MessageRejected on any problem.

@@ -80,7 +80,11 @@ class BoundedIds:
 
     def add_many(self, msg_ids: list[str]) -> None:
         """add() each id, with the set and deque updated in bulk (ack_many's hot path)."""
-        fresh = [msg_id for msg_id in msg_ids if msg_id not in self.ids]
+        unique = set(msg_ids)
+        if len(unique) == len(msg_ids) and self.ids.isdisjoint(unique):  # the common case, in C
+            fresh = msg_ids
+        else:
+            fresh = list(dict.fromkeys(msg_id for msg_id in msg_ids if msg_id not in self.ids))
         self.ids.update(fresh)
         self._order.extend(fresh)
         while len(self._order) > self._capacity:

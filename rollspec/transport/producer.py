@@ -117,12 +117,13 @@ class ProducerCore:
         """One PutBatch per segment (a segment is already the unit of batching)."""
         out: list[list[Any]] = []
         for seq, ids, wire in segs:
-            header = PutBatch(queue=self.queue, window=self.config.window, seqs=list(range(seq, seq + len(ids))),
-                              ids=ids, sizes=wire.sizes, nframes=wire.nframes, blob_crc=wire.blob_crc,
-                              frame_crcs=wire.frame_crcs, packed=wire.packed)
+            header = codec.encode_trusted(PutBatch, queue=self.queue, window=self.config.window,
+                                          seqs=list(range(seq, seq + len(ids))), ids=ids, sizes=wire.sizes,
+                                          nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=wire.frame_crcs,
+                                          packed=wire.packed)
             self.unacked[seq] = (ids, wire, now, self._batches_sent)
             self._batches_sent += 1
-            out.append([*codec.encode(header), wire.blob, *wire.frames])
+            out.append([*header, wire.blob, *wire.frames])
         return out
 
 

@@ -105,13 +105,16 @@ class OutSegment(NamedTuple):
 
 def encode_chunks(items: Sequence[Any], msg_ids: list[str], max_items: int, max_bytes: int,
                   checksum_tensors: bool) -> list[OutSegment]:
-    """`items` as segments of at most max_items; items with tensors are also cut at about max_bytes."""
+    """`items` as segments of at most max_items and (but for a single item) about max_bytes."""
     if not items:
         return []
-    if codec.encode_rows(items[:1]) is not None:  # tensor-free: packed, cut by count
-        return [OutSegment(msg_ids[k:k + max_items], encode(items[k:k + max_items], msg_ids[k:k + max_items],
-                                                            checksum_tensors), items[k:k + max_items])
-                for k in range(0, len(items), max_items)]
+    if codec.encode_rows(items[:1]) is not None:  # tensor-free: packed, cut by count, halved while too big
+        out: list[OutSegment] = []
+        for k in range(0, len(items), max_items):
+            _packed_within(OutSegment(msg_ids[k:k + max_items], encode(items[k:k + max_items], msg_ids[k:k + max_items],
+                                                                       checksum_tensors), items[k:k + max_items]),
+                           max_bytes, checksum_tensors, out)
+        return out
     wires = wire_items([codec.encode_body(item) for item in items], msg_ids)
     out, start, nbytes = [], 0, 0
     for end, item in enumerate(wires, 1):
@@ -121,6 +124,14 @@ def encode_chunks(items: Sequence[Any], msg_ids: list[str], max_items: int, max_
         out.append(OutSegment(msg_ids[start:end], pack(wires[start:end], checksum_tensors), items[start:end]))
         start, nbytes = end, 0
     return out
+
+
+def _packed_within(segment: OutSegment, max_bytes: int, checksum_tensors: bool, out: list[OutSegment]) -> None:
+    if len(segment.wire.blob) <= max_bytes or len(segment.ids) == 1:
+        out.append(segment)
+        return
+    for half in cut(segment, len(segment.ids) // 2, checksum_tensors):
+        _packed_within(half, max_bytes, checksum_tensors, out)
 
 
 def cut(segment: OutSegment, count: int, checksum_tensors: bool) -> tuple[OutSegment, OutSegment]:

@@ -161,3 +161,11 @@ def test_segments_are_cut_by_count_packed_when_they_can_be_and_cut_again_keeps_i
                                                          held=[], acked=[], parcels=[])], ["m0", "m1"], 4, 1 << 20,
                                    False)
     assert len(mixed) == 1 and not mixed[0].wire.packed and mixed[0].wire.sizes[0] > 0
+
+
+def test_packed_segments_are_also_capped_in_bytes():
+    items = [PromptItem(prompt_id=f"p{i}", group_id="g", sample_index=i, token_ids=list(range(1000)),
+                        policy_version=0) for i in range(16)]
+    out = segments.encode_chunks(items, [f"id{i}" for i in range(16)], 256, 8000, False)
+    assert [len(s.ids) for s in out] == [2] * 8 and all(len(s.wire.blob) <= 8000 for s in out)
+    assert [item for s in out for item in codec.decode_rows(s.wire.blob, len(s.ids))] == items

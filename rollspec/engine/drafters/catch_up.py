@@ -13,8 +13,10 @@ MIN_SAVING = 0.25  # a second forward has its own fixed cost: split only for a c
 
 def split_point(num_new: list[int]) -> int:
     """Row index j splitting the catch-up into rows [0, j) and [j, B), or 0 for one forward over all rows."""
-    num_rows = len(num_new)
-    single = num_rows * max(num_new)
+    num_rows, widest = len(num_new), max(num_new)
+    if min(num_new) >= (1.0 - MIN_SAVING) * widest:  # every split pads at least B * min: runs every step, be quick
+        return 0
+    single = num_rows * widest
     prefix_max, best, best_j = 0, single, 0
     suffix_max = [0] * (num_rows + 1)
     for row in range(num_rows - 1, -1, -1):

@@ -190,7 +190,8 @@ class DepthScheduler:
         self._last_batch_size = batch_size
         self._acceptance.observe(k, accepted)
         self._observe_costs(batch_size, k, excess, catch_up_s, draft_time_s, target_time_s)
-        self._expected = self._plan_expected_tokens()
+        if k > 0:  # a plain step changes no acceptance estimate
+            self._expected = self._plan_expected_tokens()
         self._step += 1
         self._last_scheduled[1 : k + 1] = self._step
         refill = 1.0 / self._config.probe_interval_steps

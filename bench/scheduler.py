@@ -8,7 +8,8 @@ response lengths). Contenders: fixed k in {0, 1, 2, 4, 8} and the adaptive Depth
 with a cost model profiled at start-up (profiling time excluded, reported separately), in two
 forms: `adaptive` keeps one scheduler across its runs after one untimed warm-up run, as a
 rollout actor's serves batch after batch; `adaptive-cold` starts every run from the fresh
-profile and the acceptance prior (a whole run is only 10-40 steps here).
+profile and the acceptance prior (a whole run is only 10-40 steps here). Tokens per wall
+second and per CPU second of the process (one torch thread: its work, robust to co-tenants).
 Writes bench/results/scheduler.json.
 """
 
@@ -66,6 +67,8 @@ def main() -> None:
             runs["adaptive-cold"].append(run_depth(workload, args.drafter, scheduler=cold))
         result = {name_: {"tokens_per_s": statistics.median(r["tokens_per_s"] for r in rs),
                           "runs": [round(r["tokens_per_s"], 1) for r in rs],
+                          "tokens_per_cpu_s": statistics.median(r["tokens_per_cpu_s"] for r in rs),
+                          "cpu_runs": [round(r["tokens_per_cpu_s"], 1) for r in rs],
                           "mean_k": statistics.median(r["mean_k"] for r in rs)} for name_, rs in runs.items()}
         best_fixed = max((v["tokens_per_s"], n) for n, v in result.items() if n.startswith("fixed"))
         plain = result["fixed-0"]["tokens_per_s"]
@@ -75,11 +78,17 @@ def main() -> None:
                "ratio_vs_plain": result["adaptive"]["tokens_per_s"] / plain,
                "cold_ratio_vs_best_fixed": result["adaptive-cold"]["tokens_per_s"] / best_fixed[0],
                "cold_ratio_vs_plain": result["adaptive-cold"]["tokens_per_s"] / plain}
+        best_cpu = max(v["tokens_per_cpu_s"] for n, v in result.items() if n.startswith("fixed"))
+        for contender, prefix in (("adaptive", "cpu_"), ("adaptive-cold", "cpu_cold_")):
+            rate = result[contender]["tokens_per_cpu_s"]
+            row[f"{prefix}ratio_vs_best_fixed"] = rate / best_cpu
+            row[f"{prefix}ratio_vs_plain"] = rate / result["fixed-0"]["tokens_per_cpu_s"]
         rows.append(row)
         print(f"{name:>12}: adaptive {result['adaptive']['tokens_per_s']:8.1f} tok/s (mean k "
               f"{result['adaptive']['mean_k']:.2f}) | best fixed {best_fixed[1]} {best_fixed[0]:8.1f} | "
               f"vs best {row['ratio_vs_best_fixed']:.3f} vs plain {row['ratio_vs_plain']:.3f} | cold: vs best "
-              f"{row['cold_ratio_vs_best_fixed']:.3f} vs plain {row['cold_ratio_vs_plain']:.3f}", flush=True)
+              f"{row['cold_ratio_vs_best_fixed']:.3f} vs plain {row['cold_ratio_vs_plain']:.3f} | CPU: vs best "
+              f"{row['cpu_ratio_vs_best_fixed']:.3f} vs plain {row['cpu_ratio_vs_plain']:.3f}", flush=True)
     draining = next(r for r in rows if r["setting"].startswith("draining"))
     summary = {"min_ratio_vs_best_fixed": round(min(r["ratio_vs_best_fixed"] for r in rows), 3),
                "min_ratio_vs_plain": round(min(r["ratio_vs_plain"] for r in rows), 3),
@@ -87,6 +96,9 @@ def main() -> None:
                "cold_min_ratio_vs_best_fixed": round(min(r["cold_ratio_vs_best_fixed"] for r in rows), 3),
                "cold_min_ratio_vs_plain": round(min(r["cold_ratio_vs_plain"] for r in rows), 3),
                "drafter": args.drafter}
+    for prefix in ("cpu_", "cpu_cold_"):
+        for ratio in ("ratio_vs_best_fixed", "ratio_vs_plain"):
+            summary[f"{prefix}min_{ratio}"] = round(min(r[f"{prefix}{ratio}"] for r in rows), 3)
     out = {"command": f"python -m bench.scheduler --drafter {args.drafter} --threads {args.threads} "
                       f"--repeats {args.repeats} --batches {args.batches}",
            "date": date.today().isoformat(), "machine": _machine(args.threads), "rows": rows, "summary": summary}

@@ -65,6 +65,8 @@ def test_sample_from_follows_the_distribution_and_skips_zero_mass():
     p_value = power_divergence(counts[keep].numpy(), expected.numpy(), lambda_="log-likelihood").pvalue
     assert p_value > 1e-4
     assert sample_from(probs[None, None], torch.tensor([[1.0 - 1e-9]])).item() == 4
+    # u * total rounding onto the total must not land on trailing zero-probability tokens.
+    assert sample_from(torch.tensor([0.4, 0.6, 0.0, 0.0])[None, None], torch.tensor([[1.0]])).item() == 1
 
 
 def test_logprobs_are_of_the_processed_distribution_except_greedy():

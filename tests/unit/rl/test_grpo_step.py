@@ -23,6 +23,12 @@ def trainable(seed=0, std=0.3):
     return PolicyLogits(random_decoder(CFG, seed=seed, std=std).train().requires_grad_(True))
 
 
+def _reward(completion) -> float:
+    """Differs within every group whatever the sampled tokens (a length-based reward was all-equal
+    for some sampling streams, which zeroes every advantage and so every gradient)."""
+    return int(completion.request_id.split("-")[1]) % 2 + 0.1 * (len(completion.token_ids) % 3)
+
+
 def rollouts(model, temperature, num_prompts=3, group_size=4, max_new_tokens=12):
     engine = Engine(model.decoder, EngineConfig(max_batch_size=16, max_seq_len=64))
     params = SamplingParams(temperature=temperature, max_new_tokens=max_new_tokens, stop_token_ids=(2,))
@@ -31,7 +37,7 @@ def rollouts(model, temperature, num_prompts=3, group_size=4, max_new_tokens=12)
     with torch.no_grad():
         completions = engine.generate(requests)
     return [RolloutSample(prompt_token_ids=c.prompt_ids, token_ids=c.token_ids, logprobs=c.logprobs,
-                          reward=float(len(c.token_ids) % 3), group_id=c.group_id, policy_version=0)
+                          reward=_reward(c), group_id=c.group_id, policy_version=0)
             for c in completions]
 
 

@@ -39,19 +39,19 @@ class DraftModelDrafter:
         groups = [(0, j), (j, B)] if j else [(0, B)]
         hidden_B1D = torch.cat([self._catch_up(ctx, lens, num_new, start, end) for start, end in groups])
         logits_B1V = self.model.logits(hidden_B1D)
-        lens = list(ctx.context_lens)
         uniforms_BK = ctx.draw_uniforms(k)
+        # The last draft never needs to be fed: k - 1 one-token steps.
+        steps = AttentionBatch.chain(cache_lens=ctx.context_lens, num_steps=k - 1, max_len=self.cache.max_len,
+                                     device=device, dtype=self.cache.k_NSGME.dtype)
         tokens, q_probs = [], []
         for j in range(k):
             q_B1V = processed_probs(logits_B1V, ctx.sampling)
             token_B1 = sample_from(q_B1V, uniforms_BK[:, j: j + 1])
             tokens.append(token_B1)
             q_probs.append(q_B1V)
-            if j + 1 < k:  # the last draft never needs to be fed
-                hidden_B1D = self.model(token_B1, cache=self.cache, batch=self._batch(lens, 1, device))
-                logits_B1V = self.model.logits(hidden_B1D)
-                lens = [n + 1 for n in lens]
-        self.num_cached[:B] = lens
+            if j + 1 < k:
+                logits_B1V = self.model.logits(self.model(token_B1, cache=self.cache, batch=steps[j]))
+        self.num_cached[:B] = [n + k - 1 for n in ctx.context_lens]
         return Proposal(torch.cat(tokens, dim=1), torch.cat(q_probs, dim=1))
 
     def catch_up_tokens(self, context_lens: list[int]) -> int:

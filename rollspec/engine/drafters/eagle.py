@@ -44,8 +44,9 @@ class EagleDrafter:
         groups = [(0, j), (j, B)] if j else [(0, B)]
         feature_B1D = torch.cat([self._catch_up(ctx, lens, num_new, start, end) for start, end in groups])
         self.num_real[:B] = targets
-        lens = list(targets)
         uniforms_BK = ctx.draw_uniforms(k)
+        steps = AttentionBatch.chain(cache_lens=targets, num_steps=k - 1, max_len=self.cache.max_len, device=device,
+                                     dtype=self.cache.k_NSGME.dtype)
         tokens, q_probs = [], []
         for j in range(k):
             q_B1V = processed_probs(self.policy.logits(feature_B1D), ctx.sampling)
@@ -54,8 +55,7 @@ class EagleDrafter:
             q_probs.append(q_B1V)
             if j + 1 < k:
                 feature_B1D = self.head(self.policy.embed_tokens(token_B1), feature_B1D, cache=self.cache,
-                                        batch=self._batch(lens, 1, device))
-                lens = [n + 1 for n in lens]
+                                        batch=steps[j])
         return Proposal(torch.cat(tokens, dim=1), torch.cat(q_probs, dim=1))
 
     def catch_up_tokens(self, context_lens: list[int]) -> int:

@@ -4,7 +4,9 @@
 
 Measured side by side in one run (raw and ours interleaved, median of --reps): messages/s for ~1 KB
 messages and GB/s for 4 MiB tensor payloads over ipc:// and tcp://127.0.0.1, each sender and
-receiver in its own process, reliability on (leases, acks, dedup, CRC on headers and item bodies).
+receiver in its own process, reliability on (leases and acks per parcel, i.e. the items of one segment
+leased to one consumer, dedup by id per item at the queue and the consumer, credit per item, CRC on
+headers and segment bodies). Producers put_many in chunks of 64: each chunk is one segment.
 "direct" is the prompt path (the queue lives in the producing process, one hop like raw PUSH/PULL);
 "relayed" is the trajectory path (producer process -> broker process -> consumer process, two hops).
 Then the time to broadcast a 100 MB weight version to 4 subscriber processes.

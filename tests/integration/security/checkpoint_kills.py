@@ -36,13 +36,17 @@ def load(root: Path) -> tuple[int | None, bool]:
     return step, whole
 
 
-def kill_trials(root: Path, seed: int, kills: int, max_delay_s: float = 0.8) -> dict:
+def kill_trials(root: Path, seed: int, kills: int, max_delay_s: float = 0.8, *, min_landed: int = 0,
+                max_kills: int | None = None) -> dict:
     """Start the writer (from the step after the last good one), SIGKILL it after a random delay,
-    load, repeat. Counts kills that landed mid-save (a step directory without its marker left)."""
+    load, repeat. Counts kills that landed mid-save (a step directory without its marker left).
+    With `min_landed`, keeps going past `kills` (up to `max_kills`) until that many kills landed
+    mid-save and that many loads happened: under load the writer starts late and fewer land."""
     rng = random.Random(seed)
     out = {"kills": 0, "mid_save": 0, "loads": 0, "partial_loads": 0, "steps": []}
     step = None
-    for _ in range(kills):
+    limit = max(kills, max_kills or kills)
+    while out["kills"] < kills or (out["kills"] < limit and min(out["mid_save"], out["loads"]) < min_landed):
         proc = subprocess.Popen([sys.executable, str(WRITER), str(root), str((step or 0) + 1)],
                                 stdout=subprocess.PIPE, text=True)
         try:

@@ -97,7 +97,7 @@ def test_a_new_save_replaces_a_stale_partial_directory_of_the_same_step(tmp_path
 
 
 def test_kill_9_during_saves_never_yields_a_partial_checkpoint(tmp_path):
-    result = ck.kill_trials(tmp_path, seed=0, kills=6)
+    result = ck.kill_trials(tmp_path, seed=0, kills=6, min_landed=3, max_kills=30)
     assert result["mid_save"] >= 3 and result["loads"] >= 3, result  # the kills did land inside saves
     assert result["partial_loads"] == 0, result
 

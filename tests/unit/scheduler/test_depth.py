@@ -121,7 +121,7 @@ def test_records_predicted_and_realized_numbers(synthetic):
     assert scheduler.last_decision is None
     for _ in range(10):
         scheduler.observe(4, 2, [0, 1, 2, 2], 2e-4, 3e-3)
-    expected_before = 4 * expected_tokens(scheduler.acceptance.alphas)[3]
+    expected_before = 4 * expected_tokens(scheduler.planning_alphas())[3]
     predicted_s = scheduler.cost_model.step_s(4, 3)[3]
     scheduler.observe(4, 3, [3, 0, 1, 2], 6e-4, 3.2e-3)
     decision = scheduler.last_decision
@@ -195,3 +195,19 @@ def test_leaves_plain_decoding_only_for_more_than_the_start_gain(gain, leaves_pl
     for _ in range(20):  # acceptance 0.9 well established; the greedy depth is still the initial 0
         scheduler.observe(64, 1, [1] * 58 + [0] * 6, 1e-9, verify_s)
     assert (scheduler.choose_depth(64) == 1) is leaves_plain
+
+
+def test_unexplored_deeper_positions_are_planned_at_the_deepest_observed_acceptance(synthetic):
+    # Positions 1-3 observed at ~0.9; 4-8 never. At the 0.6 prior a depth beyond 3 would not pay on
+    # this device; at 0.9 depth 8 does, so the scheduler goes deeper and finds out.
+    device = synthetic.LinearDevice(target_fixed_s=5e-3, target_per_token_s=2e-4, draft_fixed_s=8e-4)
+    scheduler = DepthScheduler(DepthConfig(hysteresis=0.0, start_gain=0.0), device.cost_model())
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        scheduler.observe(1, 3, sample_num_accepted(rng, [0.9] * 3, 3, 1), 3 * 8e-4, 5.8e-3)
+    planned = scheduler.planning_alphas()
+    assert planned[3:] == pytest.approx([planned[2]] * 5) and planned[2] > 0.7
+    prior_only = np.concatenate([planned[:3], [0.6] * 5])
+    rates = [1 * expected_tokens(a)[:9] / scheduler.cost_model.step_s(1, 8) for a in (planned, prior_only)]
+    assert int(np.argmax(rates[1])) <= 3 < int(np.argmax(rates[0]))  # the rule is what makes depth > 3 win
+    assert scheduler.choose_depth(1) > 3

@@ -27,6 +27,9 @@ RESULTS = Path(__file__).resolve().parent / "results" / "scheduler.json"
 FIXED_KS = (0, 1, 2, 4, 8)
 
 
+MIN_STEADY_PROMPTS = 48
+
+
 def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--drafter", default="eagle", choices=["draft_model", "eagle", "mtp", "ngram"])
@@ -48,7 +51,10 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     zoo = ensure_zoo()
-    settings = [(f"steady-b{b}", b, 3 * b) for b in map(int, args.batches.split(","))] + [("draining-64", 64, 64)]
+    # At least MIN_STEADY_PROMPTS per steady run: 3B prompts at B = 1 was ~36 tokens (~60 ms a run), and
+    # such runs moved by +/-20% between repeats, more than the differences being measured.
+    settings = ([(f"steady-b{b}", b, max(3 * b, MIN_STEADY_PROMPTS)) for b in map(int, args.batches.split(","))]
+                + [("draining-64", 64, 64)])
     rows = []
     for name, batch, num_prompts in settings:
         workload = Workload.from_zoo(zoo, batch=batch, temperature=1.0, max_new_tokens=160, num_prompts=num_prompts)

@@ -17,7 +17,7 @@ from rollspec.transport import segments
 from rollspec.transport.broker_core import BrokerCore
 from rollspec.transport.channel import IdSource, Sender
 from rollspec.transport.config import CodecLimits, ProducerConfig, QueueConfig
-from rollspec.transport.errors import BackPressureTimeout, ConfigError
+from rollspec.transport.errors import ConfigError
 from rollspec.transport.faults import NO_FAULTS, FaultPlan
 from rollspec.transport.io_loop import IoLoop
 from rollspec.transport.lease_queue import DroppedItem
@@ -118,32 +118,20 @@ class LocalSender(Sender):
         max_items = min(hosted.local_batch_items, hosted.queue.config.capacity)
         pending = deque(segments.encode_chunks(items, ids, max_items, hosted.local_batch_bytes,
                                                hosted.local_checksum_tensors))
-        done, now = 0, time.monotonic()
-        deadline, partial_at = now + timeout_s, now + segments.PARTIAL_AFTER_S
+
+        def send(segment: segments.OutSegment) -> None:
+            if not hosted.local:
+                self._broker._loop.wake()
+            hosted.local.append((segment.ids, segment.wire))
+            hosted.local_items += len(segment.ids)
+            self._put += len(segment.ids)
+
         with core.space:
-            while pending:
-                segment, free = pending[0], hosted.free()
-                count = len(segment.ids)
-                if free >= count or (free > 0 and time.monotonic() >= partial_at):
-                    if free < count:
-                        pending[0], rest = segments.cut(segment, free, hosted.local_checksum_tensors)
-                        pending.insert(1, rest)
-                        segment, count = pending[0], free
-                    pending.popleft()
-                    if not hosted.local:
-                        self._broker._loop.wake()
-                    hosted.local.append((segment.ids, segment.wire))
-                    hosted.local_items += count
-                    done += count
-                    self._put += count
-                    partial_at = time.monotonic() + segments.PARTIAL_AFTER_S
-                    continue
-                self._broker._loop.check()
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise BackPressureTimeout(f"queue {self._queue!r} full for {timeout_s}s (capacity "
-                                              f"{hosted.queue.config.capacity}); {done} of {len(ids)} queued")
-                core.space.wait(min(remaining, segments.PARTIAL_AFTER_S))
+            segments.send_as_room_allows(
+                pending, room=hosted.free, send=send, wait=core.space.wait, on_full=self._broker._loop.check,
+                checksum_tensors=hosted.local_checksum_tensors, timeout_s=timeout_s,
+                timeout_message=lambda done: (f"queue {self._queue!r} full for {timeout_s}s (capacity "
+                                              f"{hosted.queue.config.capacity}); {done} of {len(ids)} queued"))
         return ids
 
     def flush(self, timeout_s: float = 60.0) -> bool:

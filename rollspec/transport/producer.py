@@ -16,7 +16,7 @@ import zmq
 from rollspec.transport import codec, segments
 from rollspec.transport.channel import IdSource, Sender
 from rollspec.transport.config import ProducerConfig
-from rollspec.transport.errors import BackPressureTimeout, MessageRejected, RejectReason
+from rollspec.transport.errors import MessageRejected, RejectReason
 from rollspec.transport.faults import NO_FAULTS, FaultPlan
 from rollspec.transport.io_loop import IoLoop
 from rollspec.transport.protocol import Detach, Heartbeat, PutAck, PutBatch
@@ -155,30 +155,18 @@ class ZmqProducer(Sender):
         core, config = self._core, self._core.config
         pending = deque(segments.encode_chunks(items, ids, min(config.batch_items, config.window),
                                                config.batch_bytes, config.checksum_tensors))
-        done, now = 0, time.monotonic()
-        deadline, partial_at = now + timeout_s, now + segments.PARTIAL_AFTER_S
+
+        def on_full() -> None:
+            core.stats.credit_waits += 1
+            self._loop.wake()  # what is queued so far must go out, or credit never returns
+            self._loop.check()
+
         with core.cond:
-            while pending:
-                segment, room = pending[0], core.room()
-                count = len(segment.ids)
-                if room >= count or (room > 0 and time.monotonic() >= partial_at):
-                    if room < count:
-                        pending[0], rest = segments.cut(segment, room, config.checksum_tensors)
-                        pending.insert(1, rest)
-                        segment, count = pending[0], room
-                    pending.popleft()
-                    self._queue(segment)
-                    done += count
-                    partial_at = time.monotonic() + segments.PARTIAL_AFTER_S
-                    continue
-                core.stats.credit_waits += 1
-                self._loop.wake()  # what is queued so far must go out, or credit never returns
-                self._loop.check()
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise BackPressureTimeout(f"no credit from queue {core.queue!r} for {timeout_s}s "
-                                              f"({len(core.unacked)} unconfirmed); {done} of {len(ids)} sent")
-                core.cond.wait(min(remaining, segments.PARTIAL_AFTER_S))
+            segments.send_as_room_allows(
+                pending, room=core.room, send=self._queue, wait=core.cond.wait, on_full=on_full,
+                checksum_tensors=config.checksum_tensors, timeout_s=timeout_s,
+                timeout_message=lambda done: (f"no credit from queue {core.queue!r} for {timeout_s}s "
+                                              f"({len(core.unacked)} unconfirmed); {done} of {len(ids)} sent"))
         return ids
 
     def _queue(self, segment: OutSegment) -> None:

@@ -10,12 +10,14 @@ tensor frames carry CRCs when the producer enables checksum_tensors, since CRC32
 otherwise halve large-tensor throughput on a link (loopback, TCP) that already checks its data.
 """
 
+import time
 import zlib
+from collections import deque
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from rollspec.transport import codec
-from rollspec.transport.errors import MessageRejected, RejectReason
+from rollspec.transport.errors import BackPressureTimeout, MessageRejected, RejectReason
 
 PARTIAL_AFTER_S = 0.05
 """A segment waits this long for credit for all its items before a part of it takes the credit there
@@ -139,6 +141,36 @@ def cut(segment: OutSegment, count: int, checksum_tensors: bool) -> tuple[OutSeg
     head, tail = segment.items[:count], segment.items[count:]
     return (OutSegment(segment.ids[:count], encode(head, segment.ids[:count], checksum_tensors), head),
             OutSegment(segment.ids[count:], encode(tail, segment.ids[count:], checksum_tensors), tail))
+
+
+def send_as_room_allows(pending: deque[OutSegment], *, room: Callable[[], int], send: Callable[[OutSegment], None],
+                        wait: Callable[[float], None], on_full: Callable[[], None], checksum_tensors: bool,
+                        timeout_s: float, timeout_message: Callable[[int], str]) -> None:
+    """Send each pending segment once `room()` covers all its items, or, after PARTIAL_AFTER_S without
+    that, the part that fits as a smaller segment. While there is no room: `on_full()`, then
+    `wait(seconds)` (a condition's wait, the caller holding its lock); BackPressureTimeout with
+    `timeout_message(items sent)` after `timeout_s`. Shared by the broker's in-process producer and
+    the remote one, which differ only in where a segment goes and what room means."""
+    done, now = 0, time.monotonic()
+    deadline, partial_at = now + timeout_s, now + PARTIAL_AFTER_S
+    while pending:
+        segment, free = pending[0], room()
+        count = len(segment.ids)
+        if free >= count or (free > 0 and time.monotonic() >= partial_at):
+            if free < count:
+                pending[0], rest = cut(segment, free, checksum_tensors)
+                pending.insert(1, rest)
+                segment = pending[0]
+            pending.popleft()
+            send(segment)
+            done += len(segment.ids)
+            partial_at = time.monotonic() + PARTIAL_AFTER_S
+            continue
+        on_full()
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise BackPressureTimeout(timeout_message(done))
+        wait(min(remaining, PARTIAL_AFTER_S))
 
 
 def packed(body: bytes, count: int) -> WirePayload:

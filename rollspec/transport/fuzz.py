@@ -73,25 +73,24 @@ def _segment(ids: list[str], header: type) -> Frames:
     items = [codec.encode_body(PromptItem(prompt_id=i, group_id="g", sample_index=0, token_ids=[1, 2],
                                           policy_version=0)) for i in ids]
     wire = pack([WireItem(i, body, frames, len(body)) for i, (body, frames) in zip(ids, items)], False)
-    if header is PutBatch:
-        msg: Any = PutBatch(queue="q", window=8, seqs=list(range(1, len(ids) + 1)), ids=ids, sizes=wire.sizes,
-                            nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=[], packed=False)
-    else:
-        msg = Deliver(segment=3, parcel=5, live=list(range(len(ids))), attempts=[1] * len(ids), ids=ids,
-                      sizes=wire.sizes, nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=[], packed=False)
-    return [*map(bytes, codec.encode(msg)), wire.blob]
+    return _framed(ids, wire, header, packed=False, segment=3, parcel=5)
 
 
 def _packed(ids: list[str], header: type) -> Frames:
     """A packed segment (one body holding every item's row) of prompts with these ids."""
     items = [PromptItem(prompt_id=i, group_id="g", sample_index=0, token_ids=[1, 2], policy_version=0) for i in ids]
     wire = segments.encode(items, ids, False)
+    return _framed(ids, wire, header, packed=True, segment=4, parcel=6)
+
+
+def _framed(ids: list[str], wire: Any, header: type, *, packed: bool, segment: int, parcel: int) -> Frames:
+    """`wire` under a PutBatch (producer -> broker) or Deliver (broker -> consumer) header, as frames."""
     if header is PutBatch:
         msg: Any = PutBatch(queue="q", window=8, seqs=list(range(1, len(ids) + 1)), ids=ids, sizes=wire.sizes,
-                            nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=[], packed=True)
+                            nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=[], packed=packed)
     else:
-        msg = Deliver(segment=4, parcel=6, live=list(range(len(ids))), attempts=[1] * len(ids), ids=ids,
-                      sizes=wire.sizes, nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=[], packed=True)
+        msg = Deliver(segment=segment, parcel=parcel, live=list(range(len(ids))), attempts=[1] * len(ids), ids=ids,
+                      sizes=wire.sizes, nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=[], packed=packed)
     return [*map(bytes, codec.encode(msg)), wire.blob]
 
 

@@ -41,13 +41,15 @@ class Controller:
     def __init__(self, spec: ControllerSpec, *, state: ControllerState, broker: Broker, prompts: Sender,
                  source: PromptSource, learner: FeedingLearnerGroup, fleet: Fleet, checkpoints: CheckpointStore | None,
                  on_step: Callable[[dict], None] = lambda metrics: None,
-                 on_poll: Callable[[FleetStatus | None], None] = lambda status: None):
+                 on_poll: Callable[[FleetStatus | None], None] = lambda status: None,
+                 stop_requested: Callable[[], bool] = lambda: False):
         """`on_step(metrics)` runs after every learner step; `on_poll(status)` after every fleet poll
-        (live metrics between steps)."""
+        (live metrics between steps); once `stop_requested()` is true the run stops early (see run)."""
         self.spec, self.state = spec, state
         self._broker, self._prompts, self._source = broker, prompts, source
         self._learner, self._fleet, self._checkpoints = learner, fleet, checkpoints
-        self._on_step, self._on_poll = on_step, on_poll
+        self._on_step, self._on_poll, self._stop_requested = on_step, on_poll, stop_requested
+        self.stopped_early = False
         self._admission = AdmissionController(spec.admission)
         self._forget: list[str] = []
         self._status: FleetStatus | None = None
@@ -57,15 +59,23 @@ class Controller:
 
     # ------------------------------------------------------------------------------ the loop
     def run(self) -> ControllerState:
-        """Reissue what the restored state left outstanding, then step until spec.steps are done."""
+        """Reissue what the restored state left outstanding, then step until spec.steps are done.
+        On a stop request: no more dispatches, the learner call in flight is let finish (it is bounded
+        by train_wait_s), then a checkpoint of the step reached (if checkpoints are on and it has none)
+        keeps the groups still outstanding for --resume to re-issue, instead of dropping them."""
         self._refresh_status(force=True)
         self._reissue_outstanding()
         self._clock.start(self._status, version_needed=self.state.policy_version)
         pending_call: list | None = None
         while self.state.step < self.spec.steps:
+            stopping = self._stop_requested()
+            if stopping and pending_call is None:
+                self.stopped_early = True
+                break
             self._refresh_status()
             self._take_transport_drops()
-            self._dispatch()
+            if not stopping:
+                self._dispatch()
             if pending_call is None:
                 pending_call = self._learner.train_from_feed_async(self.state.step, self._forget,
                                                                    self.spec.train_wait_s)
@@ -75,7 +85,10 @@ class Controller:
                 result = self._learner_result(pending_call)
                 pending_call = None
                 self._apply(result)
-        self._finish()
+        if self.stopped_early:
+            self._checkpoint_on_stop()
+        else:
+            self._finish()
         return self.state
 
     def _learner_result(self, refs: list) -> dict:
@@ -171,6 +184,11 @@ class Controller:
                 self.state.draft_version = max(self.state.draft_version, int(draft["draft_version"]))
             self._checkpoints.complete(step, self.state.to_json())
         self.state.count("checkpoints")
+
+    def _checkpoint_on_stop(self) -> None:
+        step = self.state.step
+        if self._checkpoints is not None and step > 0 and step not in self._checkpoints.complete_steps():
+            self.checkpoint()
 
     def _finish(self) -> None:
         """Groups still outstanding when the last step is done will never train: dropped, reason run_end."""

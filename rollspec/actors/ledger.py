@@ -128,13 +128,15 @@ class Ledger:
                 counts.update(reason or TRAINED for reason in entry.sample_reasons)
         return counts
 
-    def problems(self) -> list[str]:
+    def problems(self, *, outstanding_ok: bool = False) -> list[str]:
         """Invariant 2 once the run is over: every group resolved, every drop with a reason, nothing
-        resolved twice. Empty means it holds."""
+        resolved twice. Empty means it holds. `outstanding_ok`: a run stopped early, whose unresolved
+        groups its checkpoint keeps for --resume to re-issue."""
         out = list(self.violations)
         for prompt_id, entry in self.entries.items():
             if entry.state == ISSUED:
-                out.append(f"{prompt_id}: never resolved")
+                if not outstanding_ok:
+                    out.append(f"{prompt_id}: never resolved")
             elif entry.state == TRAINED and entry.step is None:
                 out.append(f"{prompt_id}: trained at no step")
             elif entry.state == DROPPED and not entry.reason:

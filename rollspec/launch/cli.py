@@ -2,6 +2,7 @@
 
 import argparse
 import os
+import signal
 import sys
 
 
@@ -94,6 +95,9 @@ def _train(args: argparse.Namespace) -> int:
               f"({after['reward_mean'] - before['reward_mean']:+.3f}; same {before['num_samples']} prompts x samples "
               f"and seeds, starting vs final weights)")
     print(f"run directory {summary['run_dir']}")
+    if "stopped" in summary:  # an interrupted run: the shell convention 128 + signal number
+        print(summary["stopped"]["message"])
+        return 128 + signal.Signals[summary["stopped"]["signal"]].value
     return 0 if not summary["ledger_problems"] else 1
 
 

@@ -20,6 +20,7 @@ from rollspec.launch.ray_session import cluster_address, ray_session
 from rollspec.launch.resources import check_cpus
 from rollspec.launch.run_dir import RunDir
 from rollspec.launch.specs import RunSpecs, build_specs
+from rollspec.launch.stop_signals import graceful_stop
 
 
 class RestoreMismatchError(RuntimeError):
@@ -127,15 +128,19 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
             gauges.record(metrics)
             progress.update(metrics)
 
-        controller = Controller(specs.controller, state=state, broker=broker, prompts=broker.sender(PROMPTS),
-                                source=source, learner=learner, fleet=fleet,
-                                checkpoints=store if config.checkpoint.enabled else None, on_step=on_step,
-                                on_poll=lambda status: _record_fleet(gauges, broker, fleet, state))
-        with progress:
+        with graceful_stop(progress.log) as stop, progress:
+            controller = Controller(specs.controller, state=state, broker=broker, prompts=broker.sender(PROMPTS),
+                                    source=source, learner=learner, fleet=fleet,
+                                    checkpoints=store if config.checkpoint.enabled else None, on_step=on_step,
+                                    on_poll=lambda status: _record_fleet(gauges, broker, fleet, state),
+                                    stop_requested=stop.requested)
             controller.run()
         summary = _summary(controller, fleet.poll(), fleet.profiles(), learner.feed_stats(), startup_s,
                            time.monotonic() - start, run_dir)
-        if heldout is not None:
+        if controller.stopped_early:
+            summary["stopped"] = _stop_record(stop.signal_name, state, store if config.checkpoint.enabled else None)
+            progress.log(summary["stopped"]["message"])
+        if heldout is not None and not controller.stopped_early:  # a stop should end soon; --resume scores it
             summary["heldout"] = {"initial": heldout.initial, "final": heldout.score_weights(learner.full_weights())}
         summary["refused_peers"] = broker.stats(PROMPTS).refused  # peers refused at the CURVE handshake, by kind
         summary["refresh_lost"] = fleet.num_refresh_lost
@@ -220,6 +225,19 @@ def _draft_to_restore(store, step: int, refresh, state, progress: StepProgress) 
     return str(directory) if restored else None
 
 
+def _stop_record(signal_name: str | None, state, store) -> dict[str, Any]:
+    """What a stopped run left: the step reached, its checkpoint (if any) and the groups --resume re-issues."""
+    complete = store.complete_steps() if store is not None else []
+    checkpoint = str(store.step_dir(complete[-1])) if complete else None
+    outstanding = len(state.ledger.outstanding())
+    if checkpoint is None:
+        where = "no checkpoint to resume from (checkpoints are off or no step finished)"
+    else:
+        where = f"--resume continues from {checkpoint} and re-issues the {outstanding} unfinished group(s)"
+    return {"signal": signal_name, "step": state.step, "checkpoint": checkpoint, "outstanding_groups": outstanding,
+            "message": f"stopped by {signal_name} at step {state.step}: {where}"}
+
+
 def _reward_by_epoch(rewards: list[float], dataset_size: int, prompts_per_step: int) -> list[float]:
     """Mean training reward of the steps whose prompts fall in each epoch over the dataset (a step
     straddling two epochs counts for the one it starts in); [] without a fixed dataset."""
@@ -249,7 +267,8 @@ def _summary(controller, status, profiles: list[dict], feed: dict, startup_s: fl
         if history else 0.0,
         "step_s_mean": (sum(m["step_s"] for m in history) / len(history)) if history else 0.0,
         "groups": {s: state.ledger.num_groups(s) for s in ("trained", "dropped", "issued")},
-        "samples": dict(state.ledger.sample_counts()), "ledger_problems": state.ledger.problems(),
+        "samples": dict(state.ledger.sample_counts()),
+        "ledger_problems": state.ledger.problems(outstanding_ok=controller.stopped_early),
         "counters": dict(state.counters), "restores": state.restores, "feed": feed,
         "rollouts": status.rollouts, "rewards": status.rewards, "refresh": status.refresh,
         "cost_profiles": profiles,

@@ -1,8 +1,14 @@
 """The actor pipeline for real: Ray actors, ZMQ queues and weight broadcasts, a DeepSpeed learner,
-tiny random models. Sync and async runs, a resume, and a reward function that fails in every way."""
+tiny random models. Sync and async runs, a resume, a reward function that fails in every way, and a
+run stopped by SIGTERM (it checkpoints where it is, exits 128 + signal; --resume finishes it)."""
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +17,7 @@ from rollspec.actors.checkpoints import CheckpointStore
 from rollspec.actors.draft_checkpoint import load_draft, weights_digest
 from rollspec.engine.loader import read_safetensors
 from rollspec.launch.config import load_config
-from rollspec.launch.run_dir import LEDGER_FILE
+from rollspec.launch.run_dir import LEDGER_FILE, SUMMARY_FILE
 from rollspec.launch.train import train
 
 REPO = Path(__file__).resolve().parents[3]
@@ -133,3 +139,49 @@ def test_async_run_with_a_reward_function_that_fails_every_way(ray_session, tiny
     assert {"raised ValueError", "returned nan", "returned a str", "timed out after 0.5s"} <= set(kinds), kinds
     errors = [e["error"] for e in ledger_of(summary).values() if "reward_error" in e["sample_reasons"]]
     assert errors and all(errors)  # every group with a reward error says what it was
+
+TIMEOUT_S = 240
+
+
+def start_run(overrides: list[str]) -> subprocess.Popen:
+    command = [str(Path(sys.executable).parent / "rollspec"), "train", "--config", str(TINY), *overrides]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
+
+
+def wait_for_steps(process: subprocess.Popen, metrics: Path, steps: int) -> None:
+    deadline = time.monotonic() + TIMEOUT_S
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= steps):
+        assert process.poll() is None, process.stdout.read()
+        assert time.monotonic() < deadline, "the run made no progress"
+        time.sleep(0.2)
+
+
+def test_a_stopped_run_checkpoints_where_it_is_and_resume_finishes_it(ray_session, tiny_overrides, tmp_path):
+    stop_signal = signal.SIGTERM  # what `kill`, `ray job stop` and batch schedulers send; Ctrl-C's SIGINT is unit-tested
+    overrides = [*tiny_overrides, "run.name=stopped", "algorithm.steps=30", "checkpoint.every_steps=100",
+                 "rollout.num_actors=1", "reward.num_actors=1", "draft_refresh.enabled=false"]
+    run_dir = tmp_path / "stopped"
+    process = start_run(overrides)
+    try:
+        wait_for_steps(process, run_dir / "metrics.jsonl", 2)
+        process.send_signal(stop_signal)
+        output, _ = process.communicate(timeout=TIMEOUT_S)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 128 + stop_signal, output
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    stopped = summary["stopped"]
+    assert stopped["signal"] == stop_signal.name and 2 <= stopped["step"] < 30, output
+    # No periodic checkpoint was due (every 100 steps): the one there is the stop's, at the step reached.
+    assert stopped["checkpoint"].endswith(f"step_{stopped['step']:08d}") and Path(stopped["checkpoint"]).is_dir()
+    assert summary["ledger_problems"] == [] and "heldout" not in summary
+    assert f"stopped by {stop_signal.name} at step {stopped['step']}" in output
+
+    total = stopped["step"] + 2
+    resumed = train(load_config(TINY, [*overrides, f"algorithm.steps={total}"]), resume=True)
+    (restore,) = resumed["restores"]
+    assert restore["step"] == stopped["step"] and restore["checkpoint"] == stopped["checkpoint"]
+    assert resumed["counters"].get("reissued_groups", 0) == stopped["outstanding_groups"]
+    check_invariants(resumed, steps=total, prompts_per_step=4, max_staleness=0)

@@ -3,8 +3,6 @@ the drafter on recent trajectories and publishes draft versions (see draft_refre
 """
 
 import os
-import threading
-import traceback
 from pathlib import Path
 
 import torch
@@ -12,6 +10,7 @@ import torch
 from rollspec.actors.config import DRAFT_SAMPLES, DraftRefreshSpec
 from rollspec.actors.draft_checkpoint import DraftCheckpointError, SavedDraft, load_draft, save_draft, weights_digest
 from rollspec.actors.draft_refresh_loop import DraftRefreshLoop
+from rollspec.actors.loop_thread import LoopThread
 from rollspec.actors.metric_samples import endpoint_faults, endpoint_rejections, refresh_samples
 from rollspec.actors.ray_metrics import PeriodicExport, RaySink
 from rollspec.engine.loader import EXTRA_PREFIXES, read_config, read_safetensors
@@ -76,19 +75,12 @@ class DraftRefreshActor:
                                       policy_version=policy_version, policy=self._policy, publisher=self._publisher,
                                       samples=self._samples, every_policy_versions=spec.every_policy_versions,
                                       refresher=refresher)
-        self._error = ""
         self._export = PeriodicExport(RaySink(run), self.status, refresh_samples)
-        self._running = True
-        self._thread = threading.Thread(target=self._run, name="draft-refresh-loop", daemon=True)
-        self._thread.start()
+        self._thread = LoopThread(self._step, "draft-refresh-loop")
 
-    def _run(self) -> None:
-        try:
-            while self._running:
-                self._loop.run_once()
-                self._export.tick()
-        except Exception:  # reported through status(); the controller fails the run with the traceback
-            self._error = traceback.format_exc()
+    def _step(self) -> None:
+        self._loop.run_once()
+        self._export.tick()
 
     def address(self) -> str:
         """Where rollout actors subscribe to draft versions."""
@@ -106,14 +98,13 @@ class DraftRefreshActor:
         """Versions (policy seen, draft published), samples consumed, refresh records, the draft it started
         from (version, weights digest, checkpoint directory or None) and any loop failure."""
         rejected = endpoint_rejections({DRAFT_SAMPLES: self._samples, "policy_weights": self._policy})
-        return {**self._loop.stats.as_dict(), "error": self._error, "name": "draft-refresh", "pid": os.getpid(),
+        return {**self._loop.stats.as_dict(), "error": self._thread.error, "name": "draft-refresh", "pid": os.getpid(),
                 "initial_draft": self._initial, "rejected": rejected,
                 "faults": endpoint_faults((self._samples, self._policy, self._publisher))}
 
     def stop(self) -> dict:
         """Stop the loop, close the sockets and return status()."""
-        self._running = False
-        self._thread.join(timeout=120.0)
+        self._thread.stop(timeout_s=120.0)
         for endpoint in (self._samples, self._policy, self._publisher):
             endpoint.close()
         return self.status()

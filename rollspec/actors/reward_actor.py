@@ -6,12 +6,11 @@ The built-in task reward runs in this process; a user function runs in a killabl
 
 import os
 import sys
-import threading
-import traceback
 
 import torch
 
 from rollspec.actors.config import SCORED, TRAJECTORIES, RewardSpec
+from rollspec.actors.loop_thread import LoopThread
 from rollspec.actors.metric_samples import RewardSamples, endpoint_faults, endpoint_rejections
 from rollspec.actors.ray_metrics import PeriodicExport, RaySink
 from rollspec.actors.reward_fn import BUILTIN, builtin_reward_function
@@ -43,25 +42,18 @@ class RewardActor:
                                    security=security, faults=spec.faults.for_endpoint(f"{name}/{SCORED}"))
         self._loop = RewardLoop(trajectories=self._trajectories, scored=self._scored, score=self._score,
                                 batch_items=spec.batch_items)
-        self._error = ""
         self._export = PeriodicExport(RaySink(run), self.status, RewardSamples(name))
-        self._running = True
-        self._thread = threading.Thread(target=self._run, name=f"{name}-loop", daemon=True)
-        self._thread.start()
+        self._thread = LoopThread(self._step, f"{name}-loop")
 
-    def _run(self) -> None:
-        try:
-            while self._running:
-                self._loop.run_once()
-                self._export.tick()
-        except Exception:  # reported through status(); the controller fails the run with the traceback
-            self._error = traceback.format_exc()
+    def _step(self) -> None:
+        self._loop.run_once()
+        self._export.tick()
 
     def status(self) -> dict:
         """Counters (scored, reward errors with the last one, time spent scoring) and any loop failure."""
         rejected = endpoint_rejections({TRAJECTORIES: self._trajectories, SCORED: self._scored})
         rejected["loop"] = {"unexpected_message": self._loop.stats.num_unexpected_messages}
-        out = {"name": self.name, **self._loop.stats.as_dict(), "error": self._error, "pid": os.getpid(),
+        out = {"name": self.name, **self._loop.stats.as_dict(), "error": self._thread.error, "pid": os.getpid(),
                "rejected": rejected, "faults": endpoint_faults((self._trajectories, self._scored))}
         if isinstance(self._score, SandboxedRewardFunction):
             out["num_worker_restarts"] = self._score.num_restarts
@@ -69,8 +61,7 @@ class RewardActor:
 
     def stop(self) -> dict:
         """Stop the loop, close the sockets and the reward worker, and return status()."""
-        self._running = False
-        self._thread.join(timeout=60.0)
+        self._thread.stop(timeout_s=60.0)
         self._trajectories.close()
         self._scored.close()
         self._score.close()

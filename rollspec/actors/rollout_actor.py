@@ -5,13 +5,12 @@ goes back to work by itself; Ray method calls (status, stop) are served on the a
 """
 
 import os
-import threading
 import time
-import traceback
 
 import torch
 
 from rollspec.actors.config import DRAFT_SAMPLES, PROMPTS, TRAJECTORIES, RolloutSpec
+from rollspec.actors.loop_thread import LoopThread
 from rollspec.actors.metric_samples import RolloutSamples, endpoint_faults, endpoint_rejections
 from rollspec.actors.ray_metrics import PeriodicExport, RaySink
 from rollspec.actors.rollout_loop import RolloutLoop
@@ -92,11 +91,8 @@ class RolloutActor:
         self.start_s = time.perf_counter() - start
         self._depth_policy = depth
         self._slowdown = spec.slowdown
-        self._error: str = ""
         self._export = PeriodicExport(RaySink(run), self.status, RolloutSamples(name))
-        self._running = True
-        self._thread = threading.Thread(target=self._run, name=f"{name}-loop", daemon=True)
-        self._thread.start()
+        self._thread = LoopThread(self._step, f"{name}-loop")
 
     @staticmethod
     def _drafter(spec: RolloutSpec, policy: LoadedModel, config: EngineConfig) -> Drafter | None:
@@ -120,20 +116,16 @@ class RolloutActor:
         cost = CostModel.from_profile(profile.target_s, profile.draft_s)
         return DepthScheduler(DepthConfig(k_max=spec.k, mode=DepthMode.ADAPTIVE), cost, CatchUpCost(profile.catch_up_s))
 
-    def _run(self) -> None:
-        try:
-            while self._running:
-                engine_s = self._loop.stats.engine_s
-                self._loop.run_once()
-                if self._slowdown > 1.0:  # chaos: a straggler, slowed in proportion to its real engine time
-                    time.sleep((self._slowdown - 1.0) * (self._loop.stats.engine_s - engine_s))
-                self._export.tick()
-        except Exception:  # reported through status(); the controller fails the run with the traceback
-            self._error = traceback.format_exc()
+    def _step(self) -> None:
+        engine_s = self._loop.stats.engine_s
+        self._loop.run_once()
+        if self._slowdown > 1.0:  # chaos: a straggler, slowed in proportion to its real engine time
+            time.sleep((self._slowdown - 1.0) * (self._loop.stats.engine_s - engine_s))
+        self._export.tick()
 
     def status(self) -> dict:
         """Versions held, counters, the depth scheduler's choices and, if the loop died, its traceback."""
-        out = {"name": self.name, **self._loop.stats.as_dict(), "error": self._error, "start_s": self.start_s,
+        out = {"name": self.name, **self._loop.stats.as_dict(), "error": self._thread.error, "start_s": self.start_s,
                "pid": os.getpid(), "rejected": self._rejections(),
                "faults": endpoint_faults((self._prompts, self._trajectories, self._draft_samples, self._policy_weights,
                                           self._draft_weights))}
@@ -159,8 +151,7 @@ class RolloutActor:
 
     def stop(self) -> dict:
         """Stop the loop, release the sockets (un-acked prompts go back to the queue) and return status()."""
-        self._running = False
-        self._thread.join(timeout=60.0)
+        self._thread.stop(timeout_s=60.0)
         for endpoint in (self._prompts, self._trajectories, self._draft_samples, self._policy_weights,
                          self._draft_weights):
             if endpoint is not None:

@@ -64,7 +64,9 @@ def _digest(path: Path, *, sync: bool) -> str:
     return sha.hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """`path` holds either its old content or all of `data`, never a part: a temporary file in the same
+    directory, fsynced, renamed over it, then the directory fsynced (the rename is durable only then)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -90,7 +92,7 @@ def write_manifest(directory: Path, *, skip: tuple[str, ...]) -> str:
     for sub in sorted({p.parent for p in directory.rglob("*") if p.is_file()} | {directory}):
         fsync_path(sub)
     raw = json.dumps({"format": 1, "files": entries}, indent=1, sort_keys=True).encode() + b"\n"
-    _write_atomic(directory / MANIFEST_FILE, raw)
+    write_bytes_atomic(directory / MANIFEST_FILE, raw)
     return hashlib.sha256(raw).hexdigest()
 
 

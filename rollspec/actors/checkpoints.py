@@ -11,10 +11,8 @@ back to the previous checkpoint when the newest is truncated, edited or incomple
 import contextlib
 import json
 import logging
-import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from rollspec.actors.checkpoint_manifest import (
     CheckpointWriteError,
     is_disk_full,
     verify,
+    write_bytes_atomic,
     write_manifest,
 )
 from rollspec.actors.draft_checkpoint import DRAFT_DIR
@@ -43,22 +42,7 @@ class CheckpointNotFoundError(FileNotFoundError):
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON so that `path` holds either the old content or all of the new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself is durable only once the directory is synced
-    finally:
-        os.close(dir_fd)
+    write_bytes_atomic(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
 
 
 class CheckpointStore:

@@ -79,6 +79,10 @@ class ProducerConfig:
     heartbeat_s: float = 1.0
     checksum_tensors: bool = False
     """Also CRC tensor frames (headers and item bodies are always checksummed)."""
+    tensor_frame_bytes: int = GiB
+    """A tensor larger than this travels as several zmq frames of this size, joined into one buffer by
+    the receiver (one extra copy there). Smaller frames let libzmq's CURVE encryption on one side
+    overlap the decryption on the other; see BENCHMARKS.md (Security) for when that pays."""
     limits: CodecLimits = field(default_factory=CodecLimits)
 
     def __post_init__(self) -> None:

@@ -21,6 +21,7 @@ from typing import Any, Sequence, get_type_hints
 
 import msgpack
 import msgspec
+import numpy
 import torch
 from msgpack import unpackb
 
@@ -335,8 +336,10 @@ def _tensor_from_ext(code: int, data: bytes, buffers: list[memoryview], used: li
 
 
 def _join(parts: list[memoryview], nbytes: int) -> memoryview:
-    """The frames of a split tensor in one fresh writable buffer (memcpy in C, no torch threads)."""
-    out = memoryview(bytearray(nbytes))
+    """The frames of a split tensor in one fresh writable buffer (memcpy in C, no torch threads). numpy.empty
+    is plain malloc, which reuses freed 4 MiB blocks: torch.empty mapped fresh pages every time (~680 page
+    faults and ~1.7 ms per 4 MiB join against ~10 and ~0.15-0.25 ms)."""
+    out = memoryview(numpy.empty(nbytes, dtype=numpy.uint8))
     start = 0
     for part in parts:
         out[start:start + part.nbytes] = part

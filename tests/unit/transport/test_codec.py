@@ -292,3 +292,21 @@ def test_split_tensor_size_caps_apply_to_the_whole_tensor():
     tiny = CodecLimits(max_frame_bytes=16, max_frames=8)
     _rejected(_frames_of(["test.holder", 1, ["x", _split_ext(0, 3, 5, (6,)), {}, None]], *SPLIT),
               RejectReason.OVERSIZED, limits=tiny)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(position=st.integers(4, 200), value=st.integers(0, 255), cut=st.integers(0, 12), drop=st.booleans())
+def test_mutated_split_tensor_messages_decode_or_are_rejected(position, value, cut, drop):
+    tensor = torch.arange(40, dtype=torch.int32)
+    body, frames = encode_body(Holder(name="m", tensor=tensor, extras={"b": tensor[:5].clone()}), frame_bytes=48)
+    mutated = bytearray(body)
+    mutated[position % len(mutated)] = value
+    pieces = [bytearray(f) for f in frames]
+    pieces[1] = pieces[1][:len(pieces[1]) - cut]
+    if drop:
+        del pieces[2]
+    try:
+        out = decode_body(bytes(mutated), pieces, registry=LOCAL)
+    except MessageRejected:
+        return
+    assert isinstance(out, Holder)

@@ -56,6 +56,7 @@ class Broker:
         hosted.local_batch_items = config.batch_items
         hosted.local_batch_bytes = config.batch_bytes
         hosted.local_checksum_tensors = config.checksum_tensors
+        hosted.local_frame_bytes = config.tensor_frame_bytes
         return LocalSender(self, queue)
 
     def stats(self, queue: str) -> QueueStats:
@@ -117,7 +118,7 @@ class LocalSender(Sender):
         hosted = core.hosted[self._queue]
         max_items = min(hosted.local_batch_items, hosted.queue.config.capacity)
         pending = deque(segments.encode_chunks(items, ids, max_items, hosted.local_batch_bytes,
-                                               hosted.local_checksum_tensors))
+                                               hosted.local_checksum_tensors, hosted.local_frame_bytes))
 
         def send(segment: segments.OutSegment) -> None:
             if not hosted.local:
@@ -129,7 +130,7 @@ class LocalSender(Sender):
         with core.space:
             segments.send_as_room_allows(
                 pending, room=hosted.free, send=send, wait=core.space.wait, on_full=self._broker._loop.check,
-                checksum_tensors=hosted.local_checksum_tensors, timeout_s=timeout_s,
+                checksum_tensors=hosted.local_checksum_tensors, frame_bytes=hosted.local_frame_bytes, timeout_s=timeout_s,
                 timeout_message=lambda done: (f"queue {self._queue!r} full for {timeout_s}s (capacity "
                                               f"{hosted.queue.config.capacity}); {done} of {len(ids)} queued"))
         return ids

@@ -39,6 +39,7 @@ class HostedQueue:
     local_batch_items: int = 256
     local_batch_bytes: int = 4 << 20
     local_checksum_tensors: bool = False
+    local_frame_bytes: int = 0
 
     def free(self) -> int:
         """Slots neither held nor promised to a producer (none while the byte capacity is used up)."""

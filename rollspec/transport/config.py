@@ -79,6 +79,11 @@ class ProducerConfig:
     heartbeat_s: float = 1.0
     checksum_tensors: bool = False
     """Also CRC tensor frames (headers and item bodies are always checksummed)."""
+    tensor_frame_bytes: int = GiB
+    """A tensor larger than this travels as several zmq frames of this size, joined into one buffer by
+    the receiver (one extra copy there). Smaller frames let libzmq's CURVE encryption on one side
+    overlap the decryption on the other: +35-50% for raw zmq on 2 cores, but no gain through our
+    channel once the receiver's join is paid, and a loss without CURVE (BENCHMARKS.md, Security)."""
     limits: CodecLimits = field(default_factory=CodecLimits)
 
     def __post_init__(self) -> None:

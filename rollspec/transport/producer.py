@@ -154,7 +154,7 @@ class ZmqProducer(Sender):
         ids = list(msg_ids) if msg_ids is not None else self._ids.take(len(items))
         core, config = self._core, self._core.config
         pending = deque(segments.encode_chunks(items, ids, min(config.batch_items, config.window),
-                                               config.batch_bytes, config.checksum_tensors))
+                                               config.batch_bytes, config.checksum_tensors, config.tensor_frame_bytes))
 
         def on_full() -> None:
             core.stats.credit_waits += 1
@@ -164,7 +164,7 @@ class ZmqProducer(Sender):
         with core.cond:
             segments.send_as_room_allows(
                 pending, room=core.room, send=self._queue, wait=core.cond.wait, on_full=on_full,
-                checksum_tensors=config.checksum_tensors, timeout_s=timeout_s,
+                checksum_tensors=config.checksum_tensors, frame_bytes=config.tensor_frame_bytes, timeout_s=timeout_s,
                 timeout_message=lambda done: (f"no credit from queue {core.queue!r} for {timeout_s}s "
                                               f"({len(core.unacked)} unconfirmed); {done} of {len(ids)} sent"))
         return ids

@@ -89,12 +89,13 @@ def pack(items: list[WireItem], checksum_tensors: bool) -> WirePayload:
     )
 
 
-def encode(items: Sequence[Any], msg_ids: Sequence[str], checksum_tensors: bool) -> WirePayload:
-    """A segment of `items` (schema instances): packed when they share one tensor-free schema."""
+def encode(items: Sequence[Any], msg_ids: Sequence[str], checksum_tensors: bool, frame_bytes: int = 0) -> WirePayload:
+    """A segment of `items` (schema instances): packed when they share one tensor-free schema; tensors
+    above frame_bytes (if > 0) split into frames of that size (codec.encode_body)."""
     body = codec.encode_rows(items)
     if body is not None:
         return packed(body, len(items))
-    return pack(wire_items([codec.encode_body(item) for item in items], list(msg_ids)), checksum_tensors)
+    return pack(wire_items([codec.encode_body(item, frame_bytes) for item in items], list(msg_ids)), checksum_tensors)
 
 
 class OutSegment(NamedTuple):
@@ -106,7 +107,7 @@ class OutSegment(NamedTuple):
 
 
 def encode_chunks(items: Sequence[Any], msg_ids: list[str], max_items: int, max_bytes: int,
-                  checksum_tensors: bool) -> list[OutSegment]:
+                  checksum_tensors: bool, frame_bytes: int = 0) -> list[OutSegment]:
     """`items` as segments of at most max_items and (but for a single item) about max_bytes."""
     if not items:
         return []
@@ -117,7 +118,7 @@ def encode_chunks(items: Sequence[Any], msg_ids: list[str], max_items: int, max_
                                                                        checksum_tensors), items[k:k + max_items]),
                            max_bytes, checksum_tensors, out)
         return out
-    wires = wire_items([codec.encode_body(item) for item in items], msg_ids)
+    wires = wire_items([codec.encode_body(item, frame_bytes) for item in items], msg_ids)
     out, start, nbytes = [], 0, 0
     for end, item in enumerate(wires, 1):
         nbytes += item.nbytes
@@ -136,16 +137,16 @@ def _packed_within(segment: OutSegment, max_bytes: int, checksum_tensors: bool, 
         _packed_within(half, max_bytes, checksum_tensors, out)
 
 
-def cut(segment: OutSegment, count: int, checksum_tensors: bool) -> tuple[OutSegment, OutSegment]:
+def cut(segment: OutSegment, count: int, checksum_tensors: bool, frame_bytes: int = 0) -> tuple[OutSegment, OutSegment]:
     """The first `count` items of a segment and the rest, re-encoded (credit for only part of it)."""
     head, tail = segment.items[:count], segment.items[count:]
-    return (OutSegment(segment.ids[:count], encode(head, segment.ids[:count], checksum_tensors), head),
-            OutSegment(segment.ids[count:], encode(tail, segment.ids[count:], checksum_tensors), tail))
+    return (OutSegment(segment.ids[:count], encode(head, segment.ids[:count], checksum_tensors, frame_bytes), head),
+            OutSegment(segment.ids[count:], encode(tail, segment.ids[count:], checksum_tensors, frame_bytes), tail))
 
 
 def send_as_room_allows(pending: deque[OutSegment], *, room: Callable[[], int], send: Callable[[OutSegment], None],
                         wait: Callable[[float], None], on_full: Callable[[], None], checksum_tensors: bool,
-                        timeout_s: float, timeout_message: Callable[[int], str]) -> None:
+                        timeout_s: float, timeout_message: Callable[[int], str], frame_bytes: int = 0) -> None:
     """Send each pending segment once `room()` covers all its items, or, after PARTIAL_AFTER_S without
     that, the part that fits as a smaller segment. While there is no room: `on_full()`, then
     `wait(seconds)` (a condition's wait, the caller holding its lock); BackPressureTimeout with
@@ -158,7 +159,7 @@ def send_as_room_allows(pending: deque[OutSegment], *, room: Callable[[], int], 
         count = len(segment.ids)
         if free >= count or (free > 0 and time.monotonic() >= partial_at):
             if free < count:
-                pending[0], rest = cut(segment, free, checksum_tensors)
+                pending[0], rest = cut(segment, free, checksum_tensors, frame_bytes)
                 pending.insert(1, rest)
                 segment = pending[0]
             pending.popleft()

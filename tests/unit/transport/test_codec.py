@@ -240,3 +240,73 @@ def test_register_schema_rejects_bad_declarations():
         registry = SchemaRegistry()
         register_schema("dup", 1, registry=registry)(type("A", (), {"__annotations__": {"x": int}}))
         register_schema("dup", 1, registry=registry)(type("B", (), {"__annotations__": {"x": int}}))
+
+
+def _split_ext(index: int, count: int, dtype_code: int, shape: tuple) -> msgpack.ExtType:
+    return msgpack.ExtType(2, struct.pack("<IIBB", index, count, dtype_code, len(shape)) + b"".join(
+        struct.pack("<q", d) for d in shape))
+
+
+@settings(max_examples=40, deadline=None)
+@given(dtype=st.sampled_from(ENGINE_DTYPES), shape=st.lists(st.integers(0, 40), min_size=1, max_size=2).map(tuple),
+       frame_bytes=st.integers(8, 300), seed=st.integers(0, 2**31))
+def test_tensors_above_frame_bytes_travel_split_and_round_trip(dtype, shape, frame_bytes, seed):
+    tensor = _random_tensor(dtype, shape, seed)
+    small = torch.arange(3, dtype=torch.int64)
+    body, frames = encode_body(Holder(name="s", tensor=tensor, extras={"b": small}), frame_bytes=frame_bytes)
+    def pieces(nbytes: int) -> int:
+        return -(-nbytes // frame_bytes) if nbytes > frame_bytes else 1
+
+    assert len(frames) == pieces(tensor.numel() * tensor.element_size()) + pieces(24)
+    assert all(f.nbytes <= frame_bytes for f in frames if f.nbytes) or max(f.nbytes for f in frames) == 0
+    out = decode_body(body, [bytearray(f) for f in frames], registry=LOCAL)
+    assert out.tensor.dtype == dtype and out.tensor.shape == tensor.shape and torch.equal(out.tensor, tensor)
+    assert torch.equal(out.extras["b"], small)
+
+
+SPLIT = [GOOD_TENSOR[:8], GOOD_TENSOR[8:16], GOOD_TENSOR[16:]]
+
+
+def test_split_tensor_decodes_from_its_frames():
+    out = decode(_frames_of(["test.holder", 1, ["x", _split_ext(0, 3, 5, (6,)), {}, None]], *SPLIT), registry=LOCAL)
+    assert out.tensor.tolist() == list(range(6))
+
+
+@pytest.mark.parametrize("frames", [
+    _frames_of(["test.holder", 1, ["x", _split_ext(0, 1, 5, (6,)), {}, None]], GOOD_TENSOR),  # a split of one
+    _frames_of(["test.holder", 1, ["x", _split_ext(0, 3, 5, (6,)), {}, None]], *SPLIT[:2]),  # frames missing
+    _frames_of(["test.holder", 1, ["x", _split_ext(0, 2, 5, (6,)), {}, None]], *SPLIT),  # a frame left over
+    _frames_of(["test.holder", 1, ["x", _split_ext(0, 3, 5, (7,)), {}, None]], *SPLIT),  # sizes disagree
+    _frames_of(["test.holder", 1, ["x", _split_ext(0, 4, 5, (6,)), {}, None]], *SPLIT, b""),  # an empty piece
+    _frames_of(["test.holder", 1, ["x", _split_ext(0, 3, 99, (6,)), {}, None]], *SPLIT),  # unknown dtype
+    _frames_of(["test.holder", 1, ["x", _split_ext(0, 3, 5, (6,)), {"a": _tensor_ext(1, 5, (2,))}, None]],
+               *SPLIT),  # a piece referenced twice
+    _frames_of(["test.holder", 1, ["x", msgpack.ExtType(2, b"\x00" * 5), {}, None]], *SPLIT),  # short descriptor
+    _frames_of(["test.holder", 1, ["x", _split_ext(2**32 - 1, 3, 5, (6,)), {}, None]], *SPLIT),  # index overflow
+])
+def test_malformed_split_tensors_are_rejected(frames):
+    _rejected(frames, RejectReason.MALFORMED)
+
+
+def test_split_tensor_size_caps_apply_to_the_whole_tensor():
+    tiny = CodecLimits(max_frame_bytes=16, max_frames=8)
+    _rejected(_frames_of(["test.holder", 1, ["x", _split_ext(0, 3, 5, (6,)), {}, None]], *SPLIT),
+              RejectReason.OVERSIZED, limits=tiny)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(position=st.integers(4, 200), value=st.integers(0, 255), cut=st.integers(0, 12), drop=st.booleans())
+def test_mutated_split_tensor_messages_decode_or_are_rejected(position, value, cut, drop):
+    tensor = torch.arange(40, dtype=torch.int32)
+    body, frames = encode_body(Holder(name="m", tensor=tensor, extras={"b": tensor[:5].clone()}), frame_bytes=48)
+    mutated = bytearray(body)
+    mutated[position % len(mutated)] = value
+    pieces = [bytearray(f) for f in frames]
+    pieces[1] = pieces[1][:len(pieces[1]) - cut]
+    if drop:
+        del pieces[2]
+    try:
+        out = decode_body(bytes(mutated), pieces, registry=LOCAL)
+    except MessageRejected:
+        return
+    assert isinstance(out, Holder)

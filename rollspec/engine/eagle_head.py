@@ -41,8 +41,9 @@ class EagleHead(nn.Module):
             B, T, D = x_BTD.shape
             rotary = self.rotary
             cos, sin = rope_tables(rotary.cos, rotary.sin_signed, batch.positions_BT, x_BTD.dtype)
-            return layer_forward(self.layers[0], x_BTD.view(B * T, D), cos, sin, cache.k_NSGME[0], cache.v_NSGME[0],
-                                 batch, B, T).view(B, T, D)
+            (keys_BGLE,), (values_BGLE,) = cache.attended(batch)
+            return layer_forward(self.layers[0], x_BTD.view(B * T, D), cos, sin, cache.kv_NSCME[0], keys_BGLE,
+                                 values_BGLE, batch, B, T).view(B, T, D)
         if positions_BT is None:
             positions_BT = torch.arange(x_BTD.shape[1], device=x_BTD.device)[None]
         cos, sin = self.rotary.tables(positions_BT, x_BTD.dtype)

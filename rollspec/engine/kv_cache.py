@@ -1,7 +1,7 @@
 """Preallocated KV cache and the per-step attention metadata that indexes it.
 
-Shape legend: B batch rows, T new tokens per row, L keys attended, G kv heads, E head dim,
-N layers, S slots (cache rows), M max cached length per row.
+Shape legend: B batch rows, T new tokens per row, L keys attended, G kv heads, C = 2G (keys then
+values), E head dim, N layers, S slots (cache rows), M max cached length per row.
 """
 
 from __future__ import annotations
@@ -22,9 +22,11 @@ class KVCache:
         self, *, num_layers: int, num_slots: int, max_len: int, num_kv_heads: int, head_dim: int,
         dtype: torch.dtype, device: torch.device,
     ) -> None:
-        shape = (num_layers, num_slots, num_kv_heads, max_len, head_dim)
-        self.k_NSGME = torch.zeros(shape, dtype=dtype, device=device)
-        self.v_NSGME = torch.zeros(shape, dtype=dtype, device=device)
+        shape = (num_layers, num_slots, 2 * num_kv_heads, max_len, head_dim)
+        self.kv_NSCME = torch.zeros(shape, dtype=dtype, device=device)
+        self.k_NSGME = self.kv_NSCME[:, :, :num_kv_heads]
+        self.v_NSGME = self.kv_NSCME[:, :, num_kv_heads:]
+        self.num_kv_heads = num_kv_heads
         self.num_slots = num_slots
         self.max_len = max_len
 
@@ -33,8 +35,14 @@ class KVCache:
 
     def move_row(self, src: int, dst: int, length: int) -> None:
         """Copy the first `length` cached positions of row src into row dst."""
-        self.k_NSGME[:, dst, :, :length] = self.k_NSGME[:, src, :, :length]
-        self.v_NSGME[:, dst, :, :length] = self.v_NSGME[:, src, :, :length]
+        self.kv_NSCME[:, dst, :, :length] = self.kv_NSCME[:, src, :, :length]
+
+    def attended(self, batch: AttentionBatch) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """Per layer, the keys and values `batch` attends to ([B, G, L, E] views), sliced for all
+        layers at once instead of four slices per layer."""
+        live_NBCLE = self.kv_NSCME[:, batch.row_start: batch.row_end, :, : batch.kv_len]
+        G = self.num_kv_heads
+        return live_NBCLE.narrow(2, 0, G).unbind(0), live_NBCLE.narrow(2, G, G).unbind(0)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

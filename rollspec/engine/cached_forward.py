@@ -92,6 +92,24 @@ def layer_forward(layer, x_ND: torch.Tensor, cos_N1E: torch.Tensor, sin_N1E: tor
     return torch.addmm(x_ND, act_NI, w.down_ID)
 
 
+def project(x_XD: torch.Tensor, linear) -> torch.Tensor:
+    """linear(x) without bias through the cached [in, out] weight (`weight_t`): the LM head and
+    EAGLE's fc at generation time. Not for training: the copy carries no gradient."""
+    return torch.mm(x_XD.reshape(-1, x_XD.shape[-1]), weight_t(linear)).view(*x_XD.shape[:-1], -1)
+
+
+def weight_t(linear) -> torch.Tensor:
+    """The projection's weight as a contiguous [in, out] copy, cached on the module and rebuilt
+    when the weight changes in place (`_version`) or is replaced (data_ptr)."""
+    w = linear.weight
+    key = (w._version, w.data_ptr())
+    cached = linear.__dict__.get("_weight_t_cache")
+    if cached is None or cached[0] != key:
+        with torch.inference_mode(False), torch.no_grad():
+            cached = linear.__dict__["_weight_t_cache"] = (key, w.detach().t().contiguous())
+    return cached[1]
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class FoldedLayer:
     """A decoder layer's weights as the cached forward reads them: projections as contiguous

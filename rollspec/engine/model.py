@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rollspec.engine.cached_forward import fold, layer_forward, rms_norm, rope_tables
+from rollspec.engine.cached_forward import fold, layer_forward, project, rms_norm, rope_tables
 from rollspec.engine.kv_cache import AttentionBatch, KVCache
 from rollspec.engine.model_config import ModelConfig
 
@@ -146,6 +146,10 @@ class Decoder(nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden)
+
+    def cached_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """`logits` for generation (no gradient): one mm on a cached [D, V] copy of the LM head."""
+        return project(hidden, self.lm_head)
 
     def new_cache(self, *, num_slots: int, max_len: int) -> KVCache:
         param = self.embed_tokens.weight

@@ -48,7 +48,8 @@ class SamplingTensors:
 def processed_probs(logits_BTV: torch.Tensor, st: SamplingTensors) -> torch.Tensor:
     """Temperature, then top-k, then top-p (smallest set of top tokens reaching top_p), then
     softmax; greedy rows get a one-hot at the argmax. Float32 whatever the logits dtype."""
-    logits_BTV = logits_BTV.float()
+    if logits_BTV.dtype != torch.float32:  # .float() on float32 still dispatches an op
+        logits_BTV = logits_BTV.float()
     if st.all_greedy:
         return _one_hot_argmax(logits_BTV)
     scaled_BTV = logits_BTV if st.unit_temperature else logits_BTV / st.temperature_B[:, None, None]

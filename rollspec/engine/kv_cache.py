@@ -54,6 +54,8 @@ class AttentionBatch:
     the row's length, where nothing reads them before they are overwritten. Padding can reach
     past the cache's end when rows are very ragged; those writes are clamped onto its last
     position, which no row ever holds valid data in (callers keep real positions below it).
+    The mask is None when every token sees every key in [0, kv_len) (one token per row, rows of
+    equal length: always at batch 1), which spares building it and the masked attention.
     """
 
     row_start: int
@@ -61,7 +63,7 @@ class AttentionBatch:
     kv_len: int
     positions_BT: torch.Tensor
     rows_BT: torch.Tensor
-    mask_B1TL: torch.Tensor
+    mask_B1TL: torch.Tensor | None
 
     @classmethod
     def build(cls, *, row_start: int, cache_lens: list[int], num_tokens: int, max_len: int, device: torch.device,
@@ -71,8 +73,9 @@ class AttentionBatch:
         lens_B = torch.tensor(cache_lens, device=device)
         positions_BT = (lens_B[:, None] + torch.arange(num_tokens, device=device)).clamp_(max=max_len - 1)
         rows_BT = torch.arange(row_start, row_start + num_rows, device=device)[:, None].expand(num_rows, num_tokens)
+        full_view = num_tokens == 1 and min(cache_lens) == max(cache_lens)
         return cls(row_start, row_start + num_rows, kv_len, positions_BT, rows_BT,
-                   _mask(positions_BT, kv_len, dtype)[:, None])
+                   None if full_view else _mask(positions_BT, kv_len, dtype)[:, None])
 
     @classmethod
     def chain(cls, *, cache_lens: list[int], num_steps: int, max_len: int, device: torch.device,
@@ -85,12 +88,15 @@ class AttentionBatch:
         lens_B = torch.tensor(cache_lens, device=device)
         positions_JB1 = (lens_B[None, :, None] + torch.arange(num_steps, device=device)[:, None, None])
         positions_JB1 = positions_JB1.clamp_(max=max_len - 1)
-        mask_JB11L = _mask(positions_JB1, min(first_kv_len + num_steps - 1, max_len), dtype)[:, :, None]
+        full_view = min(cache_lens) == max(cache_lens)
+        mask_JB11L = None if full_view else _mask(positions_JB1, min(first_kv_len + num_steps - 1, max_len),
+                                                  dtype)[:, :, None]
         rows_B1 = torch.arange(num_rows, device=device)[:, None]
         out = []
         for j in range(num_steps):
             kv_len = min(first_kv_len + j, max_len)
-            out.append(cls(0, num_rows, kv_len, positions_JB1[j], rows_B1, mask_JB11L[j, ..., :kv_len]))
+            mask_B11L = None if mask_JB11L is None else mask_JB11L[j, ..., :kv_len]
+            out.append(cls(0, num_rows, kv_len, positions_JB1[j], rows_B1, mask_B11L))
         return out
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from rollspec.engine.drafters.base import DraftContext, Proposal
-from rollspec.engine.drafters.catch_up import catch_up_width, split_point
+from rollspec.engine.drafters.catch_up import cat_groups, catch_up_width, split_point
 from rollspec.engine.kv_cache import AttentionBatch
 from rollspec.engine.model import Decoder
 from rollspec.engine.sampler import processed_probs, sample_from
@@ -37,7 +37,7 @@ class DraftModelDrafter:
         device = ctx.tokens_BM.device
         j = split_point(num_new)
         groups = [(0, j), (j, B)] if j else [(0, B)]
-        hidden_B1D = torch.cat([self._catch_up(ctx, lens, num_new, start, end) for start, end in groups])
+        hidden_B1D = cat_groups([self._catch_up(ctx, lens, num_new, start, end) for start, end in groups])
         logits_B1V = self.model.cached_logits(hidden_B1D)
         uniforms_BK = ctx.draw_uniforms(k)
         # The last draft never needs to be fed: k - 1 one-token steps.

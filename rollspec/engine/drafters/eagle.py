@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from rollspec.engine.drafters.base import DraftContext, Proposal
-from rollspec.engine.drafters.catch_up import catch_up_width, split_point
+from rollspec.engine.drafters.catch_up import cat_groups, catch_up_width, split_point
 from rollspec.engine.eagle_head import EagleHead
 from rollspec.engine.kv_cache import AttentionBatch
 from rollspec.engine.model import Decoder
@@ -42,7 +42,7 @@ class EagleDrafter:
         num_new = [t - n for t, n in zip(targets, lens)]
         j = split_point(num_new)
         groups = [(0, j), (j, B)] if j else [(0, B)]
-        feature_B1D = torch.cat([self._catch_up(ctx, lens, num_new, start, end) for start, end in groups])
+        feature_B1D = cat_groups([self._catch_up(ctx, lens, num_new, start, end) for start, end in groups])
         self.num_real[:B] = targets
         uniforms_BK = ctx.draw_uniforms(k)
         steps = AttentionBatch.chain(cache_lens=targets, num_steps=k - 1, max_len=self.cache.max_len, device=device,

@@ -71,17 +71,19 @@ def layer_forward(layer, x_ND: torch.Tensor, cos_N1E: torch.Tensor, sin_N1E: tor
         qkv_NC = qkv_NC.mul_(scale_N1) if w.qkv_bias is None else torch.addcmul(w.qkv_bias, qkv_NC, scale_N1)
     elif w.qkv_bias is not None:
         qkv_NC = qkv_NC.add_(w.qkv_bias)
-    qkv_NCE = qkv_NC.view(N, H + 2 * G, E)
-    qk_NCE = qkv_NCE.narrow(1, 0, H + G)
+    # Views into the contiguous [N, C*E] output, one as_strided each instead of view/narrow/transpose chains.
+    C, base = H + 2 * G, qkv_NC.storage_offset()
+    qk_NCE = qkv_NC.as_strided((N, H + G, E), (C * E, E, 1), base)
     if w.qk_weight_CE is not None:  # per-head norms of q and k in one pass: same eps, one weight per head
         qk_NCE.mul_(rms_scale(qk_NCE, w.eps)).mul_(w.qk_weight_CE)
     rolled_NCE = qk_NCE.roll(E // 2, dims=-1)
     qk_NCE.mul_(cos_N1E).addcmul_(rolled_NCE, sin_N1E)
     # Advanced indices around a slice put the indexed dims first: [B, T, 2G, E].
-    kv_cache_SCME[batch.rows_BT, :, batch.positions_BT] = qkv_NCE.narrow(1, H, 2 * G).view(B, T, 2 * G, E)
-    out_BHTE = F.scaled_dot_product_attention(
-        qkv_NCE.narrow(1, 0, H).view(B, T, H, E).transpose(1, 2), keys_BGLE, values_BGLE,
-        attn_mask=batch.mask_B1TL, enable_gqa=G != H)
+    kv_cache_SCME[batch.rows_BT, :, batch.positions_BT] = qkv_NC.as_strided(
+        (B, T, 2 * G, E), (T * C * E, C * E, E, 1), base + H * E)
+    q_BHTE = qkv_NC.as_strided((B, H, T, E), (T * C * E, E, C * E, 1), base)
+    out_BHTE = F.scaled_dot_product_attention(q_BHTE, keys_BGLE, values_BGLE, attn_mask=batch.mask_B1TL,
+                                              enable_gqa=G != H)
     out_NC = out_BHTE.transpose(1, 2).reshape(N, H * E)
     x_ND = torch.addmm(x_ND, out_NC, w.o_DD)
     if w.o_bias is not None:

@@ -70,9 +70,15 @@ class AttentionBatch:
               dtype: torch.dtype) -> AttentionBatch:
         num_rows = len(cache_lens)
         kv_len = min(max(cache_lens) + num_tokens, max_len)
-        lens_B = torch.tensor(cache_lens, device=device)
-        positions_BT = (lens_B[:, None] + torch.arange(num_tokens, device=device)).clamp_(max=max_len - 1)
-        rows_BT = torch.arange(row_start, row_start + num_rows, device=device)[:, None].expand(num_rows, num_tokens)
+        if num_tokens == 1:  # a decode step: no padding, positions and rows from one host-to-device copy
+            meta_2B = torch.tensor([cache_lens, list(range(row_start, row_start + num_rows))], device=device)
+            positions_BT, rows_BT = meta_2B[:, :, None].unbind(0)
+        else:
+            lens_B = torch.tensor(cache_lens, device=device)
+            positions_BT = lens_B[:, None] + torch.arange(num_tokens, device=device)
+            rows_BT = torch.arange(row_start, row_start + num_rows, device=device)[:, None].expand(num_rows, num_tokens)
+        if max(cache_lens) + num_tokens > max_len:
+            positions_BT = positions_BT.clamp(max=max_len - 1)
         full_view = num_tokens == 1 and min(cache_lens) == max(cache_lens)
         return cls(row_start, row_start + num_rows, kv_len, positions_BT, rows_BT,
                    None if full_view else _mask(positions_BT, kv_len, dtype)[:, None])
@@ -87,7 +93,8 @@ class AttentionBatch:
         first_kv_len = max(cache_lens) + 1
         lens_B = torch.tensor(cache_lens, device=device)
         positions_JB1 = (lens_B[None, :, None] + torch.arange(num_steps, device=device)[:, None, None])
-        positions_JB1 = positions_JB1.clamp_(max=max_len - 1)
+        if first_kv_len + num_steps - 1 > max_len:
+            positions_JB1.clamp_(max=max_len - 1)
         full_view = min(cache_lens) == max(cache_lens)
         mask_JB11L = None if full_view else _mask(positions_JB1, min(first_kv_len + num_steps - 1, max_len),
                                                   dtype)[:, :, None]

@@ -121,7 +121,7 @@ class FoldedLayer:
     G kv heads."""
 
     sources: tuple[torch.Tensor, ...]
-    versions: tuple[int, ...]
+    versions: tuple[tuple[int, int], ...]  # (_version, data_ptr) of each source when folded
     num_heads: int
     num_kv_heads: int
     head_dim: int
@@ -138,10 +138,10 @@ class FoldedLayer:
 
 def fold(layer) -> FoldedLayer:
     """The layer's FoldedLayer, cached on the module and rebuilt when any source weight changes in
-    place (load_native and optimizers bump `_version`). Weights are updated in place; a Parameter
-    object swapped in after the first cached forward is not seen."""
+    place (load_native and optimizers bump `_version`) or gets new storage (`module.to(dtype)`).
+    A Parameter object swapped in after the first cached forward is not seen."""
     cached = layer.__dict__.get("_folded")
-    if cached is not None and tuple(t._version for t in cached.sources) == cached.versions:
+    if cached is not None and tuple((t._version, t.data_ptr()) for t in cached.sources) == cached.versions:
         return cached
     with torch.inference_mode(False), torch.no_grad():  # normal tensors, usable in any mode
         cached = layer.__dict__["_folded"] = _build(layer)
@@ -164,7 +164,7 @@ def _build(layer) -> FoldedLayer:
     sources += [in_norm.weight] if has_input_norm else []
     sources += [attn.q_norm.weight, attn.k_norm.weight] if attn.q_norm is not None else []
     return FoldedLayer(
-        sources=tuple(sources), versions=tuple(t._version for t in sources),
+        sources=tuple(sources), versions=tuple((t._version, t.data_ptr()) for t in sources),
         num_heads=attn.num_heads, num_kv_heads=attn.num_kv_heads, head_dim=attn.head_dim,
         has_input_norm=has_input_norm,
         eps=torch.tensor(post_norm.eps, dtype=torch.float32 if dtype in LOW_PRECISION else dtype,

@@ -43,7 +43,7 @@ class EagleHead(nn.Module):
             rotary = self.rotary
             cos, sin = rope_tables(rotary.cos, rotary.sin_signed, batch.positions_BT, x_BTD.dtype)
             (keys_BGLE,), (values_BGLE,) = cache.attended(batch)
-            return layer_forward(self.layers[0], x_BTD.view(B * T, D), cos, sin, cache.kv_NSCME[0], keys_BGLE,
+            return layer_forward(self.layers[0], x_BTD.view(B * T, D), cos, sin, cache.layers_SCME[0], keys_BGLE,
                                  values_BGLE, batch, B, T).view(B, T, D)
         if positions_BT is None:
             positions_BT = torch.arange(x_BTD.shape[1], device=x_BTD.device)[None]
@@ -61,7 +61,7 @@ class EagleHead(nn.Module):
         rotary = self.rotary
         cos, sin = rope_tables(rotary.cos, rotary.sin_signed, batch.positions_BT, x_ND.dtype)
         (keys_BGLE,), (values_BGLE,) = cache.attended(batch)
-        return layer_forward(self.layers[0], x_ND, cos, sin, cache.kv_NSCME[0], keys_BGLE, values_BGLE, batch,
+        return layer_forward(self.layers[0], x_ND, cos, sin, cache.layers_SCME[0], keys_BGLE, values_BGLE, batch,
                              B, T).view(B, T, -1)
 
     def _fc_halves(self, embedding: nn.Embedding) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,6 +26,7 @@ class KVCache:
         self.kv_NSCME = torch.zeros(shape, dtype=dtype, device=device)
         self.k_NSGME = self.kv_NSCME[:, :, :num_kv_heads]
         self.v_NSGME = self.kv_NSCME[:, :, num_kv_heads:]
+        self.layers_SCME = self.kv_NSCME.unbind(0)  # per-layer views, made once: the tensor is never reallocated
         self.num_kv_heads = num_kv_heads
         self.num_slots = num_slots
         self.max_len = max_len
@@ -39,9 +40,15 @@ class KVCache:
 
     def attended(self, batch: AttentionBatch) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
         """Per layer, the keys and values `batch` attends to ([B, G, L, E] views), sliced for all
-        layers at once instead of four slices per layer."""
-        live_NBCLE = self.kv_NSCME[:, batch.row_start: batch.row_end, :, : batch.kv_len]
+        layers at once instead of four slices per layer (one as_strided each with a single layer)."""
         G = self.num_kv_heads
+        if len(self.layers_SCME) == 1:
+            kv_SCME = self.layers_SCME[0]
+            size = (batch.row_end - batch.row_start, G, batch.kv_len, kv_SCME.shape[-1])
+            strides, base = kv_SCME.stride(), kv_SCME.storage_offset() + batch.row_start * kv_SCME.stride(0)
+            return ((kv_SCME.as_strided(size, strides, base),),
+                    (kv_SCME.as_strided(size, strides, base + G * strides[1]),))
+        live_NBCLE = self.kv_NSCME[:, batch.row_start: batch.row_end, :, : batch.kv_len]
         return live_NBCLE.narrow(2, 0, G).unbind(0), live_NBCLE.narrow(2, G, G).unbind(0)
 
 

@@ -135,7 +135,7 @@ class Decoder(nn.Module):
         x_ND = F.embedding(input_ids_BT.reshape(-1), embed)
         cos, sin = rope_tables(rotary.cos, rotary.sin_signed, batch.positions_BT, x_ND.dtype)
         keys, values = cache.attended(batch)
-        for layer, kv_cache, keys_BGLE, values_BGLE in zip(self.layers, cache.kv_NSCME.unbind(0), keys, values):
+        for layer, kv_cache, keys_BGLE, values_BGLE in zip(self.layers, cache.layers_SCME, keys, values):
             x_ND = layer_forward(layer, x_ND, cos, sin, kv_cache, keys_BGLE, values_BGLE, batch, B, T)
         return rms_norm(x_ND, norm.weight, fold(self.layers[0]).eps).view(B, T, -1)
 

@@ -11,8 +11,9 @@ math as `model.DecoderLayer` (transformers stays the oracle), rearranged:
   vector_norm: (x * s * w) @ W == s * (x @ (w * W));
 - q and k are normed and rotated in place inside the qkv output, so k and v stay adjacent and
   go into the cache (one [2G] tensor per layer) with one write.
-Every op computes each row independently of how many rows there are, so a verify step
-reproduces the decode step's numbers position by position.
+Every op computes each row on its own, so a verify step reproduces the decode step's numbers
+position by position up to float rounding: not bit for bit, because MKL's sgemm picks its kernel
+by row count (rows of a 4+-row product differ from the 1-row product in the last bits here).
 
 Shape legend: B rows, T tokens per row, N = B*T, D hidden, H heads, G kv heads, C heads of qkv
 (H + 2G), E head dim, I intermediate, L keys attended, M cached positions.

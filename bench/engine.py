@@ -2,7 +2,7 @@
 our plain decoding vs transformers `generate`; our speculative decoding vs transformers
 assisted generation. Every number that matters is a ratio of runs interleaved in one process.
 
-    .venv/bin/python -m bench.engine [--threads 2] [--repeats 3] [--quick]
+    .venv/bin/python -m bench.engine [--threads 2] [--repeats 3] [--quick] [--batches 1 4] [--ks 4 8] [--out F]
 
 Writes bench/results/engine.json and prints the BENCHMARKS.md rows.
 """
@@ -28,6 +28,8 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (RL rollouts use 1)")
     parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--quick", action="store_true", help="a reduced grid for a smoke run")
+    parser.add_argument("--batches", type=int, nargs="+", help="batch sizes to run (default: the full grid)")
+    parser.add_argument("--ks", type=int, nargs="+", help="draft depths to run (default: the full grid)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     return parser.parse_args()
 
@@ -41,8 +43,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     zoo = ensure_zoo()
-    batches = (1, 4) if args.quick else (1, 4, 16, 64)
-    ks = (2, 4) if args.quick else (1, 2, 4, 8)
+    batches = args.batches or ((1, 4) if args.quick else (1, 4, 16, 64))
+    ks = args.ks or ((2, 4) if args.quick else (1, 2, 4, 8))
     rows: list[dict] = []
 
     def record(**row) -> None:

@@ -2,22 +2,33 @@
 plain tensor ops on the layers' weights.
 
 Why not the nn.Module path: at the zoo's size (1.75M parameters) a decode step is bound by
-per-op dispatch and Python, not FLOPs; module calls, per-tensor RoPE and separate residual adds
-cost more than the matmuls. Same math as `model.DecoderLayer` (transformers stays the oracle);
-tokens are flattened to N = B*T rows so residuals fold into the projections (addmm), and q and k
-share one RoPE. Every op computes each row independently of how many rows there are, so a verify
-step reproduces the decode step's numbers position by position.
+per-op dispatch and Python, not FLOPs; module calls, per-tensor RoPE, separate residual adds and
+F.rms_norm (six ops on CPU: pow, mean, add, rsqrt, mul, mul) cost more than the matmuls. Same
+math as `model.DecoderLayer` (transformers stays the oracle), rearranged:
+- tokens are flattened to N = B*T rows so residuals fold into the projections (addmm);
+- an RMS norm's weight is folded into the next projection's weight (cached, see `fold`) and its
+  per-row scale rsqrt(mean(x^2) + eps) is applied to the projection's output, from one
+  vector_norm: (x * s * w) @ W == s * (x @ (w * W));
+- q and k are normed and rotated in place inside the qkv output, so k and v stay adjacent and
+  go into the cache (one [2G] tensor per layer) with one write.
+Every op computes each row on its own, so a verify step reproduces the decode step's numbers
+position by position up to float rounding: not bit for bit, because MKL's sgemm picks its kernel
+by row count (rows of a 4+-row product differ from the 1-row product in the last bits here).
 
-Shape legend: B rows, T tokens per row, N = B*T, D hidden, H heads, G kv heads, E head dim,
-L keys attended, M cached positions.
+Shape legend: B rows, T tokens per row, N = B*T, D hidden, H heads, G kv heads, C heads of qkv
+(H + 2G), E head dim, I intermediate, L keys attended, M cached positions.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import torch
 import torch.nn.functional as F
 
 from rollspec.engine.kv_cache import AttentionBatch
+
+LOW_PRECISION = (torch.bfloat16, torch.float16)
 
 
 def rope_tables(cos_ME: torch.Tensor, sin_ME: torch.Tensor, positions_BT: torch.Tensor,
@@ -25,66 +36,142 @@ def rope_tables(cos_ME: torch.Tensor, sin_ME: torch.Tensor, positions_BT: torch.
     """cos and sign-folded sin rows for N tokens, [N, 1, E]: rotate_half(x) * sin equals
     x.roll(E/2) * sin_signed with sin's first half negated, one op instead of slice/neg/cat."""
     flat_N = positions_BT.reshape(-1)
-    cos_N1E = cos_ME.index_select(0, flat_N).to(dtype)[:, None]
-    sin_N1E = sin_ME.index_select(0, flat_N).to(dtype)[:, None]
-    return cos_N1E, sin_N1E
+    cos_NE, sin_NE = cos_ME.index_select(0, flat_N), sin_ME.index_select(0, flat_N)
+    if cos_NE.dtype != dtype:
+        cos_NE, sin_NE = cos_NE.to(dtype), sin_NE.to(dtype)
+    return cos_NE[:, None], sin_NE[:, None]
 
 
-def layer_forward(layer, x_ND: torch.Tensor, cos_N1E: torch.Tensor, sin_N1E: torch.Tensor,
-                  k_cache: torch.Tensor, v_cache: torch.Tensor, batch: AttentionBatch, B: int, T: int) -> torch.Tensor:
+def rms_scale(x_XD: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """rsqrt(mean(x^2) + eps) per row, [..., 1]: three ops where F.rms_norm dispatches six, and
+    the caller applies it wherever it is cheapest (usually to a projection's output). `eps` is a
+    0-d tensor in the compute dtype (float32 for low-precision x, like F.rms_norm's upcast); the
+    scale comes back in x's dtype."""
+    norm_X1 = torch.linalg.vector_norm(x_XD, dim=-1, keepdim=True, dtype=eps.dtype)
+    scale_X1 = torch.addcmul(eps, norm_X1, norm_X1, value=1.0 / x_XD.shape[-1]).rsqrt_()
+    return scale_X1 if scale_X1.dtype == x_XD.dtype else scale_X1.to(x_XD.dtype)
+
+
+def rms_norm(x_XD: torch.Tensor, weight_D: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """F.rms_norm(x, weight) through `rms_scale` (five ops instead of seven)."""
+    return (x_XD * rms_scale(x_XD, eps)).mul_(weight_D)
+
+
+def layer_forward(layer, x_ND: torch.Tensor, cos_N1E: torch.Tensor, sin_N1E: torch.Tensor, kv_cache_SCME: torch.Tensor,
+                  keys_BGLE: torch.Tensor, values_BGLE: torch.Tensor, batch: AttentionBatch, B: int,
+                  T: int) -> torch.Tensor:
     """One DecoderLayer on flattened tokens; writes this step's keys and values into the layer's
-    cache rows at batch.positions_BT and attends over positions [0, batch.kv_len)."""
-    attn, mlp = layer.self_attn, layer.mlp
-    H, G, E = attn.num_heads, attn.num_kv_heads, attn.head_dim
+    cache rows at batch.positions_BT, then attends over `keys_BGLE` / `values_BGLE` (views of the
+    same cache: rows [row_start, row_end), positions [0, batch.kv_len))."""
+    w = fold(layer)
+    H, G, E = w.num_heads, w.num_kv_heads, w.head_dim
     N = x_ND.shape[0]
-    norm = layer.input_layernorm
-    h_ND = x_ND if not hasattr(norm, "weight") else F.rms_norm(x_ND, norm.weight.shape, norm.weight, norm.eps)
-    qkv = attn.qkv_proj
-    qkv_NC = torch.mm(h_ND, _weight_t(qkv)) if qkv.bias is None else torch.addmm(qkv.bias, h_ND, _weight_t(qkv))
-    qkv_NCE = qkv_NC.view(N, H + 2 * G, E)
-    qk_NCE = qkv_NCE[:, : H + G]
-    if attn.q_norm is not None:  # per-head norms of q and k in one pass: same eps, one weight per head
-        qk_NCE = F.rms_norm(qk_NCE, (E,), eps=attn.q_norm.eps).mul_(_qk_norm_weight(attn))
-    qk_NCE = torch.addcmul(qk_NCE * cos_N1E, qk_NCE.roll(E // 2, dims=-1), sin_N1E)
-    k_BTGE = qk_NCE[:, H:].view(B, T, G, E)
-    v_BTGE = qkv_NCE[:, H + G:].view(B, T, G, E)
-    # Advanced indices around a slice put the indexed dims first: [B, T, G, E].
-    k_cache[batch.rows_BT, :, batch.positions_BT] = k_BTGE
-    v_cache[batch.rows_BT, :, batch.positions_BT] = v_BTGE
-    rows = slice(batch.row_start, batch.row_end)
-    out_BHTE = F.scaled_dot_product_attention(
-        qk_NCE[:, :H].view(B, T, H, E).transpose(1, 2), k_cache[rows, :, : batch.kv_len],
-        v_cache[rows, :, : batch.kv_len], attn_mask=batch.mask_B1TL, enable_gqa=G != H)
+    qkv_NC = torch.mm(x_ND, w.qkv_DC)
+    if w.has_input_norm:
+        scale_N1 = rms_scale(x_ND, w.eps)
+        qkv_NC = qkv_NC.mul_(scale_N1) if w.qkv_bias is None else torch.addcmul(w.qkv_bias, qkv_NC, scale_N1)
+    elif w.qkv_bias is not None:
+        qkv_NC = qkv_NC.add_(w.qkv_bias)
+    # Views into the contiguous [N, C*E] output, one as_strided each instead of view/narrow/transpose chains.
+    C, base = H + 2 * G, qkv_NC.storage_offset()
+    qk_NCE = qkv_NC.as_strided((N, H + G, E), (C * E, E, 1), base)
+    if w.qk_weight_CE is not None:  # per-head norms of q and k in one pass: same eps, one weight per head
+        qk_NCE.mul_(rms_scale(qk_NCE, w.eps)).mul_(w.qk_weight_CE)
+    rolled_NCE = qk_NCE.roll(E // 2, dims=-1)
+    qk_NCE.mul_(cos_N1E).addcmul_(rolled_NCE, sin_N1E)
+    # Advanced indices around a slice put the indexed dims first: [B, T, 2G, E].
+    kv_cache_SCME[batch.rows_BT, :, batch.positions_BT] = qkv_NC.as_strided(
+        (B, T, 2 * G, E), (T * C * E, C * E, E, 1), base + H * E)
+    q_BHTE = qkv_NC.as_strided((B, H, T, E), (T * C * E, E, C * E, 1), base)
+    out_BHTE = F.scaled_dot_product_attention(q_BHTE, keys_BGLE, values_BGLE, attn_mask=batch.mask_B1TL,
+                                              enable_gqa=G != H)
     out_NC = out_BHTE.transpose(1, 2).reshape(N, H * E)
-    o = attn.o_proj
-    x_ND = torch.addmm(x_ND, out_NC, _weight_t(o)) if o.bias is None else x_ND + F.linear(out_NC, o.weight, o.bias)
-    norm = layer.post_attention_layernorm
-    h_ND = F.rms_norm(x_ND, norm.weight.shape, norm.weight, norm.eps)
-    gate_NI, up_NI = torch.mm(h_ND, _weight_t(mlp.gate_up_proj)).chunk(2, dim=-1)
-    return torch.addmm(x_ND, F.silu(gate_NI).mul_(up_NI), _weight_t(mlp.down_proj))
+    x_ND = torch.addmm(x_ND, out_NC, w.o_DD)
+    if w.o_bias is not None:
+        x_ND = x_ND.add_(w.o_bias)
+    gate_up_NI = torch.mm(x_ND, w.gate_up_DI).mul_(rms_scale(x_ND, w.eps))
+    inner = gate_up_NI.shape[1] // 2
+    act_NI = F.silu(gate_up_NI.narrow(1, 0, inner)).mul_(gate_up_NI.narrow(1, inner, inner))
+    return torch.addmm(x_ND, act_NI, w.down_ID)
 
 
-def _weight_t(linear) -> torch.Tensor:
-    """The projection's weight transposed into a contiguous [in, out] copy: small-row matmuls read
-    it 10-35% faster than the [out, in] layout (measured at 1-16 rows on this CPU). Cached on the
-    module and rebuilt when the weight changes (in-place updates bump `_version`)."""
+def project(x_XD: torch.Tensor, linear) -> torch.Tensor:
+    """linear(x) without bias through the cached [in, out] weight (`weight_t`): the LM head and
+    EAGLE's fc at generation time. Not for training: the copy carries no gradient."""
+    return torch.mm(x_XD.reshape(-1, x_XD.shape[-1]), weight_t(linear)).view(*x_XD.shape[:-1], -1)
+
+
+def weight_t(linear) -> torch.Tensor:
+    """The projection's weight as a contiguous [in, out] copy, cached on the module and rebuilt
+    when the weight changes in place (`_version`) or is replaced (data_ptr)."""
     w = linear.weight
     key = (w._version, w.data_ptr())
     cached = linear.__dict__.get("_weight_t_cache")
     if cached is None or cached[0] != key:
-        with torch.inference_mode(False):
+        with torch.inference_mode(False), torch.no_grad():
             cached = linear.__dict__["_weight_t_cache"] = (key, w.detach().t().contiguous())
     return cached[1]
 
 
-def _qk_norm_weight(attn) -> torch.Tensor:
-    """q_norm's weight for each of the H query heads, then k_norm's for the G kv heads: [H + G, E].
-    Cached on the module and rebuilt when either weight changes (in-place updates bump `_version`)."""
-    q_w, k_w = attn.q_norm.weight, attn.k_norm.weight
-    key = (q_w._version, k_w._version, q_w.data_ptr(), k_w.data_ptr())
-    cached = attn.__dict__.get("_qk_norm_cache")
-    if cached is None or cached[0] != key:
-        with torch.inference_mode(False):  # a normal tensor, usable whatever mode the next call runs in
-            weight = torch.cat([q_w.detach().expand(attn.num_heads, -1), k_w.detach().expand(attn.num_kv_heads, -1)])
-        cached = attn.__dict__["_qk_norm_cache"] = (key, weight)
-    return cached[1]
+@dataclasses.dataclass(frozen=True, slots=True)
+class FoldedLayer:
+    """A decoder layer's weights as the cached forward reads them: projections as contiguous
+    [in, out] copies (small-row matmuls read them 10-35% faster than [out, in], measured at 1-16
+    rows on this CPU), with the input norm's weight folded into qkv and the post-attention
+    norm's into gate_up; q_norm's weight repeated over the H query heads then k_norm's over the
+    G kv heads."""
+
+    sources: tuple[torch.Tensor, ...]
+    versions: tuple[tuple[int, int], ...]  # (_version, data_ptr) of each source when folded
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    has_input_norm: bool
+    eps: torch.Tensor
+    qkv_DC: torch.Tensor
+    qkv_bias: torch.Tensor | None
+    qk_weight_CE: torch.Tensor | None
+    o_DD: torch.Tensor
+    o_bias: torch.Tensor | None
+    gate_up_DI: torch.Tensor
+    down_ID: torch.Tensor
+
+
+def fold(layer) -> FoldedLayer:
+    """The layer's FoldedLayer, cached on the module and rebuilt when any source weight changes in
+    place (load_native and optimizers bump `_version`) or gets new storage (`module.to(dtype)`).
+    A Parameter object swapped in after the first cached forward is not seen."""
+    cached = layer.__dict__.get("_folded")
+    if cached is not None and tuple((t._version, t.data_ptr()) for t in cached.sources) == cached.versions:
+        return cached
+    with torch.inference_mode(False), torch.no_grad():  # normal tensors, usable in any mode
+        cached = layer.__dict__["_folded"] = _build(layer)
+    return cached
+
+
+def _build(layer) -> FoldedLayer:
+    attn, mlp = layer.self_attn, layer.mlp
+    in_norm, post_norm = layer.input_layernorm, layer.post_attention_layernorm
+    qkv, o = attn.qkv_proj, attn.o_proj
+    has_input_norm = hasattr(in_norm, "weight")
+    qkv_CD = qkv.weight.detach() * in_norm.weight.detach() if has_input_norm else qkv.weight.detach()
+    qk_weight_CE = None
+    if attn.q_norm is not None:
+        qk_weight_CE = torch.cat([attn.q_norm.weight.detach().expand(attn.num_heads, -1),
+                                  attn.k_norm.weight.detach().expand(attn.num_kv_heads, -1)])
+    dtype = qkv.weight.dtype
+    sources = [qkv.weight, o.weight, post_norm.weight, mlp.gate_up_proj.weight, mlp.down_proj.weight]
+    sources += [t for t in (qkv.bias, o.bias) if t is not None]
+    sources += [in_norm.weight] if has_input_norm else []
+    sources += [attn.q_norm.weight, attn.k_norm.weight] if attn.q_norm is not None else []
+    return FoldedLayer(
+        sources=tuple(sources), versions=tuple((t._version, t.data_ptr()) for t in sources),
+        num_heads=attn.num_heads, num_kv_heads=attn.num_kv_heads, head_dim=attn.head_dim,
+        has_input_norm=has_input_norm,
+        eps=torch.tensor(post_norm.eps, dtype=torch.float32 if dtype in LOW_PRECISION else dtype,
+                         device=qkv.weight.device),
+        qkv_DC=qkv_CD.t().contiguous(), qkv_bias=None if qkv.bias is None else qkv.bias.detach().clone(),
+        qk_weight_CE=qk_weight_CE, o_DD=o.weight.detach().t().contiguous(),
+        o_bias=None if o.bias is None else o.bias.detach().clone(),
+        gate_up_DI=(mlp.gate_up_proj.weight.detach() * post_norm.weight.detach()).t().contiguous(),
+        down_ID=mlp.down_proj.weight.detach().t().contiguous())

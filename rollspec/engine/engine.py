@@ -110,7 +110,7 @@ class Engine:
         batch = self._batch(lens, num_tokens=1)
         # Each row's pending token sits at its cache length: exactly where this step writes.
         hidden_B1D = self.policy(self.tokens_SM[batch.rows_BT, batch.positions_BT], cache=self.cache, batch=batch)
-        logits_B1V = self.policy.logits(hidden_B1D)
+        logits_B1V = self.policy.cached_logits(hidden_B1D)
         probs_B1V = processed_probs(logits_B1V, self.sampling)
         tokens_B1 = sample_from(probs_B1V, self._uniforms(self.rows, 1))
         logprobs_B1 = token_logprobs(logits_B1V, probs_B1V, tokens_B1, self.sampling)
@@ -128,7 +128,7 @@ class Engine:
         batch = self._batch(lens, num_tokens=K + 1)
         pending_B1 = self.tokens_SM[batch.rows_BT[:, :1], batch.positions_BT[:, :1]]
         hidden_BQD = self.policy(torch.cat([pending_B1, draft_BK], dim=1), cache=self.cache, batch=batch)
-        logits_BQV = self.policy.logits(hidden_BQD)
+        logits_BQV = self.policy.cached_logits(hidden_BQD)
         p_probs_BQV = processed_probs(logits_BQV, self.sampling)
         num_accepted_B, next_B = self.verifier(p_probs_BQV, q_probs_BKV, draft_BK, self._uniforms(self.rows, K + 1))
         # Row b emits draft[:n] then next: column j holds the token drawn from p at position j.
@@ -201,7 +201,7 @@ class Engine:
         hidden_BTD = self.policy(self.tokens_SM[start: start + count, : max(prompt_lens)], cache=self.cache,
                                  batch=batch)
         last_B = torch.tensor(prompt_lens, device=hidden_BTD.device) - 1
-        logits_B1V = self.policy.logits(hidden_BTD[torch.arange(count, device=last_B.device), last_B][:, None])
+        logits_B1V = self.policy.cached_logits(hidden_BTD[torch.arange(count, device=last_B.device), last_B][:, None])
         sampling = SamplingTensors.from_params([s.request.params for s in seqs], self.tokens_SM.device)
         probs_B1V = processed_probs(logits_B1V, sampling)
         tokens_B1 = sample_from(probs_B1V, self._uniforms(seqs, 1))

@@ -1,7 +1,7 @@
 """Preallocated KV cache and the per-step attention metadata that indexes it.
 
-Shape legend: B batch rows, T new tokens per row, L keys attended, G kv heads, E head dim,
-N layers, S slots (cache rows), M max cached length per row.
+Shape legend: B batch rows, T new tokens per row, L keys attended, G kv heads, C = 2G (keys then
+values), E head dim, N layers, S slots (cache rows), M max cached length per row.
 """
 
 from __future__ import annotations
@@ -22,9 +22,12 @@ class KVCache:
         self, *, num_layers: int, num_slots: int, max_len: int, num_kv_heads: int, head_dim: int,
         dtype: torch.dtype, device: torch.device,
     ) -> None:
-        shape = (num_layers, num_slots, num_kv_heads, max_len, head_dim)
-        self.k_NSGME = torch.zeros(shape, dtype=dtype, device=device)
-        self.v_NSGME = torch.zeros(shape, dtype=dtype, device=device)
+        shape = (num_layers, num_slots, 2 * num_kv_heads, max_len, head_dim)
+        self.kv_NSCME = torch.zeros(shape, dtype=dtype, device=device)
+        self.k_NSGME = self.kv_NSCME[:, :, :num_kv_heads]
+        self.v_NSGME = self.kv_NSCME[:, :, num_kv_heads:]
+        self.layers_SCME = self.kv_NSCME.unbind(0)  # per-layer views, made once: the tensor is never reallocated
+        self.num_kv_heads = num_kv_heads
         self.num_slots = num_slots
         self.max_len = max_len
 
@@ -33,8 +36,20 @@ class KVCache:
 
     def move_row(self, src: int, dst: int, length: int) -> None:
         """Copy the first `length` cached positions of row src into row dst."""
-        self.k_NSGME[:, dst, :, :length] = self.k_NSGME[:, src, :, :length]
-        self.v_NSGME[:, dst, :, :length] = self.v_NSGME[:, src, :, :length]
+        self.kv_NSCME[:, dst, :, :length] = self.kv_NSCME[:, src, :, :length]
+
+    def attended(self, batch: AttentionBatch) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+        """Per layer, the keys and values `batch` attends to ([B, G, L, E] views), sliced for all
+        layers at once instead of four slices per layer (one as_strided each with a single layer)."""
+        G = self.num_kv_heads
+        if len(self.layers_SCME) == 1:
+            kv_SCME = self.layers_SCME[0]
+            size = (batch.row_end - batch.row_start, G, batch.kv_len, kv_SCME.shape[-1])
+            strides, base = kv_SCME.stride(), kv_SCME.storage_offset() + batch.row_start * kv_SCME.stride(0)
+            return ((kv_SCME.as_strided(size, strides, base),),
+                    (kv_SCME.as_strided(size, strides, base + G * strides[1]),))
+        live_NBCLE = self.kv_NSCME[:, batch.row_start: batch.row_end, :, : batch.kv_len]
+        return live_NBCLE.narrow(2, 0, G).unbind(0), live_NBCLE.narrow(2, G, G).unbind(0)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -46,6 +61,8 @@ class AttentionBatch:
     the row's length, where nothing reads them before they are overwritten. Padding can reach
     past the cache's end when rows are very ragged; those writes are clamped onto its last
     position, which no row ever holds valid data in (callers keep real positions below it).
+    The mask is None when every token sees every key in [0, kv_len) (one token per row, rows of
+    equal length: always at batch 1), which spares building it and the masked attention.
     """
 
     row_start: int
@@ -53,18 +70,25 @@ class AttentionBatch:
     kv_len: int
     positions_BT: torch.Tensor
     rows_BT: torch.Tensor
-    mask_B1TL: torch.Tensor
+    mask_B1TL: torch.Tensor | None
 
     @classmethod
     def build(cls, *, row_start: int, cache_lens: list[int], num_tokens: int, max_len: int, device: torch.device,
               dtype: torch.dtype) -> AttentionBatch:
         num_rows = len(cache_lens)
         kv_len = min(max(cache_lens) + num_tokens, max_len)
-        lens_B = torch.tensor(cache_lens, device=device)
-        positions_BT = (lens_B[:, None] + torch.arange(num_tokens, device=device)).clamp_(max=max_len - 1)
-        rows_BT = torch.arange(row_start, row_start + num_rows, device=device)[:, None].expand(num_rows, num_tokens)
+        if num_tokens == 1:  # a decode step: no padding, positions and rows from one host-to-device copy
+            meta_2B = torch.tensor([cache_lens, list(range(row_start, row_start + num_rows))], device=device)
+            positions_BT, rows_BT = meta_2B[:, :, None].unbind(0)
+        else:
+            lens_B = torch.tensor(cache_lens, device=device)
+            positions_BT = lens_B[:, None] + torch.arange(num_tokens, device=device)
+            rows_BT = torch.arange(row_start, row_start + num_rows, device=device)[:, None].expand(num_rows, num_tokens)
+        if max(cache_lens) + num_tokens > max_len:
+            positions_BT = positions_BT.clamp(max=max_len - 1)
+        full_view = num_tokens == 1 and min(cache_lens) == max(cache_lens)
         return cls(row_start, row_start + num_rows, kv_len, positions_BT, rows_BT,
-                   _mask(positions_BT, kv_len, dtype)[:, None])
+                   None if full_view else _mask(positions_BT, kv_len, dtype)[:, None])
 
     @classmethod
     def chain(cls, *, cache_lens: list[int], num_steps: int, max_len: int, device: torch.device,
@@ -76,13 +100,17 @@ class AttentionBatch:
         first_kv_len = max(cache_lens) + 1
         lens_B = torch.tensor(cache_lens, device=device)
         positions_JB1 = (lens_B[None, :, None] + torch.arange(num_steps, device=device)[:, None, None])
-        positions_JB1 = positions_JB1.clamp_(max=max_len - 1)
-        mask_JB11L = _mask(positions_JB1, min(first_kv_len + num_steps - 1, max_len), dtype)[:, :, None]
+        if first_kv_len + num_steps - 1 > max_len:
+            positions_JB1.clamp_(max=max_len - 1)
+        full_view = min(cache_lens) == max(cache_lens)
+        mask_JB11L = None if full_view else _mask(positions_JB1, min(first_kv_len + num_steps - 1, max_len),
+                                                  dtype)[:, :, None]
         rows_B1 = torch.arange(num_rows, device=device)[:, None]
         out = []
         for j in range(num_steps):
             kv_len = min(first_kv_len + j, max_len)
-            out.append(cls(0, num_rows, kv_len, positions_JB1[j], rows_B1, mask_JB11L[j, ..., :kv_len]))
+            mask_B11L = None if mask_JB11L is None else mask_JB11L[j, ..., :kv_len]
+            out.append(cls(0, num_rows, kv_len, positions_JB1[j], rows_B1, mask_B11L))
         return out
 
 

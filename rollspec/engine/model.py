@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rollspec.engine.cached_forward import layer_forward, rope_tables
+from rollspec.engine.cached_forward import fold, layer_forward, project, rms_norm, rope_tables
 from rollspec.engine.kv_cache import AttentionBatch, KVCache
 from rollspec.engine.model_config import ModelConfig
 
@@ -134,9 +134,10 @@ class Decoder(nn.Module):
         embed, rotary, norm = self.embed_tokens.weight, self.rotary, self.norm
         x_ND = F.embedding(input_ids_BT.reshape(-1), embed)
         cos, sin = rope_tables(rotary.cos, rotary.sin_signed, batch.positions_BT, x_ND.dtype)
-        for layer, k_cache, v_cache in zip(self.layers, cache.k_NSGME, cache.v_NSGME):
-            x_ND = layer_forward(layer, x_ND, cos, sin, k_cache, v_cache, batch, B, T)
-        return F.rms_norm(x_ND, norm.weight.shape, norm.weight, norm.eps).view(B, T, -1)
+        keys, values = cache.attended(batch)
+        for layer, kv_cache, keys_BGLE, values_BGLE in zip(self.layers, cache.layers_SCME, keys, values):
+            x_ND = layer_forward(layer, x_ND, cos, sin, kv_cache, keys_BGLE, values_BGLE, batch, B, T)
+        return rms_norm(x_ND, norm.weight, fold(self.layers[0]).eps).view(B, T, -1)
 
     def tie_weights(self) -> None:
         """Share the embedding with the LM head when the checkpoint says so (redo after to_empty)."""
@@ -145,6 +146,10 @@ class Decoder(nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.lm_head(hidden)
+
+    def cached_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """`logits` for generation (no gradient): one mm on a cached [D, V] copy of the LM head."""
+        return project(hidden, self.lm_head)
 
     def new_cache(self, *, num_slots: int, max_len: int) -> KVCache:
         param = self.embed_tokens.weight

@@ -48,7 +48,8 @@ class SamplingTensors:
 def processed_probs(logits_BTV: torch.Tensor, st: SamplingTensors) -> torch.Tensor:
     """Temperature, then top-k, then top-p (smallest set of top tokens reaching top_p), then
     softmax; greedy rows get a one-hot at the argmax. Float32 whatever the logits dtype."""
-    logits_BTV = logits_BTV.float()
+    if logits_BTV.dtype != torch.float32:  # .float() on float32 still dispatches an op
+        logits_BTV = logits_BTV.float()
     if st.all_greedy:
         return _one_hot_argmax(logits_BTV)
     scaled_BTV = logits_BTV if st.unit_temperature else logits_BTV / st.temperature_B[:, None, None]
@@ -87,7 +88,7 @@ def sample_from(probs_BTV: torch.Tensor, uniforms_BT: torch.Tensor) -> torch.Ten
     # Round-off can put u*total at the very end of the CDF, past every token: keep it just below
     # the total, so the draw lands on the first token whose CDF reaches it, which has probability
     # (never on a zero-probability one: those do not raise the CDF).
-    below_BT1 = torch.nextafter(total_BT1, torch.zeros((), dtype=total_BT1.dtype))
+    below_BT1 = torch.nextafter(total_BT1, -total_BT1)  # toward 0 for any total > 0 (a 0 total stays 0)
     targets_BT1 = torch.minimum(uniforms_BT[..., None] * total_BT1, below_BT1)
     return torch.searchsorted(cdf_BTV, targets_BT1, right=True)[..., 0]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 
 from rollspec.engine.sampler import sample_from
 
@@ -28,25 +29,26 @@ def verify(p_probs_BQV: torch.Tensor, q_probs_BKV: torch.Tensor | None, draft_BK
     Every emitted sequence is distributed exactly as sampling from p one token at a time.
     """
     B, K = draft_BK.shape
-    rows_B = torch.arange(B, device=draft_BK.device)
-    p_draft_BK = p_probs_BQV[:, :K].gather(-1, draft_BK[..., None])[..., 0]
+    V = p_probs_BQV.shape[-1]
+    draft_BK1 = draft_BK[..., None]
+    p_draft_BK = p_probs_BQV.narrow(1, 0, K).gather(-1, draft_BK1)[..., 0]
     if q_probs_BKV is None:
-        q_draft_BK = torch.ones_like(p_draft_BK)
+        accepted_BK = uniforms_BQ.narrow(1, 0, K) < p_draft_BK
     else:
-        q_draft_BK = q_probs_BKV.gather(-1, draft_BK[..., None])[..., 0]
-    # u < p/q written without the division: q(d) > 0 because d was drawn from q.
-    accepted_BK = uniforms_BQ[:, :K] * q_draft_BK < p_draft_BK
-    num_accepted_B = accepted_BK.int().cumprod(dim=-1).sum(dim=-1)
-    p_next_BV = p_probs_BQV[rows_B, num_accepted_B]
-    rejected_B = num_accepted_B < K
-    at_B = num_accepted_B.clamp(max=K - 1)
+        # u < p/q written without the division: q(d) > 0 because d was drawn from q.
+        accepted_BK = uniforms_BQ.narrow(1, 0, K) * q_probs_BKV.gather(-1, draft_BK1)[..., 0] < p_draft_BK
+    num_accepted_B = accepted_BK.cumprod(dim=-1).sum(dim=-1)
+    at_B11 = num_accepted_B[:, None, None]
+    p_next_BV = p_probs_BQV.gather(1, at_B11.expand(B, 1, V))[:, 0]
+    # q at the first rejected position, and q = 0 past the last draft, where the residual
+    # max(p - q, 0) is then p itself: the bonus token's distribution, with no branch.
     if q_probs_BKV is None:
-        q_next_BV = torch.zeros_like(p_next_BV).scatter_(-1, draft_BK[rows_B, at_B][:, None], 1.0)
+        at_draft_B1 = F.pad(draft_BK, (0, 1)).gather(1, at_B11[..., 0])
+        q_next_BV = torch.zeros_like(p_next_BV).scatter_(-1, at_draft_B1, (at_B11[..., 0] < K).to(p_next_BV.dtype))
     else:
-        q_next_BV = q_probs_BKV[rows_B, at_B]
+        q_next_BV = F.pad(q_probs_BKV, (0, 0, 0, 1)).gather(1, at_B11.expand(B, 1, V))[:, 0]
     residual_BV = (p_next_BV - q_next_BV).clamp_(min=0)
     # A rejection implies p != q, so the residual has mass; guard only against round-off.
-    usable_B = rejected_B & (residual_BV.sum(dim=-1) > 0)
-    next_dist_BV = torch.where(usable_B[:, None], residual_BV, p_next_BV)
-    next_token_B = sample_from(next_dist_BV[:, None], uniforms_BQ[:, K:])[:, 0]
+    next_dist_BV = torch.where(residual_BV.sum(dim=-1, keepdim=True) > 0, residual_BV, p_next_BV)
+    next_token_B = sample_from(next_dist_BV[:, None], uniforms_BQ.narrow(1, K, 1))[:, 0]
     return num_accepted_B, next_token_B

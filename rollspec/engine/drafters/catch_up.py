@@ -8,6 +8,8 @@ two contiguous groups takes most of that padding away.
 
 from __future__ import annotations
 
+import torch
+
 MIN_SAVING = 0.25  # a second forward has its own fixed cost: split only for a clear saving in padded tokens
 
 
@@ -38,3 +40,8 @@ def catch_up_width(num_new: list[int]) -> int:
         return max(num_new)
     padded = j * max(num_new[:j]) + (len(num_new) - j) * max(num_new[j:])
     return -(-padded // len(num_new))
+
+
+def cat_groups(outputs: list[torch.Tensor]) -> torch.Tensor:
+    """The row groups' outputs as one batch (no copy when there is one group, the usual case)."""
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from rollspec.engine.drafters.base import DraftContext, Proposal
-from rollspec.engine.drafters.catch_up import catch_up_width, split_point
+from rollspec.engine.drafters.catch_up import cat_groups, catch_up_width, split_point
 from rollspec.engine.kv_cache import AttentionBatch
 from rollspec.engine.model import Decoder
 from rollspec.engine.sampler import processed_probs, sample_from
@@ -37,8 +37,8 @@ class DraftModelDrafter:
         device = ctx.tokens_BM.device
         j = split_point(num_new)
         groups = [(0, j), (j, B)] if j else [(0, B)]
-        hidden_B1D = torch.cat([self._catch_up(ctx, lens, num_new, start, end) for start, end in groups])
-        logits_B1V = self.model.logits(hidden_B1D)
+        hidden_B1D = cat_groups([self._catch_up(ctx, lens, num_new, start, end) for start, end in groups])
+        logits_B1V = self.model.cached_logits(hidden_B1D)
         uniforms_BK = ctx.draw_uniforms(k)
         # The last draft never needs to be fed: k - 1 one-token steps.
         steps = AttentionBatch.chain(cache_lens=ctx.context_lens, num_steps=k - 1, max_len=self.cache.max_len,
@@ -50,7 +50,7 @@ class DraftModelDrafter:
             tokens.append(token_B1)
             q_probs.append(q_B1V)
             if j + 1 < k:
-                logits_B1V = self.model.logits(self.model(token_B1, cache=self.cache, batch=steps[j]))
+                logits_B1V = self.model.cached_logits(self.model(token_B1, cache=self.cache, batch=steps[j]))
         self.num_cached[:B] = [n + k - 1 for n in ctx.context_lens]
         return Proposal(torch.cat(tokens, dim=1), torch.cat(q_probs, dim=1))
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from rollspec.engine.drafters.base import DraftContext, Proposal
-from rollspec.engine.drafters.catch_up import catch_up_width, split_point
+from rollspec.engine.drafters.catch_up import cat_groups, catch_up_width, split_point
 from rollspec.engine.eagle_head import EagleHead
 from rollspec.engine.kv_cache import AttentionBatch
 from rollspec.engine.model import Decoder
@@ -42,20 +42,20 @@ class EagleDrafter:
         num_new = [t - n for t, n in zip(targets, lens)]
         j = split_point(num_new)
         groups = [(0, j), (j, B)] if j else [(0, B)]
-        feature_B1D = torch.cat([self._catch_up(ctx, lens, num_new, start, end) for start, end in groups])
+        feature_B1D = cat_groups([self._catch_up(ctx, lens, num_new, start, end) for start, end in groups])
         self.num_real[:B] = targets
         uniforms_BK = ctx.draw_uniforms(k)
         steps = AttentionBatch.chain(cache_lens=targets, num_steps=k - 1, max_len=self.cache.max_len, device=device,
                                      dtype=self.cache.k_NSGME.dtype)
         tokens, q_probs = [], []
         for j in range(k):
-            q_B1V = processed_probs(self.policy.logits(feature_B1D), ctx.sampling)
+            q_B1V = processed_probs(self.policy.cached_logits(feature_B1D), ctx.sampling)
             token_B1 = sample_from(q_B1V, uniforms_BK[:, j: j + 1])
             tokens.append(token_B1)
             q_probs.append(q_B1V)
             if j + 1 < k:
-                feature_B1D = self.head(self.policy.embed_tokens(token_B1), feature_B1D, cache=self.cache,
-                                        batch=steps[j])
+                feature_B1D = self.head.forward_cached(token_B1, feature_B1D, self.policy.embed_tokens,
+                                                       cache=self.cache, batch=steps[j])
         return Proposal(torch.cat(tokens, dim=1), torch.cat(q_probs, dim=1))
 
     def catch_up_tokens(self, context_lens: list[int]) -> int:
@@ -69,9 +69,10 @@ class EagleDrafter:
         positions_BT = torch.tensor(lens[start:end], device=device)[:, None] + torch.arange(width, device=device)
         positions_BT = positions_BT.clamp(max=ctx.tokens_BM.shape[1] - 2)
         features_BTD = ctx.hidden_BMD[rows_B[:, None], positions_BT]
-        embeds_BTD = self.policy.embed_tokens(ctx.tokens_BM[start:end].gather(1, positions_BT + 1))
+        tokens_BT = ctx.tokens_BM[start:end].gather(1, positions_BT + 1)
         batch = self._batch(lens[start:end], width, device, row_start=start)
-        out_BTD = self.head(embeds_BTD, features_BTD, cache=self.cache, batch=batch)
+        out_BTD = self.head.forward_cached(tokens_BT, features_BTD, self.policy.embed_tokens, cache=self.cache,
+                                           batch=batch)
         return out_BTD[rows_B - start, torch.tensor(num_new[start:end], device=device) - 1][:, None]
 
     def _batch(self, lens: list[int], num_tokens: int, device: torch.device, row_start: int = 0) -> AttentionBatch:

@@ -34,8 +34,8 @@ class MTPDrafter:
         uniforms_BK = ctx.draw_uniforms(k)
         tokens, q_probs = [], []
         for j in range(k):
-            state_B1D, normed_B1D = self.heads.head(j)(state_B1D, self.policy.embed_tokens(token_B1))
-            q_B1V = processed_probs(self.policy.logits(normed_B1D), ctx.sampling)
+            state_B1D, normed_B1D = self.heads.head(j).forward_cached(state_B1D, token_B1, self.policy.embed_tokens)
+            q_B1V = processed_probs(self.policy.cached_logits(normed_B1D), ctx.sampling)
             token_B1 = sample_from(q_B1V, uniforms_BK[:, j: j + 1])
             tokens.append(token_B1)
             q_probs.append(q_B1V)

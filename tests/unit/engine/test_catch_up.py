@@ -54,6 +54,10 @@ class _Forwards:
         self.shapes.append(tuple(x.shape[:2]))
         return self.inner(x, *args, **kwargs)
 
+    def forward_cached(self, tokens, *args, **kwargs):  # the EAGLE head's generation entry (token ids in)
+        self.shapes.append(tuple(tokens.shape[:2]))
+        return self.inner.forward_cached(tokens, *args, **kwargs)
+
 
 def _drafter(kind, policy, config, dtype=torch.float32):
     if kind == "eagle":

@@ -11,6 +11,7 @@ from rollspec.scheduler.catch_up import CatchUpCost, excess_tokens
 from rollspec.scheduler.config import DepthConfig, DepthMode
 from rollspec.scheduler.cost_model import StepCostModel
 from rollspec.scheduler.decision import DepthDecision, DepthStats
+from rollspec.scheduler.realized import RealizedCheck
 from rollspec.scheduler.throughput import expected_tokens
 
 # Weight of the newest step in the mean excess catch-up width of steady speculation (admissions
@@ -46,6 +47,15 @@ class DepthScheduler:
        `probe_min_gain` under that optimism, except in the k_max steps after a weight
        change, when acceptance may have jumped.
 
+    4. realized check (`check_realized`): a k > 0 from the steps above becomes 0 where
+       speculative steps have realized fewer tokens/s than plain ones at this batch size's
+       bucket, beyond noise, once each prediction is corrected by how far the times of steps of
+       its kind fell from their predictions there (see RealizedCheck); probes are exempt. While
+       speculating, one plain step every
+       so often keeps the plain side of that comparison measured. Predictions rest on a
+       profile that load can skew and that is only corrected at depths actually run; this
+       rule rests on what the steps delivered.
+
     A draining batch (shrinking from step to step) spreads the catch-up over the steps it is
     expected to have left, if fewer (`horizon_steps`), and is not probed from k = 0 then.
 
@@ -78,6 +88,8 @@ class DepthScheduler:
         self._probe_credit = float(config.k_max)
         self._no_margin_until = -1  # right after a weight change any possible gain is worth a probe
         self._pending_probe: tuple[int, int] | None = None  # (batch_size, k) of an unobserved probe choice
+        self._pending_check = False  # the step being chosen is a plain step the realized check asked for
+        self._realized = RealizedCheck(config.realized) if config.check_realized else None
         self._history: deque[DepthDecision] = deque(maxlen=config.history_len)
         self._stats = DepthStats(num_steps_by_k=[0] * (config.k_max + 1))
 
@@ -157,10 +169,18 @@ class DepthScheduler:
         # a probe pays all of it in its one step (if acceptance is not there, it bought nothing).
         catch_up_s = per_token_s * excess_tokens(catch_up_tokens, k_max)
         horizon = self.horizon_steps(batch_size)
+        was_speculating = self._greedy_k > 0 and self._last_k > 0
         k = self._choose_greedy(rate, self._expected / (step_s + catch_up_s / horizon))
         if k == 0 and catch_up_s[-1] > 0 and horizon < self._config.catch_up_horizon_steps:
             return 0  # a draining batch ends before a probe's catch-up could be paid back
         probe_k = self._probe_depth(k, rate, step_s + catch_up_s if k == 0 else step_s)
+        if probe_k == k > 0 and self._realized is not None:
+            if self._realized.is_losing(batch_size, self._step, float(rate[k]), float(rate[0])):
+                self._stats.num_vetoed_steps += 1
+                return 0
+            if was_speculating and self._realized.needs_plain_step(batch_size, self._step):
+                self._pending_check = True
+                return 0
         if probe_k != k:
             self._probe_credit -= 1.0
             self._pending_probe = (batch_size, probe_k)
@@ -177,20 +197,25 @@ class DepthScheduler:
         assert accepted.size == batch_size, (accepted.size, batch_size)
         excess = max(0, self._offered_catch_up - k - 1) if k > 0 else 0
         catch_up_s = self._catch_up.catch_up_s(batch_size, excess)
+        predicted_s = self._cost.step_s(batch_size, k)
         decision = DepthDecision(
             step=self._step,
             batch_size=batch_size,
             k=k,
             is_probe=self._pending_probe == (batch_size, k),
+            is_check=self._pending_check and k == 0,
             catch_up_tokens=self._offered_catch_up if k > 0 else 0,
             predicted_tokens=batch_size * float(self._expected[k]),
             predicted_catch_up_s=catch_up_s,
-            predicted_step_s=float(self._cost.step_s(batch_size, k)[k]) + catch_up_s,
+            predicted_step_s=float(predicted_s[k]) + catch_up_s,
             realized_tokens=int(accepted.sum()) + batch_size,
             realized_step_s=draft_time_s + target_time_s,
         )
         self._pending_probe = None
+        self._pending_check = False
         self._offered_catch_up = 0
+        if self._realized is not None:
+            self._realized.observe(self._step, batch_size, k, decision.realized_step_s, decision.predicted_step_s)
         if k > 0 and self._last_k > 0:  # only steady speculation: after k = 0 the width is the plain stretch's
             self._recurring_excess += RECURRING_RATE * (excess - self._recurring_excess)
         self._last_k = k
@@ -214,6 +239,8 @@ class DepthScheduler:
         self._expected = self._plan_expected_tokens()
         self._last_scheduled[:] = self._step - self._config.probe_interval_steps
         self._no_margin_until = self._step + self._config.k_max
+        if self._realized is not None:
+            self._realized.forget_speculative()
 
     def _observe_costs(self, batch_size: int, k: int, excess: int, catch_up_s: float, draft_time_s: float,
                        target_time_s: float) -> None:

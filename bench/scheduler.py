@@ -39,6 +39,9 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batches", default="1,4,16,64,128")
+    # At temperature 1 every contender draws other samples (a k changes how many uniforms a row uses), so
+    # runs differ in length and tail as well as in speed; at 0 every contender does the same work.
+    parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     return parser.parse_args()
 
@@ -62,7 +65,7 @@ def main() -> None:
     rows = []
     started_all = time.perf_counter()
     for name, batch, num_prompts, round_size in settings:
-        workload = Workload.from_zoo(zoo, batch=batch, temperature=1.0, max_new_tokens=160, num_prompts=num_prompts)
+        workload = Workload.from_zoo(zoo, batch=batch, temperature=args.temperature, max_new_tokens=160, num_prompts=num_prompts)
         started = time.perf_counter()
         costs = profile_cost_model(workload, args.drafter)
         profile_s = time.perf_counter() - started
@@ -81,7 +84,7 @@ def main() -> None:
                           "tokens_per_cpu_s": statistics.median(r["tokens_per_cpu_s"] for r in rs),
                           "cpu_runs": [round(r["tokens_per_cpu_s"], 1) for r in rs],
                           "mean_k": statistics.median(r["mean_k"] for r in rs),
-                          "steps": [r["num_steps"] for r in rs]}
+                          "steps": [r["num_steps"] for r in rs], "tokens": [r["tokens"] for r in rs]}
                   | ({"checks": [r["num_checks"] for r in rs], "vetoed": [r["num_vetoed_steps"] for r in rs],
                       "probes": [r["num_probes"] for r in rs]} if name_.startswith("adaptive") else {})
                   for name_, rs in runs.items()}
@@ -115,7 +118,7 @@ def main() -> None:
         for ratio in ("ratio_vs_best_fixed", "ratio_vs_plain"):
             summary[f"{prefix}min_{ratio}"] = round(min(r[f"{prefix}{ratio}"] for r in rows), 3)
     out = {"command": f"python -m bench.scheduler --drafter {args.drafter} --threads {args.threads} "
-                      f"--repeats {args.repeats} --batches {args.batches}",
+                      f"--repeats {args.repeats} --batches {args.batches} --temperature {args.temperature}",
            "date": date.today().isoformat(), "machine": _machine(args.threads), "rows": rows, "summary": summary,
            "run_s": round(time.perf_counter() - started_all, 1)}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -65,7 +65,7 @@ def run_depth(workload: Workload, kind: str, *, fixed_k: int | None = None,
     # CPU seconds beside wall seconds: with one torch thread they are the work done, which a
     # co-tenant on the shared cores does not inflate the way it inflates wall time.
     out = {"tokens_per_s": tokens / elapsed, "tokens_per_cpu_s": tokens / elapsed_cpu,
-           "mean_k": sum(depth.ks) / max(1, len(depth.ks)), "num_steps": len(depth.ks)}
+           "mean_k": sum(depth.ks) / max(1, len(depth.ks)), "num_steps": len(depth.ks), "tokens": tokens}
     if before is not None:
         after = scheduler.stats
         out |= {"num_checks": after.num_checks - before.num_checks,

@@ -112,6 +112,8 @@ class DepthConfig:
     - `weight_change_keep`: on a policy or draft weight change, acceptance evidence is
       scaled by this factor so the new weights' behaviour dominates sooner.
     - `history_len`: how many recent decisions are kept for logging / export.
+    - `replan_interval_steps`: a greedy choice is reused for up to this many steps at the same
+      batch size (1: planned every step); see DepthScheduler.
     - `realized`: the check against realized throughput; `check_realized` turns it off.
     """
 
@@ -125,6 +127,7 @@ class DepthConfig:
     min_evidence_rows: float = 4.0
     weight_change_keep: float = 0.25
     history_len: int = 1024
+    replan_interval_steps: int = 4
     acceptance: AcceptanceConfig = field(default_factory=AcceptanceConfig)
     check_realized: bool = True
     realized: RealizedConfig = field(default_factory=RealizedConfig)
@@ -139,6 +142,7 @@ class DepthConfig:
         assert self.min_evidence_rows >= 0, self.min_evidence_rows
         assert 0.0 <= self.weight_change_keep <= 1.0, self.weight_change_keep
         assert self.history_len >= 1, self.history_len
+        assert self.replan_interval_steps >= 1, self.replan_interval_steps
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

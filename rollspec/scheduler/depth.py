@@ -51,10 +51,9 @@ class DepthScheduler:
        speculative steps have realized fewer tokens/s than plain ones at this batch size's
        bucket, beyond noise, once each prediction is corrected by how far the times of steps of
        its kind fell from their predictions there (see RealizedCheck); probes are exempt. While
-       speculating, one plain step every
-       so often keeps the plain side of that comparison measured. Predictions rest on a
-       profile that load can skew and that is only corrected at depths actually run; this
-       rule rests on what the steps delivered.
+       speculating, one plain step every so often keeps the plain side of that comparison
+       measured. Predictions rest on a profile that load can skew and that is only corrected
+       at depths actually run; this rule rests on what the steps took.
 
     A greedy choice is reused for up to `replan_interval_steps` steps while the batch size stays
     and the catch-up offered does not make it dearer (see `_reusable`): planning costs tens of

@@ -150,16 +150,19 @@ class DepthScheduler:
         return np.where(thin, np.maximum(alphas, floor), alphas)
 
     def horizon_steps(self, batch_size: int) -> float:
-        """Steps a catch-up paid now is spread over: catch_up_horizon_steps, or fewer if the batch is draining.
+        """Full-batch steps a catch-up paid now is spread over: catch_up_horizon_steps, or fewer if the batch drains.
 
         A shrinking batch (no admissions refill it) is expected to end in about B / (rows lost
-        per step) steps; a catch-up cannot be paid back by steps that will not happen.
+        per step) steps, and over them it holds B / 2 rows on average: the catch-up is paid for
+        all B rows now, the gain it buys comes per surviving row, so those steps count half. (On
+        the zoo's draining batch, leaving plain decoding at B = 7-11 with a 28-35 token catch-up
+        was planned over ~3 steps and the rows were gone after 1-2.)
         """
         horizon = self._config.catch_up_horizon_steps
         drain = self._drain  # with the rows lost since the last step, which observe has not counted yet
         if self._last_batch_size:
             drain += DRAIN_RATE * (max(0, self._last_batch_size - batch_size) - drain)
-        return min(horizon, batch_size / drain) if drain > 0 else horizon
+        return min(horizon, 0.5 * batch_size / drain) if drain > 0 else horizon
 
     def choose_depth(self, batch_size: int, catch_up_tokens: int = 0) -> int:
         """The depth to draft this step (0 = plain decoding), given the width of the drafter's catch-up."""

@@ -1,15 +1,16 @@
 """Adaptive speculation depth vs every fixed k, on the trained zoo, in one run.
 
-    .venv/bin/python -m bench.scheduler [--drafter eagle] [--threads 2] [--repeats 2]
+    .venv/bin/python -m bench.scheduler [--drafter eagle] [--threads 2] [--repeats 3] [--temperature 1.0]
 
 Settings: steady batches of B rows (max(6B, 192) prompts through B rows) for B in 1, 4, 16,
 64, 128, and a draining batch (64 prompts at once, no refill: B falls to 1 with the tasks'
 spread of response lengths), four such rounds one after the other per timed run. The zoo's
-responses are 5-22 tokens, so shorter runs (10-45 steps) moved by more than 3% between repeats. Contenders: fixed k in {0, 1, 2, 4, 8} and the adaptive DepthScheduler
+responses are 5-22 tokens, so shorter runs (10-45 steps) moved by more than 3% between
+repeats. Contenders: fixed k in {0, 1, 2, 4, 8} and the adaptive DepthScheduler
 with a cost model profiled at start-up (profiling time excluded, reported separately), in two
 forms: `adaptive` keeps one scheduler across its runs after one untimed warm-up run, as a
 rollout actor's serves batch after batch; `adaptive-cold` starts every run from the fresh
-profile and the acceptance prior (a whole run is only 10-40 steps here). Tokens per wall
+profile and the acceptance prior (a whole run is 40-1,200 steps here). Tokens per wall
 second and per CPU second of the process (one torch thread: its work, robust to co-tenants).
 Writes bench/results/scheduler.json.
 """

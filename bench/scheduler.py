@@ -1,14 +1,16 @@
 """Adaptive speculation depth vs every fixed k, on the trained zoo, in one run.
 
-    .venv/bin/python -m bench.scheduler [--drafter eagle] [--threads 2] [--repeats 2]
+    .venv/bin/python -m bench.scheduler [--drafter eagle] [--threads 2] [--repeats 3] [--temperature 1.0]
 
-Settings: steady batches of B rows (3B prompts through B rows) for B in 1, 4, 16, 64, 128,
-and a draining batch (64 prompts at once, no refill: B falls to 1 with the tasks' spread of
-response lengths). Contenders: fixed k in {0, 1, 2, 4, 8} and the adaptive DepthScheduler
+Settings: steady batches of B rows (max(6B, 192) prompts through B rows) for B in 1, 4, 16,
+64, 128, and a draining batch (64 prompts at once, no refill: B falls to 1 with the tasks'
+spread of response lengths), four such rounds one after the other per timed run. The zoo's
+responses are 5-22 tokens, so shorter runs (10-45 steps) moved by more than 3% between
+repeats. Contenders: fixed k in {0, 1, 2, 4, 8} and the adaptive DepthScheduler
 with a cost model profiled at start-up (profiling time excluded, reported separately), in two
 forms: `adaptive` keeps one scheduler across its runs after one untimed warm-up run, as a
 rollout actor's serves batch after batch; `adaptive-cold` starts every run from the fresh
-profile and the acceptance prior (a whole run is only 10-40 steps here). Tokens per wall
+profile and the acceptance prior (a whole run is 40-1,200 steps here). Tokens per wall
 second and per CPU second of the process (one torch thread: its work, robust to co-tenants).
 Writes bench/results/scheduler.json.
 """
@@ -27,15 +29,20 @@ RESULTS = Path(__file__).resolve().parent / "results" / "scheduler.json"
 FIXED_KS = (0, 1, 2, 4, 8)
 
 
-MIN_STEADY_PROMPTS = 48
+MIN_STEADY_PROMPTS = 192
+STEADY_PROMPTS_PER_ROW = 6
+DRAIN_ROUNDS = 4
 
 
 def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--drafter", default="eagle", choices=["draft_model", "eagle", "mtp", "ngram"])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batches", default="1,4,16,64,128")
+    # At temperature 1 every contender draws other samples (a k changes how many uniforms a row uses), so
+    # runs differ in length and tail as well as in speed; at 0 every contender does the same work.
+    parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--out", type=Path, default=RESULTS)
     return parser.parse_args()
 
@@ -53,29 +60,35 @@ def main() -> None:
     zoo = ensure_zoo()
     # At least MIN_STEADY_PROMPTS per steady run: 3B prompts at B = 1 was ~36 tokens (~60 ms a run), and
     # such runs moved by +/-20% between repeats, more than the differences being measured.
-    settings = ([(f"steady-b{b}", b, max(3 * b, MIN_STEADY_PROMPTS)) for b in map(int, args.batches.split(","))]
-                + [("draining-64", 64, 64)])
+    settings = ([(f"steady-b{b}", b, max(STEADY_PROMPTS_PER_ROW * b, MIN_STEADY_PROMPTS), None)
+                 for b in map(int, args.batches.split(","))]
+                + [("draining-64", 64, 64 * DRAIN_ROUNDS, 64)])
     rows = []
-    for name, batch, num_prompts in settings:
-        workload = Workload.from_zoo(zoo, batch=batch, temperature=1.0, max_new_tokens=160, num_prompts=num_prompts)
+    started_all = time.perf_counter()
+    for name, batch, num_prompts, round_size in settings:
+        workload = Workload.from_zoo(zoo, batch=batch, temperature=args.temperature, max_new_tokens=160, num_prompts=num_prompts)
         started = time.perf_counter()
         costs = profile_cost_model(workload, args.drafter)
         profile_s = time.perf_counter() - started
         fresh = copy.deepcopy(costs)
         warm = adaptive_scheduler(workload, costs)
-        run_depth(workload, args.drafter, scheduler=warm)  # untimed warm-up
+        run_depth(workload, args.drafter, scheduler=warm, round_size=round_size)  # untimed warm-up
         runs: dict[str, list[dict]] = {f"fixed-{k}": [] for k in FIXED_KS} | {"adaptive": [], "adaptive-cold": []}
         for _ in range(args.repeats):  # interleaved so machine drift hits every contender alike
             for k in FIXED_KS:
-                runs[f"fixed-{k}"].append(run_depth(workload, args.drafter, fixed_k=k))
-            runs["adaptive"].append(run_depth(workload, args.drafter, scheduler=warm))
+                runs[f"fixed-{k}"].append(run_depth(workload, args.drafter, fixed_k=k, round_size=round_size))
+            runs["adaptive"].append(run_depth(workload, args.drafter, scheduler=warm, round_size=round_size))
             cold = adaptive_scheduler(workload, copy.deepcopy(fresh))
-            runs["adaptive-cold"].append(run_depth(workload, args.drafter, scheduler=cold))
+            runs["adaptive-cold"].append(run_depth(workload, args.drafter, scheduler=cold, round_size=round_size))
         result = {name_: {"tokens_per_s": statistics.median(r["tokens_per_s"] for r in rs),
                           "runs": [round(r["tokens_per_s"], 1) for r in rs],
                           "tokens_per_cpu_s": statistics.median(r["tokens_per_cpu_s"] for r in rs),
                           "cpu_runs": [round(r["tokens_per_cpu_s"], 1) for r in rs],
-                          "mean_k": statistics.median(r["mean_k"] for r in rs)} for name_, rs in runs.items()}
+                          "mean_k": statistics.median(r["mean_k"] for r in rs),
+                          "steps": [r["num_steps"] for r in rs], "tokens": [r["tokens"] for r in rs]}
+                  | ({"checks": [r["num_checks"] for r in rs], "vetoed": [r["num_vetoed_steps"] for r in rs],
+                      "probes": [r["num_probes"] for r in rs]} if name_.startswith("adaptive") else {})
+                  for name_, rs in runs.items()}
         best_fixed = max((v["tokens_per_s"], n) for n, v in result.items() if n.startswith("fixed"))
         plain = result["fixed-0"]["tokens_per_s"]
         row = {"setting": name, "batch": batch, "prompts": num_prompts, "profile_s": round(profile_s, 2),
@@ -106,8 +119,9 @@ def main() -> None:
         for ratio in ("ratio_vs_best_fixed", "ratio_vs_plain"):
             summary[f"{prefix}min_{ratio}"] = round(min(r[f"{prefix}{ratio}"] for r in rows), 3)
     out = {"command": f"python -m bench.scheduler --drafter {args.drafter} --threads {args.threads} "
-                      f"--repeats {args.repeats} --batches {args.batches}",
-           "date": date.today().isoformat(), "machine": _machine(args.threads), "rows": rows, "summary": summary}
+                      f"--repeats {args.repeats} --batches {args.batches} --temperature {args.temperature}",
+           "date": date.today().isoformat(), "machine": _machine(args.threads), "rows": rows, "summary": summary,
+           "run_s": round(time.perf_counter() - started_all, 1)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(summary, indent=2))

@@ -46,18 +46,29 @@ def adaptive_scheduler(workload: Workload, costs: tuple[CostModel, CatchUpCost])
 
 
 def run_depth(workload: Workload, kind: str, *, fixed_k: int | None = None,
-              scheduler: DepthScheduler | None = None) -> dict:
-    """One timed rollout of the workload at a fixed depth, or with `scheduler` (kept: it learns across runs)."""
+              scheduler: DepthScheduler | None = None, round_size: int | None = None) -> dict:
+    """One timed rollout of the workload at a fixed depth, or with `scheduler` (kept: it learns across runs).
+
+    With `round_size`, the prompts go in consecutive rounds of that many, each run to completion before
+    the next (a batch draining round after round, as a rollout actor's does), through one engine."""
     config = workload.engine_config()
     depth = _Counting(StepTimeRecorder([fixed_k]) if fixed_k is not None else scheduler)
     drafter = _drafter(workload, kind, config) if fixed_k != 0 else None
     engine = Engine(workload.policy.model, config, drafter=drafter, depth=depth)
     requests = workload.requests()
+    size = round_size or len(requests)
+    before = scheduler.stats if scheduler is not None else None
     start, start_cpu = time.perf_counter(), time.process_time()
-    completions = engine.generate(requests)
+    completions = [c for i in range(0, len(requests), size) for c in engine.generate(requests[i: i + size])]
     elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - start_cpu
     tokens = sum(len(c.token_ids) for c in completions)
     # CPU seconds beside wall seconds: with one torch thread they are the work done, which a
     # co-tenant on the shared cores does not inflate the way it inflates wall time.
-    return {"tokens_per_s": tokens / elapsed, "tokens_per_cpu_s": tokens / elapsed_cpu,
-            "mean_k": sum(depth.ks) / max(1, len(depth.ks))}
+    out = {"tokens_per_s": tokens / elapsed, "tokens_per_cpu_s": tokens / elapsed_cpu,
+           "mean_k": sum(depth.ks) / max(1, len(depth.ks)), "num_steps": len(depth.ks), "tokens": tokens}
+    if before is not None:
+        after = scheduler.stats
+        out |= {"num_checks": after.num_checks - before.num_checks,
+                "num_vetoed_steps": after.num_vetoed_steps - before.num_vetoed_steps,
+                "num_probes": after.num_probes - before.num_probes}
+    return out

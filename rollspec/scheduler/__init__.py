@@ -3,10 +3,18 @@
 from rollspec.scheduler.acceptance import AcceptanceEstimator, sample_num_accepted
 from rollspec.scheduler.admission import DROP_REASON_STALE, AdmissionController, AdmissionStats
 from rollspec.scheduler.catch_up import CatchUpCost, excess_tokens
-from rollspec.scheduler.config import AcceptanceConfig, AdmissionConfig, CostConfig, DepthConfig, DepthMode
+from rollspec.scheduler.config import (
+    AcceptanceConfig,
+    AdmissionConfig,
+    CostConfig,
+    DepthConfig,
+    DepthMode,
+    RealizedConfig,
+)
 from rollspec.scheduler.cost_model import CostModel, ProfileError, StepCostModel, batch_bucket, profile_points
 from rollspec.scheduler.decision import DepthDecision, DepthStats
 from rollspec.scheduler.depth import DepthScheduler
+from rollspec.scheduler.realized import RealizedCheck
 from rollspec.scheduler.throughput import best_depth, expected_tokens, step_time_s, tokens_per_s
 
 __all__ = [
@@ -25,6 +33,8 @@ __all__ = [
     "DepthScheduler",
     "DepthStats",
     "ProfileError",
+    "RealizedCheck",
+    "RealizedConfig",
     "StepCostModel",
     "batch_bucket",
     "best_depth",

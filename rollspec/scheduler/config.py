@@ -44,6 +44,37 @@ class CostConfig:
         assert self.max_log_error > 0, self.max_log_error
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RealizedConfig:
+    """The check of speculation against plain decoding by realized vs predicted step times (see RealizedCheck).
+
+    - `rate`: weight of the newest step in each running mean (a plain mean for the first 1 / rate steps).
+    - `min_steps`: steps each of plain and speculative decoding a bucket needs before it is judged.
+    - `z`: standard errors of the difference by which speculation must trail to be called losing;
+      it is checked every step, so this is set well above the 2 of a one-off test.
+    - `min_gap`: and by at least this much (log tokens/s), so noiseless timings cannot turn a
+      transient miss of a fraction of a percent into a verdict.
+    - `plain_check_interval_steps`: while speculating, one plain step this often keeps the plain
+      side measured (eight times as often until it has min_steps).
+    - `veto_steps`: speculative evidence this many steps old is dropped (and a verdict resting on it).
+    """
+
+    rate: float = 1.0 / 16.0
+    min_steps: int = 6
+    z: float = 3.0
+    min_gap: float = 0.03
+    plain_check_interval_steps: int = 64
+    veto_steps: int = 512
+
+    def __post_init__(self) -> None:
+        assert 0.0 < self.rate <= 1.0, self.rate
+        assert self.min_steps >= 1, self.min_steps
+        assert self.z >= 0, self.z
+        assert self.min_gap >= 0, self.min_gap
+        assert self.plain_check_interval_steps >= 1, self.plain_check_interval_steps
+        assert self.veto_steps >= 1, self.veto_steps
+
+
 class DepthMode(StrEnum):
     """ADAPTIVE picks k in [0, k_max] every step; FIXED always drafts k_max tokens."""
 
@@ -81,6 +112,9 @@ class DepthConfig:
     - `weight_change_keep`: on a policy or draft weight change, acceptance evidence is
       scaled by this factor so the new weights' behaviour dominates sooner.
     - `history_len`: how many recent decisions are kept for logging / export.
+    - `replan_interval_steps`: a greedy choice is reused for up to this many steps at the same
+      batch size (1: planned every step); see DepthScheduler.
+    - `realized`: the check against realized throughput; `check_realized` turns it off.
     """
 
     k_max: int = 8
@@ -93,7 +127,10 @@ class DepthConfig:
     min_evidence_rows: float = 4.0
     weight_change_keep: float = 0.25
     history_len: int = 1024
+    replan_interval_steps: int = 4
     acceptance: AcceptanceConfig = field(default_factory=AcceptanceConfig)
+    check_realized: bool = True
+    realized: RealizedConfig = field(default_factory=RealizedConfig)
 
     def __post_init__(self) -> None:
         assert self.k_max >= 0, self.k_max
@@ -105,6 +142,7 @@ class DepthConfig:
         assert self.min_evidence_rows >= 0, self.min_evidence_rows
         assert 0.0 <= self.weight_change_keep <= 1.0, self.weight_change_keep
         assert self.history_len >= 1, self.history_len
+        assert self.replan_interval_steps >= 1, self.replan_interval_steps
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

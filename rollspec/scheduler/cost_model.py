@@ -66,7 +66,13 @@ class CostModel:
     correction of (bucket, q) is shared[bucket] + own[bucket, q] and every observation moves
     both by the same step, so about half of a drift seen at the q in use (longer KV context,
     a co-tenant) reaches the q values not in use, while an error in the profile's q-shape is
-    fixed where it is observed. The draft has one log correction per bucket. Buckets learn
+    fixed where it is observed. A verify width q >= 2 not yet observed in a bucket borrows the
+    own correction of the nearest narrower observed q >= 2 there: the profile's error in the cost
+    of speculating (one taken under load put every q >= 2 at B = 1 too dear, and the depths never
+    run were never corrected, keeping k at 3-4 where 8 was best) is mostly common to the widths,
+    and a borrowed correction that is wrong is fixed as soon as that width runs. Plain steps
+    (q = 1) lend nothing: their drift already reaches every q through the shared part. The
+    draft has one log correction per bucket. Buckets learn
     independently: a batch size entering a new bucket starts from the profile. (Borrowing
     the neighbour bucket's correction, or an overall level, was tried: the profile's error
     is not a constant factor across batch sizes, and both did worse in closed loop.)
@@ -80,6 +86,9 @@ class CostModel:
         self._shared = np.zeros(_NUM_BUCKETS)
         self._own = np.zeros((_NUM_BUCKETS, MAX_Q))
         self._target_factor = np.ones((_NUM_BUCKETS, MAX_Q))
+        # _lender[b, k]: the k whose own correction prices width k + 1 in bucket b (itself once observed).
+        self._lender = np.tile(np.arange(MAX_Q), (_NUM_BUCKETS, 1))
+        self._observed = np.zeros((_NUM_BUCKETS, MAX_Q), dtype=bool)
         self._draft_log = np.zeros(_NUM_BUCKETS)
         self._base: dict[int, tuple[float, NDArray[np.float64]]] = {}
         self._k_range = np.arange(MAX_Q, dtype=np.float64)
@@ -115,7 +124,12 @@ class CostModel:
         step = rate * self._clipped_log_error(target_time_s, predicted)
         self._shared[b] += step
         self._own[b, k] += step
-        self._target_factor[b] = np.exp(self._shared[b] + self._own[b])
+        if k > 0 and not self._observed[b, k]:
+            self._observed[b, k] = True
+            seen = np.where(self._observed[b], np.arange(MAX_Q), 0)
+            self._lender[b] = np.where(self._observed[b], np.arange(MAX_Q), np.maximum.accumulate(seen))
+            self._lender[b, 0] = 0
+        self._target_factor[b] = np.exp(self._shared[b] + self._own[b][self._lender[b]])
         if k > 0:
             predicted = draft_base * math.exp(self._draft_log[b])
             self._draft_log[b] += rate * self._clipped_log_error(draft_time_s / k, predicted)

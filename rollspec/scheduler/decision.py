@@ -9,6 +9,7 @@ class DepthDecision:
 
     `catch_up_tokens` is the width of the drafter's catch-up this step ran (0 at k = 0), and
     `predicted_catch_up_s` the part of `predicted_step_s` charged for it beyond a steady step's.
+    `is_check` marks a plain step run while speculating so the realized check can compare (RealizedCheck).
 
     Predictions come from the estimates as they were before this step's observation, so
     predicted vs realized is an honest out-of-sample check of the model.
@@ -18,6 +19,7 @@ class DepthDecision:
     batch_size: int
     k: int
     is_probe: bool
+    is_check: bool = False
     catch_up_tokens: int = 0
     predicted_tokens: float
     predicted_catch_up_s: float = 0.0
@@ -40,6 +42,7 @@ class DepthDecision:
             "batch_size": self.batch_size,
             "k": self.k,
             "is_probe": float(self.is_probe),
+            "is_check": float(self.is_check),
             "catch_up_tokens": self.catch_up_tokens,
             "predicted_tokens": self.predicted_tokens,
             "predicted_catch_up_s": self.predicted_catch_up_s,
@@ -56,12 +59,15 @@ class DepthStats:
     """Running totals since the scheduler started. `num_steps_by_k[k]` counts steps run at depth k.
 
     `num_depth_switches` counts changes of the chosen (non-probe) depth between decisions;
-    a steady regime should keep it small.
+    a steady regime should keep it small. `num_checks` counts plain steps run for the realized
+    check, `num_vetoed_steps` steps where it turned a k > 0 into plain decoding.
     """
 
     num_steps: int = 0
     num_probes: int = 0
     num_depth_switches: int = 0
+    num_checks: int = 0
+    num_vetoed_steps: int = 0
     num_steps_by_k: list[int] = field(default_factory=list)
     num_tokens: int = 0
     num_drafted: int = 0
@@ -75,6 +81,8 @@ class DepthStats:
             num_steps=self.num_steps,
             num_probes=self.num_probes,
             num_depth_switches=self.num_depth_switches,
+            num_checks=self.num_checks,
+            num_vetoed_steps=self.num_vetoed_steps,
             num_steps_by_k=list(self.num_steps_by_k),
             num_tokens=self.num_tokens,
             num_drafted=self.num_drafted,
@@ -87,6 +95,7 @@ class DepthStats:
     def add(self, decision: DepthDecision, num_drafted: int) -> None:
         self.num_steps += 1
         self.num_probes += decision.is_probe
+        self.num_checks += decision.is_check
         self.num_steps_by_k[decision.k] += 1
         self.num_tokens += decision.realized_tokens
         self.num_drafted += num_drafted

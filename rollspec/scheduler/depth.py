@@ -11,6 +11,7 @@ from rollspec.scheduler.catch_up import CatchUpCost, excess_tokens
 from rollspec.scheduler.config import DepthConfig, DepthMode
 from rollspec.scheduler.cost_model import StepCostModel
 from rollspec.scheduler.decision import DepthDecision, DepthStats
+from rollspec.scheduler.realized import RealizedCheck
 from rollspec.scheduler.throughput import expected_tokens
 
 # Weight of the newest step in the mean excess catch-up width of steady speculation (admissions
@@ -46,6 +47,19 @@ class DepthScheduler:
        `probe_min_gain` under that optimism, except in the k_max steps after a weight
        change, when acceptance may have jumped.
 
+    4. realized check (`check_realized`): a k > 0 from the steps above becomes 0 where
+       speculative steps have realized fewer tokens/s than plain ones at this batch size's
+       bucket, beyond noise, once each prediction is corrected by how far the times of steps of
+       its kind fell from their predictions there (see RealizedCheck); probes are exempt. While
+       speculating, one plain step every so often keeps the plain side of that comparison
+       measured. Predictions rest on a profile that load can skew and that is only corrected
+       at depths actually run; this rule rests on what the steps took.
+
+    A greedy choice is reused for up to `replan_interval_steps` steps while the batch size stays
+    and the catch-up offered does not make it dearer (see `_reusable`): planning costs tens of
+    microseconds, about 5% of a step at batch size 1-4 on a CPU, and the estimates behind it move
+    over a half-life of steps, not one.
+
     A draining batch (shrinking from step to step) spreads the catch-up over the steps it is
     expected to have left, if fewer (`horizon_steps`), and is not probed from k = 0 then.
 
@@ -71,6 +85,8 @@ class DepthScheduler:
         self._last_batch_size = 0
         self._acceptance = AcceptanceEstimator(config.k_max, config.acceptance)
         self._expected = self._plan_expected_tokens()
+        self._plan_stale = False  # acceptance changed since _expected was planned
+        self._reuse: tuple[int, int, int, int] | None = None  # (batch_size, k, catch_up_tokens, until_step)
         self._step = 0
         self._greedy_k = 0
         # Index j = draft position (index 0 unused): the step at which k >= j last ran.
@@ -78,6 +94,8 @@ class DepthScheduler:
         self._probe_credit = float(config.k_max)
         self._no_margin_until = -1  # right after a weight change any possible gain is worth a probe
         self._pending_probe: tuple[int, int] | None = None  # (batch_size, k) of an unobserved probe choice
+        self._pending_check = False  # the step being chosen is a plain step the realized check asked for
+        self._realized = RealizedCheck(config.realized) if config.check_realized else None
         self._history: deque[DepthDecision] = deque(maxlen=config.history_len)
         self._stats = DepthStats(num_steps_by_k=[0] * (config.k_max + 1))
 
@@ -114,7 +132,7 @@ class DepthScheduler:
 
     def predicted_tokens_per_s(self, batch_size: int) -> NDArray[np.float64]:
         """Predicted tokens/s of the whole batch for every k = 0 .. k_max, from the current estimates."""
-        return batch_size * self._expected / self._cost.step_s(batch_size, self._config.k_max)
+        return batch_size * self._current_expected() / self._cost.step_s(batch_size, self._config.k_max)
 
     def planning_alphas(self) -> NDArray[np.float64]:
         """The acceptance the depth is planned with: the estimate, floored where evidence is thin at the
@@ -132,16 +150,19 @@ class DepthScheduler:
         return np.where(thin, np.maximum(alphas, floor), alphas)
 
     def horizon_steps(self, batch_size: int) -> float:
-        """Steps a catch-up paid now is spread over: catch_up_horizon_steps, or fewer if the batch is draining.
+        """Full-batch steps a catch-up paid now is spread over: catch_up_horizon_steps, or fewer if the batch drains.
 
         A shrinking batch (no admissions refill it) is expected to end in about B / (rows lost
-        per step) steps; a catch-up cannot be paid back by steps that will not happen.
+        per step) steps, and over them it holds B / 2 rows on average: the catch-up is paid for
+        all B rows now, the gain it buys comes per surviving row, so those steps count half. (On
+        the zoo's draining batch, leaving plain decoding at B = 7-11 with a 28-35 token catch-up
+        was planned over ~3 steps and the rows were gone after 1-2.)
         """
         horizon = self._config.catch_up_horizon_steps
         drain = self._drain  # with the rows lost since the last step, which observe has not counted yet
         if self._last_batch_size:
             drain += DRAIN_RATE * (max(0, self._last_batch_size - batch_size) - drain)
-        return min(horizon, batch_size / drain) if drain > 0 else horizon
+        return min(horizon, 0.5 * batch_size / drain) if drain > 0 else horizon
 
     def choose_depth(self, batch_size: int, catch_up_tokens: int = 0) -> int:
         """The depth to draft this step (0 = plain decoding), given the width of the drafter's catch-up."""
@@ -149,6 +170,10 @@ class DepthScheduler:
         if self._config.mode is DepthMode.FIXED or k_max == 0:
             return k_max
         self._offered_catch_up = catch_up_tokens
+        if self._reusable(batch_size, catch_up_tokens):
+            return self._greedy_k
+        self._reuse = None
+        self._current_expected()
         per_token_s = self._catch_up.per_token_s(batch_size)
         step_s = self._cost.step_s(batch_size, k_max).copy()
         step_s[1:] += per_token_s * self._recurring_excess  # admissions keep a speculating drafter catching up
@@ -157,13 +182,23 @@ class DepthScheduler:
         # a probe pays all of it in its one step (if acceptance is not there, it bought nothing).
         catch_up_s = per_token_s * excess_tokens(catch_up_tokens, k_max)
         horizon = self.horizon_steps(batch_size)
+        was_speculating = self._greedy_k > 0 and self._last_k > 0
         k = self._choose_greedy(rate, self._expected / (step_s + catch_up_s / horizon))
         if k == 0 and catch_up_s[-1] > 0 and horizon < self._config.catch_up_horizon_steps:
             return 0  # a draining batch ends before a probe's catch-up could be paid back
         probe_k = self._probe_depth(k, rate, step_s + catch_up_s if k == 0 else step_s)
+        if probe_k == k > 0 and self._realized is not None:
+            if self._realized.is_losing(batch_size, self._step, float(rate[k]), float(rate[0])):
+                self._stats.num_vetoed_steps += 1
+                return 0
+            if was_speculating and self._realized.needs_plain_step(batch_size, self._step):
+                self._pending_check = True
+                return 0
         if probe_k != k:
             self._probe_credit -= 1.0
             self._pending_probe = (batch_size, probe_k)
+        else:
+            self._reuse = (batch_size, k, catch_up_tokens, self._step + self._config.replan_interval_steps)
         return probe_k
 
     def observe(self, batch_size: int, k: int, num_accepted: Sequence[int] | NDArray[np.integer],
@@ -177,20 +212,25 @@ class DepthScheduler:
         assert accepted.size == batch_size, (accepted.size, batch_size)
         excess = max(0, self._offered_catch_up - k - 1) if k > 0 else 0
         catch_up_s = self._catch_up.catch_up_s(batch_size, excess)
+        predicted_s = self._cost.step_s(batch_size, k)
         decision = DepthDecision(
             step=self._step,
             batch_size=batch_size,
             k=k,
             is_probe=self._pending_probe == (batch_size, k),
+            is_check=self._pending_check and k == 0,
             catch_up_tokens=self._offered_catch_up if k > 0 else 0,
             predicted_tokens=batch_size * float(self._expected[k]),
             predicted_catch_up_s=catch_up_s,
-            predicted_step_s=float(self._cost.step_s(batch_size, k)[k]) + catch_up_s,
+            predicted_step_s=float(predicted_s[k]) + catch_up_s,
             realized_tokens=int(accepted.sum()) + batch_size,
             realized_step_s=draft_time_s + target_time_s,
         )
         self._pending_probe = None
+        self._pending_check = False
         self._offered_catch_up = 0
+        if self._realized is not None:
+            self._realized.observe(self._step, batch_size, k, decision.realized_step_s, decision.predicted_step_s)
         if k > 0 and self._last_k > 0:  # only steady speculation: after k = 0 the width is the plain stretch's
             self._recurring_excess += RECURRING_RATE * (excess - self._recurring_excess)
         self._last_k = k
@@ -199,8 +239,8 @@ class DepthScheduler:
         self._last_batch_size = batch_size
         self._acceptance.observe(k, accepted)
         self._observe_costs(batch_size, k, excess, catch_up_s, draft_time_s, target_time_s)
-        if k > 0:  # a plain step changes no acceptance estimate
-            self._expected = self._plan_expected_tokens()
+        if k > 0:  # a plain step changes no acceptance estimate; the plan is redone when next needed
+            self._plan_stale = True
         self._step += 1
         self._last_scheduled[1 : k + 1] = self._step
         refill = 1.0 / self._config.probe_interval_steps
@@ -211,9 +251,12 @@ class DepthScheduler:
     def notify_weights_changed(self) -> None:
         """Policy or draft weights changed: old acceptance evidence weighs less, deeper positions may be re-probed."""
         self._acceptance.discount(self._config.weight_change_keep)
-        self._expected = self._plan_expected_tokens()
+        self._plan_stale = True
+        self._reuse = None
         self._last_scheduled[:] = self._step - self._config.probe_interval_steps
         self._no_margin_until = self._step + self._config.k_max
+        if self._realized is not None:
+            self._realized.forget_speculative()
 
     def _observe_costs(self, batch_size: int, k: int, excess: int, catch_up_s: float, draft_time_s: float,
                        target_time_s: float) -> None:
@@ -231,6 +274,22 @@ class DepthScheduler:
         else:
             draft_time_s = max(0.0, draft_time_s - catch_up_s)
         self._cost.observe(batch_size, k, draft_time_s, target_time_s)
+
+    def _reusable(self, batch_size: int, catch_up_tokens: int) -> bool:
+        """Whether the last greedy choice stands: same batch size, within the replan interval, and a catch-up no
+        cheaper to leave plain decoding with (it only widens at k = 0) nor beyond a steady step's width at k > 0."""
+        if self._reuse is None:
+            return False
+        reused_batch, k, reused_catch_up, until_step = self._reuse
+        if batch_size != reused_batch or self._step >= until_step:
+            return False
+        return catch_up_tokens >= reused_catch_up if k == 0 else catch_up_tokens <= k + 1
+
+    def _current_expected(self) -> NDArray[np.float64]:
+        if self._plan_stale:
+            self._expected = self._plan_expected_tokens()
+            self._plan_stale = False
+        return self._expected
 
     def _plan_expected_tokens(self) -> NDArray[np.float64]:
         return expected_tokens(self.planning_alphas())

@@ -71,7 +71,8 @@ def _step(scheduler, device, k, width, rng):
 
 
 def test_one_admission_while_speculating_does_not_send_it_back_to_plain(synthetic):
-    device, scheduler = _established(synthetic, CatchUpCost(CATCH_UP))
+    # Without the realized check: its first plain step (no plain step measured yet) would come here.
+    device, scheduler = _established(synthetic, CatchUpCost(CATCH_UP), check_realized=False)
     rng = np.random.default_rng(1)
     k = scheduler.choose_depth(B, 2)
     assert k > 0
@@ -152,3 +153,21 @@ def test_the_rows_lost_since_the_last_step_already_shorten_the_horizon(synthetic
         scheduler.observe(51, 0, [0] * 51, 0.0, device.target_s(51, 1))
     assert scheduler.horizon_steps(51) == 8.0
     assert scheduler.horizon_steps(29) < 8.0  # 22 rows finished in the step just observed
+
+
+def test_a_draining_batch_counts_its_remaining_steps_at_half_weight(synthetic):
+    # Losing 10 rows a step, 40 rows end in ~4 steps holding ~20 rows on average: 2 full-batch steps.
+    device = synthetic.LinearDevice()
+    scheduler = DepthScheduler(DepthConfig(k_max=4), device.cost_model(k_max=4), CatchUpCost(CATCH_UP))
+    for size in range(200, 40, -10):
+        scheduler.observe(size, 0, [0] * size, 0.0, device.target_s(size, 1))
+    assert scheduler.horizon_steps(40) == pytest.approx(2.0, rel=0.02)
+
+
+def test_half_of_a_catch_up_miss_reaches_other_batch_sizes():
+    cost = CatchUpCost({1: 1e-4, 64: 1e-3})
+    small_before, other_before = cost.per_token_s(8), cost.per_token_s(2)
+    for _ in range(200):
+        cost.observe(8, 10, 2 * 10 * small_before)
+    assert cost.per_token_s(8) == pytest.approx(2 * small_before, rel=0.02)
+    assert cost.per_token_s(2) / other_before == pytest.approx(2 ** 0.5, rel=0.05)

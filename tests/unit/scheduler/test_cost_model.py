@@ -113,3 +113,17 @@ def test_online_corrections_never_make_a_wider_verify_cheaper():
         model.observe(16, 2, 2e-4, 0.3 * target[(16, 3)])
     by_q = [model.target_s(16, q) for q in range(1, 10)]
     assert all(b >= a for a, b in zip(by_q, by_q[1:])), by_q
+
+
+def test_an_unobserved_wider_verify_borrows_the_correction_of_the_widest_observed_one():
+    target, draft = _affine_profile(3e-3, 0, 2e-5, 3e-4, 0)
+    model = CostModel.from_profile(target, draft, CostConfig(correction_rate=0.1))
+    base_q9, base_q1 = model.target_s(16, 9), model.target_s(16, 1)
+    _observe(model, np.random.default_rng(0), 16, 2, 0.5 * model.target_s(16, 3), model.draft_s(16), 150)
+    # All of a profile error seen at q = 3 reaches the wider q = 9, only its shared half reaches q = 1.
+    assert model.target_s(16, 9) / base_q9 == pytest.approx(0.5, rel=0.05)
+    assert 0.6 < model.target_s(16, 1) / base_q1 < 0.8
+    # Once q = 9 runs, its own measurements take over.
+    _observe(model, np.random.default_rng(1), 16, 8, base_q9, model.draft_s(16), 150)
+    assert model.target_s(16, 9) == pytest.approx(base_q9, rel=0.05)
+    assert model.target_s(16, 3) / base_q9 < 0.6 * model.target_s(16, 9) / base_q9 * 1.2

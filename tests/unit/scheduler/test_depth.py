@@ -79,7 +79,8 @@ def test_never_speculates_when_even_perfect_acceptance_does_not_pay(synthetic, f
 def test_choices_respect_the_hysteresis_rule(synthetic):
     device = synthetic.LinearDevice()
     h = 0.05
-    scheduler = DepthScheduler(DepthConfig(hysteresis=h), device.cost_model())
+    # Planned every step: the rule is checked against the rates of the step's own plan.
+    scheduler = DepthScheduler(DepthConfig(hysteresis=h, replan_interval_steps=1), device.cost_model())
     rng = np.random.default_rng(0)
     previous = 0
     num_switches = 0
@@ -89,10 +90,11 @@ def test_choices_respect_the_hysteresis_rule(synthetic):
         rates = scheduler.predicted_tokens_per_s(b)
         k = scheduler.choose_depth(b)
         scheduler.observe(b, k, sample_num_accepted(rng, alpha, k, b), k * device.draft_s(b), device.target_s(b, k + 1))
-        if scheduler.last_decision.is_probe:
-            previous = None  # the greedy choice behind a probe is not visible; skip the next comparison
+        if scheduler.last_decision.is_probe or scheduler.last_decision.is_check:
+            previous = None  # the greedy choice behind a probe or check is not visible; skip the next comparison
             continue
-        assert rates[k] >= rates.max() / (1 + h) - 1e-12
+        # Plain decoding is left only for a gain beyond start_gain (a probe, or a plain check, may sit between).
+        assert rates[k] >= rates.max() / (1 + (scheduler.config.start_gain if k == 0 else h)) - 1e-12
         assert rates[k] >= rates[0]
         if previous is not None and k != previous:
             num_switches += 1
@@ -121,6 +123,8 @@ def test_records_predicted_and_realized_numbers(synthetic):
     assert scheduler.last_decision is None
     for _ in range(10):
         scheduler.observe(4, 2, [0, 1, 2, 2], 2e-4, 3e-3)
+    # A step is recorded with the plan it was chosen on: plan now (the choice itself is not used).
+    scheduler.choose_depth(100)
     expected_before = 4 * expected_tokens(scheduler.planning_alphas())[3]
     predicted_s = scheduler.cost_model.step_s(4, 3)[3]
     scheduler.observe(4, 3, [3, 0, 1, 2], 6e-4, 3.2e-3)
@@ -211,3 +215,38 @@ def test_unexplored_deeper_positions_are_planned_at_the_deepest_observed_accepta
     rates = [1 * expected_tokens(a)[:9] / scheduler.cost_model.step_s(1, 8) for a in (planned, prior_only)]
     assert int(np.argmax(rates[1])) <= 3 < int(np.argmax(rates[0]))  # the rule is what makes depth > 3 win
     assert scheduler.choose_depth(1) > 3
+
+
+class _CountingCosts:
+    """A cost model that counts the plans made with it (step_s is called once per plan)."""
+
+    def __init__(self, inner):
+        self.inner, self.num_plans = inner, 0
+
+    def step_s(self, batch_size, k_max):
+        self.num_plans += 1
+        return self.inner.step_s(batch_size, k_max)
+
+    def draft_s(self, batch_size):
+        return self.inner.draft_s(batch_size)
+
+    def observe(self, *args):
+        self.inner.observe(*args)
+
+
+@pytest.mark.parametrize("interval", [1, 4])
+def test_a_choice_is_replanned_every_interval_and_whenever_the_batch_size_changes(synthetic, interval):
+    device = synthetic.LinearDevice()
+    costs = _CountingCosts(device.cost_model())
+    config = DepthConfig(replan_interval_steps=interval, check_realized=False, probe_interval_steps=10**6)
+    scheduler = DepthScheduler(config, costs)
+    rng = np.random.default_rng(0)
+    planned = []
+    for step in range(200):
+        b = 4 if step < 101 else 5
+        before = costs.num_plans
+        k = scheduler.choose_depth(b, 1)
+        planned.append(costs.num_plans > before)
+        scheduler.observe(b, k, sample_num_accepted(rng, [0.85] * 8, k, b), k * device.draft_s(b), device.target_s(b, k + 1))
+    assert 200 / interval <= sum(planned) <= 200 / interval + 2
+    assert planned[101]  # a new batch size is planned for at once (101 is not a multiple of 4)

@@ -144,3 +144,17 @@ def test_close_to_the_best_fixed_k_at_every_batch_size_while_the_batch_drains(sy
         fixed_s += tokens / true
     assert adaptive_s < fixed_s[0]  # faster than plain decoding
     assert adaptive_s < fixed_s.min()  # and than any single fixed k over the whole drain
+
+
+def test_a_profile_that_overprices_speculation_is_corrected_at_depths_not_yet_run(synthetic):
+    # A start-up profile taken under load: every verify wider than one token and the drafting 2x too dear.
+    # Probes and the shared correction get there on this device too; the borrowed correction
+    # (test_cost_model) gets there in fewer probes where the device's q-shape is the profile's.
+    device = synthetic.LinearDevice()
+    target, draft = device.profile(k_max=K_MAX)
+    target = {(b, q): s * (2.0 if q > 1 else 1.0) for (b, q), s in target.items()}
+    from rollspec.scheduler import CostModel
+    scheduler = DepthScheduler(DepthConfig(), CostModel.from_profile(target, {b: 2 * s for b, s in draft.items()}))
+    decisions = synthetic.run_steps(scheduler, device, alphas=[0.9] * K_MAX, batch_size=1, num_steps=800,
+                                    rng=np.random.default_rng(0), time_noise=0.05)
+    assert _true_ratio(device, decisions[400:], 1, 0.9).mean() >= 0.95

@@ -15,7 +15,6 @@ better than throughput does.
 Writes bench/results/large_frames.json.
 """
 
-import argparse
 import collections
 import ctypes
 import glob
@@ -26,6 +25,7 @@ import statistics
 import time
 from pathlib import Path
 
+from bench.reps_cli import run_and_record
 from bench.transport import _machine, _schemas
 
 RESULT = Path(__file__).parent / "results" / "large_frames.json"
@@ -242,14 +242,7 @@ def run(reps: int, quick: bool) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions (medians reported)")
-    parser.add_argument("--quick", action="store_true", help="fewer messages; does not overwrite the result file")
-    args = parser.parse_args()
-    out = run(args.reps, args.quick)
-    if not args.quick:
-        RESULT.parent.mkdir(parents=True, exist_ok=True)
-        RESULT.write_text(json.dumps(out, indent=2) + "\n")
+    out = run_and_record(__doc__, run, RESULT, reps_help="interleaved repetitions (medians reported)")
     print(json.dumps(out["summary"] | {"cipher": out["cipher"]}, indent=2))
 
 

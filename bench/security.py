@@ -13,7 +13,6 @@ CURVE interleaved within each repetition, median of --reps):
 Writes bench/results/security.json and prints the BENCHMARKS.md rows.
 """
 
-import argparse
 import json
 import multiprocessing as mp
 import os
@@ -23,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.reps_cli import run_and_record
 from bench.transport import _machine, _payload, _put_all, _schemas
 
 RESULT = Path(__file__).parent / "results" / "security.json"
@@ -276,14 +276,7 @@ def markdown_row(out: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions per cell (median reported)")
-    parser.add_argument("--quick", action="store_true", help="fewer messages and cases; does not write the result")
-    args = parser.parse_args()
-    out = run(args.reps, args.quick)
-    if not args.quick:
-        RESULT.parent.mkdir(parents=True, exist_ok=True)
-        RESULT.write_text(json.dumps(out, indent=2, default=str) + "\n")
+    out = run_and_record(__doc__, run, RESULT, reps_help="interleaved repetitions per cell (median reported)")
     print(json.dumps(out["summary"], indent=2))
     print(markdown_row(out))
 

@@ -13,7 +13,6 @@ Then the time to broadcast a 100 MB weight version to 4 subscriber processes.
 Writes bench/results/transport.json and prints the BENCHMARKS.md row.
 """
 
-import argparse
 import functools
 import json
 import multiprocessing as mp
@@ -24,6 +23,8 @@ import tempfile
 import time
 from datetime import date
 from pathlib import Path
+
+from bench.reps_cli import run_and_record
 
 RESULT = Path(__file__).parent / "results" / "transport.json"
 SMALL_BYTES = 1000
@@ -357,14 +358,7 @@ def markdown_row(out: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions per cell (median reported)")
-    parser.add_argument("--quick", action="store_true", help="fewer messages; does not overwrite the result file")
-    args = parser.parse_args()
-    out = run(args.reps, args.quick)
-    if not args.quick:
-        RESULT.parent.mkdir(parents=True, exist_ok=True)
-        RESULT.write_text(json.dumps(out, indent=2) + "\n")
+    out = run_and_record(__doc__, run, RESULT, reps_help="interleaved repetitions per cell (median reported)")
     print(json.dumps(out["summary"], indent=2))
     print(markdown_row(out))
 

@@ -22,6 +22,8 @@ Shape legend: B rows, T tokens per row, N = B*T, D hidden, H heads, G kv heads, 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -89,10 +91,7 @@ def layer_forward(layer, x_ND: torch.Tensor, cos_N1E: torch.Tensor, sin_N1E: tor
     x_ND = torch.addmm(x_ND, out_NC, w.o_DD)
     if w.o_bias is not None:
         x_ND = x_ND.add_(w.o_bias)
-    gate_up_NI = torch.mm(x_ND, w.gate_up_DI).mul_(rms_scale(x_ND, w.eps))
-    inner = gate_up_NI.shape[1] // 2
-    act_NI = F.silu(gate_up_NI.narrow(1, 0, inner)).mul_(gate_up_NI.narrow(1, inner, inner))
-    return torch.addmm(x_ND, act_NI, w.down_ID)
+    return gated_mlp_residual(x_ND, w.gate_up_DI, w.down_ID, w.eps)
 
 
 def project(x_XD: torch.Tensor, linear) -> torch.Tensor:
@@ -101,16 +100,37 @@ def project(x_XD: torch.Tensor, linear) -> torch.Tensor:
     return torch.mm(x_XD.reshape(-1, x_XD.shape[-1]), weight_t(linear)).view(*x_XD.shape[:-1], -1)
 
 
-def weight_t(linear) -> torch.Tensor:
-    """The projection's weight as a contiguous [in, out] copy, cached on the module and rebuilt
-    when the weight changes in place (`_version`) or is replaced (data_ptr)."""
-    w = linear.weight
-    key = (w._version, w.data_ptr())
-    cached = linear.__dict__.get("_weight_t_cache")
+def cached_on(module, name: str, sources: tuple[torch.Tensor, ...], build: Callable[[], Any]) -> Any:
+    """build()'s result, cached in module.__dict__[name] and rebuilt when any source tensor changes
+    in place (`_version`: load_native and optimizers bump it) or gets new storage (data_ptr:
+    `module.to(dtype)`). Built outside inference mode: normal tensors, usable in any mode."""
+    key = tuple([(t._version, t.data_ptr()) for t in sources])
+    cached = module.__dict__.get(name)
     if cached is None or cached[0] != key:
         with torch.inference_mode(False), torch.no_grad():
-            cached = linear.__dict__["_weight_t_cache"] = (key, w.detach().t().contiguous())
+            cached = module.__dict__[name] = (key, build())
     return cached[1]
+
+
+def weight_t(linear) -> torch.Tensor:
+    """The projection's weight as a contiguous [in, out] copy, cached on the module (`cached_on`)."""
+    w = linear.weight
+    return cached_on(linear, "_weight_t_cache", (w,), lambda: w.detach().t().contiguous())
+
+
+def eps_tensor(eps: float, weight: torch.Tensor) -> torch.Tensor:
+    """A norm's eps as the 0-d tensor `rms_scale` takes: float32 for low-precision weights, else their dtype."""
+    return torch.tensor(eps, dtype=torch.float32 if weight.dtype in LOW_PRECISION else weight.dtype,
+                        device=weight.device)
+
+
+def gated_mlp_residual(x_ND: torch.Tensor, gate_up_DI: torch.Tensor, down_ID: torch.Tensor,
+                       eps: torch.Tensor) -> torch.Tensor:
+    """x + down(silu(gate) * up) of rms_norm(x), the norm's weight folded into gate_up_DI."""
+    gate_up_NI = torch.mm(x_ND, gate_up_DI).mul_(rms_scale(x_ND, eps))
+    inner = gate_up_NI.shape[1] // 2
+    act_NI = F.silu(gate_up_NI.narrow(1, 0, inner)).mul_(gate_up_NI.narrow(1, inner, inner))
+    return torch.addmm(x_ND, act_NI, down_ID)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -159,7 +179,6 @@ def _build(layer) -> FoldedLayer:
     if attn.q_norm is not None:
         qk_weight_CE = torch.cat([attn.q_norm.weight.detach().expand(attn.num_heads, -1),
                                   attn.k_norm.weight.detach().expand(attn.num_kv_heads, -1)])
-    dtype = qkv.weight.dtype
     sources = [qkv.weight, o.weight, post_norm.weight, mlp.gate_up_proj.weight, mlp.down_proj.weight]
     sources += [t for t in (qkv.bias, o.bias) if t is not None]
     sources += [in_norm.weight] if has_input_norm else []
@@ -168,8 +187,7 @@ def _build(layer) -> FoldedLayer:
         sources=tuple(sources), versions=tuple((t._version, t.data_ptr()) for t in sources),
         num_heads=attn.num_heads, num_kv_heads=attn.num_kv_heads, head_dim=attn.head_dim,
         has_input_norm=has_input_norm,
-        eps=torch.tensor(post_norm.eps, dtype=torch.float32 if dtype in LOW_PRECISION else dtype,
-                         device=qkv.weight.device),
+        eps=eps_tensor(post_norm.eps, qkv.weight),
         qkv_DC=qkv_CD.t().contiguous(), qkv_bias=None if qkv.bias is None else qkv.bias.detach().clone(),
         qk_weight_CE=qk_weight_CE, o_DD=o.weight.detach().t().contiguous(),
         o_bias=None if o.bias is None else o.bias.detach().clone(),

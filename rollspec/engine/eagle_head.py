@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rollspec.engine.cached_forward import layer_forward, rope_tables, weight_t
+from rollspec.engine.cached_forward import cached_on, layer_forward, rope_tables, weight_t
 from rollspec.engine.kv_cache import AttentionBatch, KVCache
 from rollspec.engine.model import DecoderLayer, Rotary
 from rollspec.engine.model_config import ModelConfig
@@ -35,16 +35,10 @@ class EagleHead(nn.Module):
         self.layers[0].input_layernorm = nn.Identity()
         self.rotary = Rotary(cfg.head_dim, cfg.rope_theta, cfg.max_position_embeddings)
 
-    def forward(self, embeds_BTD: torch.Tensor, features_BTD: torch.Tensor, *, cache: KVCache | None = None,
-                batch: AttentionBatch | None = None, positions_BT: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, embeds_BTD: torch.Tensor, features_BTD: torch.Tensor, *,
+                positions_BT: torch.Tensor | None = None) -> torch.Tensor:
+        """Training (and the oracle of forward_cached): the whole sequence, no KV cache."""
         x_BTD = self.fc(torch.cat([embeds_BTD, features_BTD], dim=-1))
-        if cache is not None:
-            B, T, D = x_BTD.shape
-            rotary = self.rotary
-            cos, sin = rope_tables(rotary.cos, rotary.sin_signed, batch.positions_BT, x_BTD.dtype)
-            (keys_BGLE,), (values_BGLE,) = cache.attended(batch)
-            return layer_forward(self.layers[0], x_BTD.view(B * T, D), cos, sin, cache.layers_SCME[0], keys_BGLE,
-                                 values_BGLE, batch, B, T).view(B, T, D)
         if positions_BT is None:
             positions_BT = torch.arange(x_BTD.shape[1], device=x_BTD.device)[None]
         cos, sin = self.rotary.tables(positions_BT, x_BTD.dtype)
@@ -52,9 +46,9 @@ class EagleHead(nn.Module):
 
     def forward_cached(self, tokens_BT: torch.Tensor, features_BTD: torch.Tensor, embedding: nn.Embedding, *,
                        cache: KVCache, batch: AttentionBatch) -> torch.Tensor:
-        """forward(embedding(tokens), features, cache=cache, batch=batch) for generation (no
-        gradient): fc's embedding half is applied to the whole vocabulary once (a cached [V, D]
-        table), so a token costs one lookup and one addmm instead of embedding, cat and fc."""
+        """forward(embedding(tokens), features) for generation over the KV cache (no gradient):
+        fc's embedding half is applied to the whole vocabulary once (a cached [V, D] table), so a
+        token costs one lookup and one addmm instead of embedding, cat and fc."""
         table_VD, feature_DD = self._fc_halves(embedding)
         B, T = tokens_BT.shape
         x_ND = torch.addmm(F.embedding(tokens_BT.reshape(-1), table_VD), features_BTD.reshape(B * T, -1), feature_DD)
@@ -67,16 +61,11 @@ class EagleHead(nn.Module):
     def _fc_halves(self, embedding: nn.Embedding) -> tuple[torch.Tensor, torch.Tensor]:
         """(embedding table @ fc's embedding half, fc's feature half as [in, out]), cached on the
         head and rebuilt when fc or the embedding changes."""
-        fc_w, embed_w = self.fc.weight, embedding.weight
-        key = (fc_w._version, fc_w.data_ptr(), embed_w._version, embed_w.data_ptr())
-        cached = self.__dict__.get("_fc_halves_cache")
-        if cached is None or cached[0] != key:
-            D = self.config.hidden_size
-            with torch.inference_mode(False), torch.no_grad():
-                full_DD2 = weight_t(self.fc)
-                table_VD = torch.mm(embed_w.detach(), full_DD2[:D])
-                cached = self.__dict__["_fc_halves_cache"] = (key, table_VD, full_DD2[D:].contiguous())
-        return cached[1], cached[2]
+        def build() -> tuple[torch.Tensor, torch.Tensor]:
+            D, full_DD2 = self.config.hidden_size, weight_t(self.fc)
+            return torch.mm(embedding.weight.detach(), full_DD2[:D]), full_DD2[D:].contiguous()
+
+        return cached_on(self, "_fc_halves_cache", (self.fc.weight, embedding.weight), build)
 
     def new_cache(self, *, num_slots: int, max_len: int) -> KVCache:
         cfg, param = self.config, self.fc.weight

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rollspec.engine.cached_forward import LOW_PRECISION, rms_norm, rms_scale
+from rollspec.engine.cached_forward import cached_on, eps_tensor, gated_mlp_residual, rms_norm, rms_scale
 from rollspec.engine.model import MLP, RMSNorm
 from rollspec.engine.model_config import ModelConfig
 from rollspec.engine.weights import hf_to_native, load_native, native_to_hf
@@ -56,38 +56,28 @@ class MTPLayer(nn.Module):
         state_ND = state_BTD.reshape(B * T, D)
         x_ND = torch.addcmul(F.embedding(tokens_BT.reshape(-1), f.embed_VD), torch.mm(state_ND, f.state_DD),
                              rms_scale(state_ND, f.eps))
-        gate_up_NI = torch.mm(x_ND, f.gate_up_DI).mul_(rms_scale(x_ND, f.eps))
-        inner = gate_up_NI.shape[1] // 2
-        act_NI = F.silu(gate_up_NI.narrow(1, 0, inner)).mul_(gate_up_NI.narrow(1, inner, inner))
-        x_ND = torch.addmm(x_ND, act_NI, f.down_ID)
+        x_ND = gated_mlp_residual(x_ND, f.gate_up_DI, f.down_ID, f.eps)
         return x_ND.view(B, T, D), rms_norm(x_ND, self.norm.weight, f.eps).view(B, T, D)
 
     def _folded(self, embedding: nn.Embedding) -> _FoldedMTP:
         sources = (self.enorm.weight, self.hnorm.weight, self.eh_proj.weight, self.mlp_norm.weight,
                    self.mlp.gate_up_proj.weight, self.mlp.down_proj.weight, embedding.weight)
-        key = tuple((t._version, t.data_ptr()) for t in sources)
-        cached = self.__dict__.get("_folded_cache")
-        if cached is None or cached.key != key:
-            with torch.inference_mode(False), torch.no_grad():
-                cached = self.__dict__["_folded_cache"] = self._fold(key, embedding.weight.detach())
-        return cached
+        return cached_on(self, "_folded_cache", sources, lambda: self._fold(embedding.weight.detach()))
 
-    def _fold(self, key: tuple, embed_VD: torch.Tensor) -> _FoldedMTP:
+    def _fold(self, embed_VD: torch.Tensor) -> _FoldedMTP:
         D, eps = embed_VD.shape[1], self.enorm.eps
         eh_DD2 = self.eh_proj.weight.detach()
         normed_VD = F.rms_norm(embed_VD, (D,), self.enorm.weight.detach(), eps)
-        dtype = eh_DD2.dtype
         return _FoldedMTP(
-            key=key, embed_VD=normed_VD @ eh_DD2[:, :D].t(),
+            embed_VD=normed_VD @ eh_DD2[:, :D].t(),
             state_DD=(eh_DD2[:, D:] * self.hnorm.weight.detach()).t().contiguous(),
             gate_up_DI=(self.mlp.gate_up_proj.weight.detach() * self.mlp_norm.weight.detach()).t().contiguous(),
             down_ID=self.mlp.down_proj.weight.detach().t().contiguous(),
-            eps=torch.tensor(eps, dtype=torch.float32 if dtype in LOW_PRECISION else dtype, device=eh_DD2.device))
+            eps=eps_tensor(eps, eh_DD2))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _FoldedMTP:
-    key: tuple
     embed_VD: torch.Tensor  # enorm(embedding) @ eh_proj's embedding half, per vocabulary entry
     state_DD: torch.Tensor  # eh_proj's state half with hnorm's weight folded in, [in, out]
     gate_up_DI: torch.Tensor  # mlp_norm's weight folded in, [in, out]

@@ -173,17 +173,17 @@ class DepthScheduler:
         if self._reusable(batch_size, catch_up_tokens):
             return self._greedy_k
         self._reuse = None
-        self._current_expected()
+        expected = self._current_expected()
         per_token_s = self._catch_up.per_token_s(batch_size)
         step_s = self._cost.step_s(batch_size, k_max).copy()
         step_s[1:] += per_token_s * self._recurring_excess  # admissions keep a speculating drafter catching up
-        rate = self._expected / step_s
+        rate = expected / step_s
         # Leaving k = 0 pays the catch-up once, spread over the steps expected to follow at the new k;
         # a probe pays all of it in its one step (if acceptance is not there, it bought nothing).
         catch_up_s = per_token_s * excess_tokens(catch_up_tokens, k_max)
         horizon = self.horizon_steps(batch_size)
         was_speculating = self._greedy_k > 0 and self._last_k > 0
-        k = self._choose_greedy(rate, self._expected / (step_s + catch_up_s / horizon))
+        k = self._choose_greedy(rate, expected / (step_s + catch_up_s / horizon))
         if k == 0 and catch_up_s[-1] > 0 and horizon < self._config.catch_up_horizon_steps:
             return 0  # a draining batch ends before a probe's catch-up could be paid back
         probe_k = self._probe_depth(k, rate, step_s + catch_up_s if k == 0 else step_s)

@@ -147,7 +147,7 @@ class Engine:
     def _batch(self, lens: list[int], *, num_tokens: int, row_start: int = 0) -> AttentionBatch:
         return AttentionBatch.build(row_start=row_start, cache_lens=lens, num_tokens=num_tokens,
                                     max_len=self.cache.max_len, device=self.tokens_SM.device,
-                                    dtype=self.cache.k_NSGME.dtype)
+                                    dtype=self.cache.kv_NSCME.dtype)
 
     def _store(self, batch: AttentionBatch, hidden_BTD: torch.Tensor, next_tokens_BT: torch.Tensor) -> None:
         """Record the tokens that follow each processed position and, for drafters that read

@@ -24,15 +24,10 @@ class KVCache:
     ) -> None:
         shape = (num_layers, num_slots, 2 * num_kv_heads, max_len, head_dim)
         self.kv_NSCME = torch.zeros(shape, dtype=dtype, device=device)
-        self.k_NSGME = self.kv_NSCME[:, :, :num_kv_heads]
-        self.v_NSGME = self.kv_NSCME[:, :, num_kv_heads:]
         self.layers_SCME = self.kv_NSCME.unbind(0)  # per-layer views, made once: the tensor is never reallocated
         self.num_kv_heads = num_kv_heads
         self.num_slots = num_slots
         self.max_len = max_len
-
-    def layer(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.k_NSGME[index], self.v_NSGME[index]
 
     def move_row(self, src: int, dst: int, length: int) -> None:
         """Copy the first `length` cached positions of row src into row dst."""

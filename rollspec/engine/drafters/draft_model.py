@@ -42,7 +42,7 @@ class DraftModelDrafter:
         uniforms_BK = ctx.draw_uniforms(k)
         # The last draft never needs to be fed: k - 1 one-token steps.
         steps = AttentionBatch.chain(cache_lens=ctx.context_lens, num_steps=k - 1, max_len=self.cache.max_len,
-                                     device=device, dtype=self.cache.k_NSGME.dtype)
+                                     device=device, dtype=self.cache.kv_NSCME.dtype)
         tokens, q_probs = [], []
         for j in range(k):
             q_B1V = processed_probs(logits_B1V, ctx.sampling)
@@ -70,7 +70,7 @@ class DraftModelDrafter:
 
     def _batch(self, lens: list[int], num_tokens: int, device: torch.device, row_start: int = 0) -> AttentionBatch:
         return AttentionBatch.build(row_start=row_start, cache_lens=lens, num_tokens=num_tokens,
-                                    max_len=self.cache.max_len, device=device, dtype=self.cache.k_NSGME.dtype)
+                                    max_len=self.cache.max_len, device=device, dtype=self.cache.kv_NSCME.dtype)
 
     def commit(self, committed_lens: list[int]) -> None:
         # Cached drafts past the accepted prefix are wrong; everything before it was verified.

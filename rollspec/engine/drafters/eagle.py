@@ -46,7 +46,7 @@ class EagleDrafter:
         self.num_real[:B] = targets
         uniforms_BK = ctx.draw_uniforms(k)
         steps = AttentionBatch.chain(cache_lens=targets, num_steps=k - 1, max_len=self.cache.max_len, device=device,
-                                     dtype=self.cache.k_NSGME.dtype)
+                                     dtype=self.cache.kv_NSCME.dtype)
         tokens, q_probs = [], []
         for j in range(k):
             q_B1V = processed_probs(self.policy.cached_logits(feature_B1D), ctx.sampling)
@@ -77,7 +77,7 @@ class EagleDrafter:
 
     def _batch(self, lens: list[int], num_tokens: int, device: torch.device, row_start: int = 0) -> AttentionBatch:
         return AttentionBatch.build(row_start=row_start, cache_lens=lens, num_tokens=num_tokens,
-                                    max_len=self.cache.max_len, device=device, dtype=self.cache.k_NSGME.dtype)
+                                    max_len=self.cache.max_len, device=device, dtype=self.cache.kv_NSCME.dtype)
 
     def commit(self, committed_lens: list[int]) -> None:
         pass  # only real pairs are counted in num_real; predicted ones are overwritten next time

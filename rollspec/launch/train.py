@@ -128,17 +128,17 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
             gauges.record(metrics)
             progress.update(metrics)
 
+        checkpoints = store if config.checkpoint.enabled else None
         with graceful_stop(progress.log) as stop, progress:
             controller = Controller(specs.controller, state=state, broker=broker, prompts=broker.sender(PROMPTS),
-                                    source=source, learner=learner, fleet=fleet,
-                                    checkpoints=store if config.checkpoint.enabled else None, on_step=on_step,
+                                    source=source, learner=learner, fleet=fleet, checkpoints=checkpoints, on_step=on_step,
                                     on_poll=lambda status: _record_fleet(gauges, broker, fleet, state),
                                     stop_requested=stop.requested)
             controller.run()
         summary = _summary(controller, fleet.poll(), fleet.profiles(), learner.feed_stats(), startup_s,
                            time.monotonic() - start, run_dir)
         if controller.stopped_early:
-            summary["stopped"] = _stop_record(stop.signal_name, state, store if config.checkpoint.enabled else None)
+            summary["stopped"] = _stop_record(stop.signal_name, state, checkpoints)
             progress.log(summary["stopped"]["message"])
         if heldout is not None and not controller.stopped_early:  # a stop should end soon; --resume scores it
             summary["heldout"] = {"initial": heldout.initial, "final": heldout.score_weights(learner.full_weights())}

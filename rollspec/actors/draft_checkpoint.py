@@ -6,7 +6,9 @@ directory while the controller saves a checkpoint; the checkpoint's manifest and
 then cover these files like the learner's (checkpoints.py), so a draft is loaded only from a
 checkpoint that verified. `--resume` hands the directory to the new draft-refresh actor, which
 publishes these weights under their own version: rollouts go on from the refreshed drafter, not
-from the one on disk.
+from the one on disk. Beside them, `trainer.safetensors` / `trainer.json` keep what the distiller had
+reached them with (AdamW moments, batch-sampling RNG) and the trajectories it held to train on, so a
+resumed refresh neither restarts its moments from zero nor waits for a new buffer to fill.
 """
 
 import dataclasses
@@ -18,9 +20,22 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from rollspec.models.distiller_state import (
+    DistillerStateError,
+    TrainerState,
+    buffer_from_json,
+    buffer_to_json,
+    rng_state_from_json,
+    rng_state_to_json,
+)
+from rollspec.models.token_batch import TokenSequence
+
 DRAFT_DIR = "draft"
 WEIGHTS_FILE = "weights.safetensors"
 META_FILE = "draft.json"
+TRAINER_WEIGHTS_FILE = "trainer.safetensors"
+TRAINER_META_FILE = "trainer.json"
+TRAINER_FORMAT = 1
 Weights = dict[str, torch.Tensor]
 
 
@@ -48,13 +63,22 @@ def weights_digest(weights: Weights) -> str:
     return sha.hexdigest()
 
 
-def save_draft(directory: Path, saved: SavedDraft, weights: Weights) -> None:
-    """Write the draft into `directory` (replacing one there). Durability and the all-or-nothing view
-    come from the checkpoint's manifest and marker, written after this returns."""
+def save_draft(directory: Path, saved: SavedDraft, weights: Weights, trainer: TrainerState | None = None,
+               buffer: tuple[TokenSequence, ...] = ()) -> None:
+    """Write the draft into `directory` (replacing one there), with the distiller's state when there is
+    any. Durability and the all-or-nothing view come from the checkpoint's manifest and marker,
+    written after this returns."""
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
     save_file({name: t.detach().contiguous() for name, t in weights.items()}, str(directory / WEIGHTS_FILE),
               metadata={"format": "pt"})
+    if trainer is not None or buffer:
+        if trainer is not None:
+            save_file({n: t.detach().contiguous() for n, t in trainer.optimizer.items()},
+                      str(directory / TRAINER_WEIGHTS_FILE), metadata={"format": "pt"})
+        meta = {"format": TRAINER_FORMAT, "buffer": buffer_to_json(buffer),
+                "rng_state": None if trainer is None else rng_state_to_json(trainer.rng_state)}
+        (directory / TRAINER_META_FILE).write_text(json.dumps(meta) + "\n")
     (directory / META_FILE).write_text(json.dumps(dataclasses.asdict(saved), sort_keys=True) + "\n")
 
 
@@ -85,3 +109,28 @@ def load_draft(directory: Path) -> tuple[SavedDraft, Weights]:
     except Exception as exc:  # safetensors raises its own error types for a bad header or a short file
         raise DraftCheckpointError(f"{directory / WEIGHTS_FILE}: unreadable ({exc!r})") from None
     return saved, weights
+
+
+def load_trainer(directory: Path) -> tuple[TrainerState | None, list[TokenSequence]] | None:
+    """The distiller's saved optimizer/RNG state (None if it had none) and buffered trajectories; None if the
+    draft directory has no trainer files (refresh passed weights through, or an older checkpoint);
+    DraftCheckpointError if they are unreadable or malformed."""
+    meta_path = directory / TRAINER_META_FILE
+    if not meta_path.is_file():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+        if not isinstance(meta, dict) or meta.get("format") != TRAINER_FORMAT:
+            raise DistillerStateError(f"not a format-{TRAINER_FORMAT} trainer description")
+        buffer = buffer_from_json(meta.get("buffer"))
+        rng = meta.get("rng_state")
+        if rng is None:
+            return None, buffer
+        rng_state = rng_state_from_json(rng)
+    except ValueError as exc:  # bad JSON, or DistillerStateError (a ValueError)
+        raise DraftCheckpointError(f"{meta_path}: malformed ({exc})") from None
+    try:
+        optimizer = load_file(str(directory / TRAINER_WEIGHTS_FILE))
+    except Exception as exc:  # safetensors raises its own error types for a bad header or a short file
+        raise DraftCheckpointError(f"{directory / TRAINER_WEIGHTS_FILE}: unreadable ({exc!r})") from None
+    return TrainerState(optimizer, rng_state), buffer

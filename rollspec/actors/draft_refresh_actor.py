@@ -8,13 +8,21 @@ from pathlib import Path
 import torch
 
 from rollspec.actors.config import DRAFT_SAMPLES, DraftRefreshSpec
-from rollspec.actors.draft_checkpoint import DraftCheckpointError, SavedDraft, load_draft, save_draft, weights_digest
+from rollspec.actors.draft_checkpoint import (
+    DraftCheckpointError,
+    SavedDraft,
+    load_draft,
+    load_trainer,
+    save_draft,
+    weights_digest,
+)
 from rollspec.actors.draft_refresh_loop import DraftRefreshLoop
 from rollspec.actors.loop_thread import LoopThread
 from rollspec.actors.metric_samples import endpoint_faults, endpoint_rejections, refresh_samples
 from rollspec.actors.ray_metrics import PeriodicExport, RaySink
 from rollspec.engine.loader import EXTRA_PREFIXES, read_config, read_safetensors
 from rollspec.engine.model_config import ModelConfig
+from rollspec.models.distiller_state import DistillerStateError
 from rollspec.models.draft_distiller import DRAFTER_KINDS, DraftDistiller
 from rollspec.transport import NO_SECURITY, SecurityConfig, WeightPublisher, WeightSubscriber, ZmqConsumer
 
@@ -37,6 +45,20 @@ def build_distiller(spec: DraftRefreshSpec, draft_weights: dict[str, torch.Tenso
     return DraftDistiller(spec.drafter, policy_config=policy_config,
                           policy_weights=read_safetensors(Path(spec.policy_path)), draft_weights=draft_weights,
                           config=spec.distill, draft_config=draft_config)
+
+
+def restore_trainer(distiller: DraftDistiller, directory: Path) -> dict | None:
+    """Continue `distiller` from a checkpoint's saved trainer state, if it has one; returns what was restored
+    (optimizer steps behind the moments, trajectories buffered) for status(), None if nothing was saved."""
+    loaded = load_trainer(directory)
+    if loaded is None:
+        return None
+    trainer, buffer = loaded
+    try:
+        distiller.restore_state(trainer, buffer)
+    except DistillerStateError as exc:
+        raise DraftCheckpointError(f"{directory}: saved trainer state does not fit this drafter ({exc})") from None
+    return {"optimizer_steps": 0 if trainer is None else trainer.optimizer_steps, "buffered": len(buffer)}
 
 
 class DraftRefreshActor:
@@ -62,9 +84,10 @@ class DraftRefreshActor:
             draft_version = saved.draft_version
         else:
             draft_weights = initial_draft_weights(spec)
-        self._initial = {"draft_version": draft_version, "sha256": weights_digest(draft_weights),
-                         "restored_from": restore_dir}
         refresher = build_distiller(spec, draft_weights)
+        trainer = restore_trainer(refresher, Path(restore_dir)) if restore_dir is not None else None
+        self._initial = {"draft_version": draft_version, "sha256": weights_digest(draft_weights),
+                         "restored_from": restore_dir, "trainer_restored": trainer}
         faults = spec.faults.for_endpoint
         self._publisher = WeightPublisher(bind_address=bind_address, security=security,
                                           faults=faults("draft-refresh/draft"))
@@ -89,9 +112,9 @@ class DraftRefreshActor:
     def save_draft(self, directory: str) -> dict:
         """Write the latest published draft version into `directory` (a checkpoint's draft directory);
         returns its description (drafter, draft_version, policy_version)."""
-        version, policy_version, weights = self._loop.published
+        version, policy_version, weights, trainer = self._loop.published
         saved = SavedDraft(drafter=self._drafter, draft_version=version, policy_version=policy_version)
-        save_draft(Path(directory), saved, weights)
+        save_draft(Path(directory), saved, weights, trainer, self._loop.buffered())
         return {"drafter": saved.drafter, "draft_version": version, "policy_version": policy_version}
 
     def status(self) -> dict:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import torch
 
 from rollspec.actors.messages import RolloutRecord
+from rollspec.models.distiller_state import TrainerState
 from rollspec.models.draft_distiller import RefreshResult
 from rollspec.models.token_batch import TokenSequence
 from rollspec.transport import Receiver, WeightSink, WeightSource
@@ -33,6 +34,14 @@ class Refresher(Protocol):
 
     def refresh(self) -> RefreshResult | None: ...
 
+    def buffered(self) -> tuple[TokenSequence, ...]:
+        """Trajectories held to train on (called from the checkpointing thread)."""
+        ...
+
+    def trainer_state(self) -> TrainerState | None:
+        """Optimizer and RNG state as they stand (None: nothing worth saving)."""
+        ...
+
 
 class PassThrough:
     """A refresher that republishes the draft unchanged (versioning without training)."""
@@ -48,6 +57,12 @@ class PassThrough:
 
     def refresh(self) -> RefreshResult:
         return RefreshResult(self._weights, 0, 0.0, 0.0, 0.0, False)
+
+    def buffered(self) -> tuple[TokenSequence, ...]:
+        return ()
+
+    def trainer_state(self) -> None:
+        return None
 
 
 @dataclasses.dataclass(slots=True)
@@ -96,9 +111,15 @@ class DraftRefreshLoop:
         self._due = False
         self._has_policy = False
         publisher.publish(draft_version, draft_weights)
-        self.published: tuple[int, int, Weights] = (draft_version, policy_version, draft_weights)
-        """(draft version, policy version seen, weights) last published: what a checkpoint saves. Replaced
-        as one tuple, never mutated, so another thread reads a consistent triple."""
+        self.published: tuple[int, int, Weights, TrainerState | None] = (
+            draft_version, policy_version, draft_weights, self._refresher.trainer_state())
+        """(draft version, policy version seen, weights, the trainer state they were reached with) last
+        published: what a checkpoint saves, with `buffered()`. Replaced as one tuple, never mutated, so
+        another thread reads a consistent set."""
+
+    def buffered(self) -> tuple[TokenSequence, ...]:
+        """The refresher's trajectories to train on, as they stand (thread-safe): what a checkpoint keeps of them."""
+        return self._refresher.buffered()
 
     def run_once(self, idle_wait_s: float = 0.05) -> None:
         """Take waiting trajectories (waiting up to idle_wait_s) and the newest policy; refresh if due."""
@@ -153,7 +174,7 @@ class DraftRefreshLoop:
         self._due = False
         self.stats.draft_version += 1
         self._publisher.publish(self.stats.draft_version, result.weights)
-        self.published = (self.stats.draft_version, self.stats.policy_version, result.weights)
+        self.published = (self.stats.draft_version, self.stats.policy_version, result.weights, result.trainer)
         self.stats.num_published += 1
         self.stats.history = (self.stats.history + [{
             "draft_version": self.stats.draft_version, "policy_version": self.stats.policy_version,

@@ -23,8 +23,9 @@ import collections
 import dataclasses
 import math
 import random
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -37,6 +38,7 @@ from rollspec.engine.mtp_head import MTPHeads
 from rollspec.engine.weights import hf_to_native, load_native, native_to_hf
 from rollspec.models.config import RefreshConfig
 from rollspec.models.distill import draft_loss
+from rollspec.models.distiller_state import DistillerStateError, TrainerState, load_optimizer_tensors, optimizer_tensors
 from rollspec.models.eagle_train import eagle_loss
 from rollspec.models.mtp_train import mtp_loss
 from rollspec.models.teacher import TeacherBatch, teach
@@ -61,6 +63,8 @@ class RefreshResult:
     kl_after: float
     wall_s: float
     stopped_by_budget: bool
+    trainer: TrainerState | None = None
+    """The optimizer and RNG state these weights were reached with: what a checkpoint of them saves."""
 
 
 class DraftDistiller:
@@ -81,6 +85,8 @@ class DraftDistiller:
         _load_drafter(kind, self.drafter, draft_weights)
         self._optimizer = self._new_optimizer()
         self._buffer: collections.deque[TokenSequence] = collections.deque(maxlen=config.buffer_sequences)
+        # The buffer is read by a checkpoint on another thread while the refresh loop adds to it.
+        self._buffer_lock = threading.Lock()
         self._rng = random.Random(config.seed)
 
     @property
@@ -95,7 +101,34 @@ class DraftDistiller:
 
     def add_sequences(self, sequences: Iterable[TokenSequence]) -> None:
         """Keep trajectories to train on; the oldest drop out past `buffer_sequences`."""
-        self._buffer.extend(s for s in sequences if len(s.token_ids) > s.prompt_len)
+        kept = [s for s in sequences if len(s.token_ids) > s.prompt_len]
+        with self._buffer_lock:
+            self._buffer.extend(kept)
+
+    def buffered(self) -> tuple[TokenSequence, ...]:
+        """The trajectories held to train on, oldest first (safe to call from another thread)."""
+        with self._buffer_lock:
+            return tuple(self._buffer)
+
+    def trainer_state(self) -> TrainerState:
+        """Copies of the optimizer's moments and the RNG state as they stand now (call it on the refreshing thread)."""
+        return TrainerState(optimizer_tensors(self._optimizer, self._trained_params()), self._rng.getstate())
+
+    def restore_state(self, trainer: TrainerState | None, buffer: Sequence[TokenSequence]) -> None:
+        """Continue from a checkpoint: its optimizer moments and RNG (None: keep fresh ones) and its buffered
+        trajectories (the newest `buffer_sequences` of them). DistillerStateError, changing nothing, if
+        the moments do not fit this drafter or a trajectory holds a token the policy does not have."""
+        vocab_size = self.policy.config.vocab_size
+        if any(t >= vocab_size for s in buffer for t in s.token_ids):
+            raise DistillerStateError(f"a buffered trajectory holds a token id >= the policy's vocab_size {vocab_size}")
+        if trainer is not None:
+            optimizer = self._new_optimizer()
+            load_optimizer_tensors(optimizer, self._trained_params(), trainer.optimizer)
+            self._rng.setstate(trainer.rng_state)
+            self._optimizer = optimizer
+        with self._buffer_lock:
+            self._buffer.clear()
+            self._buffer.extend(buffer)
 
     def weights(self) -> Weights:
         """The drafter's current weights, as copies, under the names its `Drafter.update` takes."""
@@ -104,12 +137,13 @@ class DraftDistiller:
     def refresh(self) -> RefreshResult | None:
         """Train on the buffer for up to `steps` steps or `max_seconds`; None if too few trajectories."""
         cfg = self.config
-        if len(self._buffer) < cfg.min_sequences:
+        buffer = self.buffered()
+        if len(buffer) < cfg.min_sequences:
             return None
         start = time.perf_counter()
-        held_out = min(cfg.batch_size, len(self._buffer) // 2)
-        train_pool = list(self._buffer)[: len(self._buffer) - held_out]
-        probe = teach(self.policy, collate(list(self._buffer)[-held_out:]))
+        held_out = min(cfg.batch_size, len(buffer) // 2)
+        train_pool = list(buffer[: len(buffer) - held_out])
+        probe = teach(self.policy, collate(list(buffer[-held_out:])))
         kl_before = self._probe_loss(probe)
         last_good = {name: t.clone() for name, t in self.drafter.state_dict().items()}
         params = [p for p in self.drafter.parameters() if p.requires_grad]
@@ -135,7 +169,7 @@ class DraftDistiller:
             raise RefreshFailedError(f"{self.kind} refresh: held-out KL {kl_before:.4f} -> {kl_after:.4f} after "
                                      f"{num_steps} steps; kept the last good draft")
         return RefreshResult(self.weights(), num_steps, kl_before, kl_after, time.perf_counter() - start,
-                             stopped_by_budget)
+                             stopped_by_budget, self.trainer_state())
 
     # ------------------------------------------------------------------------------ internals
     def _loss(self, batch: TeacherBatch) -> torch.Tensor:
@@ -150,8 +184,11 @@ class DraftDistiller:
     def _probe_loss(self, probe: TeacherBatch) -> float:
         return float(self._loss(probe))
 
+    def _trained_params(self) -> list[tuple[str, nn.Parameter]]:
+        return [(n, p) for n, p in self.drafter.named_parameters() if p.requires_grad]
+
     def _new_optimizer(self) -> torch.optim.AdamW:
-        params = [p for p in self.drafter.parameters() if p.requires_grad]
+        params = [p for _, p in self._trained_params()]
         return torch.optim.AdamW(params, lr=self.config.lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0)
 
     def _restore(self, state: Weights) -> None:

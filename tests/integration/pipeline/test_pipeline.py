@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rollspec.actors.checkpoints import CheckpointStore
-from rollspec.actors.draft_checkpoint import load_draft, weights_digest
+from rollspec.actors.draft_checkpoint import load_draft, load_trainer, weights_digest
 from rollspec.engine.loader import read_safetensors
 from rollspec.launch.config import load_config
 from rollspec.launch.run_dir import LEDGER_FILE, SUMMARY_FILE
@@ -116,10 +116,13 @@ def test_resume_starts_from_the_checkpointed_draft_weights_not_the_drafter_on_di
     assert saved.drafter == "draft_model" and saved.draft_version == controller["draft_version"] >= 1
     on_disk = weights_digest(read_safetensors(tiny_models["draft"]))
     assert weights_digest(weights) != on_disk  # a refreshed draft was saved, not the one on disk
+    trainer, buffer = load_trainer(store.draft_dir(step))  # and what the distiller had reached it with
+    assert trainer.optimizer_steps >= 1 and len(buffer) >= 8
     resumed = train(load_config(TINY, [*overrides, f"algorithm.steps={step + 1}"]), resume=True)
     assert resumed["restores"][-1]["draft_restored"] is True
     initial = resumed["refresh"]["initial_draft"]  # what the new draft-refresh actor published first
     assert (initial["draft_version"], initial["sha256"]) == (saved.draft_version, weights_digest(weights))
+    assert initial["trainer_restored"] == {"optimizer_steps": trainer.optimizer_steps, "buffered": len(buffer)}
     assert resumed["rollouts"][0]["num_draft_swaps"] >= 1 and resumed["draft_version"] >= saved.draft_version
 
 

@@ -2,6 +2,7 @@
 checkpoint manifest covers it (a truncated draft file makes the whole checkpoint refused)."""
 
 import json
+import random
 
 import pytest
 import torch
@@ -10,14 +11,19 @@ from rollspec.actors.checkpoint_manifest import CheckpointCorruptError
 from rollspec.actors.checkpoints import CheckpointStore
 from rollspec.actors.draft_checkpoint import (
     META_FILE,
+    TRAINER_META_FILE,
+    TRAINER_WEIGHTS_FILE,
     WEIGHTS_FILE,
     DraftCheckpointError,
     SavedDraft,
     load_draft,
+    load_trainer,
     read_saved_draft,
     save_draft,
     weights_digest,
 )
+from rollspec.models.distiller_state import TrainerState
+from rollspec.models.token_batch import TokenSequence
 
 WEIGHTS = {"fc.weight": torch.arange(6.0).reshape(2, 3), "layers.0.norm.weight": torch.ones(3, dtype=torch.bfloat16)}
 
@@ -59,3 +65,41 @@ def test_the_checkpoint_manifest_covers_the_draft(tmp_path):
     path.write_bytes(path.read_bytes()[:-4])
     with pytest.raises(CheckpointCorruptError, match="truncated"):
         store.verify(3)
+
+
+TRAINER = TrainerState({"fc.weight@exp_avg": torch.full((2, 3), 0.5), "fc.weight@step": torch.tensor(4.0)},
+                       random.Random(3).getstate())
+BUFFER = (TokenSequence((5, 6, 7), 1), TokenSequence((1, 2, 3, 4), 3))
+
+
+def test_the_trainer_state_and_buffer_round_trip_and_a_draft_without_them_has_none(tmp_path):
+    saved = SavedDraft(drafter="eagle", draft_version=2, policy_version=2)
+    save_draft(tmp_path / "with", saved, WEIGHTS, TRAINER, BUFFER)
+    trainer, buffer = load_trainer(tmp_path / "with")
+    assert trainer.rng_state == TRAINER.rng_state and trainer.optimizer_steps == 4
+    assert all(torch.equal(trainer.optimizer[n], t) for n, t in TRAINER.optimizer.items())
+    assert trainer.optimizer.keys() == TRAINER.optimizer.keys() and tuple(buffer) == BUFFER
+    save_draft(tmp_path / "without", saved, WEIGHTS)  # refresh passing weights through, or an older checkpoint
+    assert load_trainer(tmp_path / "without") is None and load_draft(tmp_path / "without")[0] == saved
+    save_draft(tmp_path / "buffer-only", saved, WEIGHTS, None, BUFFER)
+    assert load_trainer(tmp_path / "buffer-only") == (None, list(BUFFER))
+
+
+@pytest.mark.parametrize("damage", ["format", "rng", "prompt_len", "token", "json", "weights"])
+def test_a_damaged_trainer_state_is_refused(tmp_path, damage):
+    save_draft(tmp_path, SavedDraft(drafter="eagle", draft_version=2, policy_version=2), WEIGHTS, TRAINER, BUFFER)
+    meta = json.loads((tmp_path / TRAINER_META_FILE).read_text())
+    if damage == "format":
+        meta["format"] = 99
+    elif damage == "rng":
+        meta["rng_state"][1] = meta["rng_state"][1][:5]
+    elif damage == "prompt_len":
+        meta["buffer"][0][0] = 3  # no response left to train on
+    elif damage == "token":
+        meta["buffer"][1][1][0] = "x"
+    (tmp_path / TRAINER_META_FILE).write_text("{" if damage == "json" else json.dumps(meta))
+    if damage == "weights":
+        path = tmp_path / TRAINER_WEIGHTS_FILE
+        path.write_bytes(path.read_bytes()[:-4])
+    with pytest.raises(DraftCheckpointError, match="unreadable" if damage == "weights" else "malformed"):
+        load_trainer(tmp_path)

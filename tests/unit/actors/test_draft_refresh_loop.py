@@ -5,6 +5,7 @@ import torch
 
 from rollspec.actors.config import DRAFT_SAMPLES
 from rollspec.actors.draft_refresh_loop import DraftRefreshLoop
+from rollspec.models.distiller_state import TrainerState
 from rollspec.models.draft_distiller import RefreshResult
 from rollspec.transport import InProcBroadcast, InProcQueue, QueueConfig
 
@@ -78,7 +79,14 @@ class FakeRefresher:
         if len(self.sequences) < self.min_sequences:
             return None
         self.num_refreshes += 1
-        return RefreshResult({"w": torch.full((2,), float(self.num_refreshes))}, 3, 1.0, 0.5, 0.1, False)
+        return RefreshResult({"w": torch.full((2,), float(self.num_refreshes))}, 3, 1.0, 0.5, 0.1, False,
+                             self.trainer_state())
+
+    def buffered(self):
+        return tuple(self.sequences)
+
+    def trainer_state(self):
+        return TrainerState({}, ("rng after refresh", self.num_refreshes))
 
 
 def loop_with(refresher, samples=None, policy_version=0):
@@ -113,12 +121,14 @@ def test_a_failed_refresh_publishes_nothing_and_the_loop_goes_on():
     assert drafts.current()[0] == 0 and torch.equal(drafts.current()[1]["w"], torch.zeros(2))  # last good
     assert refresh.stats.num_refresh_failures == 1 and "refresh broke" in refresh.stats.last_error
     assert refresh.published[:2] == (0, 0) and torch.equal(refresh.published[2]["w"], torch.zeros(2))
+    assert refresh.published[3].rng_state == ("rng after refresh", 0)  # the trainer state of the weights kept
     refresher.fail = False
     policy.publish(2, {})
     refresh.run_once(idle_wait_s=0.0)
     assert drafts.current()[0] == 1
     # What a checkpoint saves is what was last published, with the policy version it was refreshed at.
     assert refresh.published[:2] == (1, 2) and torch.equal(refresh.published[2]["w"], drafts.current()[1]["w"])
+    assert refresh.published[3].rng_state == ("rng after refresh", 1)
 
 
 def test_a_due_refresh_waits_for_enough_trajectories(make_record):

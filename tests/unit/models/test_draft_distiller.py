@@ -17,6 +17,7 @@ from rollspec.engine.sampling_params import SamplingParams
 from rollspec.engine.sequence import Request
 from rollspec.engine.weights import native_to_hf
 from rollspec.models.config import RefreshConfig
+from rollspec.models.distiller_state import DistillerStateError, TrainerState
 from rollspec.models.draft_distiller import DraftDistiller, RefreshFailedError
 from rollspec.models.random_models import (
     eagle_config,
@@ -172,3 +173,42 @@ def test_a_refresh_that_makes_the_held_out_kl_worse_keeps_the_last_good_draft():
     with pytest.raises(RefreshFailedError, match="held-out KL"):
         refresher.refresh()
     assert all(torch.equal(good[n], t) for n, t in refresher.weights().items())
+
+
+@pytest.mark.parametrize("kind", ["draft_model", "eagle"])
+def test_a_distiller_restored_from_its_saved_state_refreshes_as_the_original_would(kind):
+    config = dataclasses.replace(CONFIG, steps=6)
+    original = distiller(kind, config)
+    original.add_sequences(sequences(48))
+    first = original.refresh()
+    assert first.trainer.optimizer_steps == 6 and len(original.buffered()) == 48
+
+    def continued(restore):
+        draft_config = {"draft_model": DRAFT_CFG, "eagle": eagle_config(POLICY_CFG)}[kind]
+        other = DraftDistiller(kind, policy_config=POLICY_CFG, policy_weights=policy_weights(1),
+                               draft_weights=first.weights, config=config, draft_config=draft_config)
+        if restore:
+            other.restore_state(first.trainer, original.buffered())
+        else:  # the same weights and trajectories, but fresh moments and RNG: what a resume did before
+            other.add_sequences(original.buffered())
+        return other.refresh().weights
+
+    expected = original.refresh().weights
+    assert all(torch.equal(expected[n], t) for n, t in continued(restore=True).items())
+    assert not all(torch.equal(expected[n], t) for n, t in continued(restore=False).items())
+
+
+def test_saved_state_that_does_not_fit_is_refused_and_changes_nothing():
+    refresher = distiller("draft_model", dataclasses.replace(CONFIG, steps=2))
+    refresher.add_sequences(sequences(16))
+    trainer = refresher.refresh().trainer
+    other = distiller("eagle")
+    with pytest.raises(DistillerStateError, match="names no parameter"):
+        other.restore_state(trainer, ())
+    assert other.trainer_state().optimizer == {}
+    wrong_shape = {n: (t[:1] if t.dim() else t) for n, t in trainer.optimizer.items()}
+    with pytest.raises(DistillerStateError, match="shape"):
+        refresher.restore_state(TrainerState(wrong_shape, trainer.rng_state), ())
+    with pytest.raises(DistillerStateError, match="vocab_size"):
+        refresher.restore_state(None, [TokenSequence((1, 2, VOCAB), 1)])
+    assert len(refresher.buffered()) == 16

@@ -93,15 +93,18 @@ class Fleet:
 
     def start_rollouts(self, spec: RolloutSpec, *, count: int, num_cpus: float, max_restarts: int,
                        broker_address: str, policy_address: str, draft_address: str | None,
-                       min_policy_version: int, security: SecurityConfig = NO_SECURITY, num_slow: int = 0) -> None:
+                       min_policy_version: int, initial_draft_dir: str | None = None,
+                       security: SecurityConfig = NO_SECURITY, num_slow: int = 0) -> None:
         """Create the rollout actors (returns at once; `wait_ready` waits for their constructors). The
-        first `num_slow` keep `spec.slowdown` (chaos: stragglers); the others run at full speed."""
+        first `num_slow` keep `spec.slowdown` (chaos: stragglers); the others run at full speed.
+        `initial_draft_dir`: a checkpoint's draft directory their drafters start from (see RolloutActor)."""
         remote = ray.remote(RolloutActor).options(**actor_options(num_cpus, max_restarts))
         fast = dataclasses.replace(spec, slowdown=1.0)
         self.rollouts = [remote.remote(spec if i < num_slow else fast, name=f"rollout-{i}", broker_address=broker_address,
                                        policy_address=policy_address, draft_address=draft_address,
                                        send_draft_samples=self.refresh is not None,
-                                       min_policy_version=min_policy_version, security=security, run=self.run)
+                                       min_policy_version=min_policy_version, initial_draft_dir=initial_draft_dir,
+                                       security=security, run=self.run)
                          for i in range(count)]
 
     def wait_ready(self, timeout_s: float = 900.0) -> FleetStatus:

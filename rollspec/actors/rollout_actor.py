@@ -6,10 +6,12 @@ goes back to work by itself; Ray method calls (status, stop) are served on the a
 
 import os
 import time
+from pathlib import Path
 
 import torch
 
 from rollspec.actors.config import DRAFT_SAMPLES, PROMPTS, TRAJECTORIES, RolloutSpec
+from rollspec.actors.draft_checkpoint import DraftCheckpointError, load_draft
 from rollspec.actors.loop_thread import LoopThread
 from rollspec.actors.metric_samples import RolloutSamples, endpoint_faults, endpoint_rejections
 from rollspec.actors.ray_metrics import PeriodicExport, RaySink
@@ -50,9 +52,11 @@ class RolloutActor:
 
     def __init__(self, spec: RolloutSpec, *, name: str, broker_address: str, policy_address: str,
                  draft_address: str | None = None, send_draft_samples: bool = False, min_policy_version: int = 0,
-                 security: SecurityConfig = NO_SECURITY, run: str = ""):
-        """`security`: the run's "rollout" keys (CURVE on every channel, signed weight versions only);
-        `run` tags this actor's live metrics."""
+                 initial_draft_dir: str | None = None, security: SecurityConfig = NO_SECURITY, run: str = ""):
+        """`initial_draft_dir`: a verified checkpoint's draft directory whose weights and version the drafter
+        starts from (a run resumed without draft refresh keeps the refreshed draft it had); `security`:
+        the run's "rollout" keys (CURVE on every channel, signed weight versions only); `run` tags this
+        actor's live metrics."""
         torch.set_num_threads(spec.process.num_threads)
         self.name = name
         start = time.perf_counter()
@@ -67,6 +71,8 @@ class RolloutActor:
             drafter = self._drafter(spec, policy, spec.engine)
             depth, has_drafter = self._depth(spec, policy, drafter), drafter is not None
             engine = Engine(policy.model, spec.engine, drafter=drafter, depth=depth)
+        if initial_draft_dir is not None and has_drafter:
+            _start_from_saved_draft(engine, spec.drafter, Path(initial_draft_dir))
         group_windows = max(1, spec.engine.max_batch_size // spec.group_size)
         faults = spec.faults.for_endpoint
         self._prompts = ZmqConsumer(broker_address, PROMPTS, config=ConsumerConfig(window_items=group_windows),
@@ -157,3 +163,12 @@ class RolloutActor:
             if endpoint is not None:
                 endpoint.close()
         return self.status()
+
+
+def _start_from_saved_draft(engine, drafter: str, directory: Path) -> None:
+    """Load a checkpoint's draft weights under their own version (DraftCheckpointError if they are not `drafter`'s)."""
+    saved, weights = load_draft(directory)
+    if saved.drafter != drafter:
+        raise DraftCheckpointError(f"{directory}: a {saved.drafter} draft, this rollout drafts with {drafter}")
+    if saved.draft_version > engine.draft_version:
+        engine.update_draft(weights, saved.draft_version)

@@ -93,10 +93,10 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
         learner.attach_feed(specs.feed, broker.address, specs.advantage, config.run.name)
         if checkpoint_step is not None:
             _restore(learner, store, checkpoint_step, state, progress)
-        draft_address = None
+        draft_address, restore_dir = None, None
+        if checkpoint_step is not None:  # the refreshed draft of the run being resumed, with or without refresh now
+            restore_dir = _draft_to_restore(store, checkpoint_step, specs.rollout.drafter, state, progress)
         if specs.refresh is not None:
-            restore_dir = None if checkpoint_step is None else _draft_to_restore(store, checkpoint_step, specs.refresh,
-                                                                                 state, progress)
             draft_address = fleet.start_refresh(specs.refresh, num_cpus=config.draft_refresh.cpus,
                                                 broker_address=broker.address,
                                                 policy_address=learner.publisher_address,
@@ -105,7 +105,8 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
         fleet.start_rollouts(specs.rollout, count=config.rollout.num_actors, num_cpus=config.rollout.cpus_per_actor,
                              max_restarts=config.rollout.max_restarts, broker_address=broker.address,
                              policy_address=learner.publisher_address, draft_address=draft_address,
-                             min_policy_version=state.policy_version, security=security["rollout"],
+                             min_policy_version=state.policy_version,
+                             initial_draft_dir=restore_dir if specs.refresh is None else None, security=security["rollout"],
                              num_slow=config.chaos.slow_rollouts)
         fleet.wait_ready()
         if on_started is not None:
@@ -206,22 +207,23 @@ def _restore(learner, store, step: int, state, progress: StepProgress) -> None:
                  f"draft d{state.draft_version}, {len(state.ledger.outstanding())} groups to re-issue)")
 
 
-def _draft_to_restore(store, step: int, refresh, state, progress: StepProgress) -> str | None:
-    """The checkpoint's draft directory if it holds a draft of the drafter this run refreshes (its version
-    becomes the state's); None otherwise (refresh was off, an older checkpoint, another drafter): the
-    drafter on disk then serves under the checkpointed version, lossless but less fresh."""
+def _draft_to_restore(store, step: int, drafter: str, state, progress: StepProgress) -> str | None:
+    """The checkpoint's draft directory if it holds a draft of the drafter this run uses (its version
+    becomes the state's): the draft-refresh actor starts from it, or, with refresh off now, the rollout
+    actors do. None otherwise (refresh was off, an older checkpoint, another drafter): the drafter on
+    disk then serves, lossless but less fresh."""
     from rollspec.actors.draft_checkpoint import read_saved_draft
 
     directory = store.draft_dir(step)
     saved = read_saved_draft(directory)
-    restored = saved is not None and saved.drafter == refresh.drafter
+    restored = saved is not None and saved.drafter == drafter
     if restored:
         state.draft_version = max(state.draft_version, saved.draft_version)
     if state.restores:
         state.restores[-1]["draft_restored"] = restored
     if saved is not None and not restored:
-        progress.log(f"checkpoint {store.step_dir(step).name} holds a {saved.drafter} draft, this run refreshes "
-                     f"{refresh.drafter}: starting from the drafter on disk")
+        progress.log(f"checkpoint {store.step_dir(step).name} holds a {saved.drafter} draft, this run drafts with "
+                     f"{drafter}: starting from the drafter on disk")
     return str(directory) if restored else None
 
 

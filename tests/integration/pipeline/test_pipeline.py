@@ -126,6 +126,20 @@ def test_resume_starts_from_the_checkpointed_draft_weights_not_the_drafter_on_di
     assert resumed["rollouts"][0]["num_draft_swaps"] >= 1 and resumed["draft_version"] >= saved.draft_version
 
 
+def test_resume_without_draft_refresh_keeps_the_refreshed_draft(sync_run):
+    summary, overrides = sync_run
+    store = CheckpointStore(Path(summary["run_dir"]) / "checkpoints")
+    step, _ = store.latest()
+    saved, _ = load_draft(store.draft_dir(step))
+    assert saved.draft_version >= 1
+    resumed = train(load_config(TINY, [*overrides, f"algorithm.steps={step + 1}", "draft_refresh.enabled=false"]),
+                    resume=True)
+    assert resumed["restores"][-1]["draft_restored"] is True
+    # The rollouts drafted with the checkpoint's refreshed draft, under its version (not the drafter on disk, v0).
+    assert [r["draft_version"] for r in resumed["rollouts"]] == [saved.draft_version] * len(resumed["rollouts"])
+    assert resumed["draft_version"] == saved.draft_version
+
+
 def test_async_run_with_a_reward_function_that_fails_every_way(ray_session, tiny_overrides, tmp_path, monkeypatch):
     (tmp_path / "flaky_rewards.py").write_text(FLAKY_REWARD)
     monkeypatch.syspath_prepend(str(tmp_path))  # the reward actor gets the driver's import path

@@ -54,8 +54,9 @@ class RealizedConfig:
       it is checked every step, so this is set well above the 2 of a one-off test.
     - `min_gap`: and by at least this much (log tokens/s), so noiseless timings cannot turn a
       transient miss of a fraction of a percent into a verdict.
-    - `plain_check_interval_steps`: while speculating, one plain step this often keeps the plain
-      side measured (eight times as often until it has min_steps).
+    - `plain_check_interval_steps`: while speculating, one check this often keeps the plain side
+      measured (eight times as often until it has min_steps): a few plain steps in a row, of which
+      only the last two are measured (DepthScheduler.observe says why).
     - `veto_steps`: speculative evidence this many steps old is dropped (and a verdict resting on it).
     """
 
@@ -63,7 +64,7 @@ class RealizedConfig:
     min_steps: int = 6
     z: float = 3.0
     min_gap: float = 0.03
-    plain_check_interval_steps: int = 64
+    plain_check_interval_steps: int = 256
     veto_steps: int = 512
 
     def __post_init__(self) -> None:
@@ -73,6 +74,25 @@ class RealizedConfig:
         assert self.min_gap >= 0, self.min_gap
         assert self.plain_check_interval_steps >= 1, self.plain_check_interval_steps
         assert self.veto_steps >= 1, self.veto_steps
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateCorrectionConfig:
+    """Per-depth correction of predicted tokens/s by realized steps (see RateCorrection).
+
+    - `rate`: weight of the newest step in the exponentially weighted sums of a (bucket, k).
+    - `min_steps`: steps at a depth in a bucket before its correction is used.
+    - `max_log_factor`: the correction is clipped to exp(+-this).
+    """
+
+    rate: float = 1.0 / 32.0
+    min_steps: int = 8
+    max_log_factor: float = 0.5
+
+    def __post_init__(self) -> None:
+        assert 0.0 < self.rate <= 1.0, self.rate
+        assert self.min_steps >= 1, self.min_steps
+        assert self.max_log_factor > 0, self.max_log_factor
 
 
 class DepthMode(StrEnum):
@@ -115,6 +135,11 @@ class DepthConfig:
     - `replan_interval_steps`: a greedy choice is reused for up to this many steps at the same
       batch size (1: planned every step); see DepthScheduler.
     - `realized`: the check against realized throughput; `check_realized` turns it off.
+    - `settle_steps`: the plain steps right after a speculative one teach neither the cost model nor
+      the realized check (they cost 1.2-1.6x a plain step in a run of plain steps on the zoo); a
+      realized check runs this many plain steps before the two it measures.
+    - `rate_correction`: per-depth correction of predicted tokens/s by realized steps, used in the
+      argmax; `correct_rates` turns it off.
     """
 
     k_max: int = 8
@@ -131,6 +156,9 @@ class DepthConfig:
     acceptance: AcceptanceConfig = field(default_factory=AcceptanceConfig)
     check_realized: bool = True
     realized: RealizedConfig = field(default_factory=RealizedConfig)
+    correct_rates: bool = True
+    settle_steps: int = 4
+    rate_correction: RateCorrectionConfig = field(default_factory=RateCorrectionConfig)
 
     def __post_init__(self) -> None:
         assert self.k_max >= 0, self.k_max
@@ -143,6 +171,7 @@ class DepthConfig:
         assert 0.0 <= self.weight_change_keep <= 1.0, self.weight_change_keep
         assert self.history_len >= 1, self.history_len
         assert self.replan_interval_steps >= 1, self.replan_interval_steps
+        assert self.settle_steps >= 0, self.settle_steps
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -11,6 +11,7 @@ from rollspec.scheduler.catch_up import CatchUpCost, excess_tokens
 from rollspec.scheduler.config import DepthConfig, DepthMode
 from rollspec.scheduler.cost_model import StepCostModel
 from rollspec.scheduler.decision import DepthDecision, DepthStats
+from rollspec.scheduler.rate_correction import RateCorrection
 from rollspec.scheduler.realized import RealizedCheck
 from rollspec.scheduler.throughput import expected_tokens
 
@@ -20,6 +21,8 @@ RECURRING_RATE = 0.25
 # Weight of the newest step in the mean rows finished per step while the batch shrinks (finishes
 # come in bursts: one step ends many responses of the same length, the next none).
 DRAIN_RATE = 0.3
+# Measured plain steps of one realized check, after its config.settle_steps unmeasured ones (see observe).
+CHECK_MEASURED_STEPS = 2
 
 
 class DepthScheduler:
@@ -95,7 +98,10 @@ class DepthScheduler:
         self._no_margin_until = -1  # right after a weight change any possible gain is worth a probe
         self._pending_probe: tuple[int, int] | None = None  # (batch_size, k) of an unobserved probe choice
         self._pending_check = False  # the step being chosen is a plain step the realized check asked for
+        self._check_steps_left = 0  # further plain steps of the check under way
+        self._plain_run = config.settle_steps  # plain steps since the last speculative one (none yet: settled)
         self._realized = RealizedCheck(config.realized) if config.check_realized else None
+        self._rates = RateCorrection(config.k_max, config.rate_correction) if config.correct_rates else None
         self._history: deque[DepthDecision] = deque(maxlen=config.history_len)
         self._stats = DepthStats(num_steps_by_k=[0] * (config.k_max + 1))
 
@@ -170,6 +176,10 @@ class DepthScheduler:
         if self._config.mode is DepthMode.FIXED or k_max == 0:
             return k_max
         self._offered_catch_up = catch_up_tokens
+        if self._check_steps_left:
+            self._check_steps_left -= 1
+            self._pending_check = True
+            return 0
         if self._reusable(batch_size, catch_up_tokens):
             return self._greedy_k
         self._reuse = None
@@ -183,16 +193,22 @@ class DepthScheduler:
         catch_up_s = per_token_s * excess_tokens(catch_up_tokens, k_max)
         horizon = self.horizon_steps(batch_size)
         was_speculating = self._greedy_k > 0 and self._last_k > 0
-        k = self._choose_greedy(rate, expected / (step_s + catch_up_s / horizon))
+        start_rate = expected / (step_s + catch_up_s / horizon)
+        ranked = rate
+        if self._rates is not None:  # ranked by what each depth realized; the realized check keeps its own view
+            factors = self._rates.factors(batch_size, step_s)
+            ranked, start_rate = rate * factors, start_rate * factors
+        k = self._choose_greedy(ranked, start_rate)
         if k == 0 and catch_up_s[-1] > 0 and horizon < self._config.catch_up_horizon_steps:
             return 0  # a draining batch ends before a probe's catch-up could be paid back
-        probe_k = self._probe_depth(k, rate, step_s + catch_up_s if k == 0 else step_s)
+        probe_k = self._probe_depth(k, ranked, step_s + catch_up_s if k == 0 else step_s)
         if probe_k == k > 0 and self._realized is not None:
             if self._realized.is_losing(batch_size, self._step, float(rate[k]), float(rate[0])):
                 self._stats.num_vetoed_steps += 1
                 return 0
             if was_speculating and self._realized.needs_plain_step(batch_size, self._step):
                 self._pending_check = True
+                self._check_steps_left = self._config.settle_steps + CHECK_MEASURED_STEPS - 1
                 return 0
         if probe_k != k:
             self._probe_credit -= 1.0
@@ -212,7 +228,7 @@ class DepthScheduler:
         assert accepted.size == batch_size, (accepted.size, batch_size)
         excess = max(0, self._offered_catch_up - k - 1) if k > 0 else 0
         catch_up_s = self._catch_up.catch_up_s(batch_size, excess)
-        predicted_s = self._cost.step_s(batch_size, k)
+        predicted_s = self._cost.step_s(batch_size, self._config.k_max)
         decision = DepthDecision(
             step=self._step,
             batch_size=batch_size,
@@ -229,7 +245,13 @@ class DepthScheduler:
         self._pending_probe = None
         self._pending_check = False
         self._offered_catch_up = 0
-        if self._realized is not None:
+        # Plain steps right after speculation cost more than plain steps in a run of them (zoo, B = 1, EAGLE:
+        # 1.05-1.25 ms for the first, falling over 3-8 steps to 0.73-0.85), so they price the switch, not
+        # plain decoding, and teach neither the cost model nor the realized check. The cost model learned
+        # plain decoding from isolated checks before: it priced it at 1.1-1.2 ms, ~1.5x what it costs.
+        self._plain_run = self._plain_run + 1 if k == 0 else 0
+        is_switch = 0 < self._plain_run <= self._config.settle_steps
+        if self._realized is not None and not is_switch:
             self._realized.observe(self._step, batch_size, k, decision.realized_step_s, decision.predicted_step_s)
         if k > 0 and self._last_k > 0:  # only steady speculation: after k = 0 the width is the plain stretch's
             self._recurring_excess += RECURRING_RATE * (excess - self._recurring_excess)
@@ -238,7 +260,11 @@ class DepthScheduler:
             self._drain += DRAIN_RATE * (max(0, self._last_batch_size - batch_size) - self._drain)
         self._last_batch_size = batch_size
         self._acceptance.observe(k, accepted)
-        self._observe_costs(batch_size, k, excess, catch_up_s, draft_time_s, target_time_s)
+        if not is_switch:
+            self._observe_costs(batch_size, k, excess, catch_up_s, draft_time_s, target_time_s)
+        if self._rates is not None:
+            after_s = self._cost.step_s(batch_size, self._config.k_max)
+            self._rates.observe(batch_size, k, predicted_s, after_s, decision.realized_step_s, catch_up_s)
         if k > 0:  # a plain step changes no acceptance estimate; the plan is redone when next needed
             self._plan_stale = True
         self._step += 1

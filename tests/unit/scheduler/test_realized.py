@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from rollspec.scheduler import CostConfig, DepthConfig, DepthScheduler, RealizedCheck, RealizedConfig
+from rollspec.scheduler import depth as depth_module
 
 K_MAX, B, ALPHA = 8, 16, 0.8
 # A cost model that has all but stopped learning (a profile taken under load and trusted).
@@ -54,7 +55,9 @@ def test_plain_checks_are_few_where_speculation_pays(synthetic):
     decisions = synthetic.run_steps(scheduler, device, alphas=[0.85] * K_MAX, batch_size=4, num_steps=num_steps,
                                     rng=np.random.default_rng(3), time_noise=0.1)
     checks = sum(d.is_check for d in decisions)
-    assert 1 <= checks <= config.realized.min_steps + num_steps / config.realized.plain_check_interval_steps
+    # Each check is CHECK_STEPS plain steps in a row (the first, right after speculation, is not measured).
+    per_check = config.settle_steps + depth_module.CHECK_MEASURED_STEPS
+    assert 1 <= checks <= per_check * (config.realized.min_steps + num_steps / config.realized.plain_check_interval_steps)
     assert scheduler.stats.num_vetoed_steps == 0  # a model that is right is never overruled
     assert all(d.k > 0 for d in decisions[200:] if not d.is_check)
 

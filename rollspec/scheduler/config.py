@@ -54,9 +54,8 @@ class RealizedConfig:
       it is checked every step, so this is set well above the 2 of a one-off test.
     - `min_gap`: and by at least this much (log tokens/s), so noiseless timings cannot turn a
       transient miss of a fraction of a percent into a verdict.
-    - `plain_check_interval_steps`: while speculating, one check this often keeps the plain side
-      measured (eight times as often until it has min_steps): a few plain steps in a row, of which
-      only the last two are measured (DepthScheduler.observe says why).
+    - `plain_check_interval_steps`: while speculating, one plain step this often keeps the plain
+      side measured (eight times as often until it has min_steps).
     - `veto_steps`: speculative evidence this many steps old is dropped (and a verdict resting on it).
     """
 
@@ -64,7 +63,7 @@ class RealizedConfig:
     min_steps: int = 6
     z: float = 3.0
     min_gap: float = 0.03
-    plain_check_interval_steps: int = 256
+    plain_check_interval_steps: int = 64
     veto_steps: int = 512
 
     def __post_init__(self) -> None:
@@ -82,16 +81,20 @@ class RateCorrectionConfig:
 
     - `rate`: weight of the newest step in the exponentially weighted sums of a (bucket, k).
     - `min_steps`: steps at a depth in a bucket before its correction is used.
+    - `deadband`: a log-miss is shrunk towards 0 by this much (soft threshold): misses this small are
+      noise at the resolution the ranking needs, and the errors corrected here were 10-15%.
     - `max_log_factor`: the correction is clipped to exp(+-this).
     """
 
     rate: float = 1.0 / 32.0
     min_steps: int = 8
-    max_log_factor: float = 0.5
+    deadband: float = 0.05
+    max_log_factor: float = 1.0
 
     def __post_init__(self) -> None:
         assert 0.0 < self.rate <= 1.0, self.rate
         assert self.min_steps >= 1, self.min_steps
+        assert self.deadband >= 0, self.deadband
         assert self.max_log_factor > 0, self.max_log_factor
 
 
@@ -135,9 +138,8 @@ class DepthConfig:
     - `replan_interval_steps`: a greedy choice is reused for up to this many steps at the same
       batch size (1: planned every step); see DepthScheduler.
     - `realized`: the check against realized throughput; `check_realized` turns it off.
-    - `settle_steps`: the plain steps right after a speculative one teach neither the cost model nor
-      the realized check (they cost 1.2-1.6x a plain step in a run of plain steps on the zoo); a
-      realized check runs this many plain steps before the two it measures.
+    - `settle_steps`: the plain steps right after a speculative one do not teach the cost model (they
+      cost 1.2-1.6x a plain step in a run of plain steps on the zoo).
     - `rate_correction`: per-depth correction of predicted tokens/s by realized steps, used in the
       argmax; `correct_rates` turns it off.
     """

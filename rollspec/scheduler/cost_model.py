@@ -124,11 +124,15 @@ class CostModel:
         step = rate * self._clipped_log_error(target_time_s, predicted)
         self._shared[b] += step
         self._own[b, k] += step
-        if k > 0 and not self._observed[b, k]:
+        if k == 0:  # q = 1 lends to no other width: every factor moves by the shared step, its own twice
+            factor = math.exp(step)
+            self._target_factor[b] *= factor
+            self._target_factor[b, 0] *= factor
+            return
+        if not self._observed[b, k]:
             self._observed[b, k] = True
-            seen = np.where(self._observed[b], np.arange(MAX_Q), 0)
-            self._lender[b] = np.where(self._observed[b], np.arange(MAX_Q), np.maximum.accumulate(seen))
-            self._lender[b, 0] = 0
+            seen = np.maximum.accumulate(np.where(self._observed[b], np.arange(MAX_Q), 0))
+            self._lender[b] = np.where(seen > 0, seen, np.arange(MAX_Q))
         self._target_factor[b] = np.exp(self._shared[b] + self._own[b][self._lender[b]])
         if k > 0:
             predicted = draft_base * math.exp(self._draft_log[b])

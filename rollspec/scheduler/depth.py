@@ -21,8 +21,8 @@ RECURRING_RATE = 0.25
 # Weight of the newest step in the mean rows finished per step while the batch shrinks (finishes
 # come in bursts: one step ends many responses of the same length, the next none).
 DRAIN_RATE = 0.3
-# Measured plain steps of one realized check, after its config.settle_steps unmeasured ones (see observe).
-CHECK_MEASURED_STEPS = 2
+PLAIN_REPLAN_FACTOR = 4
+PLAIN_LEARN_EVERY = 4
 
 
 class DepthScheduler:
@@ -98,7 +98,6 @@ class DepthScheduler:
         self._no_margin_until = -1  # right after a weight change any possible gain is worth a probe
         self._pending_probe: tuple[int, int] | None = None  # (batch_size, k) of an unobserved probe choice
         self._pending_check = False  # the step being chosen is a plain step the realized check asked for
-        self._check_steps_left = 0  # further plain steps of the check under way
         self._plain_run = config.settle_steps  # plain steps since the last speculative one (none yet: settled)
         self._realized = RealizedCheck(config.realized) if config.check_realized else None
         self._rates = RateCorrection(config.k_max, config.rate_correction) if config.correct_rates else None
@@ -176,10 +175,6 @@ class DepthScheduler:
         if self._config.mode is DepthMode.FIXED or k_max == 0:
             return k_max
         self._offered_catch_up = catch_up_tokens
-        if self._check_steps_left:
-            self._check_steps_left -= 1
-            self._pending_check = True
-            return 0
         if self._reusable(batch_size, catch_up_tokens):
             return self._greedy_k
         self._reuse = None
@@ -208,13 +203,15 @@ class DepthScheduler:
                 return 0
             if was_speculating and self._realized.needs_plain_step(batch_size, self._step):
                 self._pending_check = True
-                self._check_steps_left = self._config.settle_steps + CHECK_MEASURED_STEPS - 1
                 return 0
         if probe_k != k:
             self._probe_credit -= 1.0
             self._pending_probe = (batch_size, probe_k)
         else:
-            self._reuse = (batch_size, k, catch_up_tokens, self._step + self._config.replan_interval_steps)
+            # Plain decoding is re-planned 4x less often: nothing it observes moves acceptance, and leaving it
+            # takes a start_gain margin anyway; at B = 1-4 planning was ~5% of a plain step.
+            interval = self._config.replan_interval_steps * (PLAIN_REPLAN_FACTOR if k == 0 else 1)
+            self._reuse = (batch_size, k, catch_up_tokens, self._step + interval)
         return probe_k
 
     def observe(self, batch_size: int, k: int, num_accepted: Sequence[int] | NDArray[np.integer],
@@ -224,8 +221,10 @@ class DepthScheduler:
         The step's record becomes `last_decision` and is added to `history` and `stats`.
         """
         assert 0 <= k <= self._config.k_max, (k, self._config.k_max)
-        accepted = np.asarray(num_accepted, dtype=np.int64)
-        assert accepted.size == batch_size, (accepted.size, batch_size)
+        assert len(num_accepted) == batch_size, (len(num_accepted), batch_size)
+        # Plain steps skip the array work (they accept nothing); at B = 1-4 each numpy call here costs
+        # several microseconds inside the engine, on a step of ~1 ms.
+        accepted = np.asarray(num_accepted, dtype=np.int64) if k > 0 else None
         excess = max(0, self._offered_catch_up - k - 1) if k > 0 else 0
         catch_up_s = self._catch_up.catch_up_s(batch_size, excess)
         predicted_s = self._cost.step_s(batch_size, self._config.k_max)
@@ -239,7 +238,7 @@ class DepthScheduler:
             predicted_tokens=batch_size * float(self._expected[k]),
             predicted_catch_up_s=catch_up_s,
             predicted_step_s=float(predicted_s[k]) + catch_up_s,
-            realized_tokens=int(accepted.sum()) + batch_size,
+            realized_tokens=(int(accepted.sum()) if accepted is not None else 0) + batch_size,
             realized_step_s=draft_time_s + target_time_s,
         )
         self._pending_probe = None
@@ -247,11 +246,16 @@ class DepthScheduler:
         self._offered_catch_up = 0
         # Plain steps right after speculation cost more than plain steps in a run of them (zoo, B = 1, EAGLE:
         # 1.05-1.25 ms for the first, falling over 3-8 steps to 0.73-0.85), so they price the switch, not
-        # plain decoding, and teach neither the cost model nor the realized check. The cost model learned
-        # plain decoding from isolated checks before: it priced it at 1.1-1.2 ms, ~1.5x what it costs.
+        # plain decoding, and do not teach the cost model: learning from the realized check's isolated plain
+        # steps, it priced plain decoding at 1.1-1.2 ms, ~1.5x what it costs. (The check itself keeps them:
+        # its verdict is a veto on speculation, and inflated plain steps only make it more cautious.)
         self._plain_run = self._plain_run + 1 if k == 0 else 0
         is_switch = 0 < self._plain_run <= self._config.settle_steps
-        if self._realized is not None and not is_switch:
+        # In a long run of plain steps every PLAIN_LEARN_EVERY-th one is learned from: the scheduler's calls
+        # cost ~90 us a step inside the engine at B = 4 (cold caches), 5-9% of a plain step there.
+        settled = self._plain_run - self._config.settle_steps - 1
+        skipped = is_switch or (settled > 0 and settled % PLAIN_LEARN_EVERY)
+        if self._realized is not None and (k > 0 or not (settled > 0 and settled % PLAIN_LEARN_EVERY)):
             self._realized.observe(self._step, batch_size, k, decision.realized_step_s, decision.predicted_step_s)
         if k > 0 and self._last_k > 0:  # only steady speculation: after k = 0 the width is the plain stretch's
             self._recurring_excess += RECURRING_RATE * (excess - self._recurring_excess)
@@ -259,16 +263,20 @@ class DepthScheduler:
         if self._last_batch_size:
             self._drain += DRAIN_RATE * (max(0, self._last_batch_size - batch_size) - self._drain)
         self._last_batch_size = batch_size
-        self._acceptance.observe(k, accepted)
-        if not is_switch:
+        if accepted is not None:
+            self._acceptance.observe(k, accepted)
+        else:
+            self._acceptance.advance()
+        if not skipped:
             self._observe_costs(batch_size, k, excess, catch_up_s, draft_time_s, target_time_s)
-        if self._rates is not None:
+        if self._rates is not None and (k > 0 or (not skipped and self._rates.is_tracking(batch_size))):
             after_s = self._cost.step_s(batch_size, self._config.k_max)
             self._rates.observe(batch_size, k, predicted_s, after_s, decision.realized_step_s, catch_up_s)
         if k > 0:  # a plain step changes no acceptance estimate; the plan is redone when next needed
             self._plan_stale = True
         self._step += 1
-        self._last_scheduled[1 : k + 1] = self._step
+        if k > 0:
+            self._last_scheduled[1 : k + 1] = self._step
         refill = 1.0 / self._config.probe_interval_steps
         self._probe_credit = min(float(self._config.k_max), self._probe_credit + refill)
         self._history.append(decision)

@@ -22,7 +22,7 @@ RECURRING_RATE = 0.25
 # come in bursts: one step ends many responses of the same length, the next none).
 DRAIN_RATE = 0.3
 PLAIN_REPLAN_FACTOR = 4
-PLAIN_LEARN_EVERY = 4
+PLAIN_LEARN_EVERY = 4  # in a long run of plain steps, one in this many is learned from (_observe_quiet_plain)
 
 
 class DepthScheduler:
@@ -99,6 +99,7 @@ class DepthScheduler:
         self._pending_probe: tuple[int, int] | None = None  # (batch_size, k) of an unobserved probe choice
         self._pending_check = False  # the step being chosen is a plain step the realized check asked for
         self._plain_run = config.settle_steps  # plain steps since the last speculative one (none yet: settled)
+        self._plain_s = (0, 0.0)  # (batch size, predicted plain step s) as of the last plain step learned from
         self._realized = RealizedCheck(config.realized) if config.check_realized else None
         self._rates = RateCorrection(config.k_max, config.rate_correction) if config.correct_rates else None
         self._history: deque[DepthDecision] = deque(maxlen=config.history_len)
@@ -222,6 +223,10 @@ class DepthScheduler:
         """
         assert 0 <= k <= self._config.k_max, (k, self._config.k_max)
         assert len(num_accepted) == batch_size, (len(num_accepted), batch_size)
+        settled = self._plain_run - self._config.settle_steps if k == 0 else 0  # counting this step
+        if settled > 0 and settled % PLAIN_LEARN_EVERY and self._plain_s[0] == batch_size:
+            self._observe_quiet_plain(batch_size, draft_time_s + target_time_s)
+            return
         # Plain steps skip the array work (they accept nothing); at B = 1-4 each numpy call here costs
         # several microseconds inside the engine, on a step of ~1 ms.
         accepted = np.asarray(num_accepted, dtype=np.int64) if k > 0 else None
@@ -251,11 +256,9 @@ class DepthScheduler:
         # its verdict is a veto on speculation, and inflated plain steps only make it more cautious.)
         self._plain_run = self._plain_run + 1 if k == 0 else 0
         is_switch = 0 < self._plain_run <= self._config.settle_steps
-        # In a long run of plain steps every PLAIN_LEARN_EVERY-th one is learned from: the scheduler's calls
-        # cost ~90 us a step inside the engine at B = 4 (cold caches), 5-9% of a plain step there.
-        settled = self._plain_run - self._config.settle_steps - 1
-        skipped = is_switch or (settled > 0 and settled % PLAIN_LEARN_EVERY)
-        if self._realized is not None and (k > 0 or not (settled > 0 and settled % PLAIN_LEARN_EVERY)):
+        if k == 0:
+            self._plain_s = (batch_size, float(predicted_s[0]))
+        if self._realized is not None:
             self._realized.observe(self._step, batch_size, k, decision.realized_step_s, decision.predicted_step_s)
         if k > 0 and self._last_k > 0:  # only steady speculation: after k = 0 the width is the plain stretch's
             self._recurring_excess += RECURRING_RATE * (excess - self._recurring_excess)
@@ -267,9 +270,9 @@ class DepthScheduler:
             self._acceptance.observe(k, accepted)
         else:
             self._acceptance.advance()
-        if not skipped:
+        if not is_switch:
             self._observe_costs(batch_size, k, excess, catch_up_s, draft_time_s, target_time_s)
-        if self._rates is not None and (k > 0 or (not skipped and self._rates.is_tracking(batch_size))):
+        if self._rates is not None and (k > 0 or (not is_switch and self._rates.is_tracking(batch_size))):
             after_s = self._cost.step_s(batch_size, self._config.k_max)
             self._rates.observe(batch_size, k, predicted_s, after_s, decision.realized_step_s, catch_up_s)
         if k > 0:  # a plain step changes no acceptance estimate; the plan is redone when next needed
@@ -281,6 +284,25 @@ class DepthScheduler:
         self._probe_credit = min(float(self._config.k_max), self._probe_credit + refill)
         self._history.append(decision)
         self._stats.add(decision, num_drafted=k * batch_size)
+
+    def _observe_quiet_plain(self, batch_size: int, realized_s: float) -> None:
+        """A plain step deep in a run of them that is not learned from: recorded, and the clocks move.
+
+        Only every PLAIN_LEARN_EVERY-th such step teaches the models: the scheduler's calls cost ~60-90 us
+        a step inside the engine (cold caches; ~11 us in a loop of its own), 8% of a plain step at B = 1,
+        and plain steps in a run differ by little more than noise."""
+        decision = DepthDecision(step=self._step, batch_size=batch_size, k=0, is_probe=False,
+                                 predicted_tokens=float(batch_size), predicted_step_s=self._plain_s[1],
+                                 realized_tokens=batch_size, realized_step_s=realized_s)
+        self._plain_run += 1
+        self._last_k = 0
+        self._drain += DRAIN_RATE * (max(0, self._last_batch_size - batch_size) - self._drain)
+        self._last_batch_size = batch_size
+        self._acceptance.advance()
+        self._step += 1
+        self._probe_credit = min(float(self._config.k_max), self._probe_credit + 1.0 / self._config.probe_interval_steps)
+        self._history.append(decision)
+        self._stats.add(decision, num_drafted=0)
 
     def notify_weights_changed(self) -> None:
         """Policy or draft weights changed: old acceptance evidence weighs less, deeper positions may be re-probed."""

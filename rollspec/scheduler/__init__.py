@@ -9,13 +9,11 @@ from rollspec.scheduler.config import (
     CostConfig,
     DepthConfig,
     DepthMode,
-    RateCorrectionConfig,
     RealizedConfig,
 )
 from rollspec.scheduler.cost_model import CostModel, ProfileError, StepCostModel, batch_bucket, profile_points
 from rollspec.scheduler.decision import DepthDecision, DepthStats
 from rollspec.scheduler.depth import DepthScheduler
-from rollspec.scheduler.rate_correction import RateCorrection
 from rollspec.scheduler.realized import RealizedCheck
 from rollspec.scheduler.throughput import best_depth, expected_tokens, step_time_s, tokens_per_s
 
@@ -35,8 +33,6 @@ __all__ = [
     "DepthScheduler",
     "DepthStats",
     "ProfileError",
-    "RateCorrection",
-    "RateCorrectionConfig",
     "RealizedCheck",
     "RealizedConfig",
     "StepCostModel",

@@ -75,29 +75,6 @@ class RealizedConfig:
         assert self.veto_steps >= 1, self.veto_steps
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RateCorrectionConfig:
-    """Per-depth correction of predicted tokens/s by realized steps (see RateCorrection).
-
-    - `rate`: weight of the newest step in the exponentially weighted sums of a (bucket, k).
-    - `min_steps`: steps at a depth in a bucket before its correction is used.
-    - `deadband`: a log-miss is shrunk towards 0 by this much (soft threshold): misses this small are
-      noise at the resolution the ranking needs, and the errors corrected here were 10-15%.
-    - `max_log_factor`: the correction is clipped to exp(+-this).
-    """
-
-    rate: float = 1.0 / 32.0
-    min_steps: int = 8
-    deadband: float = 0.05
-    max_log_factor: float = 1.0
-
-    def __post_init__(self) -> None:
-        assert 0.0 < self.rate <= 1.0, self.rate
-        assert self.min_steps >= 1, self.min_steps
-        assert self.deadband >= 0, self.deadband
-        assert self.max_log_factor > 0, self.max_log_factor
-
-
 class DepthMode(StrEnum):
     """ADAPTIVE picks k in [0, k_max] every step; FIXED always drafts k_max tokens."""
 
@@ -140,8 +117,6 @@ class DepthConfig:
     - `realized`: the check against realized throughput; `check_realized` turns it off.
     - `settle_steps`: the plain steps right after a speculative one do not teach the cost model (they
       cost 1.2-1.6x a plain step in a run of plain steps on the zoo).
-    - `rate_correction`: per-depth correction of predicted tokens/s by realized steps, used in the
-      argmax; `correct_rates` turns it off.
     """
 
     k_max: int = 8
@@ -158,9 +133,7 @@ class DepthConfig:
     acceptance: AcceptanceConfig = field(default_factory=AcceptanceConfig)
     check_realized: bool = True
     realized: RealizedConfig = field(default_factory=RealizedConfig)
-    correct_rates: bool = True
     settle_steps: int = 4
-    rate_correction: RateCorrectionConfig = field(default_factory=RateCorrectionConfig)
 
     def __post_init__(self) -> None:
         assert self.k_max >= 0, self.k_max

@@ -11,7 +11,6 @@ from rollspec.scheduler.catch_up import CatchUpCost, excess_tokens
 from rollspec.scheduler.config import DepthConfig, DepthMode
 from rollspec.scheduler.cost_model import StepCostModel
 from rollspec.scheduler.decision import DepthDecision, DepthStats
-from rollspec.scheduler.rate_correction import RateCorrection
 from rollspec.scheduler.realized import RealizedCheck
 from rollspec.scheduler.throughput import expected_tokens
 
@@ -101,7 +100,6 @@ class DepthScheduler:
         self._plain_run = config.settle_steps  # plain steps since the last speculative one (none yet: settled)
         self._plain_s = (0, 0.0)  # (batch size, predicted plain step s) as of the last plain step learned from
         self._realized = RealizedCheck(config.realized) if config.check_realized else None
-        self._rates = RateCorrection(config.k_max, config.rate_correction) if config.correct_rates else None
         self._history: deque[DepthDecision] = deque(maxlen=config.history_len)
         self._stats = DepthStats(num_steps_by_k=[0] * (config.k_max + 1))
 
@@ -189,15 +187,10 @@ class DepthScheduler:
         catch_up_s = per_token_s * excess_tokens(catch_up_tokens, k_max)
         horizon = self.horizon_steps(batch_size)
         was_speculating = self._greedy_k > 0 and self._last_k > 0
-        start_rate = expected / (step_s + catch_up_s / horizon)
-        ranked = rate
-        if self._rates is not None:  # ranked by what each depth realized; the realized check keeps its own view
-            factors = self._rates.factors(batch_size, step_s)
-            ranked, start_rate = rate * factors, start_rate * factors
-        k = self._choose_greedy(ranked, start_rate)
+        k = self._choose_greedy(rate, expected / (step_s + catch_up_s / horizon))
         if k == 0 and catch_up_s[-1] > 0 and horizon < self._config.catch_up_horizon_steps:
             return 0  # a draining batch ends before a probe's catch-up could be paid back
-        probe_k = self._probe_depth(k, ranked, step_s + catch_up_s if k == 0 else step_s)
+        probe_k = self._probe_depth(k, rate, step_s + catch_up_s if k == 0 else step_s)
         if probe_k == k > 0 and self._realized is not None:
             if self._realized.is_losing(batch_size, self._step, float(rate[k]), float(rate[0])):
                 self._stats.num_vetoed_steps += 1
@@ -272,9 +265,6 @@ class DepthScheduler:
             self._acceptance.advance()
         if not is_switch:
             self._observe_costs(batch_size, k, excess, catch_up_s, draft_time_s, target_time_s)
-        if self._rates is not None and (k > 0 or (not is_switch and self._rates.is_tracking(batch_size))):
-            after_s = self._cost.step_s(batch_size, self._config.k_max)
-            self._rates.observe(batch_size, k, predicted_s, after_s, decision.realized_step_s, catch_up_s)
         if k > 0:  # a plain step changes no acceptance estimate; the plan is redone when next needed
             self._plan_stale = True
         self._step += 1

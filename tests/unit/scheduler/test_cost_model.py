@@ -129,3 +129,15 @@ def test_an_unobserved_wider_verify_borrows_the_correction_of_the_widest_observe
     _observe(model, np.random.default_rng(1), 16, 8, base_q9, model.draft_s(16), 150)
     assert model.target_s(16, 9) == pytest.approx(base_q9, rel=0.05)
     assert model.target_s(16, 3) / base_q9 < 0.6 * model.target_s(16, 9) / base_q9 * 1.2
+
+
+def test_a_plain_step_error_lends_nothing_to_verify_widths_not_yet_run():
+    target, draft = _affine_profile(1e-3, 0, 5e-4, 3e-4, 0)  # token-bound: no width is clamped up to q = 1's
+    model = CostModel.from_profile(target, draft, CostConfig(correction_rate=0.1))
+    q2_before = model.target_s(16, 2)
+    model.observe(16, 4, 4 * model.draft_s(16), model.target_s(16, 5))  # width 5 runs as predicted
+    _observe(model, np.random.default_rng(0), 16, 0, 2.0 * model.target_s(16, 1), 0.0, 100)
+    # Plain decoding at 2x moved q = 1 and, through the shared part, every width by about half of it; the
+    # width q = 2 below the first run one does not also borrow q = 1's own correction.
+    assert model.target_s(16, 1) == pytest.approx(2.0 * target[(16, 1)], rel=0.02)
+    assert model.target_s(16, 2) / q2_before == pytest.approx(model.target_s(16, 9) / target[(16, 9)], rel=0.02)

@@ -28,8 +28,7 @@ def _run(synthetic, check_realized, seed=0):
     profiled = synthetic.LinearDevice()
     # Verify and drafting far dearer than profiled: every k > 0 loses to plain decoding (~0.6-0.8 of it).
     true = synthetic.LinearDevice(target_per_token_s=1.2e-4, draft_fixed_s=2e-3, draft_per_row_s=1e-4)
-    # The per-depth rate correction would see the same misses first (test_rate_correction): off, to test the check.
-    scheduler = DepthScheduler(DepthConfig(check_realized=check_realized, correct_rates=False), _frozen_model(profiled))
+    scheduler = DepthScheduler(DepthConfig(check_realized=check_realized), _frozen_model(profiled))
     decisions = synthetic.run_steps(scheduler, true, alphas=[ALPHA] * K_MAX, batch_size=B, num_steps=600,
                                     rng=np.random.default_rng(seed), time_noise=0.1)
     return true, scheduler, decisions

@@ -115,6 +115,8 @@ class DepthConfig:
     - `replan_interval_steps`: a greedy choice is reused for up to this many steps at the same
       batch size (1: planned every step); see DepthScheduler.
     - `realized`: the check against realized throughput; `check_realized` turns it off.
+    - `settle_steps`: the plain steps right after a speculative one do not teach the cost model (they
+      cost 1.2-1.6x a plain step in a run of plain steps on the zoo).
     """
 
     k_max: int = 8
@@ -131,6 +133,7 @@ class DepthConfig:
     acceptance: AcceptanceConfig = field(default_factory=AcceptanceConfig)
     check_realized: bool = True
     realized: RealizedConfig = field(default_factory=RealizedConfig)
+    settle_steps: int = 4
 
     def __post_init__(self) -> None:
         assert self.k_max >= 0, self.k_max
@@ -143,6 +146,7 @@ class DepthConfig:
         assert 0.0 <= self.weight_change_keep <= 1.0, self.weight_change_keep
         assert self.history_len >= 1, self.history_len
         assert self.replan_interval_steps >= 1, self.replan_interval_steps
+        assert self.settle_steps >= 0, self.settle_steps
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -20,6 +20,8 @@ RECURRING_RATE = 0.25
 # Weight of the newest step in the mean rows finished per step while the batch shrinks (finishes
 # come in bursts: one step ends many responses of the same length, the next none).
 DRAIN_RATE = 0.3
+PLAIN_REPLAN_FACTOR = 4
+PLAIN_LEARN_EVERY = 4  # in a long run of plain steps, one in this many is learned from (_observe_quiet_plain)
 
 
 class DepthScheduler:
@@ -95,6 +97,8 @@ class DepthScheduler:
         self._no_margin_until = -1  # right after a weight change any possible gain is worth a probe
         self._pending_probe: tuple[int, int] | None = None  # (batch_size, k) of an unobserved probe choice
         self._pending_check = False  # the step being chosen is a plain step the realized check asked for
+        self._plain_run = config.settle_steps  # plain steps since the last speculative one (none yet: settled)
+        self._plain_s = (0, 0.0)  # (batch size, predicted plain step s) as of the last plain step learned from
         self._realized = RealizedCheck(config.realized) if config.check_realized else None
         self._history: deque[DepthDecision] = deque(maxlen=config.history_len)
         self._stats = DepthStats(num_steps_by_k=[0] * (config.k_max + 1))
@@ -198,7 +202,10 @@ class DepthScheduler:
             self._probe_credit -= 1.0
             self._pending_probe = (batch_size, probe_k)
         else:
-            self._reuse = (batch_size, k, catch_up_tokens, self._step + self._config.replan_interval_steps)
+            # Plain decoding is re-planned 4x less often: nothing it observes moves acceptance, and leaving it
+            # takes a start_gain margin anyway; at B = 1-4 planning was ~5% of a plain step.
+            interval = self._config.replan_interval_steps * (PLAIN_REPLAN_FACTOR if k == 0 else 1)
+            self._reuse = (batch_size, k, catch_up_tokens, self._step + interval)
         return probe_k
 
     def observe(self, batch_size: int, k: int, num_accepted: Sequence[int] | NDArray[np.integer],
@@ -208,11 +215,17 @@ class DepthScheduler:
         The step's record becomes `last_decision` and is added to `history` and `stats`.
         """
         assert 0 <= k <= self._config.k_max, (k, self._config.k_max)
-        accepted = np.asarray(num_accepted, dtype=np.int64)
-        assert accepted.size == batch_size, (accepted.size, batch_size)
+        assert len(num_accepted) == batch_size, (len(num_accepted), batch_size)
+        settled = self._plain_run - self._config.settle_steps if k == 0 else 0  # counting this step
+        if settled > 0 and settled % PLAIN_LEARN_EVERY and self._plain_s[0] == batch_size:
+            self._observe_quiet_plain(batch_size, draft_time_s + target_time_s)
+            return
+        # Plain steps skip the array work (they accept nothing); at B = 1-4 each numpy call here costs
+        # several microseconds inside the engine, on a step of ~1 ms.
+        accepted = np.asarray(num_accepted, dtype=np.int64) if k > 0 else None
         excess = max(0, self._offered_catch_up - k - 1) if k > 0 else 0
         catch_up_s = self._catch_up.catch_up_s(batch_size, excess)
-        predicted_s = self._cost.step_s(batch_size, k)
+        predicted_s = self._cost.step_s(batch_size, self._config.k_max)
         decision = DepthDecision(
             step=self._step,
             batch_size=batch_size,
@@ -223,12 +236,21 @@ class DepthScheduler:
             predicted_tokens=batch_size * float(self._expected[k]),
             predicted_catch_up_s=catch_up_s,
             predicted_step_s=float(predicted_s[k]) + catch_up_s,
-            realized_tokens=int(accepted.sum()) + batch_size,
+            realized_tokens=(int(accepted.sum()) if accepted is not None else 0) + batch_size,
             realized_step_s=draft_time_s + target_time_s,
         )
         self._pending_probe = None
         self._pending_check = False
         self._offered_catch_up = 0
+        # Plain steps right after speculation cost more than plain steps in a run of them (zoo, B = 1, EAGLE:
+        # 1.05-1.25 ms for the first, falling over 3-8 steps to 0.73-0.85), so they price the switch, not
+        # plain decoding, and do not teach the cost model: learning from the realized check's isolated plain
+        # steps, it priced plain decoding at 1.1-1.2 ms, ~1.5x what it costs. (The check itself keeps them:
+        # its verdict is a veto on speculation, and inflated plain steps only make it more cautious.)
+        self._plain_run = self._plain_run + 1 if k == 0 else 0
+        is_switch = 0 < self._plain_run <= self._config.settle_steps
+        if k == 0:
+            self._plain_s = (batch_size, float(predicted_s[0]))
         if self._realized is not None:
             self._realized.observe(self._step, batch_size, k, decision.realized_step_s, decision.predicted_step_s)
         if k > 0 and self._last_k > 0:  # only steady speculation: after k = 0 the width is the plain stretch's
@@ -237,16 +259,40 @@ class DepthScheduler:
         if self._last_batch_size:
             self._drain += DRAIN_RATE * (max(0, self._last_batch_size - batch_size) - self._drain)
         self._last_batch_size = batch_size
-        self._acceptance.observe(k, accepted)
-        self._observe_costs(batch_size, k, excess, catch_up_s, draft_time_s, target_time_s)
+        if accepted is not None:
+            self._acceptance.observe(k, accepted)
+        else:
+            self._acceptance.advance()
+        if not is_switch:
+            self._observe_costs(batch_size, k, excess, catch_up_s, draft_time_s, target_time_s)
         if k > 0:  # a plain step changes no acceptance estimate; the plan is redone when next needed
             self._plan_stale = True
         self._step += 1
-        self._last_scheduled[1 : k + 1] = self._step
+        if k > 0:
+            self._last_scheduled[1 : k + 1] = self._step
         refill = 1.0 / self._config.probe_interval_steps
         self._probe_credit = min(float(self._config.k_max), self._probe_credit + refill)
         self._history.append(decision)
         self._stats.add(decision, num_drafted=k * batch_size)
+
+    def _observe_quiet_plain(self, batch_size: int, realized_s: float) -> None:
+        """A plain step deep in a run of them that is not learned from: recorded, and the clocks move.
+
+        Only every PLAIN_LEARN_EVERY-th such step teaches the models: the scheduler's calls cost ~60-90 us
+        a step inside the engine (cold caches; ~11 us in a loop of its own), 8% of a plain step at B = 1,
+        and plain steps in a run differ by little more than noise."""
+        decision = DepthDecision(step=self._step, batch_size=batch_size, k=0, is_probe=False,
+                                 predicted_tokens=float(batch_size), predicted_step_s=self._plain_s[1],
+                                 realized_tokens=batch_size, realized_step_s=realized_s)
+        self._plain_run += 1
+        self._last_k = 0
+        self._drain += DRAIN_RATE * (max(0, self._last_batch_size - batch_size) - self._drain)
+        self._last_batch_size = batch_size
+        self._acceptance.advance()
+        self._step += 1
+        self._probe_credit = min(float(self._config.k_max), self._probe_credit + 1.0 / self._config.probe_interval_steps)
+        self._history.append(decision)
+        self._stats.add(decision, num_drafted=0)
 
     def notify_weights_changed(self) -> None:
         """Policy or draft weights changed: old acceptance evidence weighs less, deeper positions may be re-probed."""

@@ -79,12 +79,14 @@ def test_online_refinement_converges_to_measured_times_and_shares_drift_across_q
     rng = np.random.default_rng(0)
     true_target = 1.5 * model.target_s(16, 3)
     true_draft = 2.0 * model.draft_s(16)
-    q1_before, other_bucket = model.target_s(16, 1), model.target_s(64, 3)
+    q1_before, q9_before, other_bucket = model.target_s(16, 1), model.target_s(16, 9), model.target_s(64, 3)
     _observe(model, rng, 16, 2, true_target, true_draft, 150, noise=0.05)
     assert model.target_s(16, 3) == pytest.approx(true_target, rel=0.05)
     assert model.draft_s(16) == pytest.approx(true_draft, rel=0.05)
-    # Half of a uniform slowdown seen at q = 3 carries to q = 1 of the same bucket, none to other buckets.
-    assert 1.1 < model.target_s(16, 1) / q1_before < 1.4
+    # A slowdown seen at q = 3 carries to the wider verify widths of the same bucket, none to plain decoding
+    # (q = 1: verify overheads are not its), none to other buckets.
+    assert model.target_s(16, 9) / q9_before > 1.3
+    assert model.target_s(16, 1) == pytest.approx(q1_before)
     assert model.target_s(64, 3) == other_bucket
     assert batch_bucket(16) == batch_bucket(31) != batch_bucket(32)
 
@@ -127,3 +129,15 @@ def test_an_unobserved_wider_verify_borrows_the_correction_of_the_widest_observe
     _observe(model, np.random.default_rng(1), 16, 8, base_q9, model.draft_s(16), 150)
     assert model.target_s(16, 9) == pytest.approx(base_q9, rel=0.05)
     assert model.target_s(16, 3) / base_q9 < 0.6 * model.target_s(16, 9) / base_q9 * 1.2
+
+
+def test_a_plain_step_error_lends_nothing_to_verify_widths_not_yet_run():
+    target, draft = _affine_profile(1e-3, 0, 5e-4, 3e-4, 0)  # token-bound: no width is clamped up to q = 1's
+    model = CostModel.from_profile(target, draft, CostConfig(correction_rate=0.1))
+    q2_before = model.target_s(16, 2)
+    model.observe(16, 4, 4 * model.draft_s(16), model.target_s(16, 5))  # width 5 runs as predicted
+    _observe(model, np.random.default_rng(0), 16, 0, 2.0 * model.target_s(16, 1), 0.0, 100)
+    # Plain decoding at 2x moved q = 1 and, through the shared part, every width by about half of it; the
+    # width q = 2 below the first run one does not also borrow q = 1's own correction.
+    assert model.target_s(16, 1) == pytest.approx(2.0 * target[(16, 1)], rel=0.02)
+    assert model.target_s(16, 2) / q2_before == pytest.approx(model.target_s(16, 9) / target[(16, 9)], rel=0.02)

@@ -250,3 +250,38 @@ def test_a_choice_is_replanned_every_interval_and_whenever_the_batch_size_change
         scheduler.observe(b, k, sample_num_accepted(rng, [0.85] * 8, k, b), k * device.draft_s(b), device.target_s(b, k + 1))
     assert 200 / interval <= sum(planned) <= 200 / interval + 2
     assert planned[101]  # a new batch size is planned for at once (101 is not a multiple of 4)
+
+
+def _speculating(settle_steps):
+    from rollspec.scheduler import CostModel
+    target = {(b, q): 1e-3 + 1e-4 * b * q for b in (1, 64) for q in (1, 2, 5, 9)}
+    scheduler = DepthScheduler(DepthConfig(settle_steps=settle_steps), CostModel.from_profile(target, {1: 1e-4}))
+    for _ in range(20):
+        scheduler.observe(1, 4, [4], 4e-4, scheduler.cost_model.target_s(1, 5))
+    return scheduler
+
+
+@pytest.mark.parametrize("settle_steps", [0, 4])
+def test_plain_steps_right_after_speculation_do_not_price_plain_decoding(settle_steps):
+    # On the zoo the first plain steps after verify steps ran 1.2-1.6x a plain step in a run of them.
+    scheduler = _speculating(settle_steps)
+    plain_s = scheduler.cost_model.target_s(1, 1)
+    for _ in range(settle_steps):
+        scheduler.observe(1, 0, [0], 0.0, 2 * plain_s)
+    assert scheduler.cost_model.target_s(1, 1) == pytest.approx(plain_s)
+    scheduler.observe(1, 0, [0], 0.0, 2 * plain_s)
+    assert scheduler.cost_model.target_s(1, 1) > 1.05 * plain_s  # settled: learned from
+
+
+def test_a_long_plain_run_is_recorded_in_full_and_learned_from_in_part():
+    scheduler = _speculating(settle_steps=4)
+    plain_s = scheduler.cost_model.target_s(1, 1)
+    before = scheduler.stats.num_steps
+    learned = []
+    for _ in range(40):
+        scheduler.observe(1, 0, [0], 0.0, 2 * plain_s)
+        learned.append(scheduler.cost_model.target_s(1, 1))
+    assert scheduler.stats.num_steps - before == 40 and scheduler.stats.num_steps_by_k[0] == 40
+    assert [d.realized_step_s for d in scheduler.history[-40:]] == [2 * plain_s] * 40
+    moves = sum(b != a for a, b in zip(learned, learned[1:]))
+    assert 6 <= moves <= 40 // 4 + 2  # the first settled steps, then one in PLAIN_LEARN_EVERY

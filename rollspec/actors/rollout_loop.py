@@ -66,6 +66,9 @@ class RolloutStats:
     num_draft_samples: int = 0
     num_draft_samples_skipped: int = 0
     num_acked: int = 0
+    num_groups_held_for_weights: int = 0
+    """Groups leased before this actor had the policy version they were issued at (a restarted actor
+    starts from the weights on disk), held until that version was loaded instead of generated stale."""
 
     def as_dict(self) -> dict[str, Any]:
         """The totals as a plain dict."""
@@ -96,7 +99,7 @@ class RolloutLoop:
     def __init__(self, engine: Generator, *, prompts: Receiver, trajectories: Sender, sampling: SamplingDefaults,
                  name: str, group_size: int, policy_weights: WeightSink | None = None, draft_weights: WeightSink | None = None,
                  draft_samples: Sender | None = None, on_weights_changed: Callable[[], None] | None = None,
-                 ack_wait_s: float = 0.05):
+                 ack_wait_s: float = 0.05, hold_for_weights_s: float = 10.0):
         self.engine = engine
         self.name = name
         self.stats = RolloutStats(policy_version=engine.policy_version,
@@ -108,6 +111,9 @@ class RolloutLoop:
         self._on_weights_changed = on_weights_changed
         self._ack_wait_s = ack_wait_s
         self._groups: dict[str, _Group] = {}
+        # Leased groups waiting for the policy version they were issued at: prompt id -> (delivery, group, since).
+        self._held: dict[str, tuple[Delivery, PromptGroup, float]] = {}
+        self._hold_for_weights_s = hold_for_weights_s
         self._unacked: list[Delivery] = []
         self._rejected_versions: set[tuple[str, int]] = set()
 
@@ -115,7 +121,9 @@ class RolloutLoop:
         """One iteration: swap weights if due and possible, take prompts, one engine step, send, ack."""
         swap_due = self._swap_weights_if_due()
         busy = self.engine.has_unfinished()
-        if not swap_due:
+        if self._held:
+            self._start_held(wait_s=0.0 if busy else idle_wait_s)
+        elif not swap_due:
             self._take_prompts(wait_s=0.0 if busy else idle_wait_s)
         if self.engine.has_unfinished():
             start = time.perf_counter()
@@ -198,8 +206,30 @@ class RolloutLoop:
                 # once, and ack the newest lease.
                 self._groups[group.prompt_id].delivery = delivery
                 self.stats.num_duplicate_deliveries += 1
+            elif group.prompt_id in self._held:
+                self._held[group.prompt_id] = (delivery, group, self._held[group.prompt_id][2])
+                self.stats.num_duplicate_deliveries += 1
+            elif group.policy_version > self.engine.policy_version:
+                # Issued under weights this actor has not loaded yet (a restarted actor starts from the ones on
+                # disk): generated now, a synchronous run would drop every sample as stale and fill the step
+                # with another prompt. Held until that version is loaded, or hold_for_weights_s at most (then
+                # generated with what is loaded; the controller judges staleness as always).
+                self._held[group.prompt_id] = (delivery, group, time.monotonic())
+                self.stats.num_groups_held_for_weights += 1
             else:
                 self._start_group(delivery, group)
+
+    def _start_held(self, wait_s: float) -> None:
+        """Start the held groups the loaded policy now covers (or that waited long enough); while none is, wait up
+        to wait_s for newer weights (the next run_once swaps them in, once the engine is idle)."""
+        give_up = time.monotonic() - self._hold_for_weights_s
+        ready = [key for key, (_, group, since) in self._held.items()
+                 if group.policy_version <= self.engine.policy_version or since < give_up]
+        for key in ready:
+            delivery, group, _ = self._held.pop(key)
+            self._start_group(delivery, group)
+        if not ready and self._policy_weights is not None:
+            self._policy_weights.wait_for(min(g.policy_version for _, g, _ in self._held.values()), wait_s)
 
     def _start_group(self, delivery: Delivery, group: PromptGroup) -> None:
         params = [SamplingParams(temperature=self._sampling.temperature, top_p=self._sampling.top_p,

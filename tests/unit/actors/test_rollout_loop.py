@@ -96,6 +96,26 @@ def test_new_weights_wait_for_the_running_generation_then_swap(rig):
     assert rig.loop.stats.num_policy_swaps == 1 and rig.loop.stats.num_draft_swaps == 1 and rig.changes == [1]
 
 
+
+def test_a_group_issued_under_newer_weights_waits_for_them(rig):
+    # A restarted actor starts from the weights on disk (v0) and may lease a group issued at v2 before v2 reaches
+    # it: generated at once, a synchronous run drops every sample as stale and trains another prompt instead.
+    rig.prompts.put(dataclasses.replace(group(0), policy_version=2), msg_id="p0")
+    for _ in range(5):
+        rig.loop.run_once(idle_wait_s=0.0)
+    assert not rig.engine.has_unfinished() and rig.loop.stats.num_groups_held_for_weights == 1
+    assert rig.out.get_batch(10, timeout_s=0.0) == []
+    rig.policy_weights.publish(2, {name: t + 0.01 for name, t in native_to_hf(rig.policy).items()})
+    records = run_until_idle(rig, 2)
+    assert [r.policy_version for r in records] == [2, 2] and rig.loop.stats.num_policy_swaps == 1
+
+
+def test_a_held_group_goes_ahead_with_the_loaded_weights_when_its_version_never_comes(rig):
+    rig.loop._hold_for_weights_s = 0.0  # gave up waiting at once: the controller judges staleness, as before
+    rig.prompts.put(dataclasses.replace(group(0), policy_version=2), msg_id="p0")
+    records = run_until_idle(rig, 2)
+    assert [r.policy_version for r in records] == [0, 0] and rig.loop.stats.num_groups_held_for_weights == 1
+
 def test_weights_that_do_not_fit_are_refused_once_and_counted(rig):
     rig.policy_weights.publish(1, {"model.embed_tokens.weight": torch.zeros(3, 3)})
     rig.prompts.put(group(0), msg_id="p0")

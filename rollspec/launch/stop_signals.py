@@ -8,11 +8,18 @@ Ray's processes block SIGINT, so Ctrl-C reaches the driver only.
 """
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def write_stderr(text: str) -> None:
+    """One line straight to file descriptor 2: safe inside a signal handler, unlike print or a rich console,
+    whose buffered stream raises "reentrant call" when the signal lands while the main thread writes to it."""
+    os.write(2, f"{text}\n".encode())
 
 
 class StopRequest:
@@ -26,10 +33,12 @@ class StopRequest:
 
 
 @contextlib.contextmanager
-def graceful_stop(log: Callable[[str], None]) -> Iterator[StopRequest]:
+def graceful_stop(log: Callable[[str], None] = write_stderr) -> Iterator[StopRequest]:
     """Within the block the first SIGINT/SIGTERM sets the StopRequest; the second raises
     KeyboardInterrupt (SIGINT) or SystemExit(128 + signum) (SIGTERM), which unwinds the run's
-    clean-up. Outside the main thread signals cannot be handled: the request then never fires."""
+    clean-up. Outside the main thread signals cannot be handled: the request then never fires.
+    `log` runs inside the signal handler, so it must not write through a Python stream the main
+    thread may be writing to (see write_stderr)."""
     request = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield request

@@ -130,7 +130,7 @@ def _run(config: TrainConfig, specs: RunSpecs, policy_dir: str, run_dir: RunDir,
             progress.update(metrics)
 
         checkpoints = store if config.checkpoint.enabled else None
-        with graceful_stop(progress.log) as stop, progress:
+        with graceful_stop() as stop, progress:  # its notices bypass the progress console (see write_stderr)
             controller = Controller(specs.controller, state=state, broker=broker, prompts=broker.sender(PROMPTS),
                                     source=source, learner=learner, fleet=fleet, checkpoints=checkpoints, on_step=on_step,
                                     on_poll=lambda status: _record_fleet(gauges, broker, fleet, state),

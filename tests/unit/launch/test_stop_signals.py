@@ -1,7 +1,9 @@
 """graceful_stop: the first SIGINT/SIGTERM only asks, the second aborts, handlers come back after."""
 
+import io
 import os
 import signal
+import sys
 
 import pytest
 
@@ -30,3 +32,31 @@ def test_the_previous_handlers_are_restored_after_a_clean_exit():
         assert signal.getsignal(signal.SIGTERM) != before[signal.SIGTERM]
     assert not stop.requested()
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+class _ReentrancyProbe(io.TextIOBase):
+    """A stream that sends the driver SIGTERM from inside its own write(), the way a signal lands while the
+    progress console flushes stdout, and notes whether the handler wrote to it before that write returned."""
+
+    def __init__(self):
+        self.depth, self.reentered = 0, False
+
+    def write(self, text):
+        self.depth += 1
+        self.reentered |= self.depth > 1
+        try:
+            if "trigger" in text:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return len(text)
+        finally:
+            self.depth -= 1
+
+
+def test_the_stop_notice_does_not_write_through_the_stream_the_signal_interrupted(monkeypatch, capfd):
+    probe = _ReentrancyProbe()
+    monkeypatch.setattr(sys, "stdout", probe)
+    monkeypatch.setattr(sys, "stderr", probe)
+    with graceful_stop() as stop:  # the notice train() prints
+        print("trigger")
+    assert stop.requested() and not probe.reentered
+    assert "SIGTERM: stopping after" in capfd.readouterr().err

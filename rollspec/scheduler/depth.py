@@ -255,10 +255,6 @@ class DepthScheduler:
             self._realized.observe(self._step, batch_size, k, decision.realized_step_s, decision.predicted_step_s)
         if k > 0 and self._last_k > 0:  # only steady speculation: after k = 0 the width is the plain stretch's
             self._recurring_excess += RECURRING_RATE * (excess - self._recurring_excess)
-        self._last_k = k
-        if self._last_batch_size:
-            self._drain += DRAIN_RATE * (max(0, self._last_batch_size - batch_size) - self._drain)
-        self._last_batch_size = batch_size
         if accepted is not None:
             self._acceptance.observe(k, accepted)
         else:
@@ -267,13 +263,8 @@ class DepthScheduler:
             self._observe_costs(batch_size, k, excess, catch_up_s, draft_time_s, target_time_s)
         if k > 0:  # a plain step changes no acceptance estimate; the plan is redone when next needed
             self._plan_stale = True
-        self._step += 1
-        if k > 0:
-            self._last_scheduled[1 : k + 1] = self._step
-        refill = 1.0 / self._config.probe_interval_steps
-        self._probe_credit = min(float(self._config.k_max), self._probe_credit + refill)
-        self._history.append(decision)
-        self._stats.add(decision, num_drafted=k * batch_size)
+            self._last_scheduled[1 : k + 1] = self._step + 1
+        self._end_step(decision)
 
     def _observe_quiet_plain(self, batch_size: int, realized_s: float) -> None:
         """A plain step deep in a run of them that is not learned from: recorded, and the clocks move.
@@ -281,18 +272,24 @@ class DepthScheduler:
         Only every PLAIN_LEARN_EVERY-th such step teaches the models: the scheduler's calls cost ~60-90 us
         a step inside the engine (cold caches; ~11 us in a loop of its own), 8% of a plain step at B = 1,
         and plain steps in a run differ by little more than noise."""
-        decision = DepthDecision(step=self._step, batch_size=batch_size, k=0, is_probe=False,
-                                 predicted_tokens=float(batch_size), predicted_step_s=self._plain_s[1],
-                                 realized_tokens=batch_size, realized_step_s=realized_s)
         self._plain_run += 1
-        self._last_k = 0
-        self._drain += DRAIN_RATE * (max(0, self._last_batch_size - batch_size) - self._drain)
-        self._last_batch_size = batch_size
         self._acceptance.advance()
+        self._end_step(DepthDecision(step=self._step, batch_size=batch_size, k=0, is_probe=False,
+                                     predicted_tokens=float(batch_size), predicted_step_s=self._plain_s[1],
+                                     realized_tokens=batch_size, realized_step_s=realized_s))
+
+    def _end_step(self, decision: DepthDecision) -> None:
+        """What every observed step moves, learned from or not: the last depth and batch size, the drain
+        rate, the step clock, probe credit, and the step's record."""
+        batch_size = decision.batch_size
+        self._last_k = decision.k
+        if self._last_batch_size:
+            self._drain += DRAIN_RATE * (max(0, self._last_batch_size - batch_size) - self._drain)
+        self._last_batch_size = batch_size
         self._step += 1
         self._probe_credit = min(float(self._config.k_max), self._probe_credit + 1.0 / self._config.probe_interval_steps)
         self._history.append(decision)
-        self._stats.add(decision, num_drafted=0)
+        self._stats.add(decision, num_drafted=decision.k * batch_size)
 
     def notify_weights_changed(self) -> None:
         """Policy or draft weights changed: old acceptance evidence weighs less, deeper positions may be re-probed."""

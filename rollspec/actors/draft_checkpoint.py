@@ -70,12 +70,10 @@ def save_draft(directory: Path, saved: SavedDraft, weights: Weights, trainer: Tr
     written after this returns."""
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
-    save_file({name: t.detach().contiguous() for name, t in weights.items()}, str(directory / WEIGHTS_FILE),
-              metadata={"format": "pt"})
+    _write_tensors(directory / WEIGHTS_FILE, weights)
     if trainer is not None or buffer:
         if trainer is not None:
-            save_file({n: t.detach().contiguous() for n, t in trainer.optimizer.items()},
-                      str(directory / TRAINER_WEIGHTS_FILE), metadata={"format": "pt"})
+            _write_tensors(directory / TRAINER_WEIGHTS_FILE, trainer.optimizer)
         meta = {"format": TRAINER_FORMAT, "buffer": buffer_to_json(buffer),
                 "rng_state": None if trainer is None else rng_state_to_json(trainer.rng_state)}
         (directory / TRAINER_META_FILE).write_text(json.dumps(meta) + "\n")
@@ -99,16 +97,15 @@ def read_saved_draft(directory: Path) -> SavedDraft | None:
     return saved
 
 
-def load_draft(directory: Path) -> tuple[SavedDraft, Weights]:
-    """The saved draft's description and weights; DraftCheckpointError if either is missing or unreadable."""
+def load_draft(directory: Path, drafter: str | None = None) -> tuple[SavedDraft, Weights]:
+    """The saved draft's description and weights; DraftCheckpointError if either is missing or unreadable,
+    or if `drafter` is given and the draft is another drafter's."""
     saved = read_saved_draft(directory)
     if saved is None:
         raise DraftCheckpointError(f"{directory}: no {META_FILE}")
-    try:
-        weights = load_file(str(directory / WEIGHTS_FILE))
-    except Exception as exc:  # safetensors raises its own error types for a bad header or a short file
-        raise DraftCheckpointError(f"{directory / WEIGHTS_FILE}: unreadable ({exc!r})") from None
-    return saved, weights
+    if drafter is not None and saved.drafter != drafter:
+        raise DraftCheckpointError(f"{directory}: a {saved.drafter} draft, this run drafts with {drafter}")
+    return saved, _read_tensors(directory / WEIGHTS_FILE)
 
 
 def load_trainer(directory: Path) -> tuple[TrainerState | None, list[TokenSequence]] | None:
@@ -129,8 +126,15 @@ def load_trainer(directory: Path) -> tuple[TrainerState | None, list[TokenSequen
         rng_state = rng_state_from_json(rng)
     except ValueError as exc:  # bad JSON, or DistillerStateError (a ValueError)
         raise DraftCheckpointError(f"{meta_path}: malformed ({exc})") from None
+    return TrainerState(_read_tensors(directory / TRAINER_WEIGHTS_FILE), rng_state), buffer
+
+
+def _write_tensors(path: Path, tensors: Weights) -> None:
+    save_file({name: t.detach().contiguous() for name, t in tensors.items()}, str(path), metadata={"format": "pt"})
+
+
+def _read_tensors(path: Path) -> Weights:
     try:
-        optimizer = load_file(str(directory / TRAINER_WEIGHTS_FILE))
+        return load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types for a bad header or a short file
-        raise DraftCheckpointError(f"{directory / TRAINER_WEIGHTS_FILE}: unreadable ({exc!r})") from None
-    return TrainerState(optimizer, rng_state), buffer
+        raise DraftCheckpointError(f"{path}: unreadable ({exc!r})") from None

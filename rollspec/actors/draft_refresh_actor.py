@@ -78,9 +78,7 @@ class DraftRefreshActor:
         torch.set_num_threads(spec.process.num_threads)
         self._drafter = spec.drafter
         if restore_dir is not None:
-            saved, draft_weights = load_draft(Path(restore_dir))
-            if saved.drafter != spec.drafter:
-                raise DraftCheckpointError(f"{restore_dir}: a {saved.drafter} draft, this run refreshes {spec.drafter}")
+            saved, draft_weights = load_draft(Path(restore_dir), spec.drafter)
             draft_version = saved.draft_version
         else:
             draft_weights = initial_draft_weights(spec)

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from rollspec.actors.config import DRAFT_SAMPLES, PROMPTS, TRAJECTORIES, RolloutSpec
-from rollspec.actors.draft_checkpoint import DraftCheckpointError, load_draft
+from rollspec.actors.draft_checkpoint import load_draft
 from rollspec.actors.loop_thread import LoopThread
 from rollspec.actors.metric_samples import RolloutSamples, endpoint_faults, endpoint_rejections
 from rollspec.actors.ray_metrics import PeriodicExport, RaySink
@@ -167,8 +167,6 @@ class RolloutActor:
 
 def _start_from_saved_draft(engine, drafter: str, directory: Path) -> None:
     """Load a checkpoint's draft weights under their own version (DraftCheckpointError if they are not `drafter`'s)."""
-    saved, weights = load_draft(directory)
-    if saved.drafter != drafter:
-        raise DraftCheckpointError(f"{directory}: a {saved.drafter} draft, this rollout drafts with {drafter}")
+    saved, weights = load_draft(directory, drafter)
     if saved.draft_version > engine.draft_version:
         engine.update_draft(weights, saved.draft_version)

@@ -35,6 +35,9 @@ def test_draft_round_trips_with_its_versions(tmp_path):
     assert again == saved
     assert weights_digest(weights) == weights_digest(WEIGHTS)
     assert all(torch.equal(weights[n], WEIGHTS[n]) and weights[n].dtype == WEIGHTS[n].dtype for n in WEIGHTS)
+    assert load_draft(tmp_path / "draft", "eagle")[0] == saved
+    with pytest.raises(DraftCheckpointError, match="an? eagle draft, this run drafts with draft_model"):
+        load_draft(tmp_path / "draft", "draft_model")
 
 
 def test_digest_tells_weights_apart():

@@ -12,8 +12,9 @@ math as `model.DecoderLayer` (transformers stays the oracle), rearranged:
 - q and k are normed and rotated in place inside the qkv output, so k and v stay adjacent and
   go into the cache (one [2G] tensor per layer) with one write.
 Every op computes each row on its own, so a verify step reproduces the decode step's numbers
-position by position up to float rounding: not bit for bit, because MKL's sgemm picks its kernel
-by row count (rows of a 4+-row product differ from the 1-row product in the last bits here).
+position by position up to float rounding: not bit for bit, because attention over T > 1 tokens
+(masked) rounds differently from T = 1 (the projections, through `small_gemm` on fp32 CPU, are
+row-independent; through MKL they are not: its sgemm picks its kernel by row count).
 
 Shape legend: B rows, T tokens per row, N = B*T, D hidden, H heads, G kv heads, C heads of qkv
 (H + 2G), E head dim, I intermediate, L keys attended, M cached positions.
@@ -29,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from rollspec.engine.kv_cache import AttentionBatch
+from rollspec.engine.small_gemm import ProjWeight, proj_weight
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
 
@@ -68,7 +70,7 @@ def layer_forward(layer, x_ND: torch.Tensor, cos_N1E: torch.Tensor, sin_N1E: tor
     w = fold(layer)
     H, G, E = w.num_heads, w.num_kv_heads, w.head_dim
     N = x_ND.shape[0]
-    qkv_NC = torch.mm(x_ND, w.qkv_DC)
+    qkv_NC = w.qkv_DC.mm(x_ND)
     if w.has_input_norm:
         scale_N1 = rms_scale(x_ND, w.eps)
         qkv_NC = qkv_NC.mul_(scale_N1) if w.qkv_bias is None else torch.addcmul(w.qkv_bias, qkv_NC, scale_N1)
@@ -88,16 +90,16 @@ def layer_forward(layer, x_ND: torch.Tensor, cos_N1E: torch.Tensor, sin_N1E: tor
     out_BHTE = F.scaled_dot_product_attention(q_BHTE, keys_BGLE, values_BGLE, attn_mask=batch.mask_B1TL,
                                               enable_gqa=G != H)
     out_NC = out_BHTE.transpose(1, 2).reshape(N, H * E)
-    x_ND = torch.addmm(x_ND, out_NC, w.o_DD)
+    x_ND = w.o_DD.addmm(x_ND, out_NC)
     if w.o_bias is not None:
         x_ND = x_ND.add_(w.o_bias)
     return gated_mlp_residual(x_ND, w.gate_up_DI, w.down_ID, w.eps)
 
 
 def project(x_XD: torch.Tensor, linear) -> torch.Tensor:
-    """linear(x) without bias through the cached [in, out] weight (`weight_t`): the LM head and
-    EAGLE's fc at generation time. Not for training: the copy carries no gradient."""
-    return torch.mm(x_XD.reshape(-1, x_XD.shape[-1]), weight_t(linear)).view(*x_XD.shape[:-1], -1)
+    """linear(x) without bias through the cached [in, out] weight (`proj_weight_of`): the LM head
+    at generation time. Not for training: the copy carries no gradient."""
+    return proj_weight_of(linear).mm(x_XD.reshape(-1, x_XD.shape[-1])).view(*x_XD.shape[:-1], -1)
 
 
 def cached_on(module, name: str, sources: tuple[torch.Tensor, ...], build: Callable[[], Any]) -> Any:
@@ -118,19 +120,25 @@ def weight_t(linear) -> torch.Tensor:
     return cached_on(linear, "_weight_t_cache", (w,), lambda: w.detach().t().contiguous())
 
 
+def proj_weight_of(linear) -> ProjWeight:
+    """`weight_t` as a ProjWeight (packed for the small-row kernel where it runs), cached on the module."""
+    w = linear.weight
+    return cached_on(linear, "_proj_weight_cache", (w,), lambda: proj_weight(w.detach().t()))
+
+
 def eps_tensor(eps: float, weight: torch.Tensor) -> torch.Tensor:
     """A norm's eps as the 0-d tensor `rms_scale` takes: float32 for low-precision weights, else their dtype."""
     return torch.tensor(eps, dtype=torch.float32 if weight.dtype in LOW_PRECISION else weight.dtype,
                         device=weight.device)
 
 
-def gated_mlp_residual(x_ND: torch.Tensor, gate_up_DI: torch.Tensor, down_ID: torch.Tensor,
+def gated_mlp_residual(x_ND: torch.Tensor, gate_up_DI: ProjWeight, down_ID: ProjWeight,
                        eps: torch.Tensor) -> torch.Tensor:
     """x + down(silu(gate) * up) of rms_norm(x), the norm's weight folded into gate_up_DI."""
-    gate_up_NI = torch.mm(x_ND, gate_up_DI).mul_(rms_scale(x_ND, eps))
+    gate_up_NI = gate_up_DI.mm(x_ND).mul_(rms_scale(x_ND, eps))
     inner = gate_up_NI.shape[1] // 2
     act_NI = F.silu(gate_up_NI.narrow(1, 0, inner)).mul_(gate_up_NI.narrow(1, inner, inner))
-    return torch.addmm(x_ND, act_NI, down_ID)
+    return down_ID.addmm(x_ND, act_NI)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -148,13 +156,13 @@ class FoldedLayer:
     head_dim: int
     has_input_norm: bool
     eps: torch.Tensor
-    qkv_DC: torch.Tensor
+    qkv_DC: ProjWeight
     qkv_bias: torch.Tensor | None
     qk_weight_CE: torch.Tensor | None
-    o_DD: torch.Tensor
+    o_DD: ProjWeight
     o_bias: torch.Tensor | None
-    gate_up_DI: torch.Tensor
-    down_ID: torch.Tensor
+    gate_up_DI: ProjWeight
+    down_ID: ProjWeight
 
 
 def fold(layer) -> FoldedLayer:
@@ -188,8 +196,8 @@ def _build(layer) -> FoldedLayer:
         num_heads=attn.num_heads, num_kv_heads=attn.num_kv_heads, head_dim=attn.head_dim,
         has_input_norm=has_input_norm,
         eps=eps_tensor(post_norm.eps, qkv.weight),
-        qkv_DC=qkv_CD.t().contiguous(), qkv_bias=None if qkv.bias is None else qkv.bias.detach().clone(),
-        qk_weight_CE=qk_weight_CE, o_DD=o.weight.detach().t().contiguous(),
+        qkv_DC=proj_weight(qkv_CD.t()), qkv_bias=None if qkv.bias is None else qkv.bias.detach().clone(),
+        qk_weight_CE=qk_weight_CE, o_DD=proj_weight(o.weight.detach().t()),
         o_bias=None if o.bias is None else o.bias.detach().clone(),
-        gate_up_DI=(mlp.gate_up_proj.weight.detach() * post_norm.weight.detach()).t().contiguous(),
-        down_ID=mlp.down_proj.weight.detach().t().contiguous())
+        gate_up_DI=proj_weight((mlp.gate_up_proj.weight.detach() * post_norm.weight.detach()).t()),
+        down_ID=proj_weight(mlp.down_proj.weight.detach().t()))

@@ -16,6 +16,7 @@ from rollspec.engine.cached_forward import cached_on, layer_forward, rope_tables
 from rollspec.engine.kv_cache import AttentionBatch, KVCache
 from rollspec.engine.model import DecoderLayer, Rotary
 from rollspec.engine.model_config import ModelConfig
+from rollspec.engine.small_gemm import ProjWeight, proj_weight
 
 
 class EagleHead(nn.Module):
@@ -51,19 +52,19 @@ class EagleHead(nn.Module):
         token costs one lookup and one addmm instead of embedding, cat and fc."""
         table_VD, feature_DD = self._fc_halves(embedding)
         B, T = tokens_BT.shape
-        x_ND = torch.addmm(F.embedding(tokens_BT.reshape(-1), table_VD), features_BTD.reshape(B * T, -1), feature_DD)
+        x_ND = feature_DD.addmm(F.embedding(tokens_BT.reshape(-1), table_VD), features_BTD.reshape(B * T, -1))
         rotary = self.rotary
         cos, sin = rope_tables(rotary.cos, rotary.sin_signed, batch.positions_BT, x_ND.dtype)
         (keys_BGLE,), (values_BGLE,) = cache.attended(batch)
         return layer_forward(self.layers[0], x_ND, cos, sin, cache.layers_SCME[0], keys_BGLE, values_BGLE, batch,
                              B, T).view(B, T, -1)
 
-    def _fc_halves(self, embedding: nn.Embedding) -> tuple[torch.Tensor, torch.Tensor]:
+    def _fc_halves(self, embedding: nn.Embedding) -> tuple[torch.Tensor, ProjWeight]:
         """(embedding table @ fc's embedding half, fc's feature half as [in, out]), cached on the
         head and rebuilt when fc or the embedding changes."""
-        def build() -> tuple[torch.Tensor, torch.Tensor]:
+        def build() -> tuple[torch.Tensor, ProjWeight]:
             D, full_DD2 = self.config.hidden_size, weight_t(self.fc)
-            return torch.mm(embedding.weight.detach(), full_DD2[:D]), full_DD2[D:].contiguous()
+            return torch.mm(embedding.weight.detach(), full_DD2[:D]), proj_weight(full_DD2[D:])
 
         return cached_on(self, "_fc_halves_cache", (self.fc.weight, embedding.weight), build)
 

@@ -22,6 +22,7 @@ from torch import nn
 from rollspec.engine.cached_forward import cached_on, eps_tensor, gated_mlp_residual, rms_norm, rms_scale
 from rollspec.engine.model import MLP, RMSNorm
 from rollspec.engine.model_config import ModelConfig
+from rollspec.engine.small_gemm import ProjWeight, proj_weight
 from rollspec.engine.weights import hf_to_native, load_native, native_to_hf
 
 MTP_PREFIX = "mtp."
@@ -54,7 +55,7 @@ class MTPLayer(nn.Module):
         f = self._folded(embedding)
         B, T, D = state_BTD.shape
         state_ND = state_BTD.reshape(B * T, D)
-        x_ND = torch.addcmul(F.embedding(tokens_BT.reshape(-1), f.embed_VD), torch.mm(state_ND, f.state_DD),
+        x_ND = torch.addcmul(F.embedding(tokens_BT.reshape(-1), f.embed_VD), f.state_DD.mm(state_ND),
                              rms_scale(state_ND, f.eps))
         x_ND = gated_mlp_residual(x_ND, f.gate_up_DI, f.down_ID, f.eps)
         return x_ND.view(B, T, D), rms_norm(x_ND, self.norm.weight, f.eps).view(B, T, D)
@@ -70,18 +71,18 @@ class MTPLayer(nn.Module):
         normed_VD = F.rms_norm(embed_VD, (D,), self.enorm.weight.detach(), eps)
         return _FoldedMTP(
             embed_VD=normed_VD @ eh_DD2[:, :D].t(),
-            state_DD=(eh_DD2[:, D:] * self.hnorm.weight.detach()).t().contiguous(),
-            gate_up_DI=(self.mlp.gate_up_proj.weight.detach() * self.mlp_norm.weight.detach()).t().contiguous(),
-            down_ID=self.mlp.down_proj.weight.detach().t().contiguous(),
+            state_DD=proj_weight((eh_DD2[:, D:] * self.hnorm.weight.detach()).t()),
+            gate_up_DI=proj_weight((self.mlp.gate_up_proj.weight.detach() * self.mlp_norm.weight.detach()).t()),
+            down_ID=proj_weight(self.mlp.down_proj.weight.detach().t()),
             eps=eps_tensor(eps, eh_DD2))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _FoldedMTP:
     embed_VD: torch.Tensor  # enorm(embedding) @ eh_proj's embedding half, per vocabulary entry
-    state_DD: torch.Tensor  # eh_proj's state half with hnorm's weight folded in, [in, out]
-    gate_up_DI: torch.Tensor  # mlp_norm's weight folded in, [in, out]
-    down_ID: torch.Tensor
+    state_DD: ProjWeight  # eh_proj's state half with hnorm's weight folded in, [in, out]
+    gate_up_DI: ProjWeight  # mlp_norm's weight folded in, [in, out]
+    down_ID: ProjWeight
     eps: torch.Tensor
 
 

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from rollspec.engine.kv_cache import AttentionBatch
+from rollspec.engine.small_attention import attend
 from rollspec.engine.small_gemm import ProjWeight, proj_weight
 
 LOW_PRECISION = (torch.bfloat16, torch.float16)
@@ -87,9 +88,7 @@ def layer_forward(layer, x_ND: torch.Tensor, cos_N1E: torch.Tensor, sin_N1E: tor
     kv_cache_SCME[batch.rows_BT, :, batch.positions_BT] = qkv_NC.as_strided(
         (B, T, 2 * G, E), (T * C * E, C * E, E, 1), base + H * E)
     q_BHTE = qkv_NC.as_strided((B, H, T, E), (T * C * E, E, C * E, 1), base)
-    out_BHTE = F.scaled_dot_product_attention(q_BHTE, keys_BGLE, values_BGLE, attn_mask=batch.mask_B1TL,
-                                              enable_gqa=G != H)
-    out_NC = out_BHTE.transpose(1, 2).reshape(N, H * E)
+    out_NC = attend(q_BHTE, keys_BGLE, values_BGLE, batch).reshape(N, H * E)
     x_ND = w.o_DD.addmm(x_ND, out_NC)
     if w.o_bias is not None:
         x_ND = x_ND.add_(w.o_bias)

@@ -1,4 +1,4 @@
-"""The small-row GEMM kernel (engine/kernels/small_gemm.c): same products as torch within fp32
+"""The small-row GEMM kernel (engine/kernels/small_gemm.c, engine/small_gemm.py): same products as torch within fp32
 rounding for every row count, ragged widths and strided inputs; a row's result independent of
 the other rows in the call; torch used for what the kernel does not take; and a machine without
 a working compiler falls back to torch instead of failing."""
@@ -10,16 +10,16 @@ import sys
 import pytest
 import torch
 
-from rollspec.engine import small_gemm
+from rollspec.engine import cpu_kernels, small_gemm
 
-needs_kernel = pytest.mark.skipif(not small_gemm.available(), reason="small_gemm kernel does not load here")
+needs_kernel = pytest.mark.skipif(not cpu_kernels.enabled(), reason="small_gemm kernel does not load here")
 
 
 @pytest.fixture
 def kernel_on():
-    small_gemm.set_enabled(True)
+    cpu_kernels.set_enabled(True)
     yield
-    small_gemm.set_enabled(True)
+    cpu_kernels.set_enabled(True)
 
 
 @needs_kernel
@@ -69,13 +69,13 @@ def test_what_the_kernel_does_not_take_goes_through_torch(kernel_on):
     assert torch.equal(weight64.mm(x64), torch.mm(x64, w64))
     w_KN = torch.randn(24, 40, generator=generator)
     x_MK = torch.randn(3, 24, generator=generator)
-    small_gemm.set_enabled(False)
+    cpu_kernels.set_enabled(False)
     assert torch.equal(small_gemm.proj_weight(w_KN).mm(x_MK), torch.mm(x_MK, w_KN))
 
 
 def test_no_compiler_means_torch_not_a_failure(tmp_path):
-    code = ("import torch; from rollspec.engine import small_gemm as s; w = torch.randn(8, 40); x = torch.randn(3, 8);"
-            "p = s.proj_weight(w); print(s.available(), p.packed is None, torch.equal(p.mm(x), x @ w))")
+    code = ("import torch; from rollspec.engine import cpu_kernels as k, small_gemm as s; w = torch.randn(8, 40);"
+            "x = torch.randn(3, 8); p = s.proj_weight(w); print(k.enabled(), p.packed is None, torch.equal(p.mm(x), x @ w))")
     env = dict(os.environ, CC=str(tmp_path / "no-such-compiler"), ROLLSPEC_KERNEL_CACHE=str(tmp_path / "cache"))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -1,0 +1,109 @@
+"""The engine's C kernels for fp32 on CPU (kernels/*.c: small-row GEMM, attention of a few new
+tokens over the KV cache), compiled on first use and loaded with ctypes.
+
+Why C at all: at the sizes rollouts decode (1-16 rows, a few heads), MKL's sgemm and torch's SDPA
+cost several times the arithmetic they do, and that overhead is what makes a speculative verify
+cost ~2 decode steps on CPU (see small_gemm.py and small_attention.py).
+
+The library is built with the system C compiler (`-march=native`, ~1 s) into
+ROLLSPEC_KERNEL_CACHE (default ~/.cache/rollspec/kernels), keyed by sources, flags, compiler and
+CPU flags, and renamed into place whole, so concurrent processes never load a partial file.
+Without a compiler or AVX-512F, or with ROLLSPEC_CPU_KERNELS=0, `library()` is None and callers
+use torch: same results up to float rounding.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SOURCES = tuple(Path(__file__).with_name("kernels") / name for name in ("small_gemm.c", "attention.c"))
+FLAGS = ("-O3", "-march=native", "-std=c11", "-shared", "-fPIC")
+
+_lock = threading.Lock()
+_library: ctypes.CDLL | None = None
+_loaded = False
+_enabled = os.environ.get("ROLLSPEC_CPU_KERNELS", "1") != "0"
+
+_long, _ptr, _int = ctypes.c_long, ctypes.c_void_p, ctypes.c_int
+_SIGNATURES = {
+    "small_gemm": (None, [_int] * 3 + [_ptr, _long, _ptr, _ptr, _long, _ptr, _long]),
+    "small_attention": (_int, [_int] * 6 + [ctypes.c_float] + ([_ptr] + [_long] * 3) * 3 + [_ptr, _long, _long]
+                        + [_ptr] + [_long] * 3),
+}
+
+
+def set_enabled(enabled: bool) -> None:
+    """Use the kernels (when they load) or torch everywhere: for A/B benchmarks."""
+    global _enabled
+    _enabled = enabled
+
+
+def enabled() -> bool:
+    """True when the kernels are loaded and switched on."""
+    return _enabled and library() is not None
+
+
+def library() -> ctypes.CDLL | None:
+    """The loaded kernels, or None where they cannot be built or loaded (the reason is logged once)."""
+    global _library, _loaded
+    if _loaded:
+        return _library
+    with _lock:
+        if not _loaded:
+            try:
+                _library = _open(_compiled())
+            except (OSError, subprocess.SubprocessError, RuntimeError, AttributeError) as exc:
+                log.info("CPU kernels unavailable, the engine uses torch: %s", exc)
+            _loaded = True
+    return _library
+
+
+def _open(path: Path) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path))
+    for name, (restype, argtypes) in _SIGNATURES.items():
+        fn = getattr(lib, name)
+        fn.restype, fn.argtypes = restype, argtypes
+    return lib
+
+
+def _compiled() -> Path:
+    """The shared library, compiled unless the cache holds one for these sources, flags, compiler and CPU."""
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        raise RuntimeError("no C compiler (cc / gcc) on PATH")
+    version = subprocess.run([compiler, "--version"], capture_output=True, timeout=30).stdout
+    parts = [source.read_bytes() for source in SOURCES] + [" ".join(FLAGS).encode(), version, _cpu_flags()]
+    key = hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
+    cache = Path(os.environ.get("ROLLSPEC_KERNEL_CACHE") or Path.home() / ".cache" / "rollspec" / "kernels")
+    target = cache / f"rollspec_kernels-{key}.so"
+    if target.exists():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        built = Path(tmp) / target.name
+        result = subprocess.run([compiler, *FLAGS, "-o", str(built), *map(str, SOURCES), "-lm"],
+                                capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            raise RuntimeError(f"compiling {', '.join(s.name for s in SOURCES)} failed: {result.stderr.strip()[-500:]}")
+        os.replace(built, target)
+    return target
+
+
+def _cpu_flags() -> bytes:
+    try:
+        for line in Path("/proc/cpuinfo").read_bytes().splitlines():
+            if line.startswith(b"flags"):
+                return line
+    except OSError:
+        pass
+    return b""

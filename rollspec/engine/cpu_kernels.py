@@ -42,20 +42,24 @@ _SIGNATURES = {
 }
 
 
+active = False  # kernels loaded and switched on: read by the hot path as a plain attribute
+
+
 def set_enabled(enabled: bool) -> None:
     """Use the kernels (when they load) or torch everywhere: for A/B benchmarks."""
-    global _enabled
+    global _enabled, active
     _enabled = enabled
+    active = enabled and library() is not None
 
 
 def enabled() -> bool:
-    """True when the kernels are loaded and switched on."""
+    """True when the kernels are loaded and switched on (loads them on first call)."""
     return _enabled and library() is not None
 
 
 def library() -> ctypes.CDLL | None:
     """The loaded kernels, or None where they cannot be built or loaded (the reason is logged once)."""
-    global _library, _loaded
+    global _library, _loaded, active
     if _loaded:
         return _library
     with _lock:
@@ -65,6 +69,7 @@ def library() -> ctypes.CDLL | None:
             except (OSError, subprocess.SubprocessError, RuntimeError, AttributeError) as exc:
                 log.info("CPU kernels unavailable, the engine uses torch: %s", exc)
             _loaded = True
+            active = _enabled and _library is not None
     return _library
 
 

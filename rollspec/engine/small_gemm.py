@@ -16,6 +16,7 @@ from rollspec.engine import cpu_kernels
 
 PANEL = 32
 MULTI_THREAD_MAX_ROWS = 16  # above this, MKL with several threads beats one core
+_F32 = torch.float32
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -28,13 +29,13 @@ class ProjWeight:
 
     def mm(self, x_XK: torch.Tensor) -> torch.Tensor:
         """x @ W."""
-        if self.packed is not None and cpu_kernels.enabled() and _fits(x_XK):
+        if self.packed is not None and cpu_kernels.active and _fits(x_XK):
             return _run(x_XK, self, None)
         return torch.mm(x_XK, self.t)
 
     def addmm(self, c_XN: torch.Tensor, x_XK: torch.Tensor) -> torch.Tensor:
         """c + x @ W, a new tensor (torch.addmm's semantics with alpha = beta = 1)."""
-        if self.packed is not None and cpu_kernels.enabled() and _fits(x_XK) and _fits(c_XN):
+        if self.packed is not None and cpu_kernels.active and _fits(x_XK) and _fits(c_XN):
             return _run(x_XK, self, c_XN)
         return torch.addmm(c_XN, x_XK, self.t)
 
@@ -53,8 +54,9 @@ def proj_weight(w_KN: torch.Tensor) -> ProjWeight:
 
 
 def _fits(x: torch.Tensor) -> bool:
-    # fp32 CPU rows with unit column stride; with several intra-op threads only the small row counts
-    return (x.dtype == torch.float32 and x.device.type == "cpu" and x.dim() == 2 and x.stride(1) == 1
+    # fp32 CPU rows with unit column stride; with several intra-op threads only the small row counts.
+    # Cheapest checks (~0.5 us in all): this runs before every projection of a decode step.
+    return (x.dtype is _F32 and x.is_cpu and x.ndim == 2 and x.stride(1) == 1
             and (x.shape[0] <= MULTI_THREAD_MAX_ROWS or torch.get_num_threads() == 1))
 
 

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from rollspec.engine import fused_layer
 from rollspec.engine.kv_cache import AttentionBatch
 from rollspec.engine.small_attention import attend
 from rollspec.engine.small_gemm import ProjWeight, proj_weight
@@ -69,6 +70,8 @@ def layer_forward(layer, x_ND: torch.Tensor, cos_N1E: torch.Tensor, sin_N1E: tor
     cache rows at batch.positions_BT, then attends over `keys_BGLE` / `values_BGLE` (views of the
     same cache: rows [row_start, row_end), positions [0, batch.kv_len))."""
     w = fold(layer)
+    if fused_layer.fits(w, x_ND, cos_N1E, kv_cache_SCME, batch):
+        return fused_layer.run(w, x_ND, cos_N1E, sin_N1E, kv_cache_SCME, batch, B, T)
     H, G, E = w.num_heads, w.num_kv_heads, w.head_dim
     N = x_ND.shape[0]
     qkv_NC = w.qkv_DC.mm(x_ND)

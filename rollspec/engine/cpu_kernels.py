@@ -26,7 +26,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SOURCES = tuple(Path(__file__).with_name("kernels") / name for name in ("small_gemm.c", "attention.c"))
+SOURCES = tuple(Path(__file__).with_name("kernels") / name for name in ("small_gemm.c", "attention.c", "layer.c"))
 FLAGS = ("-O3", "-march=native", "-std=c11", "-shared", "-fPIC")
 
 _lock = threading.Lock()
@@ -39,6 +39,8 @@ _SIGNATURES = {
     "small_gemm": (None, [_int] * 3 + [_ptr, _long, _ptr, _ptr, _long, _ptr, _long]),
     "small_attention": (_int, [_int] * 6 + [ctypes.c_float] + ([_ptr] + [_long] * 3) * 3 + [_ptr, _long, _long]
                         + [_ptr] + [_long] * 3),
+    "decoder_layer": (_int, [_int] * 7 + [ctypes.c_float, _int] + [_ptr] * 8 + [_ptr, _long, _long, _long, _int, _int, _int]
+                      + [_ptr, _long, _long] * 2 + [_ptr]),
 }
 
 

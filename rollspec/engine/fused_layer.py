@@ -1,0 +1,47 @@
+"""A whole decoder layer of the cached forward in one C call (kernels/layer.c) for fp32 on CPU:
+the arithmetic of `cached_forward.layer_forward` without its ~40 torch ops of dispatch.
+
+Used by layer_forward when the kernels are active and the layer has no biases; every other case
+(biases, other dtypes or devices, head dims the attention kernel does not take) stays on torch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rollspec.engine import cpu_kernels
+from rollspec.engine.kv_cache import AttentionBatch
+
+
+def fits(w, x_ND: torch.Tensor, cos_N1E: torch.Tensor, kv_cache_SCME: torch.Tensor, batch: AttentionBatch) -> bool:
+    """True when `run` can compute this layer call."""
+    E = w.head_dim
+    return (cpu_kernels.active and w.qkv_DC.packed is not None and w.qkv_bias is None and w.o_bias is None
+            and x_ND.dtype is torch.float32 and x_ND.is_cpu and x_ND.is_contiguous()
+            and E % 16 == 0 and E <= 256 and w.num_heads % w.num_kv_heads == 0
+            and kv_cache_SCME.dtype is torch.float32 and kv_cache_SCME.stride(-1) == 1
+            and cos_N1E.stride(0) == E and cos_N1E.stride(-1) == 1
+            and batch.positions_BT.dtype is torch.int64 and batch.rows_BT.dtype is torch.int64)
+
+
+def run(w, x_ND: torch.Tensor, cos_N1E: torch.Tensor, sin_N1E: torch.Tensor, kv_cache_SCME: torch.Tensor,
+        batch: AttentionBatch, B: int, T: int) -> torch.Tensor:
+    """The layer's output for x_ND (a new tensor; x_ND is left as it was)."""
+    H, G, E = w.num_heads, w.num_kv_heads, w.head_dim
+    N, D = x_ND.shape
+    I2 = w.gate_up_DI.t.shape[1]
+    out_ND = x_ND.clone()
+    scratch = torch.empty(N * ((H + 2 * G) * E + H * E + I2) + E, dtype=torch.float32)
+    c_s, c_c, c_m, _ = kv_cache_SCME.stride()
+    rows, positions = batch.rows_BT, batch.positions_BT
+    status = cpu_kernels.library().decoder_layer(  # type: ignore[union-attr]
+        B, T, D, H, G, E, I2 // 2, float(w.eps), int(w.has_input_norm),
+        out_ND.data_ptr(), w.qkv_DC.packed.data_ptr(), None if w.qk_weight_CE is None else w.qk_weight_CE.data_ptr(),
+        w.o_DD.packed.data_ptr(), w.gate_up_DI.packed.data_ptr(), w.down_ID.packed.data_ptr(),
+        cos_N1E.data_ptr(), sin_N1E.data_ptr(),
+        kv_cache_SCME.data_ptr(), c_s, c_c, c_m, batch.row_start, batch.kv_len, int(batch.mask_B1TL is not None),
+        rows.data_ptr(), rows.stride(0), rows.stride(1), positions.data_ptr(), positions.stride(0), positions.stride(1),
+        scratch.data_ptr())
+    if status != 0:
+        raise MemoryError(f"decoder layer kernel: no memory for {batch.kv_len} attention scores")
+    return out_ND

@@ -11,6 +11,7 @@ import torch
 
 from rollspec.engine import cpu_kernels
 from rollspec.engine.kv_cache import AttentionBatch
+from rollspec.engine.small_gemm import MULTI_THREAD_MAX_ROWS
 
 
 def fits(w, x_ND: torch.Tensor, cos_N1E: torch.Tensor, kv_cache_SCME: torch.Tensor, batch: AttentionBatch) -> bool:
@@ -21,7 +22,9 @@ def fits(w, x_ND: torch.Tensor, cos_N1E: torch.Tensor, kv_cache_SCME: torch.Tens
             and E % 16 == 0 and E <= 256 and w.num_heads % w.num_kv_heads == 0
             and kv_cache_SCME.dtype is torch.float32 and kv_cache_SCME.stride(-1) == 1
             and cos_N1E.stride(0) == E and cos_N1E.stride(-1) == 1
-            and batch.positions_BT.dtype is torch.int64 and batch.rows_BT.dtype is torch.int64)
+            and batch.positions_BT.dtype is torch.int64 and batch.rows_BT.dtype is torch.int64
+            # one core: with several intra-op threads torch's matmuls win on many rows (prefill)
+            and (x_ND.shape[0] <= MULTI_THREAD_MAX_ROWS or torch.get_num_threads() == 1))
 
 
 def run(w, x_ND: torch.Tensor, cos_N1E: torch.Tensor, sin_N1E: torch.Tensor, kv_cache_SCME: torch.Tensor,

@@ -11,10 +11,12 @@ math as `model.DecoderLayer` (transformers stays the oracle), rearranged:
   vector_norm: (x * s * w) @ W == s * (x @ (w * W));
 - q and k are normed and rotated in place inside the qkv output, so k and v stay adjacent and
   go into the cache (one [2G] tensor per layer) with one write.
-Every op computes each row on its own, so a verify step reproduces the decode step's numbers
-position by position up to float rounding: not bit for bit, because attention over T > 1 tokens
-(masked) rounds differently from T = 1 (the projections, through `small_gemm` on fp32 CPU, are
-row-independent; through MKL they are not: its sgemm picks its kernel by row count).
+For fp32 on CPU a whole layer is one C call (`fused_layer`, same math); the ops below are the
+path for everything else. Every op computes each row on its own, so a verify step reproduces the
+decode step's numbers position by position: bit for bit through the C kernels (each token's row
+is the same instruction sequence whatever else is in the call), up to float rounding through
+torch (MKL's sgemm picks its kernel by row count; masked SDPA over T > 1 tokens rounds
+differently from T = 1).
 
 Shape legend: B rows, T tokens per row, N = B*T, D hidden, H heads, G kv heads, C heads of qkv
 (H + 2G), E head dim, I intermediate, L keys attended, M cached positions.

@@ -104,3 +104,25 @@ def test_the_input_is_left_as_it_was_and_biased_layers_stay_on_torch():
     assert torch.equal(x_ND, before)
     biased = random_decoder(tiny_config(vocab_size=40, qkv_bias=True, o_bias=True), seed=3, std=0.3)
     assert not fused_layer.fits(fold(biased.layers[0]), x_ND, cos, cache.layers_SCME[0], batch)
+
+
+@needs_kernel
+def test_a_verify_forward_reproduces_decode_steps_bit_for_bit():
+    """Every part of the kernel path computes a token's row the same way whatever else is in the
+    call, so one 5-token forward equals five 1-token forwards to the last bit, and a row's logits do
+    not depend on the rows beside it (torch's path differs in the last bits on both counts)."""
+    model = random_decoder(tiny_config(vocab_size=40), seed=3, std=0.3)
+    ids = _ids(3, 3, 9)
+
+    def batch(row_start, lens, num_tokens):
+        return AttentionBatch.build(row_start=row_start, cache_lens=lens, num_tokens=num_tokens, max_len=40,
+                                    device=CPU, dtype=torch.float32)
+
+    with torch.inference_mode():
+        stepwise, together = model.new_cache(num_slots=3, max_len=40), model.new_cache(num_slots=3, max_len=40)
+        model(ids[:1, :4], cache=stepwise, batch=batch(0, [0], 4))
+        model(ids[:, :4], cache=together, batch=batch(0, [0, 0, 0], 4))
+        steps = [model.cached_logits(model(ids[:1, t:t + 1], cache=stepwise, batch=batch(0, [t], 1)))
+                 for t in range(4, 9)]
+        verify = model.cached_logits(model(ids[:, 4:9], cache=together, batch=batch(0, [4, 4, 4], 5)))
+    assert torch.equal(torch.cat(steps, dim=1), verify[:1])

@@ -126,3 +126,20 @@ def test_a_verify_forward_reproduces_decode_steps_bit_for_bit():
                  for t in range(4, 9)]
         verify = model.cached_logits(model(ids[:, 4:9], cache=together, batch=batch(0, [4, 4, 4], 5)))
     assert torch.equal(torch.cat(steps, dim=1), verify[:1])
+
+
+@needs_kernel
+def test_the_packed_weights_follow_in_place_updates():
+    """Weight sync copies new weights into the live parameters (load_native): the kernels' packed
+    copies must be rebuilt, so the updated model computes what a fresh one with those weights does."""
+    from rollspec.engine.weights import load_native
+
+    live = random_decoder(tiny_config(vocab_size=40), seed=4, std=0.3)
+    fresh = random_decoder(tiny_config(vocab_size=40), seed=5, std=0.3)
+    ids = _ids(6, 2, 6)
+    before, _ = _steps(live, [(0, [0, 0], ids)], kernels=True)
+    load_native(live, {name: t.clone() for name, t in fresh.state_dict().items()})
+    after, _ = _steps(live, [(0, [0, 0], ids)], kernels=True)
+    expected, _ = _steps(fresh, [(0, [0, 0], ids)], kernels=True)
+    assert not torch.equal(before[0], expected[0])
+    assert torch.equal(after[0], expected[0])

@@ -54,9 +54,10 @@ def proj_weight(w_KN: torch.Tensor) -> ProjWeight:
 
 
 def _fits(x: torch.Tensor) -> bool:
-    # fp32 CPU rows with unit column stride; with several intra-op threads only the small row counts.
+    # fp32 CPU rows with unit column stride and no autograd (the kernels record no graph); with several
+    # intra-op threads only the small row counts.
     # Cheapest checks (~0.5 us in all): this runs before every projection of a decode step.
-    return (x.dtype is _F32 and x.is_cpu and x.ndim == 2 and x.stride(1) == 1
+    return (x.dtype is _F32 and x.is_cpu and x.ndim == 2 and x.stride(1) == 1 and not x.requires_grad
             and (x.shape[0] <= MULTI_THREAD_MAX_ROWS or torch.get_num_threads() == 1))
 
 

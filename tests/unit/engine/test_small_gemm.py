@@ -80,3 +80,12 @@ def test_no_compiler_means_torch_not_a_failure(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "True", "True"]
+
+
+@needs_kernel
+def test_inputs_that_need_gradients_go_through_torch(kernel_on):
+    w_KN = torch.randn(8, 40)
+    x_MK = torch.randn(3, 8, requires_grad=True)
+    out = small_gemm.proj_weight(w_KN).mm(x_MK)
+    out.sum().backward()
+    torch.testing.assert_close(x_MK.grad, w_KN.sum(1).expand(3, 8))

@@ -160,6 +160,7 @@ class FoldedLayer:
     head_dim: int
     has_input_norm: bool
     eps: torch.Tensor
+    eps_value: float  # the same eps as a Python float, for the C kernels (no tensor read per call)
     qkv_DC: ProjWeight
     qkv_bias: torch.Tensor | None
     qk_weight_CE: torch.Tensor | None
@@ -199,7 +200,7 @@ def _build(layer) -> FoldedLayer:
         sources=tuple(sources), versions=tuple((t._version, t.data_ptr()) for t in sources),
         num_heads=attn.num_heads, num_kv_heads=attn.num_kv_heads, head_dim=attn.head_dim,
         has_input_norm=has_input_norm,
-        eps=eps_tensor(post_norm.eps, qkv.weight),
+        eps=eps_tensor(post_norm.eps, qkv.weight), eps_value=float(post_norm.eps),
         qkv_DC=proj_weight(qkv_CD.t()), qkv_bias=None if qkv.bias is None else qkv.bias.detach().clone(),
         qk_weight_CE=qk_weight_CE, o_DD=proj_weight(o.weight.detach().t()),
         o_bias=None if o.bias is None else o.bias.detach().clone(),

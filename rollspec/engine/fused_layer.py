@@ -38,7 +38,7 @@ def run(w, x_ND: torch.Tensor, cos_N1E: torch.Tensor, sin_N1E: torch.Tensor, kv_
     c_s, c_c, c_m, _ = kv_cache_SCME.stride()
     rows, positions = batch.rows_BT, batch.positions_BT
     status = cpu_kernels.library().decoder_layer(  # type: ignore[union-attr]
-        B, T, D, H, G, E, I2 // 2, float(w.eps), int(w.has_input_norm),
+        B, T, D, H, G, E, I2 // 2, w.eps_value, int(w.has_input_norm),
         out_ND.data_ptr(), w.qkv_DC.packed.data_ptr(), None if w.qk_weight_CE is None else w.qk_weight_CE.data_ptr(),
         w.o_DD.packed.data_ptr(), w.gate_up_DI.packed.data_ptr(), w.down_ID.packed.data_ptr(),
         cos_N1E.data_ptr(), sin_N1E.data_ptr(),

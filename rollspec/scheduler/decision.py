@@ -104,6 +104,16 @@ class DepthStats:
         self.predicted_s += decision.predicted_step_s
         self.realized_s += decision.realized_step_s
 
+    def add_plain_run(self, batch_size: int, predicted_step_s: float, realized_s: list[float]) -> None:
+        """Plain steps at one batch size and one predicted step time, as `add` would count them one by one."""
+        n = len(realized_s)
+        self.num_steps += n
+        self.num_steps_by_k[0] += n
+        self.num_tokens += n * batch_size
+        self.predicted_tokens += float(n * batch_size)
+        self.predicted_s += n * predicted_step_s
+        self.realized_s += sum(realized_s)
+
     @property
     def mean_accepted_length(self) -> float:
         """Tokens emitted per sequence per verify step (1 = plain decoding), the papers' acceptance length."""

@@ -20,8 +20,9 @@ RECURRING_RATE = 0.25
 # Weight of the newest step in the mean rows finished per step while the batch shrinks (finishes
 # come in bursts: one step ends many responses of the same length, the next none).
 DRAIN_RATE = 0.3
-PLAIN_REPLAN_FACTOR = 4
-PLAIN_LEARN_EVERY = 4  # in a long run of plain steps, one in this many is learned from (_observe_quiet_plain)
+# A plain choice is re-planned after at most this many steps, or when a probe falls due (see choose_depth).
+PLAIN_REPLAN_STEPS = 64
+PLAIN_LEARN_EVERY = 16  # in a long run of plain steps, one in this many is learned from (see observe)
 
 
 class DepthScheduler:
@@ -99,8 +100,10 @@ class DepthScheduler:
         self._pending_check = False  # the step being chosen is a plain step the realized check asked for
         self._plain_run = config.settle_steps  # plain steps since the last speculative one (none yet: settled)
         self._plain_s = (0, 0.0)  # (batch size, predicted plain step s) as of the last plain step learned from
+        self._plain_n = 0  # plain steps in a row at that batch size
         self._realized = RealizedCheck(config.realized) if config.check_realized else None
         self._history: deque[DepthDecision] = deque(maxlen=config.history_len)
+        self._quiet_s: list[float] = []  # realized times of plain steps observed but not yet recorded (_flush_quiet)
         self._stats = DepthStats(num_steps_by_k=[0] * (config.k_max + 1))
 
     @property
@@ -122,16 +125,19 @@ class DepthScheduler:
     @property
     def history(self) -> list[DepthDecision]:
         """The most recent decisions, oldest first (at most config.history_len)."""
+        self._flush_quiet()
         return list(self._history)
 
     @property
     def last_decision(self) -> DepthDecision | None:
         """The record of the last observed step (None before the first)."""
+        self._flush_quiet()
         return self._history[-1] if self._history else None
 
     @property
     def stats(self) -> DepthStats:
         """A snapshot of the running totals."""
+        self._flush_quiet()
         return self._stats.copy()
 
     def predicted_tokens_per_s(self, batch_size: int) -> NDArray[np.float64]:
@@ -162,6 +168,7 @@ class DepthScheduler:
         the zoo's draining batch, leaving plain decoding at B = 7-11 with a 28-35 token catch-up
         was planned over ~3 steps and the rows were gone after 1-2.)
         """
+        self._flush_quiet()
         horizon = self._config.catch_up_horizon_steps
         drain = self._drain  # with the rows lost since the last step, which observe has not counted yet
         if self._last_batch_size:
@@ -177,6 +184,7 @@ class DepthScheduler:
         if self._reusable(batch_size, catch_up_tokens):
             return self._greedy_k
         self._reuse = None
+        self._flush_quiet()
         expected = self._current_expected()
         per_token_s = self._catch_up.per_token_s(batch_size)
         step_s = self._cost.step_s(batch_size, k_max).copy()
@@ -202,9 +210,15 @@ class DepthScheduler:
             self._probe_credit -= 1.0
             self._pending_probe = (batch_size, probe_k)
         else:
-            # Plain decoding is re-planned 4x less often: nothing it observes moves acceptance, and leaving it
-            # takes a start_gain margin anyway; at B = 1-4 planning was ~5% of a plain step.
-            interval = self._config.replan_interval_steps * (PLAIN_REPLAN_FACTOR if k == 0 else 1)
+            interval = self._config.replan_interval_steps
+            if k == 0:
+                # Plain decoding stands for half the plain steps run at this batch size so far, up to
+                # PLAIN_REPLAN_STEPS and never past the step a probe may fall due: nothing a plain step observes
+                # moves acceptance or, once plain's price is calibrated (its first few observations at a
+                # batch size), how depths rank. A batch size or a narrower catch-up re-plans at once. Planning
+                # every 16 steps was ~1% of a plain step at B = 1.
+                due = int(self._last_scheduled[1]) + self._config.probe_interval_steps - self._step
+                interval = max(interval, min(PLAIN_REPLAN_STEPS, self._plain_n // 2, due))
             self._reuse = (batch_size, k, catch_up_tokens, self._step + interval)
         return probe_k
 
@@ -216,10 +230,20 @@ class DepthScheduler:
         """
         assert 0 <= k <= self._config.k_max, (k, self._config.k_max)
         assert len(num_accepted) == batch_size, (len(num_accepted), batch_size)
+        same_batch = k == 0 and self._plain_s[0] == batch_size
+        n = self._plain_n = self._plain_n + 1 if same_batch else 0  # plain steps at this batch size before this one
         settled = self._plain_run - self._config.settle_steps if k == 0 else 0  # counting this step
-        if settled > 0 and settled % PLAIN_LEARN_EVERY and self._plain_s[0] == batch_size:
-            self._observe_quiet_plain(batch_size, draft_time_s + target_time_s)
+        if settled > 0 and same_batch and n & (n - 1) and n % PLAIN_LEARN_EVERY:
+            # A plain step deep in a run of them (learned from: the first ones at a batch size, then a thinning
+            # 1, 2, 4, 8, 16, 32, 48, ...): only its time is kept, and the clocks move when the run is next read
+            # (_flush_quiet). The full path below cost ~60-90 us a step inside the engine (cold caches; ~11 us
+            # in a loop of its own), 8% of a plain step at B = 1, and plain steps in a run differ by little
+            # more than noise.
+            self._plain_run += 1
+            self._step += 1
+            self._quiet_s.append(draft_time_s + target_time_s)
             return
+        self._flush_quiet()
         # Plain steps skip the array work (they accept nothing); at B = 1-4 each numpy call here costs
         # several microseconds inside the engine, on a step of ~1 ms.
         accepted = np.asarray(num_accepted, dtype=np.int64) if k > 0 else None
@@ -266,17 +290,24 @@ class DepthScheduler:
             self._last_scheduled[1 : k + 1] = self._step + 1
         self._end_step(decision)
 
-    def _observe_quiet_plain(self, batch_size: int, realized_s: float) -> None:
-        """A plain step deep in a run of them that is not learned from: recorded, and the clocks move.
-
-        Only every PLAIN_LEARN_EVERY-th such step teaches the models: the scheduler's calls cost ~60-90 us
-        a step inside the engine (cold caches; ~11 us in a loop of its own), 8% of a plain step at B = 1,
-        and plain steps in a run differ by little more than noise."""
-        self._plain_run += 1
-        self._acceptance.advance()
-        self._end_step(DepthDecision(step=self._step, batch_size=batch_size, k=0, is_probe=False,
-                                     predicted_tokens=float(batch_size), predicted_step_s=self._plain_s[1],
-                                     realized_tokens=batch_size, realized_step_s=realized_s))
+    def _flush_quiet(self) -> None:
+        """Record the quiet plain steps observed since the last flush and move what they move: the acceptance
+        clock, the drain rate (no rows lost), probe credit and the totals."""
+        quiet = self._quiet_s
+        if not quiet:
+            return
+        self._quiet_s = []
+        n, (batch_size, predicted_s) = len(quiet), self._plain_s
+        self._acceptance.advance(n)
+        self._drain *= (1.0 - DRAIN_RATE) ** n
+        self._probe_credit = min(float(self._config.k_max), self._probe_credit + n / self._config.probe_interval_steps)
+        first = self._step - n
+        kept = min(n, self._config.history_len)
+        self._history.extend(DepthDecision(step=first + i, batch_size=batch_size, k=0, is_probe=False,
+                                           predicted_tokens=float(batch_size), predicted_step_s=predicted_s,
+                                           realized_tokens=batch_size, realized_step_s=quiet[i])
+                             for i in range(n - kept, n))
+        self._stats.add_plain_run(batch_size, predicted_s, quiet)
 
     def _end_step(self, decision: DepthDecision) -> None:
         """What every observed step moves, learned from or not: the last depth and batch size, the drain
@@ -293,6 +324,7 @@ class DepthScheduler:
 
     def notify_weights_changed(self) -> None:
         """Policy or draft weights changed: old acceptance evidence weighs less, deeper positions may be re-probed."""
+        self._flush_quiet()
         self._acceptance.discount(self._config.weight_change_keep)
         self._plan_stale = True
         self._reuse = None

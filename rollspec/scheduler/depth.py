@@ -1,6 +1,5 @@
 """Speculation depth per step: the k that maximizes predicted emitted tokens per second, from live estimates."""
 
-from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,7 +9,7 @@ from rollspec.scheduler.acceptance import AcceptanceEstimator
 from rollspec.scheduler.catch_up import CatchUpCost, excess_tokens
 from rollspec.scheduler.config import DepthConfig, DepthMode
 from rollspec.scheduler.cost_model import StepCostModel
-from rollspec.scheduler.decision import DepthDecision, DepthStats
+from rollspec.scheduler.decision import DecisionLog, DepthDecision, DepthStats
 from rollspec.scheduler.realized import RealizedCheck
 from rollspec.scheduler.throughput import expected_tokens
 
@@ -22,7 +21,7 @@ RECURRING_RATE = 0.25
 DRAIN_RATE = 0.3
 # A plain choice is re-planned after at most this many steps, or when a probe falls due (see choose_depth).
 PLAIN_REPLAN_STEPS = 64
-PLAIN_LEARN_EVERY = 16  # in a long run of plain steps, one in this many is learned from (see observe)
+PLAIN_LEARN_EVERY = 64  # in a long run of plain steps, one in this many is learned from (see observe)
 
 
 class DepthScheduler:
@@ -59,7 +58,7 @@ class DepthScheduler:
        at depths actually run; this rule rests on what the steps took.
 
     A greedy choice is reused for up to `replan_interval_steps` steps while the batch size stays
-    and the catch-up offered does not make it dearer (see `_reusable`): planning costs tens of
+    and the catch-up offered does not make it dearer (see `choose_depth`): planning costs tens of
     microseconds, about 5% of a step at batch size 1-4 on a CPU, and the estimates behind it move
     over a half-life of steps, not one.
 
@@ -101,8 +100,9 @@ class DepthScheduler:
         self._plain_run = config.settle_steps  # plain steps since the last speculative one (none yet: settled)
         self._plain_s = (0, 0.0)  # (batch size, predicted plain step s) as of the last plain step learned from
         self._plain_n = 0  # plain steps in a row at that batch size
+        self._quiet_batch = -1  # that batch size once the plain run has settled (observe's short path), else -1
         self._realized = RealizedCheck(config.realized) if config.check_realized else None
-        self._history: deque[DepthDecision] = deque(maxlen=config.history_len)
+        self._history = DecisionLog(config.history_len)
         self._quiet_s: list[float] = []  # realized times of plain steps observed but not yet recorded (_flush_quiet)
         self._stats = DepthStats(num_steps_by_k=[0] * (config.k_max + 1))
 
@@ -126,13 +126,13 @@ class DepthScheduler:
     def history(self) -> list[DepthDecision]:
         """The most recent decisions, oldest first (at most config.history_len)."""
         self._flush_quiet()
-        return list(self._history)
+        return self._history.decisions()
 
     @property
     def last_decision(self) -> DepthDecision | None:
         """The record of the last observed step (None before the first)."""
         self._flush_quiet()
-        return self._history[-1] if self._history else None
+        return self._history.last()
 
     @property
     def stats(self) -> DepthStats:
@@ -177,12 +177,17 @@ class DepthScheduler:
 
     def choose_depth(self, batch_size: int, catch_up_tokens: int = 0) -> int:
         """The depth to draft this step (0 = plain decoding), given the width of the drafter's catch-up."""
+        self._offered_catch_up = catch_up_tokens
+        reuse = self._reuse  # (batch_size, k, catch_up_tokens, until_step): the last greedy choice
+        # It stands at the same batch size, within its interval, and with a catch-up no cheaper to leave plain
+        # decoding with (it only widens at k = 0) nor beyond a steady step's width at k > 0. First: it is what
+        # almost every plain step runs, and inside the engine every line here costs ~1 us (cold caches).
+        if (reuse is not None and batch_size == reuse[0] and self._step < reuse[3]
+                and (catch_up_tokens >= reuse[2] if reuse[1] == 0 else catch_up_tokens <= reuse[1] + 1)):
+            return reuse[1]
         k_max = self._config.k_max
         if self._config.mode is DepthMode.FIXED or k_max == 0:
             return k_max
-        self._offered_catch_up = catch_up_tokens
-        if self._reusable(batch_size, catch_up_tokens):
-            return self._greedy_k
         self._reuse = None
         self._flush_quiet()
         expected = self._current_expected()
@@ -228,21 +233,21 @@ class DepthScheduler:
 
         The step's record becomes `last_decision` and is added to `history` and `stats`.
         """
-        assert 0 <= k <= self._config.k_max, (k, self._config.k_max)
-        assert len(num_accepted) == batch_size, (len(num_accepted), batch_size)
-        same_batch = k == 0 and self._plain_s[0] == batch_size
-        n = self._plain_n = self._plain_n + 1 if same_batch else 0  # plain steps at this batch size before this one
-        settled = self._plain_run - self._config.settle_steps if k == 0 else 0  # counting this step
-        if settled > 0 and same_batch and n & (n - 1) and n % PLAIN_LEARN_EVERY:
-            # A plain step deep in a run of them (learned from: the first ones at a batch size, then a thinning
-            # 1, 2, 4, 8, 16, 32, 48, ...): only its time is kept, and the clocks move when the run is next read
-            # (_flush_quiet). The full path below cost ~60-90 us a step inside the engine (cold caches; ~11 us
-            # in a loop of its own), 8% of a plain step at B = 1, and plain steps in a run differ by little
-            # more than noise.
-            self._plain_run += 1
-            self._step += 1
-            self._quiet_s.append(draft_time_s + target_time_s)
-            return
+        if k == 0 and batch_size == self._quiet_batch:  # a settled plain run at this batch size
+            n = self._plain_n = self._plain_n + 1  # plain steps at this batch size before this one
+            if n & (n - 1) and n % PLAIN_LEARN_EVERY:
+                # Deep in the run (learned from: the first steps at a batch size, then a thinning 1, 2, 4, 8,
+                # 16, 32, 64, 128, ...): only its time is kept; clocks and records move when next read (_flush_quiet).
+                # The full path below cost ~60-90 us a step inside the engine (cold caches; ~11 us in a loop of
+                # its own), 8% of a plain step at B = 1, and plain steps in a run differ by little more than noise.
+                self._plain_run += 1
+                self._step += 1
+                self._quiet_s.append(draft_time_s + target_time_s)
+                return
+        else:
+            assert 0 <= k <= self._config.k_max, (k, self._config.k_max)
+            assert len(num_accepted) == batch_size, (len(num_accepted), batch_size)
+            self._plain_n = self._plain_n + 1 if k == 0 and self._plain_s[0] == batch_size else 0
         self._flush_quiet()
         # Plain steps skip the array work (they accept nothing); at B = 1-4 each numpy call here costs
         # several microseconds inside the engine, on a step of ~1 ms.
@@ -275,6 +280,7 @@ class DepthScheduler:
         is_switch = 0 < self._plain_run <= self._config.settle_steps
         if k == 0:
             self._plain_s = (batch_size, float(predicted_s[0]))
+        self._quiet_batch = batch_size if k == 0 and self._plain_run > self._config.settle_steps else -1
         if self._realized is not None:
             self._realized.observe(self._step, batch_size, k, decision.realized_step_s, decision.predicted_step_s)
         if k > 0 and self._last_k > 0:  # only steady speculation: after k = 0 the width is the plain stretch's
@@ -301,12 +307,7 @@ class DepthScheduler:
         self._acceptance.advance(n)
         self._drain *= (1.0 - DRAIN_RATE) ** n
         self._probe_credit = min(float(self._config.k_max), self._probe_credit + n / self._config.probe_interval_steps)
-        first = self._step - n
-        kept = min(n, self._config.history_len)
-        self._history.extend(DepthDecision(step=first + i, batch_size=batch_size, k=0, is_probe=False,
-                                           predicted_tokens=float(batch_size), predicted_step_s=predicted_s,
-                                           realized_tokens=batch_size, realized_step_s=quiet[i])
-                             for i in range(n - kept, n))
+        self._history.append_plain_run(self._step - n, batch_size, predicted_s, quiet)
         self._stats.add_plain_run(batch_size, predicted_s, quiet)
 
     def _end_step(self, decision: DepthDecision) -> None:
@@ -350,16 +351,6 @@ class DepthScheduler:
             draft_time_s = max(0.0, draft_time_s - catch_up_s)
         self._cost.observe(batch_size, k, draft_time_s, target_time_s)
 
-    def _reusable(self, batch_size: int, catch_up_tokens: int) -> bool:
-        """Whether the last greedy choice stands: same batch size, within the replan interval, and a catch-up no
-        cheaper to leave plain decoding with (it only widens at k = 0) nor beyond a steady step's width at k > 0."""
-        if self._reuse is None:
-            return False
-        reused_batch, k, reused_catch_up, until_step = self._reuse
-        if batch_size != reused_batch or self._step >= until_step:
-            return False
-        return catch_up_tokens >= reused_catch_up if k == 0 else catch_up_tokens <= k + 1
-
     def _current_expected(self) -> NDArray[np.float64]:
         if self._plan_stale:
             self._expected = self._plan_expected_tokens()
@@ -395,3 +386,4 @@ class DepthScheduler:
         margin = 0.0 if self._step <= self._no_margin_until else self._config.probe_min_gain
         better = np.flatnonzero(optimistic > rate[k] * (1.0 + margin))
         return k + 1 + int(better[0]) if better.size else k
+

@@ -21,6 +21,9 @@ RECURRING_RATE = 0.25
 DRAIN_RATE = 0.3
 # A plain choice is re-planned after at most this many steps, or when a probe falls due (see choose_depth).
 PLAIN_REPLAN_STEPS = 64
+# Probes from plain decoding cost at most this fraction of its time: each pays the drafter's whole catch-up
+# (on the zoo at B = 1, ~2 plain steps of it after 128 plain steps: a probe every 128 steps cost ~1.6%).
+PROBE_BUDGET = 0.01
 PLAIN_LEARN_EVERY = 64  # in a long run of plain steps, one in this many is learned from (see observe)
 
 
@@ -100,6 +103,7 @@ class DepthScheduler:
         self._plain_run = config.settle_steps  # plain steps since the last speculative one (none yet: settled)
         self._plain_s = (0, 0.0)  # (batch size, predicted plain step s) as of the last plain step learned from
         self._plain_n = 0  # plain steps in a row at that batch size
+        self._plain_probe_step = 0  # from plain decoding, the step a probe may next fall due (see _probe_depth)
         self._quiet_batch = -1  # that batch size once the plain run has settled (observe's short path), else -1
         self._realized = RealizedCheck(config.realized) if config.check_realized else None
         self._history = DecisionLog(config.history_len)
@@ -222,8 +226,8 @@ class DepthScheduler:
                 # moves acceptance or, once plain's price is calibrated (its first few observations at a
                 # batch size), how depths rank. A batch size or a narrower catch-up re-plans at once. Planning
                 # every 16 steps was ~1% of a plain step at B = 1.
-                due = int(self._last_scheduled[1]) + self._config.probe_interval_steps - self._step
-                interval = max(interval, min(PLAIN_REPLAN_STEPS, self._plain_n // 2, due))
+                due = self._plain_probe_step - self._step
+                interval = max(interval, min(PLAIN_REPLAN_STEPS, self._plain_n // 2, due if due > 0 else PLAIN_REPLAN_STEPS))
             self._reuse = (batch_size, k, catch_up_tokens, self._step + interval)
         return probe_k
 
@@ -375,9 +379,11 @@ class DepthScheduler:
 
     def _probe_depth(self, k: int, rate: NDArray[np.float64], step_s: NDArray[np.float64]) -> int:
         k_max = self._config.k_max
-        if k == k_max or self._probe_credit < 1.0:
-            return k
-        if self._step - self._last_scheduled[k + 1] < self._config.probe_interval_steps:
+        interval = self._config.probe_interval_steps
+        if k == 0:  # a probe from plain decoding pays the whole catch-up: at most PROBE_BUDGET of plain's time
+            interval = max(interval, int((step_s[1] - step_s[0]) / (PROBE_BUDGET * step_s[0])))
+            self._plain_probe_step = int(self._last_scheduled[1]) + interval
+        if k == k_max or self._probe_credit < 1.0 or self._step - self._last_scheduled[k + 1] < interval:
             return k
         # Probability of reaching position k + 1 is the last increment of E[tokens | k].
         reach = float(self._expected[k] - self._expected[k - 1]) if k > 0 else 1.0

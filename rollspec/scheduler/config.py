@@ -94,9 +94,8 @@ class DepthConfig:
       long-run fraction of probe steps is at most 1 / probe_interval_steps, with bursts of
       at most k_max probes (a recovery sweep).
     - `start_gain`: leave plain decoding (k = 0) only for a k predicted faster by more than
-      this fraction, its catch-up included: a margin for what the catch-up model misses. (0.15
-      until a burst of load could no longer move plain's price apart from the others': with
-      the ranking exact, 0.15 kept a synthetic batch of 32 at plain where k = 1 was 1.10x.)
+      this fraction, its catch-up included: a margin for what the catch-up model misses
+      (`hysteresis` where the drafter has nothing to catch up).
     - `catch_up_horizon_steps`: leaving k = 0 charges the drafter's catch-up on the tokens
       emitted at k = 0 (see CatchUpCost) spread over this many steps, the ones expected to
       follow at the new depth, or over fewer if the batch is draining
@@ -125,7 +124,7 @@ class DepthConfig:
     mode: DepthMode = DepthMode.ADAPTIVE
     hysteresis: float = 0.03
     probe_interval_steps: int = 128
-    start_gain: float = 0.08
+    start_gain: float = 0.15
     catch_up_horizon_steps: float = 8.0
     probe_min_gain: float = 0.1
     min_evidence_rows: float = 4.0

@@ -204,7 +204,9 @@ class DepthScheduler:
         catch_up_s = per_token_s * excess_tokens(catch_up_tokens, k_max)
         horizon = self.horizon_steps(batch_size)
         was_speculating = self._greedy_k > 0 and self._last_k > 0
-        k = self._choose_greedy(rate, expected / (step_s + catch_up_s / horizon))
+        # The start margin is for what the catch-up model misses: without a catch-up, hysteresis suffices.
+        start_gain = self._config.start_gain if catch_up_s[1] > 0 else self._config.hysteresis
+        k = self._choose_greedy(rate, expected / (step_s + catch_up_s / horizon), start_gain)
         if k == 0 and catch_up_s[-1] > 0 and horizon < self._config.catch_up_horizon_steps:
             return 0  # a draining batch ends before a probe's catch-up could be paid back
         probe_k = self._probe_depth(k, rate, step_s + catch_up_s if k == 0 else step_s)
@@ -364,10 +366,10 @@ class DepthScheduler:
     def _plan_expected_tokens(self) -> NDArray[np.float64]:
         return expected_tokens(self.planning_alphas())
 
-    def _choose_greedy(self, rate: NDArray[np.float64], start_rate: NDArray[np.float64]) -> int:
+    def _choose_greedy(self, rate: NDArray[np.float64], start_rate: NDArray[np.float64], start_gain: float) -> int:
         current = self._greedy_k
         best = int(np.argmax(rate if current else start_rate))
-        if current == 0 and best != 0 and start_rate[best] <= rate[0] * (1.0 + self._config.start_gain):
+        if current == 0 and best != 0 and start_rate[best] <= rate[0] * (1.0 + start_gain):
             best = 0
         within_margin = rate[best] <= rate[current] * (1.0 + self._config.hysteresis)
         if best != current and within_margin and rate[current] >= rate[0]:

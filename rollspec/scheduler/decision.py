@@ -137,20 +137,20 @@ class DecisionLog:
     def append_plain_run(self, first_step: int, batch_size: int, predicted_s: float, realized_s: list[float]) -> None:
         self._entries.append((first_step, batch_size, predicted_s, realized_s))
 
-    def decisions(self) -> list[DepthDecision]:
-        """The last `maxlen` decisions, oldest first."""
+    def decisions(self, pending: tuple[int, int, float, list[float]] | None = None) -> list[DepthDecision]:
+        """The last `maxlen` decisions, oldest first, with a plain run not yet appended (`pending`) at the end."""
         out: list[DepthDecision] = []
-        for entry in self._entries:
+        for entry in [*self._entries, pending] if pending else self._entries:
             if isinstance(entry, DepthDecision):
                 out.append(entry)
             else:
                 out.extend(_plain_run(*entry))
         return out[-self._maxlen:]
 
-    def last(self) -> DepthDecision | None:
-        if not self._entries:
+    def last(self, pending: tuple[int, int, float, list[float]] | None = None) -> DepthDecision | None:
+        entry = pending or (self._entries[-1] if self._entries else None)
+        if entry is None:
             return None
-        entry = self._entries[-1]
         return entry if isinstance(entry, DepthDecision) else _plain_run(*entry)[-1]
 
 

@@ -126,23 +126,29 @@ class DepthScheduler:
     def catch_up(self) -> CatchUpCost:
         return self._catch_up
 
+    # The three views below read the quiet plain steps not yet flushed without flushing them: a rollout actor
+    # reads `stats` from another thread than the engine's, and must not move the scheduler's clocks.
     @property
     def history(self) -> list[DepthDecision]:
         """The most recent decisions, oldest first (at most config.history_len)."""
-        self._flush_quiet()
-        return self._history.decisions()
+        return self._history.decisions(self._pending_run())
 
     @property
     def last_decision(self) -> DepthDecision | None:
         """The record of the last observed step (None before the first)."""
-        self._flush_quiet()
-        return self._history.last()
+        return self._history.last(self._pending_run())
 
     @property
     def stats(self) -> DepthStats:
         """A snapshot of the running totals."""
-        self._flush_quiet()
-        return self._stats.copy()
+        stats, pending = self._stats.copy(), self._pending_run()
+        if pending is not None:
+            stats.add_plain_run(pending[1], pending[2], pending[3])
+        return stats
+
+    def _pending_run(self) -> tuple[int, int, float, list[float]] | None:
+        quiet = list(self._quiet_s)
+        return (self._step - len(quiet), *self._plain_s, quiet) if quiet else None
 
     def predicted_tokens_per_s(self, batch_size: int) -> NDArray[np.float64]:
         """Predicted tokens/s of the whole batch for every k = 0 .. k_max, from the current estimates."""
@@ -223,11 +229,9 @@ class DepthScheduler:
         else:
             interval = self._config.replan_interval_steps
             if k == 0:
-                # Plain decoding stands for half the plain steps run at this batch size so far, up to
-                # PLAIN_REPLAN_STEPS and never past the step a probe may fall due: nothing a plain step observes
-                # moves acceptance or, once plain's price is calibrated (its first few observations at a
-                # batch size), how depths rank. A batch size or a narrower catch-up re-plans at once. Planning
-                # every 16 steps was ~1% of a plain step at B = 1.
+                # Plain stands for half the plain steps at this batch size so far, up to PLAIN_REPLAN_STEPS and
+                # not past a due probe: a plain step moves no acceptance and, once plain's price is calibrated
+                # (its first observations at a batch size), no ranking. Planning every 16 steps was ~1% at B = 1.
                 due = self._plain_probe_step - self._step
                 interval = max(interval, min(PLAIN_REPLAN_STEPS, self._plain_n // 2, due if due > 0 else PLAIN_REPLAN_STEPS))
             self._reuse = (batch_size, k, catch_up_tokens, self._step + interval)
@@ -242,10 +246,9 @@ class DepthScheduler:
         if k == 0 and batch_size == self._quiet_batch:  # a settled plain run at this batch size
             n = self._plain_n = self._plain_n + 1  # plain steps at this batch size before this one
             if n & (n - 1) and n % PLAIN_LEARN_EVERY:
-                # Deep in the run (learned from: the first steps at a batch size, then a thinning 1, 2, 4, 8,
-                # 16, 32, 64, 128, ...): only its time is kept; clocks and records move when next read (_flush_quiet).
-                # The full path below cost ~60-90 us a step inside the engine (cold caches; ~11 us in a loop of
-                # its own), 8% of a plain step at B = 1, and plain steps in a run differ by little more than noise.
+                # Deep in the run (learned from: steps 1, 2, 4, ..., 64 at a batch size, then one in 64): only its
+                # time is kept (_flush_quiet). The full path below cost ~60-90 us a step inside the engine (cold
+                # caches), 8% of a plain step at B = 1, and plain steps in a run differ by little more than noise.
                 self._plain_run += 1
                 self._step += 1
                 self._quiet_s.append(draft_time_s + target_time_s)

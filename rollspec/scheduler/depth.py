@@ -60,8 +60,8 @@ class DepthScheduler:
        measured. Predictions rest on a profile that load can skew and that is only corrected
        at depths actually run; this rule rests on what the steps took.
 
-    A greedy choice is reused for up to `replan_interval_steps` steps while the batch size stays
-    and the catch-up offered does not make it dearer (see `choose_depth`): planning costs tens of
+    A greedy choice is reused for up to `replan_interval_steps` steps (longer at k = 0) while the batch and
+    the catch-up offered stay (see `choose_depth`): planning costs tens of
     microseconds, about 5% of a step at batch size 1-4 on a CPU, and the estimates behind it move
     over a half-life of steps, not one.
 
@@ -89,7 +89,7 @@ class DepthScheduler:
         self._drain = 0.0  # mean rows lost per step (0 while admissions keep the batch full)
         self._last_batch_size = 0
         self._acceptance = AcceptanceEstimator(config.k_max, config.acceptance)
-        self._expected = self._plan_expected_tokens()
+        self._expected = expected_tokens(self.planning_alphas())
         self._plan_stale = False  # acceptance changed since _expected was planned
         self._reuse: tuple[int, int, int, int] | None = None  # (batch_size, k, catch_up_tokens, until_step)
         self._step = 0
@@ -189,11 +189,12 @@ class DepthScheduler:
         """The depth to draft this step (0 = plain decoding), given the width of the drafter's catch-up."""
         self._offered_catch_up = catch_up_tokens
         reuse = self._reuse  # (batch_size, k, catch_up_tokens, until_step): the last greedy choice
-        # It stands at the same batch size, within its interval, and with a catch-up no cheaper to leave plain
-        # decoding with (it only widens at k = 0) nor beyond a steady step's width at k > 0. First: it is what
-        # almost every plain step runs, and inside the engine every line here costs ~1 us (cold caches).
-        if (reuse is not None and batch_size == reuse[0] and self._step < reuse[3]
-                and (catch_up_tokens >= reuse[2] if reuse[1] == 0 else catch_up_tokens <= reuse[1] + 1)):
+        # It stands within its interval; at k > 0 at the same batch size and up to a steady step's catch-up; at
+        # k = 0 while the batch keeps 3/4 of its rows and half the catch-up (admissions and finishes move both
+        # every few steps at B = 16: re-planning on each cost ~20 us a step; every line here costs ~1 us).
+        if reuse is not None and self._step < reuse[3] and (
+                4 * batch_size >= 3 * reuse[0] and 2 * catch_up_tokens >= reuse[2] if reuse[1] == 0
+                else batch_size == reuse[0] and catch_up_tokens <= reuse[1] + 1):
             return reuse[1]
         k_max = self._config.k_max
         if self._config.mode is DepthMode.FIXED or k_max == 0:
@@ -362,12 +363,8 @@ class DepthScheduler:
 
     def _current_expected(self) -> NDArray[np.float64]:
         if self._plan_stale:
-            self._expected = self._plan_expected_tokens()
-            self._plan_stale = False
+            self._expected, self._plan_stale = expected_tokens(self.planning_alphas()), False
         return self._expected
-
-    def _plan_expected_tokens(self) -> NDArray[np.float64]:
-        return expected_tokens(self.planning_alphas())
 
     def _choose_greedy(self, rate: NDArray[np.float64], start_rate: NDArray[np.float64], start_gain: float) -> int:
         current = self._greedy_k

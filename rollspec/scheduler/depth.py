@@ -42,8 +42,8 @@ class DepthScheduler:
     2. hysteresis: the previous greedy k is kept unless the argmax beats it by more than
        `hysteresis` (`start_gain` when leaving k = 0), and never kept when predicted slower
        than k = 0;
-    3. probe: if position k + 1 has not been scheduled for `probe_interval_steps` steps, a
-       probe credit is available, and some deeper depth would beat k were its unexplored
+    3. probe: if position k + 1 has not been scheduled for `probe_interval_steps` steps (from
+       k = 0 longer where the catch-up makes a probe dear: PROBE_BUDGET), a probe credit is available, and some deeper depth would beat k were its unexplored
        positions always accepted (its catch-up spread as in 1), this step runs at the
        shallowest such depth instead. A probe never happens where speculation cannot pay
        even with perfect acceptance, and credits (one per probe_interval_steps, at most

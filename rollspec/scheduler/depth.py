@@ -215,7 +215,9 @@ class DepthScheduler:
         start_gain = self._config.start_gain if catch_up_s[1] > 0 else self._config.hysteresis
         k = self._choose_greedy(rate, expected / (step_s + catch_up_s / horizon), start_gain)
         if k == 0 and catch_up_s[-1] > 0 and horizon < self._config.catch_up_horizon_steps:
-            return 0  # a draining batch ends before a probe's catch-up could be paid back
+            # A draining batch ends before a probe's catch-up could be paid back; plain stands a few steps.
+            self._reuse = (batch_size, 0, catch_up_tokens, self._step + self._config.replan_interval_steps)
+            return 0
         probe_k = self._probe_depth(k, rate, step_s + catch_up_s if k == 0 else step_s)
         if probe_k == k > 0 and self._realized is not None:
             if self._realized.is_losing(batch_size, self._step, float(rate[k]), float(rate[0])):

@@ -58,13 +58,16 @@ def run_depth(workload: Workload, kind: str, *, fixed_k: int | None = None,
     requests = workload.requests()
     size = round_size or len(requests)
     before = scheduler.stats if scheduler is not None else None
-    start, start_cpu = time.perf_counter(), time.process_time()
+    start, start_cpu, start_thread = time.perf_counter(), time.process_time(), time.thread_time()
     completions = [c for i in range(0, len(requests), size) for c in engine.generate(requests[i: i + size])]
+    elapsed_thread = time.thread_time() - start_thread
     elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - start_cpu
     tokens = sum(len(c.token_ids) for c in completions)
-    # CPU seconds beside wall seconds: with one torch thread they are the work done, which a
-    # co-tenant on the shared cores does not inflate the way it inflates wall time.
+    # CPU seconds beside wall seconds: with one torch thread they are the work done, which a co-tenant on the
+    # shared cores does not inflate the way it inflates wall time. Thread CPU is this thread's alone (the
+    # engine's: torch runs its one intra-op thread here), without other threads of the process.
     out = {"tokens_per_s": tokens / elapsed, "tokens_per_cpu_s": tokens / elapsed_cpu,
+           "tokens_per_tcpu_s": tokens / elapsed_thread,
            "mean_k": sum(depth.ks) / max(1, len(depth.ks)), "num_steps": len(depth.ks), "tokens": tokens}
     if before is not None:
         after = scheduler.stats

@@ -77,9 +77,9 @@ class AcceptanceEstimator:
         self._last_step[:m] = self._step
         self._refresh()
 
-    def advance(self) -> None:
-        """Count one plain step (k = 0): the clock moves, no position was attempted."""
-        self._step += 1
+    def advance(self, num_steps: int = 1) -> None:
+        """Count plain steps (k = 0): the clock moves, no position was attempted."""
+        self._step += num_steps
 
     def discount(self, keep: float) -> None:
         """Scale all evidence by `keep` in [0, 1]: the means stay, the prior and new evidence weigh more."""

@@ -94,7 +94,8 @@ class DepthConfig:
       long-run fraction of probe steps is at most 1 / probe_interval_steps, with bursts of
       at most k_max probes (a recovery sweep).
     - `start_gain`: leave plain decoding (k = 0) only for a k predicted faster by more than
-      this fraction, its catch-up included: a margin for what the catch-up model misses.
+      this fraction, its catch-up included: a margin for what the catch-up model misses
+      (`hysteresis` where the drafter has nothing to catch up).
     - `catch_up_horizon_steps`: leaving k = 0 charges the drafter's catch-up on the tokens
       emitted at k = 0 (see CatchUpCost) spread over this many steps, the ones expected to
       follow at the new depth, or over fewer if the batch is draining

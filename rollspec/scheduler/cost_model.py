@@ -15,6 +15,9 @@ _NUM_BUCKETS = 32  # batch-size buckets [2**i, 2**(i+1)), enough for any batch t
 # Profiled or observed times below this are treated as this: a drafter profiled at 0 s
 # (n-gram lookup) still gets a positive base that the multiplicative correction can scale.
 _MIN_TIME_S = 1e-6
+# Plain decoding's first misses in a bucket correct its profiled price alone, later ones move every depth
+# (CostModel._observe_plain). With a rate of 0.2 for plain, 8 take 83% of a profile's error away.
+CALIBRATION_OBSERVATIONS = 8
 
 
 class StepCostModel(Protocol):
@@ -63,7 +66,7 @@ class CostModel:
     make speculation look free.
 
     Online refinement multiplies the base by exp(correction). For the target, the log
-    correction of (bucket, q) is shared[bucket] + own[bucket, q] and every observation moves
+    correction of (bucket, q) is shared[bucket] + own[bucket, q] and every speculative observation moves
     both by the same step (except that a speculative step's slowdown does not reach q = 1: see
     observe), so about half of a drift seen at the q in use (longer KV context,
     a co-tenant) reaches the q values not in use, while an error in the profile's q-shape is
@@ -72,8 +75,9 @@ class CostModel:
     of speculating (one taken under load put every q >= 2 at B = 1 too dear, and the depths never
     run were never corrected, keeping k at 3-4 where 8 was best) is mostly common to the widths,
     and a borrowed correction that is wrong is fixed as soon as that width runs. Plain steps
-    (q = 1) lend nothing: their drift already reaches every q through the shared part. The
-    draft has one log correction per bucket. Buckets learn
+    (q = 1) lend nothing: their first few misses in a bucket correct plain decoding alone, later
+    ones move every width and the drafting alike (see _observe_plain). The draft has one log
+    correction per bucket. Buckets learn
     independently: a batch size entering a new bucket starts from the profile. (Borrowing
     the neighbour bucket's correction, or an overall level, was tried: the profile's error
     is not a constant factor across batch sizes, and both did worse in closed loop.)
@@ -92,6 +96,7 @@ class CostModel:
         self._lender = np.tile(np.arange(MAX_Q), (_NUM_BUCKETS, 1))
         self._observed = np.zeros((_NUM_BUCKETS, MAX_Q), dtype=bool)
         self._draft_log = np.zeros(_NUM_BUCKETS)
+        self._num_plain = np.zeros(_NUM_BUCKETS, dtype=np.int64)
         self._base: dict[int, tuple[float, NDArray[np.float64]]] = {}
         self._k_range = np.arange(MAX_Q, dtype=np.float64)
 
@@ -124,13 +129,11 @@ class CostModel:
         rate = self._config.correction_rate
         predicted = float(target_base[k] * self._target_factor[b, k])
         step = rate * self._clipped_log_error(target_time_s, predicted)
+        if k == 0:
+            self._observe_plain(b, 2.0 * step)
+            return
         self._shared[b] += step
         self._own[b, k] += step
-        if k == 0:  # q = 1 lends to no other width: every factor moves by the shared step, its own twice
-            factor = math.exp(step)
-            self._target_factor[b] *= factor
-            self._target_factor[b, 0] *= factor
-            return
         # Speculative steps slower than predicted do not make plain decoding dearer: on the zoo (B = 1,
         # EAGLE) verify steps ran ~20% over the profile while plain steps in a run of them matched it, and
         # the half that the shared part passed on priced plain decoding 10-13% too dear, enough to keep
@@ -147,6 +150,24 @@ class CostModel:
         if k > 0:
             predicted = draft_base * math.exp(self._draft_log[b])
             self._draft_log[b] += rate * self._clipped_log_error(draft_time_s / k, predicted)
+
+    def _observe_plain(self, b: int, move: float) -> None:
+        """Plain decoding's miss (log, already scaled): its first CALIBRATION_OBSERVATIONS in a bucket correct the
+        profile's plain price alone; after that a miss is a change of conditions (load slows every depth alike)
+        and moves plain decoding, every width and the drafting alike.
+
+        Plain moving alone (or its widths by half, the drafting not at all) made speculation look 1.3-1.6x
+        better after a burst of load on the zoo (draft model, B = 1: the warm scheduler then ran k = 2-3 at 2-4
+        ms a step for hundreds of steps where plain won by 10%); moving the widths with plain's first misses
+        priced them twice a profile's error where they had just been measured (a profile taken under load)."""
+        if self._num_plain[b] < CALIBRATION_OBSERVATIONS:
+            self._num_plain[b] += 1
+            self._own[b, 0] += move
+            self._target_factor[b, 0] *= math.exp(move)
+            return
+        self._shared[b] += move
+        self._draft_log[b] += move
+        self._target_factor[b] *= math.exp(move)
 
     def _clipped_log_error(self, observed_s: float, predicted_s: float) -> float:
         # Scalar math on purpose: this runs every step and numpy's scalar overhead dominates here.

@@ -1,5 +1,6 @@
 """What the depth scheduler decided and what happened: per-step records and running totals for logs and metrics."""
 
+from collections import deque
 from dataclasses import dataclass, field
 
 
@@ -104,8 +105,56 @@ class DepthStats:
         self.predicted_s += decision.predicted_step_s
         self.realized_s += decision.realized_step_s
 
+    def add_plain_run(self, batch_size: int, predicted_step_s: float, realized_s: list[float]) -> None:
+        """Plain steps at one batch size and one predicted step time, as `add` would count them one by one."""
+        n = len(realized_s)
+        self.num_steps += n
+        self.num_steps_by_k[0] += n
+        self.num_tokens += n * batch_size
+        self.predicted_tokens += float(n * batch_size)
+        self.predicted_s += n * predicted_step_s
+        self.realized_s += sum(realized_s)
+
     @property
     def mean_accepted_length(self) -> float:
         """Tokens emitted per sequence per verify step (1 = plain decoding), the papers' acceptance length."""
         rows = self.num_tokens - self.num_draft_accepted
         return self.num_tokens / rows if rows else 0.0
+
+
+class DecisionLog:
+    """The most recent decisions, with runs of quiet plain steps kept as their step times until read: making a
+    record per plain step cost a few microseconds each inside the engine, and nothing reads them per step."""
+
+    def __init__(self, maxlen: int) -> None:
+        self._maxlen = maxlen
+        # Decisions, and plain runs as (first step, batch size, predicted s, realized s of each step).
+        self._entries: deque[DepthDecision | tuple[int, int, float, list[float]]] = deque(maxlen=maxlen)
+
+    def append(self, decision: DepthDecision) -> None:
+        self._entries.append(decision)
+
+    def append_plain_run(self, first_step: int, batch_size: int, predicted_s: float, realized_s: list[float]) -> None:
+        self._entries.append((first_step, batch_size, predicted_s, realized_s))
+
+    def decisions(self, pending: tuple[int, int, float, list[float]] | None = None) -> list[DepthDecision]:
+        """The last `maxlen` decisions, oldest first, with a plain run not yet appended (`pending`) at the end."""
+        out: list[DepthDecision] = []
+        for entry in [*self._entries, pending] if pending else self._entries:
+            if isinstance(entry, DepthDecision):
+                out.append(entry)
+            else:
+                out.extend(_plain_run(*entry))
+        return out[-self._maxlen:]
+
+    def last(self, pending: tuple[int, int, float, list[float]] | None = None) -> DepthDecision | None:
+        entry = pending or (self._entries[-1] if self._entries else None)
+        if entry is None:
+            return None
+        return entry if isinstance(entry, DepthDecision) else _plain_run(*entry)[-1]
+
+
+def _plain_run(first_step: int, batch_size: int, predicted_s: float, realized_s: list[float]) -> list[DepthDecision]:
+    return [DepthDecision(step=first_step + i, batch_size=batch_size, k=0, is_probe=False,
+                          predicted_tokens=float(batch_size), predicted_step_s=predicted_s,
+                          realized_tokens=batch_size, realized_step_s=seconds) for i, seconds in enumerate(realized_s)]

@@ -1,6 +1,5 @@
 """Speculation depth per step: the k that maximizes predicted emitted tokens per second, from live estimates."""
 
-from collections import deque
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,7 +9,7 @@ from rollspec.scheduler.acceptance import AcceptanceEstimator
 from rollspec.scheduler.catch_up import CatchUpCost, excess_tokens
 from rollspec.scheduler.config import DepthConfig, DepthMode
 from rollspec.scheduler.cost_model import StepCostModel
-from rollspec.scheduler.decision import DepthDecision, DepthStats
+from rollspec.scheduler.decision import DecisionLog, DepthDecision, DepthStats
 from rollspec.scheduler.realized import RealizedCheck
 from rollspec.scheduler.throughput import expected_tokens
 
@@ -20,8 +19,12 @@ RECURRING_RATE = 0.25
 # Weight of the newest step in the mean rows finished per step while the batch shrinks (finishes
 # come in bursts: one step ends many responses of the same length, the next none).
 DRAIN_RATE = 0.3
-PLAIN_REPLAN_FACTOR = 4
-PLAIN_LEARN_EVERY = 4  # in a long run of plain steps, one in this many is learned from (_observe_quiet_plain)
+# A plain choice is re-planned after at most this many steps, or when a probe falls due (see choose_depth).
+PLAIN_REPLAN_STEPS = 64
+# Probes from plain decoding cost at most this fraction of its time: each pays the drafter's whole catch-up
+# (on the zoo at B = 1, ~2 plain steps of it after 128 plain steps: a probe every 128 steps cost ~1.6%).
+PROBE_BUDGET = 0.01
+PLAIN_LEARN_EVERY = 64  # in a long run of plain steps, one in this many is learned from (see observe)
 
 
 class DepthScheduler:
@@ -39,8 +42,8 @@ class DepthScheduler:
     2. hysteresis: the previous greedy k is kept unless the argmax beats it by more than
        `hysteresis` (`start_gain` when leaving k = 0), and never kept when predicted slower
        than k = 0;
-    3. probe: if position k + 1 has not been scheduled for `probe_interval_steps` steps, a
-       probe credit is available, and some deeper depth would beat k were its unexplored
+    3. probe: if position k + 1 has not been scheduled for `probe_interval_steps` steps (from
+       k = 0 longer where the catch-up makes a probe dear: PROBE_BUDGET), a probe credit is available, and some deeper depth would beat k were its unexplored
        positions always accepted (its catch-up spread as in 1), this step runs at the
        shallowest such depth instead. A probe never happens where speculation cannot pay
        even with perfect acceptance, and credits (one per probe_interval_steps, at most
@@ -57,8 +60,8 @@ class DepthScheduler:
        measured. Predictions rest on a profile that load can skew and that is only corrected
        at depths actually run; this rule rests on what the steps took.
 
-    A greedy choice is reused for up to `replan_interval_steps` steps while the batch size stays
-    and the catch-up offered does not make it dearer (see `_reusable`): planning costs tens of
+    A greedy choice is reused for up to `replan_interval_steps` steps (longer at k = 0) while the batch and
+    the catch-up offered stay (see `choose_depth`): planning costs tens of
     microseconds, about 5% of a step at batch size 1-4 on a CPU, and the estimates behind it move
     over a half-life of steps, not one.
 
@@ -86,7 +89,7 @@ class DepthScheduler:
         self._drain = 0.0  # mean rows lost per step (0 while admissions keep the batch full)
         self._last_batch_size = 0
         self._acceptance = AcceptanceEstimator(config.k_max, config.acceptance)
-        self._expected = self._plan_expected_tokens()
+        self._expected = expected_tokens(self.planning_alphas())
         self._plan_stale = False  # acceptance changed since _expected was planned
         self._reuse: tuple[int, int, int, int] | None = None  # (batch_size, k, catch_up_tokens, until_step)
         self._step = 0
@@ -99,8 +102,12 @@ class DepthScheduler:
         self._pending_check = False  # the step being chosen is a plain step the realized check asked for
         self._plain_run = config.settle_steps  # plain steps since the last speculative one (none yet: settled)
         self._plain_s = (0, 0.0)  # (batch size, predicted plain step s) as of the last plain step learned from
+        self._plain_n = 0  # plain steps in a row at that batch size
+        self._plain_probe_step = 0  # from plain decoding, the step a probe may next fall due (see _probe_depth)
+        self._quiet_batch = -1  # that batch size once the plain run has settled (observe's short path), else -1
         self._realized = RealizedCheck(config.realized) if config.check_realized else None
-        self._history: deque[DepthDecision] = deque(maxlen=config.history_len)
+        self._history = DecisionLog(config.history_len)
+        self._quiet_s: list[float] = []  # realized times of plain steps observed but not yet recorded (_flush_quiet)
         self._stats = DepthStats(num_steps_by_k=[0] * (config.k_max + 1))
 
     @property
@@ -119,20 +126,29 @@ class DepthScheduler:
     def catch_up(self) -> CatchUpCost:
         return self._catch_up
 
+    # The three views below read the quiet plain steps not yet flushed without flushing them: a rollout actor
+    # reads `stats` from another thread than the engine's, and must not move the scheduler's clocks.
     @property
     def history(self) -> list[DepthDecision]:
         """The most recent decisions, oldest first (at most config.history_len)."""
-        return list(self._history)
+        return self._history.decisions(self._pending_run())
 
     @property
     def last_decision(self) -> DepthDecision | None:
         """The record of the last observed step (None before the first)."""
-        return self._history[-1] if self._history else None
+        return self._history.last(self._pending_run())
 
     @property
     def stats(self) -> DepthStats:
         """A snapshot of the running totals."""
-        return self._stats.copy()
+        stats, pending = self._stats.copy(), self._pending_run()
+        if pending is not None:
+            stats.add_plain_run(pending[1], pending[2], pending[3])
+        return stats
+
+    def _pending_run(self) -> tuple[int, int, float, list[float]] | None:
+        quiet = list(self._quiet_s)
+        return (self._step - len(quiet), *self._plain_s, quiet) if quiet else None
 
     def predicted_tokens_per_s(self, batch_size: int) -> NDArray[np.float64]:
         """Predicted tokens/s of the whole batch for every k = 0 .. k_max, from the current estimates."""
@@ -162,6 +178,7 @@ class DepthScheduler:
         the zoo's draining batch, leaving plain decoding at B = 7-11 with a 28-35 token catch-up
         was planned over ~3 steps and the rows were gone after 1-2.)
         """
+        self._flush_quiet()
         horizon = self._config.catch_up_horizon_steps
         drain = self._drain  # with the rows lost since the last step, which observe has not counted yet
         if self._last_batch_size:
@@ -170,13 +187,20 @@ class DepthScheduler:
 
     def choose_depth(self, batch_size: int, catch_up_tokens: int = 0) -> int:
         """The depth to draft this step (0 = plain decoding), given the width of the drafter's catch-up."""
+        self._offered_catch_up = catch_up_tokens
+        reuse = self._reuse  # (batch_size, k, catch_up_tokens, until_step): the last greedy choice
+        # It stands within its interval; at k > 0 at the same batch size and up to a steady step's catch-up; at
+        # k = 0 while the batch keeps 3/4 of its rows and half the catch-up (admissions and finishes move both
+        # every few steps at B = 16: re-planning on each cost ~20 us a step; every line here costs ~1 us).
+        if reuse is not None and self._step < reuse[3] and (
+                4 * batch_size >= 3 * reuse[0] and 2 * catch_up_tokens >= reuse[2] if reuse[1] == 0
+                else batch_size == reuse[0] and catch_up_tokens <= reuse[1] + 1):
+            return reuse[1]
         k_max = self._config.k_max
         if self._config.mode is DepthMode.FIXED or k_max == 0:
             return k_max
-        self._offered_catch_up = catch_up_tokens
-        if self._reusable(batch_size, catch_up_tokens):
-            return self._greedy_k
         self._reuse = None
+        self._flush_quiet()
         expected = self._current_expected()
         per_token_s = self._catch_up.per_token_s(batch_size)
         step_s = self._cost.step_s(batch_size, k_max).copy()
@@ -187,9 +211,13 @@ class DepthScheduler:
         catch_up_s = per_token_s * excess_tokens(catch_up_tokens, k_max)
         horizon = self.horizon_steps(batch_size)
         was_speculating = self._greedy_k > 0 and self._last_k > 0
-        k = self._choose_greedy(rate, expected / (step_s + catch_up_s / horizon))
+        # The start margin is for what the catch-up model misses: without a catch-up, hysteresis suffices.
+        start_gain = self._config.start_gain if catch_up_s[1] > 0 else self._config.hysteresis
+        k = self._choose_greedy(rate, expected / (step_s + catch_up_s / horizon), start_gain)
         if k == 0 and catch_up_s[-1] > 0 and horizon < self._config.catch_up_horizon_steps:
-            return 0  # a draining batch ends before a probe's catch-up could be paid back
+            # A draining batch ends before a probe's catch-up could be paid back; plain stands a few steps.
+            self._reuse = (batch_size, 0, catch_up_tokens, self._step + self._config.replan_interval_steps)
+            return 0
         probe_k = self._probe_depth(k, rate, step_s + catch_up_s if k == 0 else step_s)
         if probe_k == k > 0 and self._realized is not None:
             if self._realized.is_losing(batch_size, self._step, float(rate[k]), float(rate[0])):
@@ -202,9 +230,13 @@ class DepthScheduler:
             self._probe_credit -= 1.0
             self._pending_probe = (batch_size, probe_k)
         else:
-            # Plain decoding is re-planned 4x less often: nothing it observes moves acceptance, and leaving it
-            # takes a start_gain margin anyway; at B = 1-4 planning was ~5% of a plain step.
-            interval = self._config.replan_interval_steps * (PLAIN_REPLAN_FACTOR if k == 0 else 1)
+            interval = self._config.replan_interval_steps
+            if k == 0:
+                # Plain stands for half the plain steps at this batch size so far, up to PLAIN_REPLAN_STEPS and
+                # not past a due probe: a plain step moves no acceptance and, once plain's price is calibrated
+                # (its first observations at a batch size), no ranking. Planning every 16 steps was ~1% at B = 1.
+                due = self._plain_probe_step - self._step
+                interval = max(interval, min(PLAIN_REPLAN_STEPS, self._plain_n // 2, due if due > 0 else PLAIN_REPLAN_STEPS))
             self._reuse = (batch_size, k, catch_up_tokens, self._step + interval)
         return probe_k
 
@@ -214,12 +246,21 @@ class DepthScheduler:
 
         The step's record becomes `last_decision` and is added to `history` and `stats`.
         """
-        assert 0 <= k <= self._config.k_max, (k, self._config.k_max)
-        assert len(num_accepted) == batch_size, (len(num_accepted), batch_size)
-        settled = self._plain_run - self._config.settle_steps if k == 0 else 0  # counting this step
-        if settled > 0 and settled % PLAIN_LEARN_EVERY and self._plain_s[0] == batch_size:
-            self._observe_quiet_plain(batch_size, draft_time_s + target_time_s)
-            return
+        if k == 0 and batch_size == self._quiet_batch:  # a settled plain run at this batch size
+            n = self._plain_n = self._plain_n + 1  # plain steps at this batch size before this one
+            if n & (n - 1) and n % PLAIN_LEARN_EVERY:
+                # Deep in the run (learned from: steps 1, 2, 4, ..., 64 at a batch size, then one in 64): only its
+                # time is kept (_flush_quiet). The full path below cost ~60-90 us a step inside the engine (cold
+                # caches), 8% of a plain step at B = 1, and plain steps in a run differ by little more than noise.
+                self._plain_run += 1
+                self._step += 1
+                self._quiet_s.append(draft_time_s + target_time_s)
+                return
+        else:
+            assert 0 <= k <= self._config.k_max, (k, self._config.k_max)
+            assert len(num_accepted) == batch_size, (len(num_accepted), batch_size)
+            self._plain_n = self._plain_n + 1 if k == 0 and self._plain_s[0] == batch_size else 0
+        self._flush_quiet()
         # Plain steps skip the array work (they accept nothing); at B = 1-4 each numpy call here costs
         # several microseconds inside the engine, on a step of ~1 ms.
         accepted = np.asarray(num_accepted, dtype=np.int64) if k > 0 else None
@@ -251,6 +292,7 @@ class DepthScheduler:
         is_switch = 0 < self._plain_run <= self._config.settle_steps
         if k == 0:
             self._plain_s = (batch_size, float(predicted_s[0]))
+        self._quiet_batch = batch_size if k == 0 and self._plain_run > self._config.settle_steps else -1
         if self._realized is not None:
             self._realized.observe(self._step, batch_size, k, decision.realized_step_s, decision.predicted_step_s)
         if k > 0 and self._last_k > 0:  # only steady speculation: after k = 0 the width is the plain stretch's
@@ -266,17 +308,19 @@ class DepthScheduler:
             self._last_scheduled[1 : k + 1] = self._step + 1
         self._end_step(decision)
 
-    def _observe_quiet_plain(self, batch_size: int, realized_s: float) -> None:
-        """A plain step deep in a run of them that is not learned from: recorded, and the clocks move.
-
-        Only every PLAIN_LEARN_EVERY-th such step teaches the models: the scheduler's calls cost ~60-90 us
-        a step inside the engine (cold caches; ~11 us in a loop of its own), 8% of a plain step at B = 1,
-        and plain steps in a run differ by little more than noise."""
-        self._plain_run += 1
-        self._acceptance.advance()
-        self._end_step(DepthDecision(step=self._step, batch_size=batch_size, k=0, is_probe=False,
-                                     predicted_tokens=float(batch_size), predicted_step_s=self._plain_s[1],
-                                     realized_tokens=batch_size, realized_step_s=realized_s))
+    def _flush_quiet(self) -> None:
+        """Record the quiet plain steps observed since the last flush and move what they move: the acceptance
+        clock, the drain rate (no rows lost), probe credit and the totals."""
+        quiet = self._quiet_s
+        if not quiet:
+            return
+        self._quiet_s = []
+        n, (batch_size, predicted_s) = len(quiet), self._plain_s
+        self._acceptance.advance(n)
+        self._drain *= (1.0 - DRAIN_RATE) ** n
+        self._probe_credit = min(float(self._config.k_max), self._probe_credit + n / self._config.probe_interval_steps)
+        self._history.append_plain_run(self._step - n, batch_size, predicted_s, quiet)
+        self._stats.add_plain_run(batch_size, predicted_s, quiet)
 
     def _end_step(self, decision: DepthDecision) -> None:
         """What every observed step moves, learned from or not: the last depth and batch size, the drain
@@ -293,6 +337,7 @@ class DepthScheduler:
 
     def notify_weights_changed(self) -> None:
         """Policy or draft weights changed: old acceptance evidence weighs less, deeper positions may be re-probed."""
+        self._flush_quiet()
         self._acceptance.discount(self._config.weight_change_keep)
         self._plan_stale = True
         self._reuse = None
@@ -318,29 +363,15 @@ class DepthScheduler:
             draft_time_s = max(0.0, draft_time_s - catch_up_s)
         self._cost.observe(batch_size, k, draft_time_s, target_time_s)
 
-    def _reusable(self, batch_size: int, catch_up_tokens: int) -> bool:
-        """Whether the last greedy choice stands: same batch size, within the replan interval, and a catch-up no
-        cheaper to leave plain decoding with (it only widens at k = 0) nor beyond a steady step's width at k > 0."""
-        if self._reuse is None:
-            return False
-        reused_batch, k, reused_catch_up, until_step = self._reuse
-        if batch_size != reused_batch or self._step >= until_step:
-            return False
-        return catch_up_tokens >= reused_catch_up if k == 0 else catch_up_tokens <= k + 1
-
     def _current_expected(self) -> NDArray[np.float64]:
         if self._plan_stale:
-            self._expected = self._plan_expected_tokens()
-            self._plan_stale = False
+            self._expected, self._plan_stale = expected_tokens(self.planning_alphas()), False
         return self._expected
 
-    def _plan_expected_tokens(self) -> NDArray[np.float64]:
-        return expected_tokens(self.planning_alphas())
-
-    def _choose_greedy(self, rate: NDArray[np.float64], start_rate: NDArray[np.float64]) -> int:
+    def _choose_greedy(self, rate: NDArray[np.float64], start_rate: NDArray[np.float64], start_gain: float) -> int:
         current = self._greedy_k
         best = int(np.argmax(rate if current else start_rate))
-        if current == 0 and best != 0 and start_rate[best] <= rate[0] * (1.0 + self._config.start_gain):
+        if current == 0 and best != 0 and start_rate[best] <= rate[0] * (1.0 + start_gain):
             best = 0
         within_margin = rate[best] <= rate[current] * (1.0 + self._config.hysteresis)
         if best != current and within_margin and rate[current] >= rate[0]:
@@ -352,9 +383,11 @@ class DepthScheduler:
 
     def _probe_depth(self, k: int, rate: NDArray[np.float64], step_s: NDArray[np.float64]) -> int:
         k_max = self._config.k_max
-        if k == k_max or self._probe_credit < 1.0:
-            return k
-        if self._step - self._last_scheduled[k + 1] < self._config.probe_interval_steps:
+        interval = self._config.probe_interval_steps
+        if k == 0:  # a probe from plain decoding pays the whole catch-up: at most PROBE_BUDGET of plain's time
+            interval = max(interval, int((step_s[1] - step_s[0]) / (PROBE_BUDGET * step_s[0])))
+            self._plain_probe_step = int(self._last_scheduled[1]) + interval
+        if k == k_max or self._probe_credit < 1.0 or self._step - self._last_scheduled[k + 1] < interval:
             return k
         # Probability of reaching position k + 1 is the last increment of E[tokens | k].
         reach = float(self._expected[k] - self._expected[k - 1]) if k > 0 else 1.0
@@ -363,3 +396,4 @@ class DepthScheduler:
         margin = 0.0 if self._step <= self._no_margin_until else self._config.probe_min_gain
         better = np.flatnonzero(optimistic > rate[k] * (1.0 + margin))
         return k + 1 + int(better[0]) if better.size else k
+

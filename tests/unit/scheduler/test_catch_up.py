@@ -171,3 +171,35 @@ def test_half_of_a_catch_up_miss_reaches_other_batch_sizes():
         cost.observe(8, 10, 2 * 10 * small_before)
     assert cost.per_token_s(8) == pytest.approx(2 * small_before, rel=0.02)
     assert cost.per_token_s(2) / other_before == pytest.approx(2 ** 0.5, rel=0.05)
+
+
+def _probe_gaps(synthetic, width, per_token_s=2e-4, b=1):
+    """Steps from the end of one burst of k > 0 steps (a probe, deeper probes, steps until position 1 has
+    evidence) to the next probe, at plain decoding with a catch-up of `width` tokens priced as it costs."""
+    device = synthetic.LinearDevice()
+    scheduler = DepthScheduler(DepthConfig(k_max=4, check_realized=False), device.cost_model(k_max=4),
+                               CatchUpCost({1: per_token_s}))
+    rng = np.random.default_rng(0)
+    from rollspec.scheduler import sample_num_accepted
+    probes = []
+    for step in range(1500):  # position 1 never accepts: plain decoding throughout, but for probes
+        k = scheduler.choose_depth(b, width)
+        if k:
+            probes.append(step)
+        catch_up_s = max(0, width - k - 1) * per_token_s if k else 0.0
+        scheduler.observe(b, k, sample_num_accepted(rng, [0.0] * 4, k, b), k * device.draft_s(b) + catch_up_s,
+                          device.target_s(b, k + 1))
+    starts = [s for s in probes if s - 1 not in probes]
+    ends = [s for s in probes if s + 1 not in probes]
+    return [start - end for start, end in zip(starts[1:], ends)]
+
+
+def test_probes_from_plain_decoding_are_spaced_by_what_their_catch_up_costs(synthetic):
+    # A probe pays the whole catch-up; probes from plain decoding cost at most PROBE_BUDGET of its time. On the
+    # zoo at B = 1 a probe every 128 steps paid ~2 plain steps of catch-up each (~1.6%).
+    interval = DepthConfig().probe_interval_steps
+    free, dear = _probe_gaps(synthetic, width=0), _probe_gaps(synthetic, width=30)
+    assert len(free) >= 5 and interval <= min(free) <= max(free) <= interval + 2, free
+    # 28 tokens of catch-up at 0.2 ms (~2 plain steps) and the catch-up recurring in the burst: over 2 plain steps
+    # a probe, so the interval grows past twice the plain one (a 40-token catch-up is not worth a probe at all).
+    assert len(dear) >= 2 and 2 * interval < min(dear) and max(dear) - min(dear) <= 2, dear

@@ -7,7 +7,7 @@ so sampling noise in a run does not blur the comparison with the fixed-k oracle.
 import numpy as np
 import pytest
 
-from rollspec.scheduler import AcceptanceConfig, DepthConfig, DepthScheduler, expected_tokens
+from rollspec.scheduler import AcceptanceConfig, DepthConfig, DepthScheduler, expected_tokens, sample_num_accepted
 
 HIGH, K_MAX = 0.85, 8
 
@@ -163,3 +163,28 @@ def test_a_profile_that_overprices_speculation_is_corrected_at_depths_not_yet_ru
     decisions = synthetic.run_steps(scheduler, device, alphas=[0.9] * K_MAX, batch_size=1, num_steps=800,
                                     rng=np.random.default_rng(0), time_noise=0.05)
     assert _true_ratio(device, decisions[400:], 1, 0.9).mean() >= 0.95
+
+
+
+def test_a_burst_of_load_seen_at_plain_decoding_moves_no_ranking(synthetic):
+    # Plain decoding beats k = 1 by ~9% here. Then every step runs 2.5x slower (another process on the core):
+    # a slowdown common to all depths must not make speculation look better. It did: past their first few,
+    # plain steps moved plain's price at twice the rate of the verify widths' and the drafting's not at all,
+    # and on the zoo's draft model at B = 1 the warm scheduler then ran k = 2-3 at 2-4 ms a step for hundreds
+    # of steps (trial 2 of a scratch re-run, 2026-11-26 11:25 UTC).
+    device = synthetic.LinearDevice(draft_fixed_s=6e-4)
+    true = device.true_rates(1, [0.1] * K_MAX, K_MAX)
+    assert int(np.argmax(true)) == 0 and true[1] / true[0] < 0.92
+    scheduler = DepthScheduler(DepthConfig(), device.cost_model())
+    rng = np.random.default_rng(0)
+    for _ in range(20):  # acceptance as it is: positions 1-2 observed, thin ones planned at their estimate
+        scheduler.observe(1, 2, sample_num_accepted(rng, [0.1] * K_MAX, 2, 1), 2 * device.draft_s(1),
+                          device.target_s(1, 3))
+    for load in (1.0, 2.5):
+        for _ in range(400):
+            scheduler.observe(1, 0, [0], 0.0, load * device.target_s(1, 1))
+        rates = scheduler.predicted_tokens_per_s(1)
+        if load == 1.0:
+            quiet = rates / rates[0]
+    assert rates / rates[0] == pytest.approx(quiet, rel=0.02)
+    assert int(np.argmax(rates)) == 0

@@ -17,6 +17,15 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
+# Property tests draw the same examples on every run unless HYPOTHESIS_PROFILE=explore: a merge is
+# judged by one CI run, so a rare example found there must not decide it; `explore` (random,
+# more examples) is how to look for such examples on purpose.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", max_examples=500)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
 
 @pytest.fixture(scope="module")
 def ray_session():

@@ -54,6 +54,7 @@ class BrokerCore:
     `space` (on the same lock) is notified whenever capacity may have freed up."""
 
     loop: IoLoop  # set by the endpoint right after the loop is built (the loop needs this handler first)
+    service_after_message = True  # acks and puts free room or add items: dispatch after every burst
 
     def __init__(self, configs: list[QueueConfig], limits: CodecLimits) -> None:
         self.hosted = {c.name: HostedQueue(LeaseQueue(c)) for c in configs}

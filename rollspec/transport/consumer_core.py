@@ -98,6 +98,7 @@ class ConsumerCore:
     """IoHandler of a consumer. Everything below `cond` is shared with the application thread."""
 
     loop: IoLoop  # set by the endpoint right after the loop is built (the loop needs this handler first)
+    service_after_message = False  # deliveries and confirmations queue nothing to send (re-acks of duplicates wake)
 
     def __init__(self, queue: str, config: ConsumerConfig) -> None:
         self.queue = queue
@@ -217,6 +218,8 @@ class ConsumerCore:
                 fresh, attempts, whole = [], [], True
                 for i, attempt in zip(live, msg.attempts):
                     if ids[i] in done:
+                        if not self.acks:
+                            self.loop.wake()  # service sends acks; it does not run after every message
                         self.acks.append(segment << 32 | i)
                         self.stats.duplicates_dropped += 1
                     elif ids[i] in held:  # still held here under an earlier parcel: that one acks it

@@ -115,6 +115,7 @@ class ZmqConsumer(Receiver):
         deadline = time.monotonic() + timeout_s
         self._loop.wake()
         with core.cond:
+            core.closing = True
             while (core.acks or core.parcel_acks or core.rejects or core.unconfirmed or core.unconfirmed_parcels) \
                     and self._loop.failure is None:
                 remaining = deadline - time.monotonic()

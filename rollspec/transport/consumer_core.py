@@ -117,21 +117,18 @@ class ConsumerCore:
         self.stats = ConsumerStats()
         self.reject_log = RejectCounter(f"consumer:{queue}")
         self.waiters = 0
+        self.closing = False  # close() waits on `cond` for the last confirmations
         self._next_heartbeat = 0.0
 
     def on_message(self, frames: list[zmq.Frame]) -> None:
         try:
             msg = codec.decode([frames[0].buffer], limits=self.config.limits)
             if type(msg) is Deliver:
+                if msg.confirmed or msg.confirmed_parcels:  # first: valid even if the body turns out damaged
+                    self._on_confirm(msg.confirmed, msg.confirmed_parcels)
                 self._on_deliver(msg, frames[1:])
             elif type(msg) is AckConfirm:
-                pairs = msg.pairs
-                with self.cond:
-                    pop = self.unconfirmed.pop
-                    for k in range(0, len(pairs), 2):
-                        pop(pairs[k] << 32 | pairs[k + 1], None)  # make_token, inlined
-                    for parcel in msg.parcels:
-                        self.unconfirmed_parcels.pop(parcel, None)
+                self._on_confirm(msg.pairs, msg.parcels)
             else:
                 raise MessageRejected(RejectReason.UNEXPECTED, f"{type(msg).__name__} sent to a consumer")
         except MessageRejected as exc:
@@ -197,6 +194,16 @@ class ConsumerCore:
         self.rejects.append((record[0] << 32 | (token & _LOW), exc.reason.value))
 
     # --- internals ---------------------------------------------------------------------------------------
+    def _on_confirm(self, pairs: list[int], parcels: list[int]) -> None:
+        with self.cond:
+            pop = self.unconfirmed.pop
+            for k in range(0, len(pairs), 2):
+                pop(pairs[k] << 32 | pairs[k + 1], None)  # make_token, inlined
+            for parcel in parcels:
+                self.unconfirmed_parcels.pop(parcel, None)
+            if self.closing:
+                self.cond.notify_all()
+
     def _on_deliver(self, msg: Deliver, payload: list[zmq.Frame]) -> None:
         if not payload:
             raise MessageRejected(RejectReason.MALFORMED, "delivery without a body blob")

@@ -116,8 +116,6 @@ class ConsumerCore:
         self.unconfirmed_parcels: dict[int, None] = {}
         self.stats = ConsumerStats()
         self.reject_log = RejectCounter(f"consumer:{queue}")
-        self.waiters = 0
-        self.closing = False  # close() waits on `cond` for the last confirmations
         self._next_heartbeat = 0.0
 
     def on_message(self, frames: list[zmq.Frame]) -> None:
@@ -201,8 +199,6 @@ class ConsumerCore:
                 pop(pairs[k] << 32 | pairs[k + 1], None)  # make_token, inlined
             for parcel in parcels:
                 self.unconfirmed_parcels.pop(parcel, None)
-            if self.closing:
-                self.cond.notify_all()
 
     def _on_deliver(self, msg: Deliver, payload: list[zmq.Frame]) -> None:
         if not payload:
@@ -247,8 +243,6 @@ class ConsumerCore:
                 self._ready_items(payload[0], wire, msg, live_ids, tokens, attempts, fresh)
             if max(attempts) > 1:
                 self.stats.redelivered += sum([attempt > 1 for attempt in attempts])
-            if self.waiters:
-                self.cond.notify_all()
 
     def _ready_items(self, blob_frame: zmq.Frame, wire: segments.WirePayload, msg: Deliver, ids: list[str],
                      tokens: list[int], attempts: list[int], fresh: list[int]) -> None:

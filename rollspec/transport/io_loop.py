@@ -154,10 +154,13 @@ class IoLoop:
             log.exception("%s: I/O thread failed", self.name)
             self.failure = exc
         finally:
-            self._stopping = True
-            self.socket.close(linger=linger_ms)
-            self._close_guard()  # its monitor and ZAP sockets live in our context: closed before term()
-            self.context.term()  # returns once libzmq holds no more of our (zero-copy) buffers
+            self._close_all(linger_ms)
+
+    def _close_all(self, linger_ms: int) -> None:
+        self._stopping = True
+        self.socket.close(linger=linger_ms)
+        self._close_guard()  # its monitor and ZAP sockets live in our context: closed before term()
+        self.context.term()  # returns once libzmq holds no more of our (zero-copy) buffers
 
     def _close_guard(self) -> None:
         if self.guard is not None:

@@ -59,7 +59,8 @@ class ZmqConsumer(Receiver):
         return batch[0] if batch else None
 
     def get_batch(self, max_items: int, timeout_s: float) -> list[Delivery]:
-        """Items already received, decoded on this thread (see Receiver.get_batch)."""
+        """Items received (by this thread while it waits, see SharedIoLoop), decoded on this thread
+        (see Receiver.get_batch)."""
         core = self._core
         deadline = time.monotonic() + timeout_s
         out: list[Delivery] = []
@@ -79,7 +80,8 @@ class ZmqConsumer(Receiver):
         return out
 
     def ack(self, delivery: Delivery) -> None:
-        """See Receiver.ack; the ack leaves in the next batch and is resent until confirmed."""
+        """See Receiver.ack; the ack is sent from this thread (or by the I/O thread if it holds the socket)
+        and resent in heartbeats until confirmed."""
         self.ack_many((delivery,))
 
     def ack_many(self, deliveries: Sequence[Delivery]) -> None:

@@ -1,4 +1,5 @@
-"""The consumer's protocol engine, run on its I/O thread: accepts deliveries (parcels), drops duplicates
+"""The consumer's protocol engine, run by whichever thread owns the socket (the application inside
+get_batch / ack, else the I/O thread; see shared_loop.py): accepts deliveries (parcels), drops duplicates
 by message id, sends acks (resending them in heartbeats until confirmed) and reports what it holds.
 
 Acks are per parcel where they can be: a parcel whose items the application all acked goes back as

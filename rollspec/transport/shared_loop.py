@@ -21,7 +21,7 @@ from rollspec.transport.io_loop import IoLoop
 
 log = logging.getLogger(__name__)
 
-_MAX_PUMP_S = 0.05  # the longest the application holds the socket in one poll: bounds a wake()'s delay
+_MAX_PUMP_S = 0.2  # the longest the application holds the socket in one poll: bounds a wake()'s delay
 _RETRY_S = 0.005    # the I/O thread's retry when the application held the socket as service was asked for
 
 

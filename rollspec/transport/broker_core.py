@@ -26,6 +26,9 @@ from rollspec.transport.stats import RejectCounter
 
 log = logging.getLogger(__name__)
 TICK_S = 0.05  # how often leases are checked and credit is topped up without other activity
+# Confirmations held for one consumer before they go alone instead of on its next Deliver (at most a
+# tick later): a consumer's acks are only resent in its heartbeats (heartbeat_s) until confirmed.
+_MAX_HELD_CONFIRMS = 4096
 
 
 @dataclass(slots=True, eq=False)
@@ -54,6 +57,7 @@ class BrokerCore:
     `space` (on the same lock) is notified whenever capacity may have freed up."""
 
     loop: IoLoop  # set by the endpoint right after the loop is built (the loop needs this handler first)
+    service_after_message = True  # acks and puts free room or add items: dispatch after every burst
 
     def __init__(self, configs: list[QueueConfig], limits: CodecLimits) -> None:
         self.hosted = {c.name: HostedQueue(LeaseQueue(c)) for c in configs}
@@ -62,6 +66,7 @@ class BrokerCore:
         self.space = threading.Condition(self.lock)
         self.rejects = RejectCounter("broker")
         self._next_expiry = 0.0
+        self._confirms: dict[bytes, tuple[list[int], list[int]]] = {}  # identity -> (pairs, parcels) to confirm
         self._handlers: dict[type, Callable[[bytes, HostedQueue, Any, list[Any]], None]] = {
             Heartbeat: self._on_heartbeat, PutBatch: self._on_put, Ack: self._on_ack, Detach: self._on_detach,
         }
@@ -98,6 +103,7 @@ class BrokerCore:
                     self._send(cast(bytes, producer.key), PutAck(seqs=[], granted=producer.granted))
             if now >= self._next_expiry:
                 self._next_expiry = now + TICK_S
+                self._flush_confirms()
             self.space.notify_all()
         return now + TICK_S
 
@@ -116,7 +122,7 @@ class BrokerCore:
         if msg.acked or msg.parcels:
             queue.ack(identity, msg.acked)
             queue.ack_parcels(identity, msg.parcels)
-            self._send(identity, AckConfirm(pairs=msg.acked, parcels=msg.parcels))
+            self._confirm(identity, msg.acked, msg.parcels)
         held = {(msg.held[k], msg.held[k + 1]) for k in range(0, len(msg.held), 2)}
         queue.report_held(identity, held, now)
 
@@ -141,7 +147,7 @@ class BrokerCore:
             queue.ack(identity, msg.acked)
         if msg.parcels:
             queue.ack_parcels(identity, msg.parcels)
-        self._send(identity, AckConfirm(pairs=msg.acked + msg.rejected, parcels=msg.parcels))
+        self._confirm(identity, msg.acked + msg.rejected, msg.parcels)
 
     def _on_detach(self, identity: bytes, hosted: HostedQueue, msg: Detach, payload: list[Any]) -> None:
         if msg.role == "producer":
@@ -159,13 +165,35 @@ class BrokerCore:
         segment = parcel.segment
         wire: segments.WirePayload = segment.payload
         frames, crcs = wire.frames_for(parcel.indices)
+        pairs, parcels = self._confirms.pop(cast(bytes, parcel.consumer.key), _NOTHING)
         header = encode_trusted(Deliver, segment=segment.seg_id, parcel=parcel.seq, live=parcel.indices,
                                 attempts=parcel.attempts, ids=segment.ids, sizes=wire.sizes, nframes=wire.nframes,
-                                blob_crc=wire.blob_crc, frame_crcs=crcs, packed=wire.packed)
+                                blob_crc=wire.blob_crc, frame_crcs=crcs, packed=wire.packed, confirmed=pairs,
+                                confirmed_parcels=parcels)
         self.loop.send([parcel.consumer.key, *header, wire.blob, *frames])
+
+    def _confirm(self, identity: bytes, pairs: list[int], parcels: list[int]) -> None:
+        """Hold a confirmation for the consumer's next Deliver (or the next tick, whichever comes first)."""
+        if not pairs and not parcels:
+            return
+        held = self._confirms.get(identity)
+        if held is None:
+            held = self._confirms[identity] = ([], [])
+        held[0].extend(pairs)
+        held[1].extend(parcels)
+        if len(held[0]) + 2 * len(held[1]) > _MAX_HELD_CONFIRMS:
+            del self._confirms[identity]
+            self._send(identity, AckConfirm(pairs=held[0], parcels=held[1]))
+
+    def _flush_confirms(self) -> None:
+        """Send alone the confirmations no delivery carried since the last tick."""
+        confirms, self._confirms = self._confirms, {}
+        for identity, (pairs, parcels) in confirms.items():
+            self._send(identity, AckConfirm(pairs=pairs, parcels=parcels))
 
     def _send(self, identity: bytes, msg: Any) -> None:
         self.loop.send([identity, *encode(msg)])
 
 
 _now = time.monotonic
+_NOTHING: tuple[list[int], list[int]] = ([], [])  # never mutated: popped as the default of _confirms

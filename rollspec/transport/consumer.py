@@ -23,11 +23,11 @@ from rollspec.transport import codec
 from rollspec.transport.channel import Delivery, Receiver
 from rollspec.transport.config import ConsumerConfig
 from rollspec.transport.consumer_core import ConsumerCore, PackedParcel, RawItem
-from rollspec.transport.errors import MessageRejected
+from rollspec.transport.errors import ChannelClosed, MessageRejected
 from rollspec.transport.faults import NO_FAULTS, FaultPlan
-from rollspec.transport.io_loop import IoLoop
 from rollspec.transport.registry import DEFAULT_REGISTRY, SchemaRegistry
 from rollspec.transport.security import NO_SECURITY, SecurityConfig
+from rollspec.transport.shared_loop import SharedIoLoop
 from rollspec.transport.sockets import open_endpoint
 from rollspec.transport.stats import ConsumerStats
 
@@ -48,7 +48,7 @@ class ZmqConsumer(Receiver):
         name = f"consumer:{queue}"
         endpoint = open_endpoint(zmq.DEALER, limits=config.limits, security=security, name=name,
                                  connect_address=address)
-        self._loop = IoLoop(name, endpoint.context, endpoint.socket, self._core, faults, routing_frames=0,
+        self._loop = SharedIoLoop(name, endpoint.context, endpoint.socket, self._core, faults, routing_frames=0,
                             guard=endpoint.guard)
         self._core.loop = self._loop
         self._loop.start()
@@ -59,7 +59,8 @@ class ZmqConsumer(Receiver):
         return batch[0] if batch else None
 
     def get_batch(self, max_items: int, timeout_s: float) -> list[Delivery]:
-        """Items already received, decoded on this thread (see Receiver.get_batch)."""
+        """Items received (by this thread while it waits, see SharedIoLoop), decoded on this thread
+        (see Receiver.get_batch)."""
         core = self._core
         deadline = time.monotonic() + timeout_s
         out: list[Delivery] = []
@@ -79,7 +80,8 @@ class ZmqConsumer(Receiver):
         return out
 
     def ack(self, delivery: Delivery) -> None:
-        """See Receiver.ack; the ack leaves in the next batch and is resent until confirmed."""
+        """See Receiver.ack; the ack is sent from this thread (or by the I/O thread if it holds the socket)
+        and resent in heartbeats until confirmed."""
         self.ack_many((delivery,))
 
     def ack_many(self, deliveries: Sequence[Delivery]) -> None:
@@ -96,7 +98,7 @@ class ZmqConsumer(Receiver):
             core.settle(tokens)
             core.stats.acked += len(deliveries)
         if first:
-            self._loop.wake()
+            self._send_acks()
 
     def stats(self) -> ConsumerStats:
         """Counters snapshot, including injected faults."""
@@ -111,32 +113,54 @@ class ZmqConsumer(Receiver):
     def close(self, timeout_s: float = 5.0) -> None:
         """Wait (up to timeout_s) until every ack is confirmed, then detach: the broker requeues what
         this consumer still holds at once instead of after lease_s."""
-        core = self._core
+        core, loop = self._core, self._loop
         deadline = time.monotonic() + timeout_s
-        self._loop.wake()
-        with core.cond:
-            while (core.acks or core.parcel_acks or core.rejects or core.unconfirmed or core.unconfirmed_parcels) \
-                    and self._loop.failure is None:
+        loop.wake()
+        try:
+            while core.acks or core.parcel_acks or core.rejects or core.unconfirmed or core.unconfirmed_parcels:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                core.cond.wait(min(remaining, 0.05))
-        self._loop.stop()
+                with loop.own:  # confirmations arrive on the socket: read them here, not on the next heartbeat
+                    loop.pump(remaining)
+        except ChannelClosed:
+            pass  # already stopped (or failed): nothing more can be confirmed
+        loop.stop()
+
+    def _send_acks(self) -> None:
+        """Send queued acks from this thread if the socket is free, else have the I/O thread send them."""
+        loop = self._loop
+        if loop.own.acquire(blocking=False):
+            try:
+                loop.serve()
+            except ChannelClosed:
+                pass  # closed: the broker requeues what was not acked
+            finally:
+                loop.own.release()
+        else:
+            loop.wake()
 
     def _take(self, max_items: int, deadline: float) -> list[RawItem | PackedParcel]:
-        """Received entries (single items, or whole packed parcels) holding up to about max_items items."""
-        core = self._core
-        with core.cond:
-            while not core.ready:
-                self._loop.check()
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return []
-                core.waiters += 1
-                try:
-                    core.cond.wait(remaining)
+        """Received entries (single items, or whole packed parcels) holding up to about max_items items.
+        This thread receives from the socket itself while it waits (see SharedIoLoop)."""
+        core, loop = self._core, self._loop
+        loop.check()
+        if len(core.ready) < max_items and loop.own.acquire(blocking=False):
+            try:  # what libzmq has queued, taken now so that batches stay large
+                loop.pump(0.0)
+            finally:
+                loop.own.release()
+        while not core.ready:
+            loop.check()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            if loop.own.acquire(timeout=min(remaining, 0.05)):
+                try:  # the I/O thread may have received while we waited for the socket
+                    loop.pump(0.0 if core.ready else remaining)
                 finally:
-                    core.waiters -= 1
+                    loop.own.release()
+        with core.cond:
             out, count, ready = [], 0, core.ready
             while ready and count < max_items:
                 entry = ready.popleft()

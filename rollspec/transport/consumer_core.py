@@ -1,4 +1,5 @@
-"""The consumer's protocol engine, run on its I/O thread: accepts deliveries (parcels), drops duplicates
+"""The consumer's protocol engine, run by whichever thread owns the socket (the application inside
+get_batch / ack, else the I/O thread; see shared_loop.py): accepts deliveries (parcels), drops duplicates
 by message id, sends acks (resending them in heartbeats until confirmed) and reports what it holds.
 
 Acks are per parcel where they can be: a parcel whose items the application all acked goes back as
@@ -98,6 +99,7 @@ class ConsumerCore:
     """IoHandler of a consumer. Everything below `cond` is shared with the application thread."""
 
     loop: IoLoop  # set by the endpoint right after the loop is built (the loop needs this handler first)
+    service_after_message = False  # deliveries and confirmations queue nothing to send (re-acks of duplicates wake)
 
     def __init__(self, queue: str, config: ConsumerConfig) -> None:
         self.queue = queue
@@ -115,22 +117,17 @@ class ConsumerCore:
         self.unconfirmed_parcels: dict[int, None] = {}
         self.stats = ConsumerStats()
         self.reject_log = RejectCounter(f"consumer:{queue}")
-        self.waiters = 0
         self._next_heartbeat = 0.0
 
     def on_message(self, frames: list[zmq.Frame]) -> None:
         try:
             msg = codec.decode([frames[0].buffer], limits=self.config.limits)
             if type(msg) is Deliver:
+                if msg.confirmed or msg.confirmed_parcels:  # first: valid even if the body turns out damaged
+                    self._on_confirm(msg.confirmed, msg.confirmed_parcels)
                 self._on_deliver(msg, frames[1:])
             elif type(msg) is AckConfirm:
-                pairs = msg.pairs
-                with self.cond:
-                    pop = self.unconfirmed.pop
-                    for k in range(0, len(pairs), 2):
-                        pop(pairs[k] << 32 | pairs[k + 1], None)  # make_token, inlined
-                    for parcel in msg.parcels:
-                        self.unconfirmed_parcels.pop(parcel, None)
+                self._on_confirm(msg.pairs, msg.parcels)
             else:
                 raise MessageRejected(RejectReason.UNEXPECTED, f"{type(msg).__name__} sent to a consumer")
         except MessageRejected as exc:
@@ -196,6 +193,14 @@ class ConsumerCore:
         self.rejects.append((record[0] << 32 | (token & _LOW), exc.reason.value))
 
     # --- internals ---------------------------------------------------------------------------------------
+    def _on_confirm(self, pairs: list[int], parcels: list[int]) -> None:
+        with self.cond:
+            pop = self.unconfirmed.pop
+            for k in range(0, len(pairs), 2):
+                pop(pairs[k] << 32 | pairs[k + 1], None)  # make_token, inlined
+            for parcel in parcels:
+                self.unconfirmed_parcels.pop(parcel, None)
+
     def _on_deliver(self, msg: Deliver, payload: list[zmq.Frame]) -> None:
         if not payload:
             raise MessageRejected(RejectReason.MALFORMED, "delivery without a body blob")
@@ -217,6 +222,8 @@ class ConsumerCore:
                 fresh, attempts, whole = [], [], True
                 for i, attempt in zip(live, msg.attempts):
                     if ids[i] in done:
+                        if not self.acks:
+                            self.loop.wake()  # service sends acks; it does not run after every message
                         self.acks.append(segment << 32 | i)
                         self.stats.duplicates_dropped += 1
                     elif ids[i] in held:  # still held here under an earlier parcel: that one acks it
@@ -237,8 +244,6 @@ class ConsumerCore:
                 self._ready_items(payload[0], wire, msg, live_ids, tokens, attempts, fresh)
             if max(attempts) > 1:
                 self.stats.redelivered += sum([attempt > 1 for attempt in attempts])
-            if self.waiters:
-                self.cond.notify_all()
 
     def _ready_items(self, blob_frame: zmq.Frame, wire: segments.WirePayload, msg: Deliver, ids: list[str],
                      tokens: list[int], attempts: list[int], fresh: list[int]) -> None:

@@ -90,7 +90,8 @@ def _framed(ids: list[str], wire: Any, header: type, *, packed: bool, segment: i
                             nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=[], packed=packed)
     else:
         msg = Deliver(segment=segment, parcel=parcel, live=list(range(len(ids))), attempts=[1] * len(ids), ids=ids,
-                      sizes=wire.sizes, nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=[], packed=packed)
+                      sizes=wire.sizes, nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=[], packed=packed,
+                      confirmed=[], confirmed_parcels=[])
     return [*map(bytes, codec.encode(msg)), wire.blob]
 
 

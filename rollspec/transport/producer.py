@@ -32,6 +32,7 @@ class ProducerCore:
     """IoHandler of a producer. State shared with the app thread is guarded by `cond`'s lock."""
 
     loop: IoLoop  # set by the endpoint right after the loop is built (the loop needs this handler first)
+    service_after_message = False  # a PutAck only frees credit for the application thread
 
     def __init__(self, queue: str, config: ProducerConfig):
         self.queue = queue

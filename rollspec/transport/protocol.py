@@ -90,11 +90,13 @@ class PutAck:
     granted: int = limit(ge=0)
 
 
-@register_schema("rs.deliver", 2)
+@register_schema("rs.deliver", 3)
 class Deliver:
     """Broker -> consumer: parcel `parcel`, the items at `live` of segment `segment`, leased to this
     consumer; `attempts` counts deliveries of each live item; the frames that follow belong to the live
-    items only (a packed segment has none, and its whole blob travels)."""
+    items only (a packed segment has none, and its whole blob travels). `confirmed` and
+    `confirmed_parcels` are an AckConfirm carried along (acks this consumer sent since its last
+    delivery): one inbound message per delivery instead of two."""
 
     segment: int = limit(ge=0)
     parcel: int = limit(ge=0)
@@ -106,9 +108,12 @@ class Deliver:
     blob_crc: int = limit(ge=0, le=U32)
     frame_crcs: list[int] = limit(ge=0, le=U32)
     packed: bool
+    confirmed: list[int] = limit(max_len=2 * MAX_BATCH, ge=0)
+    confirmed_parcels: list[int] = limit(max_len=MAX_BATCH, ge=0)
 
     def check(self) -> None:
         """Cross-field rules (run after the per-field checks)."""
+        _check_pairs("Deliver.confirmed", self.confirmed)
         _check_same_length("Deliver", len(self.ids), self.sizes, self.nframes)
         _check_same_length("Deliver.attempts", len(self.live), self.attempts)
         _check_ids("Deliver.ids", self.ids)

@@ -43,6 +43,7 @@ class PublisherCore:
     """IoHandler of the publisher; `lock` guards `served`, `parked` and `stats`."""
 
     loop: IoLoop  # set by the endpoint right after the loop is built (the loop needs this handler first)
+    service_after_message = True
 
     def __init__(self, config: BroadcastConfig):
         self.config = config

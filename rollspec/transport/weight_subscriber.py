@@ -55,6 +55,7 @@ class SubscriberCore:
     """IoHandler of the subscriber; `cond` guards `applied` (read by the application thread)."""
 
     loop: IoLoop  # set by the endpoint right after the loop is built (the loop needs this handler first)
+    service_after_message = True
 
     def __init__(self, config: BroadcastConfig, security: SecurityConfig):
         self.config = config

@@ -35,11 +35,13 @@ class FakeBroker:
         self.pairs: set[tuple[int, int]] = set()
         self.rejected: dict[tuple[int, int], str] = {}
 
-    def deliver(self, segment: int, parcel: int, ids: list[str], blob: bytes, live: list[int], attempt: int = 1):
+    def deliver(self, segment: int, parcel: int, ids: list[str], blob: bytes, live: list[int], attempt: int = 1,
+                confirmed_parcels: tuple[int, ...] = ()):
         sizes = [len(blob) // len(ids)] * len(ids)
         sizes[0] += len(blob) - sum(sizes)
         msg = Deliver(segment=segment, parcel=parcel, live=live, attempts=[attempt] * len(live), ids=ids,
-                      sizes=sizes, nframes=[0] * len(ids), blob_crc=zlib.crc32(blob), frame_crcs=[], packed=True)
+                      sizes=sizes, nframes=[0] * len(ids), blob_crc=zlib.crc32(blob), frame_crcs=[], packed=True,
+                      confirmed=[], confirmed_parcels=list(confirmed_parcels))
         self.socket.send_multipart([self.identity, *codec.encode(msg), blob])
 
     def pump(self, seconds: float) -> None:
@@ -140,7 +142,7 @@ def test_a_damaged_segment_is_not_delivered_and_not_acked(fake):
     good_crc = zlib.crc32(blob)
     blob[-1] ^= 0x01
     msg = Deliver(segment=3, parcel=1, live=[0, 1], attempts=[1, 1], ids=["a", "b"], sizes=[len(blob) - 1, 1],
-                  nframes=[0, 0], blob_crc=good_crc, frame_crcs=[], packed=True)
+                  nframes=[0, 0], blob_crc=good_crc, frame_crcs=[], packed=True, confirmed=[], confirmed_parcels=[])
     broker.socket.send_multipart([broker.identity, *codec.encode(msg), bytes(blob)])
     assert _take(consumer) == []
     broker.pump(0.2)
@@ -169,3 +171,18 @@ def test_packed_segments_are_also_capped_in_bytes():
     out = segments.encode_chunks(items, [f"id{i}" for i in range(16)], 256, 8000, False)
     assert [len(s.ids) for s in out] == [2] * 8 and all(len(s.wire.blob) <= 8000 for s in out)
     assert [item for s in out for item in codec.decode_rows(s.wire.blob, len(s.ids))] == items
+
+
+def test_a_confirmation_carried_by_a_delivery_stops_the_ack_resends(fake):
+    broker, consumer = fake
+    blob = codec.encode_rows([_prompt("a")])
+    broker.deliver(4, parcel=1, ids=["a"], blob=blob, live=[0])
+    consumer.ack_many(_take(consumer, 0.2))
+    broker.pump(0.2)
+    resent = broker.parcels.count(1)
+    assert resent >= 2, "unconfirmed: the parcel ack goes again in each heartbeat"
+    broker.deliver(4, parcel=2, ids=["b"], blob=codec.encode_rows([_prompt("b")]), live=[0], confirmed_parcels=(1,))
+    assert [d.msg_id for d in _take(consumer, 0.2)] == ["b"]
+    before = broker.parcels.count(1)
+    broker.pump(0.3)
+    assert broker.parcels.count(1) == before, "confirmed on the delivery: no more resends"

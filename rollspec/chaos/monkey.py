@@ -21,6 +21,7 @@ from rollspec.chaos.schedule import Fault
 from rollspec.launch.progress import StepProgress
 
 GATE_S = 120.0
+RESTART_WAIT_S = 60.0  # how long the last step waits for killed actors to answer again
 """Longest a step's report waits for the faults due by then (a deadlock guard; they take milliseconds)."""
 
 
@@ -116,6 +117,16 @@ class ChaosMonkey:
             crash, self._crash = self._crash, False
         if crash:
             raise ControllerCrash(f"chaos: controller crashed after step {metrics['step']}")
+        if self._total_steps is not None and step >= self._total_steps - 1:
+            self._await_restarts(RESTART_WAIT_S)
+
+    def _await_restarts(self, timeout_s: float) -> None:
+        """At the run's last step, while its actors still exist, give each actor killed in it up to
+        timeout_s to come back and answer: Ray restarts one in ~3 s and a short run can end sooner,
+        and once it has ended nothing can answer (the scenario then reports the actor never came back)."""
+        deadline = time.time() + timeout_s
+        for waiter in list(self._waiters):
+            waiter.join(timeout=max(0.0, deadline - time.time()))
 
     def detach(self) -> None:
         """The run segment ended (normally or not): stop the injector thread."""

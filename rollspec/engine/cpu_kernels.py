@@ -1,9 +1,9 @@
 """The engine's C kernels for fp32 on CPU (kernels/*.c: small-row GEMM, attention of a few new
-tokens over the KV cache), compiled on first use and loaded with ctypes.
+tokens over the KV cache, a whole decoder layer), compiled on first use and loaded with ctypes.
 
-Why C at all: at the sizes rollouts decode (1-16 rows, a few heads), MKL's sgemm and torch's SDPA
-cost several times the arithmetic they do, and that overhead is what makes a speculative verify
-cost ~2 decode steps on CPU (see small_gemm.py and small_attention.py).
+Why C at all: at the sizes rollouts decode (1-16 rows, a few heads), MKL's sgemm, torch's SDPA and
+the ~40 ops of a layer cost several times the arithmetic they do (see small_gemm.py,
+small_attention.py and fused_layer.py).
 
 The library is built with the system C compiler (`-march=native`, ~1 s) into
 ROLLSPEC_KERNEL_CACHE (default ~/.cache/rollspec/kernels), keyed by sources, flags, compiler and
@@ -42,7 +42,6 @@ _SIGNATURES = {
     "decoder_layer": (_int, [_int] * 7 + [ctypes.c_float, _int] + [_ptr] * 8 + [_ptr, _long, _long, _long, _int, _int, _int]
                       + [_ptr, _long, _long] * 2 + [_ptr]),
 }
-
 
 active = False  # kernels loaded and switched on: read by the hot path as a plain attribute
 

@@ -10,6 +10,7 @@ import os
 import threading
 import time
 import weakref
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
 import zmq
@@ -121,40 +122,56 @@ class IoLoop:
             self.send_failures += 1
 
     def _run(self) -> None:
-        items: list[tuple[Any, int]] = [(self.socket, zmq.POLLIN), (self._wake_r, zmq.POLLIN)]
-        guard = self.guard
-        if guard is not None:
-            items.append((guard.monitor, zmq.POLLIN))
-        handler, after_message = self.handler, self.handler.service_after_message
-        linger_ms, serve, service_at = 0, True, 0.0
+        """The I/O thread: `_loop` until stopped, then flush and close (the lifecycle every loop shares)."""
+        linger_ms = 0
         try:
-            while not self._stopping:
-                now = time.monotonic()
-                if serve or now >= service_at:
-                    service_at, serve = handler.service(now), False
-                deadline = service_at
-                if self._faulty:
-                    due = self.injector.release_due(self._raw_send, now)
-                    if due is not None:
-                        deadline = min(deadline, due)
-                timeout_ms = max(0.0, (deadline - time.monotonic()) * 1000.0) + 1  # +1: never spin on a sub-ms rest
-                for source, _ in zmq.zmq_poll(items, int(timeout_ms)):
-                    if source is self.socket:
-                        self._receive_burst()
-                        serve = serve or after_message
-                    elif guard is not None and source is guard.monitor:
-                        guard.on_monitor()
-                    else:
-                        self._drain_wake()
-                        serve = True
-            self.injector.flush(self._raw_send)
-            self.handler.on_stop()
+            self._loop()
+            with self._socket_owned():
+                self.injector.flush(self._raw_send)
+                self.handler.on_stop()
             linger_ms = 200
         except Exception as exc:  # a bug, not bad input (handlers reject bad input themselves)
             log.exception("%s: I/O thread failed", self.name)
             self.failure = exc
         finally:
-            self._close_all(linger_ms)
+            with self._socket_owned():
+                self._close_all(linger_ms)
+
+    def _socket_owned(self) -> AbstractContextManager[Any]:
+        """Held around every use of the socket outside `_loop` (nothing to hold: only this thread uses it)."""
+        return nullcontext()
+
+    def _wake_items(self) -> list[tuple[Any, int]]:
+        """Poll items besides the socket: the wake pipe and, with a guard, its monitor."""
+        items: list[tuple[Any, int]] = [(self._wake_r, zmq.POLLIN)]
+        if self.guard is not None:
+            items.append((self.guard.monitor, zmq.POLLIN))
+        return items
+
+    def _loop(self) -> None:
+        items = [(self.socket, zmq.POLLIN), *self._wake_items()]
+        guard = self.guard
+        handler, after_message = self.handler, self.handler.service_after_message
+        serve, service_at = True, 0.0
+        while not self._stopping:
+            now = time.monotonic()
+            if serve or now >= service_at:
+                service_at, serve = handler.service(now), False
+            deadline = service_at
+            if self._faulty:
+                due = self.injector.release_due(self._raw_send, now)
+                if due is not None:
+                    deadline = min(deadline, due)
+            timeout_ms = max(0.0, (deadline - time.monotonic()) * 1000.0) + 1  # +1: never spin on a sub-ms rest
+            for source, _ in zmq.zmq_poll(items, int(timeout_ms)):
+                if source is self.socket:
+                    self._receive_burst()
+                    serve = serve or after_message
+                elif guard is not None and source is guard.monitor:
+                    guard.on_monitor()
+                else:
+                    self._drain_wake()
+                    serve = True
 
     def _close_all(self, linger_ms: int) -> None:
         self._stopping = True

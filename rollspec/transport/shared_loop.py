@@ -9,7 +9,6 @@ services (heartbeats, ack resends). So a consumer whose application stops callin
 and reporting what it holds, and one whose application is waiting in get_batch needs no other thread.
 """
 
-import logging
 import threading
 import time
 from typing import Any
@@ -18,8 +17,6 @@ import zmq
 
 from rollspec.transport.errors import ChannelClosed
 from rollspec.transport.io_loop import IoLoop
-
-log = logging.getLogger(__name__)
 
 _MAX_PUMP_S = 0.2  # the longest the application holds the socket in one poll: bounds a wake()'s delay
 _RETRY_S = 0.005    # the I/O thread's retry when the application held the socket as service was asked for
@@ -85,36 +82,27 @@ class SharedIoLoop(IoLoop):
         return received
 
     # --- the I/O thread ----------------------------------------------------------------------------------
-    def _run(self) -> None:
-        items: list[tuple[Any, int]] = [(self._wake_r, zmq.POLLIN)]
-        guard = self.guard
-        if guard is not None:
-            items.append((guard.monitor, zmq.POLLIN))
-        linger_ms = 0
-        try:
-            while not self._stopping:
-                if self.own.acquire(blocking=False):
-                    try:
-                        self._drain()  # before service: a heartbeat must list every delivery that arrived
-                        self._serve_if_due(time.monotonic())
-                    finally:
-                        self.own.release()
-                    wait_s = self._service_at - time.monotonic()
-                else:  # the application holds the socket and services when due; retry what it may not
-                    wait_s = _RETRY_S if self._serve else self._service_at - time.monotonic()
-                for source, _ in zmq.zmq_poll(items, max(0, int(wait_s * 1000)) + 1):
-                    if guard is not None and source is guard.monitor:
-                        guard.on_monitor()
-                    else:
-                        self._drain_wake()
-            with self.own:
-                self.injector.flush(self._raw_send)
-                self.handler.on_stop()
-            linger_ms = 200
-        except Exception as exc:  # a bug, not bad input (handlers reject bad input themselves)
-            log.exception("%s: I/O thread failed", self.name)
-            self.failure = exc
-        finally:
-            with self.own:
-                self._closed = True
-                self._close_all(linger_ms)
+    def _socket_owned(self) -> threading.Lock:
+        return self.own
+
+    def _close_all(self, linger_ms: int) -> None:
+        self._closed = True
+        super()._close_all(linger_ms)
+
+    def _loop(self) -> None:
+        items, guard = self._wake_items(), self.guard
+        while not self._stopping:
+            if self.own.acquire(blocking=False):
+                try:
+                    self._drain()  # before service: a heartbeat must list every delivery that arrived
+                    self._serve_if_due(time.monotonic())
+                finally:
+                    self.own.release()
+                wait_s = self._service_at - time.monotonic()
+            else:  # the application holds the socket and services when due; retry what it may not
+                wait_s = _RETRY_S if self._serve else self._service_at - time.monotonic()
+            for source, _ in zmq.zmq_poll(items, max(0, int(wait_s * 1000)) + 1):
+                if guard is not None and source is guard.monitor:
+                    guard.on_monitor()
+                else:
+                    self._drain_wake()

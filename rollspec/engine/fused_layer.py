@@ -11,6 +11,7 @@ import torch
 
 from rollspec.engine import cpu_kernels
 from rollspec.engine.kv_cache import AttentionBatch
+from rollspec.engine.small_attention import heads_fit
 from rollspec.engine.small_gemm import MULTI_THREAD_MAX_ROWS
 
 
@@ -19,7 +20,7 @@ def fits(w, x_ND: torch.Tensor, cos_N1E: torch.Tensor, kv_cache_SCME: torch.Tens
     E = w.head_dim
     return (cpu_kernels.active and w.qkv_DC.packed is not None and w.qkv_bias is None and w.o_bias is None
             and x_ND.dtype is torch.float32 and x_ND.is_cpu and x_ND.is_contiguous() and not x_ND.requires_grad
-            and E % 16 == 0 and E <= 256 and w.num_heads % w.num_kv_heads == 0
+            and heads_fit(w.num_heads, w.num_kv_heads, E)
             and kv_cache_SCME.dtype is torch.float32 and kv_cache_SCME.stride(-1) == 1
             and cos_N1E.stride(0) == E and cos_N1E.stride(-1) == 1
             and batch.positions_BT.dtype is torch.int64 and batch.rows_BT.dtype is torch.int64

@@ -42,11 +42,17 @@ def attend(q_BHTE: torch.Tensor, keys_BGLE: torch.Tensor, values_BGLE: torch.Ten
     return out_BTHE
 
 
+def heads_fit(H: int, G: int, E: int) -> bool:
+    """The attention kernel's shape limits: head dim a multiple of 16 up to 256 (held in AVX-512
+    registers), query heads a multiple of the kv heads."""
+    return E % 16 == 0 and E <= 256 and H % G == 0
+
+
 def _fits(q_BHTE: torch.Tensor, keys_BGLE: torch.Tensor, values_BGLE: torch.Tensor, batch: AttentionBatch) -> bool:
     H, E, G = q_BHTE.shape[1], q_BHTE.shape[3], keys_BGLE.shape[1]
     positions_BT = batch.positions_BT
     return (cpu_kernels.enabled() and q_BHTE.dtype is torch.float32 and q_BHTE.is_cpu and not q_BHTE.requires_grad
-            and keys_BGLE.dtype == values_BGLE.dtype == torch.float32 and E % 16 == 0 and E <= 256
-            and H % G == 0 and q_BHTE.stride(3) == keys_BGLE.stride(3) == values_BGLE.stride(3) == 1
+            and keys_BGLE.dtype == values_BGLE.dtype == torch.float32 and heads_fit(H, G, E)
+            and q_BHTE.stride(3) == keys_BGLE.stride(3) == values_BGLE.stride(3) == 1
             and keys_BGLE.shape[2] == batch.kv_len and positions_BT.dtype == torch.int64
             and positions_BT.is_cpu)

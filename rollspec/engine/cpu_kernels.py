@@ -1,9 +1,10 @@
 """The engine's C kernels for fp32 on CPU (kernels/*.c: small-row GEMM, attention of a few new
-tokens over the KV cache, a whole decoder layer), compiled on first use and loaded with ctypes.
+tokens over the KV cache, a whole decoder layer, sampling and the acceptance rule), compiled on
+first use and loaded with ctypes.
 
 Why C at all: at the sizes rollouts decode (1-16 rows, a few heads), MKL's sgemm, torch's SDPA and
 the ~40 ops of a layer cost several times the arithmetic they do (see small_gemm.py,
-small_attention.py and fused_layer.py).
+small_attention.py, fused_layer.py and kernels/sampling.c).
 
 The library is built with the system C compiler (`-march=native`, ~1 s) into
 ROLLSPEC_KERNEL_CACHE (default ~/.cache/rollspec/kernels), keyed by sources, flags, compiler and
@@ -26,7 +27,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SOURCES = tuple(Path(__file__).with_name("kernels") / name for name in ("small_gemm.c", "attention.c", "layer.c"))
+SOURCES = tuple(Path(__file__).with_name("kernels") / name for name in ("small_gemm.c", "attention.c", "layer.c", "sampling.c"))
 FLAGS = ("-O3", "-march=native", "-std=c11", "-shared", "-fPIC")
 
 _lock = threading.Lock()
@@ -41,6 +42,8 @@ _SIGNATURES = {
                         + [_ptr] + [_long] * 3),
     "decoder_layer": (_int, [_int] * 7 + [ctypes.c_float, _int] + [_ptr] * 8 + [_ptr, _long, _long, _long, _int, _int, _int]
                       + [_ptr, _long, _long] * 2 + [_ptr]),
+    "sample_rows": (None, [_int] * 3 + [_ptr, _long, _ptr, _long, _long, _ptr, _ptr]),
+    "verify_rows": (None, [_int] * 3 + [_ptr] * 7),
 }
 
 active = False  # kernels loaded and switched on: read by the hot path as a plain attribute

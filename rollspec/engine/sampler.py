@@ -10,7 +10,10 @@ import dataclasses
 
 import torch
 
+from rollspec.engine import cpu_kernels
 from rollspec.engine.sampling_params import SamplingParams
+
+_F32 = torch.float32
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -82,7 +85,26 @@ def _truncate(scaled_BTV: torch.Tensor, st: SamplingTensors) -> torch.Tensor:
 
 
 def sample_from(probs_BTV: torch.Tensor, uniforms_BT: torch.Tensor) -> torch.Tensor:
-    """Inverse-CDF sampling: one uniform per draw keeps randomness cheap and reproducible."""
+    """Inverse-CDF sampling: one uniform per draw keeps randomness cheap and reproducible. fp32 on
+    CPU goes through one C call (kernels/sampling.c) with exactly `sample_from_torch`'s result."""
+    if cpu_kernels.active and _kernel_fits(probs_BTV, uniforms_BT):
+        B, T, V = probs_BTV.shape
+        tokens_BT, cdf_V = torch.empty(B, T, dtype=torch.long), torch.empty(V, dtype=_F32)  # held through the call
+        cpu_kernels.library().sample_rows(  # type: ignore[union-attr]
+            B * T, T, V, probs_BTV.data_ptr(), V, uniforms_BT.data_ptr(), uniforms_BT.stride(0), uniforms_BT.stride(1),
+            tokens_BT.data_ptr(), cdf_V.data_ptr())
+        return tokens_BT
+    return sample_from_torch(probs_BTV, uniforms_BT)
+
+
+def _kernel_fits(probs_BTV: torch.Tensor, uniforms_BT: torch.Tensor) -> bool:
+    return (probs_BTV.dtype is _F32 and uniforms_BT.dtype is _F32 and probs_BTV.is_cpu and uniforms_BT.is_cpu
+            and probs_BTV.ndim == 3 and probs_BTV.is_contiguous() and probs_BTV.shape[-1] > 0
+            and uniforms_BT.shape == probs_BTV.shape[:2])
+
+
+def sample_from_torch(probs_BTV: torch.Tensor, uniforms_BT: torch.Tensor) -> torch.Tensor:
+    """`sample_from` in torch ops: the reference for the kernel, and the path off fp32 CPU."""
     cdf_BTV = probs_BTV.cumsum(dim=-1)
     total_BT1 = cdf_BTV[..., -1:]
     # Round-off can put u*total at the very end of the CDF, past every token: keep it just below

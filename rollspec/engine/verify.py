@@ -10,7 +10,10 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
+from rollspec.engine import cpu_kernels
 from rollspec.engine.sampler import sample_from
+
+_F32 = torch.float32
 
 
 class Verifier(Protocol):
@@ -27,7 +30,35 @@ def verify(p_probs_BQV: torch.Tensor, q_probs_BKV: torch.Tensor | None, draft_BK
     token is sampled from p_K. q_probs None means a deterministic drafter (q one-hot at d_j).
     Returns (num_accepted_B in 0..K, next_token_B); row b emits draft_BK[b, :n] then next_token.
     Every emitted sequence is distributed exactly as sampling from p one token at a time.
+    fp32 on CPU runs as one C call (kernels/sampling.c) with exactly `verify_torch`'s result.
     """
+    if cpu_kernels.active and _kernel_fits(p_probs_BQV, q_probs_BKV, draft_BK, uniforms_BQ):
+        B, K = draft_BK.shape
+        V = p_probs_BQV.shape[-1]
+        num_accepted_B, next_token_B = torch.empty(B, dtype=torch.long), torch.empty(B, dtype=torch.long)
+        scratch = torch.empty(2 * V, dtype=_F32)  # held through the call
+        cpu_kernels.library().verify_rows(  # type: ignore[union-attr]
+            B, K, V, p_probs_BQV.data_ptr(), None if q_probs_BKV is None else q_probs_BKV.data_ptr(),
+            draft_BK.data_ptr(), uniforms_BQ.data_ptr(), num_accepted_B.data_ptr(), next_token_B.data_ptr(),
+            scratch.data_ptr())
+        return num_accepted_B, next_token_B
+    return verify_torch(p_probs_BQV, q_probs_BKV, draft_BK, uniforms_BQ)
+
+
+def _kernel_fits(p_probs_BQV: torch.Tensor, q_probs_BKV: torch.Tensor | None, draft_BK: torch.Tensor,
+                 uniforms_BQ: torch.Tensor) -> bool:
+    B, K = draft_BK.shape
+    V = p_probs_BQV.shape[-1]
+    tensors = (p_probs_BQV, draft_BK, uniforms_BQ) + (() if q_probs_BKV is None else (q_probs_BKV,))
+    return (K > 0 and V > 0 and all(t.is_cpu and t.is_contiguous() for t in tensors)
+            and p_probs_BQV.dtype is _F32 and uniforms_BQ.dtype is _F32 and draft_BK.dtype is torch.long
+            and p_probs_BQV.shape == (B, K + 1, V) and uniforms_BQ.shape == (B, K + 1)
+            and (q_probs_BKV is None or (q_probs_BKV.dtype is _F32 and q_probs_BKV.shape == (B, K, V))))
+
+
+def verify_torch(p_probs_BQV: torch.Tensor, q_probs_BKV: torch.Tensor | None, draft_BK: torch.Tensor,
+                 uniforms_BQ: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`verify` in torch ops: the reference for the kernel, and the path off fp32 CPU."""
     B, K = draft_BK.shape
     V = p_probs_BQV.shape[-1]
     draft_BK1 = draft_BK[..., None]

@@ -7,8 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import power_divergence
 
+from rollspec.engine import cpu_kernels
 from rollspec.engine.errors import InvalidSamplingParamsError
-from rollspec.engine.sampler import SamplingTensors, processed_probs, sample_from, token_logprobs
+from rollspec.engine.sampler import SamplingTensors, processed_probs, sample_from, sample_from_torch, token_logprobs
 from rollspec.engine.sampling_params import SamplingParams
 
 
@@ -54,19 +55,40 @@ def test_processed_probs_is_a_distribution_respecting_truncation(seed, top_p, to
     torch.testing.assert_close(probs[2], torch.softmax(logits[2], -1))
 
 
-def test_sample_from_follows_the_distribution_and_skips_zero_mass():
+# `sample_from` runs its C kernel on contiguous fp32 CPU input when the kernels load, `sample_from_torch` never.
+SAMPLERS = [pytest.param(sample_from, id="sample_from"), pytest.param(sample_from_torch, id="sample_from_torch")]
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_sample_from_follows_the_distribution_and_skips_zero_mass(sampler):
     probs = torch.tensor([0.0, 0.1, 0.0, 0.6, 0.3])
     uniforms = torch.rand(100_000, 1, generator=torch.Generator().manual_seed(0))
-    tokens = sample_from(probs.expand(100_000, 1, 5), uniforms)[:, 0]
+    tokens = sampler(probs.expand(100_000, 1, 5).contiguous(), uniforms)[:, 0]
     counts = torch.bincount(tokens, minlength=5)
     assert counts[0] == 0 and counts[2] == 0
     keep = probs > 0
     expected = probs[keep].double() / probs[keep].double().sum() * 100_000
     p_value = power_divergence(counts[keep].numpy(), expected.numpy(), lambda_="log-likelihood").pvalue
     assert p_value > 1e-4
-    assert sample_from(probs[None, None], torch.tensor([[1.0 - 1e-9]])).item() == 4
+    assert sampler(probs[None, None], torch.tensor([[1.0 - 1e-9]])).item() == 4
     # u * total rounding onto the total must not land on trailing zero-probability tokens.
-    assert sample_from(torch.tensor([0.4, 0.6, 0.0, 0.0])[None, None], torch.tensor([[1.0]])).item() == 1
+    assert sampler(torch.tensor([0.4, 0.6, 0.0, 0.0])[None, None], torch.tensor([[1.0]])).item() == 1
+
+
+@pytest.mark.skipif(not cpu_kernels.enabled(), reason="no C compiler or AVX-512F: sample_from is sample_from_torch")
+@pytest.mark.parametrize("seed", range(4))
+def test_sample_kernel_draws_exactly_the_torch_token(seed):
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(200):
+        B, T, V = (int(torch.randint(1, n, (1,), generator=gen)) for n in (9, 6, 80))
+        probs = (torch.randn(B, T, V, generator=gen) * 8 * torch.rand(1, generator=gen)).softmax(-1)
+        probs[probs < 0.05 * torch.rand(1, generator=gen)] = 0.0  # zero-mass tokens, possibly whole rows
+        # Unnormalized rows, uniforms at the top of [0, 1), and a strided column of uniforms (a
+        # drafter's uniforms_BK[:, j:j+1]) all take the kernel.
+        probs = probs * torch.rand(B, T, 1, generator=gen)
+        uniforms = torch.rand(B, T + 2, generator=gen)[:, 1:T + 1]
+        uniforms[torch.rand(B, T, generator=gen) < 0.1] = 1.0 - 2.0 ** -24
+        assert torch.equal(sample_from(probs, uniforms), sample_from_torch(probs, uniforms))
 
 
 def test_logprobs_are_of_the_processed_distribution_except_greedy():

@@ -43,7 +43,7 @@ def run(w, x_ND: torch.Tensor, cos_N1E: torch.Tensor, sin_N1E: torch.Tensor, kv_
         out_ND.data_ptr(), w.qkv_DC.packed.data_ptr(), None if w.qk_weight_CE is None else w.qk_weight_CE.data_ptr(),
         w.o_DD.packed.data_ptr(), w.gate_up_DI.packed.data_ptr(), w.down_ID.packed.data_ptr(),
         cos_N1E.data_ptr(), sin_N1E.data_ptr(),
-        kv_cache_SCME.data_ptr(), c_s, c_c, c_m, batch.row_start, batch.kv_len, int(batch.mask_B1TL is not None),
+        kv_cache_SCME.data_ptr(), c_s, c_c, c_m, batch.row_start, batch.kv_len, int(batch.masked),
         rows.data_ptr(), rows.stride(0), rows.stride(1), positions.data_ptr(), positions.stride(0), positions.stride(1),
         scratch.data_ptr())
     if status != 0:

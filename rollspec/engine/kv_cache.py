@@ -56,8 +56,9 @@ class AttentionBatch:
     the row's length, where nothing reads them before they are overwritten. Padding can reach
     past the cache's end when rows are very ragged; those writes are clamped onto its last
     position, which no row ever holds valid data in (callers keep real positions below it).
-    The mask is None when every token sees every key in [0, kv_len) (one token per row, rows of
-    equal length: always at batch 1), which spares building it and the masked attention.
+    `masked` is False when every token sees every key in [0, kv_len) (one token per row, rows of
+    equal length: always at batch 1), which spares the masked attention. The additive mask
+    itself is built on first use: the C kernels mask from the positions and never ask for it.
     """
 
     row_start: int
@@ -65,7 +66,18 @@ class AttentionBatch:
     kv_len: int
     positions_BT: torch.Tensor
     rows_BT: torch.Tensor
-    mask_B1TL: torch.Tensor | None
+    masked: bool
+    mask_dtype: torch.dtype
+    _mask_cache: list = dataclasses.field(default_factory=list, compare=False, repr=False)
+
+    @property
+    def mask_B1TL(self) -> torch.Tensor | None:
+        """Additive mask [B, 1, T, kv_len] (None when not `masked`), built once per batch."""
+        if not self.masked:
+            return None
+        if not self._mask_cache:
+            self._mask_cache.append(_mask(self.positions_BT, self.kv_len, self.mask_dtype)[:, None])
+        return self._mask_cache[0]
 
     @classmethod
     def build(cls, *, row_start: int, cache_lens: list[int], num_tokens: int, max_len: int, device: torch.device,
@@ -82,8 +94,7 @@ class AttentionBatch:
         if max(cache_lens) + num_tokens > max_len:
             positions_BT = positions_BT.clamp(max=max_len - 1)
         full_view = num_tokens == 1 and min(cache_lens) == max(cache_lens)
-        return cls(row_start, row_start + num_rows, kv_len, positions_BT, rows_BT,
-                   None if full_view else _mask(positions_BT, kv_len, dtype)[:, None])
+        return cls(row_start, row_start + num_rows, kv_len, positions_BT, rows_BT, not full_view, dtype)
 
     @classmethod
     def chain(cls, *, cache_lens: list[int], num_steps: int, max_len: int, device: torch.device,
@@ -97,16 +108,10 @@ class AttentionBatch:
         positions_JB1 = (lens_B[None, :, None] + torch.arange(num_steps, device=device)[:, None, None])
         if first_kv_len + num_steps - 1 > max_len:
             positions_JB1.clamp_(max=max_len - 1)
-        full_view = min(cache_lens) == max(cache_lens)
-        mask_JB11L = None if full_view else _mask(positions_JB1, min(first_kv_len + num_steps - 1, max_len),
-                                                  dtype)[:, :, None]
+        masked = min(cache_lens) != max(cache_lens)
         rows_B1 = torch.arange(num_rows, device=device)[:, None]
-        out = []
-        for j in range(num_steps):
-            kv_len = min(first_kv_len + j, max_len)
-            mask_B11L = None if mask_JB11L is None else mask_JB11L[j, ..., :kv_len]
-            out.append(cls(0, num_rows, kv_len, positions_JB1[j], rows_B1, mask_B11L))
-        return out
+        return [cls(0, num_rows, min(first_kv_len + j, max_len), positions_JB1[j], rows_B1, masked, dtype)
+                for j in range(num_steps)]
 
 
 def _mask(positions_XT: torch.Tensor, kv_len: int, dtype: torch.dtype) -> torch.Tensor:

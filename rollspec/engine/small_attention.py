@@ -27,7 +27,7 @@ def attend(q_BHTE: torch.Tensor, keys_BGLE: torch.Tensor, values_BGLE: torch.Ten
                                                   enable_gqa=G != H)
         return out_BHTE.transpose(1, 2)
     out_BTHE = torch.empty(B, T, H, E, dtype=torch.float32)
-    positions_BT = None if batch.mask_B1TL is None else batch.positions_BT
+    positions_BT = batch.positions_BT if batch.masked else None
     q_s, k_s, v_s, o_s = q_BHTE.stride(), keys_BGLE.stride(), values_BGLE.stride(), out_BTHE.stride()
     status = cpu_kernels.library().small_attention(  # type: ignore[union-attr]
         B, T, H, G, E, batch.kv_len, 1.0 / math.sqrt(E),

@@ -44,6 +44,8 @@ _SIGNATURES = {
                       + [_ptr, _long, _long] * 2 + [_ptr]),
     "sample_rows": (None, [_int] * 3 + [_ptr, _long, _ptr, _long, _long, _ptr, _ptr]),
     "verify_rows": (None, [_int] * 3 + [_ptr] * 7),
+    "head_sample": (None, [_int] * 3 + [_ptr, _long, _ptr, _ptr, _ptr, _int, _ptr, _long, _ptr, _long, _ptr, _long,
+                                       _ptr]),
 }
 
 active = False  # kernels loaded and switched on: read by the hot path as a plain attribute

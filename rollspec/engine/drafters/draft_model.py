@@ -9,9 +9,9 @@ import torch
 
 from rollspec.engine.drafters.base import DraftContext, Proposal
 from rollspec.engine.drafters.catch_up import cat_groups, catch_up_width, split_point
+from rollspec.engine.drafters.draws import DraftDraws
 from rollspec.engine.kv_cache import AttentionBatch
 from rollspec.engine.model import Decoder
-from rollspec.engine.sampler import processed_probs, sample_from
 from rollspec.engine.weights import hf_to_native, load_native
 
 
@@ -38,21 +38,16 @@ class DraftModelDrafter:
         j = split_point(num_new)
         groups = [(0, j), (j, B)] if j else [(0, B)]
         hidden_B1D = cat_groups([self._catch_up(ctx, lens, num_new, start, end) for start, end in groups])
-        logits_B1V = self.model.cached_logits(hidden_B1D)
-        uniforms_BK = ctx.draw_uniforms(k)
+        draws = DraftDraws(self.model.lm_head, ctx.sampling, ctx.draw_uniforms(k))
         # The last draft never needs to be fed: k - 1 one-token steps.
         steps = AttentionBatch.chain(cache_lens=ctx.context_lens, num_steps=k - 1, max_len=self.cache.max_len,
                                      device=device, dtype=self.cache.kv_NSCME.dtype)
-        tokens, q_probs = [], []
         for j in range(k):
-            q_B1V = processed_probs(logits_B1V, ctx.sampling)
-            token_B1 = sample_from(q_B1V, uniforms_BK[:, j: j + 1])
-            tokens.append(token_B1)
-            q_probs.append(q_B1V)
+            token_B1 = draws.draw(j, hidden_B1D)
             if j + 1 < k:
-                logits_B1V = self.model.cached_logits(self.model(token_B1, cache=self.cache, batch=steps[j]))
+                hidden_B1D = self.model(token_B1, cache=self.cache, batch=steps[j])
         self.num_cached[:B] = [n + k - 1 for n in ctx.context_lens]
-        return Proposal(torch.cat(tokens, dim=1), torch.cat(q_probs, dim=1))
+        return Proposal(draws.tokens_BK, draws.q_BKV)
 
     def catch_up_tokens(self, context_lens: list[int]) -> int:
         return catch_up_width([n - cached for n, cached in zip(context_lens, self.num_cached)])

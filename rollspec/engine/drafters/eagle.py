@@ -9,10 +9,10 @@ import torch
 
 from rollspec.engine.drafters.base import DraftContext, Proposal
 from rollspec.engine.drafters.catch_up import cat_groups, catch_up_width, split_point
+from rollspec.engine.drafters.draws import DraftDraws
 from rollspec.engine.eagle_head import EagleHead
 from rollspec.engine.kv_cache import AttentionBatch
 from rollspec.engine.model import Decoder
-from rollspec.engine.sampler import processed_probs, sample_from
 from rollspec.engine.weights import hf_to_native, load_native
 
 
@@ -44,19 +44,15 @@ class EagleDrafter:
         groups = [(0, j), (j, B)] if j else [(0, B)]
         feature_B1D = cat_groups([self._catch_up(ctx, lens, num_new, start, end) for start, end in groups])
         self.num_real[:B] = targets
-        uniforms_BK = ctx.draw_uniforms(k)
+        draws = DraftDraws(self.policy.lm_head, ctx.sampling, ctx.draw_uniforms(k))
         steps = AttentionBatch.chain(cache_lens=targets, num_steps=k - 1, max_len=self.cache.max_len, device=device,
                                      dtype=self.cache.kv_NSCME.dtype)
-        tokens, q_probs = [], []
         for j in range(k):
-            q_B1V = processed_probs(self.policy.cached_logits(feature_B1D), ctx.sampling)
-            token_B1 = sample_from(q_B1V, uniforms_BK[:, j: j + 1])
-            tokens.append(token_B1)
-            q_probs.append(q_B1V)
+            token_B1 = draws.draw(j, feature_B1D)
             if j + 1 < k:
                 feature_B1D = self.head.forward_cached(token_B1, feature_B1D, self.policy.embed_tokens,
                                                        cache=self.cache, batch=steps[j])
-        return Proposal(torch.cat(tokens, dim=1), torch.cat(q_probs, dim=1))
+        return Proposal(draws.tokens_BK, draws.q_BKV)
 
     def catch_up_tokens(self, context_lens: list[int]) -> int:
         return catch_up_width([n - 1 - real for n, real in zip(context_lens, self.num_real)])

@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 
 from rollspec.engine.drafters.base import DraftContext, Proposal
+from rollspec.engine.drafters.draws import DraftDraws
 from rollspec.engine.model import Decoder
 from rollspec.engine.mtp_head import MTPHeads
-from rollspec.engine.sampler import processed_probs, sample_from
 
 
 class MTPDrafter:
@@ -31,15 +31,11 @@ class MTPDrafter:
         pending_B = torch.tensor(ctx.context_lens, device=device) - 1
         state_B1D = ctx.hidden_BMD[rows_B, pending_B - 1][:, None]
         token_B1 = ctx.tokens_BM[rows_B, pending_B][:, None]
-        uniforms_BK = ctx.draw_uniforms(k)
-        tokens, q_probs = [], []
+        draws = DraftDraws(self.policy.lm_head, ctx.sampling, ctx.draw_uniforms(k))
         for j in range(k):
             state_B1D, normed_B1D = self.heads.head(j).forward_cached(state_B1D, token_B1, self.policy.embed_tokens)
-            q_B1V = processed_probs(self.policy.cached_logits(normed_B1D), ctx.sampling)
-            token_B1 = sample_from(q_B1V, uniforms_BK[:, j: j + 1])
-            tokens.append(token_B1)
-            q_probs.append(q_B1V)
-        return Proposal(torch.cat(tokens, dim=1), torch.cat(q_probs, dim=1))
+            token_B1 = draws.draw(j, normed_B1D)
+        return Proposal(draws.tokens_BK, draws.q_BKV)
 
     def catch_up_tokens(self, context_lens: list[int]) -> int:
         return 0  # reads the policy's hidden states directly: nothing to catch up on

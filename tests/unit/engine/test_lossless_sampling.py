@@ -62,6 +62,9 @@ def sample_counts(policy, drafter, params, k, verifier=verify, seed=0):
 
 PARAMS = {
     "t1": SamplingParams(temperature=1.0, max_new_tokens=LENGTH),
+    # Without top-k / top-p drafters draw through the C kernel (drafters/draws.py), which divides
+    # by the temperature itself: t0.6 covers that, t1 the unit-temperature branch.
+    "t0.6": SamplingParams(temperature=0.6, max_new_tokens=LENGTH),
     "t0.7-topk5": SamplingParams(temperature=0.7, top_k=5, max_new_tokens=LENGTH),
     # Every enumerated context keeps its top-p cut at least 1.4e-3 away from a token boundary
     # (measured), so float round-off cannot move the cut between batched and unbatched forwards.

@@ -42,6 +42,7 @@ _SIGNATURES = {
                         + [_ptr] + [_long] * 3),
     "decoder_layer": (_int, [_int] * 7 + [ctypes.c_float, _int] + [_ptr] * 8 + [_ptr, _long, _long, _long, _int, _int, _int]
                       + [_ptr, _long, _long] * 2 + [_ptr]),
+    "rms_norm_rows": (None, [_int] * 2 + [_ptr] * 2 + [ctypes.c_float, _ptr]),
     "sample_rows": (None, [_int] * 3 + [_ptr, _long, _ptr, _long, _long, _ptr, _ptr]),
     "verify_rows": (None, [_int] * 3 + [_ptr] * 7),
     "head_sample": (None, [_int] * 3 + [_ptr, _long, _ptr, _ptr, _ptr, _int, _ptr, _long, _ptr, _long, _ptr, _long,

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rollspec.engine.cached_forward import cached_on, layer_forward, rope_tables, weight_t
+from rollspec.engine.cached_forward import LayerInputs, cached_on, layer_forward, weight_t
 from rollspec.engine.kv_cache import AttentionBatch, KVCache
 from rollspec.engine.model import DecoderLayer, Rotary
 from rollspec.engine.model_config import ModelConfig
@@ -53,11 +53,8 @@ class EagleHead(nn.Module):
         table_VD, feature_DD = self._fc_halves(embedding)
         B, T = tokens_BT.shape
         x_ND = feature_DD.addmm(F.embedding(tokens_BT.reshape(-1), table_VD), features_BTD.reshape(B * T, -1))
-        rotary = self.rotary
-        cos, sin = rope_tables(rotary.cos, rotary.sin_signed, batch.positions_BT, x_ND.dtype)
-        (keys_BGLE,), (values_BGLE,) = cache.attended(batch)
-        return layer_forward(self.layers[0], x_ND, cos, sin, cache.layers_SCME[0], keys_BGLE, values_BGLE, batch,
-                             B, T).view(B, T, -1)
+        return layer_forward(self.layers[0], x_ND, LayerInputs(self.rotary, cache, batch, x_ND.dtype), 0, B,
+                             T).view(B, T, -1)
 
     def _fc_halves(self, embedding: nn.Embedding) -> tuple[torch.Tensor, ProjWeight]:
         """(embedding table @ fc's embedding half, fc's feature half as [in, out]), cached on the

@@ -15,22 +15,25 @@ from rollspec.engine.small_attention import heads_fit
 from rollspec.engine.small_gemm import MULTI_THREAD_MAX_ROWS
 
 
-def fits(w, x_ND: torch.Tensor, cos_N1E: torch.Tensor, kv_cache_SCME: torch.Tensor, batch: AttentionBatch) -> bool:
-    """True when `run` can compute this layer call."""
+def fits(w, x_ND: torch.Tensor, cos_ME: torch.Tensor, kv_cache_SCME: torch.Tensor, batch: AttentionBatch) -> bool:
+    """True when `run` can compute this layer call. cos_ME: the rotary table [positions, E] (the
+    sign-folded sin table has the same layout); it must cover every cache position."""
     E = w.head_dim
     return (cpu_kernels.active and w.qkv_DC.packed is not None and w.qkv_bias is None and w.o_bias is None
             and x_ND.dtype is torch.float32 and x_ND.is_cpu and x_ND.is_contiguous() and not x_ND.requires_grad
             and heads_fit(w.num_heads, w.num_kv_heads, E)
             and kv_cache_SCME.dtype is torch.float32 and kv_cache_SCME.stride(-1) == 1
-            and cos_N1E.stride(0) == E and cos_N1E.stride(-1) == 1
+            and cos_ME.dtype is torch.float32 and cos_ME.stride(0) == E and cos_ME.stride(-1) == 1
+            and kv_cache_SCME.shape[2] <= cos_ME.shape[0]  # positions are < the cache length
             and batch.positions_BT.dtype is torch.int64 and batch.rows_BT.dtype is torch.int64
             # one core: with several intra-op threads torch's matmuls win on many rows (prefill)
             and (x_ND.shape[0] <= MULTI_THREAD_MAX_ROWS or torch.get_num_threads() == 1))
 
 
-def run(w, x_ND: torch.Tensor, cos_N1E: torch.Tensor, sin_N1E: torch.Tensor, kv_cache_SCME: torch.Tensor,
+def run(w, x_ND: torch.Tensor, cos_ME: torch.Tensor, sin_ME: torch.Tensor, kv_cache_SCME: torch.Tensor,
         batch: AttentionBatch, B: int, T: int) -> torch.Tensor:
-    """The layer's output for x_ND (a new tensor; x_ND is left as it was)."""
+    """The layer's output for x_ND (a new tensor; x_ND is left as it was). cos_ME / sin_ME: the
+    rotary tables (sin sign-folded), read at each token's position."""
     H, G, E = w.num_heads, w.num_kv_heads, w.head_dim
     N, D = x_ND.shape
     I2 = w.gate_up_DI.t.shape[1]
@@ -42,7 +45,7 @@ def run(w, x_ND: torch.Tensor, cos_N1E: torch.Tensor, sin_N1E: torch.Tensor, kv_
         B, T, D, H, G, E, I2 // 2, w.eps_value, int(w.has_input_norm),
         out_ND.data_ptr(), w.qkv_DC.packed.data_ptr(), None if w.qk_weight_CE is None else w.qk_weight_CE.data_ptr(),
         w.o_DD.packed.data_ptr(), w.gate_up_DI.packed.data_ptr(), w.down_ID.packed.data_ptr(),
-        cos_N1E.data_ptr(), sin_N1E.data_ptr(),
+        cos_ME.data_ptr(), sin_ME.data_ptr(),
         kv_cache_SCME.data_ptr(), c_s, c_c, c_m, batch.row_start, batch.kv_len, int(batch.masked),
         rows.data_ptr(), rows.stride(0), rows.stride(1), positions.data_ptr(), positions.stride(0), positions.stride(1),
         scratch.data_ptr())

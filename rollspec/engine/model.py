@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rollspec.engine.cached_forward import fold, layer_forward, project, rms_norm, rope_tables
+from rollspec.engine.cached_forward import LayerInputs, final_norm, layer_forward, project
 from rollspec.engine.kv_cache import AttentionBatch, KVCache
 from rollspec.engine.model_config import ModelConfig
 
@@ -131,13 +131,11 @@ class Decoder(nn.Module):
 
     def _forward_cached(self, input_ids_BT: torch.Tensor, cache: KVCache, batch: AttentionBatch) -> torch.Tensor:
         B, T = input_ids_BT.shape
-        embed, rotary, norm = self.embed_tokens.weight, self.rotary, self.norm
-        x_ND = F.embedding(input_ids_BT.reshape(-1), embed)
-        cos, sin = rope_tables(rotary.cos, rotary.sin_signed, batch.positions_BT, x_ND.dtype)
-        keys, values = cache.attended(batch)
-        for layer, kv_cache, keys_BGLE, values_BGLE in zip(self.layers, cache.layers_SCME, keys, values):
-            x_ND = layer_forward(layer, x_ND, cos, sin, kv_cache, keys_BGLE, values_BGLE, batch, B, T)
-        return rms_norm(x_ND, norm.weight, fold(self.layers[0]).eps).view(B, T, -1)
+        x_ND = F.embedding(input_ids_BT.reshape(-1), self.embed_tokens.weight)
+        inputs = LayerInputs(self.rotary, cache, batch, x_ND.dtype)
+        for index, layer in enumerate(self.layers):
+            x_ND = layer_forward(layer, x_ND, inputs, index, B, T)
+        return final_norm(x_ND, self.norm.weight, self.norm.eps).view(B, T, -1)
 
     def tie_weights(self) -> None:
         """Share the embedding with the LM head when the checkpoint says so (redo after to_empty)."""

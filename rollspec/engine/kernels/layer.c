@@ -28,7 +28,9 @@ static float rms_scale(const float *v, int n, float eps) {
 
 /* x [B*T, D] is updated in place. scratch holds B*T * ((H + 2G) * E + H * E + 2 * I + E) floats.
  * rows / positions: [B, T] int64 with the given strides; masked = 0 when every token sees every
- * key in [0, kv_len). Returns 0, or the attention's error. */
+ * key in [0, kv_len). cos / sin: the rotary tables [positions, E] (sin sign-folded as
+ * cached_forward.rope_tables takes it), read at each token's position. Returns 0, or the
+ * attention's error. */
 int decoder_layer(int B, int T, int D, int H, int G, int E, int I, float eps, int has_input_norm,
                   float *x, const float *qkv_p, const float *qk_w, const float *o_p, const float *gate_up_p,
                   const float *down_p, const float *cos, const float *sin,
@@ -46,7 +48,9 @@ int decoder_layer(int B, int T, int D, int H, int G, int E, int I, float eps, in
             float s = rms_scale(x + (size_t)n * D, D, eps);
             for (int i = 0; i < C * E; i++) row[i] *= s;
         }
-        const float *cs = cos + (size_t)n * E, *sn = sin + (size_t)n * E;
+        int b = n / T, t = n % T;
+        int64_t r = rows[b * r_sb + t * r_st], pos = positions[b * p_sb + t * p_st];
+        const float *cs = cos + (size_t)pos * E, *sn = sin + (size_t)pos * E;
         for (int c = 0; c < H + G; c++) {  /* q and k heads: norm, then rotate */
             float *v = row + c * E;
             if (qk_w) {
@@ -56,8 +60,6 @@ int decoder_layer(int B, int T, int D, int H, int G, int E, int I, float eps, in
             memcpy(rolled, v, sizeof(float) * E);
             for (int i = 0; i < E; i++) v[i] = v[i] * cs[i] + rolled[(i + half) % E] * sn[i];
         }
-        int b = n / T, t = n % T;
-        int64_t r = rows[b * r_sb + t * r_st], pos = positions[b * p_sb + t * p_st];
         for (int c = 0; c < 2 * G; c++)
             memcpy(cache + r * c_s + c * c_c + pos * c_m, row + (H + c) * E, sizeof(float) * E);
     }
@@ -82,4 +84,13 @@ int decoder_layer(int B, int T, int D, int H, int G, int E, int I, float eps, in
     /* the activations sit in the first I columns of each 2I-wide row */
     small_gemm(N, D, I, gate_up, 2 * I, down_p, x, D, x, D);  /* x += act @ Wdown */
     return 0;
+}
+
+/* out[n] = x[n] * rms_scale(x[n]) * w: the final norm of a forward (cached_forward.rms_norm). */
+void rms_norm_rows(int N, int D, const float *x, const float *w, float eps, float *out) {
+    for (int n = 0; n < N; n++) {
+        const float *row = x + (size_t)n * D;
+        float s = rms_scale(row, D, eps), *o = out + (size_t)n * D;
+        for (int i = 0; i < D; i++) o[i] = row[i] * s * w[i];
+    }
 }

@@ -76,12 +76,10 @@ def test_a_layer_without_input_norm_matches_the_torch_path():
         cache = head.new_cache(num_slots=2, max_len=40)
         batch = AttentionBatch.build(row_start=0, cache_lens=[0, 2], num_tokens=3, max_len=40, device=CPU,
                                      dtype=torch.float32)
-        from rollspec.engine.cached_forward import layer_forward, rope_tables
+        from rollspec.engine.cached_forward import LayerInputs, layer_forward
 
         with torch.inference_mode():
-            cos, sin = rope_tables(head.rotary.cos, head.rotary.sin_signed, batch.positions_BT, torch.float32)
-            (keys,), (values,) = cache.attended(batch)
-            out = layer_forward(layer, x_ND, cos, sin, cache.layers_SCME[0], keys, values, batch, 2, 3)
+            out = layer_forward(layer, x_ND, LayerInputs(head.rotary, cache, batch, torch.float32), 0, 2, 3)
         return out, cache.kv_NSCME
 
     fused, fused_cache = run(True)
@@ -97,13 +95,15 @@ def test_the_input_is_left_as_it_was_and_biased_layers_stay_on_torch():
     x_ND = torch.randn(1, 64)
     batch = AttentionBatch.build(row_start=0, cache_lens=[0], num_tokens=1, max_len=40, device=CPU, dtype=torch.float32)
     cache = model.new_cache(num_slots=1, max_len=40)
-    cos = torch.ones(1, 1, 16)
+    cos = torch.ones(40, 16)
     assert fused_layer.fits(w, x_ND, cos, cache.layers_SCME[0], batch)
     before = x_ND.clone()
-    fused_layer.run(w, x_ND, cos, torch.zeros(1, 1, 16), cache.layers_SCME[0], batch, 1, 1)
+    fused_layer.run(w, x_ND, cos, torch.zeros(40, 16), cache.layers_SCME[0], batch, 1, 1)
     assert torch.equal(x_ND, before)
     biased = random_decoder(tiny_config(vocab_size=40, qkv_bias=True, o_bias=True), seed=3, std=0.3)
     assert not fused_layer.fits(fold(biased.layers[0]), x_ND, cos, cache.layers_SCME[0], batch)
+    # A rotary table shorter than the cache could be read past its end: torch's gather raises instead.
+    assert not fused_layer.fits(w, x_ND, cos[:39], cache.layers_SCME[0], batch)
 
 
 @needs_kernel

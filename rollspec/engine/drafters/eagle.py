@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from rollspec.engine.drafters import eagle_chain
 from rollspec.engine.drafters.base import DraftContext, Proposal
 from rollspec.engine.drafters.catch_up import cat_groups, catch_up_width, split_point
 from rollspec.engine.drafters.draws import DraftDraws
@@ -25,6 +26,7 @@ class EagleDrafter:
 
     name = "eagle"
     uses_policy_hidden = True
+    chain_kernel = True  # drafters/eagle_chain.py where it applies; False runs the loop below (tests, A/B)
 
     def __init__(self, head: EagleHead, policy: Decoder, *, num_slots: int, max_len: int, version: int = 0) -> None:
         if head.config.hidden_size != policy.config.hidden_size:
@@ -45,6 +47,9 @@ class EagleDrafter:
         feature_B1D = cat_groups([self._catch_up(ctx, lens, num_new, start, end) for start, end in groups])
         self.num_real[:B] = targets
         draws = DraftDraws(self.policy.lm_head, ctx.sampling, ctx.draw_uniforms(k))
+        if self.chain_kernel and eagle_chain.run(self.head, self.policy.embed_tokens, self.cache, feature_B1D, targets,
+                                                 draws):
+            return Proposal(draws.tokens_BK, draws.q_BKV)
         steps = AttentionBatch.chain(cache_lens=targets, num_steps=k - 1, max_len=self.cache.max_len, device=device,
                                      dtype=self.cache.kv_NSCME.dtype)
         for j in range(k):

@@ -37,7 +37,7 @@ def test_each_draw_comes_from_the_reported_q(kernels, rows):
     try:
         with torch.inference_mode():
             draws = DraftDraws(lm_head, sampling, uniforms_BK)
-            assert (draws._packed is not None) == kernels
+            assert (draws.lm_packed is not None) == kernels
             hidden = [torch.randn(n, 1, D, generator=gen) for _ in range(K)]
             tokens = [draws.draw(j, hidden[j]) for j in range(K)]
     finally:
@@ -56,4 +56,4 @@ def test_each_draw_comes_from_the_reported_q(kernels, rows):
 def test_truncating_params_stay_on_torch():
     sampling = SamplingTensors.from_params([SamplingParams(temperature=0.8, top_k=5)], torch.device("cpu"))
     draws = DraftDraws(_lm_head(1), sampling, torch.rand(1, K))
-    assert draws._packed is None
+    assert draws.lm_packed is None

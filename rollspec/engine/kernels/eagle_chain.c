@@ -1,0 +1,63 @@
+/* An EAGLE head's whole draft chain in one call, fp32: for j = 0 .. K-1 draw token j from the
+ * current feature (head_sample), and unless it is the last, feed (feature, token) through the
+ * head: x = table[token] + feature @ Wf (fc's two halves, eagle_head._fc_halves), then the head's
+ * decoder layer at each row's next position, whose output is the next feature.
+ *
+ * The same calls in the same order as the Python loop of drafters/eagle.py through the kernels,
+ * so the proposal is identical bit for bit; what goes is ~50 us of Python and torch dispatch per
+ * drafted token around ~30 us of arithmetic. */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+void small_gemm(int M, int N, int K, const float *x, long ldx, const float *packed, const float *c, long ldc,
+                float *y, long ldy);
+int decoder_layer(int B, int T, int D, int H, int G, int E, int I, float eps, int has_input_norm,
+                  float *x, const float *qkv_p, const float *qk_w, const float *o_p, const float *gate_up_p,
+                  const float *down_p, const float *cos, const float *sin,
+                  float *cache, long c_s, long c_c, long c_m, int row_start, int kv_len, int masked,
+                  const int64_t *rows, long r_sb, long r_st, const int64_t *positions, long p_sb, long p_st,
+                  float *scratch);
+void head_sample(int B, int D, int V, const float *h, long h_sb, const float *lm_packed,
+                 const float *temperature, const uint8_t *greedy, int unit_temperature,
+                 const float *u, long u_sb, int64_t *tokens, long t_sb, float *q, long q_sb, float *scratch);
+
+/* feature [B, D]: the catch-up's last output per row (overwritten). lens [B]: each row's first
+ * chain position (its number of real pairs); step j writes position min(lens + j, max_len - 1)
+ * and attends to min(max(lens) + 1 + j, max_len) keys, masked when rows differ in length (as
+ * AttentionBatch.chain). Uniforms u [B, K] with row stride u_sb; tokens [B, K]; q [B, K, V].
+ * Scratch: x [B, D]; positions and rows [B] each; sample_scratch B * V + V floats;
+ * layer_scratch as decoder_layer's for B tokens. Returns 0 or decoder_layer's error. */
+int eagle_chain(int B, int K, int D, int V, int H, int G, int E, int I, float eps, float *feature,
+                const float *lm_packed, const float *temperature, const uint8_t *greedy, int unit_temperature,
+                const float *u, long u_sb, const float *table, const float *feature_packed,
+                const float *qkv_p, const float *qk_w, const float *o_p, const float *gate_up_p, const float *down_p,
+                const float *cos, const float *sin, float *cache, long c_s, long c_c, long c_m,
+                const int64_t *lens, int max_len, int64_t *tokens, float *q,
+                float *x, int64_t *positions, int64_t *rows, float *sample_scratch, float *layer_scratch) {
+    int64_t longest = 0, shortest = lens[0];
+    for (int b = 0; b < B; b++) {
+        rows[b] = b;
+        if (lens[b] > longest) longest = lens[b];
+        if (lens[b] < shortest) shortest = lens[b];
+    }
+    int masked = shortest != longest;
+    for (int j = 0; j < K; j++) {
+        head_sample(B, D, V, feature, D, lm_packed, temperature, greedy, unit_temperature, u + j, u_sb,
+                    tokens + j, K, q + (size_t)j * V, (long)K * V, sample_scratch);
+        if (j + 1 == K) break;
+        for (int b = 0; b < B; b++) {
+            memcpy(x + (size_t)b * D, table + (size_t)tokens[(size_t)b * K + j] * D, sizeof(float) * D);
+            int64_t pos = lens[b] + j;
+            positions[b] = pos < max_len - 1 ? pos : max_len - 1;
+        }
+        small_gemm(B, D, D, feature, D, feature_packed, x, D, x, D);  /* x = table rows + feature @ Wf */
+        int64_t kv_len = longest + 1 + j;
+        int status = decoder_layer(B, 1, D, H, G, E, I, eps, 0, x, qkv_p, qk_w, o_p, gate_up_p, down_p, cos, sin,
+                                   cache, c_s, c_c, c_m, 0, kv_len < max_len ? (int)kv_len : max_len, masked,
+                                   rows, 1, 0, positions, 1, 0, layer_scratch);
+        if (status) return status;
+        memcpy(feature, x, sizeof(float) * (size_t)B * D);
+    }
+    return 0;
+}

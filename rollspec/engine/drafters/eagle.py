@@ -26,7 +26,7 @@ class EagleDrafter:
 
     name = "eagle"
     uses_policy_hidden = True
-    chain_kernel = True  # drafters/eagle_chain.py where it applies; False runs the loop below (tests, A/B)
+    kernels = True  # catch-up and chain through drafters/eagle_chain.py where it applies; False: the Python path
 
     def __init__(self, head: EagleHead, policy: Decoder, *, num_slots: int, max_len: int, version: int = 0) -> None:
         if head.config.hidden_size != policy.config.hidden_size:
@@ -44,11 +44,13 @@ class EagleDrafter:
         num_new = [t - n for t, n in zip(targets, lens)]
         j = split_point(num_new)
         groups = [(0, j), (j, B)] if j else [(0, B)]
-        feature_B1D = cat_groups([self._catch_up(ctx, lens, num_new, start, end) for start, end in groups])
+        kernel = eagle_chain.kernel_head(self.head, self.policy.embed_tokens, self.cache) if self.kernels else None
+        feature_B1D = None if kernel is None else eagle_chain.catch_up(kernel, ctx, lens, num_new, groups)
+        if feature_B1D is None:
+            feature_B1D = cat_groups([self._catch_up(ctx, lens, num_new, start, end) for start, end in groups])
         self.num_real[:B] = targets
         draws = DraftDraws(self.policy.lm_head, ctx.sampling, ctx.draw_uniforms(k))
-        if self.chain_kernel and eagle_chain.run(self.head, self.policy.embed_tokens, self.cache, feature_B1D, targets,
-                                                 draws):
+        if kernel is not None and eagle_chain.chain(kernel, feature_B1D, targets, draws):
             return Proposal(draws.tokens_BK, draws.q_BKV)
         steps = AttentionBatch.chain(cache_lens=targets, num_steps=k - 1, max_len=self.cache.max_len, device=device,
                                      dtype=self.cache.kv_NSCME.dtype)

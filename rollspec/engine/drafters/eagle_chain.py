@@ -1,60 +1,124 @@
-"""The EAGLE drafter's chain of k draws and k - 1 head steps as one C call (kernels/eagle_chain.c)
-for fp32 on CPU: the same kernels in the same order as the Python loop in drafters/eagle.py, so
-the proposal is identical, without ~50 us of dispatch per drafted token. `run` returns False when
-the call does not apply (torch fallback, top-k / top-p, biased or input-normed head layer, ...)
-and the caller runs the loop.
+"""The EAGLE drafter's catch-up and draft chain as C calls (kernels/eagle_chain.c) for fp32 on CPU:
+the same kernels in the same order as the Python path of drafters/eagle.py, so the proposal is
+identical, without ~50 us of dispatch per head step and ~100 us of gathers and batch metadata per
+catch-up. Each function returns None / False when its call does not apply (torch fallback,
+top-k / top-p, a biased or input-normed head layer, ...) and the caller runs the Python path.
 
-Shape legend: B rows, K drafted, V vocab, D hidden.
+Shape legend: B rows, K drafted, V vocab, D hidden, M cached positions per row.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from rollspec.engine import cpu_kernels
-from rollspec.engine.cached_forward import fold
+from rollspec.engine.cached_forward import FoldedLayer, fold
+from rollspec.engine.drafters.base import DraftContext
 from rollspec.engine.drafters.draws import DraftDraws
 from rollspec.engine.eagle_head import EagleHead
 from rollspec.engine.kv_cache import KVCache
 from rollspec.engine.small_attention import heads_fit
+from rollspec.engine.small_gemm import ProjWeight
 
 _F32 = torch.float32
 
 
-def run(head: EagleHead, embedding: torch.nn.Embedding, cache: KVCache, feature_B1D: torch.Tensor,
-        lens: list[int], draws: DraftDraws) -> bool:
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Head:
+    """The head's weights and cache as the kernels take them (checked once per proposal)."""
+
+    w: FoldedLayer
+    table_VD: torch.Tensor
+    feature_DD: ProjWeight
+    cos_ME: torch.Tensor
+    sin_ME: torch.Tensor
+    kv_SCME: torch.Tensor
+    max_len: int
+
+    def layer_args(self) -> tuple:
+        """decoder_layer's weight, rotary and cache arguments, as both kernels take them."""
+        w, (c_s, c_c, c_m, _) = self.w, self.kv_SCME.stride()
+        return (w.qkv_DC.packed.data_ptr(), None if w.qk_weight_CE is None else w.qk_weight_CE.data_ptr(),
+                w.o_DD.packed.data_ptr(), w.gate_up_DI.packed.data_ptr(), w.down_ID.packed.data_ptr(),
+                self.cos_ME.data_ptr(), self.sin_ME.data_ptr(), self.kv_SCME.data_ptr(), c_s, c_c, c_m)
+
+    def dims(self) -> tuple:
+        w = self.w
+        return w.num_heads, w.num_kv_heads, w.head_dim, w.gate_up_DI.t.shape[1] // 2, w.eps_value
+
+    def layer_scratch(self, num_tokens: int) -> torch.Tensor:
+        w = self.w
+        H, G, E = w.num_heads, w.num_kv_heads, w.head_dim
+        return torch.empty(num_tokens * ((H + 2 * G) * E + H * E + w.gate_up_DI.t.shape[1]) + E, dtype=_F32)
+
+
+def kernel_head(head: EagleHead, embedding: torch.nn.Embedding, cache: KVCache) -> _Head | None:
+    """The head as the kernels take it, or None when they do not apply to it."""
+    if not cpu_kernels.active:
+        return None
+    w = fold(head.layers[0])
+    table_VD, feature_DD = head._fc_halves(embedding)
+    kv_SCME, rotary = cache.layers_SCME[0], head.rotary
+    E = w.head_dim
+    if not (w.qkv_DC.packed is not None and feature_DD.packed is not None and w.qkv_bias is None
+            and w.o_bias is None and not w.has_input_norm and heads_fit(w.num_heads, w.num_kv_heads, E)
+            and table_VD.dtype is _F32 and table_VD.is_contiguous() and kv_SCME.dtype is _F32
+            and kv_SCME.stride(-1) == 1 and rotary.cos.stride(0) == E and kv_SCME.shape[2] <= rotary.cos.shape[0]):
+        return None
+    return _Head(w, table_VD, feature_DD, rotary.cos, rotary.sin_signed, kv_SCME, cache.max_len)
+
+
+def catch_up(head: _Head, ctx: DraftContext, lens: list[int], num_new: list[int],
+             groups: list[tuple[int, int]]) -> torch.Tensor | None:
+    """EagleDrafter._catch_up over each row group: each row's last output feature [B, 1, D], or
+    None when the context's tensors are not laid out as the kernel reads them."""
+    hidden_BMD, tokens_BM = ctx.hidden_BMD, ctx.tokens_BM
+    B, M, D = hidden_BMD.shape
+    if not (hidden_BMD.dtype is _F32 and hidden_BMD.stride(2) == 1 and hidden_BMD.stride(1) == D
+            and tokens_BM.dtype is torch.long and tokens_BM.stride(1) == 1):
+        return None
+    feature_BD = torch.empty(B, D, dtype=_F32)
+    widest = max(num_new)
+    x, f_in = torch.empty(B * widest, D, dtype=_F32), torch.empty(B * widest, D, dtype=_F32)
+    positions, rows = torch.empty(B * widest, dtype=torch.long), torch.empty(B, dtype=torch.long)
+    lens_B, num_new_B = torch.tensor(lens, dtype=torch.long), torch.tensor(num_new, dtype=torch.long)
+    scratch = head.layer_scratch(B * widest)
+    H, G, E, I, eps = head.dims()
+    for start, end in groups:
+        width = max(num_new[start:end])
+        status = cpu_kernels.library().eagle_catch_up(  # type: ignore[union-attr]
+            end - start, start, width, D, H, G, E, I, eps, hidden_BMD.data_ptr(), hidden_BMD.stride(0),
+            tokens_BM.data_ptr(), tokens_BM.stride(0), M, lens_B.data_ptr() + 8 * start,
+            num_new_B.data_ptr() + 8 * start, head.table_VD.data_ptr(), head.feature_DD.packed.data_ptr(),
+            *head.layer_args(), head.max_len, feature_BD.data_ptr() + 4 * D * start, x.data_ptr(), f_in.data_ptr(),
+            positions.data_ptr(), rows.data_ptr(), scratch.data_ptr())
+        if status != 0:
+            raise MemoryError(f"EAGLE catch-up kernel: no memory for {max(lens) + width} attention scores")
+    return feature_BD[:, None]
+
+
+def chain(head: _Head, feature_B1D: torch.Tensor, lens: list[int], draws: DraftDraws) -> bool:
     """Fill draws.tokens_BK / draws.q_BKV from the catch-up's last features; rows' chains start at
     positions `lens`. False (nothing done) when the kernel does not apply."""
     if not (draws.kernel_ready and feature_B1D.dtype is _F32 and feature_B1D.is_cpu):
         return False
-    w = fold(head.layers[0])
-    table_VD, feature_DD = head._fc_halves(embedding)
-    kv_SCME, rotary = cache.layers_SCME[0], head.rotary
-    H, G, E = w.num_heads, w.num_kv_heads, w.head_dim
-    if not (w.qkv_DC.packed is not None and feature_DD.packed is not None and w.qkv_bias is None
-            and w.o_bias is None and not w.has_input_norm and heads_fit(H, G, E) and table_VD.dtype is _F32
-            and kv_SCME.dtype is _F32 and kv_SCME.stride(-1) == 1 and rotary.cos.stride(0) == E
-            and kv_SCME.shape[2] <= rotary.cos.shape[0]):
-        return False
     B, K = draws.tokens_BK.shape
     D, V = feature_B1D.shape[-1], draws.q_BKV.shape[2]
-    I2 = w.gate_up_DI.t.shape[1]
     feature_BD = feature_B1D.reshape(B, D).clone()  # the kernel overwrites it step by step
-    x_BD, positions_B, rows_B = torch.empty(B, D, dtype=_F32), torch.empty(B, dtype=torch.long), torch.empty(
-        B, dtype=torch.long)
+    x_BD, positions_B, rows_B = (torch.empty(B, D, dtype=_F32), torch.empty(B, dtype=torch.long),
+                                 torch.empty(B, dtype=torch.long))
     lens_B = torch.tensor(lens, dtype=torch.long)
-    layer_scratch = torch.empty(B * ((H + 2 * G) * E + H * E + I2) + E, dtype=_F32)
     st, u_BK = draws.sampling, draws.uniforms_BK
-    c_s, c_c, c_m, _ = kv_SCME.stride()
+    H, G, E, I, eps = head.dims()
+    scratch = head.layer_scratch(B)
     status = cpu_kernels.library().eagle_chain(  # type: ignore[union-attr]
-        B, K, D, V, H, G, E, I2 // 2, w.eps_value, feature_BD.data_ptr(),
+        B, K, D, V, H, G, E, I, eps, feature_BD.data_ptr(),
         draws.lm_packed.data_ptr(), st.temperature_B.data_ptr(), st.is_greedy_B.data_ptr(), int(st.unit_temperature),
-        u_BK.data_ptr(), u_BK.stride(0), table_VD.data_ptr(), feature_DD.packed.data_ptr(),
-        w.qkv_DC.packed.data_ptr(), None if w.qk_weight_CE is None else w.qk_weight_CE.data_ptr(),
-        w.o_DD.packed.data_ptr(), w.gate_up_DI.packed.data_ptr(), w.down_ID.packed.data_ptr(),
-        rotary.cos.data_ptr(), rotary.sin_signed.data_ptr(), kv_SCME.data_ptr(), c_s, c_c, c_m,
-        lens_B.data_ptr(), cache.max_len, draws.tokens_BK.data_ptr(), draws.q_BKV.data_ptr(),
-        x_BD.data_ptr(), positions_B.data_ptr(), rows_B.data_ptr(), draws.scratch.data_ptr(), layer_scratch.data_ptr())
+        u_BK.data_ptr(), u_BK.stride(0), head.table_VD.data_ptr(), head.feature_DD.packed.data_ptr(),
+        *head.layer_args(), lens_B.data_ptr(), head.max_len, draws.tokens_BK.data_ptr(), draws.q_BKV.data_ptr(),
+        x_BD.data_ptr(), positions_B.data_ptr(), rows_B.data_ptr(), draws.scratch.data_ptr(), scratch.data_ptr())
     if status != 0:
         raise MemoryError(f"EAGLE chain kernel: no memory for {max(lens) + K} attention scores")
     return True

@@ -61,3 +61,48 @@ int eagle_chain(int B, int K, int D, int V, int H, int G, int E, int I, float ep
     }
     return 0;
 }
+
+/* The catch-up forward of rows [row_start, row_start + B) before a chain: each row feeds its
+ * num_new[b] pairs (policy feature at position p, token at p + 1) for p = lens[b] .. , padded to
+ * `width` pairs, through the head (x = table[token] + feature @ Wf, then the decoder layer writing
+ * cache positions p), and feature_out[b] gets the output of its last real pair; a padded pair's
+ * cache writes land past the row's pairs, where the chain overwrites them before reading. As
+ * EagleDrafter._catch_up: gathers clamp p to M - 2 (hidden / tokens are [rows, M, D] / [rows, M]
+ * with row strides h_sr / t_sr), cache positions to max_len - 1. Scratch: x and f_in
+ * [B * width, D]; positions [B * width] and rows [B]; layer_scratch as decoder_layer's for
+ * B * width tokens. Returns 0 or decoder_layer's error. */
+int eagle_catch_up(int B, int row_start, int width, int D, int H, int G, int E, int I, float eps,
+                   const float *hidden, long h_sr, const int64_t *tokens, long t_sr, int M,
+                   const int64_t *lens, const int64_t *num_new, const float *table, const float *feature_packed,
+                   const float *qkv_p, const float *qk_w, const float *o_p, const float *gate_up_p,
+                   const float *down_p, const float *cos, const float *sin, float *cache, long c_s, long c_c,
+                   long c_m, int max_len, float *feature_out, float *x, float *f_in, int64_t *positions,
+                   int64_t *rows, float *layer_scratch) {
+    int64_t longest = 0, shortest = lens[0];
+    for (int b = 0; b < B; b++) {
+        rows[b] = row_start + b;
+        if (lens[b] > longest) longest = lens[b];
+        if (lens[b] < shortest) shortest = lens[b];
+        for (int t = 0; t < width; t++) {
+            int64_t p = lens[b] + t, g = p < M - 2 ? p : M - 2;
+            size_t n = (size_t)b * width + t;
+            const float *f = hidden + (size_t)(row_start + b) * h_sr + (size_t)g * D;
+            memcpy(f_in + n * D, f, sizeof(float) * D);
+            memcpy(x + n * D, table + (size_t)tokens[(size_t)(row_start + b) * t_sr + g + 1] * D, sizeof(float) * D);
+            positions[n] = p < max_len - 1 ? p : max_len - 1;
+        }
+    }
+    small_gemm(B * width, D, D, f_in, D, feature_packed, x, D, x, D);
+    int64_t kv_len = longest + width;
+    int masked = !(width == 1 && shortest == longest);
+    int status = decoder_layer(B, width, D, H, G, E, I, eps, 0, x, qkv_p, qk_w, o_p, gate_up_p, down_p, cos, sin,
+                               cache, c_s, c_c, c_m, row_start, kv_len < max_len ? (int)kv_len : max_len, masked,
+                               rows, 1, 0, positions, width, 1, layer_scratch);
+    if (status) return status;
+    for (int b = 0; b < B; b++) {
+        int64_t last = num_new[b] - 1;
+        if (last < 0) last += width;  /* as the Python index */
+        memcpy(feature_out + (size_t)b * D, x + ((size_t)b * width + last) * D, sizeof(float) * D);
+    }
+    return 0;
+}

@@ -10,6 +10,8 @@ import dataclasses
 
 import torch
 
+PYTHON_BUILT_TOKENS = 256  # up to this many, positions and rows are cheaper as Python lists than as tensor ops
+
 
 class KVCache:
     """Keys and values for S rows of up to M positions, allocated once.
@@ -87,6 +89,10 @@ class AttentionBatch:
         if num_tokens == 1:  # a decode step: no padding, positions and rows from one host-to-device copy
             meta_2B = torch.tensor([cache_lens, list(range(row_start, row_start + num_rows))], device=device)
             positions_BT, rows_BT = meta_2B[:, :, None].unbind(0)
+        elif num_rows * num_tokens <= PYTHON_BUILT_TOKENS:  # verify and catch-up: also one copy, lists built in Python
+            positions = [n + t for n in cache_lens for t in range(num_tokens)]
+            rows = [row for row in range(row_start, row_start + num_rows) for _ in range(num_tokens)]
+            positions_BT, rows_BT = torch.tensor([positions, rows], device=device).view(2, num_rows, num_tokens).unbind(0)
         else:
             lens_B = torch.tensor(cache_lens, device=device)
             positions_BT = lens_B[:, None] + torch.arange(num_tokens, device=device)

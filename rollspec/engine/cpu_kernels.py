@@ -46,6 +46,8 @@ _SIGNATURES = {
                     + [_long] * 3 + [_ptr, _int] + [_ptr] * 7),
     "eagle_catch_up": (_int, [_int] * 8 + [ctypes.c_float, _ptr, _long, _ptr, _long, _int] + [_ptr] * 12
                        + [_long] * 3 + [_int] + [_ptr] * 6),
+    "decoder_forward": (_int, [_int] * 9 + [_ptr, _long, _long] + [_ptr] * 6 + [_long] * 4 + [_int] * 3
+                        + [_ptr, _long, _long] * 2 + [_ptr, ctypes.c_float] + [_ptr] * 3),
     "rms_norm_rows": (None, [_int] * 2 + [_ptr] * 2 + [ctypes.c_float, _ptr]),
     "sample_rows": (None, [_int] * 3 + [_ptr, _long, _ptr, _long, _long, _ptr, _ptr]),
     "verify_rows": (None, [_int] * 3 + [_ptr] * 7),

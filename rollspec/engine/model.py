@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rollspec.engine import fused_stack
 from rollspec.engine.cached_forward import LayerInputs, final_norm, layer_forward, project
 from rollspec.engine.kv_cache import AttentionBatch, KVCache
 from rollspec.engine.model_config import ModelConfig
@@ -131,6 +132,9 @@ class Decoder(nn.Module):
 
     def _forward_cached(self, input_ids_BT: torch.Tensor, cache: KVCache, batch: AttentionBatch) -> torch.Tensor:
         B, T = input_ids_BT.shape
+        fused_ND = fused_stack.forward(self, input_ids_BT, cache, batch)
+        if fused_ND is not None:
+            return fused_ND.view(B, T, -1)
         x_ND = F.embedding(input_ids_BT.reshape(-1), self.embed_tokens.weight)
         inputs = LayerInputs(self.rotary, cache, batch, x_ND.dtype)
         for index, layer in enumerate(self.layers):

@@ -94,3 +94,30 @@ void rms_norm_rows(int N, int D, const float *x, const float *w, float eps, floa
         for (int i = 0; i < D; i++) o[i] = row[i] * s * w[i];
     }
 }
+
+/* A whole cached forward of a decoder: embedding lookup, L layers as decoder_layer, final norm.
+ * Every layer shares the head / width layout; layer l's packed weights are the pointers
+ * weights[5l .. 5l+4] = qkv, qk norm weights (0: none), o, gate_up, down, its eps eps[l] and its
+ * cache cache + l * c_l. Token (b, t) is input_ids[b * i_sb + t * i_st]. x: [B*T, D] scratch,
+ * out: [B*T, D] final-norm hidden states, scratch as decoder_layer's. Same calls, same order as
+ * the per-layer path (bit-identical results); what goes is a Python round trip per layer. */
+int decoder_forward(int L, int B, int T, int D, int H, int G, int E, int I, int has_input_norm,
+                    const int64_t *input_ids, long i_sb, long i_st, const float *embed, const int64_t *weights,
+                    const float *eps, const float *cos, const float *sin, float *cache, long c_l, long c_s, long c_c,
+                    long c_m, int row_start, int kv_len, int masked, const int64_t *rows, long r_sb, long r_st,
+                    const int64_t *positions, long p_sb, long p_st, const float *norm_w, float norm_eps,
+                    float *x, float *out, float *scratch) {
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            memcpy(x + ((size_t)b * T + t) * D, embed + (size_t)input_ids[b * i_sb + t * i_st] * D, sizeof(float) * D);
+    for (int l = 0; l < L; l++) {
+        const int64_t *w = weights + 5 * l;
+        int status = decoder_layer(B, T, D, H, G, E, I, eps[l], has_input_norm, x, (const float *)w[0],
+                                   (const float *)w[1], (const float *)w[2], (const float *)w[3], (const float *)w[4],
+                                   cos, sin, cache + l * c_l, c_s, c_c, c_m, row_start, kv_len, masked,
+                                   rows, r_sb, r_st, positions, p_sb, p_st, scratch);
+        if (status) return status;
+    }
+    rms_norm_rows(B * T, D, x, norm_w, norm_eps, out);
+    return 0;
+}

@@ -64,34 +64,47 @@ def _stack(model) -> _Stack | None:
     return cached[1]
 
 
-def forward(model, input_ids_BT: torch.Tensor, cache: KVCache, batch: AttentionBatch) -> torch.Tensor | None:
-    """Final-norm hidden states [N, D] of `model` (a Decoder) over the cache, or None."""
+def ready(model, cache: KVCache) -> _Stack | None:
+    """The model's stack when the C forward applies to `model` (a Decoder) over `cache`, else None."""
     if not cpu_kernels.active:
         return None
     embed_VD, norm_D, kv, cos_ME = model.embed_tokens.weight, model.norm.weight, cache.kv_NSCME, model.rotary.cos
-    B, T = input_ids_BT.shape
     if not (embed_VD.dtype is _F32 and embed_VD.is_cpu and embed_VD.is_contiguous() and not embed_VD.requires_grad
             and norm_D.dtype is _F32 and norm_D.is_contiguous() and kv.dtype is _F32 and kv.is_contiguous()
-            and input_ids_BT.dtype is torch.long and input_ids_BT.is_cpu
-            and batch.positions_BT.dtype is torch.long and batch.rows_BT.dtype is torch.long
-            and cos_ME.stride(-1) == 1 and kv.shape[3] <= cos_ME.shape[0]
-            and (B * T <= MULTI_THREAD_MAX_ROWS or torch.get_num_threads() == 1)):
+            and cos_ME.stride(-1) == 1 and kv.shape[3] <= cos_ME.shape[0]):
         return None
     stack = _stack(model)
-    if stack is None or cos_ME.stride(0) != stack.dims[2]:
+    return stack if stack is not None and cos_ME.stride(0) == stack.dims[2] else None
+
+
+def model_args(model, stack: _Stack, cache: KVCache) -> tuple:
+    """decoder_forward's arguments from the embedding to the cache strides, as draft_chain takes them too."""
+    kv = cache.kv_NSCME
+    c_l, c_s, c_c, c_m, _ = kv.stride()
+    return (model.embed_tokens.weight.data_ptr(), stack.weights_L5.data_ptr(), stack.eps_L.data_ptr(),
+            model.rotary.cos.data_ptr(), model.rotary.sin_signed.data_ptr(), kv.data_ptr(), c_l, c_s, c_c, c_m)
+
+
+def forward(model, input_ids_BT: torch.Tensor, cache: KVCache, batch: AttentionBatch) -> torch.Tensor | None:
+    """Final-norm hidden states [N, D] of `model` (a Decoder) over the cache, or None."""
+    B, T = input_ids_BT.shape
+    if not (cpu_kernels.active and input_ids_BT.dtype is torch.long and input_ids_BT.is_cpu
+            and batch.positions_BT.dtype is torch.long and batch.rows_BT.dtype is torch.long
+            and (B * T <= MULTI_THREAD_MAX_ROWS or torch.get_num_threads() == 1)):
+        return None
+    stack = ready(model, cache)
+    if stack is None:
         return None
     H, G, E, I, has_input_norm = stack.dims
-    N, D = B * T, embed_VD.shape[1]
+    N, D = B * T, model.embed_tokens.weight.shape[1]
     x_ND, out_ND, scratch = torch.empty(N, D, dtype=_F32), torch.empty(N, D, dtype=_F32), stack.scratch(N)
-    c_l, c_s, c_c, c_m, _ = kv.stride()
     rows, positions = batch.rows_BT, batch.positions_BT
     status = cpu_kernels.library().decoder_forward(  # type: ignore[union-attr]
         stack.num_layers, B, T, D, H, G, E, I, has_input_norm,
-        input_ids_BT.data_ptr(), input_ids_BT.stride(0), input_ids_BT.stride(1), embed_VD.data_ptr(),
-        stack.weights_L5.data_ptr(), stack.eps_L.data_ptr(), cos_ME.data_ptr(), model.rotary.sin_signed.data_ptr(),
-        kv.data_ptr(), c_l, c_s, c_c, c_m, batch.row_start, batch.kv_len, int(batch.masked),
+        input_ids_BT.data_ptr(), input_ids_BT.stride(0), input_ids_BT.stride(1), *model_args(model, stack, cache),
+        batch.row_start, batch.kv_len, int(batch.masked),
         rows.data_ptr(), rows.stride(0), rows.stride(1), positions.data_ptr(), positions.stride(0), positions.stride(1),
-        norm_D.data_ptr(), float(model.norm.eps), x_ND.data_ptr(), out_ND.data_ptr(), scratch.data_ptr())
+        model.norm.weight.data_ptr(), float(model.norm.eps), x_ND.data_ptr(), out_ND.data_ptr(), scratch.data_ptr())
     if status != 0:
         raise MemoryError(f"decoder forward kernel: no memory for {batch.kv_len} attention scores")
     return out_ND

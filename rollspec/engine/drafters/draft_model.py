@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import torch
 
+from rollspec.engine.drafters import draft_chain
 from rollspec.engine.drafters.base import DraftContext, Proposal
 from rollspec.engine.drafters.catch_up import cat_groups, catch_up_width, split_point
 from rollspec.engine.drafters.draws import DraftDraws
@@ -23,6 +24,7 @@ class DraftModelDrafter:
 
     name = "draft_model"
     uses_policy_hidden = False
+    kernels = True  # the draft chain through drafters/draft_chain.py where it applies; False: the Python loop
 
     def __init__(self, model: Decoder, *, num_slots: int, max_len: int, version: int = 0) -> None:
         self.model = model
@@ -39,6 +41,9 @@ class DraftModelDrafter:
         groups = [(0, j), (j, B)] if j else [(0, B)]
         hidden_B1D = cat_groups([self._catch_up(ctx, lens, num_new, start, end) for start, end in groups])
         draws = DraftDraws(self.model.lm_head, ctx.sampling, ctx.draw_uniforms(k))
+        if self.kernels and draft_chain.run(self.model, self.cache, hidden_B1D, ctx.context_lens, draws):
+            self.num_cached[:B] = [n + k - 1 for n in ctx.context_lens]
+            return Proposal(draws.tokens_BK, draws.q_BKV)
         # The last draft never needs to be fed: k - 1 one-token steps.
         steps = AttentionBatch.chain(cache_lens=ctx.context_lens, num_steps=k - 1, max_len=self.cache.max_len,
                                      device=device, dtype=self.cache.kv_NSCME.dtype)

@@ -1,7 +1,7 @@
-"""The EAGLE drafter's catch-up and draft chain as C calls (drafters/eagle_chain.py) propose
-exactly what its Python path proposes through the same kernels: every proposal and whole
-generations, sampled and greedy rows, ragged rows, split catch-ups after admissions and
-continuous batching, are identical to the last bit."""
+"""Draft chains as C calls (drafters/eagle_chain.py: EAGLE catch-up and chain;
+drafters/draft_chain.py: the draft model's chain) propose exactly what the drafters' Python paths
+propose through the same kernels: every proposal and whole generations, sampled and greedy rows,
+ragged rows, split catch-ups after admissions and continuous batching, are identical to the last bit."""
 
 import pytest
 import torch
@@ -9,7 +9,8 @@ import torch
 from rollspec.engine import cpu_kernels
 from rollspec.engine.config import EngineConfig
 from rollspec.engine.depth import FixedDepth
-from rollspec.engine.drafters import eagle_chain
+from rollspec.engine.drafters import draft_chain, eagle_chain
+from rollspec.engine.drafters.draft_model import DraftModelDrafter
 from rollspec.engine.drafters.eagle import EagleDrafter
 from rollspec.engine.engine import Engine
 from rollspec.engine.sampling_params import SamplingParams
@@ -33,13 +34,16 @@ def _requests(max_seq_len: int):
     return out
 
 
-def _generate(kernels: bool, k: int, max_seq_len: int, monkeypatch) -> tuple[list, list, int]:
+def _generate(kind: str, kernels: bool, k: int, max_seq_len: int, monkeypatch) -> tuple[list, list, int]:
     policy = random_decoder(CFG, seed=0, std=0.3)
     config = EngineConfig(max_batch_size=5, max_seq_len=max_seq_len, k_max=8, seed=0)
-    drafter = EagleDrafter(random_eagle_head(CFG, seed=1, std=0.3), policy, num_slots=5, max_len=config.cache_len)
+    if kind == "eagle":
+        drafter = EagleDrafter(random_eagle_head(CFG, seed=1, std=0.3), policy, num_slots=5, max_len=config.cache_len)
+    else:
+        drafter = DraftModelDrafter(random_decoder(tiny_config(vocab_size=VOCAB, num_layers=2), seed=1, std=0.3),
+                                    num_slots=5, max_len=config.cache_len)
     monkeypatch.setattr(drafter, "kernels", kernels)
     calls = []
-    real_catch_up, real_chain = eagle_chain.catch_up, eagle_chain.chain
 
     def counted(real):
         def call(*args):
@@ -48,8 +52,8 @@ def _generate(kernels: bool, k: int, max_seq_len: int, monkeypatch) -> tuple[lis
             return result
         return call
 
-    monkeypatch.setattr(eagle_chain, "catch_up", counted(real_catch_up))
-    monkeypatch.setattr(eagle_chain, "chain", counted(real_chain))
+    for module, name in ((eagle_chain, "catch_up"), (eagle_chain, "chain"), (draft_chain, "run")):
+        monkeypatch.setattr(module, name, counted(getattr(module, name)))
     proposals = []
     real_propose = drafter.propose
 
@@ -66,9 +70,10 @@ def _generate(kernels: bool, k: int, max_seq_len: int, monkeypatch) -> tuple[lis
 
 @pytest.mark.parametrize("k", [1, 2, 5])
 @pytest.mark.parametrize("max_seq_len", [48, 20], ids=["roomy", "to-the-end"])
-def test_chain_kernel_generates_what_the_python_loop_does(k, max_seq_len, monkeypatch):
-    fused, fused_proposals, fused_calls = _generate(True, k, max_seq_len, monkeypatch)
-    looped, looped_proposals, looped_calls = _generate(False, k, max_seq_len, monkeypatch)
+@pytest.mark.parametrize("kind", ["eagle", "draft_model"])
+def test_chain_kernels_propose_what_the_python_loop_does(kind, k, max_seq_len, monkeypatch):
+    fused, fused_proposals, fused_calls = _generate(kind, True, k, max_seq_len, monkeypatch)
+    looped, looped_proposals, looped_calls = _generate(kind, False, k, max_seq_len, monkeypatch)
     assert fused_calls > 20 and looped_calls == 0  # the kernels ran on one side only
     # Drafts never change what is generated (lossless), so the proposals are compared themselves.
     assert len(fused_proposals) == len(looped_proposals)

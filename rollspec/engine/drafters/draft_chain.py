@@ -1,0 +1,48 @@
+"""The draft model's chain of k draws and k - 1 forwards as one C call (kernels/draft_chain.c)
+for fp32 on CPU: the same kernels in the same order as the Python loop in
+drafters/draft_model.py (draws through head_sample, forwards through fused_stack), so the
+proposal is identical, without a Python round trip per drafted token. `run` returns False when
+the call does not apply and the caller runs the loop.
+
+Shape legend: B rows, K drafted, V vocab, D hidden.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from rollspec.engine import cpu_kernels, fused_stack
+from rollspec.engine.drafters.draws import DraftDraws
+from rollspec.engine.kv_cache import KVCache
+from rollspec.engine.model import Decoder
+
+_F32 = torch.float32
+
+
+def run(model: Decoder, cache: KVCache, hidden_B1D: torch.Tensor, lens: list[int], draws: DraftDraws) -> bool:
+    """Fill draws.tokens_BK / draws.q_BKV from the catch-up's last hidden states; rows' chains
+    write cache positions from `lens` on. False (nothing done) when the kernel does not apply."""
+    if not (draws.kernel_ready and hidden_B1D.dtype is _F32 and hidden_B1D.is_cpu):
+        return False
+    stack = fused_stack.ready(model, cache)
+    if stack is None:
+        return False
+    B, K = draws.tokens_BK.shape
+    D, V = hidden_B1D.shape[-1], draws.q_BKV.shape[2]
+    H, G, E, I, has_input_norm = stack.dims
+    hidden_BD = hidden_B1D.reshape(B, D).clone()  # the kernel overwrites it step by step
+    x_BD, positions_B, rows_B = (torch.empty(B, D, dtype=_F32), torch.empty(B, dtype=torch.long),
+                                 torch.empty(B, dtype=torch.long))
+    lens_B = torch.tensor(lens, dtype=torch.long)
+    st, u_BK = draws.sampling, draws.uniforms_BK
+    scratch = stack.scratch(B)
+    status = cpu_kernels.library().draft_chain(  # type: ignore[union-attr]
+        stack.num_layers, B, K, D, V, H, G, E, I, has_input_norm, hidden_BD.data_ptr(),
+        draws.lm_packed.data_ptr(), st.temperature_B.data_ptr(), st.is_greedy_B.data_ptr(), int(st.unit_temperature),
+        u_BK.data_ptr(), u_BK.stride(0), *fused_stack.model_args(model, stack, cache), lens_B.data_ptr(),
+        cache.max_len, model.norm.weight.data_ptr(), float(model.norm.eps), draws.tokens_BK.data_ptr(),
+        draws.q_BKV.data_ptr(), x_BD.data_ptr(), positions_B.data_ptr(), rows_B.data_ptr(), draws.scratch.data_ptr(),
+        scratch.data_ptr())
+    if status != 0:
+        raise MemoryError(f"draft chain kernel: no memory for {max(lens) + K} attention scores")
+    return True

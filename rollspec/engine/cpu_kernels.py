@@ -44,9 +44,9 @@ _SIGNATURES = {
                       + [_ptr, _long, _long] * 2 + [_ptr]),
     "eagle_chain": (_int, [_int] * 8 + [ctypes.c_float] + [_ptr] * 4 + [_int, _ptr, _long] + [_ptr] * 10
                     + [_long] * 3 + [_ptr, _int] + [_ptr] * 7),
-    "eagle_catch_up": (_int, [_int] * 8 + [ctypes.c_float, _ptr, _long, _ptr, _long, _int] + [_ptr] * 12
+    "eagle_catch_up": (_int, [_int] * 9 + [ctypes.c_float, _ptr, _long, _ptr, _long, _int] + [_ptr] * 12
                        + [_long] * 3 + [_int] + [_ptr] * 6),
-    "decoder_forward": (_int, [_int] * 9 + [_ptr, _long, _long] + [_ptr] * 6 + [_long] * 4 + [_int] * 3
+    "decoder_forward": (_int, [_int] * 10 + [_ptr, _long, _long] + [_ptr] * 6 + [_long] * 4 + [_int] * 3
                         + [_ptr, _long, _long] * 2 + [_ptr, ctypes.c_float] + [_ptr] * 3),
     "draft_chain": (_int, [_int] * 10 + [_ptr] * 4 + [_int, _ptr, _long] + [_ptr] * 6 + [_long] * 4
                     + [_ptr, _int, _ptr, ctypes.c_float] + [_ptr] * 7),
@@ -58,6 +58,15 @@ _SIGNATURES = {
 }
 
 active = False  # kernels loaded and switched on: read by the hot path as a plain attribute
+
+
+def check_status(status: int, what: str) -> None:
+    """Raise for a kernel's non-zero status: -1 no memory for attention scores, -2 a token id outside
+    the embedding table (where torch's lookup would raise)."""
+    if status == -2:
+        raise IndexError(f"{what}: a token id outside the vocabulary")
+    if status != 0:
+        raise MemoryError(f"{what}: no memory for the attention scores")
 
 
 def set_enabled(enabled: bool) -> None:

@@ -100,11 +100,10 @@ def forward(model, input_ids_BT: torch.Tensor, cache: KVCache, batch: AttentionB
     x_ND, out_ND, scratch = torch.empty(N, D, dtype=_F32), torch.empty(N, D, dtype=_F32), stack.scratch(N)
     rows, positions = batch.rows_BT, batch.positions_BT
     status = cpu_kernels.library().decoder_forward(  # type: ignore[union-attr]
-        stack.num_layers, B, T, D, H, G, E, I, has_input_norm,
+        stack.num_layers, B, T, D, model.embed_tokens.weight.shape[0], H, G, E, I, has_input_norm,
         input_ids_BT.data_ptr(), input_ids_BT.stride(0), input_ids_BT.stride(1), *model_args(model, stack, cache),
         batch.row_start, batch.kv_len, int(batch.masked),
         rows.data_ptr(), rows.stride(0), rows.stride(1), positions.data_ptr(), positions.stride(0), positions.stride(1),
         model.norm.weight.data_ptr(), float(model.norm.eps), x_ND.data_ptr(), out_ND.data_ptr(), scratch.data_ptr())
-    if status != 0:
-        raise MemoryError(f"decoder forward kernel: no memory for {batch.kv_len} attention scores")
+    cpu_kernels.check_status(status, "decoder forward kernel")
     return out_ND

@@ -43,6 +43,5 @@ def run(model: Decoder, cache: KVCache, hidden_B1D: torch.Tensor, lens: list[int
         cache.max_len, model.norm.weight.data_ptr(), float(model.norm.eps), draws.tokens_BK.data_ptr(),
         draws.q_BKV.data_ptr(), x_BD.data_ptr(), positions_B.data_ptr(), rows_B.data_ptr(), draws.scratch.data_ptr(),
         scratch.data_ptr())
-    if status != 0:
-        raise MemoryError(f"draft chain kernel: no memory for {max(lens) + K} attention scores")
+    cpu_kernels.check_status(status, "draft chain kernel")
     return True

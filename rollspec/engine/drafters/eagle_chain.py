@@ -89,13 +89,12 @@ def catch_up(head: _Head, ctx: DraftContext, lens: list[int], num_new: list[int]
     for start, end in groups:
         width = max(num_new[start:end])
         status = cpu_kernels.library().eagle_catch_up(  # type: ignore[union-attr]
-            end - start, start, width, D, H, G, E, I, eps, hidden_BMD.data_ptr(), hidden_BMD.stride(0),
+            end - start, start, width, D, head.table_VD.shape[0], H, G, E, I, eps, hidden_BMD.data_ptr(), hidden_BMD.stride(0),
             tokens_BM.data_ptr(), tokens_BM.stride(0), M, lens_B.data_ptr() + 8 * start,
             num_new_B.data_ptr() + 8 * start, head.table_VD.data_ptr(), head.feature_DD.packed.data_ptr(),
             *head.layer_args(), head.max_len, feature_BD.data_ptr() + 4 * D * start, x.data_ptr(), f_in.data_ptr(),
             positions.data_ptr(), rows.data_ptr(), scratch.data_ptr())
-        if status != 0:
-            raise MemoryError(f"EAGLE catch-up kernel: no memory for {max(lens) + width} attention scores")
+        cpu_kernels.check_status(status, "EAGLE catch-up kernel")
     return feature_BD[:, None]
 
 
@@ -119,6 +118,5 @@ def chain(head: _Head, feature_B1D: torch.Tensor, lens: list[int], draws: DraftD
         u_BK.data_ptr(), u_BK.stride(0), head.table_VD.data_ptr(), head.feature_DD.packed.data_ptr(),
         *head.layer_args(), lens_B.data_ptr(), head.max_len, draws.tokens_BK.data_ptr(), draws.q_BKV.data_ptr(),
         x_BD.data_ptr(), positions_B.data_ptr(), rows_B.data_ptr(), draws.scratch.data_ptr(), scratch.data_ptr())
-    if status != 0:
-        raise MemoryError(f"EAGLE chain kernel: no memory for {max(lens) + K} attention scores")
+    cpu_kernels.check_status(status, "EAGLE chain kernel")
     return True

@@ -10,7 +10,7 @@
 void head_sample(int B, int D, int V, const float *h, long h_sb, const float *lm_packed,
                  const float *temperature, const uint8_t *greedy, int unit_temperature,
                  const float *u, long u_sb, int64_t *tokens, long t_sb, float *q, long q_sb, float *scratch);
-int decoder_forward(int L, int B, int T, int D, int H, int G, int E, int I, int has_input_norm,
+int decoder_forward(int L, int B, int T, int D, int V, int H, int G, int E, int I, int has_input_norm,
                     const int64_t *input_ids, long i_sb, long i_st, const float *embed, const int64_t *weights,
                     const float *eps, const float *cos, const float *sin, float *cache, long c_l, long c_s, long c_c,
                     long c_m, int row_start, int kv_len, int masked, const int64_t *rows, long r_sb, long r_st,
@@ -21,7 +21,7 @@ int decoder_forward(int L, int B, int T, int D, int H, int G, int E, int I, int 
  * min(lens[b] + j, max_len - 1) and attends to min(max(lens) + 1 + j, max_len) keys, masked when
  * rows differ (AttentionBatch.chain). Uniforms u [B, K] (row stride u_sb); tokens [B, K]; q [B, K, V].
  * Scratch: x [B, D], positions and rows [B], sample_scratch B * V + V floats, layer_scratch as
- * decoder_layer's for B tokens. The model's layout as decoder_forward takes it. */
+ * decoder_layer's for B tokens. The model's layout as decoder_forward takes it; returns its status. */
 int draft_chain(int L, int B, int K, int D, int V, int H, int G, int E, int I, int has_input_norm, float *hidden,
                 const float *lm_packed, const float *temperature, const uint8_t *greedy, int unit_temperature,
                 const float *u, long u_sb, const float *embed, const int64_t *weights, const float *eps,
@@ -43,7 +43,7 @@ int draft_chain(int L, int B, int K, int D, int V, int H, int G, int E, int I, i
             positions[b] = pos < max_len - 1 ? pos : max_len - 1;
         }
         int64_t kv_len = longest + 1 + j;
-        int status = decoder_forward(L, B, 1, D, H, G, E, I, has_input_norm, tokens + j, K, 1, embed, weights, eps,
+        int status = decoder_forward(L, B, 1, D, V, H, G, E, I, has_input_norm, tokens + j, K, 1, embed, weights, eps,
                                      cos, sin, cache, c_l, c_s, c_c, c_m, 0, kv_len < max_len ? (int)kv_len : max_len,
                                      shortest != longest, rows, 1, 0, positions, 1, 0, norm_w, norm_eps, x, hidden,
                                      layer_scratch);

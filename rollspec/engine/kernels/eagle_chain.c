@@ -27,7 +27,8 @@ void head_sample(int B, int D, int V, const float *h, long h_sb, const float *lm
  * and attends to min(max(lens) + 1 + j, max_len) keys, masked when rows differ in length (as
  * AttentionBatch.chain). Uniforms u [B, K] with row stride u_sb; tokens [B, K]; q [B, K, V].
  * Scratch: x [B, D]; positions and rows [B] each; sample_scratch B * V + V floats;
- * layer_scratch as decoder_layer's for B tokens. Returns 0 or decoder_layer's error. */
+ * layer_scratch as decoder_layer's for B tokens. Returns 0, -2 for a token id not below V, or
+ * decoder_layer's error. */
 int eagle_chain(int B, int K, int D, int V, int H, int G, int E, int I, float eps, float *feature,
                 const float *lm_packed, const float *temperature, const uint8_t *greedy, int unit_temperature,
                 const float *u, long u_sb, const float *table, const float *feature_packed,
@@ -47,7 +48,9 @@ int eagle_chain(int B, int K, int D, int V, int H, int G, int E, int I, float ep
                     tokens + j, K, q + (size_t)j * V, (long)K * V, sample_scratch);
         if (j + 1 == K) break;
         for (int b = 0; b < B; b++) {
-            memcpy(x + (size_t)b * D, table + (size_t)tokens[(size_t)b * K + j] * D, sizeof(float) * D);
+            int64_t id = tokens[(size_t)b * K + j];
+            if (id < 0 || id >= V) return -2;  /* never read past the table */
+            memcpy(x + (size_t)b * D, table + (size_t)id * D, sizeof(float) * D);
             int64_t pos = lens[b] + j;
             positions[b] = pos < max_len - 1 ? pos : max_len - 1;
         }
@@ -70,8 +73,8 @@ int eagle_chain(int B, int K, int D, int V, int H, int G, int E, int I, float ep
  * EagleDrafter._catch_up: gathers clamp p to M - 2 (hidden / tokens are [rows, M, D] / [rows, M]
  * with row strides h_sr / t_sr), cache positions to max_len - 1. Scratch: x and f_in
  * [B * width, D]; positions [B * width] and rows [B]; layer_scratch as decoder_layer's for
- * B * width tokens. Returns 0 or decoder_layer's error. */
-int eagle_catch_up(int B, int row_start, int width, int D, int H, int G, int E, int I, float eps,
+ * B * width tokens. Returns 0, -2 for a token id not below V, or decoder_layer's error. */
+int eagle_catch_up(int B, int row_start, int width, int D, int V, int H, int G, int E, int I, float eps,
                    const float *hidden, long h_sr, const int64_t *tokens, long t_sr, int M,
                    const int64_t *lens, const int64_t *num_new, const float *table, const float *feature_packed,
                    const float *qkv_p, const float *qk_w, const float *o_p, const float *gate_up_p,
@@ -88,7 +91,9 @@ int eagle_catch_up(int B, int row_start, int width, int D, int H, int G, int E, 
             size_t n = (size_t)b * width + t;
             const float *f = hidden + (size_t)(row_start + b) * h_sr + (size_t)g * D;
             memcpy(f_in + n * D, f, sizeof(float) * D);
-            memcpy(x + n * D, table + (size_t)tokens[(size_t)(row_start + b) * t_sr + g + 1] * D, sizeof(float) * D);
+            int64_t id = tokens[(size_t)(row_start + b) * t_sr + g + 1];
+            if (id < 0 || id >= V) return -2;  /* never read past the table */
+            memcpy(x + n * D, table + (size_t)id * D, sizeof(float) * D);
             positions[n] = p < max_len - 1 ? p : max_len - 1;
         }
     }

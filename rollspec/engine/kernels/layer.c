@@ -101,15 +101,18 @@ void rms_norm_rows(int N, int D, const float *x, const float *w, float eps, floa
  * cache cache + l * c_l. Token (b, t) is input_ids[b * i_sb + t * i_st]. x: [B*T, D] scratch,
  * out: [B*T, D] final-norm hidden states, scratch as decoder_layer's. Same calls, same order as
  * the per-layer path (bit-identical results); what goes is a Python round trip per layer. */
-int decoder_forward(int L, int B, int T, int D, int H, int G, int E, int I, int has_input_norm,
+int decoder_forward(int L, int B, int T, int D, int V, int H, int G, int E, int I, int has_input_norm,
                     const int64_t *input_ids, long i_sb, long i_st, const float *embed, const int64_t *weights,
                     const float *eps, const float *cos, const float *sin, float *cache, long c_l, long c_s, long c_c,
                     long c_m, int row_start, int kv_len, int masked, const int64_t *rows, long r_sb, long r_st,
                     const int64_t *positions, long p_sb, long p_st, const float *norm_w, float norm_eps,
                     float *x, float *out, float *scratch) {
     for (int b = 0; b < B; b++)
-        for (int t = 0; t < T; t++)
-            memcpy(x + ((size_t)b * T + t) * D, embed + (size_t)input_ids[b * i_sb + t * i_st] * D, sizeof(float) * D);
+        for (int t = 0; t < T; t++) {
+            int64_t id = input_ids[b * i_sb + t * i_st];
+            if (id < 0 || id >= V) return -2;  /* torch's embedding would raise: never read past the table */
+            memcpy(x + ((size_t)b * T + t) * D, embed + (size_t)id * D, sizeof(float) * D);
+        }
     for (int l = 0; l < L; l++) {
         const int64_t *w = weights + 5 * l;
         int status = decoder_layer(B, T, D, H, G, E, I, eps[l], has_input_norm, x, (const float *)w[0],

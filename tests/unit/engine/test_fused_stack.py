@@ -52,3 +52,11 @@ def test_biased_layers_take_the_per_layer_path():
     with torch.inference_mode():
         assert fused_stack.forward(model, torch.zeros(1, 3, dtype=torch.long), cache, batch) is None
         assert model(torch.zeros(1, 3, dtype=torch.long), cache=cache, batch=batch).shape == (1, 3, 64)
+
+
+def test_a_token_id_outside_the_vocabulary_raises_as_torch_does():
+    model = random_decoder(tiny_config(vocab_size=40), seed=3, std=0.3)
+    cache = model.new_cache(num_slots=1, max_len=40)
+    batch = AttentionBatch.build(row_start=0, cache_lens=[0], num_tokens=2, max_len=40, device=CPU, dtype=torch.float32)
+    with torch.inference_mode(), pytest.raises(IndexError):
+        fused_stack.forward(model, torch.tensor([[3, 40]]), cache, batch)

@@ -50,13 +50,13 @@ class EagleHead(nn.Module):
         """forward(embedding(tokens), features) for generation over the KV cache (no gradient):
         fc's embedding half is applied to the whole vocabulary once (a cached [V, D] table), so a
         token costs one lookup and one addmm instead of embedding, cat and fc."""
-        table_VD, feature_DD = self._fc_halves(embedding)
+        table_VD, feature_DD = self.fc_halves(embedding)
         B, T = tokens_BT.shape
         x_ND = feature_DD.addmm(F.embedding(tokens_BT.reshape(-1), table_VD), features_BTD.reshape(B * T, -1))
         return layer_forward(self.layers[0], x_ND, LayerInputs(self.rotary, cache, batch, x_ND.dtype), 0, B,
                              T).view(B, T, -1)
 
-    def _fc_halves(self, embedding: nn.Embedding) -> tuple[torch.Tensor, ProjWeight]:
+    def fc_halves(self, embedding: nn.Embedding) -> tuple[torch.Tensor, ProjWeight]:
         """(embedding table @ fc's embedding half, fc's feature half as [in, out]), cached on the
         head and rebuilt when fc or the embedding changes."""
         def build() -> tuple[torch.Tensor, ProjWeight]:

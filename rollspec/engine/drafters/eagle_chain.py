@@ -59,7 +59,7 @@ def kernel_head(head: EagleHead, embedding: torch.nn.Embedding, cache: KVCache) 
     if not cpu_kernels.active:
         return None
     w = fold(head.layers[0])
-    table_VD, feature_DD = head._fc_halves(embedding)
+    table_VD, feature_DD = head.fc_halves(embedding)
     kv_SCME, rotary = cache.layers_SCME[0], head.rotary
     E = w.head_dim
     if not (w.qkv_DC.packed is not None and feature_DD.packed is not None and w.qkv_bias is None

@@ -1,6 +1,6 @@
 /* An EAGLE head's whole draft chain in one call, fp32: for j = 0 .. K-1 draw token j from the
  * current feature (head_sample), and unless it is the last, feed (feature, token) through the
- * head: x = table[token] + feature @ Wf (fc's two halves, eagle_head._fc_halves), then the head's
+ * head: x = table[token] + feature @ Wf (fc's two halves, EagleHead.fc_halves), then the head's
  * decoder layer at each row's next position, whose output is the next feature.
  *
  * The same calls in the same order as the Python loop of drafters/eagle.py through the kernels,

@@ -7,21 +7,21 @@
     broker.drain_dropped("prompts")             # items given up on, with reasons
 """
 
-import time
 from collections import deque
+from functools import partial
 from typing import Any, Sequence
 
 import zmq
 
 from rollspec.transport import segments
-from rollspec.transport.broker_core import BrokerCore
+from rollspec.transport.broker_core import BrokerCore, HostedQueue
 from rollspec.transport.channel import IdSource, Sender
 from rollspec.transport.config import CodecLimits, ProducerConfig, QueueConfig
-from rollspec.transport.errors import ConfigError
+from rollspec.transport.errors import ChannelClosed, ConfigError
 from rollspec.transport.faults import NO_FAULTS, FaultPlan
-from rollspec.transport.io_loop import IoLoop
 from rollspec.transport.lease_queue import DroppedItem
 from rollspec.transport.security import NO_SECURITY, SecurityConfig
+from rollspec.transport.shared_loop import SharedIoLoop
 from rollspec.transport.sockets import DEFAULT_BIND, open_endpoint
 from rollspec.transport.stats import ProducerStats, QueueStats
 
@@ -43,8 +43,10 @@ class Broker:
         endpoint = open_endpoint(zmq.ROUTER, limits=limits, security=security, name="broker",
                                  bind_address=bind_address)
         self.address = endpoint.address
-        self._loop = IoLoop("broker", endpoint.context, endpoint.socket, self._core, faults, routing_frames=1,
-                            guard=endpoint.guard)
+        # Shared: a local sender's thread dispatches what it put itself (LocalSender.put_many); the I/O
+        # thread watches the socket for peers' messages and keeps leases, credit and confirmations going.
+        self._loop = SharedIoLoop("broker", endpoint.context, endpoint.socket, self._core, faults, routing_frames=1,
+                                  guard=endpoint.guard, watch_socket=True)
         self._core.loop = self._loop
         self._loop.start()
 
@@ -66,7 +68,6 @@ class Broker:
             snapshot = QueueStats(**hosted.queue.stats.as_dict())
             snapshot.producers = len(hosted.ledger)
             snapshot.rejected = dict(self._core.rejects.counts)
-            snapshot.depth += hosted.local_items
         snapshot.refused = self._loop.refused()
         return snapshot
 
@@ -95,8 +96,10 @@ class Broker:
 
 class LocalSender(Sender):
     """Producer living in the broker's process: encodes each put_many as segments on the caller's thread,
-    queues them under the broker lock, and blocks while the queue is full. Items are confirmed as soon
-    as they are queued."""
+    offers them to the queue under the broker lock, and blocks while the queue is full. Items are
+    confirmed as soon as they are queued. If a consumer has room for them, the caller's thread also
+    leases and sends them itself when the broker's socket is free (no wake-up of the I/O thread per
+    put); otherwise the I/O thread does, once it holds the socket or an ack makes room."""
 
     def __init__(self, broker: Broker, queue: str):
         self._broker = broker
@@ -111,44 +114,58 @@ class LocalSender(Sender):
     def put_many(self, items: Sequence[Any], *, msg_ids: Sequence[str] | None = None,
                  timeout_s: float = 60.0) -> list[str]:
         """Encode as segments (one C call per segment of tensor-free items), then queue each segment
-        once the queue has room for it."""
-        self._broker._loop.check()
+        once the queue has room for it, and deliver what consumers have room for."""
+        loop = self._broker._loop
+        loop.check()
         ids = list(msg_ids) if msg_ids is not None else self._ids.take(len(items))
         core = self._broker._core
         hosted = core.hosted[self._queue]
-        max_items = min(hosted.local_batch_items, hosted.queue.config.capacity)
+        queue = hosted.queue
+        max_items = min(hosted.local_batch_items, queue.config.capacity)
         pending = deque(segments.encode_chunks(items, ids, max_items, hosted.local_batch_bytes,
                                                hosted.local_checksum_tensors, hosted.local_frame_bytes))
 
         def send(segment: segments.OutSegment) -> None:
-            if not hosted.local:
-                self._broker._loop.wake()
-            hosted.local.append((segment.ids, segment.wire))
-            hosted.local_items += len(segment.ids)
+            queue.offer(segment.ids, segments.item_sizes(segment.wire), segment.wire)
             self._put += len(segment.ids)
+
+        def on_full() -> None:  # about to wait with the broker lock held: the I/O thread delivers meanwhile
+            if queue.can_dispatch():
+                loop.wake()
+            loop.check()
 
         with core.space:
             segments.send_as_room_allows(
-                pending, room=hosted.free, send=send, wait=core.space.wait, on_full=self._broker._loop.check,
+                pending, room=hosted.free, send=send, wait=core.space.wait, on_full=on_full,
                 checksum_tensors=hosted.local_checksum_tensors, frame_bytes=hosted.local_frame_bytes, timeout_s=timeout_s,
                 timeout_message=lambda done: (f"queue {self._queue!r} full for {timeout_s}s (capacity "
-                                              f"{hosted.queue.config.capacity}); {done} of {len(ids)} queued"))
+                                              f"{queue.config.capacity}); {done} of {len(ids)} queued"))
+            due = queue.can_dispatch()
+        if due:
+            self._deliver(hosted)
         return ids
 
+    def _deliver(self, hosted: HostedQueue) -> None:
+        """Deliver on this thread if the socket is free, else have the I/O thread do it. Never called
+        with the broker lock held: the lock order is socket, then broker lock."""
+        loop = self._broker._loop
+        if not loop.own.acquire(blocking=False):
+            loop.wake()  # the I/O thread holds the socket: it services once more after this wake
+            return
+        try:
+            loop.call(partial(self._broker._core.deliver_ready, hosted))
+        except ChannelClosed:
+            pass  # stopped meanwhile: what was queued is lost with the broker, as on close()
+        finally:
+            loop.own.release()
+
     def flush(self, timeout_s: float = 60.0) -> bool:
-        """Wait until the I/O thread has moved every put item into the queue."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self._broker._core.lock:
-                if not self._broker._core.hosted[self._queue].local:
-                    return True
-            time.sleep(0.001)
-        return False
+        """Nothing to wait for: put_many returns once its items are in the queue."""
+        return True
 
     def stats(self) -> ProducerStats:
         """Counters snapshot (local items are confirmed once queued)."""
         return ProducerStats(put=self._put, confirmed=self._put)
 
     def close(self, timeout_s: float = 5.0) -> None:
-        """Flush; the broker keeps running."""
-        self.flush(timeout_s)
+        """Nothing to flush; the broker keeps running."""

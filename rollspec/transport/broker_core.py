@@ -21,7 +21,6 @@ from rollspec.transport.errors import MessageRejected, RejectReason
 from rollspec.transport.io_loop import IoLoop
 from rollspec.transport.lease_queue import LeaseQueue, Parcel
 from rollspec.transport.protocol import Ack, AckConfirm, Deliver, Detach, Heartbeat, PutAck, PutBatch
-from rollspec.transport.segments import WirePayload
 from rollspec.transport.stats import RejectCounter
 
 log = logging.getLogger(__name__)
@@ -33,12 +32,10 @@ _MAX_HELD_CONFIRMS = 4096
 
 @dataclass(slots=True, eq=False)
 class HostedQueue:
-    """A queue plus its producers' credit and the segments put by this process, not yet offered."""
+    """A queue plus its producers' credit and the settings of this process's own sender."""
 
     queue: LeaseQueue
     ledger: CreditLedger = field(default_factory=CreditLedger)
-    local: list[tuple[list[str], WirePayload]] = field(default_factory=list)
-    local_items: int = 0
     local_batch_items: int = 256
     local_batch_bytes: int = 4 << 20
     local_checksum_tensors: bool = False
@@ -49,7 +46,7 @@ class HostedQueue:
         config = self.queue.config
         if self.queue.stats.bytes_held >= config.capacity_bytes:
             return 0
-        return config.capacity - self.queue.held - self.ledger.reserved() - self.local_items
+        return config.capacity - self.queue.held - self.ledger.reserved()
 
 
 class BrokerCore:
@@ -93,7 +90,6 @@ class BrokerCore:
     def service(self, now: float) -> float:
         with self.lock:
             for hosted in self.hosted.values():
-                self._segment_local(hosted)
                 if now >= self._next_expiry:
                     hosted.queue.expire(now)
                     hosted.ledger.reap(now, hosted.queue.config.lease_s)
@@ -155,11 +151,14 @@ class BrokerCore:
         else:
             hosted.queue.release(identity)
 
+    # --- the local sender's thread, holding the socket ------------------------------------------------
+    def deliver_ready(self, hosted: HostedQueue) -> None:
+        """Lease what consumers of this queue have room for and send it (a local put's dispatch)."""
+        with self.lock:
+            for parcel in hosted.queue.dispatch(_now()):
+                self._deliver(parcel)
+
     # --- helpers -----------------------------------------------------------------------------------
-    def _segment_local(self, hosted: HostedQueue) -> None:
-        local, hosted.local, hosted.local_items = hosted.local, [], 0
-        for ids, wire in local:
-            hosted.queue.offer(ids, segments.item_sizes(wire), wire)
 
     def _deliver(self, parcel: Parcel) -> None:
         segment = parcel.segment

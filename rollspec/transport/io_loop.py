@@ -20,7 +20,7 @@ from rollspec.transport.faults import FaultInjector, FaultPlan
 from rollspec.transport.peer_guard import PeerGuard
 
 log = logging.getLogger(__name__)
-_MAX_BURST = 256  # messages received per poll wake-up before servicing timers again
+MAX_BURST = 256  # messages received per poll wake-up before servicing timers again
 
 
 class IoHandler(Protocol):
@@ -185,7 +185,7 @@ class IoLoop:
 
     def _receive_burst(self) -> None:
         socket, on_message = self.socket, self.handler.on_message
-        for _ in range(_MAX_BURST):
+        for _ in range(MAX_BURST):
             try:
                 frames = socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
             except zmq.Again:

@@ -163,6 +163,22 @@ class LeaseQueue:
                 out.append(self._lease(consumer, segment, take, nbytes, now))
         return out
 
+    def can_dispatch(self) -> bool:
+        """Whether dispatch() would lease something now: a consumer has room for the next ready item
+        (dispatch's own test, so a caller waiting on it never spins). Drops ready entries whose items
+        were all finished meanwhile, as dispatch would."""
+        ready = self._ready
+        while ready:
+            segment, indices = ready[0]
+            state = segment.state
+            size = next((segment.sizes[i] for i in indices if state[i] is READY), None)
+            if size is not None:
+                return any(c.items_out < c.window_items and c.bytes_out < c.window_bytes
+                           and (c.bytes_out == 0 or c.bytes_out + size <= c.window_bytes)
+                           for c in self._consumers.values())
+            ready.popleft()
+        return False
+
     def ack_parcels(self, key: Hashable, seqs: list[int]) -> None:
         """Mark every item of these parcels done (the consumer finished them all). An intact parcel
         (all its items still leased under it) is settled in bulk; otherwise its items not yet done are

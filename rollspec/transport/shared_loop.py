@@ -7,16 +7,23 @@ get_batch (polls, receives, services) and to send its acks; the I/O thread never
 only wakes on its timers and on wake(), takes the socket if it is free, drains what arrived and
 services (heartbeats, ack resends). So a consumer whose application stops calling keeps heartbeating
 and reporting what it holds, and one whose application is waiting in get_batch needs no other thread.
+
+With watch_socket (the broker, whose peers send at any time) the I/O thread also wakes when the socket
+may have something to read: it polls the socket's ZMQ_FD, a plain descriptor libzmq signals when
+commands reach the socket, never the socket itself (zmq_poll on a socket is a socket operation). That
+descriptor is edge-triggered: any send or receive can take in the command that made a message readable
+without leaving a signal behind, so whoever lets go of the socket first checks ZMQ_EVENTS and receives
+until nothing is queued (`settle`); after that check, the next arrival signals the descriptor again.
 """
 
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 import zmq
 
 from rollspec.transport.errors import ChannelClosed
-from rollspec.transport.io_loop import IoLoop
+from rollspec.transport.io_loop import MAX_BURST, IoLoop
 
 _MAX_PUMP_S = 0.2  # the longest the application holds the socket in one poll: bounds a wake()'s delay
 _RETRY_S = 0.005    # the I/O thread's retry when the application held the socket as service was asked for
@@ -26,9 +33,10 @@ class SharedIoLoop(IoLoop):
     """IoLoop for an endpoint whose application thread receives and sends itself (see module doc).
     Every use of the socket (and of the fault injector) happens with `own` held."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, watch_socket: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.own = threading.Lock()
+        self._watch_fd: int | None = self.socket.get(zmq.FD) if watch_socket else None
         self._serve = True          # service() asked for (wake) and not yet run
         self._service_at = 0.0      # when service() wants to run next
         self._closed = False
@@ -54,10 +62,30 @@ class SharedIoLoop(IoLoop):
         return False
 
     def serve(self) -> None:
-        """Run a service pass now (sends queued acks)."""
+        """Run a service pass now (sends queued acks, or dispatches what a local sender queued)."""
         self._enter()
         self._serve = True
         self._serve_if_due(time.monotonic())
+        if self._watch_fd is not None:
+            self.settle()
+
+    def call(self, send: Callable[[], None]) -> None:
+        """Run `send` (which sends through this loop) on this thread, then settle."""
+        self._enter()
+        send()
+        if self._faulty:
+            self.wake()  # the I/O thread releases what the injector held back, when it is due
+        if self._watch_fd is not None:
+            self.settle()
+
+    def settle(self) -> None:
+        """Receive (and service after, if the handler wants it) until ZMQ_EVENTS reports nothing queued:
+        the last use of the socket before letting go of it when the I/O thread only watches ZMQ_FD."""
+        after = self.handler.service_after_message
+        while self._drain(MAX_BURST):
+            if after:
+                self._serve = True
+                self._serve_if_due(time.monotonic())
 
     def _enter(self) -> None:
         if self._closed:
@@ -73,12 +101,13 @@ class SharedIoLoop(IoLoop):
             if due is not None:
                 self._service_at = min(self._service_at, due)
 
-    def _drain(self) -> bool:
-        """Receive every message queued in the socket now (without waiting); whether there was any."""
+    def _drain(self, limit: int = -1) -> bool:
+        """Receive what is queued in the socket now (without waiting; at most `limit` messages if > 0);
+        whether there was any."""
         socket, on_message, received = self.socket, self.handler.on_message, False
-        while socket.get(zmq.EVENTS) & zmq.POLLIN:
+        while limit and socket.get(zmq.EVENTS) & zmq.POLLIN:
             on_message(socket.recv_multipart(flags=zmq.NOBLOCK, copy=False))
-            received = True
+            received, limit = True, limit - 1
         return received
 
     # --- the I/O thread ----------------------------------------------------------------------------------
@@ -90,6 +119,9 @@ class SharedIoLoop(IoLoop):
         super()._close_all(linger_ms)
 
     def _loop(self) -> None:
+        if self._watch_fd is not None:
+            self._watch_loop(self._watch_fd)
+            return
         items, guard = self._wake_items(), self.guard
         while not self._stopping:
             if self.own.acquire(blocking=False):
@@ -105,4 +137,21 @@ class SharedIoLoop(IoLoop):
                 if guard is not None and source is guard.monitor:
                     guard.on_monitor()
                 else:
+                    self._drain_wake()
+
+    def _watch_loop(self, fd: int) -> None:
+        """Take the socket whenever ZMQ_FD, a wake() or a timer says so; the application holds it only
+        for the length of a call, never while it waits, so blocking on `own` here is short."""
+        items, guard = [(fd, zmq.POLLIN), *self._wake_items()], self.guard
+        while not self._stopping:
+            with self.own:
+                if self._closed:
+                    return
+                self._serve_if_due(time.monotonic())
+                self.settle()
+            wait_s = self._service_at - time.monotonic()
+            for source, _ in zmq.zmq_poll(items, max(0, int(wait_s * 1000)) + 1):
+                if guard is not None and source is guard.monitor:
+                    guard.on_monitor()
+                elif source == self._wake_r:
                     self._drain_wake()

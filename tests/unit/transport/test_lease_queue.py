@@ -153,19 +153,24 @@ class QueueMachine(RuleBasedStateMachine):
         self.leases: list = []
         self.next_id = 0
 
-    @rule(n=st.integers(1, 5), dup=st.booleans())
-    def put(self, n, dup):
+    @rule(n=st.integers(1, 5), dup=st.booleans(), size=st.integers(1, 6))
+    def put(self, n, dup, size):
         ids = [f"m{self.next_id + i}" for i in range(n)]
         self.next_id += n
         if dup and self.offered:
             ids.append(sorted(self.offered)[0])
-        self.q.offer(ids, [1] * len(ids), None)
+        self.q.offer(ids, [size] * len(ids), None)
         self.offered.update(ids)
 
-    @rule(consumer=st.sampled_from(["a", "b", "c"]), window=st.integers(1, 4))
-    def deliver(self, consumer, window):
-        self.q.touch(consumer, self.now, window, BIG)
-        for parcel in self.q.dispatch(self.now):
+    @rule(consumer=st.sampled_from(["a", "b", "c"]), window=st.integers(1, 4),
+          window_bytes=st.sampled_from([BIG, 4, 9]))
+    def deliver(self, consumer, window, window_bytes):
+        self.q.touch(consumer, self.now, window, window_bytes)
+        # A local sender delivers (or waits) on can_dispatch(): it must say exactly whether dispatch leases.
+        expected = self.q.can_dispatch()
+        parcels = self.q.dispatch(self.now)
+        assert expected == bool(parcels)
+        for parcel in parcels:
             self.leases += [(parcel, i) for i in parcel.indices]
 
     @precondition(lambda self: self.leases)

@@ -108,7 +108,7 @@ def test_a_probe_from_plain_decoding_pays_the_whole_catch_up(synthetic, width, p
     from rollspec.scheduler import sample_num_accepted
     for _ in range(20):  # position 1 never accepts: the greedy depth stays 0, deeper positions are untried
         scheduler.observe(B, 1, sample_num_accepted(rng, [0.0] * 4, 1, B), device.draft_s(B), device.target_s(B, 2))
-    scheduler._last_scheduled[:] = -10**6  # every position overdue for a probe
+    scheduler._probe._last_scheduled[:] = -10**6  # every position overdue for a probe
     assert (scheduler.choose_depth(B, width) > 0) is probes
 
 

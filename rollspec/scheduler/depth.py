@@ -14,7 +14,7 @@ from rollspec.scheduler.hysteresis import hysteresis_depth
 from rollspec.scheduler.plain_run import PlainRun
 from rollspec.scheduler.probe import ProbePlanner
 from rollspec.scheduler.realized import RealizedCheck
-from rollspec.scheduler.standing import StandingChoice
+from rollspec.scheduler.standing import PlainLease, StandingChoice
 from rollspec.scheduler.throughput import expected_tokens
 
 # Weight of the newest step in the mean excess catch-up width of steady speculation (admissions
@@ -91,6 +91,7 @@ class DepthScheduler:
         self._expected = expected_tokens(self.planning_alphas())
         self._plan_stale = False  # acceptance changed since _expected was planned
         self._reuse: StandingChoice | None = None  # the last greedy choice
+        self._lease = PlainLease()  # the engine's copy of a standing plain choice (plain_lease)
         self._step = 0
         self._greedy_k = 0
         self._probe = ProbePlanner(config)
@@ -231,6 +232,28 @@ class DepthScheduler:
             self._reuse = StandingChoice(batch_size, k, catch_up_tokens, self._step + interval)
         return probe_k
 
+    def plain_lease(self) -> PlainLease:
+        """After `choose_depth` returned 0: for how many more steps, and down to how few rows, plain decoding stands.
+
+        Those steps the engine skips the drafter's catch-up width and `choose_depth` (together ~7-12 us a step
+        inside the engine at B = 1-4, ~2-3% of a plain step); it still calls `observe` every step. The lease is a
+        standing plain choice (StandingChoice) without its catch-up clause: plain steps only grow the catch-up,
+        which falls only when the widest row finishes, and the choice is re-planned within PLAIN_REPLAN_STEPS and
+        before a due probe anyway; once a probe is due, the lease is short. A plain step run for the realized
+        check gets no lease. The same object is
+        renewed at every plain choice and revoked by `notify_weights_changed`.
+        """
+        reuse, lease = self._reuse, self._lease
+        if reuse is None or reuse.k != 0:
+            lease.steps = 0
+            return lease
+        lease.steps, lease.min_batch_size = reuse.lease_steps(self._step), reuse.min_batch_size
+        if self._probe.plain_due_step <= self._step:
+            # A probe from plain is due but waits for a catch-up narrow enough to pay (at B = 1, the next admitted
+            # row's); the standing choice's catch-up clause re-plans then, so it is asked every few steps.
+            lease.steps = min(lease.steps, self._config.replan_interval_steps - 1)
+        return lease
+
     def observe(self, batch_size: int, k: int, num_accepted: Sequence[int] | NDArray[np.integer],
                 draft_time_s: float, target_time_s: float) -> None:
         """Learn from one verified step: row i accepted num_accepted[i] of k drafted tokens.
@@ -270,7 +293,7 @@ class DepthScheduler:
         # plain decoding, and do not teach the cost model: learning from the realized check's isolated plain
         # steps, it priced plain decoding at 1.1-1.2 ms, ~1.5x what it costs. (The check itself keeps them:
         # its verdict is a veto on speculation, and inflated plain steps only make it more cautious.)
-        is_switch = self._plain.learned(batch_size, k, float(predicted_s[0]))
+        is_switch = self._plain.learned(batch_size, k, float(predicted_s[0]), is_probe=decision.is_probe)
         if self._realized is not None:
             self._realized.observe(self._step, batch_size, k, decision.realized_step_s, decision.predicted_step_s)
         if k > 0 and self._last_k > 0:  # only steady speculation: after k = 0 the width is the plain stretch's
@@ -318,6 +341,7 @@ class DepthScheduler:
         self._acceptance.discount(self._config.weight_change_keep)
         self._plan_stale = True
         self._reuse = None
+        self._lease.steps = 0
         self._probe.reopen(self._step)
         if self._realized is not None:
             self._realized.forget_speculative()

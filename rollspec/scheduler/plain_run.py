@@ -18,7 +18,7 @@ class PlainRun:
         self.since_speculative = settle_steps  # plain steps since the last speculative one (none yet: settled)
         self.batch_size = 0  # of the last plain step learned from
         self.predicted_s = 0.0  # plain's predicted step time then
-        self.num_at_batch = 0  # plain steps in a row at that batch size
+        self.num_at_batch = 0  # plain steps at that batch size since it changed or speculation (not a probe) ran
         self.quiet_s: list[float] = []  # realized times of quiet steps not yet recorded
         self._quiet_batch = -1  # the batch size once the run has settled, else -1
 
@@ -31,13 +31,20 @@ class PlainRun:
                 self.quiet_s.append(step_s)
                 return True
             return False
-        self.num_at_batch = self.num_at_batch + 1 if k == 0 and self.batch_size == batch_size else 0
+        if k == 0:
+            self.num_at_batch = self.num_at_batch + 1 if self.batch_size == batch_size else 0
         return False
 
-    def learned(self, batch_size: int, k: int, predicted_plain_s: float) -> bool:
+    def learned(self, batch_size: int, k: int, predicted_plain_s: float, *, is_probe: bool) -> bool:
         """A step took the full path; True if it is a switch (a plain step right after speculation: they cost
-        1.2-1.6x a plain step in a run of them on the zoo and price the switch, not plain decoding)."""
+        1.2-1.6x a plain step in a run of them on the zoo and price the switch, not plain decoding).
+
+        A probe does not restart the count of plain steps at the batch size: plain's price is as calibrated
+        after it as before (restarting re-learned plain at 1, 2, 4, ... and re-planned every 4-30 steps after
+        every probe: at B = 1 on the zoo ~10 re-plans of ~120 us inside the engine per probe, ~5 us a step)."""
         self.since_speculative = self.since_speculative + 1 if k == 0 else 0
+        if k > 0 and not is_probe:
+            self.num_at_batch = 0
         if k == 0:
             self.batch_size, self.predicted_s = batch_size, predicted_plain_s
         settled = k == 0 and self.since_speculative > self._settle_steps

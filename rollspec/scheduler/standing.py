@@ -25,3 +25,22 @@ class StandingChoice:
             return 4 * batch_size >= 3 * self.batch_size and 2 * catch_up_tokens >= self.catch_up_tokens
         # speculating: at the same batch size, with no more catch-up than a steady step's
         return batch_size == self.batch_size and catch_up_tokens <= self.k + 1
+
+    def lease_steps(self, step: int) -> int:
+        """Steps after `step` for which this choice stands whatever the catch-up (a plain choice's lease)."""
+        return self.until_step - step - 1 if self.k == 0 else 0
+
+    @property
+    def min_batch_size(self) -> int:
+        """The fewest rows a plain choice stands for: 3/4 of the planned batch (see `holds`)."""
+        return (3 * self.batch_size + 3) // 4
+
+
+@dataclass(slots=True)
+class PlainLease:
+    """Steps for which the engine decodes plainly without asking the scheduler (or the drafter for its catch-up
+    width): `steps` more steps while the batch holds at least `min_batch_size` rows. The engine counts `steps`
+    down; the scheduler renews it after a plain choice and revokes it (steps = 0) when weights change."""
+
+    steps: int = 0
+    min_batch_size: int = 0

@@ -296,6 +296,8 @@ class DepthScheduler:
         is_switch = self._plain.learned(batch_size, k, float(predicted_s[0]), is_probe=decision.is_probe)
         if self._realized is not None:
             self._realized.observe(self._step, batch_size, k, decision.realized_step_s, decision.predicted_step_s)
+        if decision.is_probe and self._greedy_k == 0:
+            self._probe.observe_from_plain(decision.realized_step_s, decision.predicted_step_s)
         if k > 0 and self._last_k > 0:  # only steady speculation: after k = 0 the width is the plain stretch's
             self._recurring_excess += RECURRING_RATE * (excess - self._recurring_excess)
         if accepted is not None:

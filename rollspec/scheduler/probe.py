@@ -8,13 +8,17 @@ from rollspec.scheduler.config import DepthConfig
 # Probes from plain decoding cost at most this fraction of its time: each pays the drafter's whole catch-up
 # (on the zoo at B = 1, ~2 plain steps of it after 128 plain steps: a probe every 128 steps cost ~1.6%).
 PROBE_BUDGET = 0.01
+# Weight of the newest probe from plain decoding in the mean ratio of its realized to its predicted time.
+PROBE_COST_RATE = 0.5
+MAX_PROBE_COST_RATIO = 4.0
 
 
 class ProbePlanner:
     """Which depth, if any, to probe this step, and the clocks and credit that space probes.
 
-    A position not scheduled for `probe_interval_steps` steps (from k = 0 longer where the catch-up
-    makes a probe dear: PROBE_BUDGET) may be probed when a credit is available and some deeper depth
+    A position not scheduled for `probe_interval_steps` steps (from k = 0 longer where the probe is
+    dear: PROBE_BUDGET of plain's time for its catch-up, drafting and verify, at the depth it would
+    probe and as probes from plain have realized against their predictions) may be probed when a credit is available and some deeper depth
     would beat k were its unexplored positions always accepted, by more than `probe_min_gain` (no
     margin in the k_max steps after a weight change). Credits (one per probe_interval_steps, at most
     k_max banked) cap probe steps at k_max + W / probe_interval_steps in any W steps.
@@ -29,23 +33,40 @@ class ProbePlanner:
         self._credit = float(config.k_max)
         self._no_margin_until = -1  # right after a weight change any possible gain is worth a probe
         self.plain_due_step = 0  # from plain decoding, the step a probe may next fall due (set by `depth`)
+        # Probes from plain, realized / predicted time: on the zoo (EAGLE, B = 1-4, k = 8) ~1.9, the catch-up and
+        # the first drafting steps after a plain stretch running cold, so budgeting the prediction spent ~2%.
+        self._cost_ratio = 1.0
 
     def depth(self, k: int, rate: NDArray[np.float64], step_s: NDArray[np.float64], expected: NDArray[np.float64],
               step: int) -> int:
         """The depth to run at `step` instead of the greedy `k` (k itself when no probe is due or worth it)."""
         k_max, interval = self._k_max, self._interval
-        if k == 0:  # a probe from plain decoding pays the whole catch-up: at most PROBE_BUDGET of plain's time
-            interval = max(interval, int((step_s[1] - step_s[0]) / (PROBE_BUDGET * step_s[0])))
-            self.plain_due_step = int(self._last_scheduled[1]) + interval
-        if k == k_max or self._credit < 1.0 or step - self._last_scheduled[k + 1] < interval:
+        if k == k_max:
             return k
+        candidate = self._deeper(k, rate, step_s, expected, step)
+        if k == 0:  # a probe from plain decoding pays the whole catch-up: at most PROBE_BUDGET of plain's time
+            probe_s = self._cost_ratio * step_s[max(candidate, 1)] - step_s[0]
+            interval = max(interval, int(probe_s / (PROBE_BUDGET * step_s[0])))
+            self.plain_due_step = int(self._last_scheduled[1]) + interval
+        if self._credit < 1.0 or step - self._last_scheduled[k + 1] < interval:
+            return k
+        return candidate
+
+    def _deeper(self, k: int, rate: NDArray[np.float64], step_s: NDArray[np.float64], expected: NDArray[np.float64],
+                step: int) -> int:
+        """The shallowest depth beyond k that would beat it were its unexplored positions always accepted, else k."""
         # Probability of reaching position k + 1 is the last increment of E[tokens | k].
         reach = float(expected[k] - expected[k - 1]) if k > 0 else 1.0
-        extra = np.arange(1, k_max - k + 1)
+        extra = np.arange(1, self._k_max - k + 1)
         optimistic = (expected[k] + reach * extra) / step_s[k + 1:]
         margin = 0.0 if step <= self._no_margin_until else self._min_gain
         better = np.flatnonzero(optimistic > rate[k] * (1.0 + margin))
         return k + 1 + int(better[0]) if better.size else k
+
+    def observe_from_plain(self, realized_s: float, predicted_s: float) -> None:
+        """A probe from plain decoding took `realized_s` where `predicted_s` was planned."""
+        ratio = min(MAX_PROBE_COST_RATIO, realized_s / predicted_s) if predicted_s > 0 else 1.0
+        self._cost_ratio += PROBE_COST_RATE * (ratio - self._cost_ratio)
 
     def spend(self) -> None:
         """A probe was scheduled."""

@@ -123,24 +123,32 @@ class DepthScheduler:
     @property
     def history(self) -> list[DepthDecision]:
         """The most recent decisions, oldest first (at most config.history_len)."""
-        return self._history.decisions(self._pending_run())
+        return self._history.decisions(self._pending_runs())
 
     @property
     def last_decision(self) -> DepthDecision | None:
         """The record of the last observed step (None before the first)."""
-        return self._history.last(self._pending_run())
+        return self._history.last(self._pending_runs())
 
     @property
     def stats(self) -> DepthStats:
         """A snapshot of the running totals."""
-        stats, pending = self._stats.copy(), self._pending_run()
-        if pending is not None:
-            stats.add_plain_run(pending[1], pending[2], pending[3])
+        stats = self._stats.copy()
+        for _, batch_size, predicted_s, realized_s in self._pending_runs():
+            stats.add_plain_run(batch_size, predicted_s, realized_s)
         return stats
 
-    def _pending_run(self) -> tuple[int, int, float, list[float]] | None:
-        quiet, plain = list(self._plain.quiet_s), self._plain
-        return (self._step - len(quiet), plain.batch_size, plain.predicted_s, quiet) if quiet else None
+    def _pending_runs(self) -> list[tuple[int, int, float, list[float]]]:
+        return self._plain_runs(self._plain.pending())
+
+    def _plain_runs(self, runs: list[tuple[int, list[float]]]) -> list[tuple[int, int, float, list[float]]]:
+        """Quiet steps as (first step, batch size, predicted s, realized s of each) runs. Their prediction is read
+        now: quiet steps teach the cost model nothing, and they are recorded before any step that does."""
+        out, first = [], self._step - sum(len(times) for _, times in runs)
+        for batch_size, times in runs:
+            out.append((first, batch_size, self._cost.target_s(batch_size, 1), times))
+            first += len(times)
+        return out
 
     def predicted_tokens_per_s(self, batch_size: int) -> NDArray[np.float64]:
         """Predicted tokens/s of the whole batch for every k = 0 .. k_max, from the current estimates."""
@@ -293,7 +301,7 @@ class DepthScheduler:
         # plain decoding, and do not teach the cost model: learning from the realized check's isolated plain
         # steps, it priced plain decoding at 1.1-1.2 ms, ~1.5x what it costs. (The check itself keeps them:
         # its verdict is a veto on speculation, and inflated plain steps only make it more cautious.)
-        is_switch = self._plain.learned(batch_size, k, float(predicted_s[0]), is_probe=decision.is_probe)
+        is_switch = self._plain.learned(batch_size, k, is_probe=decision.is_probe)
         if self._realized is not None:
             self._realized.observe(self._step, batch_size, k, decision.realized_step_s, decision.predicted_step_s)
         if decision.is_probe and self._greedy_k == 0:
@@ -316,13 +324,17 @@ class DepthScheduler:
         clock, the drain rate (no rows lost), probe credit and the totals."""
         if not self._plain.quiet_s:
             return
-        quiet = self._plain.take_quiet()
-        n, batch_size, predicted_s = len(quiet), self._plain.batch_size, self._plain.predicted_s
+        runs = self._plain_runs(self._plain.take_quiet())
+        n = sum(len(times) for *_, times in runs)
         self._acceptance.advance(n)
-        self._drain *= (1.0 - DRAIN_RATE) ** n
         self._probe.earn(n)
-        self._history.append_plain_run(self._step - n, batch_size, predicted_s, quiet)
-        self._stats.add_plain_run(batch_size, predicted_s, quiet)
+        for first, batch_size, predicted_s, times in runs:
+            if self._last_batch_size:  # rows lost at the run's first step, none within it
+                self._drain += DRAIN_RATE * (max(0, self._last_batch_size - batch_size) - self._drain)
+            self._drain *= (1.0 - DRAIN_RATE) ** (len(times) - 1)
+            self._last_batch_size = batch_size
+            self._history.append_plain_run(first, batch_size, predicted_s, times)
+            self._stats.add_plain_run(batch_size, predicted_s, times)
 
     def _end_step(self, decision: DepthDecision) -> None:
         """What every observed step moves, learned from or not: the last depth and batch size, the drain

@@ -22,6 +22,9 @@ class _CountingCosts:
     def draft_s(self, batch_size):
         return self.inner.draft_s(batch_size)
 
+    def target_s(self, batch_size, q):
+        return self.inner.target_s(batch_size, q)
+
     def observe(self, *args):
         self.inner.observe(*args)
 
@@ -114,3 +117,24 @@ def test_while_a_probe_is_due_but_not_worth_it_the_engine_asks_every_few_steps(s
         _, asks[name] = _drive(scheduler, device, num_steps=3000, alpha=0.1, leased=True, rng=np.random.default_rng(4))
         assert scheduler.stats.num_steps_by_k[0] >= 2990
     assert asks["never due"] < 3000 / 32 and asks["due"] > 3000 / 5
+
+
+def test_a_draining_batch_at_plain_decoding_is_mostly_quiet_and_recorded_in_full(synthetic):
+    # Quiet steps were those at the batch size of the last learned one: a draining batch, which changes size
+    # nearly every step, took the full path (~74 us inside the engine) at every step but a few.
+    device = synthetic.LinearDevice()
+    costs = _CountingCosts(device.cost_model())
+    scheduler = DepthScheduler(DepthConfig(), costs)
+    sizes = [64 - i // 2 for i in range(126)] * 3  # three rounds of a batch draining from 64 to 1
+    for b in sizes[:20]:
+        scheduler.observe(b, 0, [0] * b, 0.0, device.target_s(b, 1))
+    before = costs.num_calls
+    for b in sizes:
+        scheduler.observe(b, 0, [0] * b, 0.0, device.target_s(b, 1))
+    assert costs.num_calls - before < len(sizes) / 3  # full observes (one cost-model read each); was > 1 / 2
+    history = scheduler.history[-len(sizes):]
+    assert [d.batch_size for d in history] == sizes and [d.step for d in history] == list(range(20, 20 + len(sizes)))
+    assert all(d.predicted_step_s == device.cost_model().target_s(d.batch_size, 1) for d in history[:8])
+    stats = scheduler.stats
+    assert stats.num_steps == 20 + len(sizes) and stats.num_tokens == sum(sizes[:20]) + sum(sizes)
+    assert 0 < scheduler.horizon_steps(1) < 4  # the drain (a row lost every other step) is still seen

@@ -25,6 +25,12 @@ RECURRING_RATE = 0.25
 DRAIN_RATE = 0.3
 # A plain choice is re-planned after at most this many steps, or when a probe falls due (see choose_depth).
 PLAIN_REPLAN_STEPS = 64
+# While a probe from plain is due but waits for a catch-up narrow enough to pay, the engine asks at least this often
+# (a plain lease is at most this long), twice as long after each further plan that found it not worth it, up to
+# PLAIN_REPLAN_STEPS: asking every 4 steps cost ~12 us a step at B = 4 on the zoo (a catch-up width and a standing
+# choice's check each time, a full plan of ~200 us when the catch-up halves), ~2% of a plain step, and there a
+# probe was never worth it.
+DUE_PROBE_ASK_STEPS = 16
 
 
 class DepthScheduler:
@@ -258,8 +264,9 @@ class DepthScheduler:
         lease.steps, lease.min_batch_size = reuse.lease_steps(self._step), reuse.min_batch_size
         if self._probe.plain_due_step <= self._step:
             # A probe from plain is due but waits for a catch-up narrow enough to pay (at B = 1, the next admitted
-            # row's); the standing choice's catch-up clause re-plans then, so it is asked every few steps.
-            lease.steps = min(lease.steps, self._config.replan_interval_steps - 1)
+            # row's); the standing choice's catch-up clause re-plans then, so it is asked now and then.
+            wait = DUE_PROBE_ASK_STEPS << min(max(self._probe.num_passed - 1, 0), 2)
+            lease.steps = min(lease.steps, wait - 1)
         return lease
 
     def observe(self, batch_size: int, k: int, num_accepted: Sequence[int] | NDArray[np.integer],

@@ -36,6 +36,7 @@ class ProbePlanner:
         # Probes from plain, realized / predicted time: on the zoo (EAGLE, B = 1-4, k = 8) ~1.9, the catch-up and
         # the first drafting steps after a plain stretch running cold, so budgeting the prediction spent ~2%.
         self._cost_ratio = 1.0
+        self.num_passed = 0  # plans in a row from plain decoding where a due probe was not worth it (reset by one)
 
     def depth(self, k: int, rate: NDArray[np.float64], step_s: NDArray[np.float64], expected: NDArray[np.float64],
               step: int) -> int:
@@ -50,6 +51,8 @@ class ProbePlanner:
             self.plain_due_step = int(self._last_scheduled[1]) + interval
         if self._credit < 1.0 or step - self._last_scheduled[k + 1] < interval:
             return k
+        if k == 0:
+            self.num_passed = self.num_passed + 1 if candidate == 0 else 0
         return candidate
 
     def _deeper(self, k: int, rate: NDArray[np.float64], step_s: NDArray[np.float64], expected: NDArray[np.float64],
@@ -84,3 +87,4 @@ class ProbePlanner:
         """Weights changed: every position may be probed again, without the margin for the next k_max steps."""
         self._last_scheduled[:] = step - self._interval
         self._no_margin_until = step + self._k_max
+        self.num_passed = 0

@@ -4,6 +4,7 @@
 import numpy as np
 
 from rollspec.scheduler import CatchUpCost, DepthConfig, DepthScheduler, sample_num_accepted
+from rollspec.scheduler.depth import DUE_PROBE_ASK_STEPS
 
 B = 8
 CATCH_UP = CatchUpCost({1: 1e-6, 64: 1e-5})
@@ -107,16 +108,25 @@ def test_a_probe_does_not_restart_learning_and_planning_plain_decoding(synthetic
     assert costs.num_calls - before <= 3000 / 64 * 2 + 3000 / 13 + probes * 4
 
 
-def test_while_a_probe_is_due_but_not_worth_it_the_engine_asks_every_few_steps(synthetic):
-    # A due probe fires at the first ask where the catch-up is narrow enough to pay (at B = 1 on the zoo, right
-    # after an admission); asking only every 64 steps, the zoo's B = 1 ran 1 probe in 12,000 steps instead of ~40.
+def test_while_a_probe_is_due_the_lease_is_short_and_backs_off_while_it_is_not_worth_it(synthetic):
+    # A due probe fires at an ask where the catch-up is narrow enough to pay (at B = 1 on the zoo, right after an
+    # admission); asking only every 64 steps, the zoo's B = 1 ran 1 probe in 12,000 steps instead of ~40. Where it
+    # never pays (B = 4 on the zoo), asking every few steps cost ~2% of a plain step: the wait doubles.
     device = synthetic.LinearDevice()
-    asks = {}
-    for name, config in (("due", DepthConfig(probe_min_gain=100.0)), ("never due", DepthConfig(probe_interval_steps=10**6))):
-        scheduler = DepthScheduler(config, device.cost_model(), CATCH_UP)
-        _, asks[name] = _drive(scheduler, device, num_steps=3000, alpha=0.1, leased=True, rng=np.random.default_rng(4))
-        assert scheduler.stats.num_steps_by_k[0] >= 2990
-    assert asks["never due"] < 3000 / 32 and asks["due"] > 3000 / 5
+    scheduler = DepthScheduler(DepthConfig(probe_min_gain=100.0), device.cost_model(), CATCH_UP)  # never worth it
+    rng, leases, lease = np.random.default_rng(4), [], None
+    for step in range(3000):
+        if lease is not None and lease.steps > 0:
+            lease.steps -= 1
+            k = 0
+        else:
+            k = scheduler.choose_depth(B, 20 + step % 13)
+            lease = scheduler.plain_lease() if k == 0 else None
+            leases.append(lease.steps if lease else -1)
+        scheduler.observe(B, k, sample_num_accepted(rng, [0.1] * 8, k, B), k * device.draft_s(B), device.target_s(B, k + 1))
+    wait = DUE_PROBE_ASK_STEPS
+    assert wait - 1 in leases and 2 * wait - 1 in leases  # due: short leases, then longer ones
+    assert set(leases[-10:]) <= {4 * wait - 1, 63}, leases  # backed off to the plain re-plan interval
 
 
 def test_a_draining_batch_at_plain_decoding_is_mostly_quiet_and_recorded_in_full(synthetic):

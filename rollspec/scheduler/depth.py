@@ -25,12 +25,6 @@ RECURRING_RATE = 0.25
 DRAIN_RATE = 0.3
 # A plain choice is re-planned after at most this many steps, or when a probe falls due (see choose_depth).
 PLAIN_REPLAN_STEPS = 64
-# While a probe from plain is due but waits for a catch-up narrow enough to pay, the engine asks at least this often
-# (a plain lease is at most this long), twice as long after each further plan that found it not worth it, up to
-# PLAIN_REPLAN_STEPS: asking every 4 steps cost ~12 us a step at B = 4 on the zoo (a catch-up width and a standing
-# choice's check each time, a full plan of ~200 us when the catch-up halves), ~2% of a plain step, and there a
-# probe was never worth it.
-DUE_PROBE_ASK_STEPS = 16
 
 
 class DepthScheduler:
@@ -247,26 +241,15 @@ class DepthScheduler:
         return probe_k
 
     def plain_lease(self) -> PlainLease:
-        """After `choose_depth` returned 0: for how many more steps, and down to how few rows, plain decoding stands.
-
-        Those steps the engine skips the drafter's catch-up width and `choose_depth` (together ~7-12 us a step
-        inside the engine at B = 1-4, ~2-3% of a plain step); it still calls `observe` every step. The lease is a
-        standing plain choice (StandingChoice) without its catch-up clause: plain steps only grow the catch-up,
-        which falls only when the widest row finishes, and the choice is re-planned within PLAIN_REPLAN_STEPS and
-        before a due probe anyway; once a probe is due, the lease is short. A plain step run for the realized
-        check gets no lease. The same object is
-        renewed at every plain choice and revoked by `notify_weights_changed`.
-        """
-        reuse, lease = self._reuse, self._lease
-        if reuse is None or reuse.k != 0:
-            lease.steps = 0
-            return lease
-        lease.steps, lease.min_batch_size = reuse.lease_steps(self._step), reuse.min_batch_size
-        if self._probe.plain_due_step <= self._step:
-            # A probe from plain is due but waits for a catch-up narrow enough to pay (at B = 1, the next admitted
-            # row's); the standing choice's catch-up clause re-plans then, so it is asked now and then.
-            wait = DUE_PROBE_ASK_STEPS << min(max(self._probe.num_passed - 1, 0), 2)
-            lease.steps = min(lease.steps, wait - 1)
+        """After `choose_depth` returned 0: for how many more steps, and down to how few rows, plain decoding stands
+        (StandingChoice.lease_steps). For those steps the engine skips the drafter's catch-up width and
+        `choose_depth` (~7-12 us a step inside the engine at B = 1-4); it still calls `observe` every step. A plain
+        step the realized check asked for gets no lease. The same object is renewed at every plain choice and
+        revoked by `notify_weights_changed`."""
+        reuse, lease, probe = self._reuse, self._lease, self._probe
+        due = probe.plain_due_step <= self._step
+        lease.steps = reuse.lease_steps(self._step, probe_due=due, num_passed=probe.num_passed) if reuse else 0
+        lease.min_batch_size = reuse.min_batch_size if reuse else 0
         return lease
 
     def observe(self, batch_size: int, k: int, num_accepted: Sequence[int] | NDArray[np.integer],

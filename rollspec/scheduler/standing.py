@@ -2,6 +2,13 @@
 
 from dataclasses import dataclass
 
+# While a probe from plain is due but waits for a catch-up narrow enough to pay, the engine asks at least this often
+# (a plain lease is at most this long), twice as long after each further plan that found it not worth it, up to
+# PLAIN_REPLAN_STEPS: asking every 4 steps cost ~12 us a step at B = 4 on the zoo (a catch-up width and a standing
+# choice's check each time, a full plan of ~200 us when the catch-up halves), ~2% of a plain step, and there a
+# probe was never worth it.
+DUE_PROBE_ASK_STEPS = 16
+
 
 @dataclass(frozen=True, slots=True)
 class StandingChoice:
@@ -26,9 +33,17 @@ class StandingChoice:
         # speculating: at the same batch size, with no more catch-up than a steady step's
         return batch_size == self.batch_size and catch_up_tokens <= self.k + 1
 
-    def lease_steps(self, step: int) -> int:
-        """Steps after `step` for which this choice stands whatever the catch-up (a plain choice's lease)."""
-        return self.until_step - step - 1 if self.k == 0 else 0
+    def lease_steps(self, step: int, *, probe_due: bool, num_passed: int) -> int:
+        """Steps after `step` for which a plain choice stands whatever the catch-up (its lease; 0 at k > 0): plain
+        steps only grow the catch-up, which falls only when the widest row finishes, and the choice is re-planned
+        within its interval (before a due probe) anyway. While a probe from plain is due but `num_passed` plans in
+        a row found it not worth it, at most DUE_PROBE_ASK_STEPS, doubling from the second such plan, up to 4x."""
+        if self.k:
+            return 0
+        steps = self.until_step - step - 1
+        if probe_due:
+            steps = min(steps, (DUE_PROBE_ASK_STEPS << min(max(num_passed - 1, 0), 2)) - 1)
+        return steps
 
     @property
     def min_batch_size(self) -> int:

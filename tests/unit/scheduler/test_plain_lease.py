@@ -4,7 +4,7 @@
 import numpy as np
 
 from rollspec.scheduler import CatchUpCost, DepthConfig, DepthScheduler, sample_num_accepted
-from rollspec.scheduler.depth import DUE_PROBE_ASK_STEPS
+from rollspec.scheduler.standing import DUE_PROBE_ASK_STEPS
 
 B = 8
 CATCH_UP = CatchUpCost({1: 1e-6, 64: 1e-5})

@@ -11,21 +11,6 @@ from rollspec.engine.profiling import StepTimeRecorder, profile_step_costs
 from rollspec.scheduler import CatchUpCost, CostModel, DepthConfig, DepthMode, DepthScheduler, profile_points
 
 
-class _Counting:
-    """Wraps a depth policy to count the depths it chose, weighted by steps."""
-
-    def __init__(self, inner) -> None:
-        self.inner, self.ks = inner, []
-
-    def choose_depth(self, batch_size: int, catch_up_tokens: int = 0) -> int:
-        k = self.inner.choose_depth(batch_size, catch_up_tokens)
-        self.ks.append(k)
-        return k
-
-    def observe(self, *args) -> None:
-        self.inner.observe(*args)
-
-
 def _drafter(workload: Workload, kind: str, config):
     path = {"draft_model": workload.zoo.draft, "eagle": workload.zoo.eagle}.get(kind)
     return build_drafter(kind, policy=workload.policy, config=config, draft_path=path)
@@ -52,7 +37,9 @@ def run_depth(workload: Workload, kind: str, *, fixed_k: int | None = None,
     With `round_size`, the prompts go in consecutive rounds of that many, each run to completion before
     the next (a batch draining round after round, as a rollout actor's does), through one engine."""
     config = workload.engine_config()
-    depth = _Counting(StepTimeRecorder([fixed_k]) if fixed_k is not None else scheduler)
+    # The engine is handed the scheduler itself, not a wrapper: a wrapper would hide its plain lease (the engine
+    # then asks for k every step) and add a call a step. Depths run are counted from its stats / the recorder.
+    depth = StepTimeRecorder([fixed_k]) if fixed_k is not None else scheduler
     drafter = _drafter(workload, kind, config) if fixed_k != 0 else None
     engine = Engine(workload.policy.model, config, drafter=drafter, depth=depth)
     requests = workload.requests()
@@ -63,14 +50,20 @@ def run_depth(workload: Workload, kind: str, *, fixed_k: int | None = None,
     elapsed_thread = time.thread_time() - start_thread
     elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - start_cpu
     tokens = sum(len(c.token_ids) for c in completions)
+    if before is not None:
+        after = scheduler.stats
+        steps_by_k = [a - b for a, b in zip(after.num_steps_by_k, before.num_steps_by_k)]
+    else:
+        steps_by_k = [0] * fixed_k + [len(depth.steps)]
+    num_steps = sum(steps_by_k)
     # CPU seconds beside wall seconds: with one torch thread they are the work done, which a co-tenant on the
     # shared cores does not inflate the way it inflates wall time. Thread CPU is this thread's alone (the
     # engine's: torch runs its one intra-op thread here), without other threads of the process.
     out = {"tokens_per_s": tokens / elapsed, "tokens_per_cpu_s": tokens / elapsed_cpu,
            "tokens_per_tcpu_s": tokens / elapsed_thread,
-           "mean_k": sum(depth.ks) / max(1, len(depth.ks)), "num_steps": len(depth.ks), "tokens": tokens}
+           "mean_k": sum(k * n for k, n in enumerate(steps_by_k)) / max(1, num_steps), "num_steps": num_steps,
+           "tokens": tokens}
     if before is not None:
-        after = scheduler.stats
         out |= {"num_checks": after.num_checks - before.num_checks,
                 "num_vetoed_steps": after.num_vetoed_steps - before.num_vetoed_steps,
                 "num_probes": after.num_probes - before.num_probes}

@@ -6,7 +6,20 @@ from __future__ import annotations
 from typing import Protocol, Sequence
 
 
+class PlainLease(Protocol):
+    """Plain decoding stands for `steps` more steps while the batch holds at least `min_batch_size` rows; the
+    engine counts `steps` down, the depth policy may renew or revoke it."""
+
+    steps: int
+    min_batch_size: int
+
+
 class DepthPolicy(Protocol):
+    """Asked for k before every step and told what the step did. A policy may also offer
+    `plain_lease() -> PlainLease`, asked after it chose k = 0: for the steps the lease covers the
+    engine asks neither it nor the drafter (`catch_up_tokens`) and decodes plainly; `observe` is
+    still called every step."""
+
     def choose_depth(self, batch_size: int, catch_up_tokens: int = 0) -> int:
         """Draft depth for the next step; 0 means plain decoding. `catch_up_tokens` is the width of
         the drafter's catch-up forward should this step speculate (`Drafter.catch_up_tokens`)."""

@@ -31,6 +31,10 @@ class StepCostModel(Protocol):
         """Predicted c_draft(B): seconds to draft one position for batch_size rows."""
         ...
 
+    def target_s(self, batch_size: int, q: int) -> float:
+        """Predicted c_target(B, q): seconds of one target forward over q tokens for each of batch_size rows."""
+        ...
+
     def observe(self, batch_size: int, k: int, draft_time_s: float, target_time_s: float) -> None:
         """One measured step at depth k."""
         ...

@@ -137,18 +137,18 @@ class DecisionLog:
     def append_plain_run(self, first_step: int, batch_size: int, predicted_s: float, realized_s: list[float]) -> None:
         self._entries.append((first_step, batch_size, predicted_s, realized_s))
 
-    def decisions(self, pending: tuple[int, int, float, list[float]] | None = None) -> list[DepthDecision]:
-        """The last `maxlen` decisions, oldest first, with a plain run not yet appended (`pending`) at the end."""
+    def decisions(self, pending: list[tuple[int, int, float, list[float]]] = ()) -> list[DepthDecision]:
+        """The last `maxlen` decisions, oldest first, with plain runs not yet appended (`pending`) at the end."""
         out: list[DepthDecision] = []
-        for entry in [*self._entries, pending] if pending else self._entries:
+        for entry in [*self._entries, *pending]:
             if isinstance(entry, DepthDecision):
                 out.append(entry)
             else:
                 out.extend(_plain_run(*entry))
         return out[-self._maxlen:]
 
-    def last(self, pending: tuple[int, int, float, list[float]] | None = None) -> DepthDecision | None:
-        entry = pending or (self._entries[-1] if self._entries else None)
+    def last(self, pending: list[tuple[int, int, float, list[float]]] = ()) -> DepthDecision | None:
+        entry = pending[-1] if pending else (self._entries[-1] if self._entries else None)
         if entry is None:
             return None
         return entry if isinstance(entry, DepthDecision) else _plain_run(*entry)[-1]

@@ -10,7 +10,11 @@ from rollspec.scheduler.catch_up import CatchUpCost, excess_tokens
 from rollspec.scheduler.config import DepthConfig, DepthMode
 from rollspec.scheduler.cost_model import StepCostModel
 from rollspec.scheduler.decision import DecisionLog, DepthDecision, DepthStats
+from rollspec.scheduler.hysteresis import hysteresis_depth
+from rollspec.scheduler.plain_run import PlainRun
+from rollspec.scheduler.probe import ProbePlanner
 from rollspec.scheduler.realized import RealizedCheck
+from rollspec.scheduler.standing import PlainLease, StandingChoice
 from rollspec.scheduler.throughput import expected_tokens
 
 # Weight of the newest step in the mean excess catch-up width of steady speculation (admissions
@@ -21,10 +25,6 @@ RECURRING_RATE = 0.25
 DRAIN_RATE = 0.3
 # A plain choice is re-planned after at most this many steps, or when a probe falls due (see choose_depth).
 PLAIN_REPLAN_STEPS = 64
-# Probes from plain decoding cost at most this fraction of its time: each pays the drafter's whole catch-up
-# (on the zoo at B = 1, ~2 plain steps of it after 128 plain steps: a probe every 128 steps cost ~1.6%).
-PROBE_BUDGET = 0.01
-PLAIN_LEARN_EVERY = 64  # in a long run of plain steps, one in this many is learned from (see observe)
 
 
 class DepthScheduler:
@@ -43,14 +43,15 @@ class DepthScheduler:
        `hysteresis` (`start_gain` when leaving k = 0), and never kept when predicted slower
        than k = 0;
     3. probe: if position k + 1 has not been scheduled for `probe_interval_steps` steps (from
-       k = 0 longer where the catch-up makes a probe dear: PROBE_BUDGET), a probe credit is available, and some deeper depth would beat k were its unexplored
+       k = 0 longer where the catch-up makes a probe dear: PROBE_BUDGET), a probe credit is
+       available, and some deeper depth would beat k were its unexplored
        positions always accepted (its catch-up spread as in 1), this step runs at the
        shallowest such depth instead. A probe never happens where speculation cannot pay
        even with perfect acceptance, and credits (one per probe_interval_steps, at most
        k_max banked) cap probe steps at k_max + W / probe_interval_steps in any W steps.
        Probes do not move the greedy k. The deeper depth must beat k by more than
        `probe_min_gain` under that optimism, except in the k_max steps after a weight
-       change, when acceptance may have jumped.
+       change, when acceptance may have jumped (ProbePlanner).
 
     4. realized check (`check_realized`): a k > 0 from the steps above becomes 0 where
        speculative steps have realized fewer tokens/s than plain ones at this batch size's
@@ -61,9 +62,7 @@ class DepthScheduler:
        at depths actually run; this rule rests on what the steps took.
 
     A greedy choice is reused for up to `replan_interval_steps` steps (longer at k = 0) while the batch and
-    the catch-up offered stay (see `choose_depth`): planning costs tens of
-    microseconds, about 5% of a step at batch size 1-4 on a CPU, and the estimates behind it move
-    over a half-life of steps, not one.
+    the catch-up offered stay (StandingChoice).
 
     A draining batch (shrinking from step to step) spreads the catch-up over the steps it is
     expected to have left, if fewer (`horizon_steps`), and is not probed from k = 0 then.
@@ -91,23 +90,16 @@ class DepthScheduler:
         self._acceptance = AcceptanceEstimator(config.k_max, config.acceptance)
         self._expected = expected_tokens(self.planning_alphas())
         self._plan_stale = False  # acceptance changed since _expected was planned
-        self._reuse: tuple[int, int, int, int] | None = None  # (batch_size, k, catch_up_tokens, until_step)
+        self._reuse: StandingChoice | None = None  # the last greedy choice
+        self._lease = PlainLease()  # the engine's copy of a standing plain choice (plain_lease)
         self._step = 0
         self._greedy_k = 0
-        # Index j = draft position (index 0 unused): the step at which k >= j last ran.
-        self._last_scheduled = np.full(config.k_max + 1, -config.probe_interval_steps, dtype=np.int64)
-        self._probe_credit = float(config.k_max)
-        self._no_margin_until = -1  # right after a weight change any possible gain is worth a probe
+        self._probe = ProbePlanner(config)
         self._pending_probe: tuple[int, int] | None = None  # (batch_size, k) of an unobserved probe choice
         self._pending_check = False  # the step being chosen is a plain step the realized check asked for
-        self._plain_run = config.settle_steps  # plain steps since the last speculative one (none yet: settled)
-        self._plain_s = (0, 0.0)  # (batch size, predicted plain step s) as of the last plain step learned from
-        self._plain_n = 0  # plain steps in a row at that batch size
-        self._plain_probe_step = 0  # from plain decoding, the step a probe may next fall due (see _probe_depth)
-        self._quiet_batch = -1  # that batch size once the plain run has settled (observe's short path), else -1
+        self._plain = PlainRun(config.settle_steps)
         self._realized = RealizedCheck(config.realized) if config.check_realized else None
         self._history = DecisionLog(config.history_len)
-        self._quiet_s: list[float] = []  # realized times of plain steps observed but not yet recorded (_flush_quiet)
         self._stats = DepthStats(num_steps_by_k=[0] * (config.k_max + 1))
 
     @property
@@ -131,24 +123,32 @@ class DepthScheduler:
     @property
     def history(self) -> list[DepthDecision]:
         """The most recent decisions, oldest first (at most config.history_len)."""
-        return self._history.decisions(self._pending_run())
+        return self._history.decisions(self._pending_runs())
 
     @property
     def last_decision(self) -> DepthDecision | None:
         """The record of the last observed step (None before the first)."""
-        return self._history.last(self._pending_run())
+        return self._history.last(self._pending_runs())
 
     @property
     def stats(self) -> DepthStats:
         """A snapshot of the running totals."""
-        stats, pending = self._stats.copy(), self._pending_run()
-        if pending is not None:
-            stats.add_plain_run(pending[1], pending[2], pending[3])
+        stats = self._stats.copy()
+        for _, batch_size, predicted_s, realized_s in self._pending_runs():
+            stats.add_plain_run(batch_size, predicted_s, realized_s)
         return stats
 
-    def _pending_run(self) -> tuple[int, int, float, list[float]] | None:
-        quiet = list(self._quiet_s)
-        return (self._step - len(quiet), *self._plain_s, quiet) if quiet else None
+    def _pending_runs(self) -> list[tuple[int, int, float, list[float]]]:
+        return self._plain_runs(self._plain.pending())
+
+    def _plain_runs(self, runs: list[tuple[int, list[float]]]) -> list[tuple[int, int, float, list[float]]]:
+        """Quiet steps as (first step, batch size, predicted s, realized s of each) runs. Their prediction is read
+        now: quiet steps teach the cost model nothing, and they are recorded before any step that does."""
+        out, first = [], self._step - sum(len(times) for _, times in runs)
+        for batch_size, times in runs:
+            out.append((first, batch_size, self._cost.target_s(batch_size, 1), times))
+            first += len(times)
+        return out
 
     def predicted_tokens_per_s(self, batch_size: int) -> NDArray[np.float64]:
         """Predicted tokens/s of the whole batch for every k = 0 .. k_max, from the current estimates."""
@@ -188,14 +188,9 @@ class DepthScheduler:
     def choose_depth(self, batch_size: int, catch_up_tokens: int = 0) -> int:
         """The depth to draft this step (0 = plain decoding), given the width of the drafter's catch-up."""
         self._offered_catch_up = catch_up_tokens
-        reuse = self._reuse  # (batch_size, k, catch_up_tokens, until_step): the last greedy choice
-        # It stands within its interval; at k > 0 at the same batch size and up to a steady step's catch-up; at
-        # k = 0 while the batch keeps 3/4 of its rows and half the catch-up (admissions and finishes move both
-        # every few steps at B = 16: re-planning on each cost ~20 us a step; every line here costs ~1 us).
-        if reuse is not None and self._step < reuse[3] and (
-                4 * batch_size >= 3 * reuse[0] and 2 * catch_up_tokens >= reuse[2] if reuse[1] == 0
-                else batch_size == reuse[0] and catch_up_tokens <= reuse[1] + 1):
-            return reuse[1]
+        reuse = self._reuse
+        if reuse is not None and reuse.holds(batch_size, catch_up_tokens, self._step):
+            return reuse.k
         k_max = self._config.k_max
         if self._config.mode is DepthMode.FIXED or k_max == 0:
             return k_max
@@ -213,12 +208,16 @@ class DepthScheduler:
         was_speculating = self._greedy_k > 0 and self._last_k > 0
         # The start margin is for what the catch-up model misses: without a catch-up, hysteresis suffices.
         start_gain = self._config.start_gain if catch_up_s[1] > 0 else self._config.hysteresis
-        k = self._choose_greedy(rate, expected / (step_s + catch_up_s / horizon), start_gain)
+        k = hysteresis_depth(self._greedy_k, rate, expected / (step_s + catch_up_s / horizon), start_gain=start_gain,
+                             hysteresis=self._config.hysteresis)
+        if k != self._greedy_k:
+            self._stats.num_depth_switches += 1
+            self._greedy_k = k
         if k == 0 and catch_up_s[-1] > 0 and horizon < self._config.catch_up_horizon_steps:
             # A draining batch ends before a probe's catch-up could be paid back; plain stands a few steps.
-            self._reuse = (batch_size, 0, catch_up_tokens, self._step + self._config.replan_interval_steps)
+            self._reuse = StandingChoice(batch_size, 0, catch_up_tokens, self._step + self._config.replan_interval_steps)
             return 0
-        probe_k = self._probe_depth(k, rate, step_s + catch_up_s if k == 0 else step_s)
+        probe_k = self._probe.depth(k, rate, step_s + catch_up_s if k == 0 else step_s, self._expected, self._step)
         if probe_k == k > 0 and self._realized is not None:
             if self._realized.is_losing(batch_size, self._step, float(rate[k]), float(rate[0])):
                 self._stats.num_vetoed_steps += 1
@@ -227,7 +226,7 @@ class DepthScheduler:
                 self._pending_check = True
                 return 0
         if probe_k != k:
-            self._probe_credit -= 1.0
+            self._probe.spend()
             self._pending_probe = (batch_size, probe_k)
         else:
             interval = self._config.replan_interval_steps
@@ -235,10 +234,23 @@ class DepthScheduler:
                 # Plain stands for half the plain steps at this batch size so far, up to PLAIN_REPLAN_STEPS and
                 # not past a due probe: a plain step moves no acceptance and, once plain's price is calibrated
                 # (its first observations at a batch size), no ranking. Planning every 16 steps was ~1% at B = 1.
-                due = self._plain_probe_step - self._step
-                interval = max(interval, min(PLAIN_REPLAN_STEPS, self._plain_n // 2, due if due > 0 else PLAIN_REPLAN_STEPS))
-            self._reuse = (batch_size, k, catch_up_tokens, self._step + interval)
+                due = self._probe.plain_due_step - self._step
+                stand = min(PLAIN_REPLAN_STEPS, self._plain.num_at_batch // 2, due if due > 0 else PLAIN_REPLAN_STEPS)
+                interval = max(interval, stand)
+            self._reuse = StandingChoice(batch_size, k, catch_up_tokens, self._step + interval)
         return probe_k
+
+    def plain_lease(self) -> PlainLease:
+        """After `choose_depth` returned 0: for how many more steps, and down to how few rows, plain decoding stands
+        (StandingChoice.lease_steps). For those steps the engine skips the drafter's catch-up width and
+        `choose_depth` (~7-12 us a step inside the engine at B = 1-4); it still calls `observe` every step. A plain
+        step the realized check asked for gets no lease. The same object is renewed at every plain choice and
+        revoked by `notify_weights_changed`."""
+        reuse, lease, probe = self._reuse, self._lease, self._probe
+        due = probe.plain_due_step <= self._step
+        lease.steps = reuse.lease_steps(self._step, probe_due=due, num_passed=probe.num_passed) if reuse else 0
+        lease.min_batch_size = reuse.min_batch_size if reuse else 0
+        return lease
 
     def observe(self, batch_size: int, k: int, num_accepted: Sequence[int] | NDArray[np.integer],
                 draft_time_s: float, target_time_s: float) -> None:
@@ -246,20 +258,11 @@ class DepthScheduler:
 
         The step's record becomes `last_decision` and is added to `history` and `stats`.
         """
-        if k == 0 and batch_size == self._quiet_batch:  # a settled plain run at this batch size
-            n = self._plain_n = self._plain_n + 1  # plain steps at this batch size before this one
-            if n & (n - 1) and n % PLAIN_LEARN_EVERY:
-                # Deep in the run (learned from: steps 1, 2, 4, ..., 64 at a batch size, then one in 64): only its
-                # time is kept (_flush_quiet). The full path below cost ~60-90 us a step inside the engine (cold
-                # caches), 8% of a plain step at B = 1, and plain steps in a run differ by little more than noise.
-                self._plain_run += 1
-                self._step += 1
-                self._quiet_s.append(draft_time_s + target_time_s)
-                return
-        else:
-            assert 0 <= k <= self._config.k_max, (k, self._config.k_max)
-            assert len(num_accepted) == batch_size, (len(num_accepted), batch_size)
-            self._plain_n = self._plain_n + 1 if k == 0 and self._plain_s[0] == batch_size else 0
+        if self._plain.is_quiet(batch_size, k, draft_time_s + target_time_s):  # recorded later (_flush_quiet)
+            self._step += 1
+            return
+        assert 0 <= k <= self._config.k_max, (k, self._config.k_max)
+        assert len(num_accepted) == batch_size, (len(num_accepted), batch_size)
         self._flush_quiet()
         # Plain steps skip the array work (they accept nothing); at B = 1-4 each numpy call here costs
         # several microseconds inside the engine, on a step of ~1 ms.
@@ -288,13 +291,11 @@ class DepthScheduler:
         # plain decoding, and do not teach the cost model: learning from the realized check's isolated plain
         # steps, it priced plain decoding at 1.1-1.2 ms, ~1.5x what it costs. (The check itself keeps them:
         # its verdict is a veto on speculation, and inflated plain steps only make it more cautious.)
-        self._plain_run = self._plain_run + 1 if k == 0 else 0
-        is_switch = 0 < self._plain_run <= self._config.settle_steps
-        if k == 0:
-            self._plain_s = (batch_size, float(predicted_s[0]))
-        self._quiet_batch = batch_size if k == 0 and self._plain_run > self._config.settle_steps else -1
+        is_switch = self._plain.learned(batch_size, k, is_probe=decision.is_probe)
         if self._realized is not None:
             self._realized.observe(self._step, batch_size, k, decision.realized_step_s, decision.predicted_step_s)
+        if decision.is_probe and self._greedy_k == 0:
+            self._probe.observe_from_plain(decision.realized_step_s, decision.predicted_step_s)
         if k > 0 and self._last_k > 0:  # only steady speculation: after k = 0 the width is the plain stretch's
             self._recurring_excess += RECURRING_RATE * (excess - self._recurring_excess)
         if accepted is not None:
@@ -305,22 +306,25 @@ class DepthScheduler:
             self._observe_costs(batch_size, k, excess, catch_up_s, draft_time_s, target_time_s)
         if k > 0:  # a plain step changes no acceptance estimate; the plan is redone when next needed
             self._plan_stale = True
-            self._last_scheduled[1 : k + 1] = self._step + 1
+            self._probe.scheduled(k, self._step)
         self._end_step(decision)
 
     def _flush_quiet(self) -> None:
         """Record the quiet plain steps observed since the last flush and move what they move: the acceptance
         clock, the drain rate (no rows lost), probe credit and the totals."""
-        quiet = self._quiet_s
-        if not quiet:
+        if not self._plain.quiet_s:
             return
-        self._quiet_s = []
-        n, (batch_size, predicted_s) = len(quiet), self._plain_s
+        runs = self._plain_runs(self._plain.take_quiet())
+        n = sum(len(times) for *_, times in runs)
         self._acceptance.advance(n)
-        self._drain *= (1.0 - DRAIN_RATE) ** n
-        self._probe_credit = min(float(self._config.k_max), self._probe_credit + n / self._config.probe_interval_steps)
-        self._history.append_plain_run(self._step - n, batch_size, predicted_s, quiet)
-        self._stats.add_plain_run(batch_size, predicted_s, quiet)
+        self._probe.earn(n)
+        for first, batch_size, predicted_s, times in runs:
+            if self._last_batch_size:  # rows lost at the run's first step, none within it
+                self._drain += DRAIN_RATE * (max(0, self._last_batch_size - batch_size) - self._drain)
+            self._drain *= (1.0 - DRAIN_RATE) ** (len(times) - 1)
+            self._last_batch_size = batch_size
+            self._history.append_plain_run(first, batch_size, predicted_s, times)
+            self._stats.add_plain_run(batch_size, predicted_s, times)
 
     def _end_step(self, decision: DepthDecision) -> None:
         """What every observed step moves, learned from or not: the last depth and batch size, the drain
@@ -331,7 +335,7 @@ class DepthScheduler:
             self._drain += DRAIN_RATE * (max(0, self._last_batch_size - batch_size) - self._drain)
         self._last_batch_size = batch_size
         self._step += 1
-        self._probe_credit = min(float(self._config.k_max), self._probe_credit + 1.0 / self._config.probe_interval_steps)
+        self._probe.earn(1)
         self._history.append(decision)
         self._stats.add(decision, num_drafted=decision.k * batch_size)
 
@@ -341,8 +345,8 @@ class DepthScheduler:
         self._acceptance.discount(self._config.weight_change_keep)
         self._plan_stale = True
         self._reuse = None
-        self._last_scheduled[:] = self._step - self._config.probe_interval_steps
-        self._no_margin_until = self._step + self._config.k_max
+        self._lease.steps = 0
+        self._probe.reopen(self._step)
         if self._realized is not None:
             self._realized.forget_speculative()
 
@@ -367,33 +371,3 @@ class DepthScheduler:
         if self._plan_stale:
             self._expected, self._plan_stale = expected_tokens(self.planning_alphas()), False
         return self._expected
-
-    def _choose_greedy(self, rate: NDArray[np.float64], start_rate: NDArray[np.float64], start_gain: float) -> int:
-        current = self._greedy_k
-        best = int(np.argmax(rate if current else start_rate))
-        if current == 0 and best != 0 and start_rate[best] <= rate[0] * (1.0 + start_gain):
-            best = 0
-        within_margin = rate[best] <= rate[current] * (1.0 + self._config.hysteresis)
-        if best != current and within_margin and rate[current] >= rate[0]:
-            best = current
-        if best != current:
-            self._stats.num_depth_switches += 1
-        self._greedy_k = best
-        return best
-
-    def _probe_depth(self, k: int, rate: NDArray[np.float64], step_s: NDArray[np.float64]) -> int:
-        k_max = self._config.k_max
-        interval = self._config.probe_interval_steps
-        if k == 0:  # a probe from plain decoding pays the whole catch-up: at most PROBE_BUDGET of plain's time
-            interval = max(interval, int((step_s[1] - step_s[0]) / (PROBE_BUDGET * step_s[0])))
-            self._plain_probe_step = int(self._last_scheduled[1]) + interval
-        if k == k_max or self._probe_credit < 1.0 or self._step - self._last_scheduled[k + 1] < interval:
-            return k
-        # Probability of reaching position k + 1 is the last increment of E[tokens | k].
-        reach = float(self._expected[k] - self._expected[k - 1]) if k > 0 else 1.0
-        extra = np.arange(1, k_max - k + 1)
-        optimistic = (self._expected[k] + reach * extra) / step_s[k + 1 :]
-        margin = 0.0 if self._step <= self._no_margin_until else self._config.probe_min_gain
-        better = np.flatnonzero(optimistic > rate[k] * (1.0 + margin))
-        return k + 1 + int(better[0]) if better.size else k
-

@@ -108,7 +108,7 @@ def test_a_probe_from_plain_decoding_pays_the_whole_catch_up(synthetic, width, p
     from rollspec.scheduler import sample_num_accepted
     for _ in range(20):  # position 1 never accepts: the greedy depth stays 0, deeper positions are untried
         scheduler.observe(B, 1, sample_num_accepted(rng, [0.0] * 4, 1, B), device.draft_s(B), device.target_s(B, 2))
-    scheduler._last_scheduled[:] = -10**6  # every position overdue for a probe
+    scheduler._probe._last_scheduled[:] = -10**6  # every position overdue for a probe
     assert (scheduler.choose_depth(B, width) > 0) is probes
 
 
@@ -203,3 +203,21 @@ def test_probes_from_plain_decoding_are_spaced_by_what_their_catch_up_costs(synt
     # 28 tokens of catch-up at 0.2 ms (~2 plain steps) and the catch-up recurring in the burst: over 2 plain steps
     # a probe, so the interval grows past twice the plain one (a 40-token catch-up is not worth a probe at all).
     assert len(dear) >= 2 and 2 * interval < min(dear) and max(dear) - min(dear) <= 2, dear
+
+
+def test_probes_from_plain_decoding_are_budgeted_at_what_they_realize():
+    # On the zoo (EAGLE, B = 1-4) probes from plain took ~1.9x their predicted time (catch-up and first drafting
+    # steps cold after a plain stretch): budgeted at the prediction, they spent ~2% of plain's time, not 1%.
+    from rollspec.scheduler.probe import ProbePlanner
+    step_s = np.array([1e-3, 4e-3, 4.5e-3, 5e-3, 5.5e-3])  # a probe's catch-up included
+    expected = np.array([1.0, 1.6, 2.0, 2.2, 2.3])
+
+    def due(slowdown):
+        planner = ProbePlanner(DepthConfig(k_max=4))
+        for _ in range(10):
+            planner.observe_from_plain(slowdown * step_s[1], step_s[1])
+        planner.depth(0, expected / step_s, step_s, expected, step=0)
+        return planner.plain_due_step + DepthConfig().probe_interval_steps  # from the last (initial) probe
+
+    assert due(1.0) == pytest.approx(300, abs=2)  # (4 - 1) ms over 1% of 1 ms
+    assert due(2.0) == pytest.approx(700, abs=2)  # (2 * 4 - 1) ms

@@ -231,6 +231,9 @@ class _CountingCosts:
     def draft_s(self, batch_size):
         return self.inner.draft_s(batch_size)
 
+    def target_s(self, batch_size, q):
+        return self.inner.target_s(batch_size, q)
+
     def observe(self, *args):
         self.inner.observe(*args)
 

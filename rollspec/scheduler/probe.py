@@ -1,0 +1,90 @@
+"""Probing deeper than the greedy depth, so a phase of bad acceptance cannot lock k at 0 (DepthScheduler's step 3)."""
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rollspec.scheduler.config import DepthConfig
+
+# Probes from plain decoding cost at most this fraction of its time: each pays the drafter's whole catch-up
+# (on the zoo at B = 1, ~2 plain steps of it after 128 plain steps: a probe every 128 steps cost ~1.6%).
+PROBE_BUDGET = 0.01
+# Weight of the newest probe from plain decoding in the mean ratio of its realized to its predicted time.
+PROBE_COST_RATE = 0.5
+MAX_PROBE_COST_RATIO = 4.0
+
+
+class ProbePlanner:
+    """Which depth, if any, to probe this step, and the clocks and credit that space probes.
+
+    A position not scheduled for `probe_interval_steps` steps (from k = 0 longer where the probe is
+    dear: PROBE_BUDGET of plain's time for its catch-up, drafting and verify, at the depth it would
+    probe and as probes from plain have realized against their predictions) may be probed when a credit is available and some deeper depth
+    would beat k were its unexplored positions always accepted, by more than `probe_min_gain` (no
+    margin in the k_max steps after a weight change). Credits (one per probe_interval_steps, at most
+    k_max banked) cap probe steps at k_max + W / probe_interval_steps in any W steps.
+    """
+
+    def __init__(self, config: DepthConfig) -> None:
+        self._k_max = config.k_max
+        self._interval = config.probe_interval_steps
+        self._min_gain = config.probe_min_gain
+        # Index j = draft position (index 0 unused): the step at which k >= j last ran.
+        self._last_scheduled = np.full(config.k_max + 1, -config.probe_interval_steps, dtype=np.int64)
+        self._credit = float(config.k_max)
+        self._no_margin_until = -1  # right after a weight change any possible gain is worth a probe
+        self.plain_due_step = 0  # from plain decoding, the step a probe may next fall due (set by `depth`)
+        # Probes from plain, realized / predicted time: on the zoo (EAGLE, B = 1-4, k = 8) ~1.9, the catch-up and
+        # the first drafting steps after a plain stretch running cold, so budgeting the prediction spent ~2%.
+        self._cost_ratio = 1.0
+        self.num_passed = 0  # plans in a row from plain decoding where a due probe was not worth it (reset by one)
+
+    def depth(self, k: int, rate: NDArray[np.float64], step_s: NDArray[np.float64], expected: NDArray[np.float64],
+              step: int) -> int:
+        """The depth to run at `step` instead of the greedy `k` (k itself when no probe is due or worth it)."""
+        k_max, interval = self._k_max, self._interval
+        if k == k_max:
+            return k
+        candidate = self._deeper(k, rate, step_s, expected, step)
+        if k == 0:  # a probe from plain decoding pays the whole catch-up: at most PROBE_BUDGET of plain's time
+            probe_s = self._cost_ratio * step_s[max(candidate, 1)] - step_s[0]
+            interval = max(interval, int(probe_s / (PROBE_BUDGET * step_s[0])))
+            self.plain_due_step = int(self._last_scheduled[1]) + interval
+        if self._credit < 1.0 or step - self._last_scheduled[k + 1] < interval:
+            return k
+        if k == 0:
+            self.num_passed = self.num_passed + 1 if candidate == 0 else 0
+        return candidate
+
+    def _deeper(self, k: int, rate: NDArray[np.float64], step_s: NDArray[np.float64], expected: NDArray[np.float64],
+                step: int) -> int:
+        """The shallowest depth beyond k that would beat it were its unexplored positions always accepted, else k."""
+        # Probability of reaching position k + 1 is the last increment of E[tokens | k].
+        reach = float(expected[k] - expected[k - 1]) if k > 0 else 1.0
+        extra = np.arange(1, self._k_max - k + 1)
+        optimistic = (expected[k] + reach * extra) / step_s[k + 1:]
+        margin = 0.0 if step <= self._no_margin_until else self._min_gain
+        better = np.flatnonzero(optimistic > rate[k] * (1.0 + margin))
+        return k + 1 + int(better[0]) if better.size else k
+
+    def observe_from_plain(self, realized_s: float, predicted_s: float) -> None:
+        """A probe from plain decoding took `realized_s` where `predicted_s` was planned."""
+        ratio = min(MAX_PROBE_COST_RATIO, realized_s / predicted_s) if predicted_s > 0 else 1.0
+        self._cost_ratio += PROBE_COST_RATE * (ratio - self._cost_ratio)
+
+    def spend(self) -> None:
+        """A probe was scheduled."""
+        self._credit -= 1.0
+
+    def earn(self, num_steps: int) -> None:
+        """`num_steps` steps went by: credit accrues, up to k_max banked."""
+        self._credit = min(float(self._k_max), self._credit + num_steps / self._interval)
+
+    def scheduled(self, k: int, step: int) -> None:
+        """Positions 1..k ran at `step`."""
+        self._last_scheduled[1: k + 1] = step + 1
+
+    def reopen(self, step: int) -> None:
+        """Weights changed: every position may be probed again, without the margin for the next k_max steps."""
+        self._last_scheduled[:] = step - self._interval
+        self._no_margin_until = step + self._k_max
+        self.num_passed = 0

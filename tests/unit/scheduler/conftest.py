@@ -42,6 +42,26 @@ class LinearDevice:
         return np.array([batch_size * expected[k] / self.step_s(batch_size, k) for k in range(k_max + 1)])
 
 
+class CountingCosts:
+    """A cost model that counts its `step_s` calls: one per plan, and one per full (not quiet) observe."""
+
+    def __init__(self, inner):
+        self.inner, self.num_step_s = inner, 0
+
+    def step_s(self, batch_size, k_max):
+        self.num_step_s += 1
+        return self.inner.step_s(batch_size, k_max)
+
+    def draft_s(self, batch_size):
+        return self.inner.draft_s(batch_size)
+
+    def target_s(self, batch_size, q):
+        return self.inner.target_s(batch_size, q)
+
+    def observe(self, *args):
+        self.inner.observe(*args)
+
+
 def run_steps(scheduler, device: LinearDevice, *, alphas, batch_size, num_steps, rng,
               time_noise=0.0):
     """Drive the scheduler like the engine would; returns the decisions.
@@ -65,4 +85,4 @@ def run_steps(scheduler, device: LinearDevice, *, alphas, batch_size, num_steps,
 
 @pytest.fixture(scope="session")
 def synthetic():
-    return SimpleNamespace(LinearDevice=LinearDevice, run_steps=run_steps)
+    return SimpleNamespace(LinearDevice=LinearDevice, run_steps=run_steps, CountingCosts=CountingCosts)

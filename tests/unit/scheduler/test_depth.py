@@ -218,39 +218,19 @@ def test_unexplored_deeper_positions_are_planned_at_the_deepest_observed_accepta
     assert scheduler.choose_depth(1) > 3
 
 
-class _CountingCosts:
-    """A cost model that counts the plans made with it (step_s is called once per plan)."""
-
-    def __init__(self, inner):
-        self.inner, self.num_plans = inner, 0
-
-    def step_s(self, batch_size, k_max):
-        self.num_plans += 1
-        return self.inner.step_s(batch_size, k_max)
-
-    def draft_s(self, batch_size):
-        return self.inner.draft_s(batch_size)
-
-    def target_s(self, batch_size, q):
-        return self.inner.target_s(batch_size, q)
-
-    def observe(self, *args):
-        self.inner.observe(*args)
-
-
 @pytest.mark.parametrize("interval", [1, 4])
 def test_a_choice_is_replanned_every_interval_and_whenever_the_batch_size_changes(synthetic, interval):
     device = synthetic.LinearDevice()
-    costs = _CountingCosts(device.cost_model())
+    costs = synthetic.CountingCosts(device.cost_model())
     config = DepthConfig(replan_interval_steps=interval, check_realized=False, probe_interval_steps=10**6)
     scheduler = DepthScheduler(config, costs)
     rng = np.random.default_rng(0)
     planned = []
     for step in range(200):
         b = 4 if step < 101 else 5
-        before = costs.num_plans
+        before = costs.num_step_s
         k = scheduler.choose_depth(b, 1)
-        planned.append(costs.num_plans > before)
+        planned.append(costs.num_step_s > before)
         scheduler.observe(b, k, sample_num_accepted(rng, [0.85] * 8, k, b), k * device.draft_s(b), device.target_s(b, k + 1))
     assert 200 / interval <= sum(planned) <= 200 / interval + 2
     assert planned[101]  # a new batch size is planned for at once (101 is not a multiple of 4)

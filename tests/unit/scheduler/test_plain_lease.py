@@ -10,26 +10,6 @@ B = 8
 CATCH_UP = CatchUpCost({1: 1e-6, 64: 1e-5})
 
 
-class _CountingCosts:
-    """A cost model that counts the plans made with it (step_s is called once per plan, once per full observe)."""
-
-    def __init__(self, inner):
-        self.inner, self.num_calls = inner, 0
-
-    def step_s(self, batch_size, k_max):
-        self.num_calls += 1
-        return self.inner.step_s(batch_size, k_max)
-
-    def draft_s(self, batch_size):
-        return self.inner.draft_s(batch_size)
-
-    def target_s(self, batch_size, q):
-        return self.inner.target_s(batch_size, q)
-
-    def observe(self, *args):
-        self.inner.observe(*args)
-
-
 def _drive(scheduler, device, *, num_steps, alpha, leased, rng, batch_size=lambda step: B):
     """Like the engine: a catch-up that grows by one a plain step (an admission every 13 steps brings a prompt
     of 20) and drops to 1 after drafting; with `leased`, the lease is honoured. Returns (ks, number of asks)."""
@@ -95,17 +75,17 @@ def test_a_probe_does_not_restart_learning_and_planning_plain_decoding(synthetic
     # Restarting them after every probe re-learned plain at steps 1, 2, 4, ... and re-planned every 4-30 steps:
     # on the zoo at B = 1 ~10 plans of ~120 us inside the engine per probe.
     device = synthetic.LinearDevice()
-    costs = _CountingCosts(device.cost_model())
+    costs = synthetic.CountingCosts(device.cost_model())
     scheduler = DepthScheduler(DepthConfig(), costs, CATCH_UP)
     rng = np.random.default_rng(3)
     _drive(scheduler, device, num_steps=500, alpha=0.1, leased=False, rng=rng)
-    before, probes = costs.num_calls, scheduler.stats.num_probes
+    before, probes = costs.num_step_s, scheduler.stats.num_probes
     _drive(scheduler, device, num_steps=3000, alpha=0.1, leased=False, rng=rng)
     probes = scheduler.stats.num_probes - probes
     assert probes >= 10
     # Per probe: its plan and observe and the settle steps' observes; besides, a plan at every admission while a
     # probe is due (the catch-up halves) and every 64 steps, and a learned step in 64. (Restarting: 529 here.)
-    assert costs.num_calls - before <= 3000 / 64 * 2 + 3000 / 13 + probes * 4
+    assert costs.num_step_s - before <= 3000 / 64 * 2 + 3000 / 13 + probes * 4
 
 
 def test_while_a_probe_is_due_the_lease_is_short_and_backs_off_while_it_is_not_worth_it(synthetic):
@@ -133,15 +113,15 @@ def test_a_draining_batch_at_plain_decoding_is_mostly_quiet_and_recorded_in_full
     # Quiet steps were those at the batch size of the last learned one: a draining batch, which changes size
     # nearly every step, took the full path (~74 us inside the engine) at every step but a few.
     device = synthetic.LinearDevice()
-    costs = _CountingCosts(device.cost_model())
+    costs = synthetic.CountingCosts(device.cost_model())
     scheduler = DepthScheduler(DepthConfig(), costs)
     sizes = [64 - i // 2 for i in range(126)] * 3  # three rounds of a batch draining from 64 to 1
     for b in sizes[:20]:
         scheduler.observe(b, 0, [0] * b, 0.0, device.target_s(b, 1))
-    before = costs.num_calls
+    before = costs.num_step_s
     for b in sizes:
         scheduler.observe(b, 0, [0] * b, 0.0, device.target_s(b, 1))
-    assert costs.num_calls - before < len(sizes) / 3  # full observes (one cost-model read each); was > 1 / 2
+    assert costs.num_step_s - before < len(sizes) / 3  # full observes (one cost-model read each); was > 1 / 2
     history = scheduler.history[-len(sizes):]
     assert [d.batch_size for d in history] == sizes and [d.step for d in history] == list(range(20, 20 + len(sizes)))
     assert all(d.predicted_step_s == device.cost_model().target_s(d.batch_size, 1) for d in history[:8])

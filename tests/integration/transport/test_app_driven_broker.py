@@ -4,23 +4,22 @@ pin what that changes and what must still hold when the application stops callin
 keeps answering peers, expiring leases and redelivering. Raw DEALER sockets play the peers, so the
 tests see exactly which messages the broker sends."""
 
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import zmq
 
-from rollspec.transport import codec
 from rollspec.transport.broker import Broker
 from rollspec.transport.broker_core import BrokerCore
 from rollspec.transport.config import QueueConfig
 from rollspec.transport.consumer import ZmqConsumer
-from rollspec.transport.protocol import Deliver, Heartbeat, PutAck
-from rollspec.transport.schemas import PromptItem
+from rollspec.transport.protocol import Deliver, PutAck
 
-
-def _prompt(pid: str) -> PromptItem:
-    return PromptItem(prompt_id=pid, group_id="g", sample_index=0, token_ids=[1, 2], policy_version=0)
+sys.path.insert(0, str(Path(__file__).parent))
+import raw_peers  # noqa: E402
 
 
 @pytest.fixture
@@ -31,23 +30,14 @@ def peers():
     sockets: list[zmq.Socket] = []
 
     def peer(role: str, window_items: int = 4) -> zmq.Socket:
-        socket = context.socket(zmq.DEALER)
-        socket.connect(broker.address)
-        socket.send_multipart(codec.encode(Heartbeat(queue="q", role=role, window_items=window_items,
-                                                     window_bytes=1 << 20, held=[], acked=[], parcels=[])))
-        sockets.append(socket)
-        return socket
+        sockets.append(raw_peers.connect(context, broker.address, role, window_items))
+        return sockets[-1]
 
     yield broker, peer
     for socket in sockets:
         socket.close(linger=0)
     context.term()
     broker.close()
-
-
-def _next(socket: zmq.Socket, timeout_s: float = 5.0):
-    assert socket.poll(int(timeout_s * 1000)), "nothing from the broker"
-    return codec.decode(socket.recv_multipart()[:1])
 
 
 def _registered(broker: Broker, consumers: int) -> None:
@@ -67,17 +57,17 @@ def test_a_put_is_delivered_on_the_callers_thread_when_a_consumer_has_room(peers
                                                                       deliver(self, parcel))[1])
     sender = broker.sender("q")
     for pid in "abcde":  # one at a time: a put finding the socket held (the I/O thread's tick) wakes that thread
-        sender.put(_prompt(pid), msg_id=pid)
+        sender.put(raw_peers.prompt(pid), msg_id=pid)
     assert threading.get_ident() in threads, "delivered by the caller, not only by wake-ups of the I/O thread"
-    assert [_next(socket).ids for _ in range(5)] == [[pid] for pid in "abcde"]
+    assert [raw_peers.next_message(socket).ids for _ in range(5)] == [[pid] for pid in "abcde"]
 
 
 def test_an_idle_application_still_has_leases_expire_and_items_redelivered(peers):
     broker, peer = peers
     dies = peer("consumer", window_items=2)
     _registered(broker, 1)
-    broker.sender("q").put_many([_prompt("a"), _prompt("b")], msg_ids=["a", "b"])
-    taken = _next(dies)
+    broker.sender("q").put_many([raw_peers.prompt("a"), raw_peers.prompt("b")], msg_ids=["a", "b"])
+    taken = raw_peers.next_message(dies)
     assert type(taken) is Deliver and taken.live == [0, 1]
     # The consumer goes silent and the application makes no call: only the I/O thread can notice.
     deadline = time.monotonic() + 10
@@ -85,7 +75,7 @@ def test_an_idle_application_still_has_leases_expire_and_items_redelivered(peers
         time.sleep(0.02)
     assert broker.stats("q").lease_expired == 2 and broker.stats("q").depth == 2
     survivor = peer("consumer", window_items=2)
-    again = _next(survivor)
+    again = raw_peers.next_message(survivor)
     assert type(again) is Deliver and again.ids == ["a", "b"] and again.attempts == [2, 2]
     assert broker.stats("q").redelivered == 2
 
@@ -93,11 +83,11 @@ def test_an_idle_application_still_has_leases_expire_and_items_redelivered(peers
 def test_an_idle_application_still_has_the_broker_answer_remote_peers(peers):
     broker, peer = peers
     producer = peer("producer", window_items=8)
-    replies = [_next(producer) for _ in range(2)]  # the heartbeat's answer, then the credit of the next pass
+    replies = [raw_peers.next_message(producer) for _ in range(2)]  # the heartbeat's answer, then the credit of the next pass
     assert [type(r) for r in replies] == [PutAck, PutAck] and replies[1].granted == 8
     consumer = ZmqConsumer(broker.address, "q")
     try:
-        broker.sender("q").put(_prompt("local"), msg_id="local")
+        broker.sender("q").put(raw_peers.prompt("local"), msg_id="local")
         delivery = consumer.get(timeout_s=10)
         assert delivery is not None and delivery.msg_id == "local"
         consumer.ack(delivery)
@@ -117,7 +107,7 @@ def test_puts_from_many_threads_with_a_busy_socket_arrive_exactly_once():
     try:
         def put_range(first: int) -> None:
             for i in range(first, first + 150):
-                sender.put(_prompt(f"p{i}"), msg_id=f"p{i}", timeout_s=30)
+                sender.put(raw_peers.prompt(f"p{i}"), msg_id=f"p{i}", timeout_s=30)
 
         putters = [threading.Thread(target=put_range, args=(k * 150,)) for k in range(3)]
         for thread in putters:

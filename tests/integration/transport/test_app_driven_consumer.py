@@ -3,16 +3,16 @@
 application stops calling: its leases stay alive, and deliveries that reached the process but were not
 read yet are reported as held (not lost in transit), then handed over once, on first attempt."""
 
+import sys
 import time
+from pathlib import Path
 
 from rollspec.transport.broker import Broker
 from rollspec.transport.config import ConsumerConfig, QueueConfig
 from rollspec.transport.consumer import ZmqConsumer
-from rollspec.transport.schemas import PromptItem
 
-
-def _prompt(pid: str) -> PromptItem:
-    return PromptItem(prompt_id=pid, group_id="g", sample_index=0, token_ids=[1, 2], policy_version=0)
+sys.path.insert(0, str(Path(__file__).parent))
+import raw_peers  # noqa: E402
 
 
 def test_an_idle_application_keeps_its_leases_and_its_unread_deliveries():
@@ -20,10 +20,10 @@ def test_an_idle_application_keeps_its_leases_and_its_unread_deliveries():
     consumer = ZmqConsumer(broker.address, "q", config=ConsumerConfig(window_items=8, heartbeat_s=0.1))
     try:
         sender = broker.sender("q")
-        sender.put(_prompt("first"), msg_id="first")
+        sender.put(raw_peers.prompt("first"), msg_id="first")
         first = consumer.get(timeout_s=10)
         assert first is not None and first.msg_id == "first"
-        sender.put_many([_prompt(f"p{i}") for i in range(3)], msg_ids=[f"p{i}" for i in range(3)])
+        sender.put_many([raw_peers.prompt(f"p{i}") for i in range(3)], msg_ids=[f"p{i}" for i in range(3)])
         deadline = time.monotonic() + 10
         while broker.stats("q").in_flight < 4 and time.monotonic() < deadline:
             time.sleep(0.02)

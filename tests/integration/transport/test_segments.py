@@ -4,8 +4,10 @@ undecodable rows can be staged exactly. Dedup must work item by item inside a se
 that deduped per segment would either drop the rest of a partly leased segment or run its finished
 items again, and these tests would fail."""
 
+import sys
 import time
 import zlib
+from pathlib import Path
 
 import msgpack
 import pytest
@@ -17,9 +19,8 @@ from rollspec.transport.consumer import ZmqConsumer
 from rollspec.transport.protocol import Ack, Deliver, Heartbeat
 from rollspec.transport.schemas import PromptItem
 
-
-def _prompt(pid: str, sample_index: int = 0) -> PromptItem:
-    return PromptItem(prompt_id=pid, group_id="g", sample_index=sample_index, token_ids=[1, 2], policy_version=0)
+sys.path.insert(0, str(Path(__file__).parent))
+import raw_peers  # noqa: E402
 
 
 class FakeBroker:
@@ -88,7 +89,7 @@ def _take(consumer: ZmqConsumer, wait_s: float = 0.5) -> list:
 def test_partly_processed_segment_redelivered_gives_the_application_only_unprocessed_items(fake):
     broker, consumer = fake
     ids = ["a", "b", "c", "d"]
-    blob = codec.encode_rows([_prompt(i) for i in ids])
+    blob = codec.encode_rows([raw_peers.prompt(i) for i in ids])
     seen: list[str] = []
 
     broker.deliver(7, parcel=1, ids=ids, blob=blob, live=[0, 1])  # a window of 2: half the segment
@@ -104,7 +105,7 @@ def test_partly_processed_segment_redelivered_gives_the_application_only_unproce
     broker.deliver(7, parcel=2, ids=ids, blob=blob, live=[2, 3])  # the rest of the same segment
     second = _take(consumer)
     seen += [d.msg_id for d in second]
-    assert [d.item for d in second] == [_prompt("c"), _prompt("d")]
+    assert [d.item for d in second] == [raw_peers.prompt("c"), raw_peers.prompt("d")]
 
     broker.deliver(7, parcel=3, ids=ids, blob=blob, live=[0, 1, 2, 3], attempt=2)  # the whole segment again
     assert _take(consumer) == []             # a, b done (acked again), c, d still being processed here
@@ -138,7 +139,7 @@ def test_an_undecodable_row_is_rejected_alone_and_its_parcel_is_acked_item_by_it
 
 def test_a_damaged_segment_is_not_delivered_and_not_acked(fake):
     broker, consumer = fake
-    blob = bytearray(codec.encode_rows([_prompt("a"), _prompt("b")]))
+    blob = bytearray(codec.encode_rows([raw_peers.prompt("a"), raw_peers.prompt("b")]))
     good_crc = zlib.crc32(blob)
     blob[-1] ^= 0x01
     msg = Deliver(segment=3, parcel=1, live=[0, 1], attempts=[1, 1], ids=["a", "b"], sizes=[len(blob) - 1, 1],
@@ -150,7 +151,7 @@ def test_a_damaged_segment_is_not_delivered_and_not_acked(fake):
 
 
 def test_segments_are_cut_by_count_packed_when_they_can_be_and_cut_again_keeps_ids():
-    items = [_prompt(f"p{i}", i) for i in range(10)]
+    items = [raw_peers.prompt(f"p{i}", i) for i in range(10)]
     ids = [f"id{i}" for i in range(10)]
     out = segments.encode_chunks(items, ids, 4, 1 << 20, False)
     assert [s.ids for s in out] == [ids[:4], ids[4:8], ids[8:]] and all(s.wire.packed for s in out)
@@ -175,13 +176,13 @@ def test_packed_segments_are_also_capped_in_bytes():
 
 def test_a_confirmation_carried_by_a_delivery_stops_the_ack_resends(fake):
     broker, consumer = fake
-    blob = codec.encode_rows([_prompt("a")])
+    blob = codec.encode_rows([raw_peers.prompt("a")])
     broker.deliver(4, parcel=1, ids=["a"], blob=blob, live=[0])
     consumer.ack_many(_take(consumer, 0.2))
     broker.pump(0.2)
     resent = broker.parcels.count(1)
     assert resent >= 2, "unconfirmed: the parcel ack goes again in each heartbeat"
-    broker.deliver(4, parcel=2, ids=["b"], blob=codec.encode_rows([_prompt("b")]), live=[0], confirmed_parcels=(1,))
+    broker.deliver(4, parcel=2, ids=["b"], blob=codec.encode_rows([raw_peers.prompt("b")]), live=[0], confirmed_parcels=(1,))
     assert [d.msg_id for d in _take(consumer, 0.2)] == ["b"]
     before = broker.parcels.count(1)
     broker.pump(0.3)

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+void batch_extent(int B, int row_start, const int64_t *lens, int64_t *rows, int64_t *shortest, int64_t *longest);
+int chain_step(int B, int j, const int64_t *lens, int64_t longest, int max_len, int64_t *positions);
 void head_sample(int B, int D, int V, const float *h, long h_sb, const float *lm_packed,
                  const float *temperature, const uint8_t *greedy, int unit_temperature,
                  const float *u, long u_sb, int64_t *tokens, long t_sb, float *q, long q_sb, float *scratch);
@@ -28,25 +30,16 @@ int draft_chain(int L, int B, int K, int D, int V, int H, int G, int E, int I, i
                 const float *cos, const float *sin, float *cache, long c_l, long c_s, long c_c, long c_m,
                 const int64_t *lens, int max_len, const float *norm_w, float norm_eps, int64_t *tokens, float *q,
                 float *x, int64_t *positions, int64_t *rows, float *sample_scratch, float *layer_scratch) {
-    int64_t longest = 0, shortest = lens[0];
-    for (int b = 0; b < B; b++) {
-        rows[b] = b;
-        if (lens[b] > longest) longest = lens[b];
-        if (lens[b] < shortest) shortest = lens[b];
-    }
+    int64_t shortest, longest;
+    batch_extent(B, 0, lens, rows, &shortest, &longest);
     for (int j = 0; j < K; j++) {
         head_sample(B, D, V, hidden, D, lm_packed, temperature, greedy, unit_temperature, u + j, u_sb,
                     tokens + j, K, q + (size_t)j * V, (long)K * V, sample_scratch);
         if (j + 1 == K) break;
-        for (int b = 0; b < B; b++) {
-            int64_t pos = lens[b] + j;
-            positions[b] = pos < max_len - 1 ? pos : max_len - 1;
-        }
-        int64_t kv_len = longest + 1 + j;
+        int kv_len = chain_step(B, j, lens, longest, max_len, positions);
         int status = decoder_forward(L, B, 1, D, V, H, G, E, I, has_input_norm, tokens + j, K, 1, embed, weights, eps,
-                                     cos, sin, cache, c_l, c_s, c_c, c_m, 0, kv_len < max_len ? (int)kv_len : max_len,
-                                     shortest != longest, rows, 1, 0, positions, 1, 0, norm_w, norm_eps, x, hidden,
-                                     layer_scratch);
+                                     cos, sin, cache, c_l, c_s, c_c, c_m, 0, kv_len, shortest != longest, rows, 1, 0,
+                                     positions, 1, 0, norm_w, norm_eps, x, hidden, layer_scratch);
         if (status) return status;
     }
     return 0;

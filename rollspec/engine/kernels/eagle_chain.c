@@ -18,6 +18,8 @@ int decoder_layer(int B, int T, int D, int H, int G, int E, int I, float eps, in
                   float *cache, long c_s, long c_c, long c_m, int row_start, int kv_len, int masked,
                   const int64_t *rows, long r_sb, long r_st, const int64_t *positions, long p_sb, long p_st,
                   float *scratch);
+void batch_extent(int B, int row_start, const int64_t *lens, int64_t *rows, int64_t *shortest, int64_t *longest);
+int chain_step(int B, int j, const int64_t *lens, int64_t longest, int max_len, int64_t *positions);
 void head_sample(int B, int D, int V, const float *h, long h_sb, const float *lm_packed,
                  const float *temperature, const uint8_t *greedy, int unit_temperature,
                  const float *u, long u_sb, int64_t *tokens, long t_sb, float *q, long q_sb, float *scratch);
@@ -36,12 +38,8 @@ int eagle_chain(int B, int K, int D, int V, int H, int G, int E, int I, float ep
                 const float *cos, const float *sin, float *cache, long c_s, long c_c, long c_m,
                 const int64_t *lens, int max_len, int64_t *tokens, float *q,
                 float *x, int64_t *positions, int64_t *rows, float *sample_scratch, float *layer_scratch) {
-    int64_t longest = 0, shortest = lens[0];
-    for (int b = 0; b < B; b++) {
-        rows[b] = b;
-        if (lens[b] > longest) longest = lens[b];
-        if (lens[b] < shortest) shortest = lens[b];
-    }
+    int64_t shortest, longest;
+    batch_extent(B, 0, lens, rows, &shortest, &longest);
     int masked = shortest != longest;
     for (int j = 0; j < K; j++) {
         head_sample(B, D, V, feature, D, lm_packed, temperature, greedy, unit_temperature, u + j, u_sb,
@@ -51,14 +49,11 @@ int eagle_chain(int B, int K, int D, int V, int H, int G, int E, int I, float ep
             int64_t id = tokens[(size_t)b * K + j];
             if (id < 0 || id >= V) return -2;  /* never read past the table */
             memcpy(x + (size_t)b * D, table + (size_t)id * D, sizeof(float) * D);
-            int64_t pos = lens[b] + j;
-            positions[b] = pos < max_len - 1 ? pos : max_len - 1;
         }
         small_gemm(B, D, D, feature, D, feature_packed, x, D, x, D);  /* x = table rows + feature @ Wf */
-        int64_t kv_len = longest + 1 + j;
+        int kv_len = chain_step(B, j, lens, longest, max_len, positions);
         int status = decoder_layer(B, 1, D, H, G, E, I, eps, 0, x, qkv_p, qk_w, o_p, gate_up_p, down_p, cos, sin,
-                                   cache, c_s, c_c, c_m, 0, kv_len < max_len ? (int)kv_len : max_len, masked,
-                                   rows, 1, 0, positions, 1, 0, layer_scratch);
+                                   cache, c_s, c_c, c_m, 0, kv_len, masked, rows, 1, 0, positions, 1, 0, layer_scratch);
         if (status) return status;
         memcpy(feature, x, sizeof(float) * (size_t)B * D);
     }
@@ -81,11 +76,9 @@ int eagle_catch_up(int B, int row_start, int width, int D, int V, int H, int G, 
                    const float *down_p, const float *cos, const float *sin, float *cache, long c_s, long c_c,
                    long c_m, int max_len, float *feature_out, float *x, float *f_in, int64_t *positions,
                    int64_t *rows, float *layer_scratch) {
-    int64_t longest = 0, shortest = lens[0];
+    int64_t shortest, longest;
+    batch_extent(B, row_start, lens, rows, &shortest, &longest);
     for (int b = 0; b < B; b++) {
-        rows[b] = row_start + b;
-        if (lens[b] > longest) longest = lens[b];
-        if (lens[b] < shortest) shortest = lens[b];
         for (int t = 0; t < width; t++) {
             int64_t p = lens[b] + t, g = p < M - 2 ? p : M - 2;
             size_t n = (size_t)b * width + t;

@@ -15,13 +15,25 @@ from rollspec.engine.small_attention import heads_fit
 from rollspec.engine.small_gemm import MULTI_THREAD_MAX_ROWS
 
 
+def layer_fits(w) -> bool:
+    """True when the layer kernel takes this folded layer at all: packed weights, no biases, head shapes the
+    attention kernel takes (also what the whole-forward and draft-chain kernels require of each layer)."""
+    return (w.qkv_DC.packed is not None and w.qkv_bias is None and w.o_bias is None
+            and heads_fit(w.num_heads, w.num_kv_heads, w.head_dim))
+
+
+def scratch(num_tokens: int, w) -> torch.Tensor:
+    """The float scratch decoder_layer needs for `num_tokens` tokens of layer `w` (layer.c's comment)."""
+    H, G, E = w.num_heads, w.num_kv_heads, w.head_dim
+    return torch.empty(num_tokens * ((H + 2 * G) * E + H * E + w.gate_up_DI.t.shape[1]) + E, dtype=torch.float32)
+
+
 def fits(w, x_ND: torch.Tensor, cos_ME: torch.Tensor, kv_cache_SCME: torch.Tensor, batch: AttentionBatch) -> bool:
     """True when `run` can compute this layer call. cos_ME: the rotary table [positions, E] (the
     sign-folded sin table has the same layout); it must cover every cache position."""
     E = w.head_dim
-    return (cpu_kernels.active and w.qkv_DC.packed is not None and w.qkv_bias is None and w.o_bias is None
+    return (cpu_kernels.active and layer_fits(w)
             and x_ND.dtype is torch.float32 and x_ND.is_cpu and x_ND.is_contiguous() and not x_ND.requires_grad
-            and heads_fit(w.num_heads, w.num_kv_heads, E)
             and kv_cache_SCME.dtype is torch.float32 and kv_cache_SCME.stride(-1) == 1
             and cos_ME.dtype is torch.float32 and cos_ME.stride(0) == E and cos_ME.stride(-1) == 1
             and kv_cache_SCME.shape[2] <= cos_ME.shape[0]  # positions are < the cache length
@@ -37,8 +49,7 @@ def run(w, x_ND: torch.Tensor, cos_ME: torch.Tensor, sin_ME: torch.Tensor, kv_ca
     H, G, E = w.num_heads, w.num_kv_heads, w.head_dim
     N, D = x_ND.shape
     I2 = w.gate_up_DI.t.shape[1]
-    out_ND = x_ND.clone()
-    scratch = torch.empty(N * ((H + 2 * G) * E + H * E + I2) + E, dtype=torch.float32)
+    out_ND, layer_scratch = x_ND.clone(), scratch(N, w)
     c_s, c_c, c_m, _ = kv_cache_SCME.stride()
     rows, positions = batch.rows_BT, batch.positions_BT
     status = cpu_kernels.library().decoder_layer(  # type: ignore[union-attr]
@@ -48,7 +59,7 @@ def run(w, x_ND: torch.Tensor, cos_ME: torch.Tensor, sin_ME: torch.Tensor, kv_ca
         cos_ME.data_ptr(), sin_ME.data_ptr(),
         kv_cache_SCME.data_ptr(), c_s, c_c, c_m, batch.row_start, batch.kv_len, int(batch.masked),
         rows.data_ptr(), rows.stride(0), rows.stride(1), positions.data_ptr(), positions.stride(0), positions.stride(1),
-        scratch.data_ptr())
+        layer_scratch.data_ptr())
     if status != 0:
         raise MemoryError(f"decoder layer kernel: no memory for {batch.kv_len} attention scores")
     return out_ND

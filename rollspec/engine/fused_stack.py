@@ -15,10 +15,9 @@ import dataclasses
 
 import torch
 
-from rollspec.engine import cpu_kernels
+from rollspec.engine import cpu_kernels, fused_layer
 from rollspec.engine.cached_forward import FoldedLayer, fold
 from rollspec.engine.kv_cache import AttentionBatch, KVCache
-from rollspec.engine.small_attention import heads_fit
 from rollspec.engine.small_gemm import MULTI_THREAD_MAX_ROWS
 
 _F32 = torch.float32
@@ -28,14 +27,17 @@ _F32 = torch.float32
 class _Stack:
     """The layers' packed weights as a pointer table (valid while the folded layers live)."""
 
-    num_layers: int
+    first: FoldedLayer  # every layer has its shape (`dims`)
     weights_L5: torch.Tensor  # int64 addresses: qkv, qk norm (0: none), o, gate_up, down per layer
     eps_L: torch.Tensor
     dims: tuple[int, int, int, int, int]  # H, G, E, I, has_input_norm
 
+    @property
+    def num_layers(self) -> int:
+        return len(self.eps_L)
+
     def scratch(self, num_tokens: int) -> torch.Tensor:
-        H, G, E, I, _ = self.dims
-        return torch.empty(num_tokens * ((H + 2 * G) * E + H * E + 2 * I) + E, dtype=_F32)
+        return fused_layer.scratch(num_tokens, self.first)
 
 
 def _build(folded: tuple[FoldedLayer, ...]) -> _Stack | None:
@@ -44,15 +46,14 @@ def _build(folded: tuple[FoldedLayer, ...]) -> _Stack | None:
             int(first.has_input_norm))
     rows = []
     for w in folded:
-        if not (w.qkv_DC.packed is not None and w.qkv_bias is None and w.o_bias is None
-                and heads_fit(w.num_heads, w.num_kv_heads, w.head_dim)
+        if not (fused_layer.layer_fits(w)
                 and (w.num_heads, w.num_kv_heads, w.head_dim, w.gate_up_DI.t.shape[1] // 2,
                      int(w.has_input_norm)) == dims):
             return None
         rows.append([w.qkv_DC.packed.data_ptr(), 0 if w.qk_weight_CE is None else w.qk_weight_CE.data_ptr(),
                      w.o_DD.packed.data_ptr(), w.gate_up_DI.packed.data_ptr(), w.down_ID.packed.data_ptr()])
-    return _Stack(len(folded), torch.tensor(rows, dtype=torch.long), torch.tensor([w.eps_value for w in folded], dtype=_F32),
-                  dims)
+    eps_L = torch.tensor([w.eps_value for w in folded], dtype=_F32)
+    return _Stack(first, torch.tensor(rows, dtype=torch.long), eps_L, dims)
 
 
 def _stack(model) -> _Stack | None:

@@ -13,13 +13,12 @@ import dataclasses
 
 import torch
 
-from rollspec.engine import cpu_kernels
+from rollspec.engine import cpu_kernels, fused_layer
 from rollspec.engine.cached_forward import FoldedLayer, fold
 from rollspec.engine.drafters.base import DraftContext
 from rollspec.engine.drafters.draws import DraftDraws
 from rollspec.engine.eagle_head import EagleHead
 from rollspec.engine.kv_cache import KVCache
-from rollspec.engine.small_attention import heads_fit
 from rollspec.engine.small_gemm import ProjWeight
 
 _F32 = torch.float32
@@ -48,10 +47,6 @@ class _Head:
         w = self.w
         return w.num_heads, w.num_kv_heads, w.head_dim, w.gate_up_DI.t.shape[1] // 2, w.eps_value
 
-    def layer_scratch(self, num_tokens: int) -> torch.Tensor:
-        w = self.w
-        H, G, E = w.num_heads, w.num_kv_heads, w.head_dim
-        return torch.empty(num_tokens * ((H + 2 * G) * E + H * E + w.gate_up_DI.t.shape[1]) + E, dtype=_F32)
 
 
 def kernel_head(head: EagleHead, embedding: torch.nn.Embedding, cache: KVCache) -> _Head | None:
@@ -61,11 +56,10 @@ def kernel_head(head: EagleHead, embedding: torch.nn.Embedding, cache: KVCache) 
     w = fold(head.layers[0])
     table_VD, feature_DD = head.fc_halves(embedding)
     kv_SCME, rotary = cache.layers_SCME[0], head.rotary
-    E = w.head_dim
-    if not (w.qkv_DC.packed is not None and feature_DD.packed is not None and w.qkv_bias is None
-            and w.o_bias is None and not w.has_input_norm and heads_fit(w.num_heads, w.num_kv_heads, E)
+    if not (fused_layer.layer_fits(w) and feature_DD.packed is not None and not w.has_input_norm
             and table_VD.dtype is _F32 and table_VD.is_contiguous() and kv_SCME.dtype is _F32
-            and kv_SCME.stride(-1) == 1 and rotary.cos.stride(0) == E and kv_SCME.shape[2] <= rotary.cos.shape[0]):
+            and kv_SCME.stride(-1) == 1 and rotary.cos.stride(0) == w.head_dim
+            and kv_SCME.shape[2] <= rotary.cos.shape[0]):
         return None
     return _Head(w, table_VD, feature_DD, rotary.cos, rotary.sin_signed, kv_SCME, cache.max_len)
 
@@ -84,13 +78,13 @@ def catch_up(head: _Head, ctx: DraftContext, lens: list[int], num_new: list[int]
     x, f_in = torch.empty(B * widest, D, dtype=_F32), torch.empty(B * widest, D, dtype=_F32)
     positions, rows = torch.empty(B * widest, dtype=torch.long), torch.empty(B, dtype=torch.long)
     lens_B, num_new_B = torch.tensor(lens, dtype=torch.long), torch.tensor(num_new, dtype=torch.long)
-    scratch = head.layer_scratch(B * widest)
+    scratch = fused_layer.scratch(B * widest, head.w)
     H, G, E, I, eps = head.dims()
     for start, end in groups:
         width = max(num_new[start:end])
         status = cpu_kernels.library().eagle_catch_up(  # type: ignore[union-attr]
-            end - start, start, width, D, head.table_VD.shape[0], H, G, E, I, eps, hidden_BMD.data_ptr(), hidden_BMD.stride(0),
-            tokens_BM.data_ptr(), tokens_BM.stride(0), M, lens_B.data_ptr() + 8 * start,
+            end - start, start, width, D, head.table_VD.shape[0], H, G, E, I, eps,
+            hidden_BMD.data_ptr(), hidden_BMD.stride(0), tokens_BM.data_ptr(), tokens_BM.stride(0), M, lens_B.data_ptr() + 8 * start,
             num_new_B.data_ptr() + 8 * start, head.table_VD.data_ptr(), head.feature_DD.packed.data_ptr(),
             *head.layer_args(), head.max_len, feature_BD.data_ptr() + 4 * D * start, x.data_ptr(), f_in.data_ptr(),
             positions.data_ptr(), rows.data_ptr(), scratch.data_ptr())
@@ -111,7 +105,7 @@ def chain(head: _Head, feature_B1D: torch.Tensor, lens: list[int], draws: DraftD
     lens_B = torch.tensor(lens, dtype=torch.long)
     st, u_BK = draws.sampling, draws.uniforms_BK
     H, G, E, I, eps = head.dims()
-    scratch = head.layer_scratch(B)
+    scratch = fused_layer.scratch(B, head.w)
     status = cpu_kernels.library().eagle_chain(  # type: ignore[union-attr]
         B, K, D, V, H, G, E, I, eps, feature_BD.data_ptr(),
         draws.lm_packed.data_ptr(), st.temperature_B.data_ptr(), st.is_greedy_B.data_ptr(), int(st.unit_temperature),

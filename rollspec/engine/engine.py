@@ -24,6 +24,7 @@ from rollspec.engine.request_checks import check_request
 from rollspec.engine.sampler import SamplingTensors, processed_probs, sample_from, token_logprobs
 from rollspec.engine.sequence import Completion, Request, Sequence
 from rollspec.engine.verify import Verifier, verify
+from rollspec.engine.verify_step import fused_tail
 from rollspec.engine.weights import hf_to_native, load_native
 
 UNIFORM_STEP = 2.0 ** -24
@@ -130,10 +131,15 @@ class Engine:
         batch = self._batch(lens, num_tokens=1)
         # Each row's pending token sits at its cache length: exactly where this step writes.
         hidden_B1D = self.policy(self.tokens_SM[batch.rows_BT, batch.positions_BT], cache=self.cache, batch=batch)
-        logits_B1V = self.policy.cached_logits(hidden_B1D)
-        probs_B1V = processed_probs(logits_B1V, self.sampling)
-        tokens_B1 = sample_from(probs_B1V, self._uniforms(self.rows, 1))
-        logprobs_B1 = token_logprobs(logits_B1V, probs_B1V, tokens_B1, self.sampling)
+        uniforms_B1 = self._uniforms(self.rows, 1)
+        tail = fused_tail(hidden_B1D, self.policy.lm_head, self.sampling, None, None, uniforms_B1)
+        if tail is not None:
+            _, tokens_B1, logprobs_B1 = tail
+        else:
+            logits_B1V = self.policy.cached_logits(hidden_B1D)
+            probs_B1V = processed_probs(logits_B1V, self.sampling)
+            tokens_B1 = sample_from(probs_B1V, uniforms_B1)
+            logprobs_B1 = token_logprobs(logits_B1V, probs_B1V, tokens_B1, self.sampling)
         self._store(batch, hidden_B1D, tokens_B1)
         tokens, logprobs = tokens_B1.tolist(), logprobs_B1.tolist()  # the step's one host sync
         for seq, token_1, logprob_1 in zip(self.rows, tokens, logprobs):
@@ -148,12 +154,19 @@ class Engine:
         batch = self._batch(lens, num_tokens=K + 1)
         pending_B1 = self.tokens_SM[batch.rows_BT[:, :1], batch.positions_BT[:, :1]]
         hidden_BQD = self.policy(torch.cat([pending_B1, draft_BK], dim=1), cache=self.cache, batch=batch)
-        logits_BQV = self.policy.cached_logits(hidden_BQD)
-        p_probs_BQV = processed_probs(logits_BQV, self.sampling)
-        num_accepted_B, next_B = self.verifier(p_probs_BQV, q_probs_BKV, draft_BK, self._uniforms(self.rows, K + 1))
-        # Row b emits draft[:n] then next: column j holds the token drawn from p at position j.
-        emitted_BQ = torch.cat([draft_BK, draft_BK[:, :1]], dim=1).scatter_(1, num_accepted_B[:, None], next_B[:, None])
-        logprobs_BQ = token_logprobs(logits_BQV, p_probs_BQV, emitted_BQ, self.sampling)
+        uniforms_BQ = self._uniforms(self.rows, K + 1)
+        tail = fused_tail(hidden_BQD, self.policy.lm_head, self.sampling, draft_BK, q_probs_BKV,
+                          uniforms_BQ) if self.verifier is verify else None
+        if tail is not None:
+            num_accepted_B, emitted_BQ, logprobs_BQ = tail
+        else:
+            logits_BQV = self.policy.cached_logits(hidden_BQD)
+            p_probs_BQV = processed_probs(logits_BQV, self.sampling)
+            num_accepted_B, next_B = self.verifier(p_probs_BQV, q_probs_BKV, draft_BK, uniforms_BQ)
+            # Row b emits draft[:n] then next: column j holds the token drawn from p at position j.
+            emitted_BQ = torch.cat([draft_BK, draft_BK[:, :1]], dim=1).scatter_(1, num_accepted_B[:, None],
+                                                                               next_B[:, None])
+            logprobs_BQ = token_logprobs(logits_BQV, p_probs_BQV, emitted_BQ, self.sampling)
         self._store(batch, hidden_BQD, emitted_BQ)
         accepted, emitted, logprobs = num_accepted_B.tolist(), emitted_BQ.tolist(), logprobs_BQ.tolist()  # sync
         for seq, n, tokens, lps in zip(self.rows, accepted, emitted, logprobs):

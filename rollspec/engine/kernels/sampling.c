@@ -61,34 +61,38 @@ void verify_rows(int B, int K, int V, const float *p, const float *q, const int6
 void small_gemm(int M, int N, int K, const float *x, long ldx, const float *packed, const float *c, long ldc,
                 float *y, long ldy);
 
+/* sampler.processed_probs of one row of logits x without truncation, into p: greedy rows a one-hot
+ * at the first argmax; others the softmax of x / t, the division skipped when unit_temperature.
+ * Drafters (head_sample) and the verify step (verify_step.c) both compute their distributions here. */
+void processed_row(const float *x, int V, int greedy, float t, int unit_temperature, float *p) {
+    int arg = 0;
+    for (int v = 1; v < V; v++) if (x[v] > x[arg]) arg = v;
+    if (greedy) {
+        for (int v = 0; v < V; v++) p[v] = v == arg ? 1.0f : 0.0f;
+        return;
+    }
+    float m = unit_temperature ? x[arg] : x[arg] / t;
+    double sum = 0.0;
+    for (int v = 0; v < V; v++) {
+        p[v] = expf((unit_temperature ? x[v] : x[v] / t) - m);
+        sum += p[v];
+    }
+    float inv = (float)(1.0 / sum);
+    for (int v = 0; v < V; v++) p[v] *= inv;
+}
+
 /* A drafter's next token from its final hidden states: logits = h @ LM head (packed as small_gemm
- * takes it), then sampler.processed_probs without truncation (greedy rows: one-hot at the first
- * argmax; others: softmax of logits / temperature, the division skipped when unit_temperature),
- * then a draw as `draw`. Writes q row b at q + b * q_sb and the token at tokens[b * t_sb].
- * scratch: B * V + V floats. The drafter's q needs to be exactly what it drew from (it is), not
- * torch's softmax to the last bit: the verifier's p is computed on its own. */
+ * takes it), then processed_row, then a draw as `draw`. Writes q row b at q + b * q_sb and the token
+ * at tokens[b * t_sb]. scratch: B * V + V floats. The drafter's q needs to be exactly what it drew
+ * from (it is), not torch's softmax to the last bit: the verifier's p is computed on its own. */
 void head_sample(int B, int D, int V, const float *h, long h_sb, const float *lm_packed,
                  const float *temperature, const uint8_t *greedy, int unit_temperature,
                  const float *u, long u_sb, int64_t *tokens, long t_sb, float *q, long q_sb, float *scratch) {
     float *logits = scratch, *cdf = scratch + (long)B * V;
     small_gemm(B, V, D, h, h_sb, lm_packed, 0, 0, logits, V);
     for (int b = 0; b < B; b++) {
-        const float *x = logits + (long)b * V;
         float *p = q + b * q_sb;
-        int arg = 0;
-        for (int v = 1; v < V; v++) if (x[v] > x[arg]) arg = v;
-        if (greedy[b]) {
-            for (int v = 0; v < V; v++) p[v] = v == arg ? 1.0f : 0.0f;
-        } else {
-            float t = temperature[b], m = unit_temperature ? x[arg] : x[arg] / t;
-            double sum = 0.0;
-            for (int v = 0; v < V; v++) {
-                p[v] = expf((unit_temperature ? x[v] : x[v] / t) - m);
-                sum += p[v];
-            }
-            float inv = (float)(1.0 / sum);
-            for (int v = 0; v < V; v++) p[v] *= inv;
-        }
+        processed_row(logits + (long)b * V, V, greedy[b], temperature[b], unit_temperature, p);
         tokens[b * t_sb] = draw(p, V, u[b * u_sb], cdf);
     }
 }

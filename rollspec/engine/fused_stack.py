@@ -12,6 +12,7 @@ Shape legend: B rows, T tokens per row, N = B*T, D hidden, L layers.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 
 import torch
 
@@ -65,25 +66,49 @@ def _stack(model) -> _Stack | None:
     return cached[1]
 
 
-def ready(model, cache: KVCache) -> _Stack | None:
-    """The model's stack when the C forward applies to `model` (a Decoder) over `cache`, else None."""
+@dataclasses.dataclass(frozen=True, slots=True)
+class Bound:
+    """A stack ready to run over one cache: `args` are decoder_forward's arguments from the embedding to
+    the cache strides (draft_chain takes them too). They hold while no tensor in `sources` changes in
+    place or moves and the cache keeps its storage; checking that is one pass over ~30 tensors (~4 us),
+    where re-folding every layer and re-reading the arguments cost ~20 us per call at the zoo's sizes."""
+
+    stack: _Stack
+    args: tuple
+    cache: weakref.ref  # not the cache itself: a model outlives the engines whose caches it ran over
+    kv_ptr: int
+    sources: tuple[torch.Tensor, ...]
+    key: list[tuple[int, int]]
+
+    def holds(self, model, cache: KVCache) -> bool:
+        return (self.cache() is cache and cache.kv_NSCME.data_ptr() == self.kv_ptr
+                and [(t._version, t.data_ptr()) for t in self.sources] == self.key
+                and not model.embed_tokens.weight.requires_grad)
+
+
+def ready(model, cache: KVCache) -> Bound | None:
+    """The model's stack bound to `cache` when the C forward applies to `model` (a Decoder) over it, else None."""
     if not cpu_kernels.active:
         return None
+    bound = model.__dict__.get("_fused_bound")
+    if bound is not None and bound.holds(model, cache):
+        return bound
     embed_VD, norm_D, kv, cos_ME = model.embed_tokens.weight, model.norm.weight, cache.kv_NSCME, model.rotary.cos
     if not (embed_VD.dtype is _F32 and embed_VD.is_cpu and embed_VD.is_contiguous() and not embed_VD.requires_grad
             and norm_D.dtype is _F32 and norm_D.is_contiguous() and kv.dtype is _F32 and kv.is_contiguous()
             and cos_ME.stride(-1) == 1 and kv.shape[3] <= cos_ME.shape[0]):
         return None
     stack = _stack(model)
-    return stack if stack is not None and cos_ME.stride(0) == stack.dims[2] else None
-
-
-def model_args(model, stack: _Stack, cache: KVCache) -> tuple:
-    """decoder_forward's arguments from the embedding to the cache strides, as draft_chain takes them too."""
-    kv = cache.kv_NSCME
+    if stack is None or cos_ME.stride(0) != stack.dims[2]:
+        return None
     c_l, c_s, c_c, c_m, _ = kv.stride()
-    return (model.embed_tokens.weight.data_ptr(), stack.weights_L5.data_ptr(), stack.eps_L.data_ptr(),
-            model.rotary.cos.data_ptr(), model.rotary.sin_signed.data_ptr(), kv.data_ptr(), c_l, c_s, c_c, c_m)
+    args = (embed_VD.data_ptr(), stack.weights_L5.data_ptr(), stack.eps_L.data_ptr(), cos_ME.data_ptr(),
+            model.rotary.sin_signed.data_ptr(), kv.data_ptr(), c_l, c_s, c_c, c_m)
+    folded = model.__dict__["_fused_stack"][0]
+    sources = (embed_VD, norm_D, cos_ME, model.rotary.sin_signed) + tuple(t for w in folded for t in w.sources)
+    bound = Bound(stack, args, weakref.ref(cache), kv.data_ptr(), sources, [(t._version, t.data_ptr()) for t in sources])
+    model.__dict__["_fused_bound"] = bound
+    return bound
 
 
 def forward(model, input_ids_BT: torch.Tensor, cache: KVCache, batch: AttentionBatch) -> torch.Tensor | None:
@@ -93,16 +118,17 @@ def forward(model, input_ids_BT: torch.Tensor, cache: KVCache, batch: AttentionB
             and batch.positions_BT.dtype is torch.long and batch.rows_BT.dtype is torch.long
             and (B * T <= MULTI_THREAD_MAX_ROWS or torch.get_num_threads() == 1)):
         return None
-    stack = ready(model, cache)
-    if stack is None:
+    bound = ready(model, cache)
+    if bound is None:
         return None
+    stack = bound.stack
     H, G, E, I, has_input_norm = stack.dims
     N, D = B * T, model.embed_tokens.weight.shape[1]
     x_ND, out_ND, scratch = torch.empty(N, D, dtype=_F32), torch.empty(N, D, dtype=_F32), stack.scratch(N)
     rows, positions = batch.rows_BT, batch.positions_BT
     status = cpu_kernels.library().decoder_forward(  # type: ignore[union-attr]
         stack.num_layers, B, T, D, model.embed_tokens.weight.shape[0], H, G, E, I, has_input_norm,
-        input_ids_BT.data_ptr(), input_ids_BT.stride(0), input_ids_BT.stride(1), *model_args(model, stack, cache),
+        input_ids_BT.data_ptr(), input_ids_BT.stride(0), input_ids_BT.stride(1), *bound.args,
         batch.row_start, batch.kv_len, int(batch.masked),
         rows.data_ptr(), rows.stride(0), rows.stride(1), positions.data_ptr(), positions.stride(0), positions.stride(1),
         model.norm.weight.data_ptr(), float(model.norm.eps), x_ND.data_ptr(), out_ND.data_ptr(), scratch.data_ptr())

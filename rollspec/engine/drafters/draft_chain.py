@@ -24,9 +24,10 @@ def run(model: Decoder, cache: KVCache, hidden_B1D: torch.Tensor, lens: list[int
     write cache positions from `lens` on. False (nothing done) when the kernel does not apply."""
     if not (draws.kernel_ready and hidden_B1D.dtype is _F32 and hidden_B1D.is_cpu):
         return False
-    stack = fused_stack.ready(model, cache)
-    if stack is None:
+    bound = fused_stack.ready(model, cache)
+    if bound is None:
         return False
+    stack = bound.stack
     B, K = draws.tokens_BK.shape
     D, V = hidden_B1D.shape[-1], draws.q_BKV.shape[2]
     H, G, E, I, has_input_norm = stack.dims
@@ -39,7 +40,7 @@ def run(model: Decoder, cache: KVCache, hidden_B1D: torch.Tensor, lens: list[int
     status = cpu_kernels.library().draft_chain(  # type: ignore[union-attr]
         stack.num_layers, B, K, D, V, H, G, E, I, has_input_norm, hidden_BD.data_ptr(),
         draws.lm_packed.data_ptr(), st.temperature_B.data_ptr(), st.is_greedy_B.data_ptr(), int(st.unit_temperature),
-        u_BK.data_ptr(), u_BK.stride(0), *fused_stack.model_args(model, stack, cache), lens_B.data_ptr(),
+        u_BK.data_ptr(), u_BK.stride(0), *bound.args, lens_B.data_ptr(),
         cache.max_len, model.norm.weight.data_ptr(), float(model.norm.eps), draws.tokens_BK.data_ptr(),
         draws.q_BKV.data_ptr(), x_BD.data_ptr(), positions_B.data_ptr(), rows_B.data_ptr(), draws.scratch.data_ptr(),
         scratch.data_ptr())

@@ -60,3 +60,29 @@ def test_a_token_id_outside_the_vocabulary_raises_as_torch_does():
     batch = AttentionBatch.build(row_start=0, cache_lens=[0], num_tokens=2, max_len=40, device=CPU, dtype=torch.float32)
     with torch.inference_mode(), pytest.raises(IndexError):
         fused_stack.forward(model, torch.tensor([[3, 40]]), cache, batch)
+
+
+def test_the_one_call_forward_follows_in_place_weight_updates_over_the_same_cache():
+    """The bound arguments (fused_stack.Bound) are reused across calls: weights copied in place
+    (load_native, the way updates arrive) must be read, not the addresses or values of before."""
+    from rollspec.engine.weights import load_native
+
+    model = random_decoder(tiny_config(vocab_size=40), seed=4, std=0.3)
+    cache = model.new_cache(num_slots=2, max_len=40)
+    ids_BT = torch.randint(0, 40, (1, 6), generator=torch.Generator().manual_seed(5))
+    outputs = []
+    for row, seed in ((0, None), (1, 6)):
+        if seed is not None:
+            generator = torch.Generator().manual_seed(seed)
+            load_native(model, {name: (1.0 if name.endswith("norm.weight") else 0.0) + 0.3 * torch.randn(
+                t.shape, generator=generator) for name, t in model.state_dict().items()})
+        batch = AttentionBatch.build(row_start=row, cache_lens=[0], num_tokens=6, max_len=40, device=CPU,
+                                     dtype=torch.float32)
+        with torch.inference_mode():
+            got = fused_stack.forward(model, ids_BT, cache, batch)
+        with torch.no_grad():
+            expected = model(ids_BT)  # the training path: final-norm hidden states
+        assert got is not None
+        torch.testing.assert_close(got.view(1, 6, -1), expected, atol=1e-4, rtol=1e-4)
+        outputs.append(got)
+    assert not torch.allclose(outputs[0], outputs[1])

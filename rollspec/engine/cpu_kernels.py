@@ -50,6 +50,8 @@ _SIGNATURES = {
                         + [_ptr, _long, _long] * 2 + [_ptr, ctypes.c_float] + [_ptr] * 3),
     "draft_chain": (_int, [_int] * 10 + [_ptr] * 4 + [_int, _ptr, _long] + [_ptr] * 6 + [_long] * 4
                     + [_ptr, _int, _ptr, ctypes.c_float] + [_ptr] * 7),
+    "draft_catch_up": (_int, [_int] * 11 + [_ptr, _long, _int] + [_ptr] * 8 + [_long] * 4 + [_int, _ptr, ctypes.c_float]
+                       + [_ptr] * 7),
     "rms_norm_rows": (None, [_int] * 2 + [_ptr] * 2 + [ctypes.c_float, _ptr]),
     "sample_rows": (None, [_int] * 3 + [_ptr, _long, _ptr, _long, _long, _ptr, _ptr]),
     "verify_rows": (None, [_int] * 3 + [_ptr] * 7),

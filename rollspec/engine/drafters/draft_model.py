@@ -39,7 +39,9 @@ class DraftModelDrafter:
         device = ctx.tokens_BM.device
         j = split_point(num_new)
         groups = [(0, j), (j, B)] if j else [(0, B)]
-        hidden_B1D = cat_groups([self._catch_up(ctx, lens, num_new, start, end) for start, end in groups])
+        hidden_B1D = draft_chain.catch_up(self.model, self.cache, ctx, lens, num_new, groups) if self.kernels else None
+        if hidden_B1D is None:
+            hidden_B1D = cat_groups([self._catch_up(ctx, lens, num_new, start, end) for start, end in groups])
         draws = DraftDraws(self.model.lm_head, ctx.sampling, ctx.draw_uniforms(k))
         if self.kernels and draft_chain.run(self.model, self.cache, hidden_B1D, ctx.context_lens, draws):
             self.num_cached[:B] = [n + k - 1 for n in ctx.context_lens]

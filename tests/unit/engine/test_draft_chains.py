@@ -52,7 +52,7 @@ def _generate(kind: str, kernels: bool, k: int, max_seq_len: int, monkeypatch) -
             return result
         return call
 
-    for module, name in ((eagle_chain, "catch_up"), (eagle_chain, "chain"), (draft_chain, "run")):
+    for module, name in ((eagle_chain, "catch_up"), (eagle_chain, "chain"), (draft_chain, "catch_up"), (draft_chain, "run")):
         monkeypatch.setattr(module, name, counted(getattr(module, name)))
     proposals = []
     real_propose = drafter.propose

@@ -64,12 +64,13 @@ def _drafter(kind, policy, config, dtype=torch.float32):
         head = random_eagle_head(CFG, seed=2, std=0.3).to(dtype)
         drafter = EagleDrafter(head, policy, num_slots=4, max_len=config.cache_len)
         # Forwards are counted in Python; the C catch-up runs the same row groups and widths
-        # (test_eagle_chain.py checks it proposes the same).
+        # (test_draft_chains.py checks it proposes the same).
         drafter.kernels = False
         drafter.head = _Forwards(drafter.head)
         return drafter, drafter.head
     draft = random_decoder(tiny_config(vocab_size=20, num_layers=1), seed=1, std=0.3).to(dtype)
     drafter = DraftModelDrafter(draft, num_slots=4, max_len=config.cache_len)
+    drafter.kernels = False  # as for EAGLE: test_draft_chains.py checks the C catch-up proposes the same
     drafter.model = _Forwards(drafter.model)
     return drafter, drafter.model
 

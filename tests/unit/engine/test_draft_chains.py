@@ -15,6 +15,7 @@ from rollspec.engine.drafters.eagle import EagleDrafter
 from rollspec.engine.engine import Engine
 from rollspec.engine.sampling_params import SamplingParams
 from rollspec.engine.sequence import Request
+from rollspec.engine.weights import load_native
 from rollspec.models.random_models import random_decoder, random_eagle_head, tiny_config
 
 VOCAB = 40
@@ -34,7 +35,8 @@ def _requests(max_seq_len: int):
     return out
 
 
-def _generate(kind: str, kernels: bool, k: int, max_seq_len: int, monkeypatch) -> tuple[list, list, int]:
+def _generate(kind: str, kernels: bool, k: int, max_seq_len: int, monkeypatch, swap: bool = False,
+              ) -> tuple[list, list, int]:
     policy = random_decoder(CFG, seed=0, std=0.3)
     config = EngineConfig(max_batch_size=5, max_seq_len=max_seq_len, k_max=8, seed=0)
     if kind == "eagle":
@@ -64,7 +66,16 @@ def _generate(kind: str, kernels: bool, k: int, max_seq_len: int, monkeypatch) -
 
     monkeypatch.setattr(drafter, "propose", propose)
     engine = Engine(policy, config, drafter=drafter, depth=FixedDepth(k))
-    completions = engine.generate(_requests(max_seq_len))
+    requests = _requests(max_seq_len)
+    if not swap:
+        completions = engine.generate(requests)
+    else:  # the drafter's weights copied in place between two halves, over the same caches
+        completions = engine.generate(requests[:6])
+        module = drafter.head if kind == "eagle" else drafter.model
+        generator = torch.Generator().manual_seed(7)
+        load_native(module, {name: t + 0.2 * torch.randn(t.shape, generator=generator)
+                             for name, t in module.state_dict().items()})
+        completions += engine.generate(requests[6:])
     return [(c.token_ids, c.logprobs, c.finish_reason, c.stats) for c in completions], proposals, sum(calls)
 
 
@@ -76,6 +87,18 @@ def test_chain_kernels_propose_what_the_python_loop_does(kind, k, max_seq_len, m
     looped, looped_proposals, looped_calls = _generate(kind, False, k, max_seq_len, monkeypatch)
     assert fused_calls > 20 and looped_calls == 0  # the kernels ran on one side only
     # Drafts never change what is generated (lossless), so the proposals are compared themselves.
+    assert len(fused_proposals) == len(looped_proposals)
+    for (tokens, q), (want_tokens, want_q) in zip(fused_proposals, looped_proposals):
+        assert torch.equal(tokens, want_tokens) and torch.equal(q, want_q)
+    assert fused == looped
+
+
+@pytest.mark.parametrize("kind", ["eagle", "draft_model"])
+def test_chain_kernels_read_drafter_weights_updated_in_place(kind, monkeypatch):
+    """The kernels' bound arguments are kept across proposals (eagle_chain._Head, fused_stack.Bound):
+    weights copied in place (load_native, as draft refreshes arrive) must be what the next proposal reads."""
+    fused, fused_proposals, _ = _generate(kind, True, 3, 48, monkeypatch, swap=True)
+    looped, looped_proposals, _ = _generate(kind, False, 3, 48, monkeypatch, swap=True)
     assert len(fused_proposals) == len(looped_proposals)
     for (tokens, q), (want_tokens, want_q) in zip(fused_proposals, looped_proposals):
         assert torch.equal(tokens, want_tokens) and torch.equal(q, want_q)

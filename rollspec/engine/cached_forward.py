@@ -147,11 +147,17 @@ def project(x_XD: torch.Tensor, linear) -> torch.Tensor:
     return proj_weight_of(linear).mm(x_XD.reshape(-1, x_XD.shape[-1])).view(*x_XD.shape[:-1], -1)
 
 
+def source_key(sources) -> list[tuple[int, int]]:
+    """What shows that cached copies of these tensors are stale: each one's in-place write counter
+    (`_version`: load_native and optimizers bump it) and storage address (`module.to(dtype)` moves it)."""
+    return [(t._version, t.data_ptr()) for t in sources]
+
+
 def cached_on(module, name: str, sources: tuple[torch.Tensor, ...], build: Callable[[], Any]) -> Any:
     """build()'s result, cached in module.__dict__[name] and rebuilt when any source tensor changes
     in place (`_version`: load_native and optimizers bump it) or gets new storage (data_ptr:
     `module.to(dtype)`). Built outside inference mode: normal tensors, usable in any mode."""
-    key = tuple([(t._version, t.data_ptr()) for t in sources])
+    key = source_key(sources)
     cached = module.__dict__.get(name)
     if cached is None or cached[0] != key:
         with torch.inference_mode(False), torch.no_grad():
@@ -195,7 +201,7 @@ class FoldedLayer:
     G kv heads."""
 
     sources: tuple[torch.Tensor, ...]
-    versions: tuple[tuple[int, int], ...]  # (_version, data_ptr) of each source when folded
+    versions: list[tuple[int, int]]  # source_key of the sources when folded
     num_heads: int
     num_kv_heads: int
     head_dim: int
@@ -216,7 +222,7 @@ def fold(layer) -> FoldedLayer:
     place (load_native and optimizers bump `_version`) or gets new storage (`module.to(dtype)`).
     A Parameter object swapped in after the first cached forward is not seen."""
     cached = layer.__dict__.get("_folded")
-    if cached is not None and tuple((t._version, t.data_ptr()) for t in cached.sources) == cached.versions:
+    if cached is not None and source_key(cached.sources) == cached.versions:
         return cached
     with torch.inference_mode(False), torch.no_grad():  # normal tensors, usable in any mode
         cached = layer.__dict__["_folded"] = _build(layer)
@@ -238,7 +244,7 @@ def _build(layer) -> FoldedLayer:
     sources += [in_norm.weight] if has_input_norm else []
     sources += [attn.q_norm.weight, attn.k_norm.weight] if attn.q_norm is not None else []
     return FoldedLayer(
-        sources=tuple(sources), versions=tuple((t._version, t.data_ptr()) for t in sources),
+        sources=tuple(sources), versions=source_key(sources),
         num_heads=attn.num_heads, num_kv_heads=attn.num_kv_heads, head_dim=attn.head_dim,
         has_input_norm=has_input_norm,
         eps=eps_tensor(post_norm.eps, qkv.weight), eps_value=float(post_norm.eps),

@@ -17,7 +17,7 @@ import weakref
 import torch
 
 from rollspec.engine import cpu_kernels, fused_layer
-from rollspec.engine.cached_forward import FoldedLayer, fold
+from rollspec.engine.cached_forward import FoldedLayer, fold, source_key
 from rollspec.engine.kv_cache import AttentionBatch, KVCache
 from rollspec.engine.small_gemm import MULTI_THREAD_MAX_ROWS
 
@@ -82,7 +82,7 @@ class Bound:
 
     def holds(self, model, cache: KVCache) -> bool:
         return (self.cache() is cache and cache.kv_NSCME.data_ptr() == self.kv_ptr
-                and [(t._version, t.data_ptr()) for t in self.sources] == self.key
+                and source_key(self.sources) == self.key
                 and not model.embed_tokens.weight.requires_grad)
 
 
@@ -106,7 +106,7 @@ def ready(model, cache: KVCache) -> Bound | None:
             model.rotary.sin_signed.data_ptr(), kv.data_ptr(), c_l, c_s, c_c, c_m)
     folded = model.__dict__["_fused_stack"][0]
     sources = (embed_VD, norm_D, cos_ME, model.rotary.sin_signed) + tuple(t for w in folded for t in w.sources)
-    bound = Bound(stack, args, weakref.ref(cache), kv.data_ptr(), sources, [(t._version, t.data_ptr()) for t in sources])
+    bound = Bound(stack, args, weakref.ref(cache), kv.data_ptr(), sources, source_key(sources))
     model.__dict__["_fused_bound"] = bound
     return bound
 

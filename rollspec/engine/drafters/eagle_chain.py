@@ -15,7 +15,7 @@ import weakref
 import torch
 
 from rollspec.engine import cpu_kernels, fused_layer
-from rollspec.engine.cached_forward import FoldedLayer, fold
+from rollspec.engine.cached_forward import FoldedLayer, fold, source_key
 from rollspec.engine.drafters.base import DraftContext
 from rollspec.engine.drafters.draws import DraftDraws
 from rollspec.engine.eagle_head import EagleHead
@@ -45,7 +45,7 @@ class _Head:
 
     def holds(self, embedding: torch.nn.Embedding, cache: KVCache) -> bool:
         return (embedding is self.embedding and self.cache() is cache and cache.kv_NSCME.data_ptr() == self.kv_ptr
-                and [(t._version, t.data_ptr()) for t in self.sources] == self.key)
+                and source_key(self.sources) == self.key)
 
 
 def kernel_head(head: EagleHead, embedding: torch.nn.Embedding, cache: KVCache) -> _Head | None:
@@ -70,7 +70,7 @@ def kernel_head(head: EagleHead, embedding: torch.nn.Embedding, cache: KVCache) 
     dims = (w.num_heads, w.num_kv_heads, w.head_dim, w.gate_up_DI.t.shape[1] // 2, w.eps_value)
     sources = w.sources + (head.fc.weight, embedding.weight, rotary.cos, rotary.sin_signed)
     built = _Head(w, table_VD, feature_DD, cache.max_len, layer_args, dims, embedding, weakref.ref(cache),
-                  cache.kv_NSCME.data_ptr(), sources, [(t._version, t.data_ptr()) for t in sources])
+                  cache.kv_NSCME.data_ptr(), sources, source_key(sources))
     head.__dict__["_kernel_head"] = built
     return built
 

@@ -17,7 +17,8 @@ import time
 
 MAX_NEW_TOKENS = 120
 CASES = (  # (batch, drafter, k)
-    (16, None, 0), (1, None, 0), (1, "eagle", 4), (1, "draft_model", 2), (4, "eagle", 4))
+    (16, None, 0), (1, None, 0), (1, "eagle", 4), (1, "draft_model", 2), (1, "draft_model", 4), (4, None, 0),
+    (4, "eagle", 4), (4, "draft_model", 4))
 
 
 def _engine(zoo, batch: int, drafter: str | None, k: int):

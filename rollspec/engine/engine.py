@@ -234,11 +234,17 @@ class Engine:
         hidden_BTD = self.policy(self.tokens_SM[start: start + count, : max(prompt_lens)], cache=self.cache,
                                  batch=batch)
         last_B = torch.tensor(prompt_lens, device=hidden_BTD.device) - 1
-        logits_B1V = self.policy.cached_logits(hidden_BTD[torch.arange(count, device=last_B.device), last_B][:, None])
+        hidden_B1D = hidden_BTD[torch.arange(count, device=last_B.device), last_B][:, None]
         sampling = SamplingTensors.from_params([s.request.params for s in seqs], self.tokens_SM.device)
-        probs_B1V = processed_probs(logits_B1V, sampling)
-        tokens_B1 = sample_from(probs_B1V, self._uniforms(seqs, 1))
-        logprobs_B1 = token_logprobs(logits_B1V, probs_B1V, tokens_B1, sampling)
+        uniforms_B1 = self._uniforms(seqs, 1)
+        tail = fused_tail(hidden_B1D, self.policy.lm_head, sampling, None, None, uniforms_B1)
+        if tail is not None:
+            _, tokens_B1, logprobs_B1 = tail
+        else:
+            logits_B1V = self.policy.cached_logits(hidden_B1D)
+            probs_B1V = processed_probs(logits_B1V, sampling)
+            tokens_B1 = sample_from(probs_B1V, uniforms_B1)
+            logprobs_B1 = token_logprobs(logits_B1V, probs_B1V, tokens_B1, sampling)
         if self.hidden_SMD is not None:
             self.hidden_SMD[batch.rows_BT, batch.positions_BT] = hidden_BTD
         self.tokens_SM[torch.arange(start, start + count, device=last_B.device), last_B + 1] = tokens_B1[:, 0]

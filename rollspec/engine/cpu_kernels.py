@@ -27,7 +27,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SOURCES = tuple(Path(__file__).with_name("kernels") / name for name in ("small_gemm.c", "attention.c", "layer.c", "sampling.c", "eagle_chain.c", "draft_chain.c", "batch.c", "verify_step.c"))
+SOURCES = tuple(Path(__file__).with_name("kernels") / name for name in ("small_gemm.c", "attention.c", "layer.c", "sampling.c", "eagle_chain.c", "draft_chain.c", "batch.c", "verify_step.c", "mtp_chain.c"))
 FLAGS = ("-O3", "-march=native", "-std=c11", "-shared", "-fPIC")
 
 _lock = threading.Lock()
@@ -52,6 +52,7 @@ _SIGNATURES = {
                     + [_ptr, _int, _ptr, ctypes.c_float] + [_ptr] * 7),
     "draft_catch_up": (_int, [_int] * 11 + [_ptr, _long, _int] + [_ptr] * 8 + [_long] * 4 + [_int, _ptr, ctypes.c_float]
                        + [_ptr] * 7),
+    "mtp_chain": (_int, [_int] * 6 + [_ptr] * 4 + [_ptr] * 3 + [_int, _ptr, _long] + [_ptr] * 7),
     "rms_norm_rows": (None, [_int] * 2 + [_ptr] * 2 + [ctypes.c_float, _ptr]),
     "sample_rows": (None, [_int] * 3 + [_ptr, _long, _ptr, _long, _long, _ptr, _ptr]),
     "verify_rows": (None, [_int] * 3 + [_ptr] * 7),

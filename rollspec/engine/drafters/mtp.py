@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from rollspec.engine.drafters import mtp_chain
 from rollspec.engine.drafters.base import DraftContext, Proposal
 from rollspec.engine.drafters.draws import DraftDraws
 from rollspec.engine.model import Decoder
@@ -20,6 +21,7 @@ class MTPDrafter:
 
     name = "mtp"
     uses_policy_hidden = True
+    kernels = True  # the chain through drafters/mtp_chain.py where it applies; False: the Python loop
 
     def __init__(self, heads: MTPHeads, policy: Decoder, *, version: int = 0) -> None:
         self.heads, self.policy = heads, policy
@@ -29,9 +31,12 @@ class MTPDrafter:
         B, device = ctx.num_rows, ctx.tokens_BM.device
         rows_B = torch.arange(B, device=device)
         pending_B = torch.tensor(ctx.context_lens, device=device) - 1
-        state_B1D = ctx.hidden_BMD[rows_B, pending_B - 1][:, None]
-        token_B1 = ctx.tokens_BM[rows_B, pending_B][:, None]
+        state_BD = ctx.hidden_BMD[rows_B, pending_B - 1]
+        token_B = ctx.tokens_BM[rows_B, pending_B]
         draws = DraftDraws(self.policy.lm_head, ctx.sampling, ctx.draw_uniforms(k))
+        if self.kernels and mtp_chain.chain(self.heads, self.policy, state_BD, token_B, draws):
+            return Proposal(draws.tokens_BK, draws.q_BKV)
+        state_B1D, token_B1 = state_BD[:, None], token_B[:, None]
         for j in range(k):
             state_B1D, normed_B1D = self.heads.head(j).forward_cached(state_B1D, token_B1, self.policy.embed_tokens)
             token_B1 = draws.draw(j, normed_B1D)

@@ -19,8 +19,8 @@ int small_attention(int B, int T, int H, int G, int E, int kv_len, float scale,
                     const int64_t *positions, long p_sb, long p_st,
                     float *out, long o_sb, long o_st, long o_sh);
 
-/* rsqrt(mean(v^2) + eps), as cached_forward.rms_scale */
-static float rms_scale(const float *v, int n, float eps) {
+/* rsqrt(mean(v^2) + eps), as cached_forward.rms_scale (mtp_chain.c uses it too) */
+float rms_scale(const float *v, int n, float eps) {
     double sum = 0.0;
     for (int i = 0; i < n; i++) sum += (double)v[i] * v[i];
     return 1.0f / sqrtf((float)(sum / n) + eps);
@@ -49,7 +49,7 @@ static inline __m512 exp16(__m512 x) {
 /* g[i] = silu(g[i] * s) * (u[i] * s): the gated MLP's activation on one row, s the row's rms scale
  * (the post-attention norm's weight is folded into the projection). Vectorized: the scalar expf of
  * the libm costs ~4 ns a call, more than the projections around it spend per element at 5+ rows. */
-static void silu_mul(float *g, const float *u, int n, float s) {
+void silu_mul(float *g, const float *u, int n, float s) {
     const __m512 vs = _mm512_set1_ps(s), one = _mm512_set1_ps(1.0f);
     int i = 0;
     for (; i + 16 <= n; i += 16) {

@@ -1,4 +1,4 @@
-"""The tail of a decode or verify step as one C call (kernels/verify_step.c): LM head, the policy's
+"""The tail of a decode, verify or admission step as one C call (kernels/verify_step.c): LM head, the policy's
 processed distribution, the acceptance rule, the emitted tokens and their logprobs. It replaces
 `project`, `processed_probs`, `verify`, the emitted-token cat/scatter and `token_logprobs` (~26 torch
 ops; on the zoo at B = 1 a plain step 0.27 -> 0.24 ms, an EAGLE k = 4 step 0.70 -> 0.67) where it applies: fp32 on CPU, no

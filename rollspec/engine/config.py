@@ -17,6 +17,7 @@ class EngineConfig:
     device: str = "cpu"
     dtype: str = "float32"
     seed: int = 0  # seeds requests that carry no seed of their own
+    share_prompt_prefill: bool = True  # requests admitted together with one prompt (a GRPO group) prefill it once
 
     @property
     def torch_dtype(self) -> torch.dtype:

@@ -23,6 +23,7 @@ from rollspec.engine.model import Decoder
 from rollspec.engine.request_checks import check_request
 from rollspec.engine.sampler import SamplingTensors, processed_probs, sample_from, token_logprobs
 from rollspec.engine.sequence import Completion, Request, Sequence
+from rollspec.engine.shared_prompts import prefill_plan
 from rollspec.engine.verify import Verifier, verify
 from rollspec.engine.verify_step import fused_tail
 from rollspec.engine.weights import hf_to_native, load_native
@@ -212,15 +213,17 @@ class Engine:
             sampling=self.sampling, draw_uniforms=lambda n: self._uniforms(self.rows, n))
 
     def _admit(self) -> list[Completion]:
-        """Prefill as many waiting requests as there are free rows and sample their first token."""
+        """Prefill as many waiting requests as there are free rows and sample their first token. Requests
+        admitted together with the same prompt (a GRPO group) prefill it once (shared_prompts)."""
         count = min(len(self.waiting), self.config.max_batch_size - len(self.rows))
         if count == 0:
             return []
         start = len(self.rows)
         draft_version = self.drafter.version if self.drafter else 0
+        requests, num_prefilled, source_B = prefill_plan([self.waiting.popleft() for _ in range(count)],
+                                                         share=self.config.share_prompt_prefill)
         seqs = []
-        for row in range(start, start + count):
-            request = self.waiting.popleft()
+        for row, request in enumerate(requests, start):
             seed = request.params.seed
             seed = seed if seed is not None else int(torch.randint(0, 2**62, (1,), generator=self._seeds))
             seqs.append(Sequence(request, random.Random(seed), k_max=self.config.k_max,
@@ -230,11 +233,12 @@ class Engine:
             if self.drafter:
                 self.drafter.reset_row(row)
         prompt_lens = [len(s.request.prompt_ids) for s in seqs]
-        batch = self._batch([0] * count, num_tokens=max(prompt_lens), row_start=start)
-        hidden_BTD = self.policy(self.tokens_SM[start: start + count, : max(prompt_lens)], cache=self.cache,
-                                 batch=batch)
+        width = max(prompt_lens[:num_prefilled])
+        batch = self._batch([0] * num_prefilled, num_tokens=width, row_start=start)
+        hidden_BTD = self.policy(self.tokens_SM[start: start + num_prefilled, :width], cache=self.cache, batch=batch)
         last_B = torch.tensor(prompt_lens, device=hidden_BTD.device) - 1
-        hidden_B1D = hidden_BTD[torch.arange(count, device=last_B.device), last_B][:, None]
+        source = torch.tensor(source_B, device=hidden_BTD.device)
+        hidden_B1D = hidden_BTD[source, last_B][:, None]
         sampling = SamplingTensors.from_params([s.request.params for s in seqs], self.tokens_SM.device)
         uniforms_B1 = self._uniforms(seqs, 1)
         tail = fused_tail(hidden_B1D, self.policy.lm_head, sampling, None, None, uniforms_B1)
@@ -247,6 +251,11 @@ class Engine:
             logprobs_B1 = token_logprobs(logits_B1V, probs_B1V, tokens_B1, sampling)
         if self.hidden_SMD is not None:
             self.hidden_SMD[batch.rows_BT, batch.positions_BT] = hidden_BTD
+        for dst in range(num_prefilled, count):  # rows sharing a prefilled prompt: its cache rows, copied
+            src, length = start + source_B[dst], prompt_lens[dst]
+            self.cache.move_row(src, start + dst, length)
+            if self.hidden_SMD is not None:
+                self.hidden_SMD[start + dst, :length] = self.hidden_SMD[src, :length]
         self.tokens_SM[torch.arange(start, start + count, device=last_B.device), last_B + 1] = tokens_B1[:, 0]
         for seq, n, token_1, logprob_1 in zip(seqs, prompt_lens, tokens_B1.tolist(), logprobs_B1.tolist()):
             seq.cache_len = n

@@ -63,6 +63,9 @@ class Engine:
         hidden_size = policy.config.hidden_size
         self.hidden_SMD = torch.zeros(slots, length, hidden_size, dtype=config.torch_dtype,
                                       device=device) if needs_hidden else None
+        # Each row's final hidden state at its prompt's last position: a row admitted later with the same
+        # prompt draws its first token from it without a prefill (shared_prompts).
+        self.last_hidden_SD = torch.zeros(slots, hidden_size, dtype=config.torch_dtype, device=device)
         self.rows: list[Sequence] = []
         self.waiting: deque[Request] = deque()
         self._seeds = torch.Generator().manual_seed(config.seed)
@@ -213,15 +216,17 @@ class Engine:
             sampling=self.sampling, draw_uniforms=lambda n: self._uniforms(self.rows, n))
 
     def _admit(self) -> list[Completion]:
-        """Prefill as many waiting requests as there are free rows and sample their first token. Requests
-        admitted together with the same prompt (a GRPO group) prefill it once (shared_prompts)."""
+        """Prefill as many waiting requests as there are free rows and sample their first token. A prompt
+        already held by a row admitted now or live under the same weights (a GRPO group) is not prefilled
+        again: its cache rows are copied (shared_prompts)."""
         count = min(len(self.waiting), self.config.max_batch_size - len(self.rows))
         if count == 0:
             return []
         start = len(self.rows)
         draft_version = self.drafter.version if self.drafter else 0
-        requests, num_prefilled, source_B = prefill_plan([self.waiting.popleft() for _ in range(count)],
-                                                         share=self.config.share_prompt_prefill)
+        live = {tuple(s.request.prompt_ids): row for row, s in enumerate(self.rows)
+                if s.policy_version == self.policy_version} if self.config.share_prompt_prefill else None
+        requests, num_prefilled, source_rows = prefill_plan([self.waiting.popleft() for _ in range(count)], start, live)
         seqs = []
         for row, request in enumerate(requests, start):
             seed = request.params.seed
@@ -233,12 +238,23 @@ class Engine:
             if self.drafter:
                 self.drafter.reset_row(row)
         prompt_lens = [len(s.request.prompt_ids) for s in seqs]
-        width = max(prompt_lens[:num_prefilled])
-        batch = self._batch([0] * num_prefilled, num_tokens=width, row_start=start)
-        hidden_BTD = self.policy(self.tokens_SM[start: start + num_prefilled, :width], cache=self.cache, batch=batch)
-        last_B = torch.tensor(prompt_lens, device=hidden_BTD.device) - 1
-        source = torch.tensor(source_B, device=hidden_BTD.device)
-        hidden_B1D = hidden_BTD[source, last_B][:, None]
+        last_B = torch.tensor(prompt_lens, device=self.tokens_SM.device) - 1
+        if num_prefilled:
+            width = max(prompt_lens[:num_prefilled])
+            batch = self._batch([0] * num_prefilled, num_tokens=width, row_start=start)
+            hidden_BTD = self.policy(self.tokens_SM[start: start + num_prefilled, :width], cache=self.cache,
+                                     batch=batch)
+            self.last_hidden_SD[start: start + num_prefilled] = hidden_BTD[torch.arange(num_prefilled),
+                                                                           last_B[:num_prefilled]]
+            if self.hidden_SMD is not None:
+                self.hidden_SMD[batch.rows_BT, batch.positions_BT] = hidden_BTD
+        for row, src in enumerate(source_rows[num_prefilled:], start + num_prefilled):  # copies of held prompts
+            length = len(self.rows[src].request.prompt_ids) if src < start else prompt_lens[src - start]
+            self.cache.move_row(src, row, length)
+            self.last_hidden_SD[row] = self.last_hidden_SD[src]
+            if self.hidden_SMD is not None:
+                self.hidden_SMD[row, :length] = self.hidden_SMD[src, :length]
+        hidden_B1D = self.last_hidden_SD[start: start + count, None]
         sampling = SamplingTensors.from_params([s.request.params for s in seqs], self.tokens_SM.device)
         uniforms_B1 = self._uniforms(seqs, 1)
         tail = fused_tail(hidden_B1D, self.policy.lm_head, sampling, None, None, uniforms_B1)
@@ -249,13 +265,6 @@ class Engine:
             probs_B1V = processed_probs(logits_B1V, sampling)
             tokens_B1 = sample_from(probs_B1V, uniforms_B1)
             logprobs_B1 = token_logprobs(logits_B1V, probs_B1V, tokens_B1, sampling)
-        if self.hidden_SMD is not None:
-            self.hidden_SMD[batch.rows_BT, batch.positions_BT] = hidden_BTD
-        for dst in range(num_prefilled, count):  # rows sharing a prefilled prompt: its cache rows, copied
-            src, length = start + source_B[dst], prompt_lens[dst]
-            self.cache.move_row(src, start + dst, length)
-            if self.hidden_SMD is not None:
-                self.hidden_SMD[start + dst, :length] = self.hidden_SMD[src, :length]
         self.tokens_SM[torch.arange(start, start + count, device=last_B.device), last_B + 1] = tokens_B1[:, 0]
         for seq, n, token_1, logprob_1 in zip(seqs, prompt_lens, tokens_B1.tolist(), logprobs_B1.tolist()):
             seq.cache_len = n
@@ -287,6 +296,7 @@ class Engine:
         seq = self.rows[src]
         self.cache.move_row(src, dst, seq.cache_len)
         self.tokens_SM[dst, : seq.cache_len + 1] = self.tokens_SM[src, : seq.cache_len + 1]
+        self.last_hidden_SD[dst] = self.last_hidden_SD[src]
         if self.hidden_SMD is not None:
             self.hidden_SMD[dst, : seq.cache_len] = self.hidden_SMD[src, : seq.cache_len]
         if self.drafter:

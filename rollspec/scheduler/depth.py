@@ -15,7 +15,7 @@ from rollspec.scheduler.plain_run import PlainRun
 from rollspec.scheduler.probe import ProbePlanner
 from rollspec.scheduler.realized import RealizedCheck
 from rollspec.scheduler.standing import PlainLease, StandingChoice
-from rollspec.scheduler.steady import SteadyRecords, SteadyRun
+from rollspec.scheduler.steady import CatchUpSplit, SteadyRecords, SteadyRun
 from rollspec.scheduler.throughput import expected_tokens
 
 # Weight of the newest step in the mean excess catch-up width of steady speculation (admissions
@@ -148,7 +148,7 @@ class DepthScheduler:
 
     def _pending_runs(self) -> list[Entry]:
         runs: list[Entry] = list(self._plain_runs(self._plain.pending()))
-        steady = self._steady.pending_records(self._fold, self._expected) if len(self._steady) else None
+        steady = self._steady.pending_records(self._fold, self._catch_up, self._expected) if len(self._steady) else None
         return runs + [steady] if steady is not None else runs
 
     def _plain_runs(self, runs: list[tuple[int, list[float]]]) -> list[tuple[int, int, float, list[float]]]:
@@ -318,11 +318,10 @@ class DepthScheduler:
 
     def _is_steady(self, batch_size: int, k: int) -> bool:
         """Whether this step at k > 0 is steady speculation: the standing choice's (B, k) after a step at the same, not
-        a probe, no catch-up beyond a steady step's. It moves no decision before the next plan, which folds it in."""
+        a probe. It moves no decision before the next plan, which folds it in."""
         reuse = self._reuse
         return (self._fold is not None and reuse is not None and reuse.k == k == self._last_k
-                and reuse.batch_size == batch_size == self._last_batch_size and self._pending_probe is None
-                and self._offered_catch_up <= k + 1)
+                and reuse.batch_size == batch_size == self._last_batch_size and self._pending_probe is None)
 
     def _flush(self) -> None:  # at most one kind is pending: each full step flushes both first
         self._fold_steady()
@@ -335,17 +334,19 @@ class DepthScheduler:
             return
         steps = self._steady.take()
         b, k, n = steps.batch_size, steps.k, len(steps)
-        predicted_s = self._fold(b, k, steps.draft_s, steps.target_s)  # type: ignore[misc]
+        split = CatchUpSplit(self._catch_up, steps)
+        predicted_s = self._fold(b, k, steps.draft_s, steps.target_s, split=split)  # type: ignore[misc]
         self._acceptance.observe_steps(k, steps.num_accepted)
-        for i in range(n):
+        for i, (excess, catch_up_s) in enumerate(zip(split.excess, split.catch_up_s)):
             if self._realized is not None:
-                self._realized.observe(steps.first_step + i, b, k, steps.draft_s[i] + steps.target_s[i], predicted_s[i])
-            self._recurring_excess += RECURRING_RATE * (0 - self._recurring_excess)
+                self._realized.observe(steps.first_step + i, b, k, steps.draft_s[i] + steps.target_s[i],
+                                       predicted_s[i] + catch_up_s)
+            self._recurring_excess += RECURRING_RATE * (excess - self._recurring_excess)
             self._drain += DRAIN_RATE * (0 - self._drain)
             self._probe.earn(1)
         self._plan_stale = True
         self._probe.scheduled(k, steps.first_step + n - 1)
-        records = SteadyRecords(steps, float(self._expected[k]), predicted_s)
+        records = SteadyRecords(steps, float(self._expected[k]), predicted_s, split.catch_up_s)
         self._history.append_run(records)
         records.add_to(self._stats)
 

@@ -121,6 +121,7 @@ class DepthScheduler:
 
     @property
     def catch_up(self) -> CatchUpCost:
+        self._fold_steady()
         return self._catch_up
 
     # The three views below read the quiet plain steps and steady speculative steps not yet flushed without

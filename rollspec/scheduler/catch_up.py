@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rollspec.scheduler.config import CostConfig
-from rollspec.scheduler.cost_model import ProfileError, batch_bucket
+from rollspec.scheduler.cost_model import ProfileError, StepCostModel, batch_bucket
 from rollspec.scheduler.interpolation import PiecewiseLinear
 
 _NUM_BUCKETS = 32
@@ -81,3 +81,21 @@ class CatchUpCost:
         step = self._config.correction_rate * error
         self._log[batch_bucket(batch_size)] += step
         self._shared += step
+
+
+def observe_step_costs(cost: StepCostModel, catch_up: CatchUpCost, batch_size: int, k: int, excess: int,
+                       catch_up_s: float, draft_time_s: float, target_time_s: float) -> None:
+    """Split a step's measured drafting time between catch-up and drafting proper, each model learning its part.
+
+    Where the predicted catch-up is at least the predicted drafting, the step's residual
+    goes to the catch-up model and the drafting model is told its own prediction (no
+    information); otherwise the predicted catch-up is taken off before the drafting model
+    learns. One step thus never corrects both by the same error.
+    """
+    drafting_s = k * cost.draft_s(batch_size)
+    if catch_up_s > 0 and catch_up_s >= drafting_s:
+        catch_up.observe(batch_size, excess, draft_time_s - drafting_s)
+        draft_time_s = drafting_s
+    else:
+        draft_time_s = max(0.0, draft_time_s - catch_up_s)
+    cost.observe(batch_size, k, draft_time_s, target_time_s)

@@ -1,7 +1,7 @@
 """Step-cost model c_target(B, q) and c_draft(B): a start-up profile refined online from measured step times."""
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -154,6 +154,42 @@ class CostModel:
         if k > 0:
             predicted = draft_base * math.exp(self._draft_log[b])
             self._draft_log[b] += rate * self._clipped_log_error(draft_time_s / k, predicted)
+
+    def observe_steady(self, batch_size: int, k: int, draft_times_s: Sequence[float], target_times_s: Sequence[float],
+                       *, split: Callable[[int, float, float], float] | None = None, apply: bool = True) -> list[float]:
+        """Steps at one batch size and depth k > 0 already observed here, folded in as `observe` would one by one
+        (to rounding), in scalar math; returns `step_s(batch_size, k)[k]` as it stood before each. `split(i,
+        drafting_s, draft_time_s)`, given step i's predicted drafting then, returns the drafting time to learn from
+        (catch_up.observe_step_costs). With apply=False nothing here changes: predictions for a view."""
+        b = batch_bucket(batch_size)
+        assert 0 < k < MAX_Q and self._observed[b, k], (k, b)
+        draft_base, target_base = self._base_at(batch_size)
+        rate = self._config.correction_rate
+        shared, own, speculative = float(self._shared[b]), float(self._own[b, k]), float(self._speculative_shared[b])
+        draft_log = float(self._draft_log[b])
+        # The widths below k keep their own corrections during the run and move with the shared one; plain
+        # decoding's with the shared one less what speculative steps moved it (observe).
+        # Python floats from here: numpy calls on arrays of a few values cost ~5 us each inside the engine.
+        base, own_by_q, lender = target_base[:k + 1].tolist(), self._own[b].tolist(), self._lender[b, :k].tolist()
+        narrower = max((base[q] * math.exp(own_by_q[lender[q]]) for q in range(1, k)), default=0.0)
+        plain, base_k = base[0] * math.exp(own_by_q[0]), base[k]
+        predicted = []
+        for i, (draft_s, target_s) in enumerate(zip(draft_times_s, target_times_s)):
+            target_k = base_k * math.exp(shared + own)
+            envelope = max(target_k, math.exp(shared) * narrower, plain * math.exp(shared - max(0.0, speculative)))
+            drafting_s = k * (draft_base * math.exp(draft_log))
+            predicted.append(drafting_s + envelope)
+            if split is not None:
+                draft_s = split(i, drafting_s, draft_s)
+            step = rate * self._clipped_log_error(target_s, target_k)
+            shared, own, speculative = shared + step, own + step, speculative + step
+            draft_log += rate * self._clipped_log_error(draft_s / k, draft_base * math.exp(draft_log))
+        if apply:
+            self._shared[b], self._own[b, k], self._speculative_shared[b] = shared, own, speculative
+            self._draft_log[b] = draft_log
+            self._target_factor[b] = np.exp(self._shared[b] + self._own[b][self._lender[b]])
+            self._target_factor[b, 0] = math.exp(shared - max(0.0, speculative) + self._own[b, 0])
+        return predicted
 
     def _observe_plain(self, b: int, move: float) -> None:
         """Plain decoding's miss (log, already scaled): its first CALIBRATION_OBSERVATIONS in a bucket correct the

@@ -1,7 +1,9 @@
 """What the depth scheduler decided and what happened: per-step records and running totals for logs and metrics."""
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,6 +117,20 @@ class DepthStats:
         self.predicted_s += n * predicted_step_s
         self.realized_s += sum(realized_s)
 
+    def add_steady_run(self, batch_size: int, k: int, num_tokens: list[int], predicted_tokens: float,
+                       predicted_s: list[float], realized_s: list[float]) -> None:
+        """Steps at one batch size and depth k, none a probe or check, as `add` would count them one by one."""
+        n = len(realized_s)
+        self.num_steps += n
+        self.num_steps_by_k[k] += n
+        self.num_drafted += n * k * batch_size
+        for tokens, predicted, realized in zip(num_tokens, predicted_s, realized_s):
+            self.num_tokens += tokens
+            self.num_draft_accepted += tokens - batch_size
+            self.predicted_tokens += predicted_tokens
+            self.predicted_s += predicted
+            self.realized_s += realized
+
     @property
     def mean_accepted_length(self) -> float:
         """Tokens emitted per sequence per verify step (1 = plain decoding), the papers' acceptance length."""
@@ -122,14 +138,24 @@ class DepthStats:
         return self.num_tokens / rows if rows else 0.0
 
 
+class RecordRun(Protocol):
+    """Steps kept in bulk whose records are built when read (steady.SteadyRecords)."""
+
+    def decisions(self) -> list[DepthDecision]: ...
+
+
+# A decision, a plain run as (first step, batch size, predicted s, realized s of each step), or a record run.
+Entry = DepthDecision | RecordRun | tuple[int, int, float, list[float]]
+
+
 class DecisionLog:
-    """The most recent decisions, with runs of quiet plain steps kept as their step times until read: making a
-    record per plain step cost a few microseconds each inside the engine, and nothing reads them per step."""
+    """The most recent decisions, with runs of quiet plain steps kept as their step times and runs of steady
+    speculative steps as theirs until read: making a record per step cost a few microseconds each inside the
+    engine, and nothing reads them per step."""
 
     def __init__(self, maxlen: int) -> None:
         self._maxlen = maxlen
-        # Decisions, and plain runs as (first step, batch size, predicted s, realized s of each step).
-        self._entries: deque[DepthDecision | tuple[int, int, float, list[float]]] = deque(maxlen=maxlen)
+        self._entries: deque[Entry] = deque(maxlen=maxlen)
 
     def append(self, decision: DepthDecision) -> None:
         self._entries.append(decision)
@@ -137,21 +163,27 @@ class DecisionLog:
     def append_plain_run(self, first_step: int, batch_size: int, predicted_s: float, realized_s: list[float]) -> None:
         self._entries.append((first_step, batch_size, predicted_s, realized_s))
 
-    def decisions(self, pending: list[tuple[int, int, float, list[float]]] = ()) -> list[DepthDecision]:
-        """The last `maxlen` decisions, oldest first, with plain runs not yet appended (`pending`) at the end."""
+    def append_run(self, run: RecordRun) -> None:
+        self._entries.append(run)
+
+    def decisions(self, pending: Sequence[Entry] = ()) -> list[DepthDecision]:
+        """The last `maxlen` decisions, oldest first, with runs not yet appended (`pending`) at the end."""
         out: list[DepthDecision] = []
         for entry in [*self._entries, *pending]:
-            if isinstance(entry, DepthDecision):
-                out.append(entry)
-            else:
-                out.extend(_plain_run(*entry))
+            out.extend(_decisions(entry))
         return out[-self._maxlen:]
 
-    def last(self, pending: list[tuple[int, int, float, list[float]]] = ()) -> DepthDecision | None:
+    def last(self, pending: Sequence[Entry] = ()) -> DepthDecision | None:
         entry = pending[-1] if pending else (self._entries[-1] if self._entries else None)
-        if entry is None:
-            return None
-        return entry if isinstance(entry, DepthDecision) else _plain_run(*entry)[-1]
+        return None if entry is None else _decisions(entry)[-1]
+
+
+def _decisions(entry: Entry) -> list[DepthDecision]:
+    if isinstance(entry, DepthDecision):
+        return [entry]
+    if isinstance(entry, tuple):
+        return _plain_run(*entry)
+    return entry.decisions()
 
 
 def _plain_run(first_step: int, batch_size: int, predicted_s: float, realized_s: list[float]) -> list[DepthDecision]:

@@ -6,15 +6,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rollspec.scheduler.acceptance import AcceptanceEstimator
-from rollspec.scheduler.catch_up import CatchUpCost, excess_tokens
+from rollspec.scheduler.catch_up import CatchUpCost, excess_tokens, observe_step_costs
 from rollspec.scheduler.config import DepthConfig, DepthMode
 from rollspec.scheduler.cost_model import StepCostModel
-from rollspec.scheduler.decision import DecisionLog, DepthDecision, DepthStats
+from rollspec.scheduler.decision import DecisionLog, DepthDecision, DepthStats, Entry
 from rollspec.scheduler.hysteresis import hysteresis_depth
 from rollspec.scheduler.plain_run import PlainRun
 from rollspec.scheduler.probe import ProbePlanner
 from rollspec.scheduler.realized import RealizedCheck
 from rollspec.scheduler.standing import PlainLease, StandingChoice
+from rollspec.scheduler.steady import CatchUpSplit, SteadyRecords, SteadyRun
 from rollspec.scheduler.throughput import expected_tokens
 
 # Weight of the newest step in the mean excess catch-up width of steady speculation (admissions
@@ -88,7 +89,7 @@ class DepthScheduler:
         self._drain = 0.0  # mean rows lost per step (0 while admissions keep the batch full)
         self._last_batch_size = 0
         self._acceptance = AcceptanceEstimator(config.k_max, config.acceptance)
-        self._expected = expected_tokens(self.planning_alphas())
+        self._expected = expected_tokens(self._acceptance.planning_alphas(config.min_evidence_rows))
         self._plan_stale = False  # acceptance changed since _expected was planned
         self._reuse: StandingChoice | None = None  # the last greedy choice
         self._lease = PlainLease()  # the engine's copy of a standing plain choice (plain_lease)
@@ -101,6 +102,8 @@ class DepthScheduler:
         self._realized = RealizedCheck(config.realized) if config.check_realized else None
         self._history = DecisionLog(config.history_len)
         self._stats = DepthStats(num_steps_by_k=[0] * (config.k_max + 1))
+        self._steady = SteadyRun()  # steps of the standing speculative choice, not yet folded in (observe)
+        self._fold = getattr(cost_model, "observe_steady", None)  # without it (sim/'s models) every step is full
 
     @property
     def config(self) -> DepthConfig:
@@ -108,18 +111,21 @@ class DepthScheduler:
 
     @property
     def acceptance(self) -> AcceptanceEstimator:
+        self._fold_steady()
         return self._acceptance
 
     @property
     def cost_model(self) -> StepCostModel:
+        self._fold_steady()
         return self._cost
 
     @property
     def catch_up(self) -> CatchUpCost:
+        self._fold_steady()
         return self._catch_up
 
-    # The three views below read the quiet plain steps not yet flushed without flushing them: a rollout actor
-    # reads `stats` from another thread than the engine's, and must not move the scheduler's clocks.
+    # The three views below read the quiet plain steps and steady speculative steps not yet flushed without
+    # flushing them: a rollout actor reads `stats` from another thread than the engine's.
     @property
     def history(self) -> list[DepthDecision]:
         """The most recent decisions, oldest first (at most config.history_len)."""
@@ -134,12 +140,17 @@ class DepthScheduler:
     def stats(self) -> DepthStats:
         """A snapshot of the running totals."""
         stats = self._stats.copy()
-        for _, batch_size, predicted_s, realized_s in self._pending_runs():
-            stats.add_plain_run(batch_size, predicted_s, realized_s)
+        for run in self._pending_runs():
+            if isinstance(run, SteadyRecords):
+                run.add_to(stats)
+            else:
+                stats.add_plain_run(*run[1:])
         return stats
 
-    def _pending_runs(self) -> list[tuple[int, int, float, list[float]]]:
-        return self._plain_runs(self._plain.pending())
+    def _pending_runs(self) -> list[Entry]:
+        runs: list[Entry] = list(self._plain_runs(self._plain.pending()))
+        steady = self._steady.pending_records(self._fold, self._catch_up, self._expected) if len(self._steady) else None
+        return runs + [steady] if steady is not None else runs
 
     def _plain_runs(self, runs: list[tuple[int, list[float]]]) -> list[tuple[int, int, float, list[float]]]:
         """Quiet steps as (first step, batch size, predicted s, realized s of each) runs. Their prediction is read
@@ -152,22 +163,12 @@ class DepthScheduler:
 
     def predicted_tokens_per_s(self, batch_size: int) -> NDArray[np.float64]:
         """Predicted tokens/s of the whole batch for every k = 0 .. k_max, from the current estimates."""
+        self._fold_steady()
         return batch_size * self._current_expected() / self._cost.step_s(batch_size, self._config.k_max)
 
     def planning_alphas(self) -> NDArray[np.float64]:
-        """The acceptance the depth is planned with: the estimate, floored where evidence is thin at the
-        prior, and, for thin positions deeper than the deepest well-observed one, at that position's
-        estimate (conditional acceptance changes slowly with depth; on the zoo's EAGLE head at B = 1 it
-        is ~0.85 at positions 1-3, and planning positions 4-8 at the 0.6 prior kept k at 3 where 8 was
-        best: 0.75 of it). Planning a depth with them is how they get observed and corrected."""
-        alphas = self._acceptance.alphas
-        thin = self._acceptance.evidence < self._config.min_evidence_rows
-        floor = np.full_like(alphas, self._config.acceptance.prior_alpha)
-        solid = np.flatnonzero(~thin)
-        if solid.size:
-            deepest = int(solid[-1])
-            floor[deepest + 1:] = np.maximum(floor[deepest + 1:], alphas[deepest])
-        return np.where(thin, np.maximum(alphas, floor), alphas)
+        """The acceptance the depth is planned with (AcceptanceEstimator.planning_alphas)."""
+        return self.acceptance.planning_alphas(self._config.min_evidence_rows)
 
     def horizon_steps(self, batch_size: int) -> float:
         """Full-batch steps a catch-up paid now is spread over: catch_up_horizon_steps, or fewer if the batch drains.
@@ -178,7 +179,7 @@ class DepthScheduler:
         the zoo's draining batch, leaving plain decoding at B = 7-11 with a 28-35 token catch-up
         was planned over ~3 steps and the rows were gone after 1-2.)
         """
-        self._flush_quiet()
+        self._flush()
         horizon = self._config.catch_up_horizon_steps
         drain = self._drain  # with the rows lost since the last step, which observe has not counted yet
         if self._last_batch_size:
@@ -195,7 +196,7 @@ class DepthScheduler:
         if self._config.mode is DepthMode.FIXED or k_max == 0:
             return k_max
         self._reuse = None
-        self._flush_quiet()
+        self._flush()
         expected = self._current_expected()
         per_token_s = self._catch_up.per_token_s(batch_size)
         step_s = self._cost.step_s(batch_size, k_max).copy()
@@ -261,9 +262,15 @@ class DepthScheduler:
         if self._plain.is_quiet(batch_size, k, draft_time_s + target_time_s):  # recorded later (_flush_quiet)
             self._step += 1
             return
+        if k and self._is_steady(batch_size, k):  # folded in later (_fold_steady)
+            self._steady.add(self._step, batch_size, k, num_accepted, self._offered_catch_up, draft_time_s,
+                             target_time_s)
+            self._step += 1
+            self._offered_catch_up = 0
+            return
         assert 0 <= k <= self._config.k_max, (k, self._config.k_max)
         assert len(num_accepted) == batch_size, (len(num_accepted), batch_size)
-        self._flush_quiet()
+        self._flush()
         # Plain steps skip the array work (they accept nothing); at B = 1-4 each numpy call here costs
         # several microseconds inside the engine, on a step of ~1 ms.
         accepted = np.asarray(num_accepted, dtype=np.int64) if k > 0 else None
@@ -303,11 +310,46 @@ class DepthScheduler:
         else:
             self._acceptance.advance()
         if not is_switch:
-            self._observe_costs(batch_size, k, excess, catch_up_s, draft_time_s, target_time_s)
+            observe_step_costs(self._cost, self._catch_up, batch_size, k, excess, catch_up_s, draft_time_s,
+                               target_time_s)
         if k > 0:  # a plain step changes no acceptance estimate; the plan is redone when next needed
             self._plan_stale = True
             self._probe.scheduled(k, self._step)
         self._end_step(decision)
+
+    def _is_steady(self, batch_size: int, k: int) -> bool:
+        """Whether this step at k > 0 is steady speculation: the standing choice's (B, k) after a step at the same, not
+        a probe. It moves no decision before the next plan, which folds it in."""
+        reuse = self._reuse
+        return (self._fold is not None and reuse is not None and reuse.k == k == self._last_k
+                and reuse.batch_size == batch_size == self._last_batch_size and self._pending_probe is None)
+
+    def _flush(self) -> None:  # at most one kind is pending: each full step flushes both first
+        self._fold_steady()
+        self._flush_quiet()
+
+    def _fold_steady(self) -> None:
+        """Fold in the steady steps kept since the last flush as observe's full path would one by one (to rounding):
+        estimates, realized check, recurring catch-up (none), drain (no rows lost), probe clocks, records, totals."""
+        if not len(self._steady):
+            return
+        steps = self._steady.take()
+        b, k, n = steps.batch_size, steps.k, len(steps)
+        split = CatchUpSplit(self._catch_up, steps)
+        predicted_s = self._fold(b, k, steps.draft_s, steps.target_s, split=split)  # type: ignore[misc]
+        self._acceptance.observe_steps(k, steps.num_accepted)
+        for i, (excess, catch_up_s) in enumerate(zip(split.excess, split.catch_up_s)):
+            if self._realized is not None:
+                self._realized.observe(steps.first_step + i, b, k, steps.draft_s[i] + steps.target_s[i],
+                                       predicted_s[i] + catch_up_s)
+            self._recurring_excess += RECURRING_RATE * (excess - self._recurring_excess)
+            self._drain += DRAIN_RATE * (0 - self._drain)
+            self._probe.earn(1)
+        self._plan_stale = True
+        self._probe.scheduled(k, steps.first_step + n - 1)
+        records = SteadyRecords(steps, float(self._expected[k]), predicted_s, split.catch_up_s)
+        self._history.append_run(records)
+        records.add_to(self._stats)
 
     def _flush_quiet(self) -> None:
         """Record the quiet plain steps observed since the last flush and move what they move: the acceptance
@@ -341,7 +383,7 @@ class DepthScheduler:
 
     def notify_weights_changed(self) -> None:
         """Policy or draft weights changed: old acceptance evidence weighs less, deeper positions may be re-probed."""
-        self._flush_quiet()
+        self._flush()
         self._acceptance.discount(self._config.weight_change_keep)
         self._plan_stale = True
         self._reuse = None
@@ -350,24 +392,8 @@ class DepthScheduler:
         if self._realized is not None:
             self._realized.forget_speculative()
 
-    def _observe_costs(self, batch_size: int, k: int, excess: int, catch_up_s: float, draft_time_s: float,
-                       target_time_s: float) -> None:
-        """Split the measured drafting time between catch-up and drafting proper, each model learning its part.
-
-        Where the predicted catch-up is at least the predicted drafting, the step's residual
-        goes to the catch-up model and the drafting model is told its own prediction (no
-        information); otherwise the predicted catch-up is taken off before the drafting model
-        learns. One step thus never corrects both by the same error.
-        """
-        drafting_s = k * self._cost.draft_s(batch_size)
-        if catch_up_s > 0 and catch_up_s >= drafting_s:
-            self._catch_up.observe(batch_size, excess, draft_time_s - drafting_s)
-            draft_time_s = drafting_s
-        else:
-            draft_time_s = max(0.0, draft_time_s - catch_up_s)
-        self._cost.observe(batch_size, k, draft_time_s, target_time_s)
-
     def _current_expected(self) -> NDArray[np.float64]:
         if self._plan_stale:
-            self._expected, self._plan_stale = expected_tokens(self.planning_alphas()), False
+            alphas = self._acceptance.planning_alphas(self._config.min_evidence_rows)
+            self._expected, self._plan_stale = expected_tokens(alphas), False
         return self._expected

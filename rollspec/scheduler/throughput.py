@@ -18,11 +18,14 @@ from numpy.typing import ArrayLike, NDArray
 
 
 def expected_tokens(alphas: ArrayLike) -> NDArray[np.float64]:
-    """E[tokens | k] for k = 0 .. len(alphas), from conditional per-position acceptance."""
-    reach = np.cumprod(np.asarray(alphas, dtype=np.float64))
-    out = np.ones(reach.size + 1)
-    out[1:] += np.cumsum(reach)
-    return out
+    """E[tokens | k] for k = 0 .. len(alphas), from conditional per-position acceptance (in Python floats, the
+    products and sums in numpy's order: the depth scheduler computes this once per plan, on ~9 values)."""
+    out, reach, total = [1.0], 1.0, 0.0
+    for alpha in np.asarray(alphas, dtype=np.float64).tolist():
+        reach *= alpha
+        total += reach
+        out.append(1.0 + total)
+    return np.array(out)
 
 
 def step_time_s(draft_s: float, target_s_by_q: ArrayLike) -> NDArray[np.float64]:

@@ -1,0 +1,132 @@
+"""Steps of steady speculation kept as plain lists until the depth scheduler next needs them (DepthScheduler.observe).
+
+While a speculative choice stands at one (batch size, k) nothing these steps teach can change a decision: the
+engine is told the standing k without a plan (StandingChoice.holds), and the next plan reads the estimates
+only after folding these steps in. Their full path (a decision record, an acceptance update in numpy, the
+cost model, the realized check, probe clocks, the totals) cost ~85 us a step inside the engine on the zoo at
+B = 1 (EAGLE, k = 3-4, a step of ~1.2 ms); kept here a step costs a few list appends.
+"""
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rollspec.scheduler.catch_up import CatchUpCost
+from rollspec.scheduler.decision import DepthDecision, DepthStats
+
+
+@dataclass(frozen=True, slots=True)
+class SteadySteps:
+    """Consecutive steps from `first_step` at `batch_size` rows and depth `k`: per step the rows' accepted drafts,
+    the catch-up width offered, and the drafting and verify seconds."""
+
+    first_step: int
+    batch_size: int
+    k: int
+    num_accepted: list[list[int]]
+    catch_up_tokens: list[int]
+    draft_s: list[float]
+    target_s: list[float]
+
+    def __len__(self) -> int:
+        return len(self.draft_s)
+
+    def records(self, expected_k: float, predicted_s: list[float], catch_up_s: list[float]) -> list[DepthDecision]:
+        """The steps' decision records, given E[tokens | k] they were planned with and each one's predicted step time
+        and catch-up time."""
+        b, k = self.batch_size, self.k
+        return [DepthDecision(step=self.first_step + i, batch_size=b, k=k, is_probe=False, catch_up_tokens=width,
+                              predicted_tokens=b * expected_k, predicted_catch_up_s=catch_up,
+                              predicted_step_s=predicted + catch_up, realized_tokens=int(sum(accepted)) + b,
+                              realized_step_s=draft + target)
+                for i, (accepted, width, predicted, catch_up, draft, target) in enumerate(zip(
+                    self.num_accepted, self.catch_up_tokens, predicted_s, catch_up_s, self.draft_s, self.target_s))]
+
+
+class CatchUpSplit:
+    """catch_up.observe_step_costs's split of kept steps' drafting time, step by step inside CostModel.observe_steady:
+    the predicted catch-up beyond a steady step's width (recorded), and what the catch-up model learns."""
+
+    def __init__(self, catch_up: CatchUpCost, steps: SteadySteps) -> None:
+        self._catch_up, self._batch_size = catch_up, steps.batch_size
+        self.excess = [max(0, width - steps.k - 1) for width in steps.catch_up_tokens]
+        self.catch_up_s: list[float] = []
+
+    def __call__(self, i: int, drafting_s: float, draft_time_s: float) -> float:
+        excess = self.excess[i]
+        catch_up_s = self._catch_up.catch_up_s(self._batch_size, excess)
+        self.catch_up_s.append(catch_up_s)
+        if catch_up_s > 0 and catch_up_s >= drafting_s:
+            self._catch_up.observe(self._batch_size, excess, draft_time_s - drafting_s)
+            return drafting_s
+        return max(0.0, draft_time_s - catch_up_s)
+
+
+@dataclass(frozen=True, slots=True)
+class SteadyRecords:
+    """Folded steady steps as the decision log keeps them: records built when read."""
+
+    steps: SteadySteps
+    expected_k: float
+    predicted_s: list[float]  # the step at k, before its catch-up
+    catch_up_s: list[float]
+
+    def decisions(self) -> list[DepthDecision]:
+        return self.steps.records(self.expected_k, self.predicted_s, self.catch_up_s)
+
+    def add_to(self, stats: DepthStats) -> None:
+        """Count the steps in `stats` as DepthStats.add would one by one."""
+        s, b = self.steps, self.steps.batch_size
+        stats.add_steady_run(b, s.k, [int(sum(accepted)) + b for accepted in s.num_accepted], b * self.expected_k,
+                             [p + c for p, c in zip(self.predicted_s, self.catch_up_s)],
+                             [draft + target for draft, target in zip(s.draft_s, s.target_s)])
+
+
+class SteadyRun:
+    """The steady steps not yet folded in (at most one standing choice's: a plan folds them first)."""
+
+    def __init__(self) -> None:
+        self._first_step = 0
+        self._batch_size = 0
+        self._k = 0
+        self._accepted: list[list[int]] = []
+        self._catch_up: list[int] = []
+        self._draft_s: list[float] = []
+        self._target_s: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self._draft_s)
+
+    def add(self, step: int, batch_size: int, k: int, num_accepted: list[int], catch_up_tokens: int,
+            draft_s: float, target_s: float) -> None:
+        if not self._draft_s:
+            self._first_step, self._batch_size, self._k = step, batch_size, k
+        assert (batch_size, k) == (self._batch_size, self._k), (batch_size, k, self._batch_size, self._k)
+        self._accepted.append(num_accepted)
+        self._catch_up.append(catch_up_tokens)
+        self._draft_s.append(draft_s)
+        self._target_s.append(target_s)
+
+    def take(self) -> SteadySteps:
+        """The steps kept so far, now handed over."""
+        steps = SteadySteps(self._first_step, self._batch_size, self._k, self._accepted, self._catch_up,
+                            self._draft_s, self._target_s)
+        self._accepted, self._catch_up, self._draft_s, self._target_s = [], [], [], []
+        return steps
+
+    def pending_records(self, fold: Callable[..., list[float]], catch_up: CatchUpCost,
+                        expected: NDArray[np.float64]) -> SteadyRecords:
+        """The steps not yet folded in as records, their predictions read from `fold` (CostModel.observe_steady)
+        without applying it and from a copy of `catch_up`, E[tokens | k] from `expected`: a view, nothing changes."""
+        steps = self.pending()
+        split = CatchUpSplit(copy.deepcopy(catch_up), steps)
+        predicted_s = fold(steps.batch_size, steps.k, steps.draft_s, steps.target_s, split=split, apply=False)
+        return SteadyRecords(steps, float(expected[steps.k]), predicted_s, split.catch_up_s)
+
+    def pending(self) -> SteadySteps:
+        """The same without handing them over: safe to call from another thread than the one observing."""
+        return SteadySteps(self._first_step, self._batch_size, self._k, list(self._accepted), list(self._catch_up),
+                           list(self._draft_s), list(self._target_s))

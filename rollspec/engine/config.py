@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import torch
 
@@ -17,7 +18,9 @@ class EngineConfig:
     device: str = "cpu"
     dtype: str = "float32"
     seed: int = 0  # seeds requests that carry no seed of their own
-    share_prompt_prefill: bool = True  # requests admitted together with one prompt (a GRPO group) prefill it once
+    # Step times for the depth policy: "auto" = thread CPU time on a single-threaded CPU engine, else wall.
+    step_clock: Literal["auto", "thread", "wall"] = "auto"
+    share_prompt_prefill: bool = True  # a prompt another row holds under the same weights (a GRPO group) is not prefilled again
 
     @property
     def torch_dtype(self) -> torch.dtype:

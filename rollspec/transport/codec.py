@@ -29,7 +29,7 @@ from rollspec.transport.config import CodecLimits
 from rollspec.transport.dtypes import DTYPE_BY_CODE, DTYPE_CODES, tensor_buffer, tensor_from_buffer
 from rollspec.transport.errors import MessageRejected, RejectReason, SchemaError
 from rollspec.transport.registry import DEFAULT_REGISTRY, SchemaRegistry, schema_info
-from rollspec.transport.wire_types import split_head, values_decoder
+from rollspec.transport.wire_types import split_head, values_decoder, view_decoder
 
 TENSOR_EXT = 1
 SPLIT_TENSOR_EXT = 2
@@ -44,6 +44,7 @@ _ENCODER = msgspec.msgpack.Encoder()  # stateless between calls: shared by all t
 _COMPILED: dict[type, Any] = {}  # class -> (values decoder, builder, rows decoder), or None: Python path only
 _ROW_OF: dict[type, Any] = {}  # tensor-free class -> C-level getter of its field values as a tuple, or None
 _ROWS_HEAD = msgspec.msgpack.Decoder(tuple[Any, Any, list[msgspec.Raw]])
+_VIEWS: dict[type, Any] = {}  # class -> view decoder (wire_types.view_decoder), or None
 
 
 def encode_body(msg: Any, frame_bytes: int = 0) -> tuple[bytes, tuple[memoryview, ...]]:
@@ -178,6 +179,33 @@ def decode(frames: Sequence[Any], *, registry: SchemaRegistry = DEFAULT_REGISTRY
     if zlib.crc32(body) != _CRC.unpack_from(header)[0]:
         raise MessageRejected(RejectReason.CHECKSUM, f"header CRC mismatch ({body.nbytes} bytes)")
     return decode_body(body, frames[1:], registry=registry, limits=limits)
+
+
+def decode_view(header: Any, cls: type, limits: CodecLimits = DEFAULT_LIMITS) -> Any:
+    """A checked read-only view (same field names, same checks) of the standalone tensor-free message
+    in `header` (one frame) if it is a valid `cls`, else None: the caller then decodes it with decode(),
+    which returns whatever else it is or words the rejection. One C call where decode() runs the
+    header checks, the class lookup and the instance builder in Python: for protocol headers on the
+    per-message path (a Deliver at a consumer, an Ack at the broker)."""
+    decoder = _VIEWS[cls] if cls in _VIEWS else _view(cls)
+    if decoder is None or not _CRC.size <= len(header) <= limits.max_header_bytes + _CRC.size:
+        return None
+    try:
+        view = decoder.decode(header[_CRC.size:])[2]  # first: another type fails at its tag, before the CRC
+    except Exception:  # noqa: BLE001 - any refusal (incl. check()) defers to decode()'s verdict
+        return None
+    return view if zlib.crc32(header[_CRC.size:]) == _CRC.unpack_from(header)[0] else None
+
+
+def _view(cls: type) -> Any:
+    info = schema_info(cls)
+    decoder = None
+    if not info.may_hold_tensors:
+        fields = {f.name: dict(f.metadata) for f in dataclasses.fields(cls)}
+        decoder = view_decoder(cls, info.tag, info.version, get_type_hints(cls), [fields[n] for n in info.names],
+                               info.names)
+    _VIEWS[cls] = decoder
+    return decoder
 
 
 def decode_body(body: Any, frames: Sequence[Any], *, registry: SchemaRegistry = DEFAULT_REGISTRY,

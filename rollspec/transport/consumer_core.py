@@ -121,15 +121,18 @@ class ConsumerCore:
 
     def on_message(self, frames: list[zmq.Frame]) -> None:
         try:
-            msg = codec.decode([frames[0].buffer], limits=self.config.limits)
-            if type(msg) is Deliver:
-                if msg.confirmed or msg.confirmed_parcels:  # first: valid even if the body turns out damaged
-                    self._on_confirm(msg.confirmed, msg.confirmed_parcels)
-                self._on_deliver(msg, frames[1:])
-            elif type(msg) is AckConfirm:
-                self._on_confirm(msg.pairs, msg.parcels)
-            else:
-                raise MessageRejected(RejectReason.UNEXPECTED, f"{type(msg).__name__} sent to a consumer")
+            header = frames[0].buffer
+            msg = codec.decode_view(header, Deliver, self.config.limits)  # the common message, in one C call
+            if msg is None:
+                msg = codec.decode([header], limits=self.config.limits)
+                if type(msg) is AckConfirm:
+                    self._on_confirm(msg.pairs, msg.parcels)
+                    return
+                if type(msg) is not Deliver:
+                    raise MessageRejected(RejectReason.UNEXPECTED, f"{type(msg).__name__} sent to a consumer")
+            if msg.confirmed or msg.confirmed_parcels:  # first: valid even if the body turns out damaged
+                self._on_confirm(msg.confirmed, msg.confirmed_parcels)
+            self._on_deliver(msg, frames[1:])
         except MessageRejected as exc:
             # A damaged delivery is not acked: the broker sees it missing from our heartbeat and resends.
             with self.cond:
@@ -149,9 +152,11 @@ class ConsumerCore:
                 resend = _pairs(self.unconfirmed)
                 resend_parcels = list(self.unconfirmed_parcels)
         if acked or rejected or parcels:
-            self.loop.send(codec.encode(Ack(queue=self.queue, parcels=parcels, acked=_pairs(acked),
-                                            rejected=_pairs(token for token, _ in rejected),
-                                            reasons=[reason for _, reason in rejected])))
+            # Built from this core's own state (ints from tokens, reasons from RejectReason): no checks here;
+            # the broker checks it like any message.
+            self.loop.send(codec.encode_trusted(Ack, queue=self.queue, parcels=parcels, acked=_pairs(acked),
+                                                rejected=_pairs(token for token, _ in rejected),
+                                                reasons=[reason for _, reason in rejected]))
         if heartbeat:
             self._next_heartbeat = now + self.config.heartbeat_s
             self.loop.send(codec.encode(Heartbeat(

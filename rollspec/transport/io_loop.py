@@ -21,6 +21,31 @@ from rollspec.transport.peer_guard import PeerGuard
 
 log = logging.getLogger(__name__)
 MAX_BURST = 256  # messages received per poll wake-up before servicing timers again
+# pyzmq's own send_multipart / recv_multipart are Python over its Cython socket: a type check per frame,
+# enum flag arithmetic (Python-level IntFlag ops) per frame and a getsockopt per received frame cost more
+# than libzmq's part of a small send. These call the Cython methods with int flags instead.
+EVENTS, POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
+_NOBLOCK, _MORE = int(zmq.NOBLOCK), int(zmq.NOBLOCK | zmq.SNDMORE)
+_send, _recv = zmq.backend.Socket.send, zmq.backend.Socket.recv
+
+
+def send_frames(socket: zmq.Socket[Any], frames: list[Any]) -> None:
+    """socket.send_multipart(frames, flags=NOBLOCK, copy=False): zmq.Again if the peer has no room
+    (libzmq checks room at the first part only, so a multipart message goes whole or not at all)."""
+    last = len(frames) - 1
+    for i in range(last):
+        _send(socket, frames[i], _MORE, False)
+    _send(socket, frames[last], _NOBLOCK, False)
+
+
+def recv_frames(socket: zmq.Socket[Any]) -> list[zmq.Frame]:
+    """socket.recv_multipart(flags=NOBLOCK, copy=False) (zmq.Again if nothing is queued)."""
+    frame = _recv(socket, _NOBLOCK, False)
+    parts = [frame]
+    while frame.more:
+        frame = _recv(socket, _NOBLOCK, False)
+        parts.append(frame)
+    return parts
 
 
 class IoHandler(Protocol):
@@ -62,6 +87,7 @@ class IoLoop:
         self._wake_pending = False
         self._pipe_closed = False
         self._stopping = False
+        self._ended = False  # _run has returned (or is about to)
         self._thread = threading.Thread(target=self._run, name=f"rollspec-io-{name}", daemon=True)
         # Stop at interpreter exit even if the owner never closed us (a weak reference, so this hook
         # does not keep the loop alive).
@@ -86,7 +112,7 @@ class IoLoop:
         """Raise ChannelClosed if the loop has stopped (with its failure chained, if any)."""
         if self.failure is not None:
             raise ChannelClosed(f"{self.name}: I/O thread failed") from self.failure
-        if self._stopping or not self._thread.is_alive():
+        if self._stopping or self._ended:  # a flag, not Thread.is_alive(): this runs in every get / put
             raise ChannelClosed(f"{self.name}: closed")
 
     def refused(self) -> dict[str, int]:
@@ -113,7 +139,7 @@ class IoLoop:
 
     def _raw_send(self, frames: list[Any]) -> None:
         try:
-            self.socket.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
+            send_frames(self.socket, frames)
         except zmq.Again:
             self.send_failures += 1
         except zmq.ZMQError as exc:
@@ -134,8 +160,11 @@ class IoLoop:
             log.exception("%s: I/O thread failed", self.name)
             self.failure = exc
         finally:
-            with self._socket_owned():
-                self._close_all(linger_ms)
+            try:
+                with self._socket_owned():
+                    self._close_all(linger_ms)
+            finally:
+                self._ended = True
 
     def _socket_owned(self) -> AbstractContextManager[Any]:
         """Held around every use of the socket outside `_loop` (nothing to hold: only this thread uses it)."""
@@ -187,12 +216,12 @@ class IoLoop:
         socket, on_message = self.socket, self.handler.on_message
         for _ in range(MAX_BURST):
             try:
-                frames = socket.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                frames = recv_frames(socket)
             except zmq.Again:
                 return
             on_message(frames)
             # ZMQ_EVENTS says whether another message is queued: no zmq.Again raised to end each burst.
-            if not socket.get(zmq.EVENTS) & zmq.POLLIN:
+            if not socket.get(EVENTS) & POLLIN:
                 return
 
     def _drain_wake(self) -> None:

@@ -24,9 +24,9 @@ MAX_BURST = 256  # messages received per poll wake-up before servicing timers ag
 # pyzmq's own send_multipart / recv_multipart are Python over its Cython socket: a type check per frame,
 # enum flag arithmetic (Python-level IntFlag ops) per frame and a getsockopt per received frame cost more
 # than libzmq's part of a small send. These call the Cython methods with int flags instead.
-EVENTS, POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
+POLLIN = int(zmq.POLLIN)
 _NOBLOCK, _MORE = int(zmq.NOBLOCK), int(zmq.NOBLOCK | zmq.SNDMORE)
-_send, _recv = zmq.backend.Socket.send, zmq.backend.Socket.recv
+_send, _recv, _poll = zmq.backend.Socket.send, zmq.backend.Socket.recv, zmq.zmq_poll
 
 
 def send_frames(socket: zmq.Socket[Any], frames: list[Any]) -> None:
@@ -36,6 +36,13 @@ def send_frames(socket: zmq.Socket[Any], frames: list[Any]) -> None:
     for i in range(last):
         _send(socket, frames[i], _MORE, False)
     _send(socket, frames[last], _NOBLOCK, False)
+
+
+def is_readable(item: list[tuple[Any, int]]) -> bool:
+    """Whether a message is queued in the socket of item = [(socket, POLLIN)] now. zmq_poll with no
+    wait reads ZMQ_EVENTS inside libzmq (so it takes in pending commands like socket.get(zmq.EVENTS)
+    does) without pyzmq's per-call option lookup, a Python enum construction."""
+    return bool(_poll(item, 0))
 
 
 def recv_frames(socket: zmq.Socket[Any]) -> list[zmq.Frame]:
@@ -213,15 +220,15 @@ class IoLoop:
             self.guard.close()
 
     def _receive_burst(self) -> None:
-        socket, on_message = self.socket, self.handler.on_message
+        socket, on_message, item = self.socket, self.handler.on_message, [(self.socket, POLLIN)]
         for _ in range(MAX_BURST):
             try:
                 frames = recv_frames(socket)
             except zmq.Again:
                 return
             on_message(frames)
-            # ZMQ_EVENTS says whether another message is queued: no zmq.Again raised to end each burst.
-            if not socket.get(EVENTS) & POLLIN:
+            # Whether another message is queued: no zmq.Again raised to end each burst.
+            if not is_readable(item):
                 return
 
     def _drain_wake(self) -> None:

@@ -14,6 +14,7 @@ checkers, which alone decide what is rejected and why.
 """
 
 import dataclasses
+import math
 import operator
 import struct
 import zlib
@@ -36,6 +37,7 @@ SPLIT_TENSOR_EXT = 2
 _TENSOR_HEAD = struct.Struct("<IBB")  # frame index, dtype code, ndim; then ndim int64 dims
 _SPLIT_HEAD = struct.Struct("<IIBB")  # first frame index, frame count, dtype code, ndim; then ndim int64 dims
 _DIM = struct.Struct("<q")
+_DIMS: dict[int, struct.Struct] = {}  # ndim -> the dims' layout, built on first use
 _CRC = struct.Struct("<I")
 DEFAULT_LIMITS = CodecLimits()
 _MSGPACK_ERRORS = (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError,
@@ -45,6 +47,7 @@ _COMPILED: dict[type, Any] = {}  # class -> (values decoder, builder, rows decod
 _ROW_OF: dict[type, Any] = {}  # tensor-free class -> C-level getter of its field values as a tuple, or None
 _ROWS_HEAD = msgspec.msgpack.Decoder(tuple[Any, Any, list[msgspec.Raw]])
 _VIEWS: dict[type, Any] = {}  # class -> view decoder (wire_types.view_decoder), or None
+_TRUSTED: dict[type, tuple[str, int, tuple[str, ...]]] = {}  # class -> (tag, version, field names)
 
 
 def encode_body(msg: Any, frame_bytes: int = 0) -> tuple[bytes, tuple[memoryview, ...]]:
@@ -157,9 +160,15 @@ def encode_trusted(cls: type, **fields: Any) -> list[bytes]:
     """Frames of a tensor-free message of schema `cls` from its field values, without building or
     checking an instance: for protocol headers the sender builds from its own validated state on the
     hot path (one per segment). Receivers decode them through the full checks like any message."""
-    info = schema_info(cls)
-    body = _ENCODER.encode([info.tag, info.version, [fields[name] for name in info.names]])
+    head = _TRUSTED[cls] if cls in _TRUSTED else _trusted_head(cls)
+    body = _ENCODER.encode([head[0], head[1], list(map(fields.__getitem__, head[2]))])
     return [_CRC.pack(zlib.crc32(body)) + body]
+
+
+def _trusted_head(cls: type) -> tuple[str, int, tuple[str, ...]]:
+    info = schema_info(cls)
+    _TRUSTED[cls] = (info.tag, info.version, info.names)
+    return _TRUSTED[cls]
 
 
 def decode(frames: Sequence[Any], *, registry: SchemaRegistry = DEFAULT_REGISTRY,
@@ -325,10 +334,11 @@ def _check_sizes(body: Any, frames: Sequence[Any], limits: CodecLimits) -> list[
 
 def _tensor_from_ext(code: int, data: bytes, buffers: list[memoryview], used: list[bool],
                      limits: CodecLimits) -> torch.Tensor:
-    head = _SPLIT_HEAD if code == SPLIT_TENSOR_EXT else _TENSOR_HEAD
-    if code not in (TENSOR_EXT, SPLIT_TENSOR_EXT) or len(data) < head.size:
+    split = code == SPLIT_TENSOR_EXT
+    head = _SPLIT_HEAD if split else _TENSOR_HEAD
+    if (not split and code != TENSOR_EXT) or len(data) < head.size:
         raise MessageRejected(RejectReason.MALFORMED, f"unknown ext type {code} ({len(data)} bytes)")
-    if code == SPLIT_TENSOR_EXT:
+    if split:
         index, count, dtype_code, ndim = head.unpack_from(data)
         if count < 2:
             raise MessageRejected(RejectReason.MALFORMED, f"split tensor of {count} frame(s)")
@@ -339,28 +349,38 @@ def _tensor_from_ext(code: int, data: bytes, buffers: list[memoryview], used: li
     dtype = DTYPE_BY_CODE.get(dtype_code)
     if dtype is None:
         raise MessageRejected(RejectReason.MALFORMED, f"unknown tensor dtype code {dtype_code}")
-    if index + count > len(buffers) or any(used[index:index + count]):
+    if index + count > len(buffers) or (used[index] if count == 1 else any(used[index:index + count])):
         raise MessageRejected(RejectReason.MALFORMED, f"tensor frame {index} missing or referenced twice")
-    shape = tuple(_DIM.unpack_from(data, head.size + i * _DIM.size)[0] for i in range(ndim))
-    numel, span = 1, 1
-    for dim in shape:
-        if dim < 0:
-            raise MessageRejected(RejectReason.MALFORMED, f"negative tensor dimension in {shape}")
-        numel *= dim
-        span *= max(dim, 1)
+    shape = (_DIMS[ndim] if ndim in _DIMS else _dims(ndim)).unpack_from(data, head.size)  # one C call per tensor
+    if shape and min(shape) < 0:
+        raise MessageRejected(RejectReason.MALFORMED, f"negative tensor dimension in {shape}")
+    numel = math.prod(shape)
     nbytes = numel * dtype.itemsize
     # span bounds the strides too: an empty tensor of shape (0, 2**62, 2**62) holds no bytes, yet torch
     # overflows computing its strides (a RuntimeError, not a rejection, found by fuzzing).
+    span = numel if numel else math.prod([max(dim, 1) for dim in shape])
     if span * dtype.itemsize > limits.max_frame_bytes:
         raise MessageRejected(RejectReason.OVERSIZED, f"tensor {shape} spans {span * dtype.itemsize} bytes > "
                               f"{limits.max_frame_bytes}")
+    if count == 1:
+        part = buffers[index]
+        if nbytes != part.nbytes:
+            raise MessageRejected(RejectReason.MALFORMED, f"tensor {dtype} {shape} needs {nbytes} bytes, "
+                                  f"1 frame(s) hold {part.nbytes}")
+        used[index] = True
+        return tensor_from_buffer(part, dtype, shape)
     parts = buffers[index:index + count]
-    got = sum(part.nbytes for part in parts)
-    if nbytes != got or (count > 1 and not all(part.nbytes for part in parts)):
+    got = sum([part.nbytes for part in parts])
+    if nbytes != got or not all([part.nbytes for part in parts]):
         raise MessageRejected(RejectReason.MALFORMED, f"tensor {dtype} {shape} needs {nbytes} bytes, "
                               f"{count} frame(s) hold {got}")
     used[index:index + count] = [True] * count
-    return tensor_from_buffer(parts[0] if count == 1 else _join(parts, nbytes), dtype, shape)
+    return tensor_from_buffer(_join(parts, nbytes), dtype, shape)
+
+
+def _dims(ndim: int) -> struct.Struct:
+    _DIMS[ndim] = struct.Struct(f"<{ndim}q")
+    return _DIMS[ndim]
 
 
 def _join(parts: list[memoryview], nbytes: int) -> memoryview:

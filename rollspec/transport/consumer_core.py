@@ -96,7 +96,7 @@ class BoundedIds:
 
 
 class ConsumerCore:
-    """IoHandler of a consumer. Everything below `cond` is shared with the application thread."""
+    """IoHandler of a consumer. Everything below `lock` is shared with the application thread."""
 
     loop: IoLoop  # set by the endpoint right after the loop is built (the loop needs this handler first)
     service_after_message = False  # deliveries and confirmations queue nothing to send (re-acks of duplicates wake)
@@ -104,7 +104,7 @@ class ConsumerCore:
     def __init__(self, queue: str, config: ConsumerConfig) -> None:
         self.queue = queue
         self.config = config
-        self.cond = threading.Condition()
+        self.lock = threading.RLock()  # no waits on it: a plain lock (a Condition's `with` is Python-level)
         self.ready: deque[RawItem | PackedParcel] = deque()
         self.held: dict[str, int] = {}                   # delivered (or ready) and not yet acked -> token
         # parcel -> [segment, items not yet acked or rejected, acks go as pairs only]
@@ -135,28 +135,35 @@ class ConsumerCore:
             self._on_deliver(msg, frames[1:])
         except MessageRejected as exc:
             # A damaged delivery is not acked: the broker sees it missing from our heartbeat and resends.
-            with self.cond:
+            with self.lock:
                 self.reject_log.record(exc, log)
 
     def service(self, now: float) -> float:
-        with self.cond:
-            acked, self.acks = self.acks, []
-            parcels, self.parcel_acks = self.parcel_acks, []
-            rejected, self.rejects = self.rejects, []
-            self.unconfirmed.update(dict.fromkeys(acked))
-            self.unconfirmed.update(dict.fromkeys(token for token, _ in rejected))
-            self.unconfirmed_parcels.update(dict.fromkeys(parcels))
+        with self.lock:
+            # Lists swapped out only when non-empty (the common ack is one parcel and nothing else); an empty
+            # one is replaced by () so that an append after the lock is released cannot reach this Ack.
+            parcels, acked, rejected = self.parcel_acks or (), self.acks or (), self.rejects or ()
+            if parcels:
+                self.parcel_acks = []
+                self.unconfirmed_parcels.update(dict.fromkeys(parcels))
+            if acked:
+                self.acks = []
+                self.unconfirmed.update(dict.fromkeys(acked))
+            if rejected:
+                self.rejects = []
+                self.unconfirmed.update(dict.fromkeys([token for token, _ in rejected]))
             heartbeat = now >= self._next_heartbeat
             if heartbeat:
                 held = _pairs(self.parcels[t >> 32][0] << 32 | (t & _LOW) for t in self.held.values())
                 resend = _pairs(self.unconfirmed)
                 resend_parcels = list(self.unconfirmed_parcels)
-        if acked or rejected or parcels:
+        if parcels or acked or rejected:
             # Built from this core's own state (ints from tokens, reasons from RejectReason): no checks here;
             # the broker checks it like any message.
-            self.loop.send(codec.encode_trusted(Ack, queue=self.queue, parcels=parcels, acked=_pairs(acked),
-                                                rejected=_pairs(token for token, _ in rejected),
-                                                reasons=[reason for _, reason in rejected]))
+            self.loop.send(codec.encode_trusted(
+                Ack, queue=self.queue, parcels=parcels, acked=_pairs(acked) if acked else (),
+                rejected=_pairs(token for token, _ in rejected) if rejected else (),
+                reasons=[reason for _, reason in rejected] if rejected else ()))
         if heartbeat:
             self._next_heartbeat = now + self.config.heartbeat_s
             self.loop.send(codec.encode(Heartbeat(
@@ -171,7 +178,9 @@ class ConsumerCore:
     def settle(self, tokens: list[int]) -> None:
         """Account acks of held items (their tokens): whole parcels become parcel acks, the rest pairs."""
         parcels = self.parcels
-        for parcel, count in Counter(map(rshift, tokens, repeat(32))).items():
+        keys = set(map(rshift, tokens, repeat(32)))
+        counts = ((keys.pop(), len(tokens)),) if len(keys) == 1 else Counter(map(rshift, tokens, repeat(32))).items()
+        for parcel, count in counts:
             record = parcels.get(parcel)
             if record is None:
                 continue
@@ -199,7 +208,7 @@ class ConsumerCore:
 
     # --- internals ---------------------------------------------------------------------------------------
     def _on_confirm(self, pairs: list[int], parcels: list[int]) -> None:
-        with self.cond:
+        with self.lock:
             pop = self.unconfirmed.pop
             for k in range(0, len(pairs), 2):
                 pop(pairs[k] << 32 | pairs[k + 1], None)  # make_token, inlined
@@ -214,7 +223,7 @@ class ConsumerCore:
                                 packed=msg.packed)
         ids, segment, live = msg.ids, msg.segment, msg.live
         live_ids = ids if len(live) == len(ids) else [ids[i] for i in live]
-        with self.cond:
+        with self.lock:
             done, held = self.done.ids, self.held
             self.stats.received += len(live)
             unique = set(live_ids)

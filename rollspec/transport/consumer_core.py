@@ -63,36 +63,47 @@ def _tokens(parcel: int, indices: list[int]) -> list[int]:
 
 
 class BoundedIds:
-    """The last `capacity` ids added, for duplicate detection with bounded memory."""
+    """Ids added recently, for duplicate detection with bounded memory: at least the last `capacity`, at most
+    `capacity` plus one batch. Forgotten a whole batch (one add_many) at a time: a set difference in C
+    instead of a Python step per id once the window is full."""
 
     def __init__(self, capacity: int) -> None:
         self.ids: set[str] = set()
         """Read-only for callers (membership tests on the hot path skip a method call)."""
-        self._order: deque[str] = deque()
+        self._batches: deque[list[str]] = deque()
+        self._size = 0  # ids in _batches (== len(ids))
         self._capacity = capacity
 
     def add(self, msg_id: str) -> None:
-        """Remember msg_id, forgetting the oldest id beyond capacity."""
+        """Remember msg_id."""
         if msg_id not in self.ids:
-            self.ids.add(msg_id)
-            self._order.append(msg_id)
-            if len(self._order) > self._capacity:
-                self.ids.discard(self._order.popleft())
+            self._push([msg_id])
 
     def add_many(self, msg_ids: list[str]) -> None:
-        """add() each id, with the set and deque updated in bulk (ack_many's hot path)."""
+        """add() each id, as one batch (ack_many's hot path)."""
         unique = set(msg_ids)
         if len(unique) == len(msg_ids) and self.ids.isdisjoint(unique):  # the common case, in C
-            fresh = msg_ids
+            self._push(msg_ids)
         else:
             fresh = list(dict.fromkeys(msg_id for msg_id in msg_ids if msg_id not in self.ids))
-        self.ids.update(fresh)
-        self._order.extend(fresh)
-        while len(self._order) > self._capacity:
-            self.ids.discard(self._order.popleft())
+            if fresh:
+                self._push(fresh)
 
     def __contains__(self, msg_id: str) -> bool:
         return msg_id in self.ids
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _push(self, batch: list[str]) -> None:
+        self.ids.update(batch)
+        self._batches.append(batch)
+        self._size += len(batch)
+        batches = self._batches
+        while self._size - len(batches[0]) >= self._capacity:  # the rest still covers capacity
+            oldest = batches.popleft()
+            self.ids.difference_update(oldest)
+            self._size -= len(oldest)
 
 
 class ConsumerCore:

@@ -48,6 +48,7 @@ _ROW_OF: dict[type, Any] = {}  # tensor-free class -> C-level getter of its fiel
 _ROWS_HEAD = msgspec.msgpack.Decoder(tuple[Any, Any, list[msgspec.Raw]])
 _VIEWS: dict[type, Any] = {}  # class -> view decoder (wire_types.view_decoder), or None
 _TRUSTED: dict[type, tuple[str, int, tuple[str, ...]]] = {}  # class -> (tag, version, field names)
+_LAST_ROWS: dict[SchemaRegistry, Any] = {}  # registry -> (body decoder, builder) of the last packed class decoded
 
 
 def encode_body(msg: Any, frame_bytes: int = 0) -> tuple[bytes, tuple[memoryview, ...]]:
@@ -117,6 +118,14 @@ def decode_rows(blob: Any, count: int, *, registry: SchemaRegistry = DEFAULT_REG
     """The `count` items of a body made by encode_rows: validated instances, or a MessageRejected in
     place of each row that fails (worded exactly as decode_body would word it for that item alone)."""
     if len(blob) <= limits.max_header_bytes:
+        last = _LAST_ROWS.get(registry)  # a queue's segments are mostly of one class: try it first, one pass
+        if last is not None:
+            try:
+                rows = last[0].decode(blob)[2]
+                if len(rows) == count:
+                    return list(map(last[1], rows))
+            except Exception:  # noqa: BLE001 - another class, or refused: the paths below decide
+                pass
         try:
             tag, version, raw = split_head(blob)
             cls = registry.find((tag, version))
@@ -125,6 +134,7 @@ def decode_rows(blob: Any, count: int, *, registry: SchemaRegistry = DEFAULT_REG
                 rows_decoder, build = compiled[2]
                 rows = rows_decoder.decode(raw)
                 if len(rows) == count:
+                    _LAST_ROWS[registry] = compiled[3]
                     return list(map(build, rows))
         except Exception:  # noqa: BLE001 - any refusal: the row-by-row path below decides and words it
             pass
@@ -266,7 +276,7 @@ def _decode_compiled(body: Any, registry: SchemaRegistry) -> Any:
         compiled = _COMPILED[cls] if cls in _COMPILED else _compile(cls)
         if compiled is None:
             return None
-        decoder, build, _ = compiled
+        decoder, build = compiled[0], compiled[1]
         return build(decoder.decode(raw))
     except Exception:  # noqa: BLE001 - any refusal (incl. check()) defers to the Python path's verdict
         return None
@@ -304,7 +314,8 @@ def _compile(cls: type | None) -> Any:
     compiled = None
     if not info.may_hold_tensors:
         fields = {f.name: dict(f.metadata) for f in dataclasses.fields(cls)}
-        compiled = values_decoder(cls, get_type_hints(cls), [fields[n] for n in info.names], info.names)
+        compiled = values_decoder(cls, info.tag, info.version, get_type_hints(cls), [fields[n] for n in info.names],
+                                  info.names)
     _COMPILED[cls] = compiled
     return compiled
 

@@ -30,12 +30,12 @@ from rollspec.transport.dtypes import DTYPE_CODES, tensor_buffer
 from rollspec.transport.errors import MessageRejected, RejectReason, SchemaError
 from rollspec.transport.registry import DEFAULT_REGISTRY, SchemaRegistry, schema_info
 from rollspec.transport.tensor_frames import (
-    DIM,
     SPLIT_HEAD,
     SPLIT_TENSOR_EXT,
     TENSOR_EXT,
     TENSOR_HEAD,
     check_sizes,
+    dims_layout,
     tensor_from_ext,
 )
 from rollspec.transport.wire_types import split_head, values_decoder, view_decoder
@@ -69,7 +69,7 @@ def encode_body(msg: Any, frame_bytes: int = 0) -> tuple[bytes, tuple[memoryview
         if not isinstance(obj, torch.Tensor):
             raise SchemaError(f"{info.tag} field value", obj, "bool/int/float/str/bytes/list/dict/Tensor")
         buffer = tensor_buffer(obj)
-        dims = b"".join(DIM.pack(d) for d in obj.shape)
+        dims = dims_layout(obj.dim()).pack(*obj.shape)
         if 0 < frame_bytes < buffer.nbytes:
             head = SPLIT_HEAD.pack(len(frames), -(-buffer.nbytes // frame_bytes), DTYPE_CODES[obj.dtype], obj.dim())
             frames.extend(buffer[start:start + frame_bytes] for start in range(0, buffer.nbytes, frame_bytes))

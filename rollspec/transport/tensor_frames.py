@@ -58,7 +58,7 @@ def tensor_from_ext(code: int, data: bytes, buffers: list[memoryview], used: lis
         raise MessageRejected(RejectReason.MALFORMED, f"unknown tensor dtype code {dtype_code}")
     if index + count > len(buffers) or (used[index] if count == 1 else any(used[index:index + count])):
         raise MessageRejected(RejectReason.MALFORMED, f"tensor frame {index} missing or referenced twice")
-    shape = (_DIMS[ndim] if ndim in _DIMS else _dims(ndim)).unpack_from(data, head.size)  # one C call per tensor
+    shape = dims_layout(ndim).unpack_from(data, head.size)  # one C call per tensor
     if shape and min(shape) < 0:
         raise MessageRejected(RejectReason.MALFORMED, f"negative tensor dimension in {shape}")
     numel = math.prod(shape)
@@ -85,9 +85,12 @@ def tensor_from_ext(code: int, data: bytes, buffers: list[memoryview], used: lis
     return tensor_from_buffer(_join(parts, nbytes), dtype, shape)
 
 
-def _dims(ndim: int) -> struct.Struct:
-    _DIMS[ndim] = struct.Struct(f"<{ndim}q")
-    return _DIMS[ndim]
+def dims_layout(ndim: int) -> struct.Struct:
+    """The layout of a descriptor's ndim int64 dims (one struct call per tensor, cached per ndim)."""
+    layout = _DIMS.get(ndim)
+    if layout is None:
+        layout = _DIMS[ndim] = struct.Struct(f"<{ndim}q")
+    return layout
 
 
 def _join(parts: list[memoryview], nbytes: int) -> memoryview:

@@ -113,7 +113,11 @@ class IoLoop:
     def send(self, frames: list[Any]) -> None:
         """Queue `frames` for sending (I/O thread only). A full or unroutable peer drops the message:
         every protocol message is either resent on timeout or superseded by a later one."""
-        self.injector.send(frames, self._raw_send, time.monotonic())
+        if self._faulty:
+            self.injector.send(frames, self._raw_send, time.monotonic())
+        else:  # what the injector does without a plan, minus two calls per message
+            self.injector.counts.sent += 1
+            self._raw_send(frames)
 
     def check(self) -> None:
         """Raise ChannelClosed if the loop has stopped (with its failure chained, if any)."""

@@ -24,7 +24,7 @@ DTYPE_BY_NAME: dict[str, torch.dtype] = {name: dtype for dtype, name in DTYPE_NA
 
 def check_sendable(tensor: torch.Tensor, where: str = "tensor") -> None:
     """Raise SchemaError unless the tensor is on the CPU and of a wire dtype."""
-    if tensor.device.type != "cpu":
+    if not tensor.is_cpu:  # a bool, where tensor.device builds a device object (this runs per tensor sent)
         raise SchemaError(where, tensor.device, "a CPU tensor (move it with .cpu() before sending)")
     if tensor.dtype not in DTYPE_CODES:
         raise SchemaError(where, tensor.dtype, f"one of {sorted(DTYPE_NAMES.values())}")

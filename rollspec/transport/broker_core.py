@@ -14,7 +14,7 @@ from typing import Any, Callable, cast
 import zmq
 
 from rollspec.transport import segments
-from rollspec.transport.codec import decode, encode, encode_trusted
+from rollspec.transport.codec import decode, decode_view, encode, encode_trusted
 from rollspec.transport.config import CodecLimits, QueueConfig
 from rollspec.transport.credit_ledger import CreditLedger
 from rollspec.transport.errors import MessageRejected, RejectReason
@@ -75,8 +75,13 @@ class BrokerCore:
             return
         identity = frames[0].bytes
         try:
-            msg = decode([frames[1].buffer], limits=self.limits)
-            handler = self._handlers.get(type(msg))
+            header = frames[1].buffer
+            msg = decode_view(header, Ack, self.limits)  # a consumer's ack, the common message, in one C call
+            if msg is not None:
+                handler: Any = self._on_ack
+            else:
+                msg = decode([header], limits=self.limits)
+                handler = self._handlers.get(type(msg))
             if handler is None:
                 raise MessageRejected(RejectReason.UNEXPECTED, f"{type(msg).__name__} is not sent to a broker")
             hosted = self.hosted.get(msg.queue)

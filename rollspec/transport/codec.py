@@ -5,6 +5,7 @@ msgpack body, then the body [tag, version, [field values in declaration order]].
 field is msgpack ext type 1 holding (frame index, dtype code, shape); its bytes are frame 1 + index.
 A tensor larger than the sender's frame_bytes is ext type 2 holding (first frame index, frame count,
 dtype code, shape): its bytes are those frames back to back (joined into one buffer on receipt).
+Descriptors are read and checked in tensor_frames.py.
 Items inside a queue segment use the same body without the CRC prefix (the segment carries one CRC
 for all bodies). Nothing is ever pickled: only registered schema classes come out of decode.
 
@@ -21,21 +22,24 @@ from typing import Any, Sequence, get_type_hints
 
 import msgpack
 import msgspec
-import numpy
 import torch
 from msgpack import unpackb
 
 from rollspec.transport.config import CodecLimits
-from rollspec.transport.dtypes import DTYPE_BY_CODE, DTYPE_CODES, tensor_buffer, tensor_from_buffer
+from rollspec.transport.dtypes import DTYPE_CODES, tensor_buffer
 from rollspec.transport.errors import MessageRejected, RejectReason, SchemaError
 from rollspec.transport.registry import DEFAULT_REGISTRY, SchemaRegistry, schema_info
-from rollspec.transport.wire_types import split_head, values_decoder
+from rollspec.transport.tensor_frames import (
+    SPLIT_HEAD,
+    SPLIT_TENSOR_EXT,
+    TENSOR_EXT,
+    TENSOR_HEAD,
+    check_sizes,
+    dims_layout,
+    tensor_from_ext,
+)
+from rollspec.transport.wire_types import split_head, values_decoder, view_decoder
 
-TENSOR_EXT = 1
-SPLIT_TENSOR_EXT = 2
-_TENSOR_HEAD = struct.Struct("<IBB")  # frame index, dtype code, ndim; then ndim int64 dims
-_SPLIT_HEAD = struct.Struct("<IIBB")  # first frame index, frame count, dtype code, ndim; then ndim int64 dims
-_DIM = struct.Struct("<q")
 _CRC = struct.Struct("<I")
 DEFAULT_LIMITS = CodecLimits()
 _MSGPACK_ERRORS = (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError,
@@ -44,6 +48,9 @@ _ENCODER = msgspec.msgpack.Encoder()  # stateless between calls: shared by all t
 _COMPILED: dict[type, Any] = {}  # class -> (values decoder, builder, rows decoder), or None: Python path only
 _ROW_OF: dict[type, Any] = {}  # tensor-free class -> C-level getter of its field values as a tuple, or None
 _ROWS_HEAD = msgspec.msgpack.Decoder(tuple[Any, Any, list[msgspec.Raw]])
+_VIEWS: dict[type, Any] = {}  # class -> view decoder (wire_types.view_decoder), or None
+_TRUSTED: dict[type, tuple[str, int, tuple[str, ...]]] = {}  # class -> (tag, version, field names)
+_LAST_ROWS: dict[SchemaRegistry, Any] = {}  # registry -> (body decoder, builder) of the last packed class decoded
 
 
 def encode_body(msg: Any, frame_bytes: int = 0) -> tuple[bytes, tuple[memoryview, ...]]:
@@ -62,12 +69,12 @@ def encode_body(msg: Any, frame_bytes: int = 0) -> tuple[bytes, tuple[memoryview
         if not isinstance(obj, torch.Tensor):
             raise SchemaError(f"{info.tag} field value", obj, "bool/int/float/str/bytes/list/dict/Tensor")
         buffer = tensor_buffer(obj)
-        dims = b"".join(_DIM.pack(d) for d in obj.shape)
+        dims = dims_layout(obj.dim()).pack(*obj.shape)
         if 0 < frame_bytes < buffer.nbytes:
-            head = _SPLIT_HEAD.pack(len(frames), -(-buffer.nbytes // frame_bytes), DTYPE_CODES[obj.dtype], obj.dim())
+            head = SPLIT_HEAD.pack(len(frames), -(-buffer.nbytes // frame_bytes), DTYPE_CODES[obj.dtype], obj.dim())
             frames.extend(buffer[start:start + frame_bytes] for start in range(0, buffer.nbytes, frame_bytes))
             return msgpack.ExtType(SPLIT_TENSOR_EXT, head + dims)
-        head = _TENSOR_HEAD.pack(len(frames), DTYPE_CODES[obj.dtype], obj.dim())
+        head = TENSOR_HEAD.pack(len(frames), DTYPE_CODES[obj.dtype], obj.dim())
         frames.append(buffer)
         return msgpack.ExtType(TENSOR_EXT, head + dims)
 
@@ -113,6 +120,14 @@ def decode_rows(blob: Any, count: int, *, registry: SchemaRegistry = DEFAULT_REG
     """The `count` items of a body made by encode_rows: validated instances, or a MessageRejected in
     place of each row that fails (worded exactly as decode_body would word it for that item alone)."""
     if len(blob) <= limits.max_header_bytes:
+        last = _LAST_ROWS.get(registry)  # a queue's segments are mostly of one class: try it first, one pass
+        if last is not None:
+            try:
+                rows = last[0].decode(blob)[2]
+                if len(rows) == count:
+                    return list(map(last[1], rows))
+            except Exception:  # noqa: BLE001 - another class, or refused: the paths below decide
+                pass
         try:
             tag, version, raw = split_head(blob)
             cls = registry.find((tag, version))
@@ -121,6 +136,7 @@ def decode_rows(blob: Any, count: int, *, registry: SchemaRegistry = DEFAULT_REG
                 rows_decoder, build = compiled[2]
                 rows = rows_decoder.decode(raw)
                 if len(rows) == count:
+                    _LAST_ROWS[registry] = compiled[3]
                     return list(map(build, rows))
         except Exception:  # noqa: BLE001 - any refusal: the row-by-row path below decides and words it
             pass
@@ -156,9 +172,15 @@ def encode_trusted(cls: type, **fields: Any) -> list[bytes]:
     """Frames of a tensor-free message of schema `cls` from its field values, without building or
     checking an instance: for protocol headers the sender builds from its own validated state on the
     hot path (one per segment). Receivers decode them through the full checks like any message."""
-    info = schema_info(cls)
-    body = _ENCODER.encode([info.tag, info.version, [fields[name] for name in info.names]])
+    head = _TRUSTED[cls] if cls in _TRUSTED else _trusted_head(cls)
+    body = _ENCODER.encode([head[0], head[1], list(map(fields.__getitem__, head[2]))])
     return [_CRC.pack(zlib.crc32(body)) + body]
+
+
+def _trusted_head(cls: type) -> tuple[str, int, tuple[str, ...]]:
+    info = schema_info(cls)
+    _TRUSTED[cls] = (info.tag, info.version, info.names)
+    return _TRUSTED[cls]
 
 
 def decode(frames: Sequence[Any], *, registry: SchemaRegistry = DEFAULT_REGISTRY,
@@ -180,15 +202,42 @@ def decode(frames: Sequence[Any], *, registry: SchemaRegistry = DEFAULT_REGISTRY
     return decode_body(body, frames[1:], registry=registry, limits=limits)
 
 
+def decode_view(header: Any, cls: type, limits: CodecLimits = DEFAULT_LIMITS) -> Any:
+    """A checked read-only view (same field names, same checks) of the standalone tensor-free message
+    in `header` (one frame) if it is a valid `cls`, else None: the caller then decodes it with decode(),
+    which returns whatever else it is or words the rejection. One C call where decode() runs the
+    header checks, the class lookup and the instance builder in Python: for protocol headers on the
+    per-message path (a Deliver at a consumer, an Ack at the broker)."""
+    decoder = _VIEWS[cls] if cls in _VIEWS else _view(cls)
+    if decoder is None or not _CRC.size <= len(header) <= limits.max_header_bytes + _CRC.size:
+        return None
+    try:
+        view = decoder.decode(header[_CRC.size:])[2]  # first: another type fails at its tag, before the CRC
+    except Exception:  # noqa: BLE001 - any refusal (incl. check()) defers to decode()'s verdict
+        return None
+    return view if zlib.crc32(header[_CRC.size:]) == _CRC.unpack_from(header)[0] else None
+
+
+def _view(cls: type) -> Any:
+    info = schema_info(cls)
+    decoder = None
+    if not info.may_hold_tensors:
+        fields = {f.name: dict(f.metadata) for f in dataclasses.fields(cls)}
+        decoder = view_decoder(cls, info.tag, info.version, get_type_hints(cls), [fields[n] for n in info.names],
+                               info.names)
+    _VIEWS[cls] = decoder
+    return decoder
+
+
 def decode_body(body: Any, frames: Sequence[Any], *, registry: SchemaRegistry = DEFAULT_REGISTRY,
                 limits: CodecLimits = DEFAULT_LIMITS) -> Any:
     """Validated schema instance from a msgpack body and its tensor frames; MessageRejected on failure."""
     if frames:
-        buffers = _check_sizes(body, frames, limits)
+        buffers = check_sizes(body, frames, limits)
         used = [False] * len(buffers)
 
         def ext_hook(code: int, data: bytes) -> torch.Tensor:
-            return _tensor_from_ext(code, data, buffers, used, limits)
+            return tensor_from_ext(code, data, buffers, used, limits)
     else:
         if len(body) > limits.max_header_bytes:
             raise MessageRejected(RejectReason.OVERSIZED, f"body of {len(body)} bytes > {limits.max_header_bytes}")
@@ -229,7 +278,7 @@ def _decode_compiled(body: Any, registry: SchemaRegistry) -> Any:
         compiled = _COMPILED[cls] if cls in _COMPILED else _compile(cls)
         if compiled is None:
             return None
-        decoder, build, _ = compiled
+        decoder, build = compiled[0], compiled[1]
         return build(decoder.decode(raw))
     except Exception:  # noqa: BLE001 - any refusal (incl. check()) defers to the Python path's verdict
         return None
@@ -267,81 +316,11 @@ def _compile(cls: type | None) -> Any:
     compiled = None
     if not info.may_hold_tensors:
         fields = {f.name: dict(f.metadata) for f in dataclasses.fields(cls)}
-        compiled = values_decoder(cls, get_type_hints(cls), [fields[n] for n in info.names], info.names)
+        compiled = values_decoder(cls, info.tag, info.version, get_type_hints(cls), [fields[n] for n in info.names],
+                                  info.names)
     _COMPILED[cls] = compiled
     return compiled
 
 
 def _no_tensor_frames(code: int, data: bytes) -> Any:
     raise MessageRejected(RejectReason.MALFORMED, f"ext type {code} in a message without tensor frames")
-
-
-def _check_sizes(body: Any, frames: Sequence[Any], limits: CodecLimits) -> list[memoryview]:
-    body_bytes = len(body) if type(body) is bytes else memoryview(body).nbytes
-    if body_bytes > limits.max_header_bytes:
-        raise MessageRejected(RejectReason.OVERSIZED, f"body of {body_bytes} bytes > {limits.max_header_bytes}")
-    if not frames:
-        return []
-    if len(frames) > limits.max_frames:
-        raise MessageRejected(RejectReason.OVERSIZED, f"{len(frames)} frames > {limits.max_frames}")
-    buffers = [memoryview(f) for f in frames]
-    total = body_bytes
-    for buffer in buffers:
-        if buffer.nbytes > limits.max_frame_bytes:
-            raise MessageRejected(RejectReason.OVERSIZED, f"frame of {buffer.nbytes} bytes > {limits.max_frame_bytes}")
-        total += buffer.nbytes
-    if total > limits.max_message_bytes:
-        raise MessageRejected(RejectReason.OVERSIZED, f"message of {total} bytes > {limits.max_message_bytes}")
-    return [b if (b.format == "B" and b.ndim == 1) else b.cast("B") for b in buffers]
-
-
-def _tensor_from_ext(code: int, data: bytes, buffers: list[memoryview], used: list[bool],
-                     limits: CodecLimits) -> torch.Tensor:
-    head = _SPLIT_HEAD if code == SPLIT_TENSOR_EXT else _TENSOR_HEAD
-    if code not in (TENSOR_EXT, SPLIT_TENSOR_EXT) or len(data) < head.size:
-        raise MessageRejected(RejectReason.MALFORMED, f"unknown ext type {code} ({len(data)} bytes)")
-    if code == SPLIT_TENSOR_EXT:
-        index, count, dtype_code, ndim = head.unpack_from(data)
-        if count < 2:
-            raise MessageRejected(RejectReason.MALFORMED, f"split tensor of {count} frame(s)")
-    else:
-        (index, dtype_code, ndim), count = head.unpack_from(data), 1
-    if ndim > limits.max_ndim or len(data) != head.size + ndim * _DIM.size:
-        raise MessageRejected(RejectReason.MALFORMED, f"tensor descriptor with ndim {ndim} and {len(data)} bytes")
-    dtype = DTYPE_BY_CODE.get(dtype_code)
-    if dtype is None:
-        raise MessageRejected(RejectReason.MALFORMED, f"unknown tensor dtype code {dtype_code}")
-    if index + count > len(buffers) or any(used[index:index + count]):
-        raise MessageRejected(RejectReason.MALFORMED, f"tensor frame {index} missing or referenced twice")
-    shape = tuple(_DIM.unpack_from(data, head.size + i * _DIM.size)[0] for i in range(ndim))
-    numel, span = 1, 1
-    for dim in shape:
-        if dim < 0:
-            raise MessageRejected(RejectReason.MALFORMED, f"negative tensor dimension in {shape}")
-        numel *= dim
-        span *= max(dim, 1)
-    nbytes = numel * dtype.itemsize
-    # span bounds the strides too: an empty tensor of shape (0, 2**62, 2**62) holds no bytes, yet torch
-    # overflows computing its strides (a RuntimeError, not a rejection, found by fuzzing).
-    if span * dtype.itemsize > limits.max_frame_bytes:
-        raise MessageRejected(RejectReason.OVERSIZED, f"tensor {shape} spans {span * dtype.itemsize} bytes > "
-                              f"{limits.max_frame_bytes}")
-    parts = buffers[index:index + count]
-    got = sum(part.nbytes for part in parts)
-    if nbytes != got or (count > 1 and not all(part.nbytes for part in parts)):
-        raise MessageRejected(RejectReason.MALFORMED, f"tensor {dtype} {shape} needs {nbytes} bytes, "
-                              f"{count} frame(s) hold {got}")
-    used[index:index + count] = [True] * count
-    return tensor_from_buffer(parts[0] if count == 1 else _join(parts, nbytes), dtype, shape)
-
-
-def _join(parts: list[memoryview], nbytes: int) -> memoryview:
-    """The frames of a split tensor in one fresh writable buffer (memcpy in C, no torch threads). numpy.empty
-    is plain malloc, which reuses freed 4 MiB blocks: torch.empty mapped fresh pages every time (~680 page
-    faults and ~1.7 ms per 4 MiB join against ~10 and ~0.15-0.25 ms)."""
-    out = memoryview(numpy.empty(nbytes, dtype=numpy.uint8))
-    start = 0
-    for part in parts:
-        out[start:start + part.nbytes] = part
-        start += part.nbytes
-    return out

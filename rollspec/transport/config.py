@@ -51,7 +51,8 @@ class QueueConfig:
     max_attempts: int = 5
     """Deliveries of one item before it is dropped with reason 'max_attempts'."""
     dedup_window: int = 1 << 18
-    """Message ids remembered for ingress dedup; must exceed capacity by a wide margin."""
+    """Message ids remembered for ingress dedup (at least this many; forgotten one segment at a time);
+    must exceed capacity by a wide margin."""
     max_dropped_records: int = 10_000
 
     def __post_init__(self) -> None:
@@ -100,7 +101,8 @@ class ConsumerConfig:
     heartbeat_s: float = 1.0
     """Heartbeats keep this consumer's leases alive; keep it well under the queue's lease_s."""
     dedup_window: int = 1 << 16
-    """Acked message ids remembered so a redelivered item is acked again instead of processed twice."""
+    """Acked message ids remembered (at least this many; forgotten one ack batch at a time) so a redelivered
+    item is acked again instead of processed twice."""
     limits: CodecLimits = field(default_factory=CodecLimits)
 
     def __post_init__(self) -> None:

@@ -89,7 +89,7 @@ class ZmqConsumer(Receiver):
         goes to the broker as one number)."""
         core = self._core
         ids = list(map(_msg_id, deliveries))
-        with core.cond:
+        with core.lock:
             first = not (core.acks or core.parcel_acks)
             tokens = list(map(core.held.pop, ids, repeat(None)))
             if None in tokens:  # acked twice by the application: the first ack counts
@@ -102,7 +102,7 @@ class ZmqConsumer(Receiver):
 
     def stats(self) -> ConsumerStats:
         """Counters snapshot, including injected faults."""
-        with self._core.cond:
+        with self._core.lock:
             snapshot = ConsumerStats(**self._core.stats.as_dict())
             snapshot.held = len(self._core.held)
             snapshot.rejected = dict(self._core.reject_log.counts)
@@ -160,7 +160,7 @@ class ZmqConsumer(Receiver):
                     loop.pump(0.0 if core.ready else remaining)
                 finally:
                     loop.own.release()
-        with core.cond:
+        with core.lock:
             out, count, ready = [], 0, core.ready
             while ready and count < max_items:
                 entry = ready.popleft()
@@ -177,9 +177,11 @@ class ZmqConsumer(Receiver):
                 self._decode_packed(entry)  # type: ignore[arg-type]
         if not singles:
             return
-        fast = codec.decode_bodies_compiled([item[3] if not item[4] else b"" for item in singles],
-                                            registry=registry, limits=limits)
-        for item, msg in zip(singles, fast):
+        # Items with tensor frames go straight to decode_body: the compiled path is for tensor-free schemas.
+        fast = iter(codec.decode_bodies_compiled([item[3] for item in singles if not item[4]],
+                                                 registry=registry, limits=limits))
+        for item in singles:
+            msg = next(fast) if not item[4] else None
             delivery = _delivery((item[0], msg, item[2], item[1])) if msg is not None else self._decode(item)
             if delivery is not None:
                 out.append(delivery)
@@ -207,6 +209,6 @@ class ZmqConsumer(Receiver):
         return Delivery(msg_id, item, attempt, token)
 
     def _reject(self, msg_id: str, token: int, exc: MessageRejected) -> None:
-        with self._core.cond:
+        with self._core.lock:
             self._core.reject(msg_id, token, exc)
         self._loop.wake()

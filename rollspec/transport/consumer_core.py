@@ -63,40 +63,51 @@ def _tokens(parcel: int, indices: list[int]) -> list[int]:
 
 
 class BoundedIds:
-    """The last `capacity` ids added, for duplicate detection with bounded memory."""
+    """Ids added recently, for duplicate detection with bounded memory: at least the last `capacity`, at most
+    `capacity` plus one batch. Forgotten a whole batch (one add_many) at a time: a set difference in C
+    instead of a Python step per id once the window is full."""
 
     def __init__(self, capacity: int) -> None:
         self.ids: set[str] = set()
         """Read-only for callers (membership tests on the hot path skip a method call)."""
-        self._order: deque[str] = deque()
+        self._batches: deque[list[str]] = deque()
+        self._size = 0  # ids in _batches (== len(ids))
         self._capacity = capacity
 
     def add(self, msg_id: str) -> None:
-        """Remember msg_id, forgetting the oldest id beyond capacity."""
+        """Remember msg_id."""
         if msg_id not in self.ids:
-            self.ids.add(msg_id)
-            self._order.append(msg_id)
-            if len(self._order) > self._capacity:
-                self.ids.discard(self._order.popleft())
+            self._push([msg_id])
 
     def add_many(self, msg_ids: list[str]) -> None:
-        """add() each id, with the set and deque updated in bulk (ack_many's hot path)."""
+        """add() each id, as one batch (ack_many's hot path)."""
         unique = set(msg_ids)
         if len(unique) == len(msg_ids) and self.ids.isdisjoint(unique):  # the common case, in C
-            fresh = msg_ids
+            self._push(msg_ids)
         else:
             fresh = list(dict.fromkeys(msg_id for msg_id in msg_ids if msg_id not in self.ids))
-        self.ids.update(fresh)
-        self._order.extend(fresh)
-        while len(self._order) > self._capacity:
-            self.ids.discard(self._order.popleft())
+            if fresh:
+                self._push(fresh)
 
     def __contains__(self, msg_id: str) -> bool:
         return msg_id in self.ids
 
+    def __len__(self) -> int:
+        return self._size
+
+    def _push(self, batch: list[str]) -> None:
+        self.ids.update(batch)
+        self._batches.append(batch)
+        self._size += len(batch)
+        batches = self._batches
+        while self._size - len(batches[0]) >= self._capacity:  # the rest still covers capacity
+            oldest = batches.popleft()
+            self.ids.difference_update(oldest)
+            self._size -= len(oldest)
+
 
 class ConsumerCore:
-    """IoHandler of a consumer. Everything below `cond` is shared with the application thread."""
+    """IoHandler of a consumer. Everything below `lock` is shared with the application thread."""
 
     loop: IoLoop  # set by the endpoint right after the loop is built (the loop needs this handler first)
     service_after_message = False  # deliveries and confirmations queue nothing to send (re-acks of duplicates wake)
@@ -104,7 +115,7 @@ class ConsumerCore:
     def __init__(self, queue: str, config: ConsumerConfig) -> None:
         self.queue = queue
         self.config = config
-        self.cond = threading.Condition()
+        self.lock = threading.RLock()  # no waits on it: a plain lock (a Condition's `with` is Python-level)
         self.ready: deque[RawItem | PackedParcel] = deque()
         self.held: dict[str, int] = {}                   # delivered (or ready) and not yet acked -> token
         # parcel -> [segment, items not yet acked or rejected, acks go as pairs only]
@@ -121,37 +132,49 @@ class ConsumerCore:
 
     def on_message(self, frames: list[zmq.Frame]) -> None:
         try:
-            msg = codec.decode([frames[0].buffer], limits=self.config.limits)
-            if type(msg) is Deliver:
-                if msg.confirmed or msg.confirmed_parcels:  # first: valid even if the body turns out damaged
-                    self._on_confirm(msg.confirmed, msg.confirmed_parcels)
-                self._on_deliver(msg, frames[1:])
-            elif type(msg) is AckConfirm:
-                self._on_confirm(msg.pairs, msg.parcels)
-            else:
-                raise MessageRejected(RejectReason.UNEXPECTED, f"{type(msg).__name__} sent to a consumer")
+            header = frames[0].buffer
+            msg = codec.decode_view(header, Deliver, self.config.limits)  # the common message, in one C call
+            if msg is None:
+                msg = codec.decode([header], limits=self.config.limits)
+                if type(msg) is AckConfirm:
+                    self._on_confirm(msg.pairs, msg.parcels)
+                    return
+                if type(msg) is not Deliver:
+                    raise MessageRejected(RejectReason.UNEXPECTED, f"{type(msg).__name__} sent to a consumer")
+            if msg.confirmed or msg.confirmed_parcels:  # first: valid even if the body turns out damaged
+                self._on_confirm(msg.confirmed, msg.confirmed_parcels)
+            self._on_deliver(msg, frames[1:])
         except MessageRejected as exc:
             # A damaged delivery is not acked: the broker sees it missing from our heartbeat and resends.
-            with self.cond:
+            with self.lock:
                 self.reject_log.record(exc, log)
 
     def service(self, now: float) -> float:
-        with self.cond:
-            acked, self.acks = self.acks, []
-            parcels, self.parcel_acks = self.parcel_acks, []
-            rejected, self.rejects = self.rejects, []
-            self.unconfirmed.update(dict.fromkeys(acked))
-            self.unconfirmed.update(dict.fromkeys(token for token, _ in rejected))
-            self.unconfirmed_parcels.update(dict.fromkeys(parcels))
+        with self.lock:
+            # Lists swapped out only when non-empty (the common ack is one parcel and nothing else); an empty
+            # one is replaced by () so that an append after the lock is released cannot reach this Ack.
+            parcels, acked, rejected = self.parcel_acks or (), self.acks or (), self.rejects or ()
+            if parcels:
+                self.parcel_acks = []
+                self.unconfirmed_parcels.update(dict.fromkeys(parcels))
+            if acked:
+                self.acks = []
+                self.unconfirmed.update(dict.fromkeys(acked))
+            if rejected:
+                self.rejects = []
+                self.unconfirmed.update(dict.fromkeys([token for token, _ in rejected]))
             heartbeat = now >= self._next_heartbeat
             if heartbeat:
                 held = _pairs(self.parcels[t >> 32][0] << 32 | (t & _LOW) for t in self.held.values())
                 resend = _pairs(self.unconfirmed)
                 resend_parcels = list(self.unconfirmed_parcels)
-        if acked or rejected or parcels:
-            self.loop.send(codec.encode(Ack(queue=self.queue, parcels=parcels, acked=_pairs(acked),
-                                            rejected=_pairs(token for token, _ in rejected),
-                                            reasons=[reason for _, reason in rejected])))
+        if parcels or acked or rejected:
+            # Built from this core's own state (ints from tokens, reasons from RejectReason): no checks here;
+            # the broker checks it like any message.
+            self.loop.send(codec.encode_trusted(
+                Ack, queue=self.queue, parcels=parcels, acked=_pairs(acked) if acked else (),
+                rejected=_pairs(token for token, _ in rejected) if rejected else (),
+                reasons=[reason for _, reason in rejected] if rejected else ()))
         if heartbeat:
             self._next_heartbeat = now + self.config.heartbeat_s
             self.loop.send(codec.encode(Heartbeat(
@@ -166,7 +189,9 @@ class ConsumerCore:
     def settle(self, tokens: list[int]) -> None:
         """Account acks of held items (their tokens): whole parcels become parcel acks, the rest pairs."""
         parcels = self.parcels
-        for parcel, count in Counter(map(rshift, tokens, repeat(32))).items():
+        keys = set(map(rshift, tokens, repeat(32)))
+        counts = ((keys.pop(), len(tokens)),) if len(keys) == 1 else Counter(map(rshift, tokens, repeat(32))).items()
+        for parcel, count in counts:
             record = parcels.get(parcel)
             if record is None:
                 continue
@@ -194,7 +219,7 @@ class ConsumerCore:
 
     # --- internals ---------------------------------------------------------------------------------------
     def _on_confirm(self, pairs: list[int], parcels: list[int]) -> None:
-        with self.cond:
+        with self.lock:
             pop = self.unconfirmed.pop
             for k in range(0, len(pairs), 2):
                 pop(pairs[k] << 32 | pairs[k + 1], None)  # make_token, inlined
@@ -209,7 +234,7 @@ class ConsumerCore:
                                 packed=msg.packed)
         ids, segment, live = msg.ids, msg.segment, msg.live
         live_ids = ids if len(live) == len(ids) else [ids[i] for i in live]
-        with self.cond:
+        with self.lock:
             done, held = self.done.ids, self.held
             self.stats.received += len(live)
             unique = set(live_ids)

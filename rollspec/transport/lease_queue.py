@@ -82,7 +82,8 @@ class LeaseQueue:
         self._consumers: dict[Hashable, ConsumerState] = {}
         self._turn = 0
         self._seen: set[str] = set()
-        self._seen_order: deque[str] = deque()
+        self._seen_batches: deque[list[str]] = deque()  # forgotten a batch at a time (a set difference in C)
+        self._num_seen = 0
         self._parcels: dict[int, Parcel] = {}  # until their segment is done: late parcel acks still resolve
         self._next_seg = 0
         self._next_parcel = 0
@@ -95,24 +96,28 @@ class LeaseQueue:
 
     def offer(self, ids: list[str], sizes: list[int], payload: Any) -> int:
         """Enqueue a segment; ids seen before are dropped as duplicates. Returns the number of new items."""
-        seen, order = self._seen, self._seen_order
+        seen, batches = self._seen, self._seen_batches
         unique = set(ids)
         if len(unique) == len(ids) and seen.isdisjoint(unique):  # the common case, checked in bulk
             seen |= unique
-            order.extend(ids)
-            state, new = [READY] * len(ids), list(range(len(ids)))
+            batch, state, new = ids, [READY] * len(ids), list(range(len(ids)))
         else:
-            state, new = [], []
+            batch, state, new = [], [], []
             for i, msg_id in enumerate(ids):
                 if msg_id in seen:
                     state.append(DONE)
                     continue
                 seen.add(msg_id)
-                order.append(msg_id)
+                batch.append(msg_id)
                 state.append(READY)
                 new.append(i)
-        while len(order) > self.config.dedup_window:
-            seen.discard(order.popleft())
+        if batch:
+            batches.append(batch)
+            self._num_seen += len(batch)
+        while batches and self._num_seen - len(batches[0]) >= self.config.dedup_window:  # the rest still covers the window
+            oldest = batches.popleft()
+            seen.difference_update(oldest)
+            self._num_seen -= len(oldest)
         self.stats.duplicates_dropped += len(ids) - len(new)
         if new:
             segment = Segment(self._next_seg, ids, sizes, payload, state, [0] * len(ids), len(new))
@@ -121,7 +126,7 @@ class LeaseQueue:
             self._ready.append((segment, new))
             self.stats.enqueued += len(new)
             self.stats.depth += len(new)
-            self.stats.bytes_held += sum(sizes[i] for i in new)
+            self.stats.bytes_held += sum(sizes) if len(new) == len(ids) else sum([sizes[i] for i in new])
         return len(new)
 
     # --- consumers -------------------------------------------------------------------------------

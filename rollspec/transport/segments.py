@@ -76,6 +76,11 @@ class WirePayload:
 
 def pack(items: list[WireItem], checksum_tensors: bool) -> WirePayload:
     """Batch encoded items into one payload."""
+    if len(items) == 1:  # a large tensor's segment: one item, built without a pass per field
+        body, frames = items[0].body, list(items[0].frames)
+        return WirePayload(blob=body, blob_crc=zlib.crc32(body), sizes=[len(body)], nframes=[len(frames)],
+                           frames=frames, frame_crcs=[zlib.crc32(f) for f in frames] if checksum_tensors else [],
+                           first_frame=[0])
     blob = b"".join([item.body for item in items])
     frames = [f for item in items for f in item.frames]
     return WirePayload(

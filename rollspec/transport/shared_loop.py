@@ -23,7 +23,7 @@ from typing import Any, Callable
 import zmq
 
 from rollspec.transport.errors import ChannelClosed
-from rollspec.transport.io_loop import MAX_BURST, IoLoop
+from rollspec.transport.io_loop import MAX_BURST, IoLoop, is_readable, recv_frames
 
 _MAX_PUMP_S = 0.2  # the longest the application holds the socket in one poll: bounds a wake()'s delay
 _RETRY_S = 0.005    # the I/O thread's retry when the application held the socket as service was asked for
@@ -104,9 +104,9 @@ class SharedIoLoop(IoLoop):
     def _drain(self, limit: int = -1) -> bool:
         """Receive what is queued in the socket now (without waiting; at most `limit` messages if > 0);
         whether there was any."""
-        socket, on_message, received = self.socket, self.handler.on_message, False
-        while limit and socket.get(zmq.EVENTS) & zmq.POLLIN:
-            on_message(socket.recv_multipart(flags=zmq.NOBLOCK, copy=False))
+        socket, on_message, item, received = self.socket, self.handler.on_message, self._socket_item, False
+        while limit and is_readable(item):  # ZMQ_EVENTS, read inside libzmq (see settle)
+            on_message(recv_frames(socket))
             received, limit = True, limit - 1
         return received
 

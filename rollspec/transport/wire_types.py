@@ -31,19 +31,38 @@ def split_head(body: Any) -> tuple[str, int, msgspec.Raw]:
     return _HEAD.decode(body)
 
 
-def values_decoder(cls: type, hints: dict[str, Any], metas: list[dict[str, Any]],
-                   names: tuple[str, ...]) -> tuple[msgspec.msgpack.Decoder, Build, Any] | None:
-    """A decoder of the values array of `cls`, a builder of instances from its output, and a
-    (decoder, builder) pair for a list of such arrays (a packed segment's rows, decoded in one C call),
-    or None when some field has no exact msgspec equivalent (the codec then uses the Python checkers)."""
+def values_decoder(cls: type, tag: str, version: int, hints: dict[str, Any], metas: list[dict[str, Any]],
+                   names: tuple[str, ...]) -> tuple[msgspec.msgpack.Decoder, Build, Any, Any] | None:
+    """A decoder of the values array of `cls`, a builder of instances from its output, a (decoder,
+    builder) pair for a list of such arrays (a packed segment's rows, decoded in one C call) and one for
+    a whole packed body [tag, version, rows] of this class (one pass over it where splitting off the
+    head first parses the rows twice), or None when some field has no exact msgspec equivalent (the
+    codec then uses the Python checkers)."""
     try:
         fields = tuple(_wire_type(hints[name], meta, outer=True) for name, meta in zip(names, metas))
         decoder = msgspec.msgpack.Decoder(tuple[fields])  # type: ignore[valid-type]
         rows = msgspec.msgpack.Decoder(list[tuple[fields]])  # type: ignore[valid-type]
+        body = msgspec.msgpack.Decoder(tuple[Literal[tag], Literal[version], list[tuple[fields]]])  # type: ignore[valid-type]
     except (Unsupported, TypeError, ValueError):
         return None
     build = _builder(cls, names)
-    return decoder, build, (rows, build)
+    return decoder, build, (rows, build), (body, build)
+
+
+def view_decoder(cls: type, tag: str, version: int, hints: dict[str, Any], metas: list[dict[str, Any]],
+                 names: tuple[str, ...]) -> msgspec.msgpack.Decoder | None:
+    """A decoder of a whole body [tag, version, [values]] of `cls` into a view: a msgspec struct with
+    the class's field names, checked like the class (fields, then its check() run as __post_init__) in
+    one C call, with no per-field Python. For protocol headers on the hot path, whose receivers only
+    read fields. None when some field has no exact msgspec equivalent."""
+    try:
+        fields = [(name, _wire_type(hints[name], meta, outer=True)) for name, meta in zip(names, metas)]
+        namespace = {"__post_init__": cls.check} if callable(getattr(cls, "check", None)) else {}
+        view = msgspec.defstruct(f"{cls.__name__}View", fields, array_like=True, frozen=True, gc=False,
+                                 namespace=namespace)
+        return msgspec.msgpack.Decoder(tuple[Literal[tag], Literal[version], view])  # type: ignore[valid-type]
+    except (Unsupported, TypeError, ValueError):
+        return None
 
 
 def _wire_type(tp: Any, meta: dict[str, Any], outer: bool) -> Any:
@@ -81,7 +100,13 @@ def _builder(cls: type, names: tuple[str, ...]) -> Build:
     """Instance from already checked values: object.__new__ and slot stores, then check()."""
     env: dict[str, Any] = {"_new": object.__new__, "_set": object.__setattr__, "_cls": cls}
     lines = ["def build(v):", "    self = _new(_cls)"]
-    lines += [f"    _set(self, {name!r}, v[{i}])" for i, name in enumerate(names)]
+    for i, name in enumerate(names):
+        slot = cls.__dict__.get(name)
+        if type(slot) is types.MemberDescriptorType:  # a slot's own setter: a third cheaper than object.__setattr__
+            env[f"_s{i}"] = slot.__set__
+            lines.append(f"    _s{i}(self, v[{i}])")
+        else:
+            lines.append(f"    _set(self, {name!r}, v[{i}])")
     if callable(getattr(cls, "check", None)):
         lines.append("    self.check()")
     lines.append("    return self")

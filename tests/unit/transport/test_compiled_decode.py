@@ -107,3 +107,18 @@ def test_trusted_encoding_of_hot_protocol_headers_decodes_to_the_checked_message
     assert codec.decode(codec.encode_trusted(PutBatch, **put)) == PutBatch(**put)
     with pytest.raises(MessageRejected):  # the receiver still checks: a bad value is refused there
         codec.decode(codec.encode_trusted(Deliver, **(deliver | {"live": [0, 5]})))
+
+
+def test_packed_rows_of_alternating_classes_and_a_bad_row_after_a_good_body():
+    """decode_rows tries the last packed class first (one pass): another class, or a row the checks
+    refuse, must still come out exactly as the two-pass path makes it."""
+    prompts = [PromptItem(prompt_id=f"p{i}", group_id="g", sample_index=i, token_ids=[1, i], policy_version=0)
+               for i in range(3)]
+    queries = [WeightQuery(has_version=True, version=i) for i in range(2)]
+    for items in (prompts, queries, prompts, queries):
+        assert codec.decode_rows(codec.encode_rows(items), len(items)) == items
+    codec.decode_rows(codec.encode_rows(prompts), 3)
+    bad = msgpack.packb(["prompt", 1, [["p", "g", 0, [1], 0], ["p", "g", -1, [1], 0]]])  # sample_index < 0
+    out = codec.decode_rows(bad, 2)
+    assert out[0] == PromptItem(prompt_id="p", group_id="g", sample_index=0, token_ids=[1], policy_version=0)
+    assert type(out[1]) is MessageRejected and "sample_index" in str(out[1])

@@ -147,14 +147,7 @@ class Engine:
         # Each row's pending token sits at its cache length: exactly where this step writes.
         hidden_B1D = self.policy(self.tokens_SM[batch.rows_BT, batch.positions_BT], cache=self.cache, batch=batch)
         uniforms_B1 = self._uniforms(self.rows, 1)
-        tail = fused_tail(hidden_B1D, self.policy.lm_head, self.sampling, None, None, uniforms_B1)
-        if tail is not None:
-            _, tokens_B1, logprobs_B1 = tail
-        else:
-            logits_B1V = self.policy.cached_logits(hidden_B1D)
-            probs_B1V = processed_probs(logits_B1V, self.sampling)
-            tokens_B1 = sample_from(probs_B1V, uniforms_B1)
-            logprobs_B1 = token_logprobs(logits_B1V, probs_B1V, tokens_B1, self.sampling)
+        tokens_B1, logprobs_B1 = self._sample_next(hidden_B1D, self.sampling, uniforms_B1)
         self._store(batch, hidden_B1D, tokens_B1)
         tokens, logprobs = tokens_B1.tolist(), logprobs_B1.tolist()  # the step's one host sync
         for seq, token_1, logprob_1 in zip(self.rows, tokens, logprobs):
@@ -192,6 +185,17 @@ class Engine:
         return accepted
 
     # ----------------------------------------------------------------------------- helpers
+    def _sample_next(self, hidden_B1D: torch.Tensor, sampling: SamplingTensors,
+                     uniforms_B1: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row's next token and its logprob from the policy's final hidden state (decode, admission)."""
+        tail = fused_tail(hidden_B1D, self.policy.lm_head, sampling, None, None, uniforms_B1)
+        if tail is not None:
+            return tail[1], tail[2]
+        logits_B1V = self.policy.cached_logits(hidden_B1D)
+        probs_B1V = processed_probs(logits_B1V, sampling)
+        tokens_B1 = sample_from(probs_B1V, uniforms_B1)
+        return tokens_B1, token_logprobs(logits_B1V, probs_B1V, tokens_B1, sampling)
+
     def _batch(self, lens: list[int], *, num_tokens: int, row_start: int = 0) -> AttentionBatch:
         return AttentionBatch.build(row_start=row_start, cache_lens=lens, num_tokens=num_tokens,
                                     max_len=self.cache.max_len, device=self.tokens_SM.device,
@@ -268,14 +272,7 @@ class Engine:
         hidden_B1D = self.last_hidden_SD[start: start + count, None]
         sampling = SamplingTensors.from_params([s.request.params for s in seqs], self.tokens_SM.device)
         uniforms_B1 = self._uniforms(seqs, 1)
-        tail = fused_tail(hidden_B1D, self.policy.lm_head, sampling, None, None, uniforms_B1)
-        if tail is not None:
-            _, tokens_B1, logprobs_B1 = tail
-        else:
-            logits_B1V = self.policy.cached_logits(hidden_B1D)
-            probs_B1V = processed_probs(logits_B1V, sampling)
-            tokens_B1 = sample_from(probs_B1V, uniforms_B1)
-            logprobs_B1 = token_logprobs(logits_B1V, probs_B1V, tokens_B1, sampling)
+        tokens_B1, logprobs_B1 = self._sample_next(hidden_B1D, sampling, uniforms_B1)
         self.tokens_SM[torch.arange(start, start + count, device=last_B.device), last_B + 1] = tokens_B1[:, 0]
         for seq, n, token_1, logprob_1 in zip(seqs, prompt_lens, tokens_B1.tolist(), logprobs_B1.tolist()):
             seq.cache_len = n

@@ -42,14 +42,14 @@ class LinearDevice:
         return np.array([batch_size * expected[k] / self.step_s(batch_size, k) for k in range(k_max + 1)])
 
 
-class CountingCosts:
-    """A cost model that counts its `step_s` calls: one per plan, and one per full (not quiet) observe."""
+class StepByStep:
+    """A cost model's forwarding wrapper without `observe_steady`: the scheduler then takes every step's full path
+    (the path before steady steps were kept in bulk)."""
 
     def __init__(self, inner):
-        self.inner, self.num_step_s = inner, 0
+        self.inner = inner
 
     def step_s(self, batch_size, k_max):
-        self.num_step_s += 1
         return self.inner.step_s(batch_size, k_max)
 
     def draft_s(self, batch_size):
@@ -60,6 +60,18 @@ class CountingCosts:
 
     def observe(self, *args):
         self.inner.observe(*args)
+
+
+class CountingCosts(StepByStep):
+    """StepByStep counting its `step_s` calls: one per plan, and one per full (not quiet) observe."""
+
+    def __init__(self, inner):
+        super().__init__(inner)
+        self.num_step_s = 0
+
+    def step_s(self, batch_size, k_max):
+        self.num_step_s += 1
+        return super().step_s(batch_size, k_max)
 
 
 def run_steps(scheduler, device: LinearDevice, *, alphas, batch_size, num_steps, rng,
@@ -85,4 +97,5 @@ def run_steps(scheduler, device: LinearDevice, *, alphas, batch_size, num_steps,
 
 @pytest.fixture(scope="session")
 def synthetic():
-    return SimpleNamespace(LinearDevice=LinearDevice, run_steps=run_steps, CountingCosts=CountingCosts)
+    return SimpleNamespace(LinearDevice=LinearDevice, run_steps=run_steps, CountingCosts=CountingCosts,
+                           StepByStep=StepByStep)

@@ -22,25 +22,6 @@ RECORD_FIELDS = ("step", "batch_size", "k", "is_probe", "is_check", "catch_up_to
                  "realized_step_s", "predicted_tokens")
 
 
-class StepByStep:
-    """The same cost model without `observe_steady`: the scheduler then takes every step's full path (as before)."""
-
-    def __init__(self, inner):
-        self.inner = inner
-
-    def step_s(self, batch_size, k_max):
-        return self.inner.step_s(batch_size, k_max)
-
-    def draft_s(self, batch_size):
-        return self.inner.draft_s(batch_size)
-
-    def target_s(self, batch_size, q):
-        return self.inner.target_s(batch_size, q)
-
-    def observe(self, *args):
-        self.inner.observe(*args)
-
-
 class CountingModel(CostModel):
     """Counts `step_s` reads: one per plan and one per step taking the full path."""
 
@@ -78,7 +59,7 @@ def _schedulers(synthetic):
     config = DepthConfig(history_len=10_000)  # the whole run
     bulk = DepthScheduler(config, CountingModel.from_profile(target, draft), CatchUpCost(CATCH_UP))
     single_model = CountingModel.from_profile(target, draft)
-    single = DepthScheduler(config, StepByStep(single_model), CatchUpCost(CATCH_UP))
+    single = DepthScheduler(config, synthetic.StepByStep(single_model), CatchUpCost(CATCH_UP))
     return device, bulk, single, single_model
 
 

@@ -219,14 +219,18 @@ def decode_view(header: Any, cls: type, limits: CodecLimits = DEFAULT_LIMITS) ->
 
 
 def _view(cls: type) -> Any:
-    info = schema_info(cls)
-    decoder = None
-    if not info.may_hold_tensors:
-        fields = {f.name: dict(f.metadata) for f in dataclasses.fields(cls)}
-        decoder = view_decoder(cls, info.tag, info.version, get_type_hints(cls), [fields[n] for n in info.names],
-                               info.names)
-    _VIEWS[cls] = decoder
+    decoder = _VIEWS[cls] = _tensor_free_decoder(cls, view_decoder)
     return decoder
+
+
+def _tensor_free_decoder(cls: type, build: Any) -> Any:
+    """`build` (wire_types.view_decoder or values_decoder) applied to the class's schema, or None for a class
+    whose fields may hold tensors (those decode through the general path)."""
+    info = schema_info(cls)
+    if info.may_hold_tensors:
+        return None
+    fields = {f.name: dict(f.metadata) for f in dataclasses.fields(cls)}
+    return build(cls, info.tag, info.version, get_type_hints(cls), [fields[n] for n in info.names], info.names)
 
 
 def decode_body(body: Any, frames: Sequence[Any], *, registry: SchemaRegistry = DEFAULT_REGISTRY,
@@ -312,13 +316,7 @@ def decode_bodies_compiled(bodies: Sequence[Any], *, registry: SchemaRegistry = 
 def _compile(cls: type | None) -> Any:
     if cls is None:
         return None
-    info = schema_info(cls)
-    compiled = None
-    if not info.may_hold_tensors:
-        fields = {f.name: dict(f.metadata) for f in dataclasses.fields(cls)}
-        compiled = values_decoder(cls, info.tag, info.version, get_type_hints(cls), [fields[n] for n in info.names],
-                                  info.names)
-    _COMPILED[cls] = compiled
+    compiled = _COMPILED[cls] = _tensor_free_decoder(cls, values_decoder)
     return compiled
 
 

@@ -15,11 +15,10 @@ import torch
 
 from rollspec.engine import cpu_kernels
 from rollspec.engine.cached_forward import proj_weight_of
+from rollspec.engine.drafters.draws import MAX_KERNEL_VOCAB  # the same softmax kernel (processed_row)
 from rollspec.engine.sampler import SamplingTensors
 
 _F32 = torch.float32
-# processed_row calls scalar expf per token: on large vocabularies torch's vectorized softmax wins.
-MAX_VOCAB = 8192
 
 
 def fused_tail(hidden_BQD: torch.Tensor, lm_head: torch.nn.Linear, sampling: SamplingTensors,
@@ -34,7 +33,7 @@ def fused_tail(hidden_BQD: torch.Tensor, lm_head: torch.nn.Linear, sampling: Sam
     K = Q - 1
     weight = proj_weight_of(lm_head)
     V = weight.t.shape[1]
-    if not (weight.packed is not None and V <= MAX_VOCAB and hidden_BQD.dtype is _F32 and hidden_BQD.is_cpu
+    if not (weight.packed is not None and V <= MAX_KERNEL_VOCAB and hidden_BQD.dtype is _F32 and hidden_BQD.is_cpu
             and hidden_BQD.is_contiguous()
             and uniforms_BQ.dtype is _F32 and uniforms_BQ.is_contiguous() and uniforms_BQ.shape == (B, Q)
             and sampling.temperature_B.dtype is _F32 and (K == 0) == (draft_BK is None)):

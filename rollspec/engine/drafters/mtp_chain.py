@@ -36,7 +36,7 @@ def chain(heads: MTPHeads, policy: Decoder, state_BD: torch.Tensor, token_B: tor
             return False
         rows.append([f.embed_VD.data_ptr(), *(w.data_ptr() for w in weights), norm_D.data_ptr()])
         eps.append(float(f.eps))
-    inner = heads.layers[0]._folded(policy.embed_tokens).gate_up_DI.t.shape[1] // 2
+        inner = f.gate_up_DI.t.shape[1] // 2  # every head has the policy's MLP width
     heads_N5, eps_N = torch.tensor(rows, dtype=torch.long), torch.tensor(eps, dtype=_F32)
     x, normed, mm = (torch.empty(B, D, dtype=_F32) for _ in range(3))
     gate_up = torch.empty(B, 2 * inner, dtype=_F32)

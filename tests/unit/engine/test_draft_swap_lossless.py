@@ -14,14 +14,22 @@ from rollspec.engine.drafters.eagle import EagleDrafter
 from rollspec.engine.drafters.mtp import MTPDrafter
 from rollspec.engine.engine import Engine
 from rollspec.engine.exact_distribution import continuation_distribution, g_test_p_value
-from rollspec.engine.sampler import sample_from
 from rollspec.engine.sampling_params import SamplingParams
 from rollspec.engine.sequence import Request
 from rollspec.engine.verify import verify
 from rollspec.engine.weights import native_to_hf
 from rollspec.models.random_models import random_decoder, random_eagle_head, random_mtp_heads, tiny_config
 
-P_VALUE_FLOOR = 1e-4  # as in test_lossless_sampling: fixed seeds, bounded false alarms if they change
+from .conftest import (
+    BATCH,
+    CFG,
+    LENGTH,
+    NUM_SAMPLES,
+    P_VALUE_FLOOR,
+    PROMPT,
+    continuation_counts,
+    verify_without_residual,
+)
 
 
 def _drafter_and_versions(kind, policy, cfg, *, num_slots, max_len, dtype):
@@ -93,17 +101,7 @@ def test_greedy_with_draft_swaps_mid_generation_equals_plain(kind, greedy_policy
 
 
 # ------------------------------------------------------------------------------------------ sampling
-VOCAB, LENGTH, NUM_SAMPLES, BATCH = 8, 3, 12_000, 512
-CFG = tiny_config(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_heads=2, num_kv_heads=1)
-PROMPT = (1, 4, 2, 6)
 PARAMS = SamplingParams(temperature=1.0, max_new_tokens=LENGTH)
-
-
-def verify_without_residual(p_probs_BQV, q_probs_BKV, draft_BK, uniforms_BQ):
-    """Broken: after a rejection, resample from p instead of the residual max(p - q, 0)."""
-    num_accepted, _ = verify(p_probs_BQV, q_probs_BKV, draft_BK, uniforms_BQ)
-    rows = torch.arange(len(num_accepted))
-    return num_accepted, sample_from(p_probs_BQV[rows, num_accepted][:, None], uniforms_BQ[:, -1:])[:, 0]
 
 
 @pytest.fixture(scope="module")
@@ -123,11 +121,7 @@ def sample_counts_swapping(policy, kind, k, verifier=verify):
     engine = Engine(policy, config, drafter=drafter, depth=FixedDepth(k), verifier=verifier)
     requests = [Request(request_id=str(i), prompt_ids=PROMPT, params=PARAMS) for i in range(NUM_SAMPLES)]
     completions, num_swaps = generate_swapping(engine, requests, versions)
-    counts: dict[tuple[int, ...], int] = {}
-    for completion in completions:
-        counts[completion.token_ids] = counts.get(completion.token_ids, 0) + 1
-    num_rejected = sum(c.stats.num_drafted - c.stats.num_accepted for c in completions)
-    return counts, num_rejected, num_swaps
+    return (*continuation_counts(completions), num_swaps)
 
 
 @pytest.mark.parametrize("kind,k", [("draft_model", 2), ("eagle", 3), ("mtp", 2)])

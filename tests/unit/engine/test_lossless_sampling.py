@@ -3,7 +3,6 @@ the engine with speculation equals the exact plain-sampling distribution (enumer
 drafter and several sampling settings; the same test catches a deliberately broken verifier."""
 
 import pytest
-import torch
 
 from rollspec.engine.config import EngineConfig
 from rollspec.engine.depth import FixedDepth
@@ -13,23 +12,21 @@ from rollspec.engine.drafters.mtp import MTPDrafter
 from rollspec.engine.drafters.ngram import NgramDrafter
 from rollspec.engine.engine import Engine
 from rollspec.engine.exact_distribution import continuation_distribution, g_test_p_value
-from rollspec.engine.sampler import sample_from
 from rollspec.engine.sampling_params import SamplingParams
 from rollspec.engine.sequence import Request
 from rollspec.engine.verify import verify
-from rollspec.models.random_models import random_decoder, random_eagle_head, random_mtp_heads, tiny_config
+from rollspec.models.random_models import random_decoder, random_eagle_head, random_mtp_heads
 
-VOCAB, LENGTH, NUM_SAMPLES, BATCH = 8, 3, 12_000, 512
-CFG = tiny_config(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_heads=2, num_kv_heads=1)
-PROMPT = (1, 4, 2, 6)
-P_VALUE_FLOOR = 1e-4  # fixed seeds make each run deterministic; this bounds false alarms when seeds change
-
-
-def verify_without_residual(p_probs_BQV, q_probs_BKV, draft_BK, uniforms_BQ):
-    """Broken: after a rejection, resample from p instead of the residual max(p - q, 0)."""
-    num_accepted, _ = verify(p_probs_BQV, q_probs_BKV, draft_BK, uniforms_BQ)
-    rows = torch.arange(len(num_accepted))
-    return num_accepted, sample_from(p_probs_BQV[rows, num_accepted][:, None], uniforms_BQ[:, -1:])[:, 0]
+from .conftest import (
+    BATCH,
+    CFG,
+    LENGTH,
+    NUM_SAMPLES,
+    P_VALUE_FLOOR,
+    PROMPT,
+    continuation_counts,
+    verify_without_residual,
+)
 
 
 @pytest.fixture(scope="module")
@@ -52,12 +49,7 @@ def sample_counts(policy, drafter, params, k, verifier=verify, seed=0):
     config = EngineConfig(max_batch_size=BATCH, max_seq_len=16, k_max=8, seed=seed)
     engine = Engine(policy, config, drafter=drafter, depth=FixedDepth(k), verifier=verifier)
     requests = [Request(request_id=str(i), prompt_ids=PROMPT, params=params) for i in range(NUM_SAMPLES)]
-    counts: dict[tuple[int, ...], int] = {}
-    num_rejected = 0
-    for completion in engine.generate(requests):
-        counts[completion.token_ids] = counts.get(completion.token_ids, 0) + 1
-        num_rejected += completion.stats.num_drafted - completion.stats.num_accepted
-    return counts, num_rejected
+    return continuation_counts(engine.generate(requests))
 
 
 PARAMS = {

@@ -9,16 +9,12 @@ import random
 import re
 
 from rollspec.rl.tasks.example import PromptFormatError
-from rollspec.rl.tasks.task import Task
+from rollspec.rl.tasks.task import Task, random_number
 
 # Operand digit counts (lo, hi) per difficulty level.
 DIGITS_BY_DIFFICULTY = {1: (1, 2), 2: (1, 3), 3: (2, 4), 4: (3, 6), 5: (4, 8)}
 MAX_DIGITS = 30  # bounds the scratchpad of a hand-written prompt
 BODY = re.compile(rf"(\d{{1,{MAX_DIGITS}}})\+(\d{{1,{MAX_DIGITS}}})")
-
-
-def _number(rng: random.Random, num_digits: int) -> int:
-    return rng.randint(10 ** (num_digits - 1) if num_digits > 1 else 0, 10**num_digits - 1)
 
 
 class AdditionTask(Task):
@@ -30,7 +26,7 @@ class AdditionTask(Task):
     def sample_body(self, rng: random.Random, difficulty: int) -> str:
         """Two operands whose digit counts are drawn from the difficulty's range."""
         lo, hi = DIGITS_BY_DIFFICULTY[difficulty]
-        return f"{_number(rng, rng.randint(lo, hi))}+{_number(rng, rng.randint(lo, hi))}"
+        return f"{random_number(rng, rng.randint(lo, hi))}+{random_number(rng, rng.randint(lo, hi))}"
 
     def solve(self, body: str) -> tuple[str, str]:
         """Column sums with carries, then the sum."""

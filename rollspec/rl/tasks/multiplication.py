@@ -10,17 +10,13 @@ import random
 import re
 
 from rollspec.rl.tasks.example import PromptFormatError
-from rollspec.rl.tasks.task import Task
+from rollspec.rl.tasks.task import Task, random_number
 
 # Digit counts (lo, hi) of the multiplicand and the multiplier per difficulty level.
 MULTIPLICAND_DIGITS = {1: (1, 2), 2: (2, 2), 3: (2, 3), 4: (3, 4), 5: (3, 5)}
 MULTIPLIER_DIGITS = {1: (1, 1), 2: (1, 1), 3: (1, 2), 4: (2, 2), 5: (2, 3)}
 MAX_DIGITS = 12  # bounds the scratchpad of a hand-written prompt
 BODY = re.compile(rf"(\d{{1,{MAX_DIGITS}}})\*(\d{{1,{MAX_DIGITS}}})")
-
-
-def _number(rng: random.Random, num_digits: int) -> int:
-    return rng.randint(10 ** (num_digits - 1) if num_digits > 1 else 0, 10**num_digits - 1)
 
 
 class MultiplicationTask(Task):
@@ -31,8 +27,8 @@ class MultiplicationTask(Task):
 
     def sample_body(self, rng: random.Random, difficulty: int) -> str:
         """A multiplicand and a (shorter or equal) multiplier from the difficulty's ranges."""
-        a = _number(rng, rng.randint(*MULTIPLICAND_DIGITS[difficulty]))
-        b = _number(rng, rng.randint(*MULTIPLIER_DIGITS[difficulty]))
+        a = random_number(rng, rng.randint(*MULTIPLICAND_DIGITS[difficulty]))
+        b = random_number(rng, rng.randint(*MULTIPLIER_DIGITS[difficulty]))
         return f"{a}*{b}"
 
     def solve(self, body: str) -> tuple[str, str]:

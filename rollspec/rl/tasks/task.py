@@ -27,6 +27,11 @@ class TaskMismatchError(ValueError):
         self.task, self.example_task = task, example_task
 
 
+def random_number(rng: random.Random, num_digits: int) -> int:
+    """A uniformly drawn integer with exactly num_digits decimal digits (0 counts as one digit)."""
+    return rng.randint(10 ** (num_digits - 1) if num_digits > 1 else 0, 10**num_digits - 1)
+
+
 def check_difficulty(difficulty: object) -> int:
     """Return `difficulty` if it is a valid level, else raise DifficultyError."""
     if isinstance(difficulty, bool) or not isinstance(difficulty, int):

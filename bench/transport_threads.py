@@ -2,9 +2,12 @@
 process) or raw PUSH/PULL, paced or at full rate: where our fixed per-message cost sits.
 
     .venv/bin/python -m bench.transport_threads [--raw] [--size BYTES] [--rate MSG_PER_S] [--seconds S] [--batch N]
+                                                [--packed]
 
 Items are one tensor of --size bytes (the 4 MiB path, or 64 B: a message whose bytes cost nothing),
-put one segment per item, --batch items per put_many. --rate 0 = as fast as the queue takes them.
+put one segment per item, --batch items per put_many. With --packed, items are bench.transport's
+tensor-free 1 KB items instead (`--packed --size 1000 --rate 0 --batch 64 --count 200000`: the 1 KB
+path, --batch items per segment). --rate 0 = as fast as the queue takes them.
 CPU per message is every thread's scheduler run time (/proc/<pid>/task/*/schedstat, exact) over the
 timed span, by thread: app (the application thread), broker_io / our_io (our I/O threads),
 ZMQbg/IO/0 (libzmq's), python (pyzmq's zero-copy GC thread); also scheduler slices (wake-ups) and
@@ -101,7 +104,7 @@ def run(args: argparse.Namespace) -> dict:
     ctx = mp.get_context("spawn")
     total = int(args.rate * args.seconds) if args.rate > 0 else args.count
     report = ctx.Queue()
-    _, tensor_cls = _schemas()
+    item_cls, tensor_cls = _schemas()
     payload = torch.full((args.size,), 7, dtype=torch.uint8)
     names = {threading.get_native_id(): "app"}
     if args.raw:
@@ -129,8 +132,12 @@ def run(args: argparse.Namespace) -> dict:
         proc = ctx.Process(target=_consume, args=(broker.address, total, False, report))
         proc.start()
         report.get(timeout=120)
-        items = [tensor_cls(seq=i, data=payload) for i in range(total)]
-        sender = broker.sender("bench", ProducerConfig(batch_items=1))
+        if args.packed:
+            data = os.urandom(args.size)
+            items = [item_cls(seq=i, payload=data) for i in range(total)]
+        else:
+            items = [tensor_cls(seq=i, data=payload) for i in range(total)]
+        sender = broker.sender("bench", ProducerConfig(batch_items=args.batch if args.packed else 1))
         sender.put(items[0])
         time.sleep(0.05)
         before = _threads()
@@ -149,10 +156,14 @@ def run(args: argparse.Namespace) -> dict:
     send = _diff(before, after, names)
     sides = {"send": (send, total - 1), "recv": (recv, n_recv)}
     return {side: {label: {"cpu_us": run_ns / 1e3 / n, "slices": slices / n, "page_faults": faults / n}
-                   for label, (run_ns, slices, faults) in threads.items() if run_ns / 1e3 / n >= 0.5}
+                   for label, (run_ns, slices, faults) in threads.items() if run_ns / 1e3 / n >= 0.05}
             for side, (threads, n) in sides.items()} | {
         "msgs_per_s": (total - 1) / wall, "load_avg_1m": os.getloadavg()[0],
         "latency_us": {q: latencies[int(q / 100 * (len(latencies) - 1))] * 1e6 for q in (50, 90, 99)} if latencies else {}}
+
+
+def _us(value: float) -> str:
+    return f"{value:.2f}" if value < 100 else f"{value:.0f}"
 
 
 def main() -> None:
@@ -163,18 +174,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="paced duration")
     parser.add_argument("--count", type=int, default=800, help="messages when unpaced")
     parser.add_argument("--batch", type=int, default=1, help="items per put_many")
+    parser.add_argument("--packed", action="store_true", help="tensor-free items of --size payload bytes (packed segments)")
     args = parser.parse_args()
     out = run(args)
-    print(f"{'raw' if args.raw else 'ours'} size {args.size} rate {args.rate or 'unpaced'}: "
+    print(f"{'raw' if args.raw else 'ours'}{' packed' if args.packed else ''} size {args.size} rate {args.rate or 'unpaced'}: "
           f"{out['msgs_per_s']:.0f} msg/s, load {out['load_avg_1m']:.2f}")
     total = 0.0
     for side in ("send", "recv"):
         threads = sorted(out[side].items(), key=lambda kv: -kv[1]["cpu_us"])
         subtotal = sum(t["cpu_us"] for _, t in threads)
         total += subtotal
-        print(f"  {side}: {subtotal:.0f} us/msg  " + ", ".join(
-            f"{label} {t['cpu_us']:.0f} us / {t['slices']:.1f} sl / {t['page_faults']:.0f} pf" for label, t in threads))
-    print(f"  total {total:.0f} us/msg")
+        print(f"  {side}: {_us(subtotal)} us/msg  " + ", ".join(
+            f"{label} {_us(t['cpu_us'])} us / {t['slices']:.1f} sl / {t['page_faults']:.0f} pf" for label, t in threads))
+    print(f"  total {_us(total)} us/msg")
     if out["latency_us"]:  # put (first item of the put_many) to get_batch's return, for batch 1
         print("  put -> get latency us: " + ", ".join(f"p{q} {v:.0f}" for q, v in out["latency_us"].items()))
 

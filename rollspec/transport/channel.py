@@ -13,22 +13,29 @@ import itertools
 import threading
 import uuid
 from abc import ABC, abstractmethod
-from typing import Any, NamedTuple, Self, Sequence
+from typing import Any, Self, Sequence
+
+import msgspec
 
 from rollspec.transport.stats import ConsumerStats, ProducerStats
 
 
-class Delivery(NamedTuple):
+class Delivery(msgspec.Struct, frozen=True, gc=False):
     """One item handed to the application; ack it when its effects are durable downstream.
-    (A named tuple: one is built per item on the hot path.)"""
+
+    Not tracked by the cyclic garbage collector (gc=False): one is built per item on the hot path and
+    the application holds it for a while, so as a tracked object (a named tuple, before) it was
+    promoted to the oldest generation and set off full collections that walk the whole process (all of
+    torch's objects): ~1.5 us of CPU per 1 KB item, more than decoding it. Its fields hold the item and
+    plain values; never make a Delivery part of a reference cycle (e.g. stored inside its own item), as
+    the collector would not free that cycle."""
 
     msg_id: str
     item: Any
     attempt: int
     """1 on first delivery; higher after redelivery (lease expiry, loss in transit)."""
     token: int
-    """segment << 32 | index of the lease; opaque to the application (an int: no GC-tracked tuple
-    per item on the hot path)."""
+    """segment << 32 | index of the lease; opaque to the application."""
 
 
 def make_token(segment: int, index: int) -> int:

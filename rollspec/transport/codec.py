@@ -17,7 +17,6 @@ checkers, which alone decide what is rejected and why.
 import dataclasses
 import operator
 import struct
-import zlib
 from typing import Any, Sequence, get_type_hints
 
 import msgpack
@@ -25,6 +24,7 @@ import msgspec
 import torch
 from msgpack import unpackb
 
+from rollspec.transport.checksum import crc32
 from rollspec.transport.config import CodecLimits
 from rollspec.transport.dtypes import DTYPE_CODES, tensor_buffer
 from rollspec.transport.errors import MessageRejected, RejectReason, SchemaError
@@ -165,7 +165,7 @@ def _decode_rows_one_by_one(blob: Any, count: int, registry: SchemaRegistry, lim
 def encode(msg: Any) -> list[bytes | memoryview]:
     """Frames of a standalone message: CRC-prefixed header, then one frame per tensor."""
     body, frames = encode_body(msg)
-    return [_CRC.pack(zlib.crc32(body)) + body, *frames]
+    return [_CRC.pack(crc32(body)) + body, *frames]
 
 
 def encode_trusted(cls: type, **fields: Any) -> list[bytes]:
@@ -174,7 +174,7 @@ def encode_trusted(cls: type, **fields: Any) -> list[bytes]:
     hot path (one per segment). Receivers decode them through the full checks like any message."""
     head = _TRUSTED[cls] if cls in _TRUSTED else _trusted_head(cls)
     body = _ENCODER.encode([head[0], head[1], list(map(fields.__getitem__, head[2]))])
-    return [_CRC.pack(zlib.crc32(body)) + body]
+    return [_CRC.pack(crc32(body)) + body]
 
 
 def _trusted_head(cls: type) -> tuple[str, int, tuple[str, ...]]:
@@ -197,7 +197,7 @@ def decode(frames: Sequence[Any], *, registry: SchemaRegistry = DEFAULT_REGISTRY
     if header.nbytes < _CRC.size:
         raise MessageRejected(RejectReason.MALFORMED, f"header of {header.nbytes} bytes has no checksum")
     body = header[_CRC.size:]
-    if zlib.crc32(body) != _CRC.unpack_from(header)[0]:
+    if crc32(body) != _CRC.unpack_from(header)[0]:
         raise MessageRejected(RejectReason.CHECKSUM, f"header CRC mismatch ({body.nbytes} bytes)")
     return decode_body(body, frames[1:], registry=registry, limits=limits)
 
@@ -215,7 +215,7 @@ def decode_view(header: Any, cls: type, limits: CodecLimits = DEFAULT_LIMITS) ->
         view = decoder.decode(header[_CRC.size:])[2]  # first: another type fails at its tag, before the CRC
     except Exception:  # noqa: BLE001 - any refusal (incl. check()) defers to decode()'s verdict
         return None
-    return view if zlib.crc32(header[_CRC.size:]) == _CRC.unpack_from(header)[0] else None
+    return view if crc32(header[_CRC.size:]) == _CRC.unpack_from(header)[0] else None
 
 
 def _view(cls: type) -> Any:

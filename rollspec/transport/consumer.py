@@ -12,9 +12,8 @@
 import logging
 import time
 from collections import deque
-from functools import partial
 from itertools import repeat
-from operator import itemgetter
+from operator import attrgetter
 from typing import Sequence
 
 import zmq
@@ -32,8 +31,7 @@ from rollspec.transport.sockets import open_endpoint
 from rollspec.transport.stats import ConsumerStats
 
 log = logging.getLogger(__name__)
-_delivery = partial(tuple.__new__, Delivery)  # Delivery from a 4-tuple in C (its own constructor is Python)
-_msg_id, _token = itemgetter(0), itemgetter(3)
+_msg_id = attrgetter("msg_id")
 
 
 class ZmqConsumer(Receiver):
@@ -182,7 +180,7 @@ class ZmqConsumer(Receiver):
                                                  registry=registry, limits=limits))
         for item in singles:
             msg = next(fast) if not item[4] else None
-            delivery = _delivery((item[0], msg, item[2], item[1])) if msg is not None else self._decode(item)
+            delivery = Delivery(item[0], msg, item[2], item[1]) if msg is not None else self._decode(item)
             if delivery is not None:
                 out.append(delivery)
 
@@ -191,13 +189,13 @@ class ZmqConsumer(Receiver):
         if len(parcel.rows) != parcel.count:
             items = [items[i] for i in parcel.rows]
         if MessageRejected not in set(map(type, items)):
-            self._decoded.extend(map(_delivery, zip(parcel.ids, items, parcel.attempts, parcel.tokens)))
+            self._decoded.extend(map(Delivery, parcel.ids, items, parcel.attempts, parcel.tokens))
             return
         for msg_id, item, attempt, token in zip(parcel.ids, items, parcel.attempts, parcel.tokens):
             if type(item) is MessageRejected:
                 self._reject(msg_id, token, item)
             else:
-                self._decoded.append(_delivery((msg_id, item, attempt, token)))
+                self._decoded.append(Delivery(msg_id, item, attempt, token))
 
     def _decode(self, raw: RawItem) -> Delivery | None:
         msg_id, token, attempt, body, frames = raw

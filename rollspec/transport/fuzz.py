@@ -16,7 +16,6 @@ import random
 import struct
 import time
 import tracemalloc
-import zlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, cast
 
@@ -26,6 +25,7 @@ import zmq
 
 from rollspec.transport import codec, segments
 from rollspec.transport.broker_core import BrokerCore
+from rollspec.transport.checksum import crc32
 from rollspec.transport.config import BroadcastConfig, ConsumerConfig, ProducerConfig, QueueConfig
 from rollspec.transport.consumer_core import ConsumerCore
 from rollspec.transport.errors import MessageRejected
@@ -66,7 +66,7 @@ class _Outbox:
 
 
 def _with_crc(body: bytes) -> bytes:
-    return struct.pack("<I", zlib.crc32(body)) + body
+    return struct.pack("<I", crc32(body)) + body
 
 
 def _segment(ids: list[str], header: type) -> Frames:

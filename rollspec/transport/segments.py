@@ -11,12 +11,12 @@ otherwise halve large-tensor throughput on a link (loopback, TCP) that already c
 """
 
 import time
-import zlib
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Sequence
 
 from rollspec.transport import codec
+from rollspec.transport.checksum import crc32
 from rollspec.transport.errors import BackPressureTimeout, MessageRejected, RejectReason
 
 PARTIAL_AFTER_S = 0.05
@@ -78,18 +78,18 @@ def pack(items: list[WireItem], checksum_tensors: bool) -> WirePayload:
     """Batch encoded items into one payload."""
     if len(items) == 1:  # a large tensor's segment: one item, built without a pass per field
         body, frames = items[0].body, list(items[0].frames)
-        return WirePayload(blob=body, blob_crc=zlib.crc32(body), sizes=[len(body)], nframes=[len(frames)],
-                           frames=frames, frame_crcs=[zlib.crc32(f) for f in frames] if checksum_tensors else [],
+        return WirePayload(blob=body, blob_crc=crc32(body), sizes=[len(body)], nframes=[len(frames)],
+                           frames=frames, frame_crcs=[crc32(f) for f in frames] if checksum_tensors else [],
                            first_frame=[0])
     blob = b"".join([item.body for item in items])
     frames = [f for item in items for f in item.frames]
     return WirePayload(
         blob=blob,
-        blob_crc=zlib.crc32(blob),
+        blob_crc=crc32(blob),
         sizes=[len(item.body) for item in items],
         nframes=[len(item.frames) for item in items],
         frames=frames,
-        frame_crcs=[zlib.crc32(f) for f in frames] if checksum_tensors else [],
+        frame_crcs=[crc32(f) for f in frames] if checksum_tensors else [],
         first_frame=_offsets([len(item.frames) for item in items]),
     )
 
@@ -183,7 +183,7 @@ def packed(body: bytes, count: int) -> WirePayload:
     """Payload of a packed body of `count` rows; per-item sizes are equal shares of it (for byte windows)."""
     share, extra = divmod(len(body), count)
     sizes = [share + 1] * extra + [share] * (count - extra)
-    return WirePayload(blob=body, blob_crc=zlib.crc32(body), sizes=sizes, nframes=[0] * count, frames=[],
+    return WirePayload(blob=body, blob_crc=crc32(body), sizes=sizes, nframes=[0] * count, frames=[],
                        frame_crcs=[], first_frame=[0] * count, packed=True)
 
 
@@ -194,7 +194,7 @@ def receive(blob: Any, frames: list[Any], *, blob_crc: int, sizes: list[int], nf
     blob_view = memoryview(blob)
     if blob_view.nbytes != sum(sizes):
         raise MessageRejected(RejectReason.MALFORMED, f"blob of {blob_view.nbytes} bytes, sizes sum to {sum(sizes)}")
-    if zlib.crc32(blob_view) != blob_crc:
+    if crc32(blob_view) != blob_crc:
         raise MessageRejected(RejectReason.CHECKSUM, f"segment body CRC mismatch ({blob_view.nbytes} bytes)")
     if packed and (any(nframes) or frames):
         raise MessageRejected(RejectReason.MALFORMED, "a packed segment with tensor frames")
@@ -203,7 +203,7 @@ def receive(blob: Any, frames: list[Any], *, blob_crc: int, sizes: list[int], nf
         raise MessageRejected(RejectReason.MALFORMED,
                               f"{len(frames)} frames / {len(frame_crcs)} CRCs for items needing {expected}")
     for n, (frame, crc) in enumerate(zip(frames, frame_crcs)):
-        if zlib.crc32(frame) != crc:
+        if crc32(frame) != crc:
             raise MessageRejected(RejectReason.CHECKSUM, f"tensor frame {n} CRC mismatch")
     first_frame, total = [0] * len(sizes), 0
     if expected:

@@ -1,10 +1,9 @@
 """Flat layout of a weight version: tensors at 64-byte aligned offsets in one uint8 buffer, cut into
 fixed-size chunks with a CRC32 each. The publisher snapshots into it; subscribers rebuild views."""
 
-import zlib
-
 import torch
 
+from rollspec.transport.checksum import crc32
 from rollspec.transport.dtypes import DTYPE_BY_NAME, DTYPE_NAMES, check_sendable, tensor_buffer
 from rollspec.transport.schemas import WeightManifest
 
@@ -30,7 +29,7 @@ def pack_weights(version: int, weights: dict[str, torch.Tensor],
         end = offset + source.nbytes
         view[offset:end] = source  # a plain memcpy: torch's copy_ ran 10x slower here for byte views
         view[end:-(-end // ALIGN) * ALIGN] = bytes(-end % ALIGN)
-    crcs = [zlib.crc32(view[start:start + chunk_bytes]) for start in range(0, total, chunk_bytes)]
+    crcs = [crc32(view[start:start + chunk_bytes]) for start in range(0, total, chunk_bytes)]
     manifest = WeightManifest(version=version, total_bytes=total, chunk_bytes=chunk_bytes, chunk_crcs=crcs,
                               names=names, dtypes=dtypes, shapes=shapes, offsets=offsets)
     return manifest, flat

@@ -12,7 +12,6 @@ the latest complete version, not every version.
 import logging
 import threading
 import time
-import zlib
 from collections import deque
 
 import torch
@@ -20,6 +19,7 @@ import zmq
 
 from rollspec.transport import codec
 from rollspec.transport.broadcast import WeightSink
+from rollspec.transport.checksum import crc32
 from rollspec.transport.config import BroadcastConfig
 from rollspec.transport.errors import MessageRejected, RejectReason
 from rollspec.transport.faults import NO_FAULTS, FaultPlan
@@ -139,9 +139,9 @@ class SubscriberCore:
         digests = fetch.digests if fetch is not None and chunk.version == fetch.manifest.version else []
         if chunk.index < len(digests):
             if not chunk_matches(data, digests[chunk.index]):  # the signed digest replaces the CRC check
-                self._on_digest_mismatch(chunk, zlib.crc32(data))
+                self._on_digest_mismatch(chunk, crc32(data))
                 return
-        elif zlib.crc32(data) != chunk.crc:  # checked first: damage is counted even on stale chunks
+        elif crc32(data) != chunk.crc:  # checked first: damage is counted even on stale chunks
             self.stats.corrupt_chunks += 1
             self._ask_again(chunk.index, chunk.version)
             return

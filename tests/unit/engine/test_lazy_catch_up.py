@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from rollspec.engine.config import EngineConfig
+from rollspec.engine.depth import FixedDepth
 from rollspec.engine.drafters.draft_model import DraftModelDrafter
 from rollspec.engine.drafters.eagle import EagleDrafter
 from rollspec.engine.engine import Engine
@@ -117,3 +118,23 @@ def test_a_row_move_that_drops_the_drafters_state_is_caught(kind):
     twins = _run(kind, break_lazy_moves=True)
     assert any(not torch.allclose(lazy.q_probs_BKV, eager.q_probs_BKV, rtol=0, atol=1e-12)
                for lazy, eager in twins.pairs)
+
+
+def test_eagle_rows_admitted_as_copies_of_a_held_prompt_carry_its_hidden_states():
+    from tests.unit.engine.test_drafters import Recorder, reference_eagle
+
+    policy = random_decoder(CFG, seed=0, std=0.3).double()
+    config = EngineConfig(max_batch_size=3, max_seq_len=64, dtype="float64")
+    recorder = Recorder(_drafter("eagle", policy, config))
+    engine = Engine(policy, config, drafter=recorder, depth=FixedDepth(K))
+    # Groups of three with one prompt each: later rows of a group are copies (cache, hidden states) of a held one,
+    # and finished rows' places are taken by moves.
+    requests = [Request(request_id=str(i), prompt_ids=tuple(range(1, 4 + 2 * (i // 3))), group_id=str(i // 3),
+                        params=SamplingParams(temperature=0.0, max_new_tokens=3 + 4 * (i % 3))) for i in range(6)]
+    engine.generate(requests)
+    head = recorder.inner.head
+    assert len(recorder.calls) > 5
+    with torch.no_grad():
+        for contexts, proposed in recorder.calls:
+            for context, tokens in zip(contexts, proposed):
+                assert tokens == reference_eagle(head, policy, context, K), f"context {context}"

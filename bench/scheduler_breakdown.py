@@ -85,7 +85,8 @@ def _run(workload, kind: str, depth, drafter_on: bool, round_size: int | None) -
             if d.batch_size not in plain_s:
                 plain_s[d.batch_size] = depth.cost_model.target_s(d.batch_size, 1)
             extra_s += d.realized_step_s - plain_s[d.batch_size]
-        out |= {"num_steps": sum(steps_by_k), "mean_k": sum(k * n for k, n in enumerate(steps_by_k)) / max(1, sum(steps_by_k)),
+        num_steps = sum(steps_by_k)
+        out |= {"num_steps": num_steps, "mean_k": sum(k * n for k, n in enumerate(steps_by_k)) / max(1, num_steps),
                 "num_probes": after.num_probes - stats.num_probes, "num_checks": after.num_checks - stats.num_checks,
                 "num_vetoed": after.num_vetoed_steps - stats.num_vetoed_steps,
                 "probes_seen": len(probes), "probe_extra_frac": extra_s / elapsed}
@@ -140,11 +141,12 @@ def main() -> None:
             row[c] = {key: [r[key] for r in runs[c]] for key in ("mean_k", "num_steps", "num_probes", "num_checks",
                                                                   "num_vetoed", "probe_extra_frac")}
         rows.append(row)
-        paired = row["paired_ratio_vs_plain"]
-        print(f"{name:>12}: paired vs plain: plain-2 {paired['plain-2']:.3f} plain-drafter {paired['plain-drafter']:.3f}"
-              f" adaptive-noprobe {paired['adaptive-noprobe']:.3f} adaptive {paired['adaptive']:.3f} | probes "
-              f"{statistics.median(row['adaptive']['num_probes'])} (~{100 * statistics.median(row['adaptive']['probe_extra_frac']):.2f}%"
-              f" of tcpu) mean k {statistics.median(row['adaptive']['mean_k']):.3f} | max-of-two bias "
+        paired, adaptive = row["paired_ratio_vs_plain"], row["adaptive"]
+        probe_pct = 100 * statistics.median(adaptive["probe_extra_frac"])
+        print(f"{name:>12}: paired vs plain: plain-2 {paired['plain-2']:.3f} "
+              f"plain-drafter {paired['plain-drafter']:.3f} adaptive-noprobe {paired['adaptive-noprobe']:.3f} "
+              f"adaptive {paired['adaptive']:.3f} | probes {statistics.median(adaptive['num_probes'])} "
+              f"(~{probe_pct:.2f}% of tcpu) mean k {statistics.median(adaptive['mean_k']):.3f} | max-of-two bias "
               f"{row['max_of_two_plain_bias']:.3f} | plain spread {row['spread']['plain']:.3f}", flush=True)
     out = {"command": f"python -m bench.scheduler_breakdown --drafter {args.drafter} --threads {args.threads} "
                       f"--repeats {args.repeats} --batches {args.batches}", "machine": _machine(args.threads),

@@ -232,7 +232,7 @@ class DepthScheduler:
         else:
             interval = self._config.replan_interval_steps
             if k == 0:
-                # Plain stands for half the plain steps at this batch size so far, up to PLAIN_REPLAN_STEPS and
+                # Plain stands for half the plain steps counted so far (num_counted), up to PLAIN_REPLAN_STEPS and
                 # not past a due probe: a plain step moves no acceptance and, once plain's price is calibrated
                 # (its first observations at a batch size), no ranking. Planning every 16 steps was ~1% at B = 1.
                 due = self._probe.plain_due_step - self._step

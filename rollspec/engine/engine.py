@@ -63,6 +63,9 @@ class Engine:
         hidden_size = policy.config.hidden_size
         self.hidden_SMD = torch.zeros(slots, length, hidden_size, dtype=config.torch_dtype,
                                       device=device) if needs_hidden else None
+        # Its rows as views made once: a row copy through them skips parsing `x[row, :n]` (~1.7 us of ~6 per copy;
+        # every retire while decoding plainly moves a row's hidden states).
+        self._hidden_MD = self.hidden_SMD.unbind(0) if needs_hidden else ()
         # Each row's final hidden state at its prompt's last position: a row admitted later with the same
         # prompt draws its first token from it without a prefill (shared_prompts).
         self.last_hidden_SD = torch.zeros(slots, hidden_size, dtype=config.torch_dtype, device=device)
@@ -262,13 +265,13 @@ class Engine:
             self.last_hidden_SD[start: start + num_prefilled] = hidden_BTD[torch.arange(num_prefilled),
                                                                            last_B[:num_prefilled]]
             if self.hidden_SMD is not None:
-                self.hidden_SMD[batch.rows_BT, batch.positions_BT] = hidden_BTD
+                self.hidden_SMD.index_put_((batch.rows_BT, batch.positions_BT), hidden_BTD)
         for row, src in enumerate(source_rows[num_prefilled:], start + num_prefilled):  # copies of held prompts
             length = len(self.rows[src].request.prompt_ids) if src < start else prompt_lens[src - start]
             self.cache.move_row(src, row, length)
             self.last_hidden_SD[row] = self.last_hidden_SD[src]
             if self.hidden_SMD is not None:
-                self.hidden_SMD[row, :length] = self.hidden_SMD[src, :length]
+                self._hidden_MD[row][:length].copy_(self._hidden_MD[src][:length])
         hidden_B1D = self.last_hidden_SD[start: start + count, None]
         sampling = SamplingTensors.from_params([s.request.params for s in seqs], self.tokens_SM.device)
         uniforms_B1 = self._uniforms(seqs, 1)
@@ -306,7 +309,7 @@ class Engine:
         self.tokens_SM[dst, : seq.cache_len + 1] = self.tokens_SM[src, : seq.cache_len + 1]
         self.last_hidden_SD[dst] = self.last_hidden_SD[src]
         if self.hidden_SMD is not None:
-            self.hidden_SMD[dst, : seq.cache_len] = self.hidden_SMD[src, : seq.cache_len]
+            self._hidden_MD[dst][: seq.cache_len].copy_(self._hidden_MD[src][: seq.cache_len])
         if self.drafter:
             self.drafter.move_row(src, dst)
 

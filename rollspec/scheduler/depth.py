@@ -232,11 +232,11 @@ class DepthScheduler:
         else:
             interval = self._config.replan_interval_steps
             if k == 0:
-                # Plain stands for half the plain steps at this batch size so far, up to PLAIN_REPLAN_STEPS and
+                # Plain stands for half the plain steps counted so far (num_counted), up to PLAIN_REPLAN_STEPS and
                 # not past a due probe: a plain step moves no acceptance and, once plain's price is calibrated
                 # (its first observations at a batch size), no ranking. Planning every 16 steps was ~1% at B = 1.
                 due = self._probe.plain_due_step - self._step
-                stand = min(PLAIN_REPLAN_STEPS, self._plain.num_at_batch // 2, due if due > 0 else PLAIN_REPLAN_STEPS)
+                stand = min(PLAIN_REPLAN_STEPS, self._plain.num_counted // 2, due if due > 0 else PLAIN_REPLAN_STEPS)
                 interval = max(interval, stand)
             self._reuse = StandingChoice(batch_size, k, catch_up_tokens, self._step + interval)
         return probe_k

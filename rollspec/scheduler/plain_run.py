@@ -50,6 +50,15 @@ class PlainRun:
                 return True
         return False
 
+    @property
+    def num_counted(self) -> int:
+        """The plain steps a standing plain choice grows with (DepthScheduler.choose_depth stands for half of them):
+        those in the current bucket, or, once its plain price is calibrated, those of the whole run (as `is_quiet`
+        counts). Restarting at every bucket change re-planned ~7 times in each 136-step steady run at B = 16 on the
+        zoo (the run's tail moves the bucket), ~130 us inside the engine each, where nothing moved the ranking."""
+        is_calibrated = self._num_learned.get(self._bits, 0) >= CALIBRATION_OBSERVATIONS
+        return self._num_plain if is_calibrated else self.num_at_batch
+
     def learned(self, batch_size: int, k: int, *, is_probe: bool) -> bool:
         """A step took the full path; True if it is a switch (a plain step right after speculation: they cost
         1.2-1.6x a plain step in a run of them on the zoo and price the switch, not plain decoding).

@@ -83,7 +83,8 @@ class DraftModelDrafter:
         self.num_cached[row] = 0
 
     def move_row(self, src: int, dst: int) -> None:
-        self.cache.move_row(src, dst, self.num_cached[src])
+        if self.num_cached[src]:  # a row admitted while decoding plainly holds nothing yet: ~6 us of views saved
+            self.cache.move_row(src, dst, self.num_cached[src])
         self.num_cached[dst], self.num_cached[src] = self.num_cached[src], 0
 
     def finish_row(self, row: int, group_id: str | None, token_ids: list[int]) -> None:

@@ -20,7 +20,7 @@ from typing import Sequence
 
 import zmq
 
-from rollspec.transport import codec
+from rollspec.transport import codec, heap
 from rollspec.transport.channel import Delivery, Receiver
 from rollspec.transport.config import ConsumerConfig
 from rollspec.transport.consumer_core import ConsumerCore, PackedParcel, RawItem
@@ -44,6 +44,8 @@ class ZmqConsumer(Receiver):
                  faults: FaultPlan = NO_FAULTS, registry: SchemaRegistry = DEFAULT_REGISTRY,
                  security: SecurityConfig = NO_SECURITY):
         self._core = ConsumerCore(queue, config)
+        if config.keep_freed_heap:
+            heap.keep_freed(config.window_bytes)
         self._registry = registry
         self._decoded: deque[Delivery] = deque()  # decoded beyond what the last get_batch could return
         name = f"consumer:{queue}"

@@ -100,6 +100,13 @@ class ConsumerConfig:
     window_bytes: int = 64 * MiB
     heartbeat_s: float = 1.0
     """Heartbeats keep this consumer's leases alive; keep it well under the queue's lease_s."""
+    ack_delay_s: float = 0.05
+    """Acks wait up to this long to go as one message while the broker still has half of this consumer's
+    window (items and bytes) to deliver into; past half they go at once. Waiting happens inside get_batch
+    and ack; an application that stops calling has them sent with its next heartbeat (heartbeat_s)."""
+    keep_freed_heap: bool = True
+    """Have glibc keep window_bytes of freed memory instead of returning it to the kernel at once
+    (process-wide, see transport/heap.py): received large frames then reuse warm pages."""
     dedup_window: int = 1 << 16
     """Acked message ids remembered (at least this many; forgotten one ack batch at a time) so a redelivered
     item is acked again instead of processed twice."""

@@ -10,6 +10,7 @@
 """
 
 import logging
+import math
 import time
 from collections import deque
 from itertools import repeat
@@ -18,7 +19,7 @@ from typing import Sequence
 
 import zmq
 
-from rollspec.transport import codec
+from rollspec.transport import codec, heap
 from rollspec.transport.channel import Delivery, Receiver
 from rollspec.transport.config import ConsumerConfig
 from rollspec.transport.consumer_core import ConsumerCore, PackedParcel, RawItem
@@ -41,6 +42,8 @@ class ZmqConsumer(Receiver):
                  faults: FaultPlan = NO_FAULTS, registry: SchemaRegistry = DEFAULT_REGISTRY,
                  security: SecurityConfig = NO_SECURITY):
         self._core = ConsumerCore(queue, config)
+        if config.keep_freed_heap:
+            heap.keep_freed(config.window_bytes)
         self._registry = registry
         self._decoded: deque[Delivery] = deque()  # decoded beyond what the last get_batch could return
         name = f"consumer:{queue}"
@@ -85,9 +88,10 @@ class ZmqConsumer(Receiver):
     def ack_many(self, deliveries: Sequence[Delivery]) -> None:
         """Ack several deliveries under one lock acquisition (a parcel all of whose items are acked
         goes to the broker as one number)."""
-        core = self._core
+        core, now = self._core, time.monotonic()
         ids = list(map(_msg_id, deliveries))
         with core.lock:
+            waiting = core.ack_deadline  # acks already waiting for their deadline (inf: none)
             first = not (core.acks or core.parcel_acks)
             tokens = list(map(core.held.pop, ids, repeat(None)))
             if None in tokens:  # acked twice by the application: the first ack counts
@@ -95,8 +99,11 @@ class ZmqConsumer(Receiver):
             core.done.add_many(ids)
             core.settle(tokens)
             core.stats.acked += len(deliveries)
-        if first:
+            due = core.acks_due(now) if core.acks or core.parcel_acks else waiting
+        if due <= now and (first or waiting < math.inf):  # else the I/O thread was woken to send them
             self._send_acks()
+        elif due < waiting:
+            self._send_acks_by(due)
 
     def stats(self) -> ConsumerStats:
         """Counters snapshot, including injected faults."""
@@ -136,6 +143,17 @@ class ZmqConsumer(Receiver):
             finally:
                 loop.own.release()
         else:
+            loop.wake()
+
+    def _send_acks_by(self, due: float) -> None:
+        """Have whoever holds the socket next send the queued acks at `due` (get_batch's wait ends then)."""
+        loop = self._loop
+        if loop.own.acquire(blocking=False):
+            try:
+                loop.serve_by(due)
+            finally:
+                loop.own.release()
+        else:  # the I/O thread holds the socket: it sends them now, as before deferral
             loop.wake()
 
     def _take(self, max_items: int, deadline: float) -> list[RawItem | PackedParcel]:

@@ -11,6 +11,7 @@ a parcel ack for those as covering items this consumer never finished.
 
 import itertools
 import logging
+import math
 import threading
 from collections import Counter, deque
 from itertools import repeat
@@ -118,7 +119,7 @@ class ConsumerCore:
         self.lock = threading.RLock()  # no waits on it: a plain lock (a Condition's `with` is Python-level)
         self.ready: deque[RawItem | PackedParcel] = deque()
         self.held: dict[str, int] = {}                   # delivered (or ready) and not yet acked -> token
-        # parcel -> [segment, items not yet acked or rejected, acks go as pairs only]
+        # parcel -> [segment, items not yet acked or rejected, acks go as pairs only, bytes per item]
         self.parcels: dict[int, list[Any]] = {}
         self.done = BoundedIds(config.dedup_window)      # acked ids: a redelivery is re-acked, not re-run
         self.acks: list[int] = []                         # (segment << 32 | index) of items to ack
@@ -126,6 +127,11 @@ class ConsumerCore:
         self.rejects: list[tuple[int, str]] = []
         self.unconfirmed: dict[int, None] = {}
         self.unconfirmed_parcels: dict[int, None] = {}
+        # The broker's view of our window: items (and bytes) delivered whose acks have not been sent, and
+        # of those, the ones acked (or refused) by the application whose acks wait in the lists above.
+        self.out_items = self.out_bytes = 0
+        self.acked_items = self.acked_bytes = 0
+        self.ack_deadline = math.inf  # pending acks go out by then (see acks_due)
         self.stats = ConsumerStats()
         self.reject_log = RejectCounter(f"consumer:{queue}")
         self._next_heartbeat = 0.0
@@ -163,6 +169,11 @@ class ConsumerCore:
             if rejected:
                 self.rejects = []
                 self.unconfirmed.update(dict.fromkeys([token for token, _ in rejected]))
+            if parcels or acked or rejected:
+                self.out_items -= self.acked_items
+                self.out_bytes -= self.acked_bytes
+                self.acked_items = self.acked_bytes = 0
+                self.ack_deadline = math.inf
             heartbeat = now >= self._next_heartbeat
             if heartbeat:
                 held = _pairs(self.parcels[t >> 32][0] << 32 | (t & _LOW) for t in self.held.values())
@@ -186,6 +197,18 @@ class ConsumerCore:
         self.loop.send(codec.encode(Detach(queue=self.queue, role="consumer")))
 
     # --- called by the application thread, lock held ----------------------------------------------------
+    def acks_due(self, now: float) -> float:
+        """After settle(): when the pending acks must be sent. At once (returns `now`) once half of our
+        window (items or bytes) is used up at the broker, counting the acks not yet sent: sooner would
+        only cost a message each way per ack, later could starve us. Else by the deadline (set now if
+        none), so a burst of acks goes as one Ack and frees its slots together."""
+        config = self.config
+        if 2 * self.out_items >= config.window_items or 2 * self.out_bytes >= config.window_bytes:
+            return now
+        if self.ack_deadline == math.inf:
+            self.ack_deadline = now + config.ack_delay_s
+        return self.ack_deadline
+
     def settle(self, tokens: list[int]) -> None:
         """Account acks of held items (their tokens): whole parcels become parcel acks, the rest pairs."""
         parcels = self.parcels
@@ -195,6 +218,8 @@ class ConsumerCore:
             record = parcels.get(parcel)
             if record is None:
                 continue
+            self.acked_items += count
+            self.acked_bytes += count * record[3]
             record[1] -= count
             if record[1] <= 0:
                 del parcels[parcel]
@@ -211,6 +236,8 @@ class ConsumerCore:
             return
         self.done.add(msg_id)
         record = self.parcels[token >> 32]
+        self.acked_items += 1
+        self.acked_bytes += record[3]
         record[1] -= 1
         record[2] = True
         if record[1] <= 0:
@@ -262,7 +289,11 @@ class ConsumerCore:
                 return
             tokens = _tokens(msg.parcel, fresh)
             held.update(zip(live_ids, tokens))
-            self.parcels[msg.parcel] = [segment, len(fresh), not whole]
+            item_bytes = sum(map(len, payload)) // len(live)  # what the broker's byte window counts, about
+            self.out_items += len(fresh)
+            self.out_bytes += len(fresh) * item_bytes
+            # [segment, items not yet acked or refused, acks go as pairs only, bytes per item]
+            self.parcels[msg.parcel] = [segment, len(fresh), not whole, item_bytes]
             if msg.packed:
                 self.ready.append(PackedParcel(wire.blob, len(ids), live_ids, tokens, attempts, fresh))
             else:

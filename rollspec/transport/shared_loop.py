@@ -69,6 +69,11 @@ class SharedIoLoop(IoLoop):
         if self._watch_fd is not None:
             self.settle()
 
+    def serve_by(self, at: float) -> None:
+        """Run the next service pass no later than `at` (a pump's wait ends then). The I/O thread, asleep
+        on its own timer, is not woken: the application calls again before `at` or its heartbeat does it."""
+        self._service_at = min(self._service_at, at)
+
     def call(self, send: Callable[[], None]) -> None:
         """Run `send` (which sends through this loop) on this thread, then settle."""
         self._enter()

@@ -14,6 +14,7 @@ device_st = st.fixed_dictionaries({
     "target_per_token_s": st.floats(0.0, 1e-4),
     "draft_fixed_s": st.floats(0.0, 2e-3),
     "draft_per_row_s": st.floats(0.0, 2e-5),
+    "draft_step_s": st.floats(0.0, 3e-3),
 })
 alphas_st = st.lists(st.floats(0.0, 1.0), min_size=8, max_size=8)
 
@@ -24,7 +25,7 @@ def _oracle(scheduler, batch_size):
     rates = []
     for k in range(scheduler.config.k_max + 1):
         tokens = 1.0 + sum(float(np.prod(alphas[: j + 1])) for j in range(k))
-        rates.append(batch_size * tokens / (k * model.draft_s(batch_size) + model.target_s(batch_size, k + 1)))
+        rates.append(batch_size * tokens / (model.drafting_s(batch_size, k) + model.target_s(batch_size, k + 1)))
     return rates
 
 

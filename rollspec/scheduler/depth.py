@@ -262,7 +262,7 @@ class DepthScheduler:
         if k and self._is_steady(batch_size, k):  # folded in later (_fold_steady)
             self._steady.add(self._step, batch_size, k, num_accepted, self._offered_catch_up, draft_time_s,
                              target_time_s)
-            if self._watch.falls_short(num_accepted):  # acceptance fell: plan next step, then every replan interval
+            if self._watch.falls_short(sum(num_accepted), batch_size):  # acceptance fell: plan next step, then every replan interval
                 self._reuse, self._num_confirmed = None, -1
             self._step += 1
             self._offered_catch_up = 0
@@ -315,7 +315,7 @@ class DepthScheduler:
             self._plan_stale = True
             self._probe.scheduled(k, self._step)
         self._end_step(decision)
-        if k and self._watch.falls_short(accepted):  # as for a kept step (above)
+        if k and self._watch.falls_short(decision.realized_tokens - batch_size, batch_size):  # as for a kept step
             self._reuse, self._num_confirmed = None, -1
 
     def _is_steady(self, batch_size: int, k: int) -> bool:

@@ -1,6 +1,5 @@
 """A greedy depth choice that stands for some steps without re-planning (DepthScheduler.choose_depth)."""
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rollspec.scheduler.config import DepthConfig
@@ -100,8 +99,9 @@ class AcceptanceWatch:
     A choice that stands longer than replan_interval_steps (up to max_replan_interval_steps) must not outlive an
     acceptance drop by that long: once its last SHORTFALL_STEPS steps accepted under SHORTFALL_FRACTION of the
     planned drafts per row, it ends (the next step plans, and the choice after it stands the replan interval). A
-    choice planned at 0 drafts per row (one that stands the replan interval only) never ends so. At B = 1, k = 4 and alpha = 0.75 four steps accept 7.2 drafts give or take 2.8: at steady
-    acceptance this fires ~3% of steps (a plan some steps early); after a drop to alpha = 0.3, in most windows.
+    choice planned at 0 drafts per row (one that stands the replan interval only) never ends so. At B = 1, k = 4
+    and alpha = 0.75 four steps accept 7.2 drafts give or take 2.8: at steady acceptance this fires ~3% of steps
+    (a plan some steps early); after a drop to alpha = 0.3, in most windows.
     """
 
     __slots__ = ("planned_per_row", "accepted", "rows")
@@ -112,10 +112,13 @@ class AcceptanceWatch:
     def start(self, planned_per_row: float) -> None:
         self.planned_per_row, self.accepted, self.rows = planned_per_row, [], []
 
-    def falls_short(self, num_accepted: Sequence[int]) -> bool:
-        """Count one speculative step's rows; whether the last SHORTFALL_STEPS steps fell short of the plan."""
-        self.accepted.append(int(sum(num_accepted)))
-        self.rows.append(len(num_accepted))
+    def falls_short(self, num_accepted: int, num_rows: int) -> bool:
+        """Count one speculative step (drafts accepted over its rows); whether the last SHORTFALL_STEPS steps fell
+        short of the plan."""
+        if not self.planned_per_row:
+            return False
+        self.accepted.append(num_accepted)
+        self.rows.append(num_rows)
         if len(self.rows) < SHORTFALL_STEPS:
             return False
         del self.accepted[:-SHORTFALL_STEPS], self.rows[:-SHORTFALL_STEPS]

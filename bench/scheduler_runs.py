@@ -22,7 +22,8 @@ def profile_cost_model(workload: Workload, kind: str) -> tuple[CostModel, CatchU
     batch_sizes, qs = profile_points(config.max_batch_size, config.k_max)
     profile = profile_step_costs(workload.policy.model, config, batch_sizes=batch_sizes, qs=qs,
                                  drafter_factory=lambda cfg: _drafter(workload, kind, cfg))
-    return CostModel.from_profile(profile.target_s, profile.draft_s), CatchUpCost(profile.catch_up_s)
+    cost = CostModel.from_profile(profile.target_s, profile.draft_s, draft_fixed_s=profile.draft_fixed_s)
+    return cost, CatchUpCost(profile.catch_up_s)
 
 
 def adaptive_scheduler(workload: Workload, costs: tuple[CostModel, CatchUpCost]) -> DepthScheduler:

@@ -119,7 +119,7 @@ class RolloutActor:
                          "target_ms": {f"B{b}_q{q}": round(1e3 * s, 3) for (b, q), s in profile.target_s.items()},
                          "draft_ms": {f"B{b}": round(1e3 * s, 3) for b, s in profile.draft_s.items()},
                          "catch_up_ms": {f"B{b}": round(1e3 * s, 3) for b, s in profile.catch_up_s.items()}}
-        cost = CostModel.from_profile(profile.target_s, profile.draft_s)
+        cost = CostModel.from_profile(profile.target_s, profile.draft_s, draft_fixed_s=profile.draft_fixed_s)
         return DepthScheduler(DepthConfig(k_max=spec.k, mode=DepthMode.ADAPTIVE), cost, CatchUpCost(profile.catch_up_s))
 
     def _step(self) -> None:

@@ -1,6 +1,6 @@
 """Measure the engine's real step costs on the device it runs on: c_target(B, q), the verify (or
-decode, q = 1) step of B rows with q tokens each, c_draft(B), drafting time per drafted
-position, and the drafter's catch-up cost per token of width beyond a steady step's (what the
+decode, q = 1) step of B rows with q tokens each, c_draft(B, k) = a(B) + k b(B), drafting time
+per speculative step and per drafted position, and the drafter's catch-up cost per token of width beyond a steady step's (what the
 first speculative step after plain steps pays). Timings come from inside Engine.step (what the depth policy observes), so they include
 sampling, verification and bookkeeping, not just the forward pass."""
 
@@ -70,12 +70,14 @@ class RepeatDrafter:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CostProfile:
-    """Median seconds per (batch size, q) verify step and per drafted position at each batch size, and
-    seconds per token of drafter catch-up width beyond a steady step's (empty without a drafter)."""
+    """Seconds per (batch size, q) verify step; at each batch size, drafting's per-position and per-step parts
+    b(B) and a(B), and seconds per token of drafter catch-up width beyond a steady step's (empty without a
+    drafter)."""
 
     target_s: dict[tuple[int, int], float]
     draft_s: dict[int, float]
     catch_up_s: dict[int, float] = dataclasses.field(default_factory=dict)
+    draft_fixed_s: dict[int, float] = dataclasses.field(default_factory=dict)
 
 
 def _run(policy: Decoder, config: EngineConfig, drafter: Drafter, schedule: list[int], batch_size: int,
@@ -103,6 +105,7 @@ def profile_step_costs(policy: Decoder, config: EngineConfig, *, batch_sizes: Se
     target_s: dict[tuple[int, int], float] = {}
     draft_s: dict[int, float] = {}
     catch_up_s: dict[int, float] = {}
+    draft_fixed_s: dict[int, float] = {}
     depths = [q - 1 for q in qs]
     for batch_size in batch_sizes:
         schedule = [depths[0]] + [k for k in depths for _ in range(repeats)]
@@ -113,26 +116,33 @@ def profile_step_costs(policy: Decoder, config: EngineConfig, *, batch_sizes: Se
             target_s[(batch_size, k + 1)] = min(t for b, kk, _, t in steps if kk == k)
         if drafter_factory is not None:
             drafter = drafter_factory(dataclasses.replace(config, max_batch_size=batch_size))
-            draft_s[batch_size], catch_up_s[batch_size] = _draft_costs(policy, config, drafter, batch_size,
-                                                                       prompt_len, repeats)
-    return CostProfile(target_s, draft_s, catch_up_s)
+            draft_fixed_s[batch_size], draft_s[batch_size], catch_up_s[batch_size] = _draft_costs(
+                policy, config, drafter, batch_size, prompt_len, repeats)
+    return CostProfile(target_s, draft_s, catch_up_s, draft_fixed_s)
 
 
 def _draft_costs(policy: Decoder, config: EngineConfig, drafter: Drafter, batch_size: int, prompt_len: int,
-                 repeats: int) -> tuple[float, float]:
-    """c_draft(B) from steady steps at k_max; the catch-up slope from k = 1 steps right after
-    CATCH_UP_PLAIN_STEPS plain steps against steady k = 1 steps (excess width: tokens beyond k + 1)."""
+                 repeats: int) -> tuple[float, float, float]:
+    """Drafting's per-step part a(B) and per-position part b(B) through steady steps at k_max and at k = 1,
+    and the catch-up slope from k = 1 steps right after CATCH_UP_PLAIN_STEPS plain steps against steady k = 1
+    steps (excess width: tokens beyond k + 1)."""
     k = config.k_max
     schedule = [k] * (repeats + 1) + [1] * (repeats + 1) + ([0] * CATCH_UP_PLAIN_STEPS + [1]) * repeats
     recorder = _run(policy, config, drafter, schedule, batch_size, prompt_len)
     steps = [(kk, d, max(0, t - kk - 1)) for (_, kk, d, _), t in zip(recorder.steps, recorder.catch_up_tokens)]
-    draft_s = min(d for kk, d, _ in steps[1: repeats + 1]) / k
+    at_k_max = min(d for kk, d, _ in steps[1: repeats + 1])
     # The first k = 1 step follows a k_max step (a wider catch-up than steady k = 1): skipped.
     steady = steps[repeats + 2: 2 * repeats + 2]
+    if k < 2 or not steady:
+        return 0.0, at_k_max / k, 0.0
+    at_one = min(d for _, d, _ in steady)
+    # Two depths fix the line; noise that puts k_max below k = 1 leaves the per-step part alone.
+    per_position = max(0.0, (at_k_max - at_one) / (k - 1))
+    fixed = max(0.0, min(at_one, at_k_max) - per_position)
     after = [step for step in steps[2 * repeats + 2:] if step[0] == 1]
-    if not steady or not after:
-        return draft_s, 0.0
+    if not after:
+        return fixed, per_position, 0.0
     # Minima, not medians: the difference of two small noisy times, and contention only ever adds time.
     width = statistics.median(x for _, _, x in after) - statistics.median(x for _, _, x in steady)
-    extra_s = min(d for _, d, _ in after) - min(d for _, d, _ in steady)
-    return draft_s, max(0.0, extra_s / width) if width > 0 else 0.0
+    extra_s = min(d for _, d, _ in after) - at_one
+    return fixed, per_position, max(0.0, extra_s / width) if width > 0 else 0.0

@@ -56,7 +56,7 @@ def run_demo(*, batch: int, k: int, num_prompts: int, threads: int) -> None:
         batch_sizes, qs = profile_points(batch, config.k_max)
         profile = profile_step_costs(policy.model, config, batch_sizes=batch_sizes, qs=qs,
                                      drafter_factory=lambda cfg: drafter(kind, cfg))
-        cost = CostModel.from_profile(profile.target_s, profile.draft_s)
+        cost = CostModel.from_profile(profile.target_s, profile.draft_s, draft_fixed_s=profile.draft_fixed_s)
         return DepthScheduler(DepthConfig(k_max=config.k_max), cost, CatchUpCost(profile.catch_up_s))
 
     runs = [("plain", None, FixedDepth(0))]

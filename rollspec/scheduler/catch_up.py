@@ -92,7 +92,7 @@ def observe_step_costs(cost: StepCostModel, catch_up: CatchUpCost, batch_size: i
     information); otherwise the predicted catch-up is taken off before the drafting model
     learns. One step thus never corrects both by the same error.
     """
-    drafting_s = k * cost.draft_s(batch_size)
+    drafting_s = cost.drafting_s(batch_size, k)
     if catch_up_s > 0 and catch_up_s >= drafting_s:
         catch_up.observe(batch_size, excess, draft_time_s - drafting_s)
         draft_time_s = drafting_s

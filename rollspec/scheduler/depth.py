@@ -14,7 +14,7 @@ from rollspec.scheduler.hysteresis import hysteresis_depth
 from rollspec.scheduler.plain_run import PlainRun
 from rollspec.scheduler.probe import ProbePlanner
 from rollspec.scheduler.realized import RealizedCheck
-from rollspec.scheduler.standing import PlainLease, StandingChoice
+from rollspec.scheduler.standing import AcceptanceWatch, PlainLease, StandingChoice, standing_steps
 from rollspec.scheduler.steady import CatchUpSplit, SteadyRecords, SteadyRun
 from rollspec.scheduler.throughput import expected_tokens
 
@@ -24,8 +24,6 @@ RECURRING_RATE = 0.25
 # Weight of the newest step in the mean rows finished per step while the batch shrinks (finishes
 # come in bursts: one step ends many responses of the same length, the next none).
 DRAIN_RATE = 0.3
-# A plain choice is re-planned after at most this many steps, or when a probe falls due (see choose_depth).
-PLAIN_REPLAN_STEPS = 64
 
 
 class DepthScheduler:
@@ -95,6 +93,7 @@ class DepthScheduler:
         self._lease = PlainLease()  # the engine's copy of a standing plain choice (plain_lease)
         self._step = 0
         self._greedy_k = 0
+        self._num_confirmed, self._watch = 0, AcceptanceWatch()  # plans in a row at one greedy k (standing_steps)
         self._probe = ProbePlanner(config)
         self._pending_probe: tuple[int, int] | None = None  # (batch_size, k) of an unobserved probe choice
         self._pending_check = False  # the step being chosen is a plain step the realized check asked for
@@ -213,7 +212,8 @@ class DepthScheduler:
                              hysteresis=self._config.hysteresis)
         if k != self._greedy_k:
             self._stats.num_depth_switches += 1
-            self._greedy_k = k
+            self._greedy_k, self._num_confirmed = k, -1
+        self._num_confirmed += 1
         if k == 0 and catch_up_s[-1] > 0 and horizon < self._config.catch_up_horizon_steps:
             # A draining batch ends before a probe's catch-up could be paid back; plain stands a few steps.
             self._reuse = StandingChoice(batch_size, 0, catch_up_tokens, self._step + self._config.replan_interval_steps)
@@ -230,15 +230,12 @@ class DepthScheduler:
             self._probe.spend()
             self._pending_probe = (batch_size, probe_k)
         else:
-            interval = self._config.replan_interval_steps
-            if k == 0:
-                # Plain stands for half the plain steps counted so far (num_counted), up to PLAIN_REPLAN_STEPS and
-                # not past a due probe: a plain step moves no acceptance and, once plain's price is calibrated
-                # (its first observations at a batch size), no ranking. Planning every 16 steps was ~1% at B = 1.
-                due = self._probe.plain_due_step - self._step
-                stand = min(PLAIN_REPLAN_STEPS, self._plain.num_counted // 2, due if due > 0 else PLAIN_REPLAN_STEPS)
-                interval = max(interval, stand)
+            check_in = self._realized.plain_step_due_in(batch_size, self._step) if self._realized else 1 << 30
+            interval = standing_steps(k, self._config, probe_due_in=self._probe.plain_due_step - self._step,
+                                      num_plain=self._plain.num_counted, num_confirmed=self._num_confirmed,
+                                      check_due_in=check_in)
             self._reuse = StandingChoice(batch_size, k, catch_up_tokens, self._step + interval)
+            self._watch.start(float(expected[k]) - 1.0 if interval > self._config.replan_interval_steps else 0.0)
         return probe_k
 
     def plain_lease(self) -> PlainLease:
@@ -265,6 +262,8 @@ class DepthScheduler:
         if k and self._is_steady(batch_size, k):  # folded in later (_fold_steady)
             self._steady.add(self._step, batch_size, k, num_accepted, self._offered_catch_up, draft_time_s,
                              target_time_s)
+            if self._watch.falls_short(sum(num_accepted), batch_size):  # acceptance fell: plan next step, then every replan interval
+                self._reuse, self._num_confirmed = None, -1
             self._step += 1
             self._offered_catch_up = 0
             return
@@ -316,6 +315,8 @@ class DepthScheduler:
             self._plan_stale = True
             self._probe.scheduled(k, self._step)
         self._end_step(decision)
+        if k and self._watch.falls_short(decision.realized_tokens - batch_size, batch_size):  # as for a kept step
+            self._reuse, self._num_confirmed = None, -1
 
     def _is_steady(self, batch_size: int, k: int) -> bool:
         """Whether this step at k > 0 is steady speculation: the standing choice's (B, k) after a step at the same, not

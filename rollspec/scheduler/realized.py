@@ -84,11 +84,15 @@ class RealizedCheck:
     def needs_plain_step(self, batch_size: int, step: int) -> bool:
         """Whether a speculating scheduler should run a plain step now, to keep the plain side of the check measured:
         every `plain_check_interval_steps`, or every eighth of it until `min_steps` plain steps are in."""
+        return self.plain_step_due_in(batch_size, step) == 0
+
+    def plain_step_due_in(self, batch_size: int, step: int) -> int:
+        """Steps from `step` until `needs_plain_step` holds (0 if it does)."""
         plain = self._plain[batch_bucket(batch_size)]
         interval = self._config.plain_check_interval_steps
         if plain.count < self._config.min_steps:
             interval = max(1, interval // 8)
-        return step - plain.last_step >= interval
+        return max(0, plain.last_step + interval - step)
 
     def forget_speculative(self) -> None:
         """Drop the speculative evidence everywhere (the weights changed: acceptance did too)."""

@@ -2,6 +2,11 @@
 
 from dataclasses import dataclass
 
+from rollspec.scheduler.config import DepthConfig
+
+# A plain choice is re-planned after at most this many steps, or when a probe falls due (see choose_depth).
+PLAIN_REPLAN_STEPS = 64
+
 # While a probe from plain is due but waits for a catch-up narrow enough to pay, the engine asks at least this often
 # (a plain lease is at most this long), twice as long after each further plan that found it not worth it, up to
 # PLAIN_REPLAN_STEPS: asking every 4 steps cost ~12 us a step at B = 4 on the zoo (a catch-up width and a standing
@@ -61,3 +66,63 @@ class PlainLease:
 
     steps: int = 0
     min_batch_size: int = 0
+
+
+def standing_steps(k: int, config: DepthConfig, *, probe_due_in: int, num_plain: int, num_confirmed: int,
+                   check_due_in: int) -> int:
+    """Steps a greedy choice of k stands (DepthScheduler.choose_depth), `num_confirmed` plans in a row after the one
+    that chose it having chosen it again.
+
+    Speculating: replan_interval_steps, doubled for each confirming plan up to max_replan_interval_steps and the
+    acceptance estimate's half-life (what moves a plan's inputs; a shorter memory re-plans as often). On the
+    zoo at B = 1 (EAGLE, k = 4) a plan every 4 steps was ~65-75 us of a ~0.6 ms step inside the engine (the plan
+    and the fold of the steps kept since the last one: ~260-300 us each); the estimates move over a half-life of
+    16 steps, and an acceptance drop ends a choice early (AcceptanceWatch); it is not extended past the realized
+    check's next plain step (`check_due_in`), which a plan schedules.
+    Plain: for half the plain steps counted so far (PlainRun.num_counted), up to PLAIN_REPLAN_STEPS and not past a
+    due probe:
+    a plain step moves no acceptance and, once plain's price is calibrated (its first observations at a batch
+    size), no ranking. Planning every 16 steps was ~1% at B = 1."""
+    interval = config.replan_interval_steps
+    if k:
+        longest = min(config.max_replan_interval_steps, int(config.acceptance.half_life_steps), check_due_in)
+        return max(interval, min(longest, interval << min(num_confirmed, 8)))
+    stand = min(PLAIN_REPLAN_STEPS, num_plain // 2, probe_due_in if probe_due_in > 0 else PLAIN_REPLAN_STEPS)
+    return max(interval, stand)
+
+
+SHORTFALL_STEPS, SHORTFALL_Z = 4, 3.0  # AcceptanceWatch.falls_short
+
+
+class AcceptanceWatch:
+    """Drafts accepted per row by the last SHORTFALL_STEPS speculative steps of the standing choice, against its plan.
+
+    A choice that stands longer than replan_interval_steps (up to max_replan_interval_steps) must not outlive an
+    acceptance drop by that long: once its last SHORTFALL_STEPS steps accepted fewer drafts than planned by more
+    than SHORTFALL_Z Poisson standard deviations, it ends (the next step plans, and the choice after it stands the
+    replan interval). Only evidence that strong: a plan called at every dip of a noisy count plans at the
+    estimate's low points (with 0.3-0.5 of the planned drafts as the bar, a synthetic B = 1 trace at alpha 0.375
+    then sat at plain for 2/3 of its steps where k = 1 was 1.19x faster). A choice planned at fewer than
+    SHORTFALL_Z**2 drafts over the window (or at 0: one that stands the replan interval only) never ends so.
+    """
+
+    __slots__ = ("planned_per_row", "accepted", "rows")
+
+    def __init__(self) -> None:
+        self.start(0.0)
+
+    def start(self, planned_per_row: float) -> None:
+        self.planned_per_row, self.accepted, self.rows = planned_per_row, [], []
+
+    def falls_short(self, num_accepted: int, num_rows: int) -> bool:
+        """Count one speculative step (drafts accepted over its rows); whether the last SHORTFALL_STEPS steps fell
+        short of the plan."""
+        if not self.planned_per_row:
+            return False
+        self.accepted.append(num_accepted)
+        self.rows.append(num_rows)
+        if len(self.rows) < SHORTFALL_STEPS:
+            return False
+        del self.accepted[:-SHORTFALL_STEPS], self.rows[:-SHORTFALL_STEPS]
+        planned = self.planned_per_row * sum(self.rows)
+        return sum(self.accepted) < planned - SHORTFALL_Z * planned ** 0.5

@@ -72,6 +72,9 @@ class RooflineCost:
             return self.draft_overhead_s
         return float(self.forward_s(self.draft, batch_size, 1, self._context)) + self.draft_overhead_s
 
+    def drafting_s(self, batch_size: int, k: int) -> float:
+        return k * self.draft_s(batch_size)
+
     def step_s(self, batch_size: int, k_max: int) -> NDArray[np.float64]:
         key = (batch_size, k_max)
         cached = self._memo.get(key)

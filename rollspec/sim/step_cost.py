@@ -25,6 +25,10 @@ class StepCost(Protocol):
         """Drafting one position for batch_size rows."""
         ...
 
+    def drafting_s(self, batch_size: int, k: int) -> float:
+        """Drafting k positions for batch_size rows (what the depth scheduler splits a step's drafting time by)."""
+        ...
+
     def step_s(self, batch_size: int, k_max: int) -> NDArray[np.float64]:
         """k * draft_s(B) + target_s(B, k + 1) for k = 0 .. k_max."""
         ...

@@ -61,6 +61,9 @@ class TableCost:
     def draft_s(self, batch_size: int) -> float:
         return self._blend(lambda model: model.draft_s(batch_size))
 
+    def drafting_s(self, batch_size: int, k: int) -> float:
+        return self._blend(lambda model: model.drafting_s(batch_size, k)) if k else 0.0
+
     def step_s(self, batch_size: int, k_max: int) -> NDArray[np.float64]:
         return self._blend(lambda model: model.step_s(batch_size, k_max))
 

@@ -14,6 +14,7 @@ device_st = st.fixed_dictionaries({
     "target_per_token_s": st.floats(0.0, 1e-4),
     "draft_fixed_s": st.floats(0.0, 2e-3),
     "draft_per_row_s": st.floats(0.0, 2e-5),
+    "draft_step_s": st.floats(0.0, 3e-3),
 })
 alphas_st = st.lists(st.floats(0.0, 1.0), min_size=8, max_size=8)
 
@@ -24,7 +25,7 @@ def _oracle(scheduler, batch_size):
     rates = []
     for k in range(scheduler.config.k_max + 1):
         tokens = 1.0 + sum(float(np.prod(alphas[: j + 1])) for j in range(k))
-        rates.append(batch_size * tokens / (k * model.draft_s(batch_size) + model.target_s(batch_size, k + 1)))
+        rates.append(batch_size * tokens / (model.drafting_s(batch_size, k) + model.target_s(batch_size, k + 1)))
     return rates
 
 
@@ -80,7 +81,8 @@ def test_choices_respect_the_hysteresis_rule(synthetic):
     device = synthetic.LinearDevice()
     h = 0.05
     # Planned every step: the rule is checked against the rates of the step's own plan.
-    scheduler = DepthScheduler(DepthConfig(hysteresis=h, replan_interval_steps=1), device.cost_model())
+    scheduler = DepthScheduler(DepthConfig(hysteresis=h, replan_interval_steps=1, max_replan_interval_steps=1),
+                               device.cost_model())
     rng = np.random.default_rng(0)
     previous = 0
     num_switches = 0
@@ -144,7 +146,9 @@ def test_records_predicted_and_realized_numbers(synthetic):
 
 def test_a_weight_change_triggers_a_probe_deeper(synthetic):
     device = synthetic.LinearDevice()
-    scheduler = DepthScheduler(DepthConfig(), device.cost_model())
+    # Choices re-planned every 4 steps: with longer ones this trace settles at k = 2 (k = 1 and 2 are within 1% here),
+    # where no deeper depth could pay even at perfect acceptance, so there is nothing to probe.
+    scheduler = DepthScheduler(DepthConfig(max_replan_interval_steps=4), device.cost_model())
     synthetic.run_steps(scheduler, device, alphas=[0.6, 0.3] + [0.2] * 6, batch_size=4, num_steps=300,
                         rng=np.random.default_rng(0))
     for _ in range(scheduler.config.k_max + 1):  # finish any probe sweep in progress
@@ -222,7 +226,8 @@ def test_unexplored_deeper_positions_are_planned_at_the_deepest_observed_accepta
 def test_a_choice_is_replanned_every_interval_and_whenever_the_batch_size_changes(synthetic, interval):
     device = synthetic.LinearDevice()
     costs = synthetic.CountingCosts(device.cost_model())
-    config = DepthConfig(replan_interval_steps=interval, check_realized=False, probe_interval_steps=10**6)
+    config = DepthConfig(replan_interval_steps=interval, max_replan_interval_steps=interval, check_realized=False,
+                         probe_interval_steps=10**6)
     scheduler = DepthScheduler(config, costs)
     rng = np.random.default_rng(0)
     planned = []
@@ -234,6 +239,33 @@ def test_a_choice_is_replanned_every_interval_and_whenever_the_batch_size_change
         scheduler.observe(b, k, sample_num_accepted(rng, [0.85] * 8, k, b), k * device.draft_s(b), device.target_s(b, k + 1))
     assert 200 / interval <= sum(planned) <= 200 / interval + 2
     assert planned[101]  # a new batch size is planned for at once (101 is not a multiple of 4)
+
+
+def _plans(synthetic, alphas, config, num_steps=400, b=4):
+    """Steps at which the scheduler planned (read its cost model), driven on the synthetic device."""
+    device = synthetic.LinearDevice()
+    costs = synthetic.CountingCosts(device.cost_model())
+    scheduler = DepthScheduler(config, costs)
+    rng, planned, ks = np.random.default_rng(0), [], []
+    for step in range(num_steps):
+        before = costs.num_step_s
+        k = scheduler.choose_depth(b, 1)
+        planned.append(costs.num_step_s > before)
+        ks.append(k)
+        alpha = alphas(step) if callable(alphas) else alphas
+        scheduler.observe(b, k, sample_num_accepted(rng, alpha, k, b), k * device.draft_s(b), device.target_s(b, k + 1))
+    return np.flatnonzero(planned), ks
+
+
+def test_a_confirmed_speculative_choice_stands_longer_and_an_acceptance_drop_ends_it(synthetic):
+    config = DepthConfig(check_realized=False, probe_interval_steps=10**6)
+    steps, ks = _plans(synthetic, [0.85] * 8, config)
+    gaps = np.diff(steps[steps > 100])
+    assert ks[100:].count(0) == 0 and set(gaps) <= set(range(1, 17)) and np.median(gaps) == 16, gaps
+    # From step 300 the drafts are all rejected: the standing choice ends within SHORTFALL_STEPS steps, not 16.
+    steps, ks = _plans(synthetic, lambda i: [0.85 if i < 300 else 0.0] * 8, config)
+    assert steps[steps >= 300][0] <= 300 + 4
+    assert ks[-50:] == [0] * 50
 
 
 def _speculating(settle_steps):

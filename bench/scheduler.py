@@ -101,7 +101,7 @@ def main() -> None:
                           "tcpu_spread": round(spread([r["tokens_per_tcpu_s"] for r in rs]), 4),
                           "mean_k": statistics.median(r["mean_k"] for r in rs),
                           "steps": [r["num_steps"] for r in rs], "tokens": [r["tokens"] for r in rs]}
-                  | ({"checks": [r["num_checks"] for r in rs], "vetoed": [r["num_vetoed_steps"] for r in rs],
+                  | ({"checks": [r["num_checks"] for r in rs], "vetoed": [r["num_vetoes"] for r in rs],
                       "probes": [r["num_probes"] for r in rs]} if name_.startswith("adaptive") else {})
                   for name_, rs in runs.items()}
         best_fixed = max((v["tokens_per_s"], n) for n, v in result.items() if n.startswith("fixed"))

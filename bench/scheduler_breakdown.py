@@ -88,7 +88,7 @@ def _run(workload, kind: str, depth, drafter_on: bool, round_size: int | None) -
         num_steps = sum(steps_by_k)
         out |= {"num_steps": num_steps, "mean_k": sum(k * n for k, n in enumerate(steps_by_k)) / max(1, num_steps),
                 "num_probes": after.num_probes - stats.num_probes, "num_checks": after.num_checks - stats.num_checks,
-                "num_vetoed": after.num_vetoed_steps - stats.num_vetoed_steps,
+                "num_vetoed": after.num_vetoes - stats.num_vetoes,
                 "probes_seen": len(probes), "probe_extra_frac": extra_s / elapsed}
     return out
 

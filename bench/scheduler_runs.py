@@ -66,6 +66,6 @@ def run_depth(workload: Workload, kind: str, *, fixed_k: int | None = None,
            "tokens": tokens}
     if before is not None:
         out |= {"num_checks": after.num_checks - before.num_checks,
-                "num_vetoed_steps": after.num_vetoed_steps - before.num_vetoed_steps,
+                "num_vetoes": after.num_vetoes - before.num_vetoes,
                 "num_probes": after.num_probes - before.num_probes}
     return out

@@ -221,7 +221,12 @@ class DepthScheduler:
         probe_k = self._probe.depth(k, rate, step_s + catch_up_s if k == 0 else step_s, self._expected, self._step)
         if probe_k == k > 0 and self._realized is not None:
             if self._realized.is_losing(batch_size, self._step, float(rate[k]), float(rate[0])):
-                self._stats.num_vetoed_steps += 1
+                # The verdict moves only with plain steps' evidence or its own ageing out, like a plain choice's
+                # ranking: it stands as one (a plan at every vetoed step ran ~100 steps after a probe at B = 64).
+                stand = standing_steps(0, self._config, probe_due_in=self._probe.plain_due_step - self._step,
+                                       num_plain=self._plain.num_counted, num_confirmed=0, check_due_in=1 << 30)
+                self._reuse = StandingChoice(batch_size, 0, catch_up_tokens, self._step + stand)
+                self._stats.num_vetoes += 1
                 return 0
             if was_speculating and self._realized.needs_plain_step(batch_size, self._step):
                 self._pending_check = True

@@ -38,7 +38,7 @@ def test_mispredicted_speculation_is_stopped_by_realized_times(synthetic):
     true, scheduler, decisions = _run(synthetic, check_realized=True)
     assert max(true.true_rates(B, [ALPHA] * K_MAX, K_MAX)[1:]) < 0.85 * B / true.step_s(B, 0)  # the setting
     assert _true_ratio_vs_plain(true, decisions[100:]) >= 0.97
-    assert scheduler.stats.num_vetoed_steps > 0
+    assert scheduler.stats.num_vetoes > 0
 
 
 def test_without_the_check_the_same_model_keeps_losing(synthetic):
@@ -55,7 +55,7 @@ def test_plain_checks_are_few_where_speculation_pays(synthetic):
                                     rng=np.random.default_rng(3), time_noise=0.1)
     checks = sum(d.is_check for d in decisions)
     assert 1 <= checks <= config.realized.min_steps + num_steps / config.realized.plain_check_interval_steps
-    assert scheduler.stats.num_vetoed_steps == 0  # a model that is right is never overruled
+    assert scheduler.stats.num_vetoes == 0  # a model that is right is never overruled
     assert all(d.k > 0 for d in decisions[200:] if not d.is_check)
 
 
@@ -86,3 +86,20 @@ def test_old_speculative_evidence_is_dropped():
         check.observe(step, 8, 3, 3.0, 1.0)
     assert check.is_losing(8, 50, 1.5, 1.0)
     assert not check.is_losing(8, 200, 1.5, 1.0)
+
+
+def test_a_veto_stands_like_a_plain_choice(synthetic):
+    # The setting of _run: every k > 0 loses, the frozen model keeps choosing one, the check keeps vetoing it.
+    profiled = synthetic.LinearDevice()
+    true = synthetic.LinearDevice(target_per_token_s=1.2e-4, draft_fixed_s=2e-3, draft_per_row_s=1e-4)
+    costs = synthetic.CountingCosts(_frozen_model(profiled))
+    scheduler = DepthScheduler(DepthConfig(), costs)
+    rng = np.random.default_rng(0)
+    synthetic.run_steps(scheduler, true, alphas=[ALPHA] * K_MAX, batch_size=B, num_steps=200, rng=rng, time_noise=0.1)
+    vetoes, calls = scheduler.stats.num_vetoes, costs.num_step_s
+    decisions = synthetic.run_steps(scheduler, true, alphas=[ALPHA] * K_MAX, batch_size=B, num_steps=400, rng=rng,
+                                    time_noise=0.1)
+    assert vetoes > 0 and scheduler.stats.num_vetoes > vetoes  # the verdict holds and is renewed
+    assert _true_ratio_vs_plain(true, decisions) >= 0.97
+    # A plan per vetoed step priced every depth at every step; a standing veto plans once per stand.
+    assert costs.num_step_s - calls <= 400 // DepthConfig().replan_interval_steps, costs.num_step_s - calls

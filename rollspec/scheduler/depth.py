@@ -32,46 +32,40 @@ class DepthScheduler:
     Call `choose_depth(B, catch_up_tokens)` before drafting and `observe(...)` after verifying
     (the engine's two hooks). In ADAPTIVE mode the choice is, in order:
 
-    1. greedy: argmax over k of E[tokens | k] / (k * c_draft(B) + c_target(B, k + 1)),
-       with the cost estimates as they stand and the acceptance of `planning_alphas()`
-       (the estimate, but at least the prior for a position fewer than min_evidence_rows
-       rows have tried); k = 0 wins whenever speculation is predicted not to pay. From
-       k = 0 the step cost also carries the drafter's catch-up (see CatchUpCost) spread
-       over `catch_up_horizon_steps`: leaving plain decoding must pay for it;
-    2. hysteresis: the previous greedy k is kept unless the argmax beats it by more than
-       `hysteresis` (`start_gain` when leaving k = 0), and never kept when predicted slower
-       than k = 0;
-    3. probe: if position k + 1 has not been scheduled for `probe_interval_steps` steps (from
-       k = 0 longer where the catch-up makes a probe dear: PROBE_BUDGET), a probe credit is
-       available, and some deeper depth would beat k were its unexplored
-       positions always accepted (its catch-up spread as in 1), this step runs at the
-       shallowest such depth instead. A probe never happens where speculation cannot pay
-       even with perfect acceptance, and credits (one per probe_interval_steps, at most
-       k_max banked) cap probe steps at k_max + W / probe_interval_steps in any W steps.
-       Probes do not move the greedy k. The deeper depth must beat k by more than
-       `probe_min_gain` under that optimism, except in the k_max steps after a weight
-       change, when acceptance may have jumped (ProbePlanner).
+    1. greedy: argmax over k of E[tokens | k] / (c_draft(B, k) + c_target(B, k + 1)), with the cost estimates as
+       they stand and the acceptance of `planning_alphas()` (the estimate, but at least the prior for a position
+       fewer than min_evidence_rows rows have tried); k = 0 wins whenever speculation is predicted not to pay.
+       From k = 0 the step cost also carries the drafter's catch-up (see CatchUpCost) spread over
+       `catch_up_horizon_steps`: leaving plain decoding must pay for it;
+    2. hysteresis: the previous greedy k is kept unless the argmax beats it by more than `hysteresis`
+       (`start_gain` when leaving k = 0), and never kept when predicted slower than k = 0;
+    3. probe: if position k + 1 has not been scheduled for `probe_interval_steps` steps (from k = 0 longer where
+       the catch-up makes a probe dear: PROBE_BUDGET), a probe credit is available, and some deeper depth would
+       beat k were its unexplored positions always accepted (its catch-up spread as in 1), this step runs at the
+       shallowest such depth instead. A probe never happens where speculation cannot pay even with perfect
+       acceptance, and credits (one per probe_interval_steps, at most k_max banked) cap probe steps at
+       k_max + W / probe_interval_steps in any W steps. Probes do not move the greedy k. The deeper depth must
+       beat k by more than `probe_min_gain` under that optimism, except in the k_max steps after a weight change,
+       when acceptance may have jumped (ProbePlanner).
+    4. realized check (`check_realized`): a k > 0 from the steps above becomes 0 where speculative steps have
+       realized fewer tokens/s than plain ones at this batch size's bucket, beyond noise, once each prediction is
+       corrected by how far the times of steps of its kind fell from their predictions there (see RealizedCheck);
+       probes are exempt. While speculating, one plain step every so often keeps the plain side of that comparison
+       measured. Predictions rest on a profile that load can skew and that is only corrected at depths actually
+       run; this rule rests on what the steps took. Its verdict moves only with plain steps' evidence or its own
+       ageing out, so a veto stands as a plain choice does (a plan at every vetoed step ran for ~100 steps after
+       a probe at B = 64 on the zoo).
 
-    4. realized check (`check_realized`): a k > 0 from the steps above becomes 0 where
-       speculative steps have realized fewer tokens/s than plain ones at this batch size's
-       bucket, beyond noise, once each prediction is corrected by how far the times of steps of
-       its kind fell from their predictions there (see RealizedCheck); probes are exempt. While
-       speculating, one plain step every so often keeps the plain side of that comparison
-       measured. Predictions rest on a profile that load can skew and that is only corrected
-       at depths actually run; this rule rests on what the steps took.
+    A greedy choice stands for some steps while the batch and the catch-up offered stay (standing_steps).
 
-    A greedy choice is reused for up to `replan_interval_steps` steps (longer at k = 0) while the batch and
-    the catch-up offered stay (StandingChoice).
+    A draining batch (shrinking from step to step) spreads the catch-up over the steps it is expected to have
+    left, if fewer (`horizon_steps`), and is not probed from k = 0 then.
 
-    A draining batch (shrinking from step to step) spreads the catch-up over the steps it is
-    expected to have left, if fewer (`horizon_steps`), and is not probed from k = 0 then.
-
-    Once speculating, this step's catch-up is not charged to the choice: it is paid whenever
-    the drafter next drafts, so stepping down to k = 0 to avoid it only defers it, and grows
-    it. What is charged to every k > 0 is the catch-up that recurs while speculating (newly
-    admitted rows bring their prompts): the mean excess width of recent steady speculative
-    steps. On the zoo's steady batch of 128 every step admitted rows, and that catch-up alone
-    cost about two plain steps per step.
+    Once speculating, this step's catch-up is not charged to the choice: it is paid whenever the drafter next
+    drafts, so stepping down to k = 0 to avoid it only defers it, and grows it. What is charged to every k > 0 is
+    the catch-up that recurs while speculating (newly admitted rows bring their prompts): the mean excess width of
+    recent steady speculative steps. On the zoo's steady batch of 128 every step admitted rows, and that catch-up
+    alone cost about two plain steps per step.
 
     Without step 3 a phase of bad acceptance would lock k at 0 forever: at k = 0 no
     position is attempted, so nothing could reveal that acceptance came back.
@@ -221,11 +215,7 @@ class DepthScheduler:
         probe_k = self._probe.depth(k, rate, step_s + catch_up_s if k == 0 else step_s, self._expected, self._step)
         if probe_k == k > 0 and self._realized is not None:
             if self._realized.is_losing(batch_size, self._step, float(rate[k]), float(rate[0])):
-                # The verdict moves only with plain steps' evidence or its own ageing out, like a plain choice's
-                # ranking: it stands as one (a plan at every vetoed step ran ~100 steps after a probe at B = 64).
-                stand = standing_steps(0, self._config, probe_due_in=self._probe.plain_due_step - self._step,
-                                       num_plain=self._plain.num_counted, num_confirmed=0, check_due_in=1 << 30)
-                self._reuse = StandingChoice(batch_size, 0, catch_up_tokens, self._step + stand)
+                self._stand(batch_size, 0, catch_up_tokens)  # a veto stands as a plain choice does (class doc, 4.)
                 self._stats.num_vetoes += 1
                 return 0
             if was_speculating and self._realized.needs_plain_step(batch_size, self._step):
@@ -235,13 +225,18 @@ class DepthScheduler:
             self._probe.spend()
             self._pending_probe = (batch_size, probe_k)
         else:
-            check_in = self._realized.plain_step_due_in(batch_size, self._step) if self._realized else 1 << 30
-            interval = standing_steps(k, self._config, probe_due_in=self._probe.plain_due_step - self._step,
-                                      num_plain=self._plain.num_counted, num_confirmed=self._num_confirmed,
-                                      check_due_in=check_in)
-            self._reuse = StandingChoice(batch_size, k, catch_up_tokens, self._step + interval)
+            interval = self._stand(batch_size, k, catch_up_tokens)
             self._watch.start(float(expected[k]) - 1.0 if interval > self._config.replan_interval_steps else 0.0)
         return probe_k
+
+    def _stand(self, batch_size: int, k: int, catch_up_tokens: int) -> int:
+        """Let a greedy choice of k stand (standing_steps, StandingChoice); returns for how many steps."""
+        check_in = self._realized.plain_step_due_in(batch_size, self._step) if k and self._realized else 1 << 30
+        interval = standing_steps(k, self._config, probe_due_in=self._probe.plain_due_step - self._step,
+                                  num_plain=self._plain.num_counted, num_confirmed=self._num_confirmed,
+                                  check_due_in=check_in)
+        self._reuse = StandingChoice(batch_size, k, catch_up_tokens, self._step + interval)
+        return interval
 
     def plain_lease(self) -> PlainLease:
         """After `choose_depth` returned 0: for how many more steps, and down to how few rows, plain decoding stands

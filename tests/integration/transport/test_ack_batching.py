@@ -5,6 +5,8 @@ while the application waits in get_batch (or by its heartbeat if it stops callin
 
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rollspec.transport.broker import Broker
@@ -13,6 +15,17 @@ from rollspec.transport.consumer import ZmqConsumer
 
 sys.path.insert(0, str(Path(__file__).parent))
 import raw_peers  # noqa: E402
+
+
+@contextmanager
+def _queue_and_consumer(**consumer_config) -> Iterator[tuple[Broker, ZmqConsumer]]:
+    broker = Broker([QueueConfig(name="q")])
+    consumer = ZmqConsumer(broker.address, "q", config=ConsumerConfig(**consumer_config))
+    try:
+        yield broker, consumer
+    finally:
+        consumer.close()
+        broker.close()
 
 
 def _wait_acked(broker: Broker, count: int, timeout_s: float) -> int:
@@ -37,9 +50,7 @@ def _sent(consumer: ZmqConsumer) -> int:
 
 
 def test_acks_of_a_burst_go_together_and_every_item_is_acked_once():
-    broker = Broker([QueueConfig(name="q")])
-    consumer = ZmqConsumer(broker.address, "q", config=ConsumerConfig(window_items=32, heartbeat_s=30))
-    try:
+    with _queue_and_consumer(window_items=32, heartbeat_s=30) as (broker, consumer):
         ids = [f"p{i}" for i in range(200)]
         broker.sender("q").put_many([raw_peers.prompt(i) for i in ids], msg_ids=ids)
         sent_before = _sent(consumer)
@@ -50,30 +61,18 @@ def test_acks_of_a_burst_go_together_and_every_item_is_acked_once():
         # One Ack per item before batching; now at most one per half window of items, plus deadline flushes.
         assert acks_sent <= len(ids) // 4, acks_sent
         assert broker.stats("q").redelivered == 0 and broker.stats("q").duplicate_acks == 0
-    finally:
-        consumer.close()
-        broker.close()
 
 
 def test_acks_go_at_once_once_half_the_window_is_used():
-    broker = Broker([QueueConfig(name="q")])
-    consumer = ZmqConsumer(broker.address, "q", config=ConsumerConfig(window_items=2, heartbeat_s=30,
-                                                                      ack_delay_s=30))
-    try:
+    with _queue_and_consumer(window_items=2, heartbeat_s=30, ack_delay_s=30) as (broker, consumer):
         ids = [f"p{i}" for i in range(20)]
         broker.sender("q").put_many([raw_peers.prompt(i) for i in ids], msg_ids=ids)
         assert sorted(_consume_one_by_one(consumer, len(ids))) == sorted(ids)  # would stall for 30 s per ack
         assert _wait_acked(broker, len(ids), 10) == len(ids)
-    finally:
-        consumer.close()
-        broker.close()
 
 
 def test_a_waiting_ack_goes_by_its_deadline_while_the_application_waits_in_get_batch():
-    broker = Broker([QueueConfig(name="q")])
-    consumer = ZmqConsumer(broker.address, "q", config=ConsumerConfig(window_items=64, heartbeat_s=30,
-                                                                      ack_delay_s=0.05))
-    try:
+    with _queue_and_consumer(window_items=64, heartbeat_s=30, ack_delay_s=0.05) as (broker, consumer):
         broker.sender("q").put(raw_peers.prompt("only"), msg_id="only")
         delivery = consumer.get(timeout_s=10)
         assert delivery is not None
@@ -81,21 +80,12 @@ def test_a_waiting_ack_goes_by_its_deadline_while_the_application_waits_in_get_b
         assert broker.stats("q").acked == 0  # waiting: 1 of 64 items out, well under half the window
         assert consumer.get_batch(1, timeout_s=0.5) == []  # the ack leaves during this wait, not at a heartbeat
         assert _wait_acked(broker, 1, 5) == 1
-    finally:
-        consumer.close()
-        broker.close()
 
 
 def test_an_application_that_stops_calling_has_its_waiting_acks_sent_with_its_heartbeat():
-    broker = Broker([QueueConfig(name="q")])
-    consumer = ZmqConsumer(broker.address, "q", config=ConsumerConfig(window_items=64, heartbeat_s=0.2,
-                                                                      ack_delay_s=0.05))
-    try:
+    with _queue_and_consumer(window_items=64, heartbeat_s=0.2, ack_delay_s=0.05) as (broker, consumer):
         broker.sender("q").put(raw_peers.prompt("only"), msg_id="only")
         delivery = consumer.get(timeout_s=10)
         assert delivery is not None
         consumer.ack(delivery)
         assert _wait_acked(broker, 1, 5) == 1  # no further call from the application
-    finally:
-        consumer.close()
-        broker.close()

@@ -45,6 +45,13 @@ def _consume_one_by_one(consumer: ZmqConsumer, count: int) -> list[str]:
     return seen
 
 
+def _put_take_and_ack_one(broker: Broker, consumer: ZmqConsumer) -> None:
+    broker.sender("q").put(raw_peers.prompt("only"), msg_id="only")
+    delivery = consumer.get(timeout_s=10)
+    assert delivery is not None
+    consumer.ack(delivery)
+
+
 def _sent(consumer: ZmqConsumer) -> int:
     return consumer.stats().faults["sent"]  # every message this consumer sent: acks, heartbeats
 
@@ -73,10 +80,7 @@ def test_acks_go_at_once_once_half_the_window_is_used():
 
 def test_a_waiting_ack_goes_by_its_deadline_while_the_application_waits_in_get_batch():
     with _queue_and_consumer(window_items=64, heartbeat_s=30, ack_delay_s=0.05) as (broker, consumer):
-        broker.sender("q").put(raw_peers.prompt("only"), msg_id="only")
-        delivery = consumer.get(timeout_s=10)
-        assert delivery is not None
-        consumer.ack(delivery)
+        _put_take_and_ack_one(broker, consumer)
         assert broker.stats("q").acked == 0  # waiting: 1 of 64 items out, well under half the window
         assert consumer.get_batch(1, timeout_s=0.5) == []  # the ack leaves during this wait, not at a heartbeat
         assert _wait_acked(broker, 1, 5) == 1
@@ -84,8 +88,5 @@ def test_a_waiting_ack_goes_by_its_deadline_while_the_application_waits_in_get_b
 
 def test_an_application_that_stops_calling_has_its_waiting_acks_sent_with_its_heartbeat():
     with _queue_and_consumer(window_items=64, heartbeat_s=0.2, ack_delay_s=0.05) as (broker, consumer):
-        broker.sender("q").put(raw_peers.prompt("only"), msg_id="only")
-        delivery = consumer.get(timeout_s=10)
-        assert delivery is not None
-        consumer.ack(delivery)
+        _put_take_and_ack_one(broker, consumer)
         assert _wait_acked(broker, 1, 5) == 1  # no further call from the application

@@ -103,16 +103,11 @@ class AcceptanceEstimator:
             if len(row) == 1:  # one row: it reached positions 1 .. n + 1 (at most k) and accepted 1 .. n
                 n = int(row[0])
                 assert n <= k, f"num_accepted exceeds k={k}"
-                for j in range(min(n + 1, k)):  # the loop below for survivors [1] * (n + 1) + [0] * (k - n)
-                    age = step - last[j]
-                    age_factor = decay if age == 1 else decay ** age
-                    accepted[j] = accepted[j] * age_factor + (j < n)
-                    attempted[j] = attempted[j] * age_factor + 1
-                    last[j] = step
-                continue
-            counts = np.bincount(np.asarray(row, dtype=np.int64), minlength=k + 1)
-            assert counts.size == k + 1, f"num_accepted exceeds k={k}"
-            survivors = np.cumsum(counts[::-1])[::-1].tolist()
+                survivors = [1] * (n + 1) + [0] * (k - n)
+            else:
+                counts = np.bincount(np.asarray(row, dtype=np.int64), minlength=k + 1)
+                assert counts.size == k + 1, f"num_accepted exceeds k={k}"
+                survivors = np.cumsum(counts[::-1])[::-1].tolist()
             for j in range(k):  # survivors never increase: the positions reached form a prefix
                 if not survivors[j]:
                     break

@@ -132,20 +132,20 @@ class CostModel:
     def draft_s(self, batch_size: int) -> float:
         """Predicted seconds of one more drafted position for batch_size rows: b(B), corrected."""
         _, per_position, _ = self._base_at(batch_size)
-        return per_position * math.exp(self._draft_log[batch_bucket(batch_size)])
+        return per_position * self._draft_factor(batch_size)
 
     def drafting_s(self, batch_size: int, k: int) -> float:
         """Predicted c_draft(B, k) = (a(B) + k * b(B)) * correction: seconds of drafting k positions (0 at k = 0)."""
         if k == 0:
             return 0.0
         fixed, per_position, _ = self._base_at(batch_size)
-        return (fixed + k * per_position) * math.exp(self._draft_log[batch_bucket(batch_size)])
+        return (fixed + k * per_position) * self._draft_factor(batch_size)
 
     def step_s(self, batch_size: int, k_max: int) -> NDArray[np.float64]:
         """Predicted c_draft(B, k) + c_target(B, k + 1) for k = 0 .. k_max (hot path: a few array ops)."""
         assert 0 <= k_max < MAX_Q, k_max
         fixed, per_position, _ = self._base_at(batch_size)
-        factor = math.exp(self._draft_log[batch_bucket(batch_size)])
+        factor = self._draft_factor(batch_size)
         step = self._k_range[: k_max + 1] * (per_position * factor) + self._target_by_q(batch_size)[: k_max + 1]
         step[1:] += fixed * factor
         return step
@@ -241,6 +241,10 @@ class CostModel:
         # Scalar math on purpose: this runs every step and numpy's scalar overhead dominates here.
         clip = self._config.max_log_error
         return min(clip, max(-clip, math.log(max(observed_s, _MIN_TIME_S) / predicted_s)))
+
+    def _draft_factor(self, batch_size: int) -> float:
+        """The online correction of drafting's profiled price at batch_size's bucket."""
+        return math.exp(self._draft_log[batch_bucket(batch_size)])
 
     def _target_by_q(self, batch_size: int) -> NDArray[np.float64]:
         _, _, target_base = self._base_at(batch_size)

@@ -117,7 +117,7 @@ class DepthConfig:
       batch size (1: planned every step); see DepthScheduler.
     - `max_replan_interval_steps`: a speculative choice that later plans confirmed stands longer, doubling per
       confirming plan up to this many steps, unless its steps accept fewer drafts than planned
-      (standing.standing_steps, steady.SteadyRun.falls_short).
+      (standing.standing_steps, standing.AcceptanceWatch).
     - `realized`: the check against realized throughput; `check_realized` turns it off.
     - `settle_steps`: the plain steps right after a speculative one do not teach the cost model (they
       cost 1.2-1.6x a plain step in a run of plain steps on the zoo).

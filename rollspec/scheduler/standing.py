@@ -80,9 +80,8 @@ def standing_steps(k: int, config: DepthConfig, *, probe_due_in: int, num_plain:
     16 steps, and an acceptance drop ends a choice early (AcceptanceWatch); it is not extended past the realized
     check's next plain step (`check_due_in`), which a plan schedules.
     Plain: for half the plain steps counted so far (PlainRun.num_counted), up to PLAIN_REPLAN_STEPS and not past a
-    due probe:
-    a plain step moves no acceptance and, once plain's price is calibrated (its first observations at a batch
-    size), no ranking. Planning every 16 steps was ~1% at B = 1."""
+    due probe: a plain step moves no acceptance and, once plain's price is calibrated (its first observations at a
+    batch size), no ranking. Planning every 16 steps was ~1% at B = 1."""
     interval = config.replan_interval_steps
     if k:
         longest = min(config.max_replan_interval_steps, int(config.acceptance.half_life_steps), check_due_in)

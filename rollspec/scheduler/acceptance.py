@@ -7,6 +7,10 @@ from numpy.typing import ArrayLike, NDArray
 
 from rollspec.scheduler.config import AcceptanceConfig
 
+# Steps folded at once by observe_steps: decay ** steps stays far from underflow (a position last reached
+# at the start of a long fold keeps its counts).
+_FOLD_CHUNK_STEPS = 256
+
 
 class AcceptanceEstimator:
     """Conditional acceptance alpha_j = P(accept j | accepted j-1) per draft position j = 1 .. num_positions.
@@ -93,31 +97,44 @@ class AcceptanceEstimator:
 
     def observe_steps(self, k: int, num_accepted_NB: Sequence[Sequence[int]]) -> None:
         """Count n consecutive verify steps at depth k, row i of step t accepting num_accepted_NB[t][i], as n calls
-        of `observe` would, with the estimates refreshed once: each `observe` is ~10 numpy calls on arrays of
-        k_max, ~10-30 us a step inside the engine at B = 1. Same arithmetic, in Python floats."""
+        of `observe` would (to rounding), with the estimates refreshed once.
+
+        A position's lazily discounted sums after the run are its old sums aged to the last step that reached it
+        plus each step's counts aged to that step: weighting every row by its step's age at the run's end, a
+        position's sums are suffix sums of one weighted histogram of accepted counts. O(rows + k) in Python floats
+        where a step-by-step fold is O(steps * k) (each `observe` is ~10 numpy calls on arrays of k_max, ~10-30 us a
+        step inside the engine at B = 1)."""
         assert 1 <= k <= self.num_positions, (k, self.num_positions)
-        accepted, attempted, last = self._accepted.tolist(), self._attempted.tolist(), self._last_step.tolist()
-        decay, step = self._decay, self._step
-        for row in num_accepted_NB:
-            step += 1
-            if len(row) == 1:  # one row: it reached positions 1 .. n + 1 (at most k) and accepted 1 .. n
-                n = int(row[0])
-                assert n <= k, f"num_accepted exceeds k={k}"
-                survivors = [1] * (n + 1) + [0] * (k - n)
-            else:
-                counts = np.bincount(np.asarray(row, dtype=np.int64), minlength=k + 1)
-                assert counts.size == k + 1, f"num_accepted exceeds k={k}"
-                survivors = np.cumsum(counts[::-1])[::-1].tolist()
-            for j in range(k):  # survivors never increase: the positions reached form a prefix
-                if not survivors[j]:
-                    break
-                age_factor = decay ** (step - last[j])
-                accepted[j] = accepted[j] * age_factor + survivors[j + 1]
-                attempted[j] = attempted[j] * age_factor + survivors[j]
-                last[j] = step
-        self._step = step
-        self._accepted[:], self._attempted[:], self._last_step[:] = accepted, attempted, last
+        for start in range(0, len(num_accepted_NB), _FOLD_CHUNK_STEPS):
+            self._observe_chunk(k, num_accepted_NB[start: start + _FOLD_CHUNK_STEPS])
         self._refresh()
+
+    def _observe_chunk(self, k: int, num_accepted_NB: Sequence[Sequence[int]]) -> None:
+        decay, first, n = self._decay, self._step + 1, len(num_accepted_NB)
+        end = first + n - 1
+        weight_by_count = [0.0] * (k + 1)  # sum over rows accepting n drafts of decay ** (age at the run's end)
+        last_by_count = [0] * (k + 1)  # the last step a row accepted exactly n drafts
+        for step, row in enumerate(num_accepted_NB, first):
+            weight = decay ** (end - step)
+            for count in row:
+                weight_by_count[count] += weight  # IndexError for a count over k
+                last_by_count[count] = step
+        accepted, attempted, last = self._accepted.tolist(), self._attempted.tolist(), self._last_step.tolist()
+        reached, reached_last = weight_by_count[k], last_by_count[k]  # rows accepting at least j + 1, suffix sums
+        for j in range(k - 1, -1, -1):
+            survived = reached  # rows that accepted position j + 1
+            reached += weight_by_count[j]
+            reached_last = max(reached_last, last_by_count[j])
+            if not reached_last:  # no row reached position j + 1
+                continue
+            # Age everything to the last step that reached it (position j + 1's clock), as the step-by-step fold does.
+            to_last = decay ** (end - reached_last)
+            age_factor = decay ** (reached_last - last[j])
+            accepted[j] = accepted[j] * age_factor + survived / to_last
+            attempted[j] = attempted[j] * age_factor + reached / to_last
+            last[j] = reached_last
+        self._step = end
+        self._accepted[:], self._attempted[:], self._last_step[:] = accepted, attempted, last
 
     def advance(self, num_steps: int = 1) -> None:
         """Count plain steps (k = 0): the clock moves, no position was attempted."""

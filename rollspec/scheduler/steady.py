@@ -48,17 +48,18 @@ class SteadySteps:
 
 class CatchUpSplit:
     """catch_up.observe_step_costs's split of kept steps' drafting time, step by step inside CostModel.observe_steady:
-    the predicted catch-up beyond a steady step's width (recorded), and what the catch-up model learns."""
+    the predicted catch-up beyond a steady step's width (recorded), and what the catch-up model learns. Called only
+    for the steps with an excess width (the others' catch-up is 0 and their drafting time is learned as it is)."""
 
     def __init__(self, catch_up: CatchUpCost, steps: SteadySteps) -> None:
         self._catch_up, self._batch_size = catch_up, steps.batch_size
-        self.excess = [max(0, width - steps.k - 1) for width in steps.catch_up_tokens]
-        self.catch_up_s: list[float] = []
+        k = steps.k
+        self.excess = [width - k - 1 if width > k + 1 else 0 for width in steps.catch_up_tokens]
+        self.catch_up_s = [0.0] * len(self.excess)
 
     def __call__(self, i: int, drafting_s: float, draft_time_s: float) -> float:
         excess = self.excess[i]
-        catch_up_s = self._catch_up.catch_up_s(self._batch_size, excess)
-        self.catch_up_s.append(catch_up_s)
+        catch_up_s = self.catch_up_s[i] = self._catch_up.catch_up_s(self._batch_size, excess)
         if catch_up_s > 0 and catch_up_s >= drafting_s:
             self._catch_up.observe(self._batch_size, excess, draft_time_s - drafting_s)
             return drafting_s

@@ -339,10 +339,10 @@ class DepthScheduler:
         split = CatchUpSplit(self._catch_up, steps)
         predicted_s = self._fold(b, k, steps.draft_s, steps.target_s, split=split)  # type: ignore[misc]
         self._acceptance.observe_steps(k, steps.num_accepted)
-        for i, (excess, catch_up_s) in enumerate(zip(split.excess, split.catch_up_s)):
-            if self._realized is not None:
-                self._realized.observe(steps.first_step + i, b, k, steps.draft_s[i] + steps.target_s[i],
-                                       predicted_s[i] + catch_up_s)
+        if self._realized is not None:
+            self._realized.observe_run(steps.first_step, b, [d + t for d, t in zip(steps.draft_s, steps.target_s)],
+                                       [p + c for p, c in zip(predicted_s, split.catch_up_s)])
+        for excess in split.excess:
             self._recurring_excess += RECURRING_RATE * (excess - self._recurring_excess)
             self._drain += DRAIN_RATE * (0 - self._drain)
             self._probe.earn(1)

@@ -103,3 +103,22 @@ def test_a_veto_stands_like_a_plain_choice(synthetic):
     assert _true_ratio_vs_plain(true, decisions) >= 0.97
     # A plan per vetoed step priced every depth at every step; a standing veto plans once per stand.
     assert costs.num_step_s - calls <= 400 // DepthConfig().replan_interval_steps, costs.num_step_s - calls
+
+
+def test_plain_checks_come_rarer_only_where_speculation_clearly_wins(synthetic):
+    # At B = 1 on the zoo (k = 4, ~1.2x plain) a check cost ~1 ms of scheduler work and a plain step per 64 steps.
+    device, config, num_steps = synthetic.LinearDevice(), DepthConfig(), 3000
+    interval = config.realized.plain_check_interval_steps
+
+    def checks(alpha):
+        scheduler = DepthScheduler(config, device.cost_model())
+        decisions = synthetic.run_steps(scheduler, device, alphas=[alpha] * K_MAX, batch_size=4, num_steps=num_steps,
+                                        rng=np.random.default_rng(3), time_noise=0.1)
+        assert scheduler.stats.num_vetoes == 0
+        return sum(d.is_check for d in decisions)
+
+    assert device.true_rates(4, [0.85] * K_MAX, K_MAX).max() > 2 * device.true_rates(4, [0.85] * K_MAX, K_MAX)[0]
+    assert checks(0.85) <= config.realized.min_steps + num_steps / (4 * interval) + 3  # 52 every interval
+    best = device.true_rates(4, [0.3] * K_MAX, K_MAX)
+    assert best.max() < 1.2 * best[0]  # a narrow win: every interval, as before
+    assert checks(0.3) >= 0.75 * num_steps / interval

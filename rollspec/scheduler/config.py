@@ -116,8 +116,8 @@ class DepthConfig:
     - `replan_interval_steps`: a greedy choice is reused for up to this many steps at the same
       batch size (1: planned every step); see DepthScheduler.
     - `max_replan_interval_steps`: a speculative choice that later plans confirmed stands longer, doubling per
-      confirming plan up to this many steps, unless its steps accept fewer drafts than planned
-      (standing.standing_steps, standing.AcceptanceWatch).
+      confirming plan up to this many steps (and two acceptance half-lives), unless its steps accept fewer
+      drafts than planned (standing.standing_steps, standing.AcceptanceWatch).
     - `realized`: the check against realized throughput; `check_realized` turns it off.
     - `settle_steps`: the plain steps right after a speculative one do not teach the cost model (they
       cost 1.2-1.6x a plain step in a run of plain steps on the zoo).
@@ -134,7 +134,7 @@ class DepthConfig:
     weight_change_keep: float = 0.25
     history_len: int = 1024
     replan_interval_steps: int = 4
-    max_replan_interval_steps: int = 16
+    max_replan_interval_steps: int = 32
     acceptance: AcceptanceConfig = field(default_factory=AcceptanceConfig)
     check_realized: bool = True
     realized: RealizedConfig = field(default_factory=RealizedConfig)

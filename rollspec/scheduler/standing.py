@@ -73,18 +73,18 @@ def standing_steps(k: int, config: DepthConfig, *, probe_due_in: int, num_plain:
     """Steps a greedy choice of k stands (DepthScheduler.choose_depth), `num_confirmed` plans in a row after the one
     that chose it having chosen it again.
 
-    Speculating: replan_interval_steps, doubled for each confirming plan up to max_replan_interval_steps and the
-    acceptance estimate's half-life (what moves a plan's inputs; a shorter memory re-plans as often). On the
-    zoo at B = 1 (EAGLE, k = 4) a plan every 4 steps was ~65-75 us of a ~0.6 ms step inside the engine (the plan
-    and the fold of the steps kept since the last one: ~260-300 us each); the estimates move over a half-life of
-    16 steps, and an acceptance drop ends a choice early (AcceptanceWatch); it is not extended past the realized
-    check's next plain step (`check_due_in`), which a plan schedules.
+    Speculating: replan_interval_steps, doubled for each confirming plan up to max_replan_interval_steps and two
+    acceptance half-lives (what moves a plan's inputs; a shorter memory re-plans as often). On the zoo at B = 1
+    (EAGLE, k = 4) a plan every 4 steps was ~65-75 us of a ~0.6 ms step inside the engine (the plan and the fold
+    of the steps kept since the last one: ~260-300 us each), one every 16 steps still ~25 us (~390 us each, cold
+    caches); an acceptance drop ends a choice early (AcceptanceWatch), so a confirmed choice stands through more
+    than the estimates' half-life; it is not extended past the realized check's next plain step (`check_due_in`).
     Plain: for half the plain steps counted so far (PlainRun.num_counted), up to PLAIN_REPLAN_STEPS and not past a
     due probe: a plain step moves no acceptance and, once plain's price is calibrated (its first observations at a
     batch size), no ranking. Planning every 16 steps was ~1% at B = 1."""
     interval = config.replan_interval_steps
     if k:
-        longest = min(config.max_replan_interval_steps, int(config.acceptance.half_life_steps), check_due_in)
+        longest = min(config.max_replan_interval_steps, int(2 * config.acceptance.half_life_steps), check_due_in)
         return max(interval, min(longest, interval << min(num_confirmed, 8)))
     stand = min(PLAIN_REPLAN_STEPS, num_plain // 2, probe_due_in if probe_due_in > 0 else PLAIN_REPLAN_STEPS)
     return max(interval, stand)

@@ -260,9 +260,9 @@ def _plans(synthetic, alphas, config, num_steps=400, b=4):
 def test_a_confirmed_speculative_choice_stands_longer_and_an_acceptance_drop_ends_it(synthetic):
     config = DepthConfig(check_realized=False, probe_interval_steps=10**6)
     steps, ks = _plans(synthetic, [0.85] * 8, config)
-    gaps = np.diff(steps[steps > 100])
-    assert ks[100:].count(0) == 0 and set(gaps) <= set(range(1, 17)) and np.median(gaps) == 16, gaps
-    # From step 300 the drafts are all rejected: the standing choice ends within SHORTFALL_STEPS steps, not 16.
+    gaps, longest = np.diff(steps[steps > 100]), config.max_replan_interval_steps
+    assert ks[100:].count(0) == 0 and set(gaps) <= set(range(1, longest + 1)) and np.median(gaps) == longest, gaps
+    # From step 300 the drafts are all rejected: the standing choice ends within SHORTFALL_STEPS steps, not 32.
     steps, ks = _plans(synthetic, lambda i: [0.85 if i < 300 else 0.0] * 8, config)
     assert steps[steps >= 300][0] <= 300 + 4
     assert ks[-50:] == [0] * 50

@@ -256,9 +256,6 @@ class DepthScheduler:
 
         The step's record becomes `last_decision` and is added to `history` and `stats`.
         """
-        if self._plain.is_quiet(batch_size, k, draft_time_s + target_time_s):  # recorded later (_flush_quiet)
-            self._step += 1
-            return
         if k and self._is_steady(batch_size, k):  # folded in later (_fold_steady)
             self._steady.add(self._step, batch_size, k, num_accepted, self._offered_catch_up, draft_time_s,
                              target_time_s)
@@ -266,6 +263,9 @@ class DepthScheduler:
                 self._reuse, self._num_confirmed = None, -1
             self._step += 1
             self._offered_catch_up = 0
+            return
+        if self._plain.is_quiet(batch_size, k, draft_time_s + target_time_s):  # recorded later (_flush_quiet)
+            self._step += 1
             return
         assert 0 <= k <= self._config.k_max, (k, self._config.k_max)
         assert len(num_accepted) == batch_size, (len(num_accepted), batch_size)

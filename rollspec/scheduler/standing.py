@@ -105,23 +105,24 @@ class AcceptanceWatch:
     SHORTFALL_Z**2 drafts over the window (or at 0: one that stands the replan interval only) never ends so.
     """
 
-    __slots__ = ("planned_per_row", "accepted", "rows")
+    __slots__ = ("planned_per_row", "accepted", "rows", "num_steps")
 
     def __init__(self) -> None:
         self.start(0.0)
 
     def start(self, planned_per_row: float) -> None:
-        self.planned_per_row, self.accepted, self.rows = planned_per_row, [], []
+        self.planned_per_row, self.num_steps = planned_per_row, 0
+        self.accepted, self.rows = [0] * SHORTFALL_STEPS, [0] * SHORTFALL_STEPS  # rings of the last steps
 
     def falls_short(self, num_accepted: int, num_rows: int) -> bool:
         """Count one speculative step (drafts accepted over its rows); whether the last SHORTFALL_STEPS steps fell
         short of the plan."""
         if not self.planned_per_row:
             return False
-        self.accepted.append(num_accepted)
-        self.rows.append(num_rows)
-        if len(self.rows) < SHORTFALL_STEPS:
+        i = self.num_steps % SHORTFALL_STEPS
+        self.accepted[i], self.rows[i] = num_accepted, num_rows
+        self.num_steps += 1
+        if self.num_steps < SHORTFALL_STEPS:
             return False
-        del self.accepted[:-SHORTFALL_STEPS], self.rows[:-SHORTFALL_STEPS]
         planned = self.planned_per_row * sum(self.rows)
         return sum(self.accepted) < planned - SHORTFALL_Z * planned ** 0.5

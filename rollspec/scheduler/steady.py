@@ -103,9 +103,10 @@ class SteadyRun:
 
     def add(self, step: int, batch_size: int, k: int, num_accepted: list[int], catch_up_tokens: int,
             draft_s: float, target_s: float) -> None:
+        """Keep one step; every step kept until `take` is at the first one's batch size and k (one standing choice's:
+        DepthScheduler._is_steady)."""
         if not self._draft_s:
             self._first_step, self._batch_size, self._k = step, batch_size, k
-        assert (batch_size, k) == (self._batch_size, self._k), (batch_size, k, self._batch_size, self._k)
         self._accepted.append(num_accepted)
         self._catch_up.append(catch_up_tokens)
         self._draft_s.append(draft_s)

@@ -1,4 +1,4 @@
-"""Timed rollouts at a fixed depth or with the adaptive DepthScheduler."""
+"""Timed rollouts at a fixed depth, plainly with the drafter attached, or with the adaptive DepthScheduler."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from rollspec.engine.drafters.build import build_drafter
 from rollspec.engine.engine import Engine
 from rollspec.engine.profiling import StepTimeRecorder, profile_step_costs
 from rollspec.scheduler import CatchUpCost, CostModel, DepthConfig, DepthMode, DepthScheduler, profile_points
+from rollspec.scheduler.standing import PlainLease
 
 
 def _drafter(workload: Workload, kind: str, config):
@@ -31,21 +32,45 @@ def adaptive_scheduler(workload: Workload, costs: tuple[CostModel, CatchUpCost])
     return DepthScheduler(DepthConfig(k_max=workload.engine_config().k_max, mode=DepthMode.ADAPTIVE), *costs)
 
 
-def run_depth(workload: Workload, kind: str, *, fixed_k: int | None = None,
-              scheduler: DepthScheduler | None = None, round_size: int | None = None) -> dict:
+class StandingPlain:
+    """A depth policy that always decodes plainly and leases it for good: with a drafter attached the engine keeps
+    the drafter's state as it does under the adaptive scheduler's plain lease and asks it (and this) nothing."""
+
+    def __init__(self) -> None:
+        self.num_steps = 0
+        self._lease = PlainLease(steps=1 << 40, min_batch_size=0)
+
+    def choose_depth(self, batch_size: int, catch_up_tokens: int = 0) -> int:
+        return 0
+
+    def plain_lease(self) -> PlainLease:
+        return self._lease
+
+    def observe(self, batch_size, k, num_accepted, draft_time_s, target_time_s) -> None:
+        self.num_steps += 1
+
+
+def run_depth(workload: Workload, kind: str, *, fixed_k: int | None = None, scheduler: DepthScheduler | None = None,
+              round_size: int | None = None, drafter_at_plain: bool = False) -> dict:
     """One timed rollout of the workload at a fixed depth, or with `scheduler` (kept: it learns across runs).
 
+    Fixed k = 0 runs without a drafter (plain decoding); with `drafter_at_plain` instead with the drafter attached
+    under a standing plain lease (StandingPlain): what being ready to speculate costs where nothing is drafted.
     With `round_size`, the prompts go in consecutive rounds of that many, each run to completion before
     the next (a batch draining round after round, as a rollout actor's does), through one engine."""
+    if (fixed_k is None) == (scheduler is None) or (drafter_at_plain and fixed_k != 0):
+        raise ValueError(f"run_depth takes fixed_k or scheduler (drafter_at_plain: fixed_k = 0), got {fixed_k}, "
+                         f"{scheduler}, {drafter_at_plain}")
     config = workload.engine_config()
     # The engine is handed the scheduler itself, not a wrapper: a wrapper would hide its plain lease (the engine
     # then asks for k every step) and add a call a step. Depths run are counted from its stats / the recorder.
-    depth = StepTimeRecorder([fixed_k]) if fixed_k is not None else scheduler
-    drafter = _drafter(workload, kind, config) if fixed_k != 0 else None
+    depth = scheduler or (StandingPlain() if drafter_at_plain else StepTimeRecorder([fixed_k]))
+    drafter = _drafter(workload, kind, config) if fixed_k != 0 or drafter_at_plain else None
     engine = Engine(workload.policy.model, config, drafter=drafter, depth=depth)
     requests = workload.requests()
     size = round_size or len(requests)
     before = scheduler.stats if scheduler is not None else None
+    first_step = before.num_steps if before is not None else 0
     start, start_cpu, start_thread = time.perf_counter(), time.process_time(), time.thread_time()
     completions = [c for i in range(0, len(requests), size) for c in engine.generate(requests[i: i + size])]
     elapsed_thread = time.thread_time() - start_thread
@@ -54,6 +79,8 @@ def run_depth(workload: Workload, kind: str, *, fixed_k: int | None = None,
     if before is not None:
         after = scheduler.stats
         steps_by_k = [a - b for a, b in zip(after.num_steps_by_k, before.num_steps_by_k)]
+    elif drafter_at_plain:
+        steps_by_k = [depth.num_steps]
     else:
         steps_by_k = [0] * fixed_k + [len(depth.steps)]
     num_steps = sum(steps_by_k)
@@ -67,5 +94,13 @@ def run_depth(workload: Workload, kind: str, *, fixed_k: int | None = None,
     if before is not None:
         out |= {"num_checks": after.num_checks - before.num_checks,
                 "num_vetoes": after.num_vetoes - before.num_vetoes,
-                "num_probes": after.num_probes - before.num_probes}
+                "num_probes": after.num_probes - before.num_probes,
+                "probe_extra_frac": _probe_extra_s(scheduler, first_step) / elapsed_thread}
     return out
+
+
+def _probe_extra_s(scheduler: DepthScheduler, first_step: int) -> float:
+    """The realized time of the probes since `first_step` beyond a plain step's predicted time at their batch size
+    (among the decisions the scheduler's history still holds)."""
+    probes = [d for d in scheduler.history if d.step >= first_step and d.is_probe]
+    return sum(d.realized_step_s - scheduler.cost_model.target_s(d.batch_size, 1) for d in probes)

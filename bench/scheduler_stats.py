@@ -9,7 +9,10 @@ half (both ways round, geometric mean), so the selection noise and the scoring n
 from __future__ import annotations
 
 import math
+import random
 import statistics
+
+BOOTSTRAP_SAMPLES = 2000
 
 
 def spread(values: list[float]) -> float:
@@ -20,6 +23,19 @@ def spread(values: list[float]) -> float:
 def paired_ratio(values: list[float], baseline: list[float]) -> float:
     """Median over repeats of value / baseline, each pair run back to back (machine drift cancels in a pair)."""
     return statistics.median(v / b for v, b in zip(values, baseline))
+
+
+def paired_ci(values: list[float], baseline: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """`paired_ratio` and a `level` confidence interval for it: percentile bootstrap over the repeats' pair ratios
+    (seeded: the same runs give the same interval). Pairs cancel drift; the bootstrap leaves the noise's shape free
+    (a co-tenant's burst makes a few pairs far off, not a normal spread)."""
+    ratios = [v / b for v, b in zip(values, baseline)]
+    if len(ratios) < 2:
+        return (ratios[0], ratios[0], ratios[0]) if ratios else (math.nan, math.nan, math.nan)
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(BOOTSTRAP_SAMPLES))
+    tail = int((1.0 - level) / 2 * BOOTSTRAP_SAMPLES)
+    return statistics.median(ratios), medians[tail], medians[BOOTSTRAP_SAMPLES - 1 - tail]
 
 
 def split_half_ratio(adaptive: list[float], fixed: dict[str, list[float]]) -> tuple[float, list[str]] | None:

@@ -5,7 +5,7 @@ import statistics
 
 import numpy as np
 
-from bench.scheduler_stats import paired_ratio, split_half_ratio, spread
+from bench.scheduler_stats import paired_ci, paired_ratio, split_half_ratio, spread
 
 
 def test_split_half_picks_on_one_half_and_scores_on_the_other():
@@ -32,3 +32,17 @@ def test_a_tie_of_noisy_contenders_is_scored_even_by_the_split_half_and_low_by_t
 def test_spread_and_paired_ratio():
     assert spread([100.0, 110.0, 105.0]) == 110.0 / 100.0 - 1.0
     assert paired_ratio([99.0, 50.0, 120.0], [100.0, 50.0, 100.0]) == 1.0
+
+
+def test_paired_ci_holds_the_median_pair_ratio_and_narrows_with_repeats():
+    rng = np.random.default_rng(1)
+    widths = []
+    for n in (6, 96):
+        base = list(100.0 * np.exp(rng.normal(0, 0.1, n)))  # drift shared by the pair
+        values = [b * 0.98 * np.exp(rng.normal(0, 0.02)) for b in base]
+        median, low, high = paired_ci(values, base)
+        assert low <= median <= high
+        assert low < 0.98 < high
+        widths.append(high - low)
+    assert widths[1] < widths[0] / 2
+    assert paired_ci([1.0], [2.0]) == (0.5, 0.5, 0.5)

@@ -97,9 +97,16 @@ class LeaseQueue:
     def offer(self, ids: list[str], sizes: list[int], payload: Any) -> int:
         """Enqueue a segment; ids seen before are dropped as duplicates. Returns the number of new items."""
         seen, batches = self._seen, self._seen_batches
-        unique = set(ids)
-        if len(unique) == len(ids) and seen.isdisjoint(unique):  # the common case, checked in bulk
-            seen |= unique
+        # The common case (no id seen before, none twice) in two C passes over the list: membership, then
+        # an update whose growth shows a repeat inside the batch (then undone: none was seen before).
+        fresh = seen.isdisjoint(ids)
+        if fresh:
+            before = len(seen)
+            seen.update(ids)
+            if len(seen) - before != len(ids):
+                seen.difference_update(ids)
+                fresh = False
+        if fresh:
             batch, state, new = ids, [READY] * len(ids), list(range(len(ids)))
         else:
             batch, state, new = [], [], []

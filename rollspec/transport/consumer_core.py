@@ -271,6 +271,8 @@ class ConsumerCore:
             if msg.parcel in self.parcels:  # the same Deliver twice (duplicated in transit)
                 self.stats.duplicates_dropped += len(live)
                 return
+            if not live:
+                return
             tokens = None
             if done.isdisjoint(live_ids) and held.keys().isdisjoint(live_ids):  # the common case, in C
                 tokens = _tokens(msg.parcel, live)

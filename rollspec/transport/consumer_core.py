@@ -81,14 +81,19 @@ class BoundedIds:
             self._push([msg_id])
 
     def add_many(self, msg_ids: list[str]) -> None:
-        """add() each id, as one batch (ack_many's hot path)."""
-        unique = set(msg_ids)
-        if len(unique) == len(msg_ids) and self.ids.isdisjoint(unique):  # the common case, in C
-            self._push(msg_ids)
-        else:
-            fresh = list(dict.fromkeys(msg_id for msg_id in msg_ids if msg_id not in self.ids))
-            if fresh:
-                self._push(fresh)
+        """add() each id, as one batch (ack_many's hot path). The common case (all new, none twice) in two
+        C passes over the list: membership, then an update whose growth shows a repeat inside the batch."""
+        ids = self.ids
+        if ids.isdisjoint(msg_ids):
+            before = len(ids)
+            ids.update(msg_ids)
+            if len(ids) - before == len(msg_ids):
+                self._push(msg_ids, added=True)
+                return
+            ids.difference_update(msg_ids)  # a repeat inside the batch: none was here before, so undo all
+        fresh = list(dict.fromkeys(msg_id for msg_id in msg_ids if msg_id not in ids))
+        if fresh:
+            self._push(fresh)
 
     def __contains__(self, msg_id: str) -> bool:
         return msg_id in self.ids
@@ -96,8 +101,9 @@ class BoundedIds:
     def __len__(self) -> int:
         return self._size
 
-    def _push(self, batch: list[str]) -> None:
-        self.ids.update(batch)
+    def _push(self, batch: list[str], added: bool = False) -> None:
+        if not added:
+            self.ids.update(batch)
         self._batches.append(batch)
         self._size += len(batch)
         batches = self._batches
@@ -212,9 +218,7 @@ class ConsumerCore:
     def settle(self, tokens: list[int]) -> None:
         """Account acks of held items (their tokens): whole parcels become parcel acks, the rest pairs."""
         parcels = self.parcels
-        keys = set(map(rshift, tokens, repeat(32)))
-        counts = ((keys.pop(), len(tokens)),) if len(keys) == 1 else Counter(map(rshift, tokens, repeat(32))).items()
-        for parcel, count in counts:
+        for parcel, count in Counter(map(rshift, tokens, repeat(32))).items():  # one C pass, however many parcels
             record = parcels.get(parcel)
             if record is None:
                 continue
@@ -264,12 +268,22 @@ class ConsumerCore:
         with self.lock:
             done, held = self.done.ids, self.held
             self.stats.received += len(live)
-            unique = set(live_ids)
             if msg.parcel in self.parcels:  # the same Deliver twice (duplicated in transit)
                 self.stats.duplicates_dropped += len(live)
                 return
-            if len(unique) == len(live_ids) and done.isdisjoint(unique) and held.keys().isdisjoint(unique):
-                fresh, attempts, whole = live, msg.attempts, True  # the common case, checked in bulk
+            if not live:
+                return
+            tokens = None
+            if done.isdisjoint(live_ids) and held.keys().isdisjoint(live_ids):  # the common case, in C
+                tokens = _tokens(msg.parcel, live)
+                before = len(held)
+                held.update(zip(live_ids, tokens))
+                if len(held) - before != len(live_ids):  # an id twice in this parcel: undo (none was held)
+                    for msg_id in live_ids:
+                        held.pop(msg_id, None)
+                    tokens = None
+            if tokens is not None:
+                fresh, attempts, whole = live, msg.attempts, True
             else:
                 fresh, attempts, whole = [], [], True
                 for i, attempt in zip(live, msg.attempts):
@@ -285,10 +299,10 @@ class ConsumerCore:
                         fresh.append(i)
                         attempts.append(attempt)
                 live_ids = [ids[i] for i in fresh]
-            if not fresh:
-                return
-            tokens = _tokens(msg.parcel, fresh)
-            held.update(zip(live_ids, tokens))
+                if not fresh:
+                    return
+                tokens = _tokens(msg.parcel, fresh)
+                held.update(zip(live_ids, tokens))
             item_bytes = sum(map(len, payload)) // len(live)  # what the broker's byte window counts, about
             self.out_items += len(fresh)
             self.out_bytes += len(fresh) * item_bytes

@@ -19,6 +19,7 @@ from rollspec.transport.stats import QueueStats
 
 READY = 0
 DONE = 1
+_PLUS_ONE = (1).__add__  # attempts + 1 over a parcel in one C-level map
 
 
 @dataclass(slots=True, eq=False)
@@ -97,9 +98,16 @@ class LeaseQueue:
     def offer(self, ids: list[str], sizes: list[int], payload: Any) -> int:
         """Enqueue a segment; ids seen before are dropped as duplicates. Returns the number of new items."""
         seen, batches = self._seen, self._seen_batches
-        unique = set(ids)
-        if len(unique) == len(ids) and seen.isdisjoint(unique):  # the common case, checked in bulk
-            seen |= unique
+        # The common case (no id seen before, none twice) in two C passes over the list: membership, then
+        # an update whose growth shows a repeat inside the batch (then undone: none was seen before).
+        fresh = seen.isdisjoint(ids)
+        if fresh:
+            before = len(seen)
+            seen.update(ids)
+            if len(seen) - before != len(ids):
+                seen.difference_update(ids)
+                fresh = False
+        if fresh:
             batch, state, new = ids, [READY] * len(ids), list(range(len(ids)))
         else:
             batch, state, new = [], [], []
@@ -155,7 +163,10 @@ class LeaseQueue:
                 break
             segment, indices = self._ready[0]
             state = segment.state
-            live = [i for i in indices if state[i] is READY]
+            if len(indices) == len(state) and state.count(READY) == len(state):  # a fresh segment: one C pass
+                live = indices
+            else:
+                live = [i for i in indices if state[i] is READY]
             take, nbytes = self._fit(consumer, segment, live)
             if live and not take:  # its byte window cannot fit the next item: skip it this round
                 consumers.remove(consumer)
@@ -301,7 +312,7 @@ class LeaseQueue:
         parcel = Parcel(self._next_parcel, segment, take, [], consumer, now, n, nbytes)
         if take[-1] - take[0] + 1 == n:  # contiguous: slice assignments
             first, stop = take[0], take[-1] + 1
-            attempts[first:stop] = parcel.attempts = [a + 1 for a in attempts[first:stop]]
+            attempts[first:stop] = parcel.attempts = list(map(_PLUS_ONE, attempts[first:stop]))
             state[first:stop] = [parcel] * n
         else:
             for i in take:

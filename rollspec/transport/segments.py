@@ -116,12 +116,13 @@ def encode_chunks(items: Sequence[Any], msg_ids: list[str], max_items: int, max_
     """`items` as segments of at most max_items and (but for a single item) about max_bytes."""
     if not items:
         return []
-    if codec.encode_rows(items[:1]) is not None:  # tensor-free: packed, cut by count, halved while too big
+    body = codec.encode_rows(items[:max_items])  # None: tensors or mixed schemas, encoded one by one below
+    if body is not None:  # tensor-free: packed, cut by count, halved while too big
         out: list[OutSegment] = []
         for k in range(0, len(items), max_items):
-            _packed_within(OutSegment(msg_ids[k:k + max_items], encode(items[k:k + max_items], msg_ids[k:k + max_items],
-                                                                       checksum_tensors), items[k:k + max_items]),
-                           max_bytes, checksum_tensors, out)
+            chunk, chunk_ids = items[k:k + max_items], msg_ids[k:k + max_items]
+            wire = packed(body, len(chunk)) if k == 0 else encode(chunk, chunk_ids, checksum_tensors)
+            _packed_within(OutSegment(chunk_ids, wire, chunk), max_bytes, checksum_tensors, out)
         return out
     wires = wire_items([codec.encode_body(item, frame_bytes) for item in items], msg_ids)
     out, start, nbytes = [], 0, 0
@@ -196,8 +197,11 @@ def receive(blob: Any, frames: list[Any], *, blob_crc: int, sizes: list[int], nf
         raise MessageRejected(RejectReason.MALFORMED, f"blob of {blob_view.nbytes} bytes, sizes sum to {sum(sizes)}")
     if crc32(blob_view) != blob_crc:
         raise MessageRejected(RejectReason.CHECKSUM, f"segment body CRC mismatch ({blob_view.nbytes} bytes)")
-    if packed and (any(nframes) or frames):
-        raise MessageRejected(RejectReason.MALFORMED, "a packed segment with tensor frames")
+    if packed:  # no frames: nothing more to check or index (a 1 KB item's segment, per delivery)
+        if frames or frame_crcs or any(nframes):
+            raise MessageRejected(RejectReason.MALFORMED, "a packed segment with tensor frames")
+        return WirePayload(blob=blob, blob_crc=blob_crc, sizes=sizes, nframes=nframes, frames=frames,
+                           frame_crcs=frame_crcs, first_frame=[0] * len(sizes), packed=True)
     expected = sum(nframes[i] for i in live) if frames or frame_crcs or any(nframes) else 0
     if len(frames) != expected or (frame_crcs and len(frame_crcs) != expected):
         raise MessageRejected(RejectReason.MALFORMED,

@@ -17,6 +17,9 @@ def test_bounded_ids_remember_at_least_the_last_capacity_and_at_most_one_batch_m
     assert "m0" not in done  # forgotten: the window is bounded
     done.add_many(["m59", "x", "x"])  # a repeat and a duplicate within the batch: "x" once, m59 kept
     assert "x" in done and "m59" in done
+    assert len(done.ids) == len(done)  # "x" counted once, in a batch that will be forgotten in turn
+    done.add_many(["z", "z"])  # only a repeat inside the batch, nothing seen before: "z" once
+    assert "z" in done and len(done.ids) == len(done)
     done.add("y")
     assert "y" in done and "x" in done
 

@@ -1,0 +1,72 @@
+"""ConsumerCore's arrival path without sockets: the bulk dedup check, its per-item fallback, and a Deliver
+with nothing live in it."""
+
+from rollspec.transport import codec, segments
+from rollspec.transport.config import ConsumerConfig
+from rollspec.transport.consumer_core import ConsumerCore
+from rollspec.transport.protocol import Deliver, Heartbeat
+
+
+class _Frame:
+    """What ConsumerCore reads of a zmq.Frame."""
+
+    def __init__(self, data: bytes) -> None:
+        self.buffer = data
+        self.bytes = data
+
+    def __len__(self) -> int:
+        return len(self.buffer)
+
+
+class _Loop:
+    def __init__(self) -> None:
+        self.woken = 0
+
+    def wake(self) -> None:
+        self.woken += 1
+
+    def send(self, frames: list) -> None:
+        pass
+
+
+def _core() -> ConsumerCore:
+    core = ConsumerCore("q", ConsumerConfig())
+    core.loop = _Loop()  # type: ignore[assignment]
+    return core
+
+
+def _deliver(core: ConsumerCore, parcel: int, ids: list[str], live: list[int]) -> None:
+    items = [Heartbeat(queue="q", role="producer", window_items=i + 1, window_bytes=1, held=[], acked=[], parcels=[])
+             for i in range(len(ids))]
+    wire = segments.encode(items, ids, checksum_tensors=False)
+    header = codec.encode_trusted(Deliver, segment=parcel, parcel=parcel, live=live, attempts=[1] * len(live), ids=ids,
+                                  sizes=wire.sizes, nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=[],
+                                  packed=wire.packed, confirmed=[], confirmed_parcels=[])
+    core.on_message([_Frame(header[0]), _Frame(wire.blob)])
+
+
+def test_fresh_parcel_is_held_whole_and_a_still_held_id_is_dropped_from_a_later_one():
+    core = _core()
+    _deliver(core, 1, ["a", "b", "c"], [0, 1, 2])
+    assert [entry.ids for entry in core.ready] == [["a", "b", "c"]]
+    assert set(core.held) == {"a", "b", "c"} and core.parcels[1][1:3] == [3, False]
+    _deliver(core, 2, ["c", "d"], [0, 1])  # "c" still held under parcel 1: only "d" is new
+    assert core.ready[-1].ids == ["d"] and core.held["d"] == (2 << 32) | 1
+    assert core.stats.duplicates_dropped == 1
+    assert core.parcels[2][1:3] == [1, True]  # not handed over whole: its acks go as pairs
+
+
+def test_acked_id_arriving_again_is_re_acked_not_handed_over():
+    core = _core()
+    _deliver(core, 1, ["a", "b"], [0, 1])
+    core.ready.clear()
+    core.done.add_many(["a"])
+    del core.held["a"]
+    _deliver(core, 2, ["a", "e"], [0, 1])
+    assert core.ready[-1].ids == ["e"] and core.acks == [(2 << 32) | 0]
+
+
+def test_deliver_with_no_live_items_is_ignored():
+    core = _core()
+    _deliver(core, 3, ["a"], [])
+    assert not core.ready and not core.held and 3 not in core.parcels and core.reject_log.counts == {}

@@ -22,6 +22,7 @@ import zmq
 
 from rollspec.transport import codec, segments
 from rollspec.transport.channel import Delivery
+from rollspec.transport.checksum import crc32
 from rollspec.transport.config import ConsumerConfig
 from rollspec.transport.errors import MessageRejected, RejectReason
 from rollspec.transport.io_loop import IoLoop
@@ -58,7 +59,7 @@ class PackedParcel(NamedTuple):
     rows: list[int]
 
 
-Entry = RawItem | PackedParcel | Delivery  # what `ready` holds (a Delivery: decoded at intake, see _ready_decoded)
+Entry = RawItem | PackedParcel | Delivery  # what `ready` holds (a Delivery: decoded at intake, _take_tensor_item)
 
 
 def _tokens(parcel: int, indices: list[int]) -> list[int]:
@@ -155,6 +156,8 @@ class ConsumerCore:
                     raise MessageRejected(RejectReason.UNEXPECTED, f"{type(msg).__name__} sent to a consumer")
             if msg.confirmed or msg.confirmed_parcels:  # first: valid even if the body turns out damaged
                 self._on_confirm(msg.confirmed, msg.confirmed_parcels)
+            if len(msg.ids) == 1 and msg.nframes[0] and self._take_tensor_item(msg, frames):
+                return
             self._on_deliver(msg, frames[1:])
         except MessageRejected as exc:
             # A damaged delivery is not acked: the broker sees it missing from our heartbeat and resends.
@@ -302,28 +305,49 @@ class ConsumerCore:
             self.parcels[msg.parcel] = [segment, len(fresh), not whole, item_bytes]
             if msg.packed:
                 self.ready.append(PackedParcel(wire.blob, len(ids), live_ids, tokens, attempts, fresh))
-            elif len(fresh) == 1 and msg.nframes[fresh[0]]:
-                self._ready_decoded(wire, fresh[0], live_ids[0], tokens[0], attempts[0])
             else:
                 self._ready_items(payload[0], wire, msg, live_ids, tokens, attempts, fresh)
             if max(attempts) > 1:
                 self.stats.redelivered += sum([attempt > 1 for attempt in attempts])
 
-    def _ready_decoded(self, wire: segments.WirePayload, index: int, msg_id: str, token: int, attempt: int) -> None:
-        """One item with tensor frames (a large tensor's segment): decoded here, by whichever thread received
-        it, into the Delivery get_batch hands out, instead of queued raw and decoded by get_batch: a 4 MiB
-        message then costs the application one pass of Python, not an intake and a decode pass with a
-        raw tuple and a batch of bookkeeping between them. Decoding views the frames (no copy), so it is
-        as cheap here as later; an undecodable item is refused to the broker at once, as get_batch would."""
-        start = wire.first_frame[index]
+    def _take_tensor_item(self, msg: Deliver, frames: list[zmq.Frame]) -> bool:
+        """The common large-tensor delivery (one fresh item with tensor frames, intact) taken in one pass:
+        checked as segments.receive and _on_deliver would, decoded here, by whichever thread received it,
+        and queued as the Delivery get_batch hands out. A 4 MiB message then costs the application one pass
+        of Python, with no raw tuple, payload record or second decode pass between the socket and the
+        Delivery. Decoding views the frames (no copy), so it costs the same here as later; an undecodable
+        item is refused to the broker at once. False, with nothing done, for anything else (a duplicate,
+        a damaged or odd delivery): the general path handles it and words any rejection."""
+        nframes, frame_crcs = msg.nframes[0], msg.frame_crcs
+        if len(frames) != 2 + nframes or msg.packed or msg.live != [0] or (frame_crcs and len(frame_crcs) != nframes):
+            return False
+        blob, tensors = frames[1].buffer, [frame.buffer for frame in frames[2:]]
+        if len(blob) != msg.sizes[0] or crc32(blob) != msg.blob_crc:
+            return False
+        if frame_crcs and any([crc32(frame) != crc for frame, crc in zip(tensors, frame_crcs)]):
+            return False
         try:
-            item = codec.decode_body(wire.blob, wire.frames[start:start + wire.nframes[index]],
-                                     registry=self.registry, limits=self.config.limits)
+            item = codec.decode_body(blob, tensors, registry=self.registry, limits=self.config.limits)
         except MessageRejected as exc:
-            self.reject(msg_id, token, exc)
-            self.loop.wake()  # service sends the refusal; it does not run after every message
-            return
-        self.ready.append(Delivery(msg_id, item, attempt, token))
+            item = exc
+        msg_id, parcel, attempt = msg.ids[0], msg.parcel, msg.attempts[0]
+        nbytes = len(blob) + sum([len(frame) for frame in frames[2:]])
+        with self.lock:
+            if parcel in self.parcels or msg_id in self.done.ids or msg_id in self.held:
+                return False  # a duplicate: the general path counts it (and re-acks a finished one)
+            self.stats.received += 1
+            self.stats.redelivered += attempt > 1
+            token = parcel << 32
+            self.held[msg_id] = token
+            self.out_items += 1
+            self.out_bytes += nbytes
+            self.parcels[parcel] = [msg.segment, 1, False, nbytes]  # as _on_deliver records a parcel
+            if type(item) is MessageRejected:
+                self.reject(msg_id, token, item)
+                self.loop.wake()  # service sends the refusal; it does not run after every message
+            else:
+                self.ready.append(Delivery(msg_id, item, attempt, token))
+        return True
 
     def _ready_items(self, blob_frame: zmq.Frame, wire: segments.WirePayload, msg: Deliver, ids: list[str],
                      tokens: list[int], attempts: list[int], fresh: list[int]) -> None:

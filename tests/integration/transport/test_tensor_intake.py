@@ -1,10 +1,11 @@
 """A delivery holding one item with tensor frames (a large tensor's segment) is decoded at intake, by
-whichever thread receives it (consumer_core._ready_decoded), not queued raw for get_batch to decode.
+whichever thread receives it (consumer_core._take_tensor_item), not queued raw for get_batch to decode.
 These pin what that path must keep: exactly once to the application under drop / duplicate / reorder /
 delay with the tensor's bytes intact, and an undecodable item refused to the broker with its reason."""
 
 import time
 
+import pytest
 import torch
 
 from rollspec.transport.broker import Broker
@@ -14,7 +15,6 @@ from rollspec.transport.faults import FaultPlan
 from rollspec.transport.fields import limit
 from rollspec.transport.registry import SchemaRegistry, register_schema
 
-FAULTS = FaultPlan(seed=5, drop=0.10, duplicate=0.05, reorder=0.05, delay=0.10, max_delay_s=0.02)
 SENT, STRICT = SchemaRegistry(), SchemaRegistry()
 
 
@@ -32,13 +32,17 @@ class FloatTensor:
     data: torch.Tensor = limit(dtypes=(torch.float32,))
 
 
-def test_tensor_items_reach_the_application_once_and_intact_under_faults():
+@pytest.mark.parametrize("checksum_tensors", [False, True])
+def test_tensor_items_reach_the_application_once_and_intact_under_faults(checksum_tensors):
     count = 120
-    broker = Broker([QueueConfig(name="q", capacity=256, lease_s=5.0, lost_after_s=0.3)], faults=FAULTS.derive(1))
-    consumer = ZmqConsumer(broker.address, "q", registry=STRICT, faults=FAULTS.derive(2),
+    # With tensor CRCs on, damaged frames (header, body or tensor) are refused too and come again.
+    faults = FaultPlan(seed=5, drop=0.10, duplicate=0.05, reorder=0.05, delay=0.10, max_delay_s=0.02,
+                       corrupt=0.05 if checksum_tensors else 0.0)
+    broker = Broker([QueueConfig(name="q", capacity=256, lease_s=5.0, lost_after_s=0.3)], faults=faults.derive(1))
+    consumer = ZmqConsumer(broker.address, "q", registry=STRICT, faults=faults.derive(2),
                            config=ConsumerConfig(window_items=8, heartbeat_s=0.1))
     try:
-        sender = broker.sender("q", ProducerConfig(batch_items=1))
+        sender = broker.sender("q", ProducerConfig(batch_items=1, checksum_tensors=checksum_tensors))
         items = [AnyTensor(index=i, data=torch.arange(i, i + 1000, dtype=torch.float32).reshape(10, 100))
                  for i in range(count)]
         sender.put_many(items, msg_ids=[f"t{i}" for i in range(count)], timeout_s=60.0)
@@ -54,6 +58,8 @@ def test_tensor_items_reach_the_application_once_and_intact_under_faults():
             consumer.ack_many(batch)
         assert sorted(seen) == sorted(f"t{i}" for i in range(count))  # each once, none twice
         assert consumer.stats().duplicates_dropped > 0  # the duplicating fault reached this path
+        if checksum_tensors:
+            assert consumer.stats().rejected.get("checksum", 0) > 0  # and so did the corrupting one
     finally:
         consumer.close()
         broker.close()

@@ -61,8 +61,8 @@ class ZmqConsumer(Receiver):
         return batch[0] if batch else None
 
     def get_batch(self, max_items: int, timeout_s: float) -> list[Delivery]:
-        """Items received (by this thread while it waits, see SharedIoLoop), decoded on this thread
-        (see Receiver.get_batch)."""
+        """Items received (by this thread while it waits, see SharedIoLoop), decoded on this thread, or at
+        intake for a delivery of one tensor item (ConsumerCore._take_tensor_item; see Receiver.get_batch)."""
         core = self._core
         deadline = time.monotonic() + timeout_s
         out: list[Delivery] = []

@@ -22,7 +22,7 @@ import zmq
 from rollspec.transport import codec, heap
 from rollspec.transport.channel import Delivery, Receiver
 from rollspec.transport.config import ConsumerConfig
-from rollspec.transport.consumer_core import ConsumerCore, PackedParcel, RawItem
+from rollspec.transport.consumer_core import ConsumerCore, Entry, PackedParcel, RawItem
 from rollspec.transport.errors import ChannelClosed, MessageRejected
 from rollspec.transport.faults import NO_FAULTS, FaultPlan
 from rollspec.transport.registry import DEFAULT_REGISTRY, SchemaRegistry
@@ -42,6 +42,7 @@ class ZmqConsumer(Receiver):
                  faults: FaultPlan = NO_FAULTS, registry: SchemaRegistry = DEFAULT_REGISTRY,
                  security: SecurityConfig = NO_SECURITY):
         self._core = ConsumerCore(queue, config)
+        self._core.registry = registry
         if config.keep_freed_heap:
             heap.keep_freed(config.window_bytes)
         self._registry = registry
@@ -60,8 +61,8 @@ class ZmqConsumer(Receiver):
         return batch[0] if batch else None
 
     def get_batch(self, max_items: int, timeout_s: float) -> list[Delivery]:
-        """Items received (by this thread while it waits, see SharedIoLoop), decoded on this thread
-        (see Receiver.get_batch)."""
+        """Items received (by this thread while it waits, see SharedIoLoop), decoded on this thread, or at
+        intake for a delivery of one tensor item (ConsumerCore._take_tensor_item; see Receiver.get_batch)."""
         core = self._core
         deadline = time.monotonic() + timeout_s
         out: list[Delivery] = []
@@ -156,14 +157,15 @@ class ZmqConsumer(Receiver):
         else:  # the I/O thread holds the socket: it sends them now, as before deferral
             loop.wake()
 
-    def _take(self, max_items: int, deadline: float) -> list[RawItem | PackedParcel]:
+    def _take(self, max_items: int, deadline: float) -> list[Entry]:
         """Received entries (single items, or whole packed parcels) holding up to about max_items items.
         This thread receives from the socket itself while it waits (see SharedIoLoop)."""
         core, loop = self._core, self._loop
         loop.check()
         if len(core.ready) < max_items and loop.own.acquire(blocking=False):
-            try:  # what libzmq has queued, taken now so that batches stay large
-                loop.pump(0.0)
+            try:  # what libzmq has queued, taken now so that batches stay large; or, if nothing is ready
+                # yet, the wait for it in the same pass (one pump per message where items come one at a time)
+                loop.pump(0.0 if core.ready else max(0.0, deadline - time.monotonic()))
             finally:
                 loop.own.release()
         while not core.ready:
@@ -184,13 +186,21 @@ class ZmqConsumer(Receiver):
                 out.append(entry)
             return out
 
-    def _decode_entries(self, entries: list[RawItem | PackedParcel]) -> None:
-        """Decode into self._decoded: packed parcels in one call each, single items in one loop."""
+    def _decode_entries(self, entries: list[Entry]) -> None:
+        """Decode into self._decoded: packed parcels in one call each, single items in one loop (items
+        decoded at intake are passed on)."""
         limits, registry, out = self._core.config.limits, self._registry, self._decoded
-        singles = [entry for entry in entries if type(entry) is not PackedParcel]
+        if len(entries) == 1 and type(entries[0]) is Delivery:  # a large tensor, decoded at intake
+            out.append(entries[0])
+            return
+        singles = []
         for entry in entries:
             if type(entry) is PackedParcel:
                 self._decode_packed(entry)  # type: ignore[arg-type]
+            elif type(entry) is Delivery:
+                out.append(entry)
+            else:
+                singles.append(entry)
         if not singles:
             return
         # Items with tensor frames go straight to decode_body: the compiled path is for tensor-free schemas.

@@ -52,4 +52,6 @@ def tensor_from_buffer(buffer: memoryview, dtype: torch.dtype, shape: tuple[int,
     if buffer.nbytes == 0:
         return torch.empty(shape, dtype=dtype)
     source: memoryview | bytearray = bytearray(buffer) if buffer.readonly else buffer
-    return torch.frombuffer(source, dtype=dtype).reshape(shape)
+    flat = torch.frombuffer(source, dtype=dtype)
+    # frombuffer is already 1-D of numel elements; reshape costs more than frombuffer itself (cold, per message)
+    return flat if len(shape) == 1 else flat.reshape(shape)

@@ -110,7 +110,8 @@ def _tensor(dtypes: tuple[torch.dtype, ...] | None, max_numel: int) -> Checker:
     expected = f"CPU tensor of dtype in {[DTYPE_NAMES.get(d, str(d)) for d in allowed]}, numel <= {max_numel}"
 
     def check(where: str, value: Any) -> Any:
-        if not isinstance(value, torch.Tensor) or value.device.type != "cpu" or value.dtype not in allowed:
+        # is_cpu: a bool, where value.device builds a device object (this runs per tensor received)
+        if not isinstance(value, torch.Tensor) or not value.is_cpu or value.dtype not in allowed:
             raise SchemaError(where, value if not isinstance(value, torch.Tensor) else
                               f"<tensor {value.dtype} on {value.device}>", expected)
         if value.numel() > max_numel:

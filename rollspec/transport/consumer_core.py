@@ -294,9 +294,11 @@ class ConsumerCore:
             if tokens is not None:
                 fresh, attempts, whole = live, msg.attempts, True
             else:
-                fresh, attempts, whole = [], [], True
+                fresh, attempts, whole, seen = [], [], True, set()
                 for i, attempt in zip(live, msg.attempts):
-                    if ids[i] in done:
+                    # An id twice in this parcel (never from our broker, whose ingress dedups): the first is
+                    # handed over, the repeat acked at once like an id already done.
+                    if ids[i] in done or ids[i] in seen:
                         if not self.acks:
                             self.loop.wake()  # service sends acks; it does not run after every message
                         self.acks.append(segment << 32 | i)
@@ -307,6 +309,7 @@ class ConsumerCore:
                     else:
                         fresh.append(i)
                         attempts.append(attempt)
+                        seen.add(ids[i])
                 live_ids = [ids[i] for i in fresh]
                 if not fresh:
                     return

@@ -70,3 +70,14 @@ def test_deliver_with_no_live_items_is_ignored():
     core = _core()
     _deliver(core, 3, ["a"], [])
     assert not core.ready and not core.held and 3 not in core.parcels and core.reject_log.counts == {}
+
+
+def test_an_id_twice_in_one_parcel_is_handed_over_once():
+    # The broker's ingress dedup keeps this from happening in normal operation; a faulty or hostile peer's Deliver
+    # must still not make the application see one item twice (exactly once is per id, not per index).
+    core = _core()
+    _deliver(core, 1, ["a", "b", "a"], [0, 1, 2])
+    assert [entry.ids for entry in core.ready] == [["a", "b"]]
+    assert core.stats.duplicates_dropped == 1
+    assert core.acks == [(1 << 32) | 2]  # the repeat is acked at once
+    assert core.parcels[1][1] == 2  # two items to settle

@@ -124,6 +124,11 @@ class CostModel:
         self._num_plain = np.zeros(_NUM_BUCKETS, dtype=np.int64)
         self._base: dict[int, tuple[float, float, NDArray[np.float64]]] = {}
         self._k_range = np.arange(MAX_Q, dtype=np.float64)
+        # step_s by (B, k_max) as of correction version `_version` (moved by every change of a correction): a plan
+        # reads it at each drop of a draining batch's rows and each quiet plain run's record, where the five
+        # numpy calls that build it cost ~10 us inside the engine and the corrections had not moved.
+        self._version = 0
+        self._step_cache: dict[tuple[int, int], tuple[int, NDArray[np.float64]]] = {}
 
     @classmethod
     def from_profile(cls, target_s: Mapping[tuple[int, int], float], draft_s: Mapping[int, float],
@@ -136,6 +141,8 @@ class CostModel:
     def target_s(self, batch_size: int, q: int) -> float:
         """Predicted seconds of one target forward over q tokens for each of batch_size rows."""
         assert 1 <= q <= MAX_Q, q
+        if q == 1:  # plain decoding's price: step_s's k = 0, cached
+            return float(self._step_s(batch_size, 0)[0])
         return float(self._target_by_q(batch_size)[q - 1])
 
     def draft_s(self, batch_size: int) -> float:
@@ -151,12 +158,21 @@ class CostModel:
         return (fixed + k * per_position) * self._draft_factor(batch_size)
 
     def step_s(self, batch_size: int, k_max: int) -> NDArray[np.float64]:
-        """Predicted c_draft(B, k) + c_target(B, k + 1) for k = 0 .. k_max (hot path: a few array ops)."""
+        """Predicted c_draft(B, k) + c_target(B, k + 1) for k = 0 .. k_max (read-only; recomputed only after the
+        corrections moved)."""
+        return self._step_s(batch_size, k_max)
+
+    def _step_s(self, batch_size: int, k_max: int) -> NDArray[np.float64]:
+        cached = self._step_cache.get((batch_size, k_max))
+        if cached is not None and cached[0] == self._version:
+            return cached[1]
         assert 0 <= k_max < MAX_Q, k_max
         fixed, per_position, _ = self._base_at(batch_size)
         factor = self._draft_factor(batch_size)
         step = self._k_range[: k_max + 1] * (per_position * factor) + self._target_by_q(batch_size)[: k_max + 1]
         step[1:] += fixed * factor
+        step.flags.writeable = False
+        self._step_cache[(batch_size, k_max)] = (self._version, step)
         return step
 
     def observe(self, batch_size: int, k: int, draft_time_s: float, target_time_s: float) -> None:
@@ -165,6 +181,7 @@ class CostModel:
         b = batch_bucket(batch_size)
         draft_fixed, draft_per_position, target_base = self._base_at(batch_size)
         rate = self._config.correction_rate
+        self._version += 1
         predicted = float(target_base[k] * self._target_factor[b, k])
         step = rate * self._clipped_log_error(target_time_s, predicted)
         if k == 0:
@@ -241,6 +258,7 @@ class CostModel:
             draft_ratios.append(ratio)
             drafting_s *= ratio ** rate
         if apply:
+            self._version += 1
             step = rate * sum(map(math.log, target_ratios))
             self._shared[b], self._own[b, k], self._speculative_shared[b] = shared + step, own + step, speculative + step
             self._draft_log[b] = draft_log + rate * sum(map(math.log, draft_ratios))

@@ -1,7 +1,7 @@
 """What the depth scheduler decided and what happened: per-step records and running totals for logs and metrics."""
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -184,6 +184,18 @@ def _decisions(entry: Entry) -> list[DepthDecision]:
     if isinstance(entry, tuple):
         return _plain_run(*entry)
     return entry.decisions()
+
+
+def plain_runs(end_step: int, runs: list[tuple[int, list[float]]],
+               target_s: Callable[[int, int], float]) -> list[tuple[int, int, float, list[float]]]:
+    """Quiet plain steps ending before `end_step` as (first step, batch size, predicted s, realized s of each) runs.
+    Their prediction (`target_s(B, 1)`) is read now: quiet steps teach the cost model nothing, and they are recorded
+    before any step that does (DepthScheduler)."""
+    out, first = [], end_step - sum(len(times) for _, times in runs)
+    for batch_size, times in runs:
+        out.append((first, batch_size, target_s(batch_size, 1), times))
+        first += len(times)
+    return out
 
 
 def _plain_run(first_step: int, batch_size: int, predicted_s: float, realized_s: list[float]) -> list[DepthDecision]:

@@ -9,12 +9,12 @@ from rollspec.scheduler.acceptance import AcceptanceEstimator
 from rollspec.scheduler.catch_up import CatchUpCost, excess_tokens, observe_step_costs
 from rollspec.scheduler.config import DepthConfig, DepthMode
 from rollspec.scheduler.cost_model import StepCostModel
-from rollspec.scheduler.decision import DecisionLog, DepthDecision, DepthStats, Entry
+from rollspec.scheduler.decision import DecisionLog, DepthDecision, DepthStats, Entry, plain_runs
 from rollspec.scheduler.hysteresis import hysteresis_depth
 from rollspec.scheduler.plain_run import PlainRun
 from rollspec.scheduler.probe import ProbePlanner
 from rollspec.scheduler.realized import RealizedCheck
-from rollspec.scheduler.standing import AcceptanceWatch, PlainLease, StandingChoice, standing_steps
+from rollspec.scheduler.standing import AcceptanceWatch, PlainLease, StandingChoice, plain_still_wins, standing_steps
 from rollspec.scheduler.steady import CatchUpSplit, SteadyRecords, SteadyRun
 from rollspec.scheduler.throughput import expected_tokens
 
@@ -48,13 +48,11 @@ class DepthScheduler:
        beat k by more than `probe_min_gain` under that optimism, except in the k_max steps after a weight change,
        when acceptance may have jumped (ProbePlanner).
     4. realized check (`check_realized`): a k > 0 from the steps above becomes 0 where speculative steps have
-       realized fewer tokens/s than plain ones at this batch size's bucket, beyond noise, once each prediction is
-       corrected by how far the times of steps of its kind fell from their predictions there (see RealizedCheck);
-       probes are exempt. While speculating, one plain step every so often keeps the plain side of that comparison
-       measured. Predictions rest on a profile that load can skew and that is only corrected at depths actually
-       run; this rule rests on what the steps took. Its verdict moves only with plain steps' evidence or its own
-       ageing out, so a veto stands as a plain choice does (a plan at every vetoed step ran for ~100 steps after
-       a probe at B = 64 on the zoo).
+       realized fewer tokens/s than plain ones at this batch size's bucket, beyond noise, each prediction corrected
+       by how far steps of its kind fell from their predictions there (RealizedCheck); probes are exempt. While
+       speculating, a plain step every so often keeps plain's side measured. This rule rests on what the steps
+       took, not on a profile that load can skew. A veto stands as a plain choice does (its verdict moves only with
+       plain steps' evidence or ageing out; a plan per vetoed step ran ~100 steps after a probe at B = 64, zoo).
 
     A greedy choice stands for some steps while the batch and the catch-up offered stay (standing_steps).
 
@@ -62,13 +60,11 @@ class DepthScheduler:
     left, if fewer (`horizon_steps`), and is not probed from k = 0 then.
 
     Once speculating, this step's catch-up is not charged to the choice: it is paid whenever the drafter next
-    drafts, so stepping down to k = 0 to avoid it only defers it, and grows it. What is charged to every k > 0 is
-    the catch-up that recurs while speculating (newly admitted rows bring their prompts): the mean excess width of
-    recent steady speculative steps. On the zoo's steady batch of 128 every step admitted rows, and that catch-up
-    alone cost about two plain steps per step.
+    drafts (stepping down to k = 0 only defers and grows it). Charged to every k > 0 is the catch-up that recurs
+    while speculating (admitted rows bring their prompts): the mean excess width of recent steady speculative
+    steps (on the zoo's steady batch of 128, about two plain steps per step).
 
-    Without step 3 a phase of bad acceptance would lock k at 0 forever: at k = 0 no
-    position is attempted, so nothing could reveal that acceptance came back.
+    Without step 3 a phase of bad acceptance would lock k at 0 forever: at k = 0 nothing is attempted.
     """
 
     def __init__(self, config: DepthConfig, cost_model: StepCostModel, catch_up: CatchUpCost | None = None) -> None:
@@ -141,18 +137,9 @@ class DepthScheduler:
         return stats
 
     def _pending_runs(self) -> list[Entry]:
-        runs: list[Entry] = list(self._plain_runs(self._plain.pending()))
+        runs: list[Entry] = list(plain_runs(self._step, self._plain.pending(), self._cost.target_s))
         steady = self._steady.pending_records(self._fold, self._catch_up, self._expected) if len(self._steady) else None
         return runs + [steady] if steady is not None else runs
-
-    def _plain_runs(self, runs: list[tuple[int, list[float]]]) -> list[tuple[int, int, float, list[float]]]:
-        """Quiet steps as (first step, batch size, predicted s, realized s of each) runs. Their prediction is read
-        now: quiet steps teach the cost model nothing, and they are recorded before any step that does."""
-        out, first = [], self._step - sum(len(times) for _, times in runs)
-        for batch_size, times in runs:
-            out.append((first, batch_size, self._cost.target_s(batch_size, 1), times))
-            first += len(times)
-        return out
 
     def predicted_tokens_per_s(self, batch_size: int) -> NDArray[np.float64]:
         """Predicted tokens/s of the whole batch for every k = 0 .. k_max, from the current estimates."""
@@ -166,11 +153,10 @@ class DepthScheduler:
     def horizon_steps(self, batch_size: int) -> float:
         """Full-batch steps a catch-up paid now is spread over: catch_up_horizon_steps, or fewer if the batch drains.
 
-        A shrinking batch (no admissions refill it) is expected to end in about B / (rows lost
-        per step) steps, and over them it holds B / 2 rows on average: the catch-up is paid for
-        all B rows now, the gain it buys comes per surviving row, so those steps count half. (On
-        the zoo's draining batch, leaving plain decoding at B = 7-11 with a 28-35 token catch-up
-        was planned over ~3 steps and the rows were gone after 1-2.)
+        A shrinking batch (no admissions refill it) is expected to end in about B / (rows lost per step) steps,
+        holding B / 2 rows on average: the catch-up is paid for all B rows now, the gain comes per surviving row,
+        so those steps count half. (On the zoo's drain, leaving plain at B = 7-11 with a 28-35 token catch-up was
+        planned over ~3 steps and the rows were gone after 1-2.)
         """
         self._flush()
         horizon = self._config.catch_up_horizon_steps
@@ -189,6 +175,8 @@ class DepthScheduler:
         if self._config.mode is DepthMode.FIXED or k_max == 0:
             return k_max
         self._reuse = None
+        if self._greedy_k == 0 and self._stands_in_drain(batch_size, catch_up_tokens):
+            return 0
         self._flush()
         expected = self._current_expected()
         per_token_s = self._catch_up.per_token_s(batch_size)
@@ -228,6 +216,18 @@ class DepthScheduler:
             interval = self._stand(batch_size, k, catch_up_tokens)
             self._watch.start(float(expected[k]) - 1.0 if interval > self._config.replan_interval_steps else 0.0)
         return probe_k
+
+    def _stands_in_drain(self, batch_size: int, catch_up_tokens: int) -> bool:
+        """choose_depth's plan from a greedy k = 0 where it ends in a drain's short plain stand, in a few microseconds
+        (plain_still_wins; the zoo's drain lost a quarter of its rows at nearly every step, each a ~200 us plan)."""
+        horizon = self.horizon_steps(batch_size)
+        if horizon >= self._config.catch_up_horizon_steps or not plain_still_wins(
+                self._current_expected().tolist(), self._cost.step_s(batch_size, self._config.k_max).tolist(),
+                self._catch_up.per_token_s(batch_size), catch_up_tokens, horizon, self._config.start_gain):
+            return False
+        self._num_confirmed += 1
+        self._reuse = StandingChoice(batch_size, 0, catch_up_tokens, self._step + self._config.replan_interval_steps)
+        return True
 
     def _stand(self, batch_size: int, k: int, catch_up_tokens: int) -> int:
         """Let a greedy choice of k stand (standing_steps, StandingChoice); returns for how many steps."""
@@ -357,7 +357,7 @@ class DepthScheduler:
         clock, the drain rate (no rows lost), probe credit and the totals."""
         if not self._plain.quiet_s:
             return
-        runs = self._plain_runs(self._plain.take_quiet())
+        runs = plain_runs(self._step, self._plain.take_quiet(), self._cost.target_s)
         n = sum(len(times) for *_, times in runs)
         self._acceptance.advance(n)
         self._probe.earn(n)

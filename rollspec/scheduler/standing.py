@@ -126,3 +126,17 @@ class AcceptanceWatch:
             return False
         planned = self.planned_per_row * sum(self.rows)
         return sum(self.accepted) < planned - SHORTFALL_Z * planned ** 0.5
+
+
+def plain_still_wins(expected: list[float], step_s: list[float], catch_up_per_token_s: float, catch_up_tokens: int,
+                     horizon: float, gain: float) -> bool:
+    """Whether a plan from greedy k = 0 ends in a drain's short plain stand (DepthScheduler.choose_depth, steps 1-2
+    and its drain rule): a catch-up to pay at k_max and no k > 0 predicted faster than plain by more than `gain` with
+    its catch-up (catch_up.excess_tokens) spread over `horizon` steps. The plan's arithmetic in its order, less the
+    recurring catch-up (never negative), so True here is that plan's plain stand; on ~9 Python floats, a few us."""
+    k_max = len(expected) - 1
+    if catch_up_per_token_s * max(0, catch_up_tokens - 1 - k_max) <= 0:
+        return False
+    bar = expected[0] / step_s[0] * (1.0 + gain)
+    return all(expected[k] / (step_s[k] + catch_up_per_token_s * max(0, catch_up_tokens - 1 - k) / horizon) <= bar
+               for k in range(1, k_max + 1))

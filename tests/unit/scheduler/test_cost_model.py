@@ -141,3 +141,30 @@ def test_a_plain_step_error_lends_nothing_to_verify_widths_not_yet_run():
     # width q = 2 below the first run one does not also borrow q = 1's own correction.
     assert model.target_s(16, 1) == pytest.approx(2.0 * target[(16, 1)], rel=0.02)
     assert model.target_s(16, 2) / q2_before == pytest.approx(model.target_s(16, 9) / target[(16, 9)], rel=0.02)
+
+
+def test_prices_read_between_corrections_are_never_stale():
+    """step_s and target_s are cached between corrections: a model read before every observation of every kind
+    prices as one given the same observations and read only at the end, bit for bit (a cache one kind of
+    observation did not invalidate would lag)."""
+    target, draft = _affine_profile(1e-3, 2e-5, 1e-5, 1e-4, 1e-6)
+    read, ops = CostModel.from_profile(target, draft), []
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        b, k = int(rng.choice([1, 3, 16])), int(rng.integers(0, 5)) if i % 7 else 0
+        d, t = [float(x) for x in rng.uniform(1e-4, 3e-3, size=2)]
+        if i % 5 == 4 and k > 0:  # (b, k) observed, then a steady run folded in
+            new = [("observe", b, k, 0.0, 1e-3), ("observe_steady", b, k, [d, d], [t, t])]
+        else:
+            new = [("observe", b, k, d, t)]
+        for name, *args in new:
+            for bb in (1, 3, 16):
+                read.step_s(bb, 8), read.target_s(bb, 1)
+            getattr(read, name)(*args)
+        ops += new
+        fresh = CostModel.from_profile(target, draft)
+        for name, *args in ops:
+            getattr(fresh, name)(*args)
+        for bb in (1, 3, 16):
+            assert read.step_s(bb, 8).tolist() == fresh.step_s(bb, 8).tolist()
+            assert read.target_s(bb, 1) == fresh.target_s(bb, 1)

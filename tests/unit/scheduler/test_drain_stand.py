@@ -1,0 +1,52 @@
+"""A draining batch at plain decoding: the plans its drops of rows call for take the drain's shortcut without a full
+plan, and the switch to speculation once the batch is small enough that it pays comes as soon as before."""
+
+import numpy as np
+
+import rollspec.scheduler.depth as depth_module
+from rollspec.scheduler import CatchUpCost, DepthConfig, DepthScheduler, sample_num_accepted
+
+ALPHAS = [0.8] * 8
+# A steady batch of 64 for 200 steps, then a drain losing a quarter of its rows every 2 steps down to 1.
+DRAIN = [b for b in (48, 36, 27, 21, 16, 12, 9, 7, 6, 5, 4, 3, 2) for _ in range(2)] + [1] * 40
+ROUND = [64] * 200 + DRAIN
+
+
+def _run_rounds(synthetic, monkeypatch, rounds):
+    """Drive like the engine (honouring the plain lease); per round, the batch size of every full plan in the
+    drain and the drain step of the first speculative step."""
+    plans: list[int] = []
+    batch = [0]
+    full_plan = depth_module.hysteresis_depth  # called once per full plan, after the drain's shortcut
+    monkeypatch.setattr(depth_module, "hysteresis_depth", lambda *a, **kw: plans.append(batch[0]) or full_plan(*a, **kw))
+    # Speculation pays below B ~ 16 before its catch-up, below B = 4 with it (horizon of a drain).
+    device = synthetic.LinearDevice(target_fixed_s=1e-3, target_per_token_s=1.5e-4, draft_fixed_s=1e-4,
+                                    draft_per_row_s=1e-5)
+    scheduler = DepthScheduler(DepthConfig(), device.cost_model(), CatchUpCost({1: 2e-6, 64: 2e-5}))
+    rng, lease, catch_up, out = np.random.default_rng(0), None, 1, []
+    for _ in range(rounds):
+        ks = []
+        for i, b in enumerate(ROUND):
+            batch[0] = b
+            if i == 200:
+                plans.clear()
+            if lease is not None and lease.steps > 0 and b >= lease.min_batch_size:
+                lease.steps -= 1
+                k = 0
+            else:
+                k = scheduler.choose_depth(b, catch_up)
+                lease = scheduler.plain_lease() if k == 0 else None
+            scheduler.observe(b, k, sample_num_accepted(rng, ALPHAS, k, b), device.drafting_s(b, k),
+                              device.target_s(b, k + 1))
+            catch_up = 1 if k else catch_up + 1
+            ks.append(k)
+        out.append((list(plans), next((i for i, k in enumerate(ks[200:]) if k), None)))
+    return out
+
+
+def test_a_draining_plain_batch_switches_where_speculation_pays_without_a_full_plan_per_drop(synthetic, monkeypatch):
+    below_4 = DRAIN.index(3)
+    for plans, first_speculative in _run_rounds(synthetic, monkeypatch, rounds=3)[1:]:  # the first round calibrates
+        assert first_speculative is not None and below_4 <= first_speculative <= below_4 + 10, first_speculative
+        # 11 drops of a quarter of the rows from B = 48 to 4 (five buckets): 4-5 full plans each before
+        assert sum(b >= 4 for b in plans) <= 1, plans

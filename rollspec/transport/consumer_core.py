@@ -24,6 +24,7 @@ from rollspec.transport import codec, segments
 from rollspec.transport.channel import Delivery
 from rollspec.transport.checksum import crc32
 from rollspec.transport.config import ConsumerConfig
+from rollspec.transport.dedup import BoundedIds
 from rollspec.transport.errors import MessageRejected, RejectReason
 from rollspec.transport.io_loop import IoLoop
 from rollspec.transport.protocol import Ack, AckConfirm, Deliver, Detach, Heartbeat
@@ -67,56 +68,6 @@ def _tokens(parcel: int, indices: list[int]) -> list[int]:
     if indices and indices[-1] - indices[0] + 1 == len(indices):
         return list(range(base + indices[0], base + indices[-1] + 1))
     return [base | i for i in indices]
-
-
-class BoundedIds:
-    """Ids added recently, for duplicate detection with bounded memory: at least the last `capacity`, at most
-    `capacity` plus one batch. Forgotten a whole batch (one add_many) at a time: a set difference in C
-    instead of a Python step per id once the window is full."""
-
-    def __init__(self, capacity: int) -> None:
-        self.ids: set[str] = set()
-        """Read-only for callers (membership tests on the hot path skip a method call)."""
-        self._batches: deque[list[str]] = deque()
-        self._size = 0  # ids in _batches (== len(ids))
-        self._capacity = capacity
-
-    def add(self, msg_id: str) -> None:
-        """Remember msg_id."""
-        if msg_id not in self.ids:
-            self._push([msg_id])
-
-    def add_many(self, msg_ids: list[str]) -> None:
-        """add() each id, as one batch (ack_many's hot path). The common case (all new, none twice) in two
-        C passes over the list: membership, then an update whose growth shows a repeat inside the batch."""
-        ids = self.ids
-        if ids.isdisjoint(msg_ids):
-            before = len(ids)
-            ids.update(msg_ids)
-            if len(ids) - before == len(msg_ids):
-                self._push(msg_ids, added=True)
-                return
-            ids.difference_update(msg_ids)  # a repeat inside the batch: none was here before, so undo all
-        fresh = list(dict.fromkeys(msg_id for msg_id in msg_ids if msg_id not in ids))
-        if fresh:
-            self._push(fresh)
-
-    def __contains__(self, msg_id: str) -> bool:
-        return msg_id in self.ids
-
-    def __len__(self) -> int:
-        return self._size
-
-    def _push(self, batch: list[str], added: bool = False) -> None:
-        if not added:
-            self.ids.update(batch)
-        self._batches.append(batch)
-        self._size += len(batch)
-        batches = self._batches
-        while self._size - len(batches[0]) >= self._capacity:  # the rest still covers capacity
-            oldest = batches.popleft()
-            self.ids.difference_update(oldest)
-            self._size -= len(oldest)
 
 
 class ConsumerCore:

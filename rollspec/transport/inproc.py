@@ -13,7 +13,7 @@ from typing import Any, Hashable
 from rollspec.transport import codec
 from rollspec.transport.channel import Delivery, IdSource, Receiver, Sender, make_token, split_token
 from rollspec.transport.config import QueueConfig
-from rollspec.transport.consumer_core import BoundedIds
+from rollspec.transport.dedup import BoundedIds
 from rollspec.transport.errors import BackPressureTimeout, ChannelClosed
 from rollspec.transport.lease_queue import DroppedItem, LeaseQueue, Segment
 from rollspec.transport.registry import schema_info

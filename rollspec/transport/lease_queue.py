@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Hashable
 
 from rollspec.transport.config import QueueConfig
+from rollspec.transport.dedup import BoundedIds
 from rollspec.transport.stats import QueueStats
 
 READY = 0
@@ -82,9 +83,7 @@ class LeaseQueue:
         self._ready: deque[tuple[Segment, list[int]]] = deque()
         self._consumers: dict[Hashable, ConsumerState] = {}
         self._turn = 0
-        self._seen: set[str] = set()
-        self._seen_batches: deque[list[str]] = deque()  # forgotten a batch at a time (a set difference in C)
-        self._num_seen = 0
+        self._seen = BoundedIds(config.dedup_window)
         self._parcels: dict[int, Parcel] = {}  # until their segment is done: late parcel acks still resolve
         self._next_seg = 0
         self._next_parcel = 0
@@ -97,35 +96,14 @@ class LeaseQueue:
 
     def offer(self, ids: list[str], sizes: list[int], payload: Any) -> int:
         """Enqueue a segment; ids seen before are dropped as duplicates. Returns the number of new items."""
-        seen, batches = self._seen, self._seen_batches
-        # The common case (no id seen before, none twice) in two C passes over the list: membership, then
-        # an update whose growth shows a repeat inside the batch (then undone: none was seen before).
-        fresh = seen.isdisjoint(ids)
-        if fresh:
-            before = len(seen)
-            seen.update(ids)
-            if len(seen) - before != len(ids):
-                seen.difference_update(ids)
-                fresh = False
-        if fresh:
-            batch, state, new = ids, [READY] * len(ids), list(range(len(ids)))
+        new = self._seen.add_many(ids)
+        if len(new) == len(ids):  # the common case: no id seen before, none twice
+            state = [READY] * len(ids)
         else:
-            batch, state, new = [], [], []
-            for i, msg_id in enumerate(ids):
-                if msg_id in seen:
-                    state.append(DONE)
-                    continue
-                seen.add(msg_id)
-                batch.append(msg_id)
-                state.append(READY)
-                new.append(i)
-        if batch:
-            batches.append(batch)
-            self._num_seen += len(batch)
-        while batches and self._num_seen - len(batches[0]) >= self.config.dedup_window:  # the rest still covers the window
-            oldest = batches.popleft()
-            seen.difference_update(oldest)
-            self._num_seen -= len(oldest)
+            state = [DONE] * len(ids)
+            for i in new:
+                state[i] = READY
+        new = list(new)
         self.stats.duplicates_dropped += len(ids) - len(new)
         if new:
             segment = Segment(self._next_seg, ids, sizes, payload, state, [0] * len(ids), len(new))

@@ -1,7 +1,7 @@
 """Dedup windows forget whole batches: at least the last `window` ids stay remembered, memory stays bounded."""
 
 from rollspec.transport.config import QueueConfig
-from rollspec.transport.consumer_core import BoundedIds
+from rollspec.transport.dedup import BoundedIds
 from rollspec.transport.lease_queue import LeaseQueue
 
 

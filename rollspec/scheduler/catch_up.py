@@ -84,13 +84,15 @@ class CatchUpCost:
 
 
 def observe_step_costs(cost: StepCostModel, catch_up: CatchUpCost, batch_size: int, k: int, excess: int,
-                       catch_up_s: float, draft_time_s: float, target_time_s: float) -> None:
+                       catch_up_s: float, draft_time_s: float, target_time_s: float, *, is_cold: bool = False) -> None:
     """Split a step's measured drafting time between catch-up and drafting proper, each model learning its part.
 
     Where the predicted catch-up is at least the predicted drafting, the step's residual
     goes to the catch-up model and the drafting model is told its own prediction (no
     information); otherwise the predicted catch-up is taken off before the drafting model
-    learns. One step thus never corrects both by the same error.
+    learns. One step thus never corrects both by the same error. A cold step (a probe right
+    after plain steps) teaches the catch-up model alone: the step model is told its own
+    predictions, which marks the width as run (DepthScheduler.observe says why).
     """
     drafting_s = cost.drafting_s(batch_size, k)
     if catch_up_s > 0 and catch_up_s >= drafting_s:
@@ -98,4 +100,6 @@ def observe_step_costs(cost: StepCostModel, catch_up: CatchUpCost, batch_size: i
         draft_time_s = drafting_s
     else:
         draft_time_s = max(0.0, draft_time_s - catch_up_s)
+    if is_cold:
+        draft_time_s, target_time_s = drafting_s, cost.step_s(batch_size, k)[k] - drafting_s
     cost.observe(batch_size, k, draft_time_s, target_time_s)

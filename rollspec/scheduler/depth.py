@@ -12,7 +12,7 @@ from rollspec.scheduler.cost_model import StepCostModel
 from rollspec.scheduler.decision import DecisionLog, DepthDecision, DepthStats, Entry, plain_runs
 from rollspec.scheduler.hysteresis import hysteresis_depth
 from rollspec.scheduler.plain_run import PlainRun
-from rollspec.scheduler.probe import ProbePlanner
+from rollspec.scheduler.probe import TRIAL_STEPS, ProbePlanner
 from rollspec.scheduler.realized import RealizedCheck
 from rollspec.scheduler.standing import AcceptanceWatch, PlainLease, StandingChoice, plain_still_wins, standing_steps
 from rollspec.scheduler.steady import CatchUpSplit, SteadyRecords, SteadyRun
@@ -39,14 +39,11 @@ class DepthScheduler:
        `catch_up_horizon_steps`: leaving plain decoding must pay for it;
     2. hysteresis: the previous greedy k is kept unless the argmax beats it by more than `hysteresis`
        (`start_gain` when leaving k = 0), and never kept when predicted slower than k = 0;
-    3. probe: if position k + 1 has not been scheduled for `probe_interval_steps` steps (from k = 0 longer where
-       the catch-up makes a probe dear: PROBE_BUDGET), a probe credit is available, and some deeper depth would
-       beat k were its unexplored positions always accepted (its catch-up spread as in 1), this step runs at the
-       shallowest such depth instead. A probe never happens where speculation cannot pay even with perfect
-       acceptance, and credits (one per probe_interval_steps, at most k_max banked) cap probe steps at
-       k_max + W / probe_interval_steps in any W steps. Probes do not move the greedy k. The deeper depth must
-       beat k by more than `probe_min_gain` under that optimism, except in the k_max steps after a weight change,
-       when acceptance may have jumped (ProbePlanner).
+    3. probe (ProbePlanner): if position k + 1 has not run for `probe_interval_steps` steps (from k = 0 longer where
+       its catch-up and trial make a probe dear: PROBE_BUDGET), a credit is available (one per interval, at most
+       k_max banked), and some deeper depth would beat k by more than `probe_min_gain` (no margin in the k_max steps
+       after a weight change) were its unexplored positions always accepted (its catch-up spread as in 1), this
+       step runs at the shallowest such depth; from k = 0 it stands TRIAL_STEPS steps. Probes do not move greedy k.
     4. realized check (`check_realized`): a k > 0 from the steps above becomes 0 where speculative steps have
        realized fewer tokens/s than plain ones at this batch size's bucket, beyond noise, each prediction corrected
        by how far steps of its kind fell from their predictions there (RealizedCheck); probes are exempt. While
@@ -212,6 +209,9 @@ class DepthScheduler:
         if probe_k != k:
             self._probe.spend()
             self._pending_probe = (batch_size, probe_k)
+            if k == 0:  # a probe from plain stands a trial: its steady steps price speculation (probe.TRIAL_STEPS)
+                self._reuse = StandingChoice(batch_size, probe_k, catch_up_tokens, self._step + TRIAL_STEPS, True)
+                self._watch.start(0.0)
         else:
             interval = self._stand(batch_size, k, catch_up_tokens)
             self._watch.start(float(expected[k]) - 1.0 if interval > self._config.replan_interval_steps else 0.0)
@@ -240,10 +240,9 @@ class DepthScheduler:
 
     def plain_lease(self) -> PlainLease:
         """After `choose_depth` returned 0: for how many more steps, and down to how few rows, plain decoding stands
-        (StandingChoice.lease_steps). For those steps the engine skips the drafter's catch-up width and
-        `choose_depth` (~7-12 us a step inside the engine at B = 1-4); it still calls `observe` every step. A plain
-        step the realized check asked for gets no lease. The same object is renewed at every plain choice and
-        revoked by `notify_weights_changed`."""
+        (StandingChoice.lease_steps); the engine then skips its catch-up width and `choose_depth` (~7-12 us a step at
+        B = 1-4) but calls `observe`. None for a check's plain step; renewed at every plain choice, revoked by
+        `notify_weights_changed`."""
         reuse, lease, probe = self._reuse, self._lease, self._probe
         due = probe.plain_due_step <= self._step
         lease.steps = reuse.lease_steps(self._step, probe_due=due, num_passed=probe.num_passed) if reuse else 0
@@ -252,10 +251,7 @@ class DepthScheduler:
 
     def observe(self, batch_size: int, k: int, num_accepted: Sequence[int] | NDArray[np.integer],
                 draft_time_s: float, target_time_s: float) -> None:
-        """Learn from one verified step: row i accepted num_accepted[i] of k drafted tokens.
-
-        The step's record becomes `last_decision` and is added to `history` and `stats`.
-        """
+        """Learn from one verified step: row i accepted num_accepted[i] of k drafts (its record: `last_decision`)."""
         if k and self._is_steady(batch_size, k):  # folded in later (_fold_steady)
             self._steady.add(self._step, batch_size, k, num_accepted, self._offered_catch_up, draft_time_s,
                              target_time_s)
@@ -297,10 +293,12 @@ class DepthScheduler:
         # plain decoding, and do not teach the cost model: learning from the realized check's isolated plain
         # steps, it priced plain decoding at 1.1-1.2 ms, ~1.5x what it costs. (The check itself keeps them:
         # its verdict is a veto on speculation, and inflated plain steps only make it more cautious.)
-        is_switch = self._plain.learned(batch_size, k, is_probe=decision.is_probe)
+        in_trial = self._reuse is not None and self._reuse.is_trial
+        is_switch = self._plain.learned(batch_size, k, is_probe=decision.is_probe or in_trial)
         if self._realized is not None:
             self._realized.observe(self._step, batch_size, k, decision.realized_step_s, decision.predicted_step_s)
-        if decision.is_probe and self._greedy_k == 0:
+        is_cold = decision.is_probe and self._greedy_k == 0  # atypical the other way: priced by its trial (TRIAL_STEPS)
+        if is_cold:
             self._probe.observe_from_plain(decision.realized_step_s, decision.predicted_step_s)
         if k > 0 and self._last_k > 0:  # only steady speculation: after k = 0 the width is the plain stretch's
             self._recurring_excess += RECURRING_RATE * (excess - self._recurring_excess)
@@ -310,7 +308,7 @@ class DepthScheduler:
             self._acceptance.advance()
         if not is_switch:
             observe_step_costs(self._cost, self._catch_up, batch_size, k, excess, catch_up_s, draft_time_s,
-                               target_time_s)
+                               target_time_s, is_cold=is_cold)
         if k > 0:  # a plain step changes no acceptance estimate; the plan is redone when next needed
             self._plan_stale = True
             self._probe.scheduled(k, self._step)

@@ -11,6 +11,13 @@ PROBE_BUDGET = 0.01
 # Weight of the newest probe from plain decoding in the mean ratio of its realized to its predicted time.
 PROBE_COST_RATE = 0.5
 MAX_PROBE_COST_RATIO = 4.0
+# A probe from plain decoding stands this many steps at its depth (a trial): its first step runs cold (catch-up,
+# drafter out of cache: ~1.9x its prediction on the zoo) and teaches no prices (DepthScheduler.observe); the
+# others, steady, price speculation. Priced by such probes alone once the plan sat at plain, EAGLE at B = 1 on
+# the zoo stayed at plain for good after a burst had priced k = 2-6 1.45-1.7x dear.
+TRIAL_STEPS = 8
+# Never scheduled (or not since weights changed): due now, whatever its budget's interval.
+_LONG_AGO = -(1 << 40)
 
 
 class ProbePlanner:
@@ -29,7 +36,7 @@ class ProbePlanner:
         self._interval = config.probe_interval_steps
         self._min_gain = config.probe_min_gain
         # Index j = draft position (index 0 unused): the step at which k >= j last ran.
-        self._last_scheduled = np.full(config.k_max + 1, -config.probe_interval_steps, dtype=np.int64)
+        self._last_scheduled = np.full(config.k_max + 1, _LONG_AGO, dtype=np.int64)
         self._credit = float(config.k_max)
         self._no_margin_until = -1  # right after a weight change any possible gain is worth a probe
         self.plain_due_step = 0  # from plain decoding, the step a probe may next fall due (set by `depth`)
@@ -46,7 +53,9 @@ class ProbePlanner:
             return k
         candidate = self._deeper(k, rate, step_s, expected, step)
         if k == 0:  # a probe from plain decoding pays the whole catch-up: at most PROBE_BUDGET of plain's time
-            probe_s = self._cost_ratio * step_s[max(candidate, 1)] - step_s[0]
+            c = max(candidate, 1)  # and its trial's steady steps what they are predicted to lose against plain
+            trial_loss_s = (TRIAL_STEPS - 1) * expected[c] * max(0.0, 1.0 / rate[c] - 1.0 / rate[0])
+            probe_s = self._cost_ratio * step_s[c] - step_s[0] + trial_loss_s
             interval = max(interval, int(probe_s / (PROBE_BUDGET * step_s[0])))
             self.plain_due_step = int(self._last_scheduled[1]) + interval
         if self._credit < 1.0 or step - self._last_scheduled[k + 1] < interval:
@@ -85,6 +94,6 @@ class ProbePlanner:
 
     def reopen(self, step: int) -> None:
         """Weights changed: every position may be probed again, without the margin for the next k_max steps."""
-        self._last_scheduled[:] = step - self._interval
+        self._last_scheduled[:] = _LONG_AGO
         self._no_margin_until = step + self._k_max
         self.num_passed = 0

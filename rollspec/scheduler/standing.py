@@ -28,6 +28,7 @@ class StandingChoice:
     k: int
     catch_up_tokens: int
     until_step: int
+    is_trial: bool = False  # a probe from plain decoding's trial (probe.TRIAL_STEPS): like the probe, no plain restart
 
     def holds(self, batch_size: int, catch_up_tokens: int, step: int) -> bool:
         """Whether the choice still stands at `step` for this batch size and catch-up width."""

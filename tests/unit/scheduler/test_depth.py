@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rollspec.scheduler import DepthConfig, DepthMode, DepthScheduler, expected_tokens, sample_num_accepted
+from rollspec.scheduler.probe import TRIAL_STEPS
 
 device_st = st.fixed_dictionaries({
     "target_fixed_s": st.floats(1e-3, 1e-2),
@@ -85,14 +86,17 @@ def test_choices_respect_the_hysteresis_rule(synthetic):
                                device.cost_model())
     rng = np.random.default_rng(0)
     previous = 0
-    num_switches = 0
+    num_switches = trial_k = trial_left = 0
     for i in range(1500):
         b = 1 + (i // 100) % 32
         alpha = [0.5 + 0.4 * np.sin(i / 150)] * 8
         rates = scheduler.predicted_tokens_per_s(b)
         k = scheduler.choose_depth(b)
         scheduler.observe(b, k, sample_num_accepted(rng, alpha, k, b), k * device.draft_s(b), device.target_s(b, k + 1))
-        if scheduler.last_decision.is_probe or scheduler.last_decision.is_check:
+        in_trial = not scheduler.last_decision.is_probe and trial_left > 0 and k == trial_k
+        trial_left = TRIAL_STEPS - 1 if scheduler.last_decision.is_probe else trial_left - 1 if in_trial else 0
+        trial_k = k if scheduler.last_decision.is_probe else trial_k  # from plain a probe's trial follows at its k
+        if scheduler.last_decision.is_probe or scheduler.last_decision.is_check or in_trial:
             previous = None  # the greedy choice behind a probe or check is not visible; skip the next comparison
             continue
         # Plain decoding is left only for a gain beyond start_gain (a probe, or a plain check, may sit between).

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from rollspec.scheduler import AcceptanceConfig, DepthConfig, DepthScheduler, expected_tokens, sample_num_accepted
+from rollspec.scheduler.probe import TRIAL_STEPS
 
 HIGH, K_MAX = 0.85, 8
 
@@ -80,7 +81,8 @@ def _lock_then_restore(synthetic, config, batch_size, seed):
     alphas = lambda i: [HIGH if i < 200 or i >= 600 else 0.02] * K_MAX  # noqa: E731
     decisions = synthetic.run_steps(scheduler, device, alphas=alphas, batch_size=batch_size, num_steps=1000,
                                     rng=np.random.default_rng(seed), time_noise=0.1)
-    assert {d.k for d in decisions[550:600]} == {0}  # locked at plain decoding during the bad phase
+    # Locked at plain decoding during the bad phase, but for a probe and its trial.
+    assert sum(d.k > 0 for d in decisions[550:600]) <= TRIAL_STEPS
     return device, decisions
 
 

@@ -83,9 +83,11 @@ def test_a_probe_does_not_restart_learning_and_planning_plain_decoding(synthetic
     _drive(scheduler, device, num_steps=3000, alpha=0.1, leased=False, rng=rng)
     probes = scheduler.stats.num_probes - probes
     assert probes >= 10
-    # Per probe: its plan and observe and the settle steps' observes; besides, a plan at every admission while a
-    # probe is due (the catch-up halves) and every 64 steps, and a learned step in 64. (Restarting: 529 here.)
-    assert costs.num_step_s - before <= 3000 / 64 * 2 + 3000 / 13 + probes * 4
+    # Per probe: its plan and observe (two: it is cold), its trial's observes (here cut short by admissions: ~2.5
+    # speculative steps a probe), the plan after it and the settle steps' observes; besides, a plan at every
+    # admission while a probe is due (the catch-up halves) and every 64 steps, and a learned step in 64.
+    # (Restarting: 529 here before trials, 639 with them.)
+    assert costs.num_step_s - before <= 3000 / 64 * 2 + 3000 / 13 + probes * 6
 
 
 def test_while_a_probe_is_due_the_lease_is_short_and_backs_off_while_it_is_not_worth_it(synthetic):

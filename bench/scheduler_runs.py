@@ -8,7 +8,15 @@ from bench.engine_runs import Workload
 from rollspec.engine.drafters.build import build_drafter
 from rollspec.engine.engine import Engine
 from rollspec.engine.profiling import StepTimeRecorder, profile_step_costs
-from rollspec.scheduler import CatchUpCost, CostModel, DepthConfig, DepthMode, DepthScheduler, profile_points
+from rollspec.scheduler import (
+    CatchUpCost,
+    CostModel,
+    DepthConfig,
+    DepthMode,
+    DepthScheduler,
+    profile_points,
+    profiled_costs,
+)
 from rollspec.scheduler.standing import PlainLease
 
 
@@ -23,8 +31,7 @@ def profile_cost_model(workload: Workload, kind: str) -> tuple[CostModel, CatchU
     batch_sizes, qs = profile_points(config.max_batch_size, config.k_max)
     profile = profile_step_costs(workload.policy.model, config, batch_sizes=batch_sizes, qs=qs,
                                  drafter_factory=lambda cfg: _drafter(workload, kind, cfg))
-    cost = CostModel.from_profile(profile.target_s, profile.draft_s, draft_fixed_s=profile.draft_fixed_s)
-    return cost, CatchUpCost(profile.catch_up_s)
+    return profiled_costs(profile)
 
 
 def adaptive_scheduler(workload: Workload, costs: tuple[CostModel, CatchUpCost]) -> DepthScheduler:

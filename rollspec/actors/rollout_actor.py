@@ -25,7 +25,7 @@ from rollspec.engine.drafters.build import build_drafter
 from rollspec.engine.engine import Engine
 from rollspec.engine.loader import LoadedModel, load_model
 from rollspec.engine.profiling import profile_step_costs
-from rollspec.scheduler import CatchUpCost, CostModel, DepthConfig, DepthMode, DepthScheduler, profile_points
+from rollspec.scheduler import DepthConfig, DepthMode, DepthScheduler, profile_points, profiled_costs
 from rollspec.transport import (
     NO_SECURITY,
     ConsumerConfig,
@@ -119,8 +119,7 @@ class RolloutActor:
                          "target_ms": {f"B{b}_q{q}": round(1e3 * s, 3) for (b, q), s in profile.target_s.items()},
                          "draft_ms": {f"B{b}": round(1e3 * s, 3) for b, s in profile.draft_s.items()},
                          "catch_up_ms": {f"B{b}": round(1e3 * s, 3) for b, s in profile.catch_up_s.items()}}
-        cost = CostModel.from_profile(profile.target_s, profile.draft_s, draft_fixed_s=profile.draft_fixed_s)
-        return DepthScheduler(DepthConfig(k_max=spec.k, mode=DepthMode.ADAPTIVE), cost, CatchUpCost(profile.catch_up_s))
+        return DepthScheduler(DepthConfig(k_max=spec.k, mode=DepthMode.ADAPTIVE), *profiled_costs(profile))
 
     def _step(self) -> None:
         engine_s = self._loop.stats.engine_s

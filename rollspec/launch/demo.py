@@ -24,7 +24,7 @@ from rollspec.rl.split import Split
 from rollspec.rl.tasks import reward, task_names
 from rollspec.rl.template import decode_response, encode_prompt
 from rollspec.rl.vocab import EOS_ID
-from rollspec.scheduler import CatchUpCost, CostModel, DepthConfig, DepthScheduler, profile_points
+from rollspec.scheduler import DepthConfig, DepthScheduler, profile_points, profiled_costs
 
 MAX_SEQ_LEN = 256
 
@@ -56,8 +56,7 @@ def run_demo(*, batch: int, k: int, num_prompts: int, threads: int) -> None:
         batch_sizes, qs = profile_points(batch, config.k_max)
         profile = profile_step_costs(policy.model, config, batch_sizes=batch_sizes, qs=qs,
                                      drafter_factory=lambda cfg: drafter(kind, cfg))
-        cost = CostModel.from_profile(profile.target_s, profile.draft_s, draft_fixed_s=profile.draft_fixed_s)
-        return DepthScheduler(DepthConfig(k_max=config.k_max), cost, CatchUpCost(profile.catch_up_s))
+        return DepthScheduler(DepthConfig(k_max=config.k_max), *profiled_costs(profile))
 
     runs = [("plain", None, FixedDepth(0))]
     runs += [(f"{kind} k={k}", drafter(kind), FixedDepth(k)) for kind in ("draft_model", "eagle", "mtp", "ngram")]

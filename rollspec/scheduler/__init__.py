@@ -14,6 +14,7 @@ from rollspec.scheduler.config import (
 from rollspec.scheduler.cost_model import CostModel, ProfileError, StepCostModel, batch_bucket, profile_points
 from rollspec.scheduler.decision import DepthDecision, DepthStats
 from rollspec.scheduler.depth import DepthScheduler
+from rollspec.scheduler.profiled import StepCostProfile, profiled_costs
 from rollspec.scheduler.realized import RealizedCheck
 from rollspec.scheduler.throughput import best_depth, expected_tokens, step_time_s, tokens_per_s
 
@@ -36,11 +37,13 @@ __all__ = [
     "RealizedCheck",
     "RealizedConfig",
     "StepCostModel",
+    "StepCostProfile",
     "batch_bucket",
     "best_depth",
     "excess_tokens",
     "expected_tokens",
     "profile_points",
+    "profiled_costs",
     "sample_num_accepted",
     "step_time_s",
     "tokens_per_s",

@@ -168,3 +168,20 @@ def test_prices_read_between_corrections_are_never_stale():
         for bb in (1, 3, 16):
             assert read.step_s(bb, 8).tolist() == fresh.step_s(bb, 8).tolist()
             assert read.target_s(bb, 1) == fresh.target_s(bb, 1)
+
+
+def test_profiled_costs_price_what_the_engine_profile_measured():
+    from rollspec.engine.profiling import CostProfile
+    from rollspec.scheduler import profiled_costs
+
+    target = {(b, q): 1e-3 * b + 2e-4 * q for b in (1, 4) for q in (1, 2, 3)}
+    profile = CostProfile(target_s=target, draft_s={1: 5e-5, 4: 8e-5}, catch_up_s={1: 1e-5, 4: 3e-5},
+                          draft_fixed_s={1: 1e-4, 4: 2e-4})
+    cost, catch_up = profiled_costs(profile)
+    assert cost.step_s(4, 2) == pytest.approx([target[(4, 1)], 2e-4 + 8e-5 + target[(4, 2)],
+                                               2e-4 + 2 * 8e-5 + target[(4, 3)]])
+    assert catch_up.catch_up_s(4, 10) == pytest.approx(3e-4)
+    # Without a per-step part drafting is priced per position alone; without a catch-up none is priced.
+    bare, no_catch_up = profiled_costs(CostProfile(target_s=target, draft_s={1: 5e-5, 4: 8e-5}))
+    assert bare.drafting_s(4, 2) == pytest.approx(2 * 8e-5)
+    assert no_catch_up.catch_up_s(4, 10) < 1e-7

@@ -102,10 +102,13 @@ def main() -> None:
         interleave(runs, list(runs), args.repeats, run)
         focus = _focus(runs)
         interleave(runs, focus, args.focus_repeats, run)
+        # Per run, the adaptive's mean k beside its checks, vetoes and probes: a cell's median ratio mixes runs at
+        # the depths the warm scheduler settles at, and `mean_k` above is only their median.
         result = {name_: _contender(rs) | ({"checks": [r["num_checks"] for r in rs],
                                             "vetoed": [r["num_vetoes"] for r in rs],
-                                            "probes": [r["num_probes"] for r in rs]} if name_.startswith("adaptive")
-                                           else {})
+                                            "probes": [r["num_probes"] for r in rs],
+                                            "mean_ks": [round(r["mean_k"], 2) for r in rs]}
+                                           if name_.startswith("adaptive") else {})
                   for name_, rs in runs.items()}
         row = {"setting": name, "batch": batch, "prompts": num_prompts, "profile_s": round(profile_s, 2),
                "focus": focus, "contenders": result}

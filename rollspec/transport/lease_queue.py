@@ -10,9 +10,10 @@ Invariant: every offered id that is not a duplicate ends DONE exactly once, eith
 in `dropped` with a reason; until then it is READY or leased, never both.
 """
 
+import itertools
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Hashable
+from typing import Any, Callable, Hashable, Sequence
 
 from rollspec.transport.config import QueueConfig
 from rollspec.transport.dedup import BoundedIds
@@ -87,6 +88,8 @@ class LeaseQueue:
         self._parcels: dict[int, Parcel] = {}  # until their segment is done: late parcel acks still resolve
         self._next_seg = 0
         self._next_parcel = 0
+        # Set by the host to lease a run of small fresh segments as one parcel (segments.coalesce_packed)
+        self.coalesce: Callable[[Sequence[Any]], tuple[Any, int] | None] | None = None
 
     # --- producers -------------------------------------------------------------------------------
     @property
@@ -142,7 +145,10 @@ class LeaseQueue:
             segment, indices = self._ready[0]
             state = segment.state
             if len(indices) == len(state) and state.count(READY) == len(state):  # a fresh segment: one C pass
-                live = indices
+                if self.coalesce is not None and len(self._ready) > 1 and not segment.parcel_seqs:
+                    segment = self._coalesce_head(segment)
+                    state = segment.state
+                live = indices = self._ready[0][1]
             else:
                 live = [i for i in indices if state[i] is READY]
             take, nbytes = self._fit(consumer, segment, live)
@@ -255,6 +261,29 @@ class LeaseQueue:
         return len(self._consumers)
 
     # --- internals -------------------------------------------------------------------------------
+    def _coalesce_head(self, head: Segment) -> Segment:
+        """Merge the fresh, never leased segments at the front of the ready queue into `head` (the first),
+        as far as self.coalesce takes them. Items keep their ids, order and accounting; only their
+        (segment, index) address changes, before any consumer has seen it."""
+        run = [head]
+        for segment, indices in itertools.islice(self._ready, 1, None):
+            if segment.parcel_seqs or len(indices) != len(segment.ids) or segment.open != len(segment.ids):
+                break
+            run.append(segment)
+        merged = self.coalesce([segment.payload for segment in run]) if len(run) > 1 else None
+        if merged is None:
+            return head
+        head.payload, count = merged
+        for segment in run[1:count]:  # the entries of run[:count - 1] go; run[count - 1]'s becomes head's below
+            self._ready.popleft()
+            del self._segments[segment.seg_id]
+        head.ids = [msg_id for segment in run[:count] for msg_id in segment.ids]
+        head.sizes = [size for segment in run[:count] for size in segment.sizes]
+        n = head.open = len(head.ids)
+        head.state, head.attempts = [READY] * n, [0] * n
+        self._ready[0] = (head, list(range(n)))
+        return head
+
     def _next_with_room(self, consumers: list[ConsumerState]) -> ConsumerState | None:
         for step in range(len(consumers)):
             consumer = consumers[(self._turn + step) % len(consumers)]

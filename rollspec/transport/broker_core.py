@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence, cast
+from typing import Any, Callable, Iterable, cast
 
 import zmq
 
@@ -44,7 +44,7 @@ class HostedQueue:
     def __post_init__(self) -> None:
         self.queue.coalesce = self.coalesce
 
-    def coalesce(self, payloads: Sequence[segments.WirePayload]) -> tuple[segments.WirePayload, int] | None:
+    def coalesce(self, payloads: Iterable[segments.WirePayload]) -> tuple[segments.WirePayload, int] | None:
         """Fresh segments a local sender put, leased as one parcel of up to its batch size: a put_many of 64
         items is one segment, but while consumers are busy those waiting go out 256 to a Deliver (per-parcel
         work on every side divided by four). Segments from peers are never merged (see WirePayload.local)."""

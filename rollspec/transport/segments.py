@@ -13,7 +13,7 @@ otherwise halve large-tensor throughput on a link (loopback, TCP) that already c
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 from rollspec.transport import codec
 from rollspec.transport.checksum import crc32
@@ -191,17 +191,19 @@ def packed(body: bytes, count: int) -> WirePayload:
                        frame_crcs=[], first_frame=[0] * count, packed=True, local=True)
 
 
-def coalesce_packed(payloads: Sequence[WirePayload], max_items: int, max_bytes: int) -> tuple[WirePayload, int] | None:
+def coalesce_packed(payloads: Iterable[WirePayload], max_items: int, max_bytes: int) -> tuple[WirePayload, int] | None:
     """One packed payload holding the rows of the first k >= 2 of `payloads` (local, packed, of one schema,
     together within max_items and max_bytes), and k; None if fewer than two qualify. Rows are position-free
     msgpack, so the merged body is the shared [tag, version] head, one array header and the rows back to
-    back: one copy, no re-encoding. Lets a queue lease several small segments as one parcel."""
-    first = _split_packed(payloads[0])
+    back: one copy, no re-encoding. Lets a queue lease several small segments as one parcel. Takes from
+    `payloads` only as far as it merges (and one more)."""
+    payloads = iter(payloads)
+    first = _split_packed(next(payloads, None))
     if first is None:
         return None
     head, rows, count = first
-    parts, nbytes = [rows], len(payloads[0].blob)
-    for payload in payloads[1:]:
+    parts, nbytes = [rows], len(rows)
+    for payload in payloads:
         split = _split_packed(payload)
         if split is None or split[0] != head or count + split[2] > max_items or nbytes + len(split[1]) > max_bytes:
             break
@@ -213,9 +215,9 @@ def coalesce_packed(payloads: Sequence[WirePayload], max_items: int, max_bytes: 
     return packed(b"".join([head, b"\xdd", count.to_bytes(4, "big"), *parts]), count), len(parts)
 
 
-def _split_packed(payload: WirePayload) -> tuple[bytes, memoryview, int] | None:
+def _split_packed(payload: WirePayload | None) -> tuple[bytes, memoryview, int] | None:
     """(head [tag, version] bytes, rows bytes, row count) of a local packed body; None for anything else."""
-    if not (payload.packed and payload.local):
+    if payload is None or not (payload.packed and payload.local):
         return None
     view = memoryview(payload.blob)
     try:

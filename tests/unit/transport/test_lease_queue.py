@@ -238,7 +238,7 @@ class CoalescingQueueMachine(QueueMachine):
 
     def __init__(self):
         super().__init__()
-        self.q.coalesce = lambda payloads: (None, min(3, len(payloads)))
+        self.q.coalesce = lambda payloads: (None, min(3, len(list(payloads))))
 
     def teardown(self):
         super().teardown()
@@ -249,9 +249,14 @@ TestCoalescingQueueMachine = CoalescingQueueMachine.TestCase
 TestCoalescingQueueMachine.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 
 
+def _join_all(payloads):
+    payloads = list(payloads)
+    return "+".join(payloads), len(payloads)
+
+
 def test_fresh_segments_waiting_together_are_leased_as_one_parcel_in_order():
     q = _queue()
-    q.coalesce = lambda payloads: ("+".join(payloads), len(payloads))
+    q.coalesce = _join_all
     q.offer(["a", "b"], [1, 1], "p1")
     q.offer(["c"], [5], "p2")
     q.offer(["d", "e"], [1, 1], "p3")
@@ -266,7 +271,7 @@ def test_fresh_segments_waiting_together_are_leased_as_one_parcel_in_order():
 
 def test_a_segment_already_leased_in_part_or_holding_a_duplicate_is_not_merged():
     q = _queue()
-    q.coalesce = lambda payloads: ("+".join(payloads), len(payloads))
+    q.coalesce = _join_all
     q.offer(["a", "b", "c"], [1, 1, 1], "p1")
     q.touch("c1", 0.0, 2, BIG)
     first = q.dispatch(0.0)  # a and b: p1 is now partly leased

@@ -1,6 +1,6 @@
 """Transport benchmark: our work-queue channels vs raw pyzmq PUSH/PULL, and weight-broadcast time.
 
-    .venv/bin/python -m bench.transport [--quick] [--reps N]
+    .venv/bin/python -m bench.transport [--quick] [--reps N] [--out PATH]
 
 Measured side by side in one run (raw and ours interleaved, median of --reps): messages/s for ~1 KB
 messages and GB/s for 4 MiB tensor payloads over ipc:// and tcp://127.0.0.1, each sender and
@@ -10,7 +10,7 @@ headers and segment bodies). Producers put_many in chunks of 64: each chunk is o
 "direct" is the prompt path (the queue lives in the producing process, one hop like raw PUSH/PULL);
 "relayed" is the trajectory path (producer process -> broker process -> consumer process, two hops).
 Then the time to broadcast a 100 MB weight version to 4 subscriber processes.
-Writes bench/results/transport.json and prints the BENCHMARKS.md row.
+Writes bench/results/transport.json (a full run; --out PATH: there instead) and prints the BENCHMARKS.md row.
 """
 
 import functools

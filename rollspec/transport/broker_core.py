@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, cast
+from typing import Any, Callable, Iterable, cast
 
 import zmq
 
@@ -40,6 +40,15 @@ class HostedQueue:
     local_batch_bytes: int = 4 << 20
     local_checksum_tensors: bool = False
     local_frame_bytes: int = 0
+
+    def __post_init__(self) -> None:
+        self.queue.coalesce = self.coalesce
+
+    def coalesce(self, payloads: Iterable[segments.WirePayload]) -> tuple[segments.WirePayload, int] | None:
+        """Fresh segments a local sender put, leased as one parcel of up to its batch size: a put_many of 64
+        items is one segment, but while consumers are busy those waiting go out 256 to a Deliver (per-parcel
+        work on every side divided by four). Segments from peers are never merged (see WirePayload.local)."""
+        return segments.coalesce_packed(payloads, self.local_batch_items, self.local_batch_bytes)
 
     def free(self) -> int:
         """Slots neither held nor promised to a producer (none while the byte capacity is used up)."""

@@ -10,9 +10,10 @@ Invariant: every offered id that is not a duplicate ends DONE exactly once, eith
 in `dropped` with a reason; until then it is READY or leased, never both.
 """
 
+import itertools
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Hashable
+from typing import Any, Callable, Hashable, Iterable, Iterator
 
 from rollspec.transport.config import QueueConfig
 from rollspec.transport.dedup import BoundedIds
@@ -87,6 +88,8 @@ class LeaseQueue:
         self._parcels: dict[int, Parcel] = {}  # until their segment is done: late parcel acks still resolve
         self._next_seg = 0
         self._next_parcel = 0
+        # payloads -> (merged payload, how many) or None; set by the host (segments.coalesce_packed)
+        self.coalesce: Callable[[Iterable[Any]], tuple[Any, int] | None] | None = None
 
     # --- producers -------------------------------------------------------------------------------
     @property
@@ -142,7 +145,10 @@ class LeaseQueue:
             segment, indices = self._ready[0]
             state = segment.state
             if len(indices) == len(state) and state.count(READY) == len(state):  # a fresh segment: one C pass
-                live = indices
+                if self.coalesce is not None and len(self._ready) > 1:
+                    segment = self._coalesce_head(segment)
+                    state = segment.state
+                live = indices = self._ready[0][1]
             else:
                 live = [i for i in indices if state[i] is READY]
             take, nbytes = self._fit(consumer, segment, live)
@@ -255,6 +261,23 @@ class LeaseQueue:
         return len(self._consumers)
 
     # --- internals -------------------------------------------------------------------------------
+    def _coalesce_head(self, head: Segment) -> Segment:
+        """Merge the fresh segments at the front of the ready queue into `head` (the first), as far as self.coalesce
+        takes them: items keep ids, order and accounting; their (segment, index) changes before anyone saw it."""
+        merged = self.coalesce(segment.payload for segment in self._fresh_run())  # type: ignore[misc]
+        if merged is None or merged[1] < 2:
+            return head
+        run, head.payload = list(itertools.islice(self._ready, merged[1])), merged[0]
+        for segment, _ in run[1:]:  # the entries of run[:-1] go; run[-1]'s becomes head's below
+            self._ready.popleft()
+            del self._segments[segment.seg_id]
+        head.ids = [msg_id for segment, _ in run for msg_id in segment.ids]
+        head.sizes = [size for segment, _ in run for size in segment.sizes]
+        n = head.open = len(head.ids)
+        head.state, head.attempts = [READY] * n, [0] * n
+        self._ready[0] = (head, list(range(n)))
+        return head
+
     def _next_with_room(self, consumers: list[ConsumerState]) -> ConsumerState | None:
         for step in range(len(consumers)):
             consumer = consumers[(self._turn + step) % len(consumers)]
@@ -327,6 +350,13 @@ class LeaseQueue:
         segment.open -= n
         if segment.open == 0:
             self._forget(segment)
+
+    def _fresh_run(self) -> Iterator[Segment]:
+        """The whole, never leased segments at the front of the ready queue (lazily: coalesce stops at its caps)."""
+        for segment, indices in self._ready:
+            if segment.parcel_seqs or len(indices) != len(segment.ids) or segment.open != len(segment.ids):
+                return
+            yield segment
 
     def _unlease(self, parcel: Parcel, index: int) -> None:
         consumer = parcel.consumer

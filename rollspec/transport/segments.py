@@ -13,7 +13,7 @@ otherwise halve large-tensor throughput on a link (loopback, TCP) that already c
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 from rollspec.transport import codec
 from rollspec.transport.checksum import crc32
@@ -54,6 +54,9 @@ class WirePayload:
     frame_crcs: list[int]
     first_frame: list[int]
     packed: bool = False
+    local: bool = False
+    """Encoded in this process (valid by construction): a packed one may be coalesced with its neighbours
+    (coalesce_packed). Never set for a payload received from a peer, whose rows were not checked yet."""
 
     @property
     def nbytes(self) -> int:
@@ -185,7 +188,62 @@ def packed(body: bytes, count: int) -> WirePayload:
     share, extra = divmod(len(body), count)
     sizes = [share + 1] * extra + [share] * (count - extra)
     return WirePayload(blob=body, blob_crc=crc32(body), sizes=sizes, nframes=[0] * count, frames=[],
-                       frame_crcs=[], first_frame=[0] * count, packed=True)
+                       frame_crcs=[], first_frame=[0] * count, packed=True, local=True)
+
+
+def coalesce_packed(payloads: Iterable[WirePayload], max_items: int, max_bytes: int) -> tuple[WirePayload, int] | None:
+    """One packed payload holding the rows of the first k >= 2 of `payloads` (local, packed, of one schema,
+    together within max_items and max_bytes), and k; None if fewer than two qualify. Rows are position-free
+    msgpack, so the merged body is the shared [tag, version] head, one array header and the rows back to
+    back: one copy, no re-encoding. Lets a queue lease several small segments as one parcel. Takes from
+    `payloads` only as far as it merges (and one more)."""
+    payloads = iter(payloads)
+    first = _split_packed(next(payloads, None))
+    if first is None:
+        return None
+    head, rows, count = first
+    parts, nbytes = [rows], len(rows)
+    for payload in payloads:
+        split = _split_packed(payload)
+        if split is None or split[0] != head or count + split[2] > max_items or nbytes + len(split[1]) > max_bytes:
+            break
+        parts.append(split[1])
+        count += split[2]
+        nbytes += len(split[1])
+    if len(parts) < 2:
+        return None
+    return packed(b"".join([head, b"\xdd", count.to_bytes(4, "big"), *parts]), count), len(parts)
+
+
+def _split_packed(payload: WirePayload | None) -> tuple[bytes, memoryview, int] | None:
+    """(head [tag, version] bytes, rows bytes, row count) of a local packed body; None for anything else."""
+    if payload is None or not (payload.packed and payload.local):
+        return None
+    view = memoryview(payload.blob)
+    try:
+        pos, kind = 1, view[1]
+        if view[0] != 0x93:  # [tag, version, rows]
+            return None
+        if 0xA0 <= kind <= 0xBF:  # tag: fixstr, str8, str16
+            pos += 1 + (kind & 0x1F)
+        elif kind in (0xD9, 0xDA):
+            width = kind - 0xD8
+            pos += 1 + width + int.from_bytes(view[pos + 1:pos + 1 + width], "big")
+        else:
+            return None
+        kind = view[pos]  # version: positive fixint, uint8 / 16 / 32
+        pos += 1 if kind < 0x80 else {0xCC: 2, 0xCD: 3, 0xCE: 5}.get(kind, len(view))
+        head, kind = bytes(view[:pos]), view[pos]
+        if 0x90 <= kind <= 0x9F:  # rows: fixarray, array16, array32
+            count, start = kind & 0x0F, pos + 1
+        elif kind in (0xDC, 0xDD):
+            width = 2 if kind == 0xDC else 4
+            count, start = int.from_bytes(view[pos + 1:pos + 1 + width], "big"), pos + 1 + width
+        else:
+            return None
+    except IndexError:
+        return None
+    return (head, view[start:], count) if count == len(payload.sizes) else None
 
 
 def receive(blob: Any, frames: list[Any], *, blob_crc: int, sizes: list[int], nframes: list[int], live: list[int],

@@ -53,6 +53,7 @@ _SIGNATURES = {
     "draft_catch_up": (_int, [_int] * 11 + [_ptr, _long, _int] + [_ptr] * 8 + [_long] * 4 + [_int, _ptr, ctypes.c_float]
                        + [_ptr] * 7),
     "store_step": (_int, [_int] * 4 + [_ptr, _long, _long, _ptr, _ptr, _long, _int, _ptr, _ptr, _long, _ptr]),
+    "store_prompts": (None, [_int] * 4 + [_ptr] * 4 + [_long, _ptr]),
     "mtp_chain": (_int, [_int] * 6 + [_ptr] * 4 + [_ptr] * 3 + [_int, _ptr, _long] + [_ptr] * 7),
     "rms_norm_rows": (None, [_int] * 2 + [_ptr] * 2 + [ctypes.c_float, _ptr]),
     "sample_rows": (None, [_int] * 3 + [_ptr, _long, _ptr, _long, _long, _ptr, _ptr]),

@@ -266,13 +266,14 @@ class Engine:
                                      batch=batch)
             self.last_hidden_SD[start: start + num_prefilled] = hidden_BTD[torch.arange(num_prefilled),
                                                                            last_B[:num_prefilled]]
-            if self.hidden is not None and not self._record.write(batch, None, hidden_BTD):
-                self.hidden.write(batch, hidden_BTD)
+            if self.hidden is not None:  # this admission's prompts, copies of prompts prefilled now included
+                self.hidden.write_prompts(start, hidden_BTD, [s - start if s >= start else -1 for s in source_rows],
+                                          prompt_lens)
         for row, src in enumerate(source_rows[num_prefilled:], start + num_prefilled):  # copies of held prompts
             length = len(self.rows[src].request.prompt_ids) if src < start else prompt_lens[src - start]
             self.cache.move_row(src, row, length)
             self.last_hidden_SD[row] = self.last_hidden_SD[src]
-            if self.hidden is not None:
+            if self.hidden is not None and src < start:
                 self.hidden.copy_prefix(src, row, length)
         hidden_B1D = self.last_hidden_SD[start: start + count, None]
         sampling = SamplingTensors.from_params([s.request.params for s in seqs], self.tokens_SM.device)

@@ -35,17 +35,16 @@ class StepRecord:
             self._store = (store_SMD.data_ptr(), store_SMD.stride(0), hidden.slots_S.data_ptr())
             self._hidden_size = store_SMD.shape[2]
 
-    def write(self, batch: AttentionBatch, next_BT: torch.Tensor | None, hidden_BTD: torch.Tensor) -> bool:
-        """tokens[row, position + 1] = next_BT (None: no tokens) and, with a hidden store, each processed position's
-        hidden state; False, nothing written, where the call does not apply (the caller then writes through torch,
-        which raises where the C call refused a position outside the rows)."""
+    def write(self, batch: AttentionBatch, next_BT: torch.Tensor, hidden_BTD: torch.Tensor) -> bool:
+        """tokens[row, position + 1] = next_BT and, with a hidden store, each processed position's hidden state;
+        False, nothing written, where the call does not apply (the caller then writes through torch, which raises
+        where the C call refused a position outside the rows)."""
         if not cpu_kernels.active or self._tokens is None:
             return False
         positions_BT = batch.positions_BT
         B, T = positions_BT.shape
-        if positions_BT.dtype is not torch.long or (
-                next_BT is not None and not (next_BT.dtype is torch.long and next_BT.is_contiguous()
-                                             and next_BT.shape == (B, T))):
+        if not (positions_BT.dtype is torch.long and next_BT.dtype is torch.long and next_BT.is_contiguous()
+                and next_BT.shape == (B, T)):
             return False
         hidden, D = self.hidden, self._hidden_size
         if hidden is not None and not (hidden_BTD.dtype is _F32 and hidden_BTD.is_contiguous()
@@ -53,6 +52,6 @@ class StepRecord:
             return False
         status = cpu_kernels.library().store_step(  # type: ignore[union-attr]
             B, T, D, batch.row_start, positions_BT.data_ptr(), positions_BT.stride(0), positions_BT.stride(1),
-            None if next_BT is None else next_BT.data_ptr(), *self._tokens,
+            next_BT.data_ptr(), *self._tokens,
             None if hidden is None else hidden_BTD.data_ptr(), *self._store)
         return status == 0

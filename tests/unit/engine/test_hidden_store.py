@@ -79,32 +79,47 @@ def test_a_move_that_leaves_the_states_behind_is_caught():
                for tokens, states_TD in seen)
 
 
+def _store(S=6, M=20, D=32):
+    store = HiddenStore(num_slots=S, max_len=M, hidden_size=D, dtype=torch.float32, device=torch.device("cpu"))
+    store.move_row(4, 1)  # rows in other rows' slots
+    store.move_row(5, 0)
+    return store
+
+
 @pytest.mark.skipif(not cpu_kernels.enabled(), reason="no C compiler or AVX-512F")
 @pytest.mark.parametrize("num_tokens", [1, 4], ids=["decode", "verify"])
-@pytest.mark.parametrize("with_tokens", [True, False], ids=["tokens", "prefill"])
 @pytest.mark.parametrize("with_hidden", [True, False], ids=["hidden", "plain"])
-def test_the_step_record_writes_what_torch_indexing_writes(num_tokens, with_tokens, with_hidden):
+def test_the_step_record_writes_what_torch_indexing_writes(num_tokens, with_hidden):
     S, M, D, B = 6, 20, 32, 4
     gen = torch.Generator().manual_seed(3)
-    stores = [HiddenStore(num_slots=S, max_len=M, hidden_size=D, dtype=torch.float32, device=torch.device("cpu"))
-              if with_hidden else None for _ in range(2)]
-    for store in stores:
-        if store is not None:  # rows in other rows' slots
-            store.move_row(4, 1)
-            store.move_row(5, 0)
+    stores = [_store(S, M, D) if with_hidden else None for _ in range(2)]
     tokens_SM = torch.randint(0, 40, (S, M), generator=gen)
     expected_SM = tokens_SM.clone()
     batch = AttentionBatch.build(row_start=1, cache_lens=[3, 0, 9, 15], num_tokens=num_tokens, max_len=M,
                                  device=torch.device("cpu"), dtype=torch.float32)
     hidden_BTD = torch.randn(B, num_tokens, D, generator=gen)
-    next_BT = torch.randint(0, 40, (B, num_tokens), generator=gen) if with_tokens else None
+    next_BT = torch.randint(0, 40, (B, num_tokens), generator=gen)
     assert StepRecord(tokens_SM, stores[0]).write(batch, next_BT, hidden_BTD)
-    if with_tokens:
-        expected_SM[batch.rows_BT, batch.positions_BT + 1] = next_BT
+    expected_SM[batch.rows_BT, batch.positions_BT + 1] = next_BT
     assert torch.equal(tokens_SM, expected_SM)
     if with_hidden:
         stores[1].write(batch, hidden_BTD)
         assert torch.equal(stores[0].hidden_SMD, stores[1].hidden_SMD) and stores[0].hidden_SMD.abs().sum() > 0
+
+
+@pytest.mark.skipif(not cpu_kernels.enabled(), reason="no C compiler or AVX-512F")
+def test_an_admissions_prompts_are_written_by_the_kernel_as_by_torch(monkeypatch):
+    """Rows 1-5: two prefilled, two copies of the first, one copied from a live row (source -1: not written)."""
+    hidden_BTD = torch.randn(2, 7, 32, generator=torch.Generator().manual_seed(4))
+    sources, lengths = [0, 1, 0, -1, 0], [7, 4, 7, 5, 7]
+    fused, looped = _store(), _store()
+    fused.write_prompts(1, hidden_BTD, sources, lengths)
+    monkeypatch.setattr(cpu_kernels, "active", False)
+    looped.write_prompts(1, hidden_BTD, sources, lengths)
+    assert torch.equal(fused.hidden_SMD, looped.hidden_SMD)
+    slots = fused.slots_S.tolist()
+    assert torch.equal(fused.hidden_SMD[slots[3], :7], hidden_BTD[0]) and not fused.hidden_SMD[slots[4]].any()
+    assert torch.equal(fused.hidden_SMD[slots[2], :4], hidden_BTD[1, :4]) and not fused.hidden_SMD[slots[2], 4:].any()
 
 
 @pytest.mark.skipif(not cpu_kernels.enabled(), reason="no C compiler or AVX-512F")

@@ -47,13 +47,13 @@ _SIGNATURES = {
     "eagle_catch_up": (_int, [_int] * 9 + [ctypes.c_float, _ptr, _long, _ptr, _ptr, _long, _int] + [_ptr] * 12
                        + [_long] * 3 + [_int] + [_ptr] * 6),
     "decoder_forward": (_int, [_int] * 10 + [_ptr, _long, _long] + [_ptr] * 6 + [_long] * 4 + [_int] * 3
-                        + [_ptr, _long, _long] * 2 + [_ptr, ctypes.c_float] + [_ptr] * 3),
+                        + [_ptr, _long, _long] * 2 + [_ptr, ctypes.c_float] + [_ptr] * 3 + [_ptr, _long, _ptr]),
     "draft_chain": (_int, [_int] * 10 + [_ptr] * 4 + [_int, _ptr, _long] + [_ptr] * 6 + [_long] * 4
                     + [_ptr, _int, _ptr, ctypes.c_float] + [_ptr] * 7),
     "draft_catch_up": (_int, [_int] * 11 + [_ptr, _long, _int] + [_ptr] * 8 + [_long] * 4 + [_int, _ptr, ctypes.c_float]
                        + [_ptr] * 7),
-    "store_step": (_int, [_int] * 4 + [_ptr, _long, _long, _ptr, _ptr, _long, _int, _ptr, _ptr, _long, _ptr]),
-    "store_prompts": (None, [_int] * 4 + [_ptr] * 4 + [_long, _ptr]),
+    "store_tokens": (_int, [_int] * 3 + [_ptr, _long, _long, _ptr, _ptr, _long, _int]),
+    "copy_states": (None, [_int, _ptr, _long, _long, _long, _int]),
     "mtp_chain": (_int, [_int] * 6 + [_ptr] * 4 + [_ptr] * 3 + [_int, _ptr, _long] + [_ptr] * 7),
     "rms_norm_rows": (None, [_int] * 2 + [_ptr] * 2 + [ctypes.c_float, _ptr]),
     "sample_rows": (None, [_int] * 3 + [_ptr, _long, _ptr, _long, _long, _ptr, _ptr]),

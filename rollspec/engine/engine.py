@@ -64,7 +64,8 @@ class Engine:
         hidden_size = policy.config.hidden_size
         self.hidden = HiddenStore(num_slots=slots, max_len=length, hidden_size=hidden_size, dtype=config.torch_dtype,
                                   device=device) if drafter is not None and drafter.uses_policy_hidden else None
-        self._record = StepRecord(self.tokens_SM, self.hidden)
+        self.cache.hidden = self.hidden  # the policy's cached forwards write their hidden states into it
+        self._record = StepRecord(self.tokens_SM)
         # Each row's final hidden state at its prompt's last position: a row admitted later with the same
         # prompt draws its first token from it without a prefill (shared_prompts).
         self.last_hidden_SD = torch.zeros(slots, hidden_size, dtype=config.torch_dtype, device=device)
@@ -150,7 +151,7 @@ class Engine:
         hidden_B1D = self.policy(self.tokens_SM[batch.rows_BT, batch.positions_BT], cache=self.cache, batch=batch)
         uniforms_B1 = self._uniforms(self.rows, 1)
         tokens_B1, logprobs_B1 = self._sample_next(hidden_B1D, self.sampling, uniforms_B1)
-        self._store(batch, hidden_B1D, tokens_B1)
+        self._store(batch, tokens_B1)
         tokens, logprobs = tokens_B1.tolist(), logprobs_B1.tolist()  # the step's one host sync
         for seq, token_1, logprob_1 in zip(self.rows, tokens, logprobs):
             seq.cache_len += 1
@@ -177,7 +178,7 @@ class Engine:
             emitted_BQ = torch.cat([draft_BK, draft_BK[:, :1]], dim=1).scatter_(1, num_accepted_B[:, None],
                                                                                next_B[:, None])
             logprobs_BQ = token_logprobs(logits_BQV, p_probs_BQV, emitted_BQ, self.sampling)
-        self._store(batch, hidden_BQD, emitted_BQ)
+        self._store(batch, emitted_BQ)
         accepted, emitted, logprobs = num_accepted_B.tolist(), emitted_BQ.tolist(), logprobs_BQ.tolist()  # sync
         for seq, n, tokens, lps in zip(self.rows, accepted, emitted, logprobs):
             seq.cache_len += 1 + n
@@ -203,15 +204,11 @@ class Engine:
                                     max_len=self.cache.max_len, device=self.tokens_SM.device,
                                     dtype=self.cache.kv_NSCME.dtype)
 
-    def _store(self, batch: AttentionBatch, hidden_BTD: torch.Tensor, next_tokens_BT: torch.Tensor) -> None:
-        """Record the tokens that follow each processed position and, for drafters that read
-        them, the policy's hidden states. Padded positions past a row's length get overwritten
-        before anything reads them."""
-        if self._record.write(batch, next_tokens_BT, hidden_BTD):
-            return
-        self.tokens_SM[batch.rows_BT, batch.positions_BT + 1] = next_tokens_BT
-        if self.hidden is not None:
-            self.hidden.write(batch, hidden_BTD)
+    def _store(self, batch: AttentionBatch, next_tokens_BT: torch.Tensor) -> None:
+        """Record the tokens that follow each processed position (the forward stored its hidden states, for
+        drafters that read them). Padded positions past a row's length get overwritten before anything reads them."""
+        if not self._record.write(batch, next_tokens_BT):
+            self.tokens_SM[batch.rows_BT, batch.positions_BT + 1] = next_tokens_BT
 
     @property
     def sampling(self) -> SamplingTensors:
@@ -266,14 +263,11 @@ class Engine:
                                      batch=batch)
             self.last_hidden_SD[start: start + num_prefilled] = hidden_BTD[torch.arange(num_prefilled),
                                                                            last_B[:num_prefilled]]
-            if self.hidden is not None:  # this admission's prompts, copies of prompts prefilled now included
-                self.hidden.write_prompts(start, hidden_BTD, [s - start if s >= start else -1 for s in source_rows],
-                                          prompt_lens)
         for row, src in enumerate(source_rows[num_prefilled:], start + num_prefilled):  # copies of held prompts
             length = len(self.rows[src].request.prompt_ids) if src < start else prompt_lens[src - start]
             self.cache.move_row(src, row, length)
             self.last_hidden_SD[row] = self.last_hidden_SD[src]
-            if self.hidden is not None and src < start:
+            if self.hidden is not None:
                 self.hidden.copy_prefix(src, row, length)
         hidden_B1D = self.last_hidden_SD[start: start + count, None]
         sampling = SamplingTensors.from_params([s.request.params for s in seqs], self.tokens_SM.device)

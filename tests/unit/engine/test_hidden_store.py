@@ -1,7 +1,8 @@
 """The engine's store of the policy's hidden states (engine/hidden_store.py): what a drafter reads for each row is
 the policy's hidden states of that row's own tokens, at every position, through plain stretches, retires that move
-rows into finished ones' places, admissions and shared prompts; and the step's record in C (engine/step_record.py)
-writes what the torch indexing writes."""
+rows into finished ones' places, admissions and shared prompts; the C forward stores what the torch forward stores,
+a prompt copy is the same through C and torch, and the step's token record in C (engine/step_record.py) writes what
+torch indexing writes."""
 
 import pytest
 import torch
@@ -87,46 +88,59 @@ def _store(S=6, M=20, D=32):
 
 
 @pytest.mark.skipif(not cpu_kernels.enabled(), reason="no C compiler or AVX-512F")
-@pytest.mark.parametrize("num_tokens", [1, 4], ids=["decode", "verify"])
-@pytest.mark.parametrize("with_hidden", [True, False], ids=["hidden", "plain"])
-def test_the_step_record_writes_what_torch_indexing_writes(num_tokens, with_hidden):
-    S, M, D, B = 6, 20, 32, 4
-    gen = torch.Generator().manual_seed(3)
-    stores = [_store(S, M, D) if with_hidden else None for _ in range(2)]
-    tokens_SM = torch.randint(0, 40, (S, M), generator=gen)
-    expected_SM = tokens_SM.clone()
-    batch = AttentionBatch.build(row_start=1, cache_lens=[3, 0, 9, 15], num_tokens=num_tokens, max_len=M,
-                                 device=torch.device("cpu"), dtype=torch.float32)
-    hidden_BTD = torch.randn(B, num_tokens, D, generator=gen)
-    next_BT = torch.randint(0, 40, (B, num_tokens), generator=gen)
-    assert StepRecord(tokens_SM, stores[0]).write(batch, next_BT, hidden_BTD)
-    expected_SM[batch.rows_BT, batch.positions_BT + 1] = next_BT
-    assert torch.equal(tokens_SM, expected_SM)
-    if with_hidden:
-        stores[1].write(batch, hidden_BTD)
-        assert torch.equal(stores[0].hidden_SMD, stores[1].hidden_SMD) and stores[0].hidden_SMD.abs().sum() > 0
+@pytest.mark.parametrize("num_tokens", [1, 4, 9], ids=["decode", "verify", "prefill"])
+def test_the_c_forward_stores_the_hidden_states_the_torch_forward_stores(num_tokens, monkeypatch):
+    policy = random_decoder(CFG, seed=0, std=0.3)
+    ids_BT = torch.randint(0, 40, (4, num_tokens), generator=torch.Generator().manual_seed(3))
+    batch = AttentionBatch.build(row_start=1, cache_lens=[3, 0, 9, 11], num_tokens=num_tokens, max_len=20,
+                                 device=torch.device("cpu"), dtype=torch.float32)  # ragged, nothing clamped
+    stores = []
+    for kernels in (True, False):
+        monkeypatch.setattr(cpu_kernels, "active", kernels)
+        cache = policy.new_cache(num_slots=6, max_len=20)
+        cache.hidden = _store(D=CFG.hidden_size)
+        with torch.no_grad():
+            hidden_BTD = policy(ids_BT, cache=cache, batch=batch)
+        slots = cache.hidden.slots_S
+        torch.testing.assert_close(cache.hidden.hidden_SMD[slots[batch.rows_BT], batch.positions_BT], hidden_BTD,
+                                   rtol=0, atol=0)
+        stores.append(cache.hidden.hidden_SMD)
+    torch.testing.assert_close(stores[0], stores[1], rtol=1e-5, atol=1e-5)
+    assert stores[0][_store().slots_S[0]].abs().sum() == 0  # row 0 is not in the batch: its slot stays empty
 
 
 @pytest.mark.skipif(not cpu_kernels.enabled(), reason="no C compiler or AVX-512F")
-def test_an_admissions_prompts_are_written_by_the_kernel_as_by_torch(monkeypatch):
-    """Rows 1-5: two prefilled, two copies of the first, one copied from a live row (source -1: not written)."""
-    hidden_BTD = torch.randn(2, 7, 32, generator=torch.Generator().manual_seed(4))
-    sources, lengths = [0, 1, 0, -1, 0], [7, 4, 7, 5, 7]
-    fused, looped = _store(), _store()
-    fused.write_prompts(1, hidden_BTD, sources, lengths)
-    monkeypatch.setattr(cpu_kernels, "active", False)
-    looped.write_prompts(1, hidden_BTD, sources, lengths)
-    assert torch.equal(fused.hidden_SMD, looped.hidden_SMD)
-    slots = fused.slots_S.tolist()
-    assert torch.equal(fused.hidden_SMD[slots[3], :7], hidden_BTD[0]) and not fused.hidden_SMD[slots[4]].any()
-    assert torch.equal(fused.hidden_SMD[slots[2], :4], hidden_BTD[1, :4]) and not fused.hidden_SMD[slots[2], 4:].any()
+def test_a_copied_prompt_is_the_same_through_the_kernel_and_torch(monkeypatch):
+    stores = []
+    for kernels in (True, False):
+        monkeypatch.setattr(cpu_kernels, "active", kernels)
+        store = _store()
+        store.hidden_SMD.copy_(torch.randn(store.hidden_SMD.shape, generator=torch.Generator().manual_seed(5)))
+        store.copy_prefix(1, 3, 7)
+        stores.append(store.hidden_SMD)
+    assert torch.equal(stores[0], stores[1])
+    slots = _store().slots_S
+    assert torch.equal(stores[0][slots[3], :7], stores[0][slots[1], :7])
+    assert not torch.equal(stores[0][slots[3], 7:], stores[0][slots[1], 7:])
+
+
+@pytest.mark.skipif(not cpu_kernels.enabled(), reason="no C compiler or AVX-512F")
+def test_the_step_record_writes_the_tokens_torch_indexing_writes():
+    tokens_SM = torch.randint(0, 40, (6, 20), generator=torch.Generator().manual_seed(3))
+    expected_SM = tokens_SM.clone()
+    for num_tokens in (1, 4):
+        batch = AttentionBatch.build(row_start=1, cache_lens=[3, 0, 9, 15], num_tokens=num_tokens, max_len=20,
+                                     device=torch.device("cpu"), dtype=torch.float32)
+        next_BT = torch.randint(0, 40, (4, num_tokens), generator=torch.Generator().manual_seed(num_tokens))
+        assert StepRecord(tokens_SM).write(batch, next_BT)
+        expected_SM[batch.rows_BT, batch.positions_BT + 1] = next_BT
+        assert torch.equal(tokens_SM, expected_SM)
 
 
 @pytest.mark.skipif(not cpu_kernels.enabled(), reason="no C compiler or AVX-512F")
 def test_the_step_record_refuses_a_token_past_the_row_and_writes_nothing():
-    store = HiddenStore(num_slots=2, max_len=8, hidden_size=16, dtype=torch.float32, device=torch.device("cpu"))
     tokens_SM = torch.zeros(2, 8, dtype=torch.long)
     batch = AttentionBatch.build(row_start=0, cache_lens=[2, 6], num_tokens=2, max_len=8, device=torch.device("cpu"),
                                  dtype=torch.float32)  # row 1 writes positions 6, 7: its next tokens would go to 7, 8
-    assert not StepRecord(tokens_SM, store).write(batch, torch.ones(2, 2, dtype=torch.long), torch.ones(2, 2, 16))
-    assert not tokens_SM.any() and not store.hidden_SMD.any()
+    assert not StepRecord(tokens_SM).write(batch, torch.ones(2, 2, dtype=torch.long))
+    assert not tokens_SM.any()

@@ -1,6 +1,6 @@
 """The engine's C kernels for fp32 on CPU (kernels/*.c: small-row GEMM, attention of a few new
-tokens over the KV cache, a whole decoder layer, sampling and the acceptance rule, EAGLE and draft-model draft chains), compiled on
-first use and loaded with ctypes.
+tokens over the KV cache, a whole decoder layer, sampling and the acceptance rule, EAGLE and draft-model draft chains,
+a step's tokens and hidden states into the engine's stores), compiled on first use and loaded with ctypes.
 
 Why C at all: at the sizes rollouts decode (1-16 rows, a few heads), MKL's sgemm, torch's SDPA and
 the ~40 ops of a layer cost several times the arithmetic they do (see small_gemm.py,
@@ -27,7 +27,7 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-SOURCES = tuple(Path(__file__).with_name("kernels") / name for name in ("small_gemm.c", "attention.c", "layer.c", "sampling.c", "eagle_chain.c", "draft_chain.c", "batch.c", "verify_step.c", "mtp_chain.c"))
+SOURCES = tuple(Path(__file__).with_name("kernels") / name for name in ("small_gemm.c", "attention.c", "layer.c", "sampling.c", "eagle_chain.c", "draft_chain.c", "batch.c", "verify_step.c", "mtp_chain.c", "store.c"))
 FLAGS = ("-O3", "-march=native", "-std=c11", "-shared", "-fPIC")
 
 _lock = threading.Lock()
@@ -44,14 +44,16 @@ _SIGNATURES = {
                       + [_ptr, _long, _long] * 2 + [_ptr]),
     "eagle_chain": (_int, [_int] * 8 + [ctypes.c_float] + [_ptr] * 4 + [_int, _ptr, _long] + [_ptr] * 10
                     + [_long] * 3 + [_ptr, _int] + [_ptr] * 7),
-    "eagle_catch_up": (_int, [_int] * 9 + [ctypes.c_float, _ptr, _long, _ptr, _long, _int] + [_ptr] * 12
+    "eagle_catch_up": (_int, [_int] * 9 + [ctypes.c_float, _ptr, _long, _ptr, _ptr, _long, _int] + [_ptr] * 12
                        + [_long] * 3 + [_int] + [_ptr] * 6),
     "decoder_forward": (_int, [_int] * 10 + [_ptr, _long, _long] + [_ptr] * 6 + [_long] * 4 + [_int] * 3
-                        + [_ptr, _long, _long] * 2 + [_ptr, ctypes.c_float] + [_ptr] * 3),
+                        + [_ptr, _long, _long] * 2 + [_ptr, ctypes.c_float] + [_ptr] * 3 + [_ptr, _long, _ptr]),
     "draft_chain": (_int, [_int] * 10 + [_ptr] * 4 + [_int, _ptr, _long] + [_ptr] * 6 + [_long] * 4
                     + [_ptr, _int, _ptr, ctypes.c_float] + [_ptr] * 7),
     "draft_catch_up": (_int, [_int] * 11 + [_ptr, _long, _int] + [_ptr] * 8 + [_long] * 4 + [_int, _ptr, ctypes.c_float]
                        + [_ptr] * 7),
+    "store_tokens": (_int, [_int] * 3 + [_ptr, _long, _long, _ptr, _ptr, _long, _int]),
+    "copy_states": (None, [_int, _ptr, _long, _long, _long, _int]),
     "mtp_chain": (_int, [_int] * 6 + [_ptr] * 4 + [_ptr] * 3 + [_int, _ptr, _long] + [_ptr] * 7),
     "rms_norm_rows": (None, [_int] * 2 + [_ptr] * 2 + [ctypes.c_float, _ptr]),
     "sample_rows": (None, [_int] * 3 + [_ptr, _long, _ptr, _long, _long, _ptr, _ptr]),

@@ -18,12 +18,14 @@ from rollspec.engine.depth import DepthPolicy, FixedDepth, PlainLease
 from rollspec.engine.drafters.base import DraftContext, Drafter
 from rollspec.engine.errors import PromptTooLongError, WeightUpdateError
 from rollspec.engine.generator import run_to_completion
+from rollspec.engine.hidden_store import HiddenStore
 from rollspec.engine.kv_cache import AttentionBatch
 from rollspec.engine.model import Decoder
 from rollspec.engine.request_checks import check_request
 from rollspec.engine.sampler import SamplingTensors, processed_probs, sample_from, token_logprobs
 from rollspec.engine.sequence import Completion, Request, Sequence
 from rollspec.engine.shared_prompts import prefill_plan
+from rollspec.engine.step_record import StepRecord
 from rollspec.engine.verify import Verifier, verify
 from rollspec.engine.verify_step import fused_tail
 from rollspec.engine.weights import hf_to_native, load_native
@@ -59,13 +61,11 @@ class Engine:
                 f"max_position_embeddings {policy.config.max_position_embeddings}")
         self.cache = policy.new_cache(num_slots=slots, max_len=length)
         self.tokens_SM = torch.zeros(slots, length, dtype=torch.long, device=device)
-        needs_hidden = drafter is not None and drafter.uses_policy_hidden
         hidden_size = policy.config.hidden_size
-        self.hidden_SMD = torch.zeros(slots, length, hidden_size, dtype=config.torch_dtype,
-                                      device=device) if needs_hidden else None
-        # Its rows as views made once: a row copy through them skips parsing `x[row, :n]` (~1.7 us of ~6 per copy;
-        # every retire while decoding plainly moves a row's hidden states).
-        self._hidden_MD = self.hidden_SMD.unbind(0) if needs_hidden else ()
+        self.hidden = HiddenStore(num_slots=slots, max_len=length, hidden_size=hidden_size, dtype=config.torch_dtype,
+                                  device=device) if drafter is not None and drafter.uses_policy_hidden else None
+        self.cache.hidden = self.hidden  # the policy's cached forwards write their hidden states into it
+        self._record = StepRecord(self.tokens_SM)
         # Each row's final hidden state at its prompt's last position: a row admitted later with the same
         # prompt draws its first token from it without a prefill (shared_prompts).
         self.last_hidden_SD = torch.zeros(slots, hidden_size, dtype=config.torch_dtype, device=device)
@@ -151,7 +151,7 @@ class Engine:
         hidden_B1D = self.policy(self.tokens_SM[batch.rows_BT, batch.positions_BT], cache=self.cache, batch=batch)
         uniforms_B1 = self._uniforms(self.rows, 1)
         tokens_B1, logprobs_B1 = self._sample_next(hidden_B1D, self.sampling, uniforms_B1)
-        self._store(batch, hidden_B1D, tokens_B1)
+        self._store(batch, tokens_B1)
         tokens, logprobs = tokens_B1.tolist(), logprobs_B1.tolist()  # the step's one host sync
         for seq, token_1, logprob_1 in zip(self.rows, tokens, logprobs):
             seq.cache_len += 1
@@ -178,7 +178,7 @@ class Engine:
             emitted_BQ = torch.cat([draft_BK, draft_BK[:, :1]], dim=1).scatter_(1, num_accepted_B[:, None],
                                                                                next_B[:, None])
             logprobs_BQ = token_logprobs(logits_BQV, p_probs_BQV, emitted_BQ, self.sampling)
-        self._store(batch, hidden_BQD, emitted_BQ)
+        self._store(batch, emitted_BQ)
         accepted, emitted, logprobs = num_accepted_B.tolist(), emitted_BQ.tolist(), logprobs_BQ.tolist()  # sync
         for seq, n, tokens, lps in zip(self.rows, accepted, emitted, logprobs):
             seq.cache_len += 1 + n
@@ -204,13 +204,11 @@ class Engine:
                                     max_len=self.cache.max_len, device=self.tokens_SM.device,
                                     dtype=self.cache.kv_NSCME.dtype)
 
-    def _store(self, batch: AttentionBatch, hidden_BTD: torch.Tensor, next_tokens_BT: torch.Tensor) -> None:
-        """Record the tokens that follow each processed position and, for drafters that read
-        them, the policy's hidden states. Padded positions past a row's length get overwritten
-        before anything reads them."""
-        self.tokens_SM[batch.rows_BT, batch.positions_BT + 1] = next_tokens_BT
-        if self.hidden_SMD is not None:  # index_put_ itself: ~0.8 us under `x[i, j] = v`, which parses the index
-            self.hidden_SMD.index_put_((batch.rows_BT, batch.positions_BT), hidden_BTD)
+    def _store(self, batch: AttentionBatch, next_tokens_BT: torch.Tensor) -> None:
+        """Record the tokens that follow each processed position (the forward stored its hidden states, for
+        drafters that read them). Padded positions past a row's length get overwritten before anything reads them."""
+        if not self._record.write(batch, next_tokens_BT):
+            self.tokens_SM[batch.rows_BT, batch.positions_BT + 1] = next_tokens_BT
 
     @property
     def sampling(self) -> SamplingTensors:
@@ -226,11 +224,12 @@ class Engine:
         return torch.tensor(draws, dtype=torch.float32, device=self.tokens_SM.device)
 
     def _draft_context(self) -> DraftContext:
-        num_rows = len(self.rows)
+        num_rows, hidden = len(self.rows), self.hidden
         return DraftContext(
             tokens_BM=self.tokens_SM[:num_rows], context_lens=[s.cache_len + 1 for s in self.rows],
             token_lists=[s.token_ids for s in self.rows], group_ids=[s.request.group_id for s in self.rows],
-            hidden_BMD=None if self.hidden_SMD is None else self.hidden_SMD[:num_rows],
+            hidden_SMD=None if hidden is None else hidden.hidden_SMD,
+            hidden_slots_B=None if hidden is None else hidden.slots_B(num_rows),
             sampling=self.sampling, draw_uniforms=lambda n: self._uniforms(self.rows, n))
 
     def _admit(self) -> list[Completion]:
@@ -264,14 +263,12 @@ class Engine:
                                      batch=batch)
             self.last_hidden_SD[start: start + num_prefilled] = hidden_BTD[torch.arange(num_prefilled),
                                                                            last_B[:num_prefilled]]
-            if self.hidden_SMD is not None:
-                self.hidden_SMD.index_put_((batch.rows_BT, batch.positions_BT), hidden_BTD)
         for row, src in enumerate(source_rows[num_prefilled:], start + num_prefilled):  # copies of held prompts
             length = len(self.rows[src].request.prompt_ids) if src < start else prompt_lens[src - start]
             self.cache.move_row(src, row, length)
             self.last_hidden_SD[row] = self.last_hidden_SD[src]
-            if self.hidden_SMD is not None:
-                self._hidden_MD[row][:length].copy_(self._hidden_MD[src][:length])
+            if self.hidden is not None:
+                self.hidden.copy_prefix(src, row, length)
         hidden_B1D = self.last_hidden_SD[start: start + count, None]
         sampling = SamplingTensors.from_params([s.request.params for s in seqs], self.tokens_SM.device)
         uniforms_B1 = self._uniforms(seqs, 1)
@@ -308,8 +305,8 @@ class Engine:
         self.cache.move_row(src, dst, seq.cache_len)
         self.tokens_SM[dst, : seq.cache_len + 1] = self.tokens_SM[src, : seq.cache_len + 1]
         self.last_hidden_SD[dst] = self.last_hidden_SD[src]
-        if self.hidden_SMD is not None:
-            self._hidden_MD[dst][: seq.cache_len].copy_(self._hidden_MD[src][: seq.cache_len])
+        if self.hidden is not None:
+            self.hidden.move_row(src, dst)
         if self.drafter:
             self.drafter.move_row(src, dst)
 

@@ -22,6 +22,7 @@ from rollspec.engine.kv_cache import AttentionBatch, KVCache
 from rollspec.engine.small_gemm import MULTI_THREAD_MAX_ROWS
 
 _F32 = torch.float32
+_NO_STORE = (None, 0, None)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -112,7 +113,8 @@ def ready(model, cache: KVCache) -> Bound | None:
 
 
 def forward(model, input_ids_BT: torch.Tensor, cache: KVCache, batch: AttentionBatch) -> torch.Tensor | None:
-    """Final-norm hidden states [N, D] of `model` (a Decoder) over the cache, or None."""
+    """Final-norm hidden states [N, D] of `model` (a Decoder) over the cache, or None. With a hidden store on the
+    cache they are also written into it."""
     B, T = input_ids_BT.shape
     if not (cpu_kernels.active and input_ids_BT.dtype is torch.long and input_ids_BT.is_cpu
             and batch.positions_BT.dtype is torch.long and batch.rows_BT.dtype is torch.long
@@ -125,12 +127,17 @@ def forward(model, input_ids_BT: torch.Tensor, cache: KVCache, batch: AttentionB
     H, G, E, I, has_input_norm = stack.dims
     N, D = B * T, model.embed_tokens.weight.shape[1]
     x_ND, out_ND, scratch = torch.empty(N, D, dtype=_F32), torch.empty(N, D, dtype=_F32), stack.scratch(N)
+    store = cache.hidden  # the final hidden states also go there, in the same call (engine/hidden_store.py)
+    store_args = _NO_STORE if store is None else store.kernel_args
+    if store_args is None:
+        return None
     rows, positions = batch.rows_BT, batch.positions_BT
     status = cpu_kernels.library().decoder_forward(  # type: ignore[union-attr]
         stack.num_layers, B, T, D, model.embed_tokens.weight.shape[0], H, G, E, I, has_input_norm,
         input_ids_BT.data_ptr(), input_ids_BT.stride(0), input_ids_BT.stride(1), *bound.args,
         batch.row_start, batch.kv_len, int(batch.masked),
         rows.data_ptr(), rows.stride(0), rows.stride(1), positions.data_ptr(), positions.stride(0), positions.stride(1),
-        model.norm.weight.data_ptr(), float(model.norm.eps), x_ND.data_ptr(), out_ND.data_ptr(), scratch.data_ptr())
+        model.norm.weight.data_ptr(), float(model.norm.eps), x_ND.data_ptr(), out_ND.data_ptr(), scratch.data_ptr(),
+        *store_args)
     cpu_kernels.check_status(status, "decoder forward kernel")
     return out_ND

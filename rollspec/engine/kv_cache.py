@@ -30,6 +30,9 @@ class KVCache:
         self.num_kv_heads = num_kv_heads
         self.num_slots = num_slots
         self.max_len = max_len
+        # A HiddenStore (engine/hidden_store.py) when drafters read the policy's hidden states: every cached
+        # forward writes its final hidden states there too, at the positions it writes keys and values.
+        self.hidden = None
 
     def move_row(self, src: int, dst: int, length: int) -> None:
         """Copy the first `length` cached positions of row src into row dst."""

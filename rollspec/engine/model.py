@@ -120,7 +120,8 @@ class Decoder(nn.Module):
         self, input_ids_BT: torch.Tensor, *, cache: KVCache | None = None, batch: AttentionBatch | None = None,
     ) -> torch.Tensor:
         """Without a cache: plain causal attention over the given tokens (training, scoring).
-        With a cache: new tokens at batch.positions_BT attend to the cached rows they extend."""
+        With a cache: new tokens at batch.positions_BT attend to the cached rows they extend, and their
+        hidden states also go into the cache's hidden store if it has one."""
         if cache is not None:
             return self._forward_cached(input_ids_BT, cache, batch)
         x_BTD = self.embed_tokens(input_ids_BT)
@@ -139,7 +140,10 @@ class Decoder(nn.Module):
         inputs = LayerInputs(self.rotary, cache, batch, x_ND.dtype)
         for index, layer in enumerate(self.layers):
             x_ND = layer_forward(layer, x_ND, inputs, index, B, T)
-        return final_norm(x_ND, self.norm.weight, self.norm.eps).view(B, T, -1)
+        hidden_BTD = final_norm(x_ND, self.norm.weight, self.norm.eps).view(B, T, -1)
+        if cache.hidden is not None:
+            cache.hidden.write(batch, hidden_BTD)
+        return hidden_BTD
 
     def tie_weights(self) -> None:
         """Share the embedding with the LM head when the checkpoint says so (redo after to_empty)."""

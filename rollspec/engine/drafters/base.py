@@ -1,6 +1,6 @@
 """The Drafter protocol and the per-step context the engine hands to it.
 
-Shape legend: B live rows, M cached positions per row, K drafted tokens, V vocab, D hidden.
+Shape legend: B live rows, S slots, M cached positions per row, K drafted tokens, V vocab, D hidden.
 """
 
 from __future__ import annotations
@@ -16,15 +16,17 @@ from rollspec.engine.sampler import SamplingTensors
 @dataclasses.dataclass(frozen=True, slots=True)
 class DraftContext:
     """What a drafter may read at one step. Row b's context is tokens_BM[b, :context_lens[b]];
-    its last token is pending (not yet in the policy's cache). hidden_BMD[b, i] is the policy's
-    final hidden state after token i, valid for i < context_lens[b] - 1 (None unless the drafter
-    asked for hidden states)."""
+    its last token is pending (not yet in the policy's cache). hidden_SMD[hidden_slots_B[b], i] is the
+    policy's final hidden state after token i, valid for i < context_lens[b] - 1 (both None unless the
+    drafter asked for hidden states): rows keep their states in slots that follow them when the batch is
+    compacted (engine/hidden_store.py)."""
 
     tokens_BM: torch.Tensor
     context_lens: list[int]
     token_lists: list[list[int]]
     group_ids: list[str | None]
-    hidden_BMD: torch.Tensor | None
+    hidden_SMD: torch.Tensor | None
+    hidden_slots_B: torch.Tensor | None  # int64
     sampling: SamplingTensors
     draw_uniforms: Callable[[int], torch.Tensor]  # n -> [B, n] uniforms from each row's own generator
 

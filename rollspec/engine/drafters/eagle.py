@@ -71,7 +71,7 @@ class EagleDrafter:
         rows_B = torch.arange(start, end, device=device)
         positions_BT = torch.tensor(lens[start:end], device=device)[:, None] + torch.arange(width, device=device)
         positions_BT = positions_BT.clamp(max=ctx.tokens_BM.shape[1] - 2)
-        features_BTD = ctx.hidden_BMD[rows_B[:, None], positions_BT]
+        features_BTD = ctx.hidden_SMD[ctx.hidden_slots_B[start:end, None], positions_BT]
         tokens_BT = ctx.tokens_BM[start:end].gather(1, positions_BT + 1)
         batch = self._batch(lens[start:end], width, device, row_start=start)
         out_BTD = self.head.forward_cached(tokens_BT, features_BTD, self.policy.embed_tokens, cache=self.cache,

@@ -4,7 +4,7 @@ identical, without ~50 us of dispatch per head step and ~100 us of gathers and b
 catch-up. Each function returns None / False when its call does not apply (torch fallback,
 top-k / top-p, a biased or input-normed head layer, ...) and the caller runs the Python path.
 
-Shape legend: B rows, K drafted, V vocab, D hidden, M cached positions per row.
+Shape legend: B rows, K drafted, V vocab, D hidden, S slots, M cached positions per row.
 """
 
 from __future__ import annotations
@@ -79,9 +79,10 @@ def catch_up(head: _Head, ctx: DraftContext, lens: list[int], num_new: list[int]
              groups: list[tuple[int, int]]) -> torch.Tensor | None:
     """EagleDrafter._catch_up over each row group: each row's last output feature [B, 1, D], or
     None when the context's tensors are not laid out as the kernel reads them."""
-    hidden_BMD, tokens_BM = ctx.hidden_BMD, ctx.tokens_BM
-    B, M, D = hidden_BMD.shape
-    if not (hidden_BMD.dtype is _F32 and hidden_BMD.stride(2) == 1 and hidden_BMD.stride(1) == D
+    hidden_SMD, slots_B, tokens_BM = ctx.hidden_SMD, ctx.hidden_slots_B, ctx.tokens_BM
+    B, (_, M, D) = ctx.num_rows, hidden_SMD.shape
+    if not (hidden_SMD.dtype is _F32 and hidden_SMD.stride(2) == 1 and hidden_SMD.stride(1) == D
+            and slots_B.dtype is torch.long and slots_B.is_contiguous()
             and tokens_BM.dtype is torch.long and tokens_BM.stride(1) == 1):
         return None
     feature_BD = torch.empty(B, D, dtype=_F32)
@@ -95,7 +96,8 @@ def catch_up(head: _Head, ctx: DraftContext, lens: list[int], num_new: list[int]
         width = max(num_new[start:end])
         status = cpu_kernels.library().eagle_catch_up(  # type: ignore[union-attr]
             end - start, start, width, D, head.table_VD.shape[0], H, G, E, I, eps,
-            hidden_BMD.data_ptr(), hidden_BMD.stride(0), tokens_BM.data_ptr(), tokens_BM.stride(0), M, lens_B.data_ptr() + 8 * start,
+            hidden_SMD.data_ptr(), hidden_SMD.stride(0), slots_B.data_ptr(), tokens_BM.data_ptr(), tokens_BM.stride(0),
+            M, lens_B.data_ptr() + 8 * start,
             num_new_B.data_ptr() + 8 * start, head.table_VD.data_ptr(), head.feature_DD.packed.data_ptr(),
             *head.layer_args, head.max_len, feature_BD.data_ptr() + 4 * D * start, x.data_ptr(), f_in.data_ptr(),
             positions.data_ptr(), rows.data_ptr(), scratch.data_ptr())

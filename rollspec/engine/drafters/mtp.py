@@ -31,7 +31,7 @@ class MTPDrafter:
         B, device = ctx.num_rows, ctx.tokens_BM.device
         rows_B = torch.arange(B, device=device)
         pending_B = torch.tensor(ctx.context_lens, device=device) - 1
-        state_BD = ctx.hidden_BMD[rows_B, pending_B - 1]
+        state_BD = ctx.hidden_SMD[ctx.hidden_slots_B, pending_B - 1]
         token_B = ctx.tokens_BM[rows_B, pending_B]
         draws = DraftDraws(self.policy.lm_head, ctx.sampling, ctx.draw_uniforms(k))
         if self.kernels and mtp_chain.chain(self.heads, self.policy, state_BD, token_B, draws):

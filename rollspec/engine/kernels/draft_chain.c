@@ -20,7 +20,7 @@ int decoder_forward(int L, int B, int T, int D, int V, int H, int G, int E, int 
                     const float *eps, const float *cos, const float *sin, float *cache, long c_l, long c_s, long c_c,
                     long c_m, int row_start, int kv_len, int masked, const int64_t *rows, long r_sb, long r_st,
                     const int64_t *positions, long p_sb, long p_st, const float *norm_w, float norm_eps,
-                    float *x, float *out, float *scratch);
+                    float *x, float *out, float *scratch, float *store, long s_sr, const int64_t *slots);
 
 /* DraftModelDrafter._catch_up for rows [row_start, row_start + B): row b's tokens at positions lens[b] ..
  * lens[b] + width - 1 of tokens [rows, M] (row stride t_sb; positions past M - 1 read M - 1) in one forward
@@ -46,7 +46,7 @@ int draft_catch_up(int L, int B, int row_start, int width, int D, int V, int H, 
     int masked = !(width == 1 && shortest == longest);
     int status = decoder_forward(L, B, width, D, V, H, G, E, I, has_input_norm, ids, width, 1, embed, weights, eps,
                                  cos, sin, cache, c_l, c_s, c_c, c_m, row_start, (int)kv_len, masked, rows, 1, 0,
-                                 positions, width, 1, norm_w, norm_eps, x, out, layer_scratch);
+                                 positions, width, 1, norm_w, norm_eps, x, out, layer_scratch, NULL, 0, NULL);
     if (status) return status;
     for (int b = 0; b < B; b++)
         memcpy(hidden + (size_t)(row_start + b) * D, out + ((size_t)b * width + num_new[b] - 1) * D, sizeof(float) * D);
@@ -73,7 +73,7 @@ int draft_chain(int L, int B, int K, int D, int V, int H, int G, int E, int I, i
         int kv_len = chain_step(B, j, lens, longest, max_len, positions);
         int status = decoder_forward(L, B, 1, D, V, H, G, E, I, has_input_norm, tokens + j, K, 1, embed, weights, eps,
                                      cos, sin, cache, c_l, c_s, c_c, c_m, 0, kv_len, shortest != longest, rows, 1, 0,
-                                     positions, 1, 0, norm_w, norm_eps, x, hidden, layer_scratch);
+                                     positions, 1, 0, norm_w, norm_eps, x, hidden, layer_scratch, NULL, 0, NULL);
         if (status) return status;
     }
     return 0;

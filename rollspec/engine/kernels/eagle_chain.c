@@ -65,12 +65,12 @@ int eagle_chain(int B, int K, int D, int V, int H, int G, int E, int I, float ep
  * `width` pairs, through the head (x = table[token] + feature @ Wf, then the decoder layer writing
  * cache positions p), and feature_out[b] gets the output of its last real pair; a padded pair's
  * cache writes land past the row's pairs, where the chain overwrites them before reading. As
- * EagleDrafter._catch_up: gathers clamp p to M - 2 (hidden / tokens are [rows, M, D] / [rows, M]
- * with row strides h_sr / t_sr), cache positions to max_len - 1. Scratch: x and f_in
+ * EagleDrafter._catch_up: gathers clamp p to M - 2 (hidden / tokens are [slots, M, D] / [rows, M]
+ * with strides h_sr / t_sr; row r's hidden states are in slot slots[r]), cache positions to max_len - 1. Scratch: x and f_in
  * [B * width, D]; positions [B * width] and rows [B]; layer_scratch as decoder_layer's for
  * B * width tokens. Returns 0, -2 for a token id not below V, or decoder_layer's error. */
 int eagle_catch_up(int B, int row_start, int width, int D, int V, int H, int G, int E, int I, float eps,
-                   const float *hidden, long h_sr, const int64_t *tokens, long t_sr, int M,
+                   const float *hidden, long h_sr, const int64_t *slots, const int64_t *tokens, long t_sr, int M,
                    const int64_t *lens, const int64_t *num_new, const float *table, const float *feature_packed,
                    const float *qkv_p, const float *qk_w, const float *o_p, const float *gate_up_p,
                    const float *down_p, const float *cos, const float *sin, float *cache, long c_s, long c_c,
@@ -82,7 +82,7 @@ int eagle_catch_up(int B, int row_start, int width, int D, int V, int H, int G, 
         for (int t = 0; t < width; t++) {
             int64_t p = lens[b] + t, g = p < M - 2 ? p : M - 2;
             size_t n = (size_t)b * width + t;
-            const float *f = hidden + (size_t)(row_start + b) * h_sr + (size_t)g * D;
+            const float *f = hidden + (size_t)slots[row_start + b] * h_sr + (size_t)g * D;
             memcpy(f_in + n * D, f, sizeof(float) * D);
             int64_t id = tokens[(size_t)(row_start + b) * t_sr + g + 1];
             if (id < 0 || id >= V) return -2;  /* never read past the table */

@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <string.h>
 
+void store_hidden(int B, int T, int D, const float *hidden, const int64_t *rows, long r_sb, long r_st,
+                  const int64_t *positions, long p_sb, long p_st, float *store, long s_sr, const int64_t *slots);
 void small_gemm(int M, int N, int K, const float *x, long ldx, const float *packed, const float *c, long ldc,
                 float *y, long ldy);
 int small_attention(int B, int T, int H, int G, int E, int kv_len, float scale,
@@ -135,13 +137,14 @@ void rms_norm_rows(int N, int D, const float *x, const float *w, float eps, floa
  * weights[5l .. 5l+4] = qkv, qk norm weights (0: none), o, gate_up, down, its eps eps[l] and its
  * cache cache + l * c_l. Token (b, t) is input_ids[b * i_sb + t * i_st]. x: [B*T, D] scratch,
  * out: [B*T, D] final-norm hidden states, scratch as decoder_layer's. Same calls, same order as
- * the per-layer path (bit-identical results); what goes is a Python round trip per layer. */
+ * the per-layer path (bit-identical results); what goes is a Python round trip per layer. With a
+ * store (NULL: none), out also goes into it as store_hidden writes it (engine/hidden_store.py). */
 int decoder_forward(int L, int B, int T, int D, int V, int H, int G, int E, int I, int has_input_norm,
                     const int64_t *input_ids, long i_sb, long i_st, const float *embed, const int64_t *weights,
                     const float *eps, const float *cos, const float *sin, float *cache, long c_l, long c_s, long c_c,
                     long c_m, int row_start, int kv_len, int masked, const int64_t *rows, long r_sb, long r_st,
                     const int64_t *positions, long p_sb, long p_st, const float *norm_w, float norm_eps,
-                    float *x, float *out, float *scratch) {
+                    float *x, float *out, float *scratch, float *store, long s_sr, const int64_t *slots) {
     for (int b = 0; b < B; b++)
         for (int t = 0; t < T; t++) {
             int64_t id = input_ids[b * i_sb + t * i_st];
@@ -157,5 +160,6 @@ int decoder_forward(int L, int B, int T, int D, int V, int H, int G, int E, int 
         if (status) return status;
     }
     rms_norm_rows(B * T, D, x, norm_w, norm_eps, out);
+    if (store) store_hidden(B, T, D, out, rows, r_sb, r_st, positions, p_sb, p_st, store, s_sr, slots);
     return 0;
 }

@@ -107,7 +107,7 @@ def _ctx(token_lists, group_ids):
     tokens = torch.tensor([t + [0] * (n - len(t)) for t in token_lists])
     sampling = SamplingTensors.from_params([SamplingParams()] * len(token_lists), torch.device("cpu"))
     return DraftContext(tokens_BM=tokens, context_lens=[len(t) for t in token_lists], token_lists=token_lists,
-                        group_ids=group_ids, hidden_BMD=None, sampling=sampling, draw_uniforms=None)
+                        group_ids=group_ids, hidden_SMD=None, hidden_slots_B=None, sampling=sampling, draw_uniforms=None)
 
 
 def test_ngram_prefers_the_longest_match_and_its_most_recent_occurrence():

@@ -101,5 +101,5 @@ def observe_step_costs(cost: StepCostModel, catch_up: CatchUpCost, batch_size: i
     else:
         draft_time_s = max(0.0, draft_time_s - catch_up_s)
     if is_cold:
-        draft_time_s, target_time_s = drafting_s, cost.step_s(batch_size, k)[k] - drafting_s
+        draft_time_s, target_time_s = drafting_s, cost.target_s(batch_size, k + 1)
     cost.observe(batch_size, k, draft_time_s, target_time_s)

@@ -241,7 +241,7 @@ class DepthScheduler:
     def plain_lease(self) -> PlainLease:
         """After `choose_depth` returned 0: for how many more steps, and down to how few rows, plain decoding stands
         (StandingChoice.lease_steps); the engine then skips its catch-up width and `choose_depth` (~7-12 us a step at
-        B = 1-4) but calls `observe`. None for a check's plain step; renewed at every plain choice, revoked by
+        B = 1-4) but calls `observe`. No lease for a check's plain step; renewed at every plain choice, revoked by
         `notify_weights_changed`."""
         reuse, lease, probe = self._reuse, self._lease, self._probe
         due = probe.plain_due_step <= self._step

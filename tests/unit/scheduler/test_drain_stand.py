@@ -50,3 +50,32 @@ def test_a_draining_plain_batch_switches_where_speculation_pays_without_a_full_p
         assert first_speculative is not None and below_4 <= first_speculative <= below_4 + 10, first_speculative
         # 11 drops of a quarter of the rows from B = 48 to 4 (five buckets): 4-5 full plans each before
         assert sum(b >= 4 for b in plans) <= 1, plans
+
+
+# The zoo's draining batch (bench.scheduler's draining-64): 64 rows at once, no refill, gone in ~20 steps.
+ZOO_DRAIN = [64] * 5 + [60, 53, 51, 51, 29, 22, 18, 13, 13, 13, 13, 13, 13, 5, 2, 1]
+
+
+def test_a_drain_where_plain_wins_at_every_batch_size_asks_a_few_times_a_round(synthetic):
+    # Each drop of a quarter of the rows asked again (a plan or the drain's shortcut, ~100-300 us inside the engine
+    # on the zoo, ~8 a round there: ~1.5% of the drain); plain checked down to the rows it still wins at stands there.
+    device = synthetic.LinearDevice()  # acceptance 0.1: plain wins at every batch size, catch-up or not
+    scheduler = DepthScheduler(DepthConfig(), device.cost_model(), CatchUpCost({1: 2e-6, 64: 2e-5}))
+    rng, lease, asks = np.random.default_rng(0), None, []
+    for _ in range(12):
+        asks.append(0)
+        catch_up = 20  # the prompts, admitted with the round
+        for b in ZOO_DRAIN:
+            if lease is not None and lease.steps > 0 and b >= lease.min_batch_size:
+                lease.steps -= 1
+                k = 0
+            else:
+                asks[-1] += 1
+                k = scheduler.choose_depth(b, catch_up)
+                lease = scheduler.plain_lease() if k == 0 else None
+            scheduler.observe(b, k, sample_num_accepted(rng, [0.1] * 8, k, b), device.drafting_s(b, k),
+                              device.target_s(b, k + 1))
+            catch_up = 1 if k else catch_up + 1
+    stats = scheduler.stats
+    assert stats.num_steps_by_k[0] >= stats.num_steps - 8 * stats.num_probes  # plain but for a probe's trial
+    assert max(asks[4:]) <= 3, asks  # 8 a round when each drop of a quarter of the rows asked again

@@ -294,8 +294,7 @@ class DepthScheduler:
         # steps, it priced plain decoding at 1.1-1.2 ms, ~1.5x what it costs. (The check itself keeps them:
         # its verdict is a veto on speculation, and inflated plain steps only make it more cautious.)
         in_trial = self._reuse is not None and self._reuse.is_trial
-        draining = 2 * self._drain * self._config.catch_up_horizon_steps > batch_size  # horizon_steps below the longest
-        is_switch = self._plain.learned(batch_size, k, is_passing=decision.is_probe or in_trial or draining)
+        is_switch = self._plain.learned(batch_size, k, is_probe=decision.is_probe or in_trial)
         if self._realized is not None:
             self._realized.observe(self._step, batch_size, k, decision.realized_step_s, decision.predicted_step_s)
         is_cold = decision.is_probe and self._greedy_k == 0  # atypical the other way: priced by its trial (TRIAL_STEPS)

@@ -59,18 +59,15 @@ class PlainRun:
         is_calibrated = self._num_learned.get(self._bits, 0) >= CALIBRATION_OBSERVATIONS
         return self._num_plain if is_calibrated else self.num_at_batch
 
-    def learned(self, batch_size: int, k: int, *, is_passing: bool) -> bool:
+    def learned(self, batch_size: int, k: int, *, is_probe: bool) -> bool:
         """A step took the full path; True if it is a switch (a plain step right after speculation: they cost
         1.2-1.6x a plain step in a run of them on the zoo and price the switch, not plain decoding).
 
-        Passing speculation (a probe, its trial, or speculation in a draining batch) does not restart the counts of
-        plain steps: plain's price is as calibrated after it as before (restarting re-learned plain at 1, 2, 4, ...
-        and re-planned every 4-30 steps after every probe: at B = 1 on the zoo ~10 re-plans of ~120 us inside the
-        engine per probe, ~5 us a step), and a drain's rows are gone within a few steps (after the draft model's
-        one or two speculative steps on the last rows of the zoo's drain, the next batch of 64 stood plain 4 steps
-        at a time and asked 7-10 times a round, against 1-5)."""
+        A probe does not restart the counts of plain steps: plain's price is as calibrated after it as before
+        (restarting re-learned plain at 1, 2, 4, ... and re-planned every 4-30 steps after every probe: at B = 1
+        on the zoo ~10 re-plans of ~120 us inside the engine per probe, ~5 us a step)."""
         self.since_speculative = self.since_speculative + 1 if k == 0 else 0
-        if k > 0 and not is_passing:
+        if k > 0 and not is_probe:
             self.num_at_batch = self._num_plain = 0
         is_switch = 0 < self.since_speculative <= self._settle_steps
         if k == 0 and not is_switch:

@@ -79,31 +79,3 @@ def test_a_drain_where_plain_wins_at_every_batch_size_asks_a_few_times_a_round(s
     stats = scheduler.stats
     assert stats.num_steps_by_k[0] >= stats.num_steps - 8 * stats.num_probes  # plain but for a probe's trial
     assert max(asks[4:]) <= 3, asks  # 8 a round when each drop of a quarter of the rows asked again
-
-
-def test_speculating_on_a_drains_last_rows_leaves_the_next_batch_standing_plain(synthetic):
-    # Speculation on the last rows restarted plain's counts, as leaving speculation does: the next batch of 64 then
-    # stood plain 4 steps at a time (the draft model on the zoo: 7-10 asks a round, 1-5 without the tail's steps).
-    device = synthetic.LinearDevice(target_fixed_s=1e-3, target_per_token_s=1.5e-4, draft_fixed_s=1e-4,
-                                    draft_per_row_s=1e-5)  # speculation pays below B = 4 with its catch-up
-    scheduler = DepthScheduler(DepthConfig(), device.cost_model(), CatchUpCost({1: 2e-6, 64: 2e-5}))
-    drain = [64] * 5 + [48, 36, 27, 20, 15, 11, 8, 6, 5, 4, 3, 3, 2, 2, 1, 1, 1]
-    rng, lease, asks, tails = np.random.default_rng(1), None, [], []
-    for _ in range(12):
-        asks.append(0)
-        tails.append(0)
-        catch_up = 20
-        for b in drain:
-            if lease is not None and lease.steps > 0 and b >= lease.min_batch_size:
-                lease.steps -= 1
-                k = 0
-            else:
-                asks[-1] += b >= 8  # where plain wins
-                k = scheduler.choose_depth(b, catch_up)
-                lease = scheduler.plain_lease() if k == 0 else None
-            scheduler.observe(b, k, sample_num_accepted(rng, ALPHAS, k, b), device.drafting_s(b, k),
-                              device.target_s(b, k + 1))
-            catch_up = 1 if k else catch_up + 1
-            tails[-1] += k > 0
-    assert min(tails[2:]) >= 1, tails  # the last rows speculate in every round
-    assert max(asks[-4:]) <= 2, asks  # at 64 and where the drain is seen; 4 when the tail restarted plain's counts

@@ -45,7 +45,7 @@ def test_a_calibrated_plain_choice_stands_long_across_the_tails_of_steady_runs(s
 def _observe(run, batch_size, num_steps):
     for _ in range(num_steps):
         if not run.is_quiet(batch_size, 0, 1e-3):
-            run.learned(batch_size, 0, is_passing=False)
+            run.learned(batch_size, 0, is_probe=False)
 
 
 def test_the_count_restarts_in_a_bucket_not_yet_calibrated():

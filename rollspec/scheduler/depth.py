@@ -218,14 +218,15 @@ class DepthScheduler:
 
     def _stands_in_drain(self, batch_size: int, catch_up_tokens: int, *, planned: bool = False) -> bool:
         """Whether plain stands in a draining batch (DrainStand), as choose_depth's plan from a greedy k = 0 found
-        (`planned`) or would: plain_still_wins, a few us, where a plan is ~200 us and the zoo's drain drops rows often."""
+        (`planned`), or without a plan wherever leaving plain has a catch-up to pay for rows about to end."""
         horizon = self.horizon_steps(batch_size)  # first: it folds in the steps kept (observe) that the plan reads
-        drain = DrainStand(batch_size, catch_up_tokens, self._config, self._current_expected().tolist(),
-                           lambda b: self._cost.step_s(b, self._config.k_max).tolist(), self._catch_up.per_token_s)
         if not planned:
-            if horizon >= self._config.catch_up_horizon_steps or not drain.plain_wins(horizon):
+            excess = catch_up_tokens - 1 - self._config.k_max
+            if horizon >= self._config.catch_up_horizon_steps or self._catch_up.per_token_s(batch_size) * excess <= 0:
                 return False
             self._num_confirmed += 1
+        drain = DrainStand(batch_size, catch_up_tokens, self._config, self._current_expected().tolist(),
+                           lambda b: self._cost.step_s(b, self._config.k_max).tolist(), self._catch_up.per_token_s)
         if floor := drain.floor(self._config.catch_up_horizon_steps):
             self._stand(batch_size, 0, catch_up_tokens, checked_down_to=floor)
         else:

@@ -54,7 +54,7 @@ class DepthScheduler:
     A greedy choice stands for some steps while the batch and the catch-up offered stay (standing_steps).
 
     A draining batch (shrinking from step to step) spreads the catch-up over the steps it is expected to have
-    left, if fewer (`horizon_steps`), and is not probed from k = 0 then.
+    left, if fewer (`horizon_steps`), and neither leaves nor is probed from k = 0 then (DrainStand).
 
     Once speculating, this step's catch-up is not charged to the choice: it is paid whenever the drafter next
     drafts (stepping down to k = 0 only defers and grows it). Charged to every k > 0 is the catch-up that recurs

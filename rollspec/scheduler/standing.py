@@ -31,6 +31,7 @@ class StandingChoice:
     until_step: int
     is_trial: bool = False  # a probe from plain decoding's trial (probe.TRIAL_STEPS): like the probe, no plain restart
     checked_down_to: int = 0  # plain, in a draining batch: plain was also checked to win down to this many rows
+    # (DrainStand.floor; 0: only at batch_size)
 
     def holds(self, batch_size: int, catch_up_tokens: int, step: int) -> bool:
         """Whether the choice still stands at `step` for this batch size and catch-up width."""
@@ -175,9 +176,9 @@ class AcceptanceWatch:
 
 def plain_still_wins(expected: list[float], step_s: list[float], catch_up_per_token_s: float, catch_up_tokens: int,
                      horizon: float, gain: float) -> bool:
-    """Whether a plan from greedy k = 0 ends in a drain's short plain stand (DepthScheduler.choose_depth, steps 1-2
-    and its drain rule): a catch-up to pay at k_max and no k > 0 predicted faster than plain by more than `gain` with
-    its catch-up (catch_up.excess_tokens) spread over `horizon` steps. The plan's arithmetic in its order, less the
+    """Whether a plan from greedy k = 0 keeps plain (DepthScheduler.choose_depth, steps 1-2; DrainStand.floor asks it
+    at smaller batch sizes): a catch-up to pay at k_max and no k > 0 predicted faster than plain by more than `gain`
+    with its catch-up (catch_up.excess_tokens) spread over `horizon` steps. The plan's arithmetic in its order, less the
     recurring catch-up (never negative), so True here is that plan's plain stand; on ~9 Python floats, a few us."""
     k_max = len(expected) - 1
     if catch_up_per_token_s * max(0, catch_up_tokens - 1 - k_max) <= 0:

@@ -57,7 +57,7 @@ def _args() -> argparse.Namespace:
     # Further repeats of the contenders the headline rests on (_focus): ~28 pairs put a cell's 95% interval
     # within about +-1% on a quiet machine, where 6 repeats of everything left +-3%.
     parser.add_argument("--focus-repeats", type=int, default=24)
-    parser.add_argument("--batches", default="1,4,16,64,128")
+    parser.add_argument("--batches", default="1,4,16,64,128")  # steady cells; "" leaves the draining batch alone
     # At temperature 1 every contender draws other samples (a k changes how many uniforms a row uses), so
     # runs differ in length and tail as well as in speed; at 0 every contender does the same work.
     parser.add_argument("--temperature", type=float, default=1.0)
@@ -79,7 +79,7 @@ def main() -> None:
     # At least MIN_STEADY_PROMPTS per steady run: 3B prompts at B = 1 was ~36 tokens (~60 ms a run), and
     # such runs moved by +/-20% between repeats, more than the differences being measured.
     settings = ([(f"steady-b{b}", b, max(STEADY_PROMPTS_PER_ROW * b, MIN_STEADY_PROMPTS), None)
-                 for b in map(int, args.batches.split(","))]
+                 for b in map(int, filter(None, args.batches.split(",")))]
                 + [("draining-64", 64, 64 * DRAIN_ROUNDS, 64)])
     rows = []
     started_all = time.perf_counter()

@@ -141,8 +141,9 @@ class CostModel:
     def target_s(self, batch_size: int, q: int) -> float:
         """Predicted seconds of one target forward over q tokens for each of batch_size rows."""
         assert 1 <= q <= MAX_Q, q
-        if q == 1:  # plain decoding's price: step_s's k = 0, cached
-            return float(self._step_s(batch_size, 0)[0])
+        if q == 1:  # plain decoding's price, step_s's k = 0, in one product: a drain's quiet plain runs are each
+            # recorded at another batch size, where step_s's cached vector (five numpy calls) was ~40 us each
+            return float(self._base_at(batch_size)[2][0] * self._target_factor[batch_bucket(batch_size), 0])
         return float(self._target_by_q(batch_size)[q - 1])
 
     def draft_s(self, batch_size: int) -> float:

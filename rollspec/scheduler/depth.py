@@ -14,7 +14,7 @@ from rollspec.scheduler.hysteresis import hysteresis_depth
 from rollspec.scheduler.plain_run import PlainRun
 from rollspec.scheduler.probe import TRIAL_STEPS, ProbePlanner
 from rollspec.scheduler.realized import RealizedCheck
-from rollspec.scheduler.standing import AcceptanceWatch, PlainLease, StandingChoice, plain_still_wins, standing_steps
+from rollspec.scheduler.standing import AcceptanceWatch, DrainStand, PlainLease, StandingChoice, standing_steps
 from rollspec.scheduler.steady import CatchUpSplit, SteadyRecords, SteadyRun
 from rollspec.scheduler.throughput import expected_tokens
 
@@ -54,7 +54,7 @@ class DepthScheduler:
     A greedy choice stands for some steps while the batch and the catch-up offered stay (standing_steps).
 
     A draining batch (shrinking from step to step) spreads the catch-up over the steps it is expected to have
-    left, if fewer (`horizon_steps`), and is not probed from k = 0 then.
+    left, if fewer (`horizon_steps`), and neither leaves nor is probed from k = 0 then (DrainStand).
 
     Once speculating, this step's catch-up is not charged to the choice: it is paid whenever the drafter next
     drafts (stepping down to k = 0 only defers and grows it). Charged to every k > 0 is the catch-up that recurs
@@ -194,8 +194,7 @@ class DepthScheduler:
             self._greedy_k, self._num_confirmed = k, -1
         self._num_confirmed += 1
         if k == 0 and catch_up_s[-1] > 0 and horizon < self._config.catch_up_horizon_steps:
-            # A draining batch ends before a probe's catch-up could be paid back; plain stands a few steps.
-            self._reuse = StandingChoice(batch_size, 0, catch_up_tokens, self._step + self._config.replan_interval_steps)
+            self._stands_in_drain(batch_size, catch_up_tokens, planned=True)  # it ends before a probe could pay
             return 0
         probe_k = self._probe.depth(k, rate, step_s + catch_up_s if k == 0 else step_s, self._expected, self._step)
         if probe_k == k > 0 and self._realized is not None:
@@ -217,25 +216,30 @@ class DepthScheduler:
             self._watch.start(float(expected[k]) - 1.0 if interval > self._config.replan_interval_steps else 0.0)
         return probe_k
 
-    def _stands_in_drain(self, batch_size: int, catch_up_tokens: int) -> bool:
-        """choose_depth's plan from a greedy k = 0 where it ends in a drain's short plain stand, in a few microseconds
-        (plain_still_wins; the zoo's drain lost a quarter of its rows at nearly every step, each a ~200 us plan)."""
-        horizon = self.horizon_steps(batch_size)
-        if horizon >= self._config.catch_up_horizon_steps or not plain_still_wins(
-                self._current_expected().tolist(), self._cost.step_s(batch_size, self._config.k_max).tolist(),
-                self._catch_up.per_token_s(batch_size), catch_up_tokens, horizon, self._config.start_gain):
-            return False
-        self._num_confirmed += 1
-        self._reuse = StandingChoice(batch_size, 0, catch_up_tokens, self._step + self._config.replan_interval_steps)
+    def _stands_in_drain(self, batch_size: int, catch_up_tokens: int, *, planned: bool = False) -> bool:
+        """Whether plain stands in a draining batch (DrainStand), as choose_depth's plan from a greedy k = 0 found
+        (`planned`), or without a plan wherever leaving plain has a catch-up to pay for rows about to end."""
+        horizon = self.horizon_steps(batch_size)  # first: it folds in the steps kept (observe) that the plan reads
+        if not planned:
+            excess = catch_up_tokens - 1 - self._config.k_max
+            if horizon >= self._config.catch_up_horizon_steps or self._catch_up.per_token_s(batch_size) * excess <= 0:
+                return False
+            self._num_confirmed += 1
+        drain = DrainStand(batch_size, catch_up_tokens, self._config, self._current_expected().tolist(),
+                           lambda b: self._cost.step_s(b, self._config.k_max).tolist(), self._catch_up.per_token_s)
+        if floor := drain.floor(self._config.catch_up_horizon_steps):
+            self._stand(batch_size, 0, catch_up_tokens, checked_down_to=floor)
+        else:
+            self._reuse = StandingChoice(batch_size, 0, catch_up_tokens, self._step + self._config.replan_interval_steps)
         return True
 
-    def _stand(self, batch_size: int, k: int, catch_up_tokens: int) -> int:
+    def _stand(self, batch_size: int, k: int, catch_up_tokens: int, checked_down_to: int = 0) -> int:
         """Let a greedy choice of k stand (standing_steps, StandingChoice); returns for how many steps."""
         check_in = self._realized.plain_step_due_in(batch_size, self._step) if k and self._realized else 1 << 30
         interval = standing_steps(k, self._config, probe_due_in=self._probe.plain_due_step - self._step,
                                   num_plain=self._plain.num_counted, num_confirmed=self._num_confirmed,
                                   check_due_in=check_in)
-        self._reuse = StandingChoice(batch_size, k, catch_up_tokens, self._step + interval)
+        self._reuse = StandingChoice(batch_size, k, catch_up_tokens, self._step + interval, checked_down_to=checked_down_to)
         return interval
 
     def plain_lease(self) -> PlainLease:
@@ -243,11 +247,8 @@ class DepthScheduler:
         (StandingChoice.lease_steps); the engine then skips its catch-up width and `choose_depth` (~7-12 us a step at
         B = 1-4) but calls `observe`. No lease for a check's plain step; renewed at every plain choice, revoked by
         `notify_weights_changed`."""
-        reuse, lease, probe = self._reuse, self._lease, self._probe
-        due = probe.plain_due_step <= self._step
-        lease.steps = reuse.lease_steps(self._step, probe_due=due, num_passed=probe.num_passed) if reuse else 0
-        lease.min_batch_size = reuse.min_batch_size if reuse else 0
-        return lease
+        due = self._probe.plain_due_step <= self._step
+        return self._lease.renew(self._reuse, self._step, probe_due=due, num_passed=self._probe.num_passed)
 
     def observe(self, batch_size: int, k: int, num_accepted: Sequence[int] | NDArray[np.integer],
                 draft_time_s: float, target_time_s: float) -> None:

@@ -1,5 +1,6 @@
 """A greedy depth choice that stands for some steps without re-planning (DepthScheduler.choose_depth)."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rollspec.scheduler.config import DepthConfig
@@ -29,13 +30,15 @@ class StandingChoice:
     catch_up_tokens: int
     until_step: int
     is_trial: bool = False  # a probe from plain decoding's trial (probe.TRIAL_STEPS): like the probe, no plain restart
+    checked_down_to: int = 0  # plain, in a draining batch: plain was also checked to win down to this many rows
+    # (DrainStand.floor; 0: only at batch_size)
 
     def holds(self, batch_size: int, catch_up_tokens: int, step: int) -> bool:
         """Whether the choice still stands at `step` for this batch size and catch-up width."""
         if step >= self.until_step:
             return False
-        if self.k == 0:  # plain: while the batch keeps 3/4 of its rows and half the catch-up
-            return 4 * batch_size >= 3 * self.batch_size and 2 * catch_up_tokens >= self.catch_up_tokens
+        if self.k == 0:  # plain: while the batch keeps 3/4 of its rows (or of those checked) and half the catch-up
+            return batch_size >= self.min_batch_size and 2 * catch_up_tokens >= self.catch_up_tokens
         # speculating: at the same batch size, whatever the catch-up. A plan from k > 0 charges no catch-up offered
         # (it is paid whenever the drafter next drafts), so it would choose the same; at B = 1 on the zoo every
         # admission (every ~4 steps at k = 4) re-planned, ~40% of speculative steps at ~110-190 us each.
@@ -55,8 +58,44 @@ class StandingChoice:
 
     @property
     def min_batch_size(self) -> int:
-        """The fewest rows a plain choice stands for: 3/4 of the planned batch (see `holds`)."""
-        return (3 * self.batch_size + 3) // 4
+        """The fewest rows a plain choice stands for: 3/4 of the planned batch, or of the fewest rows it was checked
+        at (`checked_down_to`: DrainStand.floor), as if planned there (see `holds`)."""
+        planned = min(self.batch_size, self.checked_down_to) if self.checked_down_to else self.batch_size
+        return (3 * planned + 3) // 4
+
+
+class DrainStand:
+    """How far a plain choice stands in a draining batch of `batch_size` rows (DepthScheduler._stands_in_drain), for
+    one plan's acceptance (`expected`), prices and offered catch-up: plain_still_wins at any batch size.
+
+    A draining batch (one expected to end within catch_up_horizon_steps: horizon_steps) does not leave plain decoding
+    for speculation with a catch-up to pay: its rows are near their ends. On the zoo's drain the draft model's steps
+    on its last 1-3 rows (k = 3-8, a catch-up of 35 tokens) were planned at 1.8-3x plain's tokens/s and ran at 2-4
+    tokens in 1-2.8 ms where a plain step took ~0.5-0.7 ms for 1-3 (rows one or two tokens from their end), and such
+    runs read ~0.97 of plain decoding against ~0.98-0.99 without."""
+
+    __slots__ = ("batch_size", "_wins")
+
+    def __init__(self, batch_size: int, catch_up_tokens: int, config: DepthConfig, expected: list[float],
+                 step_s: Callable[[int], list[float]], per_token_s: Callable[[int], float]) -> None:
+        self.batch_size = batch_size
+        self._wins = lambda b, horizon: plain_still_wins(expected, step_s(b), per_token_s(b), catch_up_tokens, horizon,
+                                                         config.start_gain)
+
+    def floor(self, horizon: float) -> int:
+        """0 where plain would not win were the batch to stop draining (its catch-up spread over `horizon`, the
+        longest: catch_up_horizon_steps): the choice then stands replan_interval_steps, as the drain may stop.
+        Else the fewest rows it stands down to, as a steady plain choice does: the batch sizes at which a choice
+        planned at the last would end (StandingChoice.holds: below 3/4 of its rows), walked down while plain
+        still wins so there. Each is what a plan at that drop would find, asked now: on the zoo's drain (64 rows
+        to none in ~20 steps, plain best at every size) each drop of a quarter of the rows asked again, ~8 asks
+        of ~100-300 us a round inside the engine, ~1.5% of the drain's time."""
+        floor = self.batch_size
+        if not self._wins(floor, horizon):
+            return 0
+        while floor > 1 and self._wins(below := (3 * floor + 3) // 4 - 1, horizon):
+            floor = below
+        return floor
 
 
 @dataclass(slots=True)
@@ -67,6 +106,12 @@ class PlainLease:
 
     steps: int = 0
     min_batch_size: int = 0
+
+    def renew(self, choice: StandingChoice | None, step: int, *, probe_due: bool, num_passed: int) -> "PlainLease":
+        """Renewed from the standing choice at `step` (StandingChoice.lease_steps, min_batch_size); none: no lease."""
+        self.steps = choice.lease_steps(step, probe_due=probe_due, num_passed=num_passed) if choice else 0
+        self.min_batch_size = choice.min_batch_size if choice else 0
+        return self
 
 
 def standing_steps(k: int, config: DepthConfig, *, probe_due_in: int, num_plain: int, num_confirmed: int,
@@ -131,9 +176,9 @@ class AcceptanceWatch:
 
 def plain_still_wins(expected: list[float], step_s: list[float], catch_up_per_token_s: float, catch_up_tokens: int,
                      horizon: float, gain: float) -> bool:
-    """Whether a plan from greedy k = 0 ends in a drain's short plain stand (DepthScheduler.choose_depth, steps 1-2
-    and its drain rule): a catch-up to pay at k_max and no k > 0 predicted faster than plain by more than `gain` with
-    its catch-up (catch_up.excess_tokens) spread over `horizon` steps. The plan's arithmetic in its order, less the
+    """Whether a plan from greedy k = 0 keeps plain (DepthScheduler.choose_depth, steps 1-2; DrainStand.floor asks it
+    at smaller batch sizes): a catch-up to pay at k_max and no k > 0 predicted faster than plain by more than `gain`
+    with its catch-up (catch_up.excess_tokens) spread over `horizon` steps. The plan's arithmetic in its order, less the
     recurring catch-up (never negative), so True here is that plan's plain stand; on ~9 Python floats, a few us."""
     k_max = len(expected) - 1
     if catch_up_per_token_s * max(0, catch_up_tokens - 1 - k_max) <= 0:

@@ -144,9 +144,9 @@ def test_a_plain_step_error_lends_nothing_to_verify_widths_not_yet_run():
 
 
 def test_prices_read_between_corrections_are_never_stale():
-    """step_s and target_s are cached between corrections: a model read before every observation of every kind
-    prices as one given the same observations and read only at the end, bit for bit (a cache one kind of
-    observation did not invalidate would lag)."""
+    """step_s is cached between corrections: a model read before every observation of every kind prices as one
+    given the same observations and read only at the end, bit for bit (a cache one kind of observation did not
+    invalidate would lag), and target_s(B, 1), computed apart, is step_s's plain price to the bit."""
     target, draft = _affine_profile(1e-3, 2e-5, 1e-5, 1e-4, 1e-6)
     read, ops = CostModel.from_profile(target, draft), []
     rng = np.random.default_rng(0)
@@ -167,7 +167,7 @@ def test_prices_read_between_corrections_are_never_stale():
             getattr(fresh, name)(*args)
         for bb in (1, 3, 16):
             assert read.step_s(bb, 8).tolist() == fresh.step_s(bb, 8).tolist()
-            assert read.target_s(bb, 1) == fresh.target_s(bb, 1)
+            assert read.target_s(bb, 1) == fresh.target_s(bb, 1) == fresh.step_s(bb, 8)[0]  # plain's price, one way
 
 
 def test_profiled_costs_price_what_the_engine_profile_measured():

@@ -1,7 +1,7 @@
 """Compile-on-first-use of rollspec's C sources with the system compiler, cached by content.
 
 Shared by the engine's ctypes kernels (engine/cpu_kernels.py) and the transport's CPython extension
-(transport/native_rows.py). A build lands in ROLLSPEC_KERNEL_CACHE (default ~/.cache/rollspec/kernels)
+(transport/native.py). A build lands in ROLLSPEC_KERNEL_CACHE (default ~/.cache/rollspec/kernels)
 under a name keyed by the sources, flags, compiler version and any caller-given bytes (e.g. CPU flags
 for -march=native), and is renamed into place whole, so concurrent processes never load a partial file
 and a changed source never loads a stale one. Stdlib only: engine/ imports it.

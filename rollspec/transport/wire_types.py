@@ -16,7 +16,7 @@ from typing import Annotated, Any, Callable, Literal, Union, get_args, get_origi
 import msgspec
 
 from rollspec.transport.fields import DEFAULT_MAX_LEN
-from rollspec.transport.native_rows import rows_builder
+from rollspec.transport.native import rows_builder
 
 Build = Callable[[tuple[Any, ...]], Any]
 _HEAD = msgspec.msgpack.Decoder(tuple[str, int, msgspec.Raw])
@@ -36,7 +36,7 @@ def values_decoder(cls: type, tag: str, version: int, hints: dict[str, Any], met
                    names: tuple[str, ...]) -> tuple[msgspec.msgpack.Decoder, Build, Any, Any] | None:
     """A decoder of the values array of `cls`, a builder of instances from its output, a (decoder,
     builder of the list of instances) pair for a list of such arrays (a packed segment's rows, decoded in
-    one C call, built in another: native_rows.py) and one for a whole packed body [tag, version, rows] of
+    one C call, built in another: native.py) and one for a whole packed body [tag, version, rows] of
     this class (one pass over it where splitting off the head first parses the rows twice), or None when some field has no exact msgspec equivalent (the
     codec then uses the Python checkers)."""
     try:

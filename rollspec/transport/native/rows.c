@@ -1,4 +1,4 @@
-/* Schema instances from already checked field values, in C (transport/native_rows.py).
+/* Schema instances from already checked field values, in C (transport/native.py).
 
 A packed segment's rows come out of msgspec as tuples whose every value passed the schema's compiled
 checks; what is left per item is what wire_types._builder does in Python: object.__new__(cls), one
@@ -10,8 +10,8 @@ of type T_OBJECT_EX, found and checked here, never taken from the caller), and o
 that class it allocated itself; a row that is not a tuple of exactly one value per field is refused
 (TypeError) before anything is built from it. */
 
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "native.h"
+
 #include <structmember.h>
 
 typedef struct {
@@ -161,21 +161,14 @@ static PyTypeObject RowBuilderType = {
     .tp_new = builder_new,
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "rollspec_transport_native", "The transport's per-item hot loops in C.", -1, NULL,
-};
-
-PyMODINIT_FUNC PyInit_rollspec_transport_native(void) {
-    if (PyType_Ready(&RowBuilderType) < 0) return NULL;
+int add_row_builder(PyObject *module) {
+    if (PyType_Ready(&RowBuilderType) < 0) return -1;
     check_name = PyUnicode_InternFromString("check");
-    if (check_name == NULL) return NULL;
-    PyObject *m = PyModule_Create(&module);
-    if (m == NULL) return NULL;
+    if (check_name == NULL) return -1;
     Py_INCREF(&RowBuilderType);
-    if (PyModule_AddObject(m, "RowBuilder", (PyObject *)&RowBuilderType) < 0) {
+    if (PyModule_AddObject(module, "RowBuilder", (PyObject *)&RowBuilderType) < 0) {
         Py_DECREF(&RowBuilderType);
-        Py_DECREF(m);
-        return NULL;
+        return -1;
     }
-    return m;
+    return 0;
 }

@@ -1,5 +1,5 @@
 """Rows of a packed segment decode to the same instances, in the same order, with the same rejections,
-whether the instances are built by the C extension (native_rows.py) or by the Python builder."""
+whether the instances are built by the C extension (native.py) or by the Python builder."""
 
 import dataclasses
 
@@ -8,7 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rollspec.transport import codec, native_rows
+from rollspec.transport import codec, native
+from rollspec.transport.channel import IdSource
 from rollspec.transport.errors import MessageRejected, RejectReason, SchemaError
 from rollspec.transport.fields import limit
 from rollspec.transport.registry import SchemaRegistry, register_schema
@@ -57,7 +58,7 @@ def _decode_both(monkeypatch, blob: bytes, count: int) -> tuple[list, list]:
 
 @pytest.fixture(autouse=True)
 def _needs_extension():
-    if not native_rows.enabled():
+    if not native.enabled():
         pytest.skip("no C compiler: the transport's C extension cannot be built")
 
 
@@ -127,7 +128,7 @@ def test_paths_agree_on_random_bytes_and_near_valid_rows(monkeypatch):
 
 
 def test_the_builder_refuses_what_it_cannot_build_safely():
-    module = native_rows.module()
+    module = native.module()
 
     class Plain:
         __slots__ = ("a",)
@@ -158,10 +159,27 @@ def test_no_compiler_means_the_python_builder_not_a_failure(tmp_path):
     import subprocess
     import sys
 
-    code = ("from bench.transport import _schemas; from rollspec.transport import codec, native_rows as n;"
+    code = ("from bench.transport import _schemas; from rollspec.transport import codec, native as n;"
             "cls = _schemas()[0]; items = [cls(seq=i, payload=b'x') for i in range(3)];"
             "print(n.enabled(), codec.decode_rows(codec.encode_rows(items), 3) == items)")
     env = dict(os.environ, CC=str(tmp_path / "no-such-compiler"), ROLLSPEC_KERNEL_CACHE=str(tmp_path / "cache"))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "True"]
+
+
+@pytest.mark.parametrize("first, n", [(1, 0), (1, 1), (1, 300), (0, 3), (2**32 - 2, 5), (2**64 - 5, 4)])
+def test_ids_made_in_c_equal_the_python_ones(first, n):
+    made = native.module().hex_ids("0123456789abcdef-", first, n)
+    assert made == native._hex_ids("0123456789abcdef-", first, n) == [f"0123456789abcdef-{k:x}" for k in range(first, first + n)]
+    assert all(type(x) is str for x in made) and len(set(made)) == n
+
+
+def test_id_sources_never_repeat_and_refuse_bad_arguments():
+    source = IdSource()
+    ids = source.take(5) + [source.next()] + source.take(1000)
+    assert len(set(ids)) == len(ids) == 1006 and ids[5].endswith("-6") and ids[-1].endswith(f"-{1006:x}")
+    make = native.module().hex_ids
+    for args in (("é-", 1, 2), ("p", -1, 2), ("p", 1, -2), ("p", 2**64 - 1, 2), (b"p", 1, 1), ("p", 1)):
+        with pytest.raises((TypeError, ValueError, OverflowError)):
+            make(*args)

@@ -1,10 +1,11 @@
-"""Schema instances from checked rows in C (native/rows.c, a CPython extension), with Python as fallback.
+"""The transport's per-item hot loops in C (native/*.c, one CPython extension), with Python as fallback.
 
-A packed segment's rows are decoded and checked by msgspec in one C call (wire_types.py); building one
-instance per row in Python (object.__new__, a slot store per field, check()) then cost more per 1 KB
-item than the decoding. The extension does the same stores from C. It is compiled with the system C
-compiler on first use (rollspec/native_build.py); without a compiler, or with
-ROLLSPEC_TRANSPORT_NATIVE=0, `rows_builder` returns the Python loop, with identical results.
+A 1 KB item costs a few microseconds of CPython work spread over many small steps; the steps here are
+those where the interpreter, not hashing or copying, was most of the cost: building a packed segment's
+rows into schema instances (rows.c; ~0.4 us per item as Python, more than decoding them) and making
+put_many's message ids (ids.c; ~0.17 us per id). The extension is compiled with the system C compiler
+on first use (rollspec/native_build.py). Without a compiler, or with ROLLSPEC_TRANSPORT_NATIVE=0, the
+accessors below return the Python versions, whose results are identical.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ from rollspec import native_build
 log = logging.getLogger(__name__)
 
 MODULE = "rollspec_transport_native"
-SOURCES = (Path(__file__).with_name("native") / "rows.c",)
+_DIR = Path(__file__).with_name("native")
+SOURCES = tuple(_DIR / name for name in ("module.c", "rows.c", "ids.c"))
+HEADERS = (_DIR / "native.h",)
 FLAGS = ("-O2", "-std=c11", "-shared", "-fPIC", "-fno-strict-aliasing", f"-I{sysconfig.get_paths()['include']}")
 
 RowsBuild = Callable[[list[tuple[Any, ...]]], list[Any]]
@@ -48,14 +51,15 @@ def module() -> ModuleType | None:
     with _lock:
         if not _loaded:
             try:
-                path = native_build.compiled(MODULE, SOURCES, FLAGS)
+                path = native_build.compiled(MODULE, SOURCES, FLAGS,
+                                             key_extra=b"\0".join(header.read_bytes() for header in HEADERS))
                 loader = importlib.machinery.ExtensionFileLoader(MODULE, str(path))
                 spec = importlib.util.spec_from_file_location(MODULE, path, loader=loader)
                 assert spec is not None
                 _module = importlib.util.module_from_spec(spec)
                 loader.exec_module(_module)
             except (OSError, ImportError, subprocess.SubprocessError, RuntimeError) as exc:
-                log.info("transport C extension unavailable, rows are built in Python: %s", exc)
+                log.info("transport C extension unavailable, its loops run in Python: %s", exc)
                 _module = None
             _loaded = True
     return _module
@@ -65,10 +69,21 @@ def rows_builder(cls: type, names: tuple[str, ...], build: Callable[[tuple[Any, 
     """rows -> [instance, ...] for `cls`: the C builder when enabled and `cls` suits it (plain slots,
     object.__new__), else a loop of `build`, the Python builder of one row (wire_types._builder), which
     it must equal: same instances, same check() calls in the same order, same exceptions."""
-    native = module() if os.environ.get("ROLLSPEC_TRANSPORT_NATIVE", "1") != "0" else None
-    if native is not None:
+    if enabled():
         try:
-            return native.RowBuilder(cls, names, callable(getattr(cls, "check", None))).many
+            return _module.RowBuilder(cls, names, callable(getattr(cls, "check", None))).many  # type: ignore[union-attr]
         except TypeError as exc:
             log.info("rows of %s are built in Python: %s", cls.__qualname__, exc)
     return lambda rows: list(map(build, rows))
+
+
+def hex_ids() -> Callable[[str, int, int], list[str]]:
+    """(prefix, first, n) -> [prefix + '%x' % k for k in range(first, first + n)], prefix ASCII without NUL."""
+    return _module.hex_ids if enabled() else _hex_ids  # type: ignore[union-attr]
+
+
+def _hex_ids(prefix: str, first: int, n: int) -> list[str]:
+    # One %-format of n ids and one split instead of a str(int) and a concatenation per id.
+    ids = ((prefix + "%x\x00") * n % tuple(range(first, first + n))).split("\x00")
+    ids.pop()  # the empty string after the last separator
+    return ids

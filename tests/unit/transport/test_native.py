@@ -106,7 +106,7 @@ _ANY = st.one_of(st.integers(-2, 2**64 - 1), st.binary(max_size=10), st.text(max
                 st.lists(st.integers(-1, 3), max_size=4), st.none())
 _VALID_ROW = st.tuples(st.integers(0, 2**64 - 1), st.binary(max_size=8), st.text(max_size=4),
                        st.lists(st.integers(0, 3), max_size=3)).map(list)
-_NEAR_VALID_ROW = st.tuples(st.integers(-1, 2**64), st.binary(max_size=9), st.text(max_size=5),
+_NEAR_VALID_ROW = st.tuples(st.integers(-1, 2**64 - 1), st.binary(max_size=9), st.text(max_size=5),
                             st.lists(st.integers(-1, 3), max_size=4)).map(list)
 _ROWS = st.lists(_VALID_ROW, max_size=6) | st.lists(_VALID_ROW | _NEAR_VALID_ROW | st.lists(_ANY, max_size=5), max_size=6)
 

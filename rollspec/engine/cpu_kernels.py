@@ -113,4 +113,5 @@ def _open(path: Path) -> ctypes.CDLL:
 
 def _compiled() -> Path:
     """The shared library, compiled unless the cache holds one for these sources, flags, compiler and CPU."""
-    return native_build.compiled("rollspec_kernels", SOURCES, FLAGS, libraries=("-lm",), key_extra=native_build.cpu_flags())
+    return native_build.compiled("rollspec_kernels", SOURCES, FLAGS, libraries=("-lm",),
+                                 key_extra=native_build.cpu_flags())

@@ -71,7 +71,8 @@ def rows_builder(cls: type, names: tuple[str, ...], build: Callable[[tuple[Any, 
     it must equal: same instances, same check() calls in the same order, same exceptions."""
     if enabled():
         try:
-            return _module.RowBuilder(cls, names, callable(getattr(cls, "check", None))).many  # type: ignore[union-attr]
+            has_check = callable(getattr(cls, "check", None))
+            return _module.RowBuilder(cls, names, has_check).many  # type: ignore[union-attr]
         except TypeError as exc:
             log.info("rows of %s are built in Python: %s", cls.__qualname__, exc)
     return lambda rows: list(map(build, rows))

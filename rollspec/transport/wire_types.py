@@ -37,8 +37,8 @@ def values_decoder(cls: type, tag: str, version: int, hints: dict[str, Any], met
     """A decoder of the values array of `cls`, a builder of instances from its output, a (decoder,
     builder of the list of instances) pair for a list of such arrays (a packed segment's rows, decoded in
     one C call, built in another: native.py) and one for a whole packed body [tag, version, rows] of
-    this class (one pass over it where splitting off the head first parses the rows twice), or None when some field has no exact msgspec equivalent (the
-    codec then uses the Python checkers)."""
+    this class (one pass over it where splitting off the head first parses the rows twice), or None
+    when some field has no exact msgspec equivalent (the codec then uses the Python checkers)."""
     try:
         fields = tuple(_wire_type(hints[name], meta, outer=True) for name, meta in zip(names, metas))
         decoder = msgspec.msgpack.Decoder(tuple[fields])  # type: ignore[valid-type]

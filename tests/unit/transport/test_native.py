@@ -97,7 +97,8 @@ def test_a_failing_check_rejects_only_its_row(monkeypatch, path):
 def test_malformed_bodies_reject_every_row(monkeypatch, path):
     registry, item_cls, _ = _schemas(monkeypatch, path)
     body = codec.encode_rows([item_cls(seq=1, payload=b"", name="", tags=[])] * 4)
-    for blob, count in ((body[:-3], 4), (body, 3), (body + b"\x00", 4), (b"\x93", 4), (msgpack.packb(["t.item", 2, []]), 0)):
+    cases = ((body[:-3], 4), (body, 3), (body + b"\x00", 4), (b"\x93", 4), (msgpack.packb(["t.item", 2, []]), 0))
+    for blob, count in cases:
         out = codec.decode_rows(blob, count, registry=registry)
         assert len(out) == count and all(type(x) is MessageRejected for x in out)
 
@@ -108,7 +109,8 @@ _VALID_ROW = st.tuples(st.integers(0, 2**64 - 1), st.binary(max_size=8), st.text
                        st.lists(st.integers(0, 3), max_size=3)).map(list)
 _NEAR_VALID_ROW = st.tuples(st.integers(-1, 2**64 - 1), st.binary(max_size=9), st.text(max_size=5),
                             st.lists(st.integers(-1, 3), max_size=4)).map(list)
-_ROWS = st.lists(_VALID_ROW, max_size=6) | st.lists(_VALID_ROW | _NEAR_VALID_ROW | st.lists(_ANY, max_size=5), max_size=6)
+_ROWS = st.lists(_VALID_ROW, max_size=6) | st.lists(_VALID_ROW | _NEAR_VALID_ROW | st.lists(_ANY, max_size=5),
+                                                    max_size=6)
 
 
 _BODIES = _ROWS.flatmap(lambda rows: st.tuples(st.just(msgpack.packb(["t.item", 1, rows])),
@@ -171,7 +173,8 @@ def test_no_compiler_means_the_python_builder_not_a_failure(tmp_path):
 @pytest.mark.parametrize("first, n", [(1, 0), (1, 1), (1, 300), (0, 3), (2**32 - 2, 5), (2**64 - 5, 4)])
 def test_ids_made_in_c_equal_the_python_ones(first, n):
     made = native.module().hex_ids("0123456789abcdef-", first, n)
-    assert made == native._hex_ids("0123456789abcdef-", first, n) == [f"0123456789abcdef-{k:x}" for k in range(first, first + n)]
+    expected = [f"0123456789abcdef-{k:x}" for k in range(first, first + n)]
+    assert made == native._hex_ids("0123456789abcdef-", first, n) == expected
     assert all(type(x) is str for x in made) and len(set(made)) == n
 
 

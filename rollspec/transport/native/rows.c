@@ -134,7 +134,11 @@ static PyObject *builder_many(PyObject *self, PyObject *rows) {
             Py_DECREF(out);
             return NULL;
         }
-        PyObject *obj = build_one((RowBuilder *)self, PyList_GET_ITEM(rows, i));
+        /* held while building: the allocation may run a collection, and so arbitrary finalizers */
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        Py_INCREF(row);
+        PyObject *obj = build_one((RowBuilder *)self, row);
+        Py_DECREF(row);
         if (obj == NULL) {
             Py_DECREF(out);
             return NULL;

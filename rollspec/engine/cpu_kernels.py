@@ -8,7 +8,8 @@ small_attention.py, fused_layer.py and kernels/sampling.c).
 
 The library is built with the system C compiler (`-march=native`, ~1 s) into
 ROLLSPEC_KERNEL_CACHE (default ~/.cache/rollspec/kernels), keyed by sources, flags, compiler and
-CPU flags, and renamed into place whole, so concurrent processes never load a partial file.
+CPU flags, and renamed into place whole (rollspec/native_build.py), so concurrent processes never
+load a partial file.
 Without a compiler or AVX-512F, or with ROLLSPEC_CPU_KERNELS=0, `library()` is None and callers
 use torch: same results up to float rounding.
 """
@@ -16,14 +17,13 @@ use torch: same results up to float rounding.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import logging
 import os
-import shutil
 import subprocess
-import tempfile
 import threading
 from pathlib import Path
+
+from rollspec import native_build
 
 log = logging.getLogger(__name__)
 
@@ -113,32 +113,5 @@ def _open(path: Path) -> ctypes.CDLL:
 
 def _compiled() -> Path:
     """The shared library, compiled unless the cache holds one for these sources, flags, compiler and CPU."""
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        raise RuntimeError("no C compiler (cc / gcc) on PATH")
-    version = subprocess.run([compiler, "--version"], capture_output=True, timeout=30).stdout
-    parts = [source.read_bytes() for source in SOURCES] + [" ".join(FLAGS).encode(), version, _cpu_flags()]
-    key = hashlib.sha256(b"\0".join(parts)).hexdigest()[:16]
-    cache = Path(os.environ.get("ROLLSPEC_KERNEL_CACHE") or Path.home() / ".cache" / "rollspec" / "kernels")
-    target = cache / f"rollspec_kernels-{key}.so"
-    if target.exists():
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        built = Path(tmp) / target.name
-        result = subprocess.run([compiler, *FLAGS, "-o", str(built), *map(str, SOURCES), "-lm"],
-                                capture_output=True, text=True, timeout=120)
-        if result.returncode != 0:
-            raise RuntimeError(f"compiling {', '.join(s.name for s in SOURCES)} failed: {result.stderr.strip()[-500:]}")
-        os.replace(built, target)
-    return target
-
-
-def _cpu_flags() -> bytes:
-    try:
-        for line in Path("/proc/cpuinfo").read_bytes().splitlines():
-            if line.startswith(b"flags"):
-                return line
-    except OSError:
-        pass
-    return b""
+    return native_build.compiled("rollspec_kernels", SOURCES, FLAGS, libraries=("-lm",),
+                                 key_extra=native_build.cpu_flags())

@@ -125,7 +125,7 @@ def decode_rows(blob: Any, count: int, *, registry: SchemaRegistry = DEFAULT_REG
             try:
                 rows = last[0].decode(blob)[2]
                 if len(rows) == count:
-                    return list(map(last[1], rows))
+                    return last[1](rows)
             except Exception:  # noqa: BLE001 - another class, or refused: the paths below decide
                 pass
         try:
@@ -133,11 +133,11 @@ def decode_rows(blob: Any, count: int, *, registry: SchemaRegistry = DEFAULT_REG
             cls = registry.find((tag, version))
             compiled = _COMPILED[cls] if cls in _COMPILED else _compile(cls)
             if compiled is not None:
-                rows_decoder, build = compiled[2]
+                rows_decoder, build_rows = compiled[2]
                 rows = rows_decoder.decode(raw)
                 if len(rows) == count:
                     _LAST_ROWS[registry] = compiled[3]
-                    return list(map(build, rows))
+                    return build_rows(rows)
         except Exception:  # noqa: BLE001 - any refusal: the row-by-row path below decides and words it
             pass
     return _decode_rows_one_by_one(blob, count, registry, limits)

@@ -97,7 +97,9 @@ class ZmqConsumer(Receiver):
             tokens = list(map(core.held.pop, ids, repeat(None)))
             if None in tokens:  # acked twice by the application: the first ack counts
                 tokens = [token for token in tokens if token is not None]
-            core.done.add_many(ids)
+                core.done.add_many(ids)
+            else:
+                core.done.add_absent(ids)
             core.settle(tokens)
             core.stats.acked += len(deliveries)
             due = core.acks_due(now) if core.acks or core.parcel_acks else waiting

@@ -178,7 +178,11 @@ class ConsumerCore:
     def settle(self, tokens: list[int]) -> None:
         """Account acks of held items (their tokens): whole parcels become parcel acks, the rest pairs."""
         parcels = self.parcels
-        for parcel, count in Counter(map(rshift, tokens, repeat(32))).items():  # one C pass, however many parcels
+        if tokens and min(tokens) >> 32 == max(tokens) >> 32:  # one parcel (the common ack): two C passes, no dict
+            counts: Any = ((tokens[0] >> 32, len(tokens)),)
+        else:
+            counts = Counter(map(rshift, tokens, repeat(32))).items()  # one C pass, however many parcels
+        for parcel, count in counts:
             record = parcels.get(parcel)
             if record is None:
                 continue

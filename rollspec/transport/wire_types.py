@@ -16,6 +16,7 @@ from typing import Annotated, Any, Callable, Literal, Union, get_args, get_origi
 import msgspec
 
 from rollspec.transport.fields import DEFAULT_MAX_LEN
+from rollspec.transport.native import rows_builder
 
 Build = Callable[[tuple[Any, ...]], Any]
 _HEAD = msgspec.msgpack.Decoder(tuple[str, int, msgspec.Raw])
@@ -34,10 +35,10 @@ def split_head(body: Any) -> tuple[str, int, msgspec.Raw]:
 def values_decoder(cls: type, tag: str, version: int, hints: dict[str, Any], metas: list[dict[str, Any]],
                    names: tuple[str, ...]) -> tuple[msgspec.msgpack.Decoder, Build, Any, Any] | None:
     """A decoder of the values array of `cls`, a builder of instances from its output, a (decoder,
-    builder) pair for a list of such arrays (a packed segment's rows, decoded in one C call) and one for
-    a whole packed body [tag, version, rows] of this class (one pass over it where splitting off the
-    head first parses the rows twice), or None when some field has no exact msgspec equivalent (the
-    codec then uses the Python checkers)."""
+    builder of the list of instances) pair for a list of such arrays (a packed segment's rows, decoded in
+    one C call, built in another: native.py) and one for a whole packed body [tag, version, rows] of
+    this class (one pass over it where splitting off the head first parses the rows twice), or None
+    when some field has no exact msgspec equivalent (the codec then uses the Python checkers)."""
     try:
         fields = tuple(_wire_type(hints[name], meta, outer=True) for name, meta in zip(names, metas))
         decoder = msgspec.msgpack.Decoder(tuple[fields])  # type: ignore[valid-type]
@@ -46,7 +47,8 @@ def values_decoder(cls: type, tag: str, version: int, hints: dict[str, Any], met
     except (Unsupported, TypeError, ValueError):
         return None
     build = _builder(cls, names)
-    return decoder, build, (rows, build), (body, build)
+    build_rows = rows_builder(cls, names, build)
+    return decoder, build, (rows, build_rows), (body, build_rows)
 
 
 def view_decoder(cls: type, tag: str, version: int, hints: dict[str, Any], metas: list[dict[str, Any]],

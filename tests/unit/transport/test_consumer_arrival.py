@@ -81,3 +81,18 @@ def test_an_id_twice_in_one_parcel_is_handed_over_once():
     assert core.stats.duplicates_dropped == 1
     assert core.acks == [(1 << 32) | 2]  # the repeat is acked at once
     assert core.parcels[1][1] == 2  # two items to settle
+
+
+def test_settle_acks_items_of_a_parcel_still_out_at_once_and_a_finished_parcel_with_one_number():
+    core = _core()
+    _deliver(core, 1, ["a", "b", "c"], [0, 1, 2])
+    _deliver(core, 2, ["d", "e"], [0, 1])
+    core.settle([core.held.pop(i) for i in ("a", "c")])  # one parcel, not all of it: pairs, at once
+    assert core.acks == [1 << 32 | 0, 1 << 32 | 2] and core.parcel_acks == [] and core.parcels[1][1] == 1
+    core.settle([core.held.pop(i) for i in ("d", "b")])  # two parcels: 2 still out (a pair), 1 finished
+    assert core.acks[2:] == [2 << 32 | 0] and core.parcel_acks == [1] and 1 not in core.parcels
+    core.settle([core.held.pop("e")])
+    assert core.parcel_acks == [1, 2] and len(core.acks) == 3 and not core.parcels
+    _deliver(core, 3, ["f", "g"], [0, 1])
+    core.settle([core.held.pop(i) for i in ("g", "f")])  # a whole parcel at once: one number
+    assert core.parcel_acks == [1, 2, 3] and len(core.acks) == 3 and core.acked_items == 7

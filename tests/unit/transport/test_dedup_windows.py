@@ -24,6 +24,16 @@ def test_bounded_ids_remember_at_least_the_last_capacity_and_at_most_one_batch_m
     assert "y" in done and "x" in done
 
 
+def test_ids_known_absent_are_added_in_one_pass_and_a_repeat_among_them_counted_once():
+    done = BoundedIds(4)
+    done.add_absent(["a", "b"])
+    done.add_absent(["c", "c"])  # a repeat inside the batch (never from a consumer's acks): "c" once
+    assert {"a", "b", "c"} <= done.ids and len(done.ids) == len(done) == 3
+    for start in range(0, 12, 2):
+        done.add_absent([f"m{start}", f"m{start + 1}"])
+    assert "a" not in done and len(done.ids) == len(done) <= 4 + 2  # bounded as add_many
+
+
 def test_queue_dedup_window_rejects_recent_ids_and_forgets_old_ones():
     q = LeaseQueue(QueueConfig(name="q", capacity=4, dedup_window=16))
     for start in range(0, 40, 4):

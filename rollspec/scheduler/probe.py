@@ -29,16 +29,16 @@ class ProbePlanner:
     were its positions always accepted, by more than `probe_min_gain` (no margin in the k_max steps after a weight
     change): the shallowest such depth.
 
-    From k > 0: of the deeper depths whose positions beyond k, were they always accepted, would beat k, whose
-    deepest position has not run for `probe_interval_steps` steps, and whose trial is predicted to lose against k no
-    more than the credit `explore_budget` of the steps' time has banked (up to one step's worth), the one that would
-    gain most. A depth the plan does not run is not re-measured otherwise: its acceptance keeps the
-    values that made the plan leave it and its price what the profile and other widths' corrections made it. On
-    the zoo's EAGLE head at B = 1 (a position rests on ~20 rows there) a warm plan at k = 5 held positions 6-8 at
-    0.69 / 0.76 / 0.68, last run 160-225 steps before, where the same process had measured 0.80 / 0.91 / 0.82 at
-    k = 8, and priced k = 8 1.23x k = 5 where the engine's steps took ~1.13x: it stayed at k = 5 where k = 8 ran
-    ~9% faster. A single probe step (the rule before) added one row of evidence and a tenth of a price correction,
-    and needed a gain over `probe_min_gain` deep depths rarely offer.
+    From k > 0: of the deeper depths whose deepest position has not run for `probe_interval_steps` steps and whose
+    trial is predicted to lose against k no more than the credit `explore_budget` of the steps' time has banked (up
+    to one step's worth), the one that would gain most were its positions beyond k always accepted. A depth the plan
+    does not run is not re-measured otherwise: its acceptance keeps the values that made the plan leave it and its
+    price what the profile and other widths' corrections made it. On the zoo's EAGLE head at B = 1 (a position rests
+    on ~20 rows there) a warm plan at k = 5 held positions 6-8 at 0.69 / 0.76 / 0.68, last run 160-225 steps before,
+    where the same process had measured 0.80 / 0.91 / 0.82 at k = 8, and priced k = 8 1.23x k = 5 where the engine's
+    steps took ~1.13x: it stayed at k = 5 where k = 8 ran ~9% faster. A single probe step (the rule before) added
+    one row of evidence and a tenth of a price correction, and needed a gain over `probe_min_gain` deep depths
+    rarely offer.
 
     Either probe stands a trial of TRIAL_STEPS steps (DepthScheduler). Credits (one per probe_interval_steps, at
     most k_max banked) cap probes at k_max + W / probe_interval_steps in any W steps.
@@ -94,8 +94,8 @@ class ProbePlanner:
         # What a trial at each depth is predicted to lose against k, in steps at k.
         loss = TRIAL_STEPS * np.maximum(0.0, step_s[depths] / step_s[k] - expected[depths] / expected[k])
         optimistic = self._optimistic(k, step_s, expected)
-        worth = ((optimistic > rate[k]) & (step - self._last_scheduled[depths] >= self._interval)
-                 & (loss <= self._explore_credit))
+        # No bound on what it could gain: that rests on the prices a trial is there to check.
+        worth = (step - self._last_scheduled[depths] >= self._interval) & (loss <= self._explore_credit)
         if not worth.any():
             return k
         i = int(np.argmax(np.where(worth, optimistic, 0.0)))

@@ -63,7 +63,7 @@ def main() -> None:
                                      num_prompts=num_prompts)
         costs = profile_cost_model(workload, args.drafter)
         warm = adaptive_scheduler(workload, copy.deepcopy(costs))
-        config = dataclasses.replace(warm.config, probe_interval_steps=NO_PROBE_INTERVAL)
+        config = dataclasses.replace(warm.config, probe_interval_steps=NO_PROBE_INTERVAL, explore_budget=0.0)
         noprobe = DepthScheduler(config, *copy.deepcopy(costs))
         for scheduler in (warm, noprobe):
             run_depth(workload, args.drafter, scheduler=scheduler, round_size=round_size)  # untimed warm-up

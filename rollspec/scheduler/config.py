@@ -107,6 +107,8 @@ class DepthConfig:
       step costs nearly (k + 1) plain steps) the probe costs more than it can reveal. Measured
       on the zoo's draining batch: probes at B = 60-64 cost 3-5 plain steps each. Not applied
       in the k_max steps after a weight change.
+    - `explore_budget`: from k > 0 a probe is a trial at a deeper depth whose evidence is old (ProbePlanner); the
+      trials' predicted loss against k is at most this fraction of the steps' time (0: no such trials).
     - `min_evidence_rows`: until this many (discounted) rows have attempted a position, it is
       planned with at least the prior acceptance, so one unlucky rejection at batch size 1
       cannot write a position off.
@@ -130,6 +132,7 @@ class DepthConfig:
     start_gain: float = 0.15
     catch_up_horizon_steps: float = 8.0
     probe_min_gain: float = 0.1
+    explore_budget: float = 0.01
     min_evidence_rows: float = 4.0
     weight_change_keep: float = 0.25
     history_len: int = 1024
@@ -145,6 +148,7 @@ class DepthConfig:
         assert self.hysteresis >= 0, self.hysteresis
         assert self.probe_interval_steps >= 1, self.probe_interval_steps
         assert self.probe_min_gain >= 0, self.probe_min_gain
+        assert self.explore_budget >= 0, self.explore_budget
         assert self.start_gain >= 0, self.start_gain
         assert self.catch_up_horizon_steps > 0, self.catch_up_horizon_steps
         assert self.min_evidence_rows >= 0, self.min_evidence_rows

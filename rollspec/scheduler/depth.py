@@ -39,14 +39,15 @@ class DepthScheduler:
        `catch_up_horizon_steps`: leaving plain decoding must pay for it;
     2. hysteresis: the previous greedy k is kept unless the argmax beats it by more than `hysteresis`
        (`start_gain` when leaving k = 0), and never kept when predicted slower than k = 0;
-    3. probe (ProbePlanner): if position k + 1 has not run for `probe_interval_steps` steps (from k = 0 longer where
+    3. probe (ProbePlanner): from k = 0, if position 1 has not run for `probe_interval_steps` steps (longer where
        its catch-up and trial make a probe dear: PROBE_BUDGET), a credit is available (one per interval, at most
-       k_max banked), and some deeper depth would beat k by more than `probe_min_gain` (no margin in the k_max steps
-       after a weight change) were its unexplored positions always accepted (its catch-up spread as in 1), this
-       step runs at the shallowest such depth; from k = 0 it stands TRIAL_STEPS steps. Probes do not move greedy k.
+       k_max banked), and some depth would beat plain by more than `probe_min_gain` (no margin in the k_max steps
+       after a weight change) were its positions always accepted (its catch-up spread as in 1), the shallowest such
+       depth; from a k > 0 that ran last step at B, a deeper depth whose positions have not run for the interval,
+       within a budget of predicted loss (`explore_budget`). Either stands TRIAL_STEPS steps; greedy k stays.
     4. realized check (`check_realized`): a k > 0 from the steps above becomes 0 where speculative steps have
        realized fewer tokens/s than plain ones at this batch size's bucket, beyond noise, each prediction corrected
-       by how far steps of its kind fell from their predictions there (RealizedCheck); probes are exempt. While
+       by how far steps of its kind fell from their predictions there (RealizedCheck), before any probe. While
        speculating, a plain step every so often keeps plain's side measured. This rule rests on what the steps
        took, not on a profile that load can skew. A veto stands as a plain choice does (its verdict moves only with
        plain steps' evidence or ageing out; a plan per vetoed step ran ~100 steps after a probe at B = 64, zoo).
@@ -196,21 +197,21 @@ class DepthScheduler:
         if k == 0 and catch_up_s[-1] > 0 and horizon < self._config.catch_up_horizon_steps:
             self._stands_in_drain(batch_size, catch_up_tokens, planned=True)  # it ends before a probe could pay
             return 0
-        probe_k = self._probe.depth(k, rate, step_s + catch_up_s if k == 0 else step_s, self._expected, self._step)
-        if probe_k == k > 0 and self._realized is not None:
-            if self._realized.is_losing(batch_size, self._step, float(rate[k]), float(rate[0])):
-                self._stand(batch_size, 0, catch_up_tokens)  # a veto stands as a plain choice does (class doc, 4.)
-                self._stats.num_vetoes += 1
-                return 0
-            if was_speculating and self._realized.needs_plain_step(batch_size, self._step):
-                self._pending_check = True
-                return 0
+        realized = self._realized if k > 0 else None  # a veto comes before a probe: no trial around it
+        if realized is not None and realized.is_losing(batch_size, self._step, float(rate[k]), float(rate[0])):
+            self._stand(batch_size, 0, catch_up_tokens)  # a veto stands as a plain choice does (class doc, 4.)
+            self._stats.num_vetoes += 1
+            return 0
+        probe_k = self._probe.depth(k, rate, step_s + catch_up_s if k == 0 else step_s, self._expected, self._step,
+                                    settled=was_speculating and batch_size == self._last_batch_size)
+        if probe_k == k and was_speculating and realized and realized.needs_plain_step(batch_size, self._step):
+            self._pending_check = True
+            return 0
         if probe_k != k:
             self._probe.spend()
             self._pending_probe = (batch_size, probe_k)
-            if k == 0:  # a probe from plain stands a trial: its steady steps price speculation (probe.TRIAL_STEPS)
-                self._reuse = StandingChoice(batch_size, probe_k, catch_up_tokens, self._step + TRIAL_STEPS, True)
-                self._watch.start(0.0)
+            self._reuse = StandingChoice(batch_size, probe_k, catch_up_tokens, self._step + TRIAL_STEPS, True)  # trial
+            self._watch.start(0.0)
         else:
             interval = self._stand(batch_size, k, catch_up_tokens)
             self._watch.start(float(expected[k]) - 1.0 if interval > self._config.replan_interval_steps else 0.0)

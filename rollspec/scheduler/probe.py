@@ -11,7 +11,7 @@ PROBE_BUDGET = 0.01
 # Weight of the newest probe from plain decoding in the mean ratio of its realized to its predicted time.
 PROBE_COST_RATE = 0.5
 MAX_PROBE_COST_RATIO = 4.0
-# A probe from plain decoding stands this many steps at its depth (a trial): its first step runs cold (catch-up,
+# A probe stands this many steps at its depth (a trial). From plain decoding its first step runs cold (catch-up,
 # drafter out of cache: ~1.9x its prediction on the zoo) and teaches no prices (DepthScheduler.observe); the
 # others, steady, price speculation. Priced by such probes alone once the plan sat at plain, EAGLE at B = 1 on
 # the zoo stayed at plain for good after a burst had priced k = 2-6 1.45-1.7x dear.
@@ -23,12 +23,25 @@ _LONG_AGO = -(1 << 40)
 class ProbePlanner:
     """Which depth, if any, to probe this step, and the clocks and credit that space probes.
 
-    A position not scheduled for `probe_interval_steps` steps (from k = 0 longer where the probe is
-    dear: PROBE_BUDGET of plain's time for its catch-up, drafting and verify, at the depth it would
-    probe and as probes from plain have realized against their predictions) may be probed when a credit is available and some deeper depth
-    would beat k were its unexplored positions always accepted, by more than `probe_min_gain` (no
-    margin in the k_max steps after a weight change). Credits (one per probe_interval_steps, at most
-    k_max banked) cap probe steps at k_max + W / probe_interval_steps in any W steps.
+    From k = 0: position 1 not scheduled for `probe_interval_steps` steps (longer where the probe is dear:
+    PROBE_BUDGET of plain's time for its catch-up, drafting and verify, at the depth it would probe and as probes
+    from plain have realized against their predictions), a credit available, and some depth that would beat plain
+    were its positions always accepted, by more than `probe_min_gain` (no margin in the k_max steps after a weight
+    change): the shallowest such depth.
+
+    From k > 0: of the deeper depths whose deepest position has not run for `probe_interval_steps` steps and whose
+    trial is predicted to lose against k no more than the credit `explore_budget` of the steps' time has banked (up
+    to one step's worth), the one that would gain most were its positions beyond k always accepted. A depth the plan
+    does not run is not re-measured otherwise: its acceptance keeps the values that made the plan leave it and its
+    price what the profile and other widths' corrections made it. On the zoo's EAGLE head at B = 1 (a position rests
+    on ~20 rows there) a warm plan at k = 5 held positions 6-8 at 0.69 / 0.76 / 0.68, last run 160-225 steps before,
+    where the same process had measured 0.80 / 0.91 / 0.82 at k = 8, and priced k = 8 1.23x k = 5 where the engine's
+    steps took ~1.13x: it stayed at k = 5 where k = 8 ran ~9% faster. A single probe step (the rule before) added
+    one row of evidence and a tenth of a price correction, and needed a gain over `probe_min_gain` deep depths
+    rarely offer.
+
+    Either probe stands a trial of TRIAL_STEPS steps (DepthScheduler). Credits (one per probe_interval_steps, at
+    most k_max banked) cap probes at k_max + W / probe_interval_steps in any W steps.
     """
 
     def __init__(self, config: DepthConfig) -> None:
@@ -38,6 +51,9 @@ class ProbePlanner:
         # Index j = draft position (index 0 unused): the step at which k >= j last ran.
         self._last_scheduled = np.full(config.k_max + 1, _LONG_AGO, dtype=np.int64)
         self._credit = float(config.k_max)
+        # Trials' predicted loss it may spend, in steps at the greedy depth: at the default 1%, a trial predicted to
+        # lose 5% of its steps (k = 8 from k = 5 at B = 1 on the zoo) may come every ~40 steps.
+        self._explore_budget, self._explore_credit = config.explore_budget, 0.0
         self._no_margin_until = -1  # right after a weight change any possible gain is worth a probe
         self.plain_due_step = 0  # from plain decoding, the step a probe may next fall due (set by `depth`)
         # Probes from plain, realized / predicted time: on the zoo (EAGLE, B = 1-4, k = 8) ~1.9, the catch-up and
@@ -46,11 +62,16 @@ class ProbePlanner:
         self.num_passed = 0  # plans in a row from plain decoding where a due probe was not worth it (reset by one)
 
     def depth(self, k: int, rate: NDArray[np.float64], step_s: NDArray[np.float64], expected: NDArray[np.float64],
-              step: int) -> int:
-        """The depth to run at `step` instead of the greedy `k` (k itself when no probe is due or worth it)."""
+              step: int, *, settled: bool = True) -> int:
+        """The depth to run at `step` instead of the greedy `k` (k itself when no probe is due or worth it). From k > 0
+        only where k ran last step at this batch size (`settled`): from a veto's plain stand (the realized check's
+        evidence then aged out) a trial priced by the vetoed model ran 8 steps at k_max, each 10x a plain step, on a
+        synthetic device; in a bucket just entered, one priced by the profile alone ran k_max where k = 2 was best."""
         k_max, interval = self._k_max, self._interval
         if k == k_max:
             return k
+        if k > 0:
+            return self._trial_depth(k, rate, step_s, expected, step) if settled else k
         candidate = self._deeper(k, rate, step_s, expected, step)
         if k == 0:  # a probe from plain decoding pays the whole catch-up: at most PROBE_BUDGET of plain's time
             c = max(candidate, 1)  # and its trial's steady steps what they are predicted to lose against plain
@@ -64,13 +85,34 @@ class ProbePlanner:
             self.num_passed = self.num_passed + 1 if candidate == 0 else 0
         return candidate
 
-    def _deeper(self, k: int, rate: NDArray[np.float64], step_s: NDArray[np.float64], expected: NDArray[np.float64],
-                step: int) -> int:
-        """The shallowest depth beyond k that would beat it were its unexplored positions always accepted, else k."""
+    def _trial_depth(self, k: int, rate: NDArray[np.float64], step_s: NDArray[np.float64],
+                     expected: NDArray[np.float64], step: int) -> int:
+        """From k > 0: the depth of a trial (class doc), or k."""
+        if self._credit < 1.0 or not self._explore_budget:
+            return k
+        depths = np.arange(k + 1, self._k_max + 1)
+        # What a trial at each depth is predicted to lose against k, in steps at k.
+        loss = TRIAL_STEPS * np.maximum(0.0, step_s[depths] / step_s[k] - expected[depths] / expected[k])
+        optimistic = self._optimistic(k, step_s, expected)
+        # No bound on what it could gain: that rests on the prices a trial is there to check.
+        worth = (step - self._last_scheduled[depths] >= self._interval) & (loss <= self._explore_credit)
+        if not worth.any():
+            return k
+        i = int(np.argmax(np.where(worth, optimistic, 0.0)))
+        self._explore_credit -= float(loss[i])
+        return k + 1 + i
+
+    def _optimistic(self, k: int, step_s: NDArray[np.float64], expected: NDArray[np.float64]) -> NDArray[np.float64]:
+        """Tokens/s of every depth beyond k were its positions beyond k always accepted."""
         # Probability of reaching position k + 1 is the last increment of E[tokens | k].
         reach = float(expected[k] - expected[k - 1]) if k > 0 else 1.0
         extra = np.arange(1, self._k_max - k + 1)
-        optimistic = (expected[k] + reach * extra) / step_s[k + 1:]
+        return (expected[k] + reach * extra) / step_s[k + 1:]
+
+    def _deeper(self, k: int, rate: NDArray[np.float64], step_s: NDArray[np.float64], expected: NDArray[np.float64],
+                step: int) -> int:
+        """The shallowest depth beyond k that would beat it were its unexplored positions always accepted, else k."""
+        optimistic = self._optimistic(k, step_s, expected)
         margin = 0.0 if step <= self._no_margin_until else self._min_gain
         better = np.flatnonzero(optimistic > rate[k] * (1.0 + margin))
         return k + 1 + int(better[0]) if better.size else k
@@ -85,8 +127,10 @@ class ProbePlanner:
         self._credit -= 1.0
 
     def earn(self, num_steps: int) -> None:
-        """`num_steps` steps went by: credit accrues, up to k_max banked."""
+        """`num_steps` steps went by: credit accrues, up to k_max probes and one step's loss for trials (a bank of a
+        whole trial's let one predicted to lose 4 steps run into a 150-step phase at B = 1 where k = 2 was best)."""
         self._credit = min(float(self._k_max), self._credit + num_steps / self._interval)
+        self._explore_credit = min(1.0, self._explore_credit + self._explore_budget * num_steps)
 
     def scheduled(self, k: int, step: int) -> None:
         """Positions 1..k ran at `step`."""

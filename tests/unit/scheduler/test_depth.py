@@ -231,7 +231,7 @@ def test_a_choice_is_replanned_every_interval_and_whenever_the_batch_size_change
     device = synthetic.LinearDevice()
     costs = synthetic.CountingCosts(device.cost_model())
     config = DepthConfig(replan_interval_steps=interval, max_replan_interval_steps=interval, check_realized=False,
-                         probe_interval_steps=10**6)
+                         probe_interval_steps=10**6, explore_budget=0.0)
     scheduler = DepthScheduler(config, costs)
     rng = np.random.default_rng(0)
     planned = []

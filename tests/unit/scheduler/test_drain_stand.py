@@ -13,6 +13,29 @@ DRAIN = [b for b in (48, 36, 27, 21, 16, 12, 9, 7, 6, 5, 4, 3, 2) for _ in range
 ROUND = [64] * 200 + DRAIN
 
 
+class _Engine:
+    """Drives a scheduler as the engine does: the plain lease honoured, every step observed on `device`."""
+
+    def __init__(self, scheduler, device, alphas, seed, catch_up=1):
+        self.scheduler, self.device, self.alphas = scheduler, device, alphas
+        self.rng, self.lease, self.catch_up = np.random.default_rng(seed), None, catch_up
+
+    def step(self, b):
+        """This step's k at batch size b, and whether the scheduler was asked for it."""
+        lease = self.lease
+        asked = not (lease is not None and lease.steps > 0 and b >= lease.min_batch_size)
+        if asked:
+            k = self.scheduler.choose_depth(b, self.catch_up)
+            self.lease = self.scheduler.plain_lease() if k == 0 else None
+        else:
+            lease.steps -= 1
+            k = 0
+        self.scheduler.observe(b, k, sample_num_accepted(self.rng, self.alphas, k, b), self.device.drafting_s(b, k),
+                               self.device.target_s(b, k + 1))
+        self.catch_up = 1 if k else self.catch_up + 1
+        return k, asked
+
+
 def _run_rounds(synthetic, monkeypatch, rounds):
     """Drive like the engine (honouring the plain lease); per round, the batch size of every full plan in the
     drain and the drain step of the first speculative step."""
@@ -23,24 +46,16 @@ def _run_rounds(synthetic, monkeypatch, rounds):
     # Speculation pays below B ~ 16 before its catch-up, below B = 4 with it (horizon of a drain).
     device = synthetic.LinearDevice(target_fixed_s=1e-3, target_per_token_s=1.5e-4, draft_fixed_s=1e-4,
                                     draft_per_row_s=1e-5)
-    scheduler = DepthScheduler(DepthConfig(), device.cost_model(), CatchUpCost({1: 2e-6, 64: 2e-5}))
-    rng, lease, catch_up, out = np.random.default_rng(0), None, 1, []
+    engine = _Engine(DepthScheduler(DepthConfig(), device.cost_model(), CatchUpCost({1: 2e-6, 64: 2e-5})), device,
+                     ALPHAS, seed=0)
+    out = []
     for _ in range(rounds):
         ks = []
         for i, b in enumerate(ROUND):
             batch[0] = b
             if i == 200:
                 plans.clear()
-            if lease is not None and lease.steps > 0 and b >= lease.min_batch_size:
-                lease.steps -= 1
-                k = 0
-            else:
-                k = scheduler.choose_depth(b, catch_up)
-                lease = scheduler.plain_lease() if k == 0 else None
-            scheduler.observe(b, k, sample_num_accepted(rng, ALPHAS, k, b), device.drafting_s(b, k),
-                              device.target_s(b, k + 1))
-            catch_up = 1 if k else catch_up + 1
-            ks.append(k)
+            ks.append(engine.step(b)[0])
         out.append((list(plans), next((i for i, k in enumerate(ks[200:]) if k), None)))
     return out
 
@@ -64,21 +79,10 @@ def test_a_drain_where_plain_wins_at_every_batch_size_asks_a_few_times_a_round(s
     # on the zoo, ~8 a round there: ~1.5% of the drain); plain checked down to the rows it still wins at stands there.
     device = synthetic.LinearDevice()  # acceptance 0.1: plain wins at every batch size, catch-up or not
     scheduler = DepthScheduler(DepthConfig(), device.cost_model(), CatchUpCost({1: 2e-6, 64: 2e-5}))
-    rng, lease, asks = np.random.default_rng(0), None, []
+    engine, asks = _Engine(scheduler, device, [0.1] * 8, seed=0), []
     for _ in range(12):
-        asks.append(0)
-        catch_up = 20  # the prompts, admitted with the round
-        for b in ZOO_DRAIN:
-            if lease is not None and lease.steps > 0 and b >= lease.min_batch_size:
-                lease.steps -= 1
-                k = 0
-            else:
-                asks[-1] += 1
-                k = scheduler.choose_depth(b, catch_up)
-                lease = scheduler.plain_lease() if k == 0 else None
-            scheduler.observe(b, k, sample_num_accepted(rng, [0.1] * 8, k, b), device.drafting_s(b, k),
-                              device.target_s(b, k + 1))
-            catch_up = 1 if k else catch_up + 1
+        engine.catch_up = 20  # the prompts, admitted with the round
+        asks.append(sum(engine.step(b)[1] for b in ZOO_DRAIN))
     stats = scheduler.stats
     assert stats.num_steps_by_k[0] >= stats.num_steps - 8 * stats.num_probes  # plain but for a probe's trial
     assert max(asks[4:]) <= 3, asks  # 8 a round when each drop of a quarter of the rows asked again
@@ -89,21 +93,11 @@ def test_the_last_rows_of_a_drain_do_not_leave_plain_decoding(synthetic):
     # their end) took 1-2.8 ms for 2-4 tokens where a plain step took ~0.6 ms for 1-3: predicted 1.8-3x plain there.
     device = synthetic.LinearDevice(target_fixed_s=1e-3, target_per_token_s=1.5e-4, draft_fixed_s=1e-4,
                                     draft_per_row_s=1e-5)  # speculation would pay below B = 4 with its catch-up
-    scheduler = DepthScheduler(DepthConfig(), device.cost_model(), CatchUpCost({1: 2e-6, 64: 2e-5}))
+    engine = _Engine(DepthScheduler(DepthConfig(), device.cost_model(), CatchUpCost({1: 2e-6, 64: 2e-5})), device,
+                     ALPHAS, seed=1)
     drain = [64] * 5 + [48, 36, 27, 20, 15, 11, 8, 6, 5, 4, 3, 3, 2, 2, 1, 1, 1]  # ends: no row holds on
-    rng, lease, tails = np.random.default_rng(1), None, []
+    tails = []
     for _ in range(8):
-        tails.append(0)
-        catch_up = 20
-        for b in drain:
-            if lease is not None and lease.steps > 0 and b >= lease.min_batch_size:
-                lease.steps -= 1
-                k = 0
-            else:
-                k = scheduler.choose_depth(b, catch_up)
-                lease = scheduler.plain_lease() if k == 0 else None
-            scheduler.observe(b, k, sample_num_accepted(rng, ALPHAS, k, b), device.drafting_s(b, k),
-                              device.target_s(b, k + 1))
-            catch_up = 1 if k else catch_up + 1
-            tails[-1] += k > 0 and b < 8
+        engine.catch_up = 20
+        tails.append(sum(engine.step(b)[0] > 0 and b < 8 for b in drain))
     assert tails[2:] == [0] * 6, tails  # 5-9 speculative steps a round on the last rows before

@@ -59,7 +59,10 @@ def test_a_put_is_delivered_on_the_callers_thread_when_a_consumer_has_room(peers
     for pid in "abcde":  # one at a time: a put finding the socket held (the I/O thread's tick) wakes that thread
         sender.put(raw_peers.prompt(pid), msg_id=pid)
     assert threading.get_ident() in threads, "delivered by the caller, not only by wake-ups of the I/O thread"
-    assert [raw_peers.next_message(socket).ids for _ in range(5)] == [[pid] for pid in "abcde"]
+    received: list[str] = []
+    while len(received) < 5:  # puts that wait together may leave as one parcel (LeaseQueue.coalesce)
+        received += raw_peers.next_message(socket).ids
+    assert received == list("abcde")
 
 
 def test_an_idle_application_still_has_leases_expire_and_items_redelivered(peers):

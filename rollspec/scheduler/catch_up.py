@@ -30,6 +30,11 @@ def excess_tokens(catch_up_tokens: int, k_max: int) -> NDArray[np.int64]:
     return excess
 
 
+def excess_at(catch_up_tokens: int, k: int) -> int:
+    """excess_tokens(catch_up_tokens, k_max)[k] for one k >= 1, in Python ints (plans on ~9 floats read it)."""
+    return max(0, catch_up_tokens - 1 - k)
+
+
 class CatchUpCost:
     """c_catch(B): seconds per token of excess catch-up width, profiled per batch size and refined online.
 

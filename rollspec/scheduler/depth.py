@@ -6,7 +6,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rollspec.scheduler.acceptance import AcceptanceEstimator
-from rollspec.scheduler.catch_up import CatchUpCost, excess_tokens, observe_step_costs
+from rollspec.scheduler.catch_up import CatchUpCost, excess_at, excess_tokens, observe_step_costs
 from rollspec.scheduler.config import DepthConfig, DepthMode
 from rollspec.scheduler.cost_model import StepCostModel
 from rollspec.scheduler.decision import DecisionLog, DepthDecision, DepthStats, Entry, plain_runs
@@ -222,7 +222,7 @@ class DepthScheduler:
         (`planned`), or without a plan wherever leaving plain has a catch-up to pay for rows about to end."""
         horizon = self.horizon_steps(batch_size)  # first: it folds in the steps kept (observe) that the plan reads
         if not planned:
-            excess = catch_up_tokens - 1 - self._config.k_max
+            excess = excess_at(catch_up_tokens, self._config.k_max)
             if horizon >= self._config.catch_up_horizon_steps or self._catch_up.per_token_s(batch_size) * excess <= 0:
                 return False
             self._num_confirmed += 1

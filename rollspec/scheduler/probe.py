@@ -71,7 +71,7 @@ class ProbePlanner:
         if k == k_max:
             return k
         if k > 0:
-            return self._trial_depth(k, rate, step_s, expected, step) if settled else k
+            return self._trial_depth(k, step_s, expected, step) if settled else k
         candidate = self._deeper(k, rate, step_s, expected, step)
         if k == 0:  # a probe from plain decoding pays the whole catch-up: at most PROBE_BUDGET of plain's time
             c = max(candidate, 1)  # and its trial's steady steps what they are predicted to lose against plain
@@ -85,8 +85,7 @@ class ProbePlanner:
             self.num_passed = self.num_passed + 1 if candidate == 0 else 0
         return candidate
 
-    def _trial_depth(self, k: int, rate: NDArray[np.float64], step_s: NDArray[np.float64],
-                     expected: NDArray[np.float64], step: int) -> int:
+    def _trial_depth(self, k: int, step_s: NDArray[np.float64], expected: NDArray[np.float64], step: int) -> int:
         """From k > 0: the depth of a trial (class doc), or k."""
         if self._credit < 1.0 or not self._explore_budget:
             return k

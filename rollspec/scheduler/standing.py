@@ -3,6 +3,7 @@
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rollspec.scheduler.catch_up import excess_at
 from rollspec.scheduler.config import DepthConfig
 
 # A plain choice is re-planned after at most this many steps, or when a probe falls due (see choose_depth).
@@ -181,8 +182,8 @@ def plain_still_wins(expected: list[float], step_s: list[float], catch_up_per_to
     with its catch-up (catch_up.excess_tokens) spread over `horizon` steps. The plan's arithmetic in its order, less the
     recurring catch-up (never negative), so True here is that plan's plain stand; on ~9 Python floats, a few us."""
     k_max = len(expected) - 1
-    if catch_up_per_token_s * max(0, catch_up_tokens - 1 - k_max) <= 0:
+    if catch_up_per_token_s * excess_at(catch_up_tokens, k_max) <= 0:
         return False
     bar = expected[0] / step_s[0] * (1.0 + gain)
-    return all(expected[k] / (step_s[k] + catch_up_per_token_s * max(0, catch_up_tokens - 1 - k) / horizon) <= bar
+    return all(expected[k] / (step_s[k] + catch_up_per_token_s * excess_at(catch_up_tokens, k) / horizon) <= bar
                for k in range(1, k_max + 1))

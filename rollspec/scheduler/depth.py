@@ -195,8 +195,8 @@ class DepthScheduler:
             self._stands_in_drain(batch_size, catch_up_tokens, planned=True)  # it ends before a probe could pay
             return 0
         realized = self._realized if k > 0 else None  # a veto comes before a probe: no trial around it
-        if realized is not None and realized.is_losing(batch_size, self._step, float(rate[k]), float(rate[0])) and not (
-                self._gain.is_ahead(batch_size, k, self._step, expected)):  # measured tokens/s over predicted ones
+        vetoed = realized is not None and realized.is_losing(batch_size, self._step, float(rate[k]), float(rate[0]))
+        if vetoed and not self._gain.is_ahead(batch_size, k, self._step, expected):  # measured tokens/s over predicted
             self._stand(batch_size, 0, catch_up_tokens)  # a veto stands as a plain choice does (class doc, 4.)
             self._stats.num_vetoes += 1
             return 0

@@ -11,12 +11,14 @@ speculative steps (not the cold first one after plain steps: a trial's steady st
 
 Where the plan chooses plain (k = 0), the depth that realized the most tokens/s at this batch size runs instead if
 it is ahead of plain (each side on at least min_steps steps, the speculative ones at most veto_steps old; a
-probe's trial has TRIAL_STEPS - 1). A depth measured not ahead is forgotten, so only new steps at it (the next
-trial) can start it again, not the same evidence as plain's mean moves: no flip back and forth. Speculation kept
-so lasts while its own steps keep it ahead, and RealizedCheck (which judges predicted tokens corrected by speed
-misses) does not veto a depth measured ahead. No bar beyond noise: a trial's 7 steps at B = 4 spread +-8% (four
-rows' accepted drafts), more than the gain at stake; a gain missed waits for the next trial (~1,000-3,000 steps
-there), a wrong start is ended by the stretch's own steps within tens of steps.
+probe's trial has TRIAL_STEPS - 1). Speculation kept so lasts while its own steps keep it ahead, and RealizedCheck
+(which judges predicted tokens corrected by speed misses) does not veto a depth measured ahead. When no depth is
+ahead and some were measured after plain's steps, plain is measured afresh (a co-tenant's load moves both sides
+by 10-20% within minutes on this VM, and plain's last stretch may be long past), and those depths must then beat
+it by `min_gap`; a depth not ahead so is forgotten, so only new steps at it (the next trial) can start it again,
+not the same evidence as plain's mean moves: no flip back and forth. No bar beyond noise: a trial's 7 steps at
+B = 4 spread +-8% (four rows' accepted drafts), more than the gain at stake; a gain missed waits for the next
+trial (~1,000-3,000 steps there), a wrong start is ended by the stretch's own steps within tens of steps.
 """
 
 import math
@@ -102,19 +104,29 @@ class RealizedGain:
 
     def faster_depth(self, batch_size: int, step: int, expected: Sequence[float] | NDArray[np.float64]) -> int:
         """For a plan that chose plain decoding: the depth whose steps realized the most tokens/s at this batch size if
-        more than plain steps did, else 0 (module doc); forgets the depths measured not ahead. `expected`: the plan's
-        E[tokens | k] for every k."""
+        more than plain steps did (by `min_gap` if plain's were measured after them), else 0 (module doc). A depth
+        measured not ahead of plain steps older than its own has plain re-measured once; one not ahead by the
+        margin of newer ones is forgotten. `expected`: the plan's E[tokens | k] for every k."""
         by_depth = self._speculative.get(batch_size)
         if not by_depth:
             return 0
-        best, best_gain = 0, 0.0
-        for depth in list(by_depth):
+        plain_step = self._plain[batch_size].last_step if batch_size in self._plain else 0
+        ahead, newer = {}, []  # depth -> gain where ahead; the depths not ahead measured after plain
+        for depth, speculative in list(by_depth.items()):
             gain = self.gain(batch_size, depth, step, expected[depth])
-            if gain is not None and gain <= 0:
+            is_newer = speculative.last_step > plain_step
+            if gain is not None and gain > (0.0 if is_newer else self._config.min_gap):
+                ahead[depth] = gain
+            elif gain is not None and is_newer:
+                newer.append(depth)
+            elif gain is not None:
                 del by_depth[depth]
-            elif gain is not None and gain > best_gain:
-                best, best_gain = depth, gain
-        return best
+        if ahead or not newer:
+            for depth in newer:
+                del by_depth[depth]
+            return max(ahead, key=ahead.__getitem__) if ahead else 0
+        self._plain[batch_size] = _StepRate()  # plain measured before, maybe under another load: measure it afresh
+        return 0
 
     def forget_speculative(self) -> None:
         """Drop the speculative evidence everywhere (the weights changed: acceptance did too)."""

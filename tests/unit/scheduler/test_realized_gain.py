@@ -110,6 +110,18 @@ def test_plain_becomes_the_depth_measured_fastest_if_ahead_and_depths_not_ahead_
     assert not gain.is_ahead(4, 4, 160, EXPECTED) and gain.gain(4, 4, 160, EXPECTED[4]) is None
 
 
+def test_plain_measured_before_a_stretch_that_fell_behind_is_measured_afresh_once():
+    gain = _gain(min_steps=4, min_gap=0.03)
+    gain.observe_run(0, 4, 0, [4] * 8, [1e-3] * 8)  # plain under a light load
+    gain.observe_run(8, 4, 4, [5] * 8, [1e-3 * 5 / 4 / 0.95] * 8)  # k = 4 under a heavier one: 5% behind
+    assert gain.faster_depth(4, 16, EXPECTED) == 0
+    assert gain.gain(4, 4, 16, EXPECTED[4]) is None  # no plain evidence now
+    gain.observe_run(16, 4, 0, [4] * 8, [1.1e-3] * 8)  # plain under the heavier load: k = 4 4.5% ahead of it
+    assert gain.faster_depth(4, 24, EXPECTED) == 4
+    gain.observe_run(24, 4, 0, [4] * 64, [1.03e-3] * 64)  # plain 3% slower only: k = 4 2% behind it, forgotten
+    assert gain.faster_depth(4, 88, EXPECTED) == 0 and gain.gain(4, 4, 88, EXPECTED[4]) is None
+
+
 def test_disabled_with_the_realized_check():
     gain = RealizedGain(RealizedConfig(min_steps=1), enabled=False)
     gain.observe_run(0, 4, 0, [4] * 8, [1e-3] * 8)

@@ -111,7 +111,8 @@ class RealizedGain:
         if not by_depth:
             return 0
         plain_step = self._plain[batch_size].last_step if batch_size in self._plain else 0
-        ahead, newer = {}, []  # depth -> gain where ahead; the depths not ahead measured after plain
+        ahead: dict[int, float] = {}  # depth -> gain, where ahead
+        newer: list[int] = []  # the depths not ahead, measured after plain
         for depth, speculative in list(by_depth.items()):
             gain = self.gain(batch_size, depth, step, expected[depth])
             is_newer = speculative.last_step > plain_step

@@ -106,6 +106,7 @@ def main() -> None:
         # the depths the warm scheduler settles at, and `mean_k` above is only their median.
         result = {name_: _contender(rs) | ({"checks": [r["num_checks"] for r in rs],
                                             "vetoed": [r["num_vetoes"] for r in rs],
+                                            "measured_starts": [r["num_measured_starts"] for r in rs],
                                             "probes": [r["num_probes"] for r in rs],
                                             "mean_ks": [round(r["mean_k"], 2) for r in rs]}
                                            if name_.startswith("adaptive") else {})

@@ -101,6 +101,7 @@ def run_depth(workload: Workload, kind: str, *, fixed_k: int | None = None, sche
     if before is not None:
         out |= {"num_checks": after.num_checks - before.num_checks,
                 "num_vetoes": after.num_vetoes - before.num_vetoes,
+                "num_measured_starts": after.num_measured_starts - before.num_measured_starts,
                 "num_probes": after.num_probes - before.num_probes,
                 "probe_extra_frac": _probe_extra_s(scheduler, first_step) / elapsed_thread}
     return out

@@ -14,6 +14,7 @@ from rollspec.scheduler.hysteresis import hysteresis_depth
 from rollspec.scheduler.plain_run import PlainRun
 from rollspec.scheduler.probe import TRIAL_STEPS, ProbePlanner
 from rollspec.scheduler.realized import RealizedCheck
+from rollspec.scheduler.realized_gain import RealizedGain
 from rollspec.scheduler.standing import AcceptanceWatch, DrainStand, PlainLease, StandingChoice, standing_steps
 from rollspec.scheduler.steady import CatchUpSplit, SteadyRecords, SteadyRun
 from rollspec.scheduler.throughput import expected_tokens
@@ -29,40 +30,37 @@ DRAIN_RATE = 0.3
 class DepthScheduler:
     """Chooses the draft depth k in [0, k_max] before every step, for one drafter.
 
-    Call `choose_depth(B, catch_up_tokens)` before drafting and `observe(...)` after verifying
-    (the engine's two hooks). In ADAPTIVE mode the choice is, in order:
+    Call `choose_depth(B, catch_up_tokens)` before drafting and `observe(...)` after verifying (the engine's two
+    hooks). In ADAPTIVE mode the choice is, in order:
 
     1. greedy: argmax over k of E[tokens | k] / (c_draft(B, k) + c_target(B, k + 1)), with the cost estimates as
-       they stand and the acceptance of `planning_alphas()` (the estimate, but at least the prior for a position
-       fewer than min_evidence_rows rows have tried); k = 0 wins whenever speculation is predicted not to pay.
-       From k = 0 the step cost also carries the drafter's catch-up (see CatchUpCost) spread over
-       `catch_up_horizon_steps`: leaving plain decoding must pay for it;
+       they stand and the acceptance of `planning_alphas()` (the estimate, at least the prior for a position fewer
+       than min_evidence_rows rows have tried); from k = 0 the step cost also carries the drafter's catch-up
+       (CatchUpCost) spread over `catch_up_horizon_steps`: leaving plain decoding must pay for it;
     2. hysteresis: the previous greedy k is kept unless the argmax beats it by more than `hysteresis`
-       (`start_gain` when leaving k = 0), and never kept when predicted slower than k = 0;
+       (`start_gain` when leaving k = 0), and never kept when predicted slower than k = 0; then (2b, RealizedGain,
+       not in a drain) a plain choice becomes the depth whose steps realized most tokens/s at this batch size if
+       they realized more than plain steps there, whatever the prediction;
     3. probe (ProbePlanner): from k = 0, if position 1 has not run for `probe_interval_steps` steps (longer where
        its catch-up and trial make a probe dear: PROBE_BUDGET), a credit is available (one per interval, at most
        k_max banked), and some depth would beat plain by more than `probe_min_gain` (no margin in the k_max steps
        after a weight change) were its positions always accepted (its catch-up spread as in 1), the shallowest such
        depth; from a k > 0 that ran last step at B, a deeper depth whose positions have not run for the interval,
        within a budget of predicted loss (`explore_budget`). Either stands TRIAL_STEPS steps; greedy k stays.
-    4. realized check (`check_realized`): a k > 0 from the steps above becomes 0 where speculative steps have
-       realized fewer tokens/s than plain ones at this batch size's bucket, beyond noise, each prediction corrected
-       by how far steps of its kind fell from their predictions there (RealizedCheck), before any probe. While
-       speculating, a plain step every so often keeps plain's side measured. This rule rests on what the steps
-       took, not on a profile that load can skew. A veto stands as a plain choice does (its verdict moves only with
-       plain steps' evidence or ageing out; a plan per vetoed step ran ~100 steps after a probe at B = 64, zoo).
+    4. realized check (`check_realized`), before any probe: a k > 0 becomes 0 where speculative steps realized
+       fewer tokens/s than plain ones at this batch size's bucket beyond noise, by each prediction corrected by how
+       far steps of its kind fell from it there (RealizedCheck). While speculating, a plain step every so often
+       keeps plain's side measured. A veto stands as a plain choice does (a plan per vetoed step ran ~100 steps
+       after a probe at B = 64, zoo).
 
-    A greedy choice stands for some steps while the batch and the catch-up offered stay (standing_steps).
-
-    A draining batch (shrinking from step to step) spreads the catch-up over the steps it is expected to have
-    left, if fewer (`horizon_steps`), and neither leaves nor is probed from k = 0 then (DrainStand).
+    A greedy choice stands for some steps while the batch and the catch-up offered stay (standing_steps). A
+    draining batch spreads the catch-up over the steps it is expected to have left, if fewer (`horizon_steps`),
+    and neither leaves nor is probed from k = 0 then (DrainStand).
 
     Once speculating, this step's catch-up is not charged to the choice: it is paid whenever the drafter next
     drafts (stepping down to k = 0 only defers and grows it). Charged to every k > 0 is the catch-up that recurs
     while speculating (admitted rows bring their prompts): the mean excess width of recent steady speculative
-    steps (on the zoo's steady batch of 128, about two plain steps per step).
-
-    Without step 3 a phase of bad acceptance would lock k at 0 forever: at k = 0 nothing is attempted.
+    steps (zoo, steady B = 128: ~2 plain steps a step). Without step 3 bad acceptance would lock k at 0 for good.
     """
 
     def __init__(self, config: DepthConfig, cost_model: StepCostModel, catch_up: CatchUpCost | None = None) -> None:
@@ -87,6 +85,7 @@ class DepthScheduler:
         self._pending_check = False  # the step being chosen is a plain step the realized check asked for
         self._plain = PlainRun(config.settle_steps)
         self._realized = RealizedCheck(config.realized) if config.check_realized else None
+        self._gain = RealizedGain(config.realized, enabled=config.check_realized)
         self._history = DecisionLog(config.history_len)
         self._stats = DepthStats(num_steps_by_k=[0] * (config.k_max + 1))
         self._steady = SteadyRun()  # steps of the standing speculative choice, not yet folded in (observe)
@@ -111,8 +110,7 @@ class DepthScheduler:
         self._fold_steady()
         return self._catch_up
 
-    # The three views below read the quiet plain steps and steady speculative steps not yet flushed without
-    # flushing them: a rollout actor reads `stats` from another thread than the engine's.
+    # The views below read the steps not yet flushed without flushing them (a rollout actor reads from its own thread).
     @property
     def history(self) -> list[DepthDecision]:
         """The most recent decisions, oldest first (at most config.history_len)."""
@@ -149,13 +147,10 @@ class DepthScheduler:
         return self.acceptance.planning_alphas(self._config.min_evidence_rows)
 
     def horizon_steps(self, batch_size: int) -> float:
-        """Full-batch steps a catch-up paid now is spread over: catch_up_horizon_steps, or fewer if the batch drains.
-
-        A shrinking batch (no admissions refill it) is expected to end in about B / (rows lost per step) steps,
-        holding B / 2 rows on average: the catch-up is paid for all B rows now, the gain comes per surviving row,
-        so those steps count half. (On the zoo's drain, leaving plain at B = 7-11 with a 28-35 token catch-up was
-        planned over ~3 steps and the rows were gone after 1-2.)
-        """
+        """Full-batch steps a catch-up paid now is spread over: catch_up_horizon_steps, or fewer if the batch drains:
+        a shrinking batch (no admissions refill it) is expected to end in about B / (rows lost per step) steps, with
+        B / 2 rows on average (the catch-up is paid for all B rows now, the gain comes per surviving row). On the
+        zoo's drain, leaving plain at B = 7-11 with a 28-35 token catch-up was planned over ~3 steps: 1-2 were left."""
         self._flush()
         horizon = self._config.catch_up_horizon_steps
         drain = self._drain  # with the rows lost since the last step, which observe has not counted yet
@@ -190,6 +185,8 @@ class DepthScheduler:
         start_gain = self._config.start_gain if catch_up_s[1] > 0 else self._config.hysteresis
         k = hysteresis_depth(self._greedy_k, rate, expected / (step_s + catch_up_s / horizon), start_gain=start_gain,
                              hysteresis=self._config.hysteresis)
+        if not k and horizon >= self._config.catch_up_horizon_steps:  # step 2b; a draining batch stays plain
+            self._stats.num_measured_starts += bool(k := self._gain.faster_depth(batch_size, self._step, expected))
         if k != self._greedy_k:
             self._stats.num_depth_switches += 1
             self._greedy_k, self._num_confirmed = k, -1
@@ -198,7 +195,8 @@ class DepthScheduler:
             self._stands_in_drain(batch_size, catch_up_tokens, planned=True)  # it ends before a probe could pay
             return 0
         realized = self._realized if k > 0 else None  # a veto comes before a probe: no trial around it
-        if realized is not None and realized.is_losing(batch_size, self._step, float(rate[k]), float(rate[0])):
+        vetoed = realized is not None and realized.is_losing(batch_size, self._step, float(rate[k]), float(rate[0]))
+        if vetoed and not self._gain.is_ahead(batch_size, k, self._step, expected):  # measured tokens/s over predicted
             self._stand(batch_size, 0, catch_up_tokens)  # a veto stands as a plain choice does (class doc, 4.)
             self._stats.num_vetoes += 1
             return 0
@@ -290,15 +288,14 @@ class DepthScheduler:
         self._pending_probe = None
         self._pending_check = False
         self._offered_catch_up = 0
-        # Plain steps right after speculation cost more than plain steps in a run of them (zoo, B = 1, EAGLE:
-        # 1.05-1.25 ms for the first, falling over 3-8 steps to 0.73-0.85), so they price the switch, not
-        # plain decoding, and do not teach the cost model: learning from the realized check's isolated plain
-        # steps, it priced plain decoding at 1.1-1.2 ms, ~1.5x what it costs. (The check itself keeps them:
-        # its verdict is a veto on speculation, and inflated plain steps only make it more cautious.)
+        # Plain steps right after speculation price the switch, not plain decoding (PlainRun.learned): no costs learned.
+        # The realized check keeps them (inflated plain steps only make its veto more cautious); RealizedGain not.
         in_trial = self._reuse is not None and self._reuse.is_trial
         is_switch = self._plain.learned(batch_size, k, is_probe=decision.is_probe or in_trial)
         if self._realized is not None:
             self._realized.observe(self._step, batch_size, k, decision.realized_step_s, decision.predicted_step_s)
+            if not is_switch if k == 0 else self._last_k > 0:  # settled plain steps, warm speculative ones
+                self._gain.observe(self._step, batch_size, k, decision.realized_tokens, decision.realized_step_s)
         is_cold = decision.is_probe and self._greedy_k == 0  # atypical the other way: priced by its trial (TRIAL_STEPS)
         if is_cold:
             self._probe.observe_from_plain(decision.realized_step_s, decision.predicted_step_s)
@@ -340,8 +337,9 @@ class DepthScheduler:
         predicted_s = self._fold(b, k, steps.draft_s, steps.target_s, split=split)  # type: ignore[misc]
         self._acceptance.observe_steps(k, steps.num_accepted)
         if self._realized is not None:
-            self._realized.observe_run(steps.first_step, b, [d + t for d, t in zip(steps.draft_s, steps.target_s)],
-                                       [p + c for p, c in zip(predicted_s, split.catch_up_s)])
+            step_s = [d + t for d, t in zip(steps.draft_s, steps.target_s)]
+            self._realized.observe_run(steps.first_step, b, step_s, list(map(sum, zip(predicted_s, split.catch_up_s))))
+            self._gain.observe_run(steps.first_step, b, k, [sum(a) + b for a in steps.num_accepted], step_s)
         for excess in split.excess:
             self._recurring_excess += RECURRING_RATE * (excess - self._recurring_excess)
         self._drain *= (1.0 - DRAIN_RATE) ** n  # clocks in closed form: no rows lost, a credit per step
@@ -367,6 +365,7 @@ class DepthScheduler:
             self._drain *= (1.0 - DRAIN_RATE) ** (len(times) - 1)
             self._last_batch_size = batch_size
             self._history.append_plain_run(first, batch_size, predicted_s, times)
+            self._gain.observe_run(first, batch_size, 0, [batch_size] * len(times), times)
             self._stats.add_plain_run(batch_size, predicted_s, times)
 
     def _end_step(self, decision: DepthDecision) -> None:
@@ -392,6 +391,7 @@ class DepthScheduler:
         self._probe.reopen(self._step)
         if self._realized is not None:
             self._realized.forget_speculative()
+            self._gain.forget_speculative()
 
     def _current_expected(self) -> NDArray[np.float64]:
         if self._plan_stale:

@@ -91,12 +91,14 @@ def test_choices_respect_the_hysteresis_rule(synthetic):
         b = 1 + (i // 100) % 32
         alpha = [0.5 + 0.4 * np.sin(i / 150)] * 8
         rates = scheduler.predicted_tokens_per_s(b)
+        measured_starts = scheduler.stats.num_measured_starts
         k = scheduler.choose_depth(b)
         scheduler.observe(b, k, sample_num_accepted(rng, alpha, k, b), k * device.draft_s(b), device.target_s(b, k + 1))
         in_trial = not scheduler.last_decision.is_probe and trial_left > 0 and k == trial_k
         trial_left = TRIAL_STEPS - 1 if scheduler.last_decision.is_probe else trial_left - 1 if in_trial else 0
         trial_k = k if scheduler.last_decision.is_probe else trial_k  # from plain a probe's trial follows at its k
-        if scheduler.last_decision.is_probe or scheduler.last_decision.is_check or in_trial:
+        measured = scheduler.stats.num_measured_starts > measured_starts  # plain overruled by realized tokens/s
+        if scheduler.last_decision.is_probe or scheduler.last_decision.is_check or in_trial or measured:
             previous = None  # the greedy choice behind a probe or check is not visible; skip the next comparison
             continue
         # Plain decoding is left only for a gain beyond start_gain (a probe, or a plain check, may sit between).

@@ -179,10 +179,19 @@ class BrokerCore:
         wire: segments.WirePayload = segment.payload
         frames, crcs = wire.frames_for(parcel.indices)
         pairs, parcels = self._confirms.pop(cast(bytes, parcel.consumer.key), _NOTHING)
-        header = encode_trusted(Deliver, segment=segment.seg_id, parcel=parcel.seq, live=parcel.indices,
-                                attempts=parcel.attempts, ids=segment.ids, sizes=wire.sizes, nframes=wire.nframes,
-                                blob_crc=wire.blob_crc, frame_crcs=crcs, packed=wire.packed, confirmed=pairs,
-                                confirmed_parcels=parcels)
+        # Compact forms (see Deliver): a first delivery of a whole packed segment of generated ids has no
+        # per-item header at all.
+        # A parcel's indices are distinct, so n of them are all the segment's (in some order, which a uniform
+        # attempt count makes irrelevant: the consumer's tokens name indices, not positions).
+        indices, attempts, n, run = parcel.indices, parcel.attempts, len(segment.ids), segment.run
+        uniform = attempts.count(attempts[0]) == len(attempts)
+        header = encode_trusted(Deliver, segment=segment.seg_id, parcel=parcel.seq, count=n,
+                                live=_EMPTY if uniform and len(indices) == n else indices,
+                                attempts=attempts[:1] if uniform else attempts,
+                                ids=_EMPTY if run else segment.ids, id_prefix=run[0] if run else "",
+                                id_first=run[1] if run else 0, sizes=_EMPTY if wire.packed else wire.sizes,
+                                nframes=_EMPTY if wire.packed else wire.nframes, blob_crc=wire.blob_crc,
+                                frame_crcs=crcs, packed=wire.packed, confirmed=pairs, confirmed_parcels=parcels)
         self.loop.send([parcel.consumer.key, *header, wire.blob, *frames])
 
     def _confirm(self, identity: bytes, pairs: list[int], parcels: list[int]) -> None:
@@ -209,4 +218,5 @@ class BrokerCore:
 
 
 _now = time.monotonic
+_EMPTY: list[int] = []  # never mutated: an omitted per-item list
 _NOTHING: tuple[list[int], list[int]] = ([], [])  # never mutated: popped as the default of _confirms

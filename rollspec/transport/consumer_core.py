@@ -27,7 +27,7 @@ from rollspec.transport.config import ConsumerConfig
 from rollspec.transport.dedup import BoundedIds
 from rollspec.transport.errors import MessageRejected, RejectReason
 from rollspec.transport.io_loop import IoLoop
-from rollspec.transport.protocol import Ack, AckConfirm, Deliver, Detach, Heartbeat
+from rollspec.transport.protocol import Ack, AckConfirm, Deliver, DeliverLists, Detach, Heartbeat, deliver_lists
 from rollspec.transport.registry import DEFAULT_REGISTRY
 from rollspec.transport.stats import ConsumerStats, RejectCounter
 
@@ -113,9 +113,10 @@ class ConsumerCore:
                     raise MessageRejected(RejectReason.UNEXPECTED, f"{type(msg).__name__} sent to a consumer")
             if msg.confirmed or msg.confirmed_parcels:  # first: valid even if the body turns out damaged
                 self._on_confirm(msg.confirmed, msg.confirmed_parcels)
-            if len(msg.ids) == 1 and msg.nframes[0] and self._take_tensor_item(msg, frames):
+            lists = deliver_lists(msg, len(frames[1]) if len(frames) > 1 else 0)
+            if msg.count == 1 and lists.nframes[0] and self._take_tensor_item(msg, lists, frames):
                 return
-            self._on_deliver(msg, frames[1:])
+            self._on_deliver(msg, lists, frames[1:])
         except MessageRejected as exc:
             # A damaged delivery is not acked: the broker sees it missing from our heartbeat and resends.
             with self.lock:
@@ -221,13 +222,13 @@ class ConsumerCore:
             for parcel in parcels:
                 self.unconfirmed_parcels.pop(parcel, None)
 
-    def _on_deliver(self, msg: Deliver, payload: list[zmq.Frame]) -> None:
+    def _on_deliver(self, msg: Deliver, lists: DeliverLists, payload: list[zmq.Frame]) -> None:
         if not payload:
             raise MessageRejected(RejectReason.MALFORMED, "delivery without a body blob")
         wire = segments.receive(payload[0].buffer, [f.buffer for f in payload[1:]], blob_crc=msg.blob_crc,
-                                sizes=msg.sizes, nframes=msg.nframes, live=msg.live, frame_crcs=msg.frame_crcs,
+                                sizes=lists.sizes, nframes=lists.nframes, live=lists.live, frame_crcs=msg.frame_crcs,
                                 packed=msg.packed)
-        ids, segment, live = msg.ids, msg.segment, msg.live
+        ids, segment, live = lists.ids, msg.segment, lists.live
         live_ids = ids if len(live) == len(ids) else [ids[i] for i in live]
         with self.lock:
             done, held = self.done.ids, self.held
@@ -247,10 +248,10 @@ class ConsumerCore:
                         held.pop(msg_id, None)
                     tokens = None
             if tokens is not None:
-                fresh, attempts, whole = live, msg.attempts, True
+                fresh, attempts, whole = live, lists.attempts, True
             else:
                 fresh, attempts, whole, seen = [], [], True, set()
-                for i, attempt in zip(live, msg.attempts):
+                for i, attempt in zip(live, lists.attempts):
                     # An id twice in this parcel (never from our broker, whose ingress dedups): the first is
                     # handed over, the repeat acked at once like an id already done.
                     if ids[i] in done or ids[i] in seen:
@@ -278,11 +279,11 @@ class ConsumerCore:
             if msg.packed:
                 self.ready.append(PackedParcel(wire.blob, len(ids), live_ids, tokens, attempts, fresh))
             else:
-                self._ready_items(payload[0], wire, msg, live_ids, tokens, attempts, fresh)
+                self._ready_items(payload[0], wire, lists.sizes, lists.nframes, live_ids, tokens, attempts, fresh)
             if max(attempts) > 1:
                 self.stats.redelivered += sum([attempt > 1 for attempt in attempts])
 
-    def _take_tensor_item(self, msg: Deliver, frames: list[zmq.Frame]) -> bool:
+    def _take_tensor_item(self, msg: Deliver, lists: DeliverLists, frames: list[zmq.Frame]) -> bool:
         """The common large-tensor delivery (one fresh item with tensor frames, intact) taken in one pass:
         checked as segments.receive and _on_deliver would, decoded here, by whichever thread received it,
         and queued as the Delivery get_batch hands out. A 4 MiB message then costs the application one pass
@@ -290,11 +291,11 @@ class ConsumerCore:
         Delivery. Decoding views the frames (no copy), so it costs the same here as later; an undecodable
         item is refused to the broker at once. False, with nothing done, for anything else (a duplicate,
         a damaged or odd delivery): the general path handles it and words any rejection."""
-        nframes, frame_crcs = msg.nframes[0], msg.frame_crcs
-        if len(frames) != 2 + nframes or msg.packed or msg.live != [0] or (frame_crcs and len(frame_crcs) != nframes):
+        nframes, frame_crcs = lists.nframes[0], msg.frame_crcs
+        if len(frames) != 2 + nframes or msg.packed or lists.live != [0] or (frame_crcs and len(frame_crcs) != nframes):
             return False
         blob, tensors = frames[1].buffer, [frame.buffer for frame in frames[2:]]
-        if len(blob) != msg.sizes[0] or crc32(blob) != msg.blob_crc:
+        if len(blob) != lists.sizes[0] or crc32(blob) != msg.blob_crc:
             return False
         if frame_crcs and any([crc32(frame) != crc for frame, crc in zip(tensors, frame_crcs)]):
             return False
@@ -302,7 +303,7 @@ class ConsumerCore:
             item = codec.decode_body(blob, tensors, registry=self.registry, limits=self.config.limits)
         except MessageRejected as exc:
             item = exc
-        msg_id, parcel, attempt = msg.ids[0], msg.parcel, msg.attempts[0]
+        msg_id, parcel, attempt = lists.ids[0], msg.parcel, lists.attempts[0]
         nbytes = len(blob) + sum([len(frame) for frame in frames[2:]])
         with self.lock:
             if parcel in self.parcels or msg_id in self.done.ids or msg_id in self.held:
@@ -321,11 +322,11 @@ class ConsumerCore:
                 self.ready.append(Delivery(msg_id, item, attempt, token))
         return True
 
-    def _ready_items(self, blob_frame: zmq.Frame, wire: segments.WirePayload, msg: Deliver, ids: list[str],
-                     tokens: list[int], attempts: list[int], fresh: list[int]) -> None:
-        offsets = [0, *itertools.accumulate(msg.sizes)]
+    def _ready_items(self, blob_frame: zmq.Frame, wire: segments.WirePayload, sizes: list[int], nframes: list[int],
+                     ids: list[str], tokens: list[int], attempts: list[int], fresh: list[int]) -> None:
+        offsets = [0, *itertools.accumulate(sizes)]
         blob = blob_frame.bytes if offsets[-1] <= _COPY_BODIES_UP_TO else wire.blob
-        frames, first_frame, nframes = wire.frames, wire.first_frame, msg.nframes
+        frames, first_frame = wire.frames, wire.first_frame
         self.ready.extend([(msg_id, token, attempt, blob[offsets[i]:offsets[i + 1]],
                             tuple(frames[first_frame[i]:first_frame[i] + nframes[i]]) if nframes[i] else ())
                            for msg_id, token, attempt, i in zip(ids, tokens, attempts, fresh)])

@@ -39,9 +39,11 @@ def _deliver(core: ConsumerCore, parcel: int, ids: list[str], live: list[int]) -
     items = [Heartbeat(queue="q", role="producer", window_items=i + 1, window_bytes=1, held=[], acked=[], parcels=[])
              for i in range(len(ids))]
     wire = segments.encode(items, ids, checksum_tensors=False)
-    header = codec.encode_trusted(Deliver, segment=parcel, parcel=parcel, live=live, attempts=[1] * len(live), ids=ids,
-                                  sizes=wire.sizes, nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=[],
-                                  packed=wire.packed, confirmed=[], confirmed_parcels=[])
+    header = codec.encode_trusted(Deliver, segment=parcel, parcel=parcel, count=len(ids), live=live,
+                                  attempts=[1] * len(live), ids=ids, id_prefix="", id_first=0,
+                                  sizes=[] if wire.packed else wire.sizes, nframes=[] if wire.packed else wire.nframes,
+                                  blob_crc=wire.blob_crc, frame_crcs=[], packed=wire.packed, confirmed=[],
+                                  confirmed_parcels=[])
     core.on_message([_Frame(header[0]), _Frame(wire.blob)])
 
 
@@ -66,10 +68,38 @@ def test_acked_id_arriving_again_is_re_acked_not_handed_over():
     assert core.ready[-1].ids == ["e"] and core.acks == [(2 << 32) | 0]
 
 
-def test_deliver_with_no_live_items_is_ignored():
+def _compact(core: ConsumerCore, parcel: int, prefix: str, first: int, count: int, attempts: list[int],
+             live: list[int] = []) -> None:
+    """A Deliver in its compact forms (ids as a run, sizes / nframes omitted, `live` empty: every item)."""
+    items = [Heartbeat(queue="q", role="producer", window_items=i + 1, window_bytes=1, held=[], acked=[], parcels=[])
+             for i in range(count)]
+    wire = segments.encode(items, [f"{prefix}{k:x}" for k in range(first, first + count)], checksum_tensors=False)
+    header = codec.encode_trusted(Deliver, segment=parcel, parcel=parcel, count=count, live=live, attempts=attempts,
+                                  ids=[], id_prefix=prefix, id_first=first, sizes=[], nframes=[],
+                                  blob_crc=wire.blob_crc, frame_crcs=[], packed=True, confirmed=[],
+                                  confirmed_parcels=[])
+    core.on_message([_Frame(header[0]), _Frame(wire.blob)])
+
+
+def test_a_compact_deliver_hands_over_the_run_of_ids_it_names():
     core = _core()
-    _deliver(core, 3, ["a"], [])
-    assert not core.ready and not core.held and 3 not in core.parcels and core.reject_log.counts == {}
+    _compact(core, 4, "p-", 9, 3, [1])  # ids p-9, p-a, p-b; every item live, first delivery for all
+    entry = core.ready[-1]
+    assert entry.ids == ["p-9", "p-a", "p-b"] and entry.attempts == [1, 1, 1] and entry.rows == [0, 1, 2]
+    assert core.held == {"p-9": 4 << 32, "p-a": (4 << 32) | 1, "p-b": (4 << 32) | 2}
+    _compact(core, 5, "p-", 9, 3, [2, 3], live=[0, 2])  # a redelivery of two of them under another parcel
+    assert core.stats.duplicates_dropped == 2, "still held under parcel 4: dropped, as with ids written out"
+    assert core.reject_log.counts == {}
+
+
+def test_malformed_compact_delivers_are_rejected_and_counted():
+    core = _core()
+    _compact(core, 1, "p", 0, 2, [1])  # a prefix not ending in '-': counters would be ambiguous
+    _compact(core, 2, "p%-", 0, 2, [1])
+    _compact(core, 3, "p-", 2**63 - 1, 2, [1])  # counters past 2**63
+    _compact(core, 4, "p-", 0, 2, [1, 1, 1])  # attempts neither one nor one per live item
+    _compact(core, 5, "p-", 0, 2, [1], live=[0, 2])  # a live index past count
+    assert not core.ready and not core.held and sum(core.reject_log.counts.values()) == 5
 
 
 def test_an_id_twice_in_one_parcel_is_handed_over_once():

@@ -1,0 +1,81 @@
+"""Generated ids kept as runs: BoundedIds.add_run answers exactly as add_many of the same ids (same new indices,
+same membership, same bound), and a queue's segments of generated ids travel as a run and dedup as one."""
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rollspec.transport.config import QueueConfig
+from rollspec.transport.dedup import BoundedIds, run_counter
+from rollspec.transport.lease_queue import LeaseQueue
+
+PREFIXES = ["a-", "b-", "x-y-"]
+# Look-alikes of generated ids that are not any run's: a leading zero, upper case, a sign, no digits, another dash.
+ODD = ["a-0a", "a-A", "a-+1", "a-", "a-1-", "a-00", "b-0x1", "x-", "y-1", "a-1 "]
+
+
+def _run(prefix: str, first: int, n: int) -> list[str]:
+    return [f"{prefix}{k:x}" for k in range(first, first + n)]
+
+
+ops = st.lists(st.one_of(
+    st.tuples(st.just("run"), st.sampled_from(PREFIXES), st.integers(0, 40), st.integers(1, 6)),
+    st.tuples(st.just("ids"), st.lists(st.one_of(st.sampled_from(ODD),
+                                                 st.builds(lambda p, k: f"{p}{k:x}", st.sampled_from(PREFIXES),
+                                                           st.integers(0, 48))), max_size=5)),
+), max_size=25)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=ops, capacity=st.integers(1, 20))
+def test_runs_answer_as_the_same_ids_added_one_by_one(ops, capacity):
+    ranged, plain = BoundedIds(capacity), BoundedIds(capacity)
+    pool = ODD + [f"{p}{k:x}" for p in PREFIXES for k in range(50)]
+    for op in ops:
+        if op[0] == "run":
+            ids = _run(*op[1:])
+            assert list(ranged.add_run(op[1], op[2], ids)) == list(plain.add_many(ids))
+        else:
+            assert list(ranged.add_many(op[1])) == list(plain.add_many(op[1]))
+        assert len(ranged) == len(plain)
+        assert [msg_id in ranged for msg_id in pool] == [msg_id in plain for msg_id in pool]
+
+
+def test_a_run_is_stored_as_one_range_and_forgotten_whole():
+    window = BoundedIds(9)
+    assert list(window.add_run("a-", 16, _run("a-", 16, 8))) == list(range(8))
+    assert not window.ids and "a-10" in window and "a-17" in window and "a-18" not in window and "a-f" not in window
+    window.add_run("a-", 24, _run("a-", 24, 8))  # the first run still counts toward the capacity: kept
+    assert "a-10" in window
+    window.add_run("a-", 32, _run("a-", 32, 1))  # now the newest two cover it without the first: forgotten
+    assert "a-10" not in window and "a-18" in window and len(window) == 9
+
+
+def test_run_counter_reads_only_what_an_id_source_writes():
+    assert run_counter("a-", "a-ff") == 255 and run_counter("a-", "a-0") == 0
+    assert [run_counter("a-", odd) for odd in ("a-0f", "a-F", "a-", "b-1", "a-+1", "a-1_0", "a-" + "1" * 17)] \
+        == [None] * 7
+
+
+def test_queue_ingress_dedups_a_run_against_ids_put_one_by_one_and_the_reverse():
+    q = LeaseQueue(QueueConfig(name="q", capacity=64, dedup_window=256))
+    assert q.offer(["p-3"], [1], None) == 1  # an explicit id that a later run holds
+    assert q.offer(_run("p-", 0, 6), [1] * 6, None, run=("p-", 0)) == 5
+    assert q.offer(_run("p-", 6, 4), [1] * 4, None, run=("p-", 6)) == 4
+    assert q.offer(["p-7", "p-07", "q-7"], [1] * 3, None) == 2  # p-7 is in the second run; p-07 is not an id of it
+    assert q.stats.duplicates_dropped == 2
+    segments = list(q._segments.values())
+    assert segments[1].run is None and segments[2].run == ("p-", 6), "a run with a duplicate is not one run"
+
+
+def test_fresh_runs_coalesced_into_one_parcel_keep_one_run_only_when_consecutive():
+    q = LeaseQueue(QueueConfig(name="q", capacity=64, dedup_window=256))
+    q.coalesce = lambda payloads: (None, sum(1 for _ in payloads))  # merge every fresh segment waiting
+    q.offer(_run("p-", 0, 2), [1, 1], None, run=("p-", 0))
+    q.offer(_run("p-", 2, 3), [1] * 3, None, run=("p-", 2))
+    q.touch("c", 0.0, 100, 1 << 20)
+    (parcel,) = q.dispatch(0.0)
+    assert parcel.segment.run == ("p-", 0) and parcel.segment.ids == _run("p-", 0, 5)
+    q.offer(_run("p-", 8, 2), [1, 1], None, run=("p-", 8))
+    q.offer(_run("p-", 11, 2), [1, 1], None, run=("p-", 11))  # a gap: the merged ids are not one run
+    (parcel,) = q.dispatch(0.0)
+    assert parcel.segment.run is None and parcel.segment.ids == _run("p-", 8, 2) + _run("p-", 11, 2)

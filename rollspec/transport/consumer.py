@@ -99,7 +99,7 @@ class ZmqConsumer(Receiver):
                 tokens = [token for token in tokens if token is not None]
                 core.done.add_many(ids)
             else:
-                core.done.add_absent(ids)
+                core.remember_done(ids, tokens)
             core.settle(tokens)
             core.stats.acked += len(deliveries)
             due = core.acks_due(now) if core.acks or core.parcel_acks else waiting

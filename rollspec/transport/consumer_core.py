@@ -13,6 +13,7 @@ import itertools
 import logging
 import math
 import threading
+from bisect import bisect_right
 from collections import Counter, deque
 from itertools import repeat
 from operator import rshift
@@ -83,7 +84,8 @@ class ConsumerCore:
         self.ready: deque[Entry] = deque()
         self.registry = DEFAULT_REGISTRY  # the endpoint's (set by ZmqConsumer): decodes items with tensors
         self.held: dict[str, int] = {}                   # delivered (or ready) and not yet acked -> token
-        # parcel -> [segment, items not yet acked or rejected, acks go as pairs only, bytes per item]
+        # parcel -> [segment, items not yet acked or rejected, acks go as pairs only, bytes per item,
+        # (prefix, first, count) if it holds a whole run of generated ids (see remember_done) else None]
         self.parcels: dict[int, list[Any]] = {}
         self.done = BoundedIds(config.dedup_window)      # acked ids: a redelivery is re-acked, not re-run
         self.acks: list[int] = []                         # (segment << 32 | index) of items to ack
@@ -176,6 +178,26 @@ class ConsumerCore:
             self.ack_deadline = now + config.ack_delay_s
         return self.ack_deadline
 
+    def remember_done(self, ids: list[str], tokens: list[int]) -> None:
+        """Add acked ids (just popped from `held`, with their tokens) to the done window: the ids of a whole run
+        parcel acked at once (the common ack) as one range, the rest one by one. Before settle(), which counts
+        the parcels down. Held ids are never in the window, so none of these is."""
+        parcels = list(map(rshift, tokens, repeat(32)))
+        if not parcels or (parcels[0] != parcels[-1] and parcels != sorted(parcels)):
+            self.done.add_absent(ids)
+            return
+        start, records, done = 0, self.parcels, self.done
+        while start < len(parcels):
+            stop = bisect_right(parcels, parcels[start], start)
+            record = records.get(parcels[start])
+            run = record[4] if record is not None else None
+            # n distinct held tokens of a run parcel of n items, none acked or refused before: its whole run
+            if run is not None and stop - start == run[2] == record[1]:  # type: ignore[index]
+                done.add_run(run[0], run[1], ids[start:stop])
+            else:
+                done.add_absent(ids[start:stop])
+            start = stop
+
     def settle(self, tokens: list[int]) -> None:
         """Account acks of held items (their tokens): whole parcels become parcel acks, the rest pairs."""
         parcels = self.parcels
@@ -205,6 +227,7 @@ class ConsumerCore:
             return
         self.done.add(msg_id)
         record = self.parcels[token >> 32]
+        record[4] = None  # no longer acked as a whole run
         self.acked_items += 1
         self.acked_bytes += record[3]
         record[1] -= 1
@@ -231,7 +254,9 @@ class ConsumerCore:
         ids, segment, live = lists.ids, msg.segment, lists.live
         live_ids = ids if len(live) == len(ids) else [ids[i] for i in live]
         with self.lock:
-            done, held = self.done.ids, self.held
+            done, held = self.done, self.held
+            # a whole parcel of a run of generated ids: the done window tests it with one bisection
+            run = (msg.id_prefix, msg.id_first) if msg.id_prefix and len(live) == len(ids) else None
             self.stats.received += len(live)
             if msg.parcel in self.parcels:  # the same Deliver twice (duplicated in transit)
                 self.stats.duplicates_dropped += len(live)
@@ -239,7 +264,7 @@ class ConsumerCore:
             if not live:
                 return
             tokens = None
-            if done.isdisjoint(live_ids) and held.keys().isdisjoint(live_ids):  # the common case, in C
+            if done.isdisjoint(live_ids, run) and held.keys().isdisjoint(live_ids):  # the common case, in C
                 tokens = _tokens(msg.parcel, live)
                 before = len(held)
                 held.update(zip(live_ids, tokens))
@@ -275,7 +300,8 @@ class ConsumerCore:
             self.out_items += len(fresh)
             self.out_bytes += len(fresh) * item_bytes
             # [segment, items not yet acked or refused, acks go as pairs only, bytes per item]
-            self.parcels[msg.parcel] = [segment, len(fresh), not whole, item_bytes]
+            whole_run = (run[0], run[1], len(ids)) if run is not None and len(fresh) == len(ids) else None
+            self.parcels[msg.parcel] = [segment, len(fresh), not whole, item_bytes, whole_run]
             if msg.packed:
                 self.ready.append(PackedParcel(wire.blob, len(ids), live_ids, tokens, attempts, fresh))
             else:
@@ -306,7 +332,7 @@ class ConsumerCore:
         msg_id, parcel, attempt = lists.ids[0], msg.parcel, lists.attempts[0]
         nbytes = len(blob) + sum([len(frame) for frame in frames[2:]])
         with self.lock:
-            if parcel in self.parcels or msg_id in self.done.ids or msg_id in self.held:
+            if parcel in self.parcels or msg_id in self.done or msg_id in self.held:
                 return False  # a duplicate: the general path counts it (and re-acks a finished one)
             self.stats.received += 1
             self.stats.redelivered += attempt > 1
@@ -314,7 +340,7 @@ class ConsumerCore:
             self.held[msg_id] = token
             self.out_items += 1
             self.out_bytes += nbytes
-            self.parcels[parcel] = [msg.segment, 1, False, nbytes]  # as _on_deliver records a parcel
+            self.parcels[parcel] = [msg.segment, 1, False, nbytes, None]  # as _on_deliver records a parcel
             if type(item) is MessageRejected:
                 self.reject(msg_id, token, item)
                 self.loop.wake()  # service sends the refusal; it does not run after every message

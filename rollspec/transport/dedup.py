@@ -95,6 +95,14 @@ class BoundedIds:
         self._push((prefix, first, stop), len(msg_ids))
         return range(len(msg_ids))
 
+    def isdisjoint(self, msg_ids: list[str], run: tuple[str, int] | None = None) -> bool:
+        """No id of msg_ids is held. `run`: (prefix, first) if they are that run (as in add_run): one bisection,
+        plus one set pass only while the set holds ids."""
+        if run is not None:
+            return not self._overlaps(run[0], run[1], run[1] + len(msg_ids)) \
+                and (not self.ids or self.ids.isdisjoint(msg_ids))
+        return self.ids.isdisjoint(msg_ids) and not (self._runs and self._any_in_runs(msg_ids))
+
     def __contains__(self, msg_id: str) -> bool:
         return msg_id in self.ids or (bool(self._runs) and self._in_runs(msg_id))
 

@@ -126,3 +126,34 @@ def test_settle_acks_items_of_a_parcel_still_out_at_once_and_a_finished_parcel_w
     _deliver(core, 3, ["f", "g"], [0, 1])
     core.settle([core.held.pop(i) for i in ("g", "f")])  # a whole parcel at once: one number
     assert core.parcel_acks == [1, 2, 3] and len(core.acks) == 3 and core.acked_items == 7
+
+
+def _ack(core: ConsumerCore, ids: list[str]) -> None:
+    """What ZmqConsumer.ack_many does under the lock, for ids acked once."""
+    tokens = [core.held.pop(msg_id) for msg_id in ids]
+    core.remember_done(ids, tokens)
+    core.settle(tokens)
+
+
+def test_a_whole_run_parcel_acked_at_once_is_remembered_as_one_range_and_a_redelivery_re_acked():
+    core = _core()
+    _compact(core, 1, "p-", 0, 3, [1])
+    _compact(core, 2, "p-", 3, 2, [1])
+    core.ready.clear()
+    _ack(core, ["p-0", "p-1", "p-2", "p-3", "p-4"])  # two parcels in one ack
+    assert not core.done.ids and all(f"p-{k}" in core.done for k in range(5)) and "p-5" not in core.done
+    assert core.parcel_acks == [1, 2]
+    _compact(core, 3, "p-", 0, 3, [2])  # the first run again (its ack lost on the way): re-acked, not handed over
+    assert not core.ready and core.acks == [3 << 32 | 0, 3 << 32 | 1, 3 << 32 | 2]
+    assert core.stats.duplicates_dropped == 3
+
+
+def test_a_run_parcel_acked_in_parts_is_remembered_id_by_id():
+    core = _core()
+    _compact(core, 1, "p-", 0, 3, [1])
+    core.ready.clear()
+    _ack(core, ["p-1"])
+    _ack(core, ["p-0", "p-2"])
+    assert core.done.ids == {"p-0", "p-1", "p-2"} and core.parcel_acks == [1]
+    _compact(core, 2, "p-", 0, 3, [2], live=[1])  # part of it again: p-1 is done
+    assert not core.ready and core.acks[-1] == 2 << 32 | 1

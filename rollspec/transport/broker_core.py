@@ -20,7 +20,7 @@ from rollspec.transport.credit_ledger import CreditLedger
 from rollspec.transport.errors import MessageRejected, RejectReason
 from rollspec.transport.io_loop import IoLoop
 from rollspec.transport.lease_queue import LeaseQueue, Parcel
-from rollspec.transport.protocol import Ack, AckConfirm, Deliver, Detach, Heartbeat, PutAck, PutBatch
+from rollspec.transport.protocol import Ack, AckConfirm, Deliver, Detach, Heartbeat, PutAck, PutBatch, put_lists
 from rollspec.transport.stats import RejectCounter
 
 log = logging.getLogger(__name__)
@@ -140,10 +140,11 @@ class BrokerCore:
         producer = hosted.ledger.touch(identity, msg.window, _now())
         if not payload:
             raise MessageRejected(RejectReason.MALFORMED, "put without a body blob")
-        wire = segments.receive(payload[0], payload[1:], blob_crc=msg.blob_crc, sizes=msg.sizes,
-                                nframes=msg.nframes, live=list(range(len(msg.ids))), frame_crcs=msg.frame_crcs,
-                                packed=msg.packed)
-        hosted.queue.offer(msg.ids, segments.item_sizes(wire), wire)
+        ids, sizes, nframes = put_lists(msg, memoryview(payload[0]).nbytes)
+        wire = segments.receive(payload[0], payload[1:], blob_crc=msg.blob_crc, sizes=sizes, nframes=nframes,
+                                live=list(range(len(ids))), frame_crcs=msg.frame_crcs, packed=msg.packed)
+        # a run's ids were just made from it here: the queue may keep them as one range
+        hosted.queue.offer(ids, segments.item_sizes(wire), wire, run=(msg.id_prefix, msg.id_first) if msg.id_prefix else None)
         hosted.ledger.on_items(producer, max(msg.seqs))
         self._send(identity, PutAck(seqs=msg.seqs[:1], granted=producer.granted))
 

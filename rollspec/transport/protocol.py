@@ -60,15 +60,18 @@ class Heartbeat:
         _check_pairs("Heartbeat.acked", self.acked)
 
 
-@register_schema("rs.put", 2)
+@register_schema("rs.put", 3)
 class PutBatch:
     """Producer -> broker: one segment of new items (producer sequence numbers `seqs`, consecutive)
-    followed by its body blob and frames."""
+    followed by its body blob and frames. Compact forms as in Deliver: `ids` empty with `id_prefix` set (a
+    run of generated ids from id_first), `sizes` and `nframes` empty for a packed segment (put_lists)."""
 
     queue: str = limit(max_len=128)
     window: int = limit(ge=1)
     seqs: list[int] = limit(max_len=MAX_BATCH, ge=1)
     ids: list[str] = limit(max_len=MAX_BATCH)
+    id_prefix: str = limit(max_len=MAX_ID_LEN - 16)
+    id_first: int = limit(ge=0, le=I64)
     sizes: list[int] = limit(max_len=MAX_BATCH, ge=0)
     nframes: list[int] = limit(max_len=MAX_BATCH, ge=0)
     blob_crc: int = limit(ge=0, le=U32)
@@ -77,10 +80,22 @@ class PutBatch:
 
     def check(self) -> None:
         """Cross-field rules (run after the per-field checks)."""
-        _check_same_length("PutBatch", len(self.seqs), self.ids, self.sizes, self.nframes)
-        _check_ids("PutBatch.ids", self.ids)
-        if not self.seqs:
+        n = len(self.seqs)
+        if not n:
             raise SchemaError("PutBatch.seqs", self.seqs, "at least one item")
+        _check_same_length("PutBatch.ids", 0 if self.id_prefix else n, self.ids)
+        _check_same_length("PutBatch.sizes", 0 if self.packed else n, self.sizes, self.nframes)
+        if self.id_prefix:
+            _check_run("PutBatch", self.id_prefix, self.id_first, n)
+        else:
+            _check_ids("PutBatch.ids", self.ids)
+
+
+def put_lists(msg: Any, blob_bytes: int) -> tuple[list[str], list[int], list[int]]:
+    """(ids, sizes, nframes) of a checked PutBatch, its compact forms expanded (see deliver_lists)."""
+    n = len(msg.seqs)
+    ids = hex_ids()(msg.id_prefix, msg.id_first, n) if msg.id_prefix else msg.ids
+    return (ids, shares(blob_bytes, n), [0] * n) if msg.packed else (ids, msg.sizes, msg.nframes)
 
 
 @register_schema("rs.put_ack", 2)

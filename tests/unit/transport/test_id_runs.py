@@ -79,3 +79,56 @@ def test_fresh_runs_coalesced_into_one_parcel_keep_one_run_only_when_consecutive
     q.offer(_run("p-", 11, 2), [1, 1], None, run=("p-", 11))  # a gap: the merged ids are not one run
     (parcel,) = q.dispatch(0.0)
     assert parcel.segment.run is None and parcel.segment.ids == _run("p-", 8, 2) + _run("p-", 11, 2)
+
+
+def test_a_producer_sends_a_segment_of_generated_ids_as_a_run_and_ids_written_out_as_a_list():
+    from rollspec.transport import codec, segments
+    from rollspec.transport.config import ProducerConfig
+    from rollspec.transport.producer import ProducerCore
+    from rollspec.transport.protocol import PutBatch, put_lists
+    from rollspec.transport.schemas import PromptItem
+
+    core = ProducerCore("q", ProducerConfig())
+    items = [PromptItem(prompt_id="p", group_id="g", sample_index=i, token_ids=[1], policy_version=0) for i in range(3)]
+    ids = _run("ab-", 30, 3)
+    wire = segments.encode(items, ids, checksum_tensors=False)
+    run_frames, list_frames = core._batches([(1, ids, wire, ("ab-", 30)), (4, ids, wire, None)], now=0.0)
+    as_run, as_list = codec.decode(run_frames[:1]), codec.decode(list_frames[:1])
+    assert type(as_run) is PutBatch and as_run.ids == [] and (as_run.id_prefix, as_run.id_first) == ("ab-", 30)
+    assert as_run.sizes == [] and put_lists(as_run, len(wire.blob))[0] == ids
+    assert as_list.ids == ids and as_list.id_prefix == ""
+
+
+PRINTABLE = "".join(chr(c) for c in range(32, 127) if chr(c) != "%")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(prefix=st.text(PRINTABLE, min_size=0, max_size=6).map(lambda p: p + "-") | st.sampled_from(["p", "é-", "a\x00-",
+                                                                                                  "%-", "a%x-"]),
+       first=st.sampled_from([0, 9, 2**63 - 5, 2**63 - 1]), count=st.integers(1, 5))
+def test_a_compact_deliver_expands_to_the_same_ids_in_c_and_in_python_or_is_refused(prefix, first, count):
+    import os
+
+    from rollspec.transport import codec
+    from rollspec.transport.errors import MessageRejected
+    from rollspec.transport.protocol import Deliver, deliver_lists
+
+    header = codec.encode_trusted(Deliver, segment=0, parcel=0, count=count, live=[], attempts=[1], ids=[],
+                                  id_prefix=prefix, id_first=first, sizes=[], nframes=[], blob_crc=0, frame_crcs=[],
+                                  packed=True, confirmed=[], confirmed_parcels=[])
+    try:
+        msg = codec.decode(header)
+    except MessageRejected:
+        assert not (prefix.isascii() and "\x00" not in prefix and "%" not in prefix and prefix.endswith("-")) \
+            or first + count > 2**63
+        return
+    expanded, before = [], os.environ.get("ROLLSPEC_TRANSPORT_NATIVE")
+    try:
+        for path in ("1", "0"):  # the C extension's hex_ids, then the Python one
+            os.environ["ROLLSPEC_TRANSPORT_NATIVE"] = path
+            expanded.append(deliver_lists(msg, count).ids)
+    finally:
+        os.environ.pop("ROLLSPEC_TRANSPORT_NATIVE") if before is None else os.environ.update(
+            ROLLSPEC_TRANSPORT_NATIVE=before)
+    assert expanded[0] == expanded[1] == _run(prefix, first, count)
+    assert all(run_counter(prefix, msg_id) == k for k, msg_id in enumerate(expanded[0], first))

@@ -13,7 +13,7 @@ import itertools
 import logging
 import math
 import threading
-from bisect import bisect_right
+from bisect import bisect_left
 from collections import Counter, deque
 from itertools import repeat
 from operator import rshift
@@ -182,20 +182,21 @@ class ConsumerCore:
         """Add acked ids (just popped from `held`, with their tokens) to the done window: the ids of a whole run
         parcel acked at once (the common ack) as one range, the rest one by one. Before settle(), which counts
         the parcels down. Held ids are never in the window, so none of these is."""
-        parcels = list(map(rshift, tokens, repeat(32)))
-        if not parcels or (parcels[0] != parcels[-1] and parcels != sorted(parcels)):
-            self.done.add_absent(ids)
+        n = len(tokens)
+        if n and min(tokens) >> 32 != max(tokens) >> 32 and tokens != sorted(tokens):  # C passes, no new ints
+            self.done.add_absent(ids)  # several parcels, interleaved: not worth grouping
             return
         start, records, done = 0, self.parcels, self.done
-        while start < len(parcels):
-            stop = bisect_right(parcels, parcels[start], start)
-            record = records.get(parcels[start])
+        while start < n:  # one parcel's tokens at a time (one parcel, or several in order)
+            parcel = tokens[start] >> 32
+            stop = n if tokens[-1] >> 32 == parcel else bisect_left(tokens, (parcel + 1) << 32, start)
+            record = records.get(parcel)
             run = record[4] if record is not None else None
             # n distinct held tokens of a run parcel of n items, none acked or refused before: its whole run
             if run is not None and stop - start == run[2] == record[1]:  # type: ignore[index]
-                done.add_run(run[0], run[1], ids[start:stop])
+                done.add_run(run[0], run[1], ids[start:stop] if start or stop < n else ids)
             else:
-                done.add_absent(ids[start:stop])
+                done.add_absent(ids[start:stop] if start or stop < n else ids)
             start = stop
 
     def settle(self, tokens: list[int]) -> None:

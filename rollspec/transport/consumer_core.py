@@ -16,8 +16,8 @@ import threading
 from bisect import bisect_left
 from collections import Counter, deque
 from itertools import repeat
-from operator import rshift
-from typing import Any, Iterable, NamedTuple
+from operator import attrgetter, rshift
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import zmq
 
@@ -27,6 +27,7 @@ from rollspec.transport.checksum import crc32
 from rollspec.transport.config import ConsumerConfig
 from rollspec.transport.dedup import BoundedIds
 from rollspec.transport.errors import MessageRejected, RejectReason
+from rollspec.transport.held_runs import MIN_ITEMS, HeldRuns
 from rollspec.transport.io_loop import IoLoop
 from rollspec.transport.protocol import Ack, AckConfirm, Deliver, DeliverLists, Detach, Heartbeat, deliver_lists
 from rollspec.transport.registry import DEFAULT_REGISTRY
@@ -47,6 +48,7 @@ def _pairs(tokens: Iterable[int]) -> list[int]:
 RawItem = tuple[str, int, int, bytes | memoryview, tuple[Any, ...]]
 _COPY_BODIES_UP_TO = 4 << 20
 _LOW = 0xFFFFFFFF
+_token = attrgetter("token")
 
 
 class PackedParcel(NamedTuple):
@@ -84,6 +86,7 @@ class ConsumerCore:
         self.ready: deque[Entry] = deque()
         self.registry = DEFAULT_REGISTRY  # the endpoint's (set by ZmqConsumer): decodes items with tensors
         self.held: dict[str, int] = {}                   # delivered (or ready) and not yet acked -> token
+        self.held_runs = HeldRuns()                      # the same, for whole parcels of generated ids
         # parcel -> [segment, items not yet acked or rejected, acks go as pairs only, bytes per item,
         # (prefix, first, count) if it holds a whole run of generated ids (see remember_done) else None]
         self.parcels: dict[int, list[Any]] = {}
@@ -146,6 +149,7 @@ class ConsumerCore:
             heartbeat = now >= self._next_heartbeat
             if heartbeat:
                 held = _pairs(self.parcels[t >> 32][0] << 32 | (t & _LOW) for t in self.held.values())
+                held += [n for p, i in self.held_runs.open_items() for n in (self.parcels[p][0], i)]
                 resend = _pairs(self.unconfirmed)
                 resend_parcels = list(self.unconfirmed_parcels)
         if parcels or acked or rejected:
@@ -177,6 +181,26 @@ class ConsumerCore:
         if self.ack_deadline == math.inf:
             self.ack_deadline = now + config.ack_delay_s
         return self.ack_deadline
+
+    def pop_held(self, ids: list[str], deliveries: Sequence[Delivery]) -> list[int | None]:
+        """Per acked delivery, its token, now no longer held (popped from `held`, or marked in held_runs by its
+        token: a parcel's in one slice), or None if it was not held (acked before)."""
+        runs = self.held_runs
+        if not runs.parcels:
+            return list(map(self.held.pop, ids, repeat(None)))
+        tokens: list[Any] = list(map(_token, deliveries))
+        out: list[int | None] = []
+        n, start = len(tokens), 0
+        while start < n:  # one parcel's tokens at a time, where they come in order (else take() refuses)
+            parcel = tokens[start] >> 32
+            stop = n if tokens[-1] >> 32 == parcel else bisect_left(tokens, (parcel + 1) << 32, start)
+            if parcel in runs.parcels and runs.take(tokens, start, stop):
+                out += tokens[start:stop]
+            else:
+                out += [token if token >> 32 in runs.parcels and runs.take_one(token) else self.held.pop(msg_id, None)
+                        for msg_id, token in zip(ids[start:stop], tokens[start:stop])]
+            start = stop
+        return out
 
     def remember_done(self, ids: list[str], tokens: list[int]) -> None:
         """Add acked ids (just popped from `held`, with their tokens) to the done window: the ids of a whole run
@@ -224,7 +248,7 @@ class ConsumerCore:
     def reject(self, msg_id: str, token: int, exc: MessageRejected) -> None:
         """An item handed over but undecodable: refused to the broker with the reason, never retried here."""
         self.reject_log.record(exc, log)
-        if self.held.pop(msg_id, None) is None:
+        if self.held.pop(msg_id, None) is None and not self.held_runs.take_one(token):
             return
         self.done.add(msg_id)
         record = self.parcels[token >> 32]
@@ -265,14 +289,19 @@ class ConsumerCore:
             if not live:
                 return
             tokens = None
-            if done.isdisjoint(live_ids, run) and held.keys().isdisjoint(live_ids):  # the common case, in C
+            runs = self.held_runs
+            if done.isdisjoint(live_ids, run) and held.keys().isdisjoint(live_ids) \
+                    and not (runs.parcels and self._in_held_runs(live_ids, run)):  # the common case, in C
                 tokens = _tokens(msg.parcel, live)
-                before = len(held)
-                held.update(zip(live_ids, tokens))
-                if len(held) - before != len(live_ids):  # an id twice in this parcel: undo (none was held)
-                    for msg_id in live_ids:
-                        held.pop(msg_id, None)
-                    tokens = None
+                if run is not None and len(live) >= MIN_ITEMS:  # ids distinct by construction: no dict entries
+                    runs.add(msg.parcel, run[0], run[1], len(live))
+                else:
+                    before = len(held)
+                    held.update(zip(live_ids, tokens))
+                    if len(held) - before != len(live_ids):  # an id twice in this parcel: undo (none was held)
+                        for msg_id in live_ids:
+                            held.pop(msg_id, None)
+                        tokens = None
             if tokens is not None:
                 fresh, attempts, whole = live, lists.attempts, True
             else:
@@ -285,7 +314,7 @@ class ConsumerCore:
                             self.loop.wake()  # service sends acks; it does not run after every message
                         self.acks.append(segment << 32 | i)
                         self.stats.duplicates_dropped += 1
-                    elif ids[i] in held:  # still held here under an earlier parcel: that one acks it
+                    elif ids[i] in held or ids[i] in runs:  # still held here under an earlier parcel: it acks it
                         self.stats.duplicates_dropped += 1
                         whole = False
                     else:
@@ -310,6 +339,12 @@ class ConsumerCore:
             if max(attempts) > 1:
                 self.stats.redelivered += sum([attempt > 1 for attempt in attempts])
 
+    def _in_held_runs(self, ids: list[str], run: tuple[str, int] | None) -> bool:
+        """Whether some of ids (a run, if given) may be held in held_runs (a run: if it meets a held one)."""
+        if run is not None:
+            return self.held_runs.overlaps(run[0], run[1], run[1] + len(ids))
+        return any(map(self.held_runs.__contains__, ids))
+
     def _take_tensor_item(self, msg: Deliver, lists: DeliverLists, frames: list[zmq.Frame]) -> bool:
         """The common large-tensor delivery (one fresh item with tensor frames, intact) taken in one pass:
         checked as segments.receive and _on_deliver would, decoded here, by whichever thread received it,
@@ -333,7 +368,7 @@ class ConsumerCore:
         msg_id, parcel, attempt = lists.ids[0], msg.parcel, lists.attempts[0]
         nbytes = len(blob) + sum([len(frame) for frame in frames[2:]])
         with self.lock:
-            if parcel in self.parcels or msg_id in self.done or msg_id in self.held:
+            if parcel in self.parcels or msg_id in self.done or msg_id in self.held or msg_id in self.held_runs:
                 return False  # a duplicate: the general path counts it (and re-acks a finished one)
             self.stats.received += 1
             self.stats.redelivered += attempt > 1

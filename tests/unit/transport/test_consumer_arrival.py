@@ -2,6 +2,7 @@
 with nothing live in it."""
 
 from rollspec.transport import codec, segments
+from rollspec.transport.channel import Delivery
 from rollspec.transport.config import ConsumerConfig
 from rollspec.transport.consumer_core import ConsumerCore
 from rollspec.transport.protocol import Deliver, Heartbeat
@@ -128,11 +129,17 @@ def test_settle_acks_items_of_a_parcel_still_out_at_once_and_a_finished_parcel_w
     assert core.parcel_acks == [1, 2, 3] and len(core.acks) == 3 and core.acked_items == 7
 
 
-def _ack(core: ConsumerCore, ids: list[str]) -> None:
-    """What ZmqConsumer.ack_many does under the lock, for ids acked once."""
-    tokens = [core.held.pop(msg_id) for msg_id in ids]
-    core.remember_done(ids, tokens)
-    core.settle(tokens)
+def _ack(core: ConsumerCore, ids: list[str], tokens: list[int] | None = None) -> list[int | None]:
+    """What ZmqConsumer.ack_many does under the lock (tokens: the deliveries', default those held in the dict)."""
+    tokens = [core.held[msg_id] for msg_id in ids] if tokens is None else tokens
+    popped = core.pop_held(ids, [Delivery(msg_id, None, 1, token) for msg_id, token in zip(ids, tokens)])
+    if None in popped:
+        popped = [token for token in popped if token is not None]
+        core.done.add_many(ids)
+    else:
+        core.remember_done(ids, popped)
+    core.settle(popped)
+    return popped
 
 
 def test_a_whole_run_parcel_acked_at_once_is_remembered_as_one_range_and_a_redelivery_re_acked():
@@ -157,3 +164,49 @@ def test_a_run_parcel_acked_in_parts_is_remembered_id_by_id():
     assert core.done.ids == {"p-0", "p-1", "p-2"} and core.parcel_acks == [1]
     _compact(core, 2, "p-", 0, 3, [2], live=[1])  # part of it again: p-1 is done
     assert not core.ready and core.acks[-1] == 2 << 32 | 1
+
+
+def _run_tokens(parcel: int, count: int) -> list[int]:
+    return [parcel << 32 | i for i in range(count)]
+
+
+def test_a_large_run_parcel_is_held_per_parcel_and_acked_by_its_tokens_once():
+    core = _core()
+    _compact(core, 7, "p-", 0, 20, [1])  # 20 >= held_runs.MIN_ITEMS: no dict entry per id
+    ids = [f"p-{k:x}" for k in range(20)]
+    assert not core.held and core.held_runs.count == 20 and "p-13" in core.held_runs
+    _deliver(core, 8, ["p-3", "q"], [0, 1])  # p-3 still held under parcel 7: dropped; q handed over
+    assert core.ready[-1].ids == ["q"] and core.stats.duplicates_dropped == 1
+    assert _ack(core, ids[:5], _run_tokens(7, 5)) == _run_tokens(7, 5)  # part of it: pairs, ids one by one
+    assert core.acks == _run_tokens(7, 5) and {"p-0", "p-4"} <= core.done.ids and "p-0" not in core.held_runs
+    assert _ack(core, ids[4:6], _run_tokens(7, 6)[4:]) == [(7 << 32) | 5], "p-4 acked twice: the first counts"
+    assert _ack(core, ids[6:], _run_tokens(7, 20)[6:]) == _run_tokens(7, 20)[6:]
+    assert not core.held_runs.parcels and core.held_runs.count == 0 and 7 not in core.parcels
+    assert all(msg_id in core.done for msg_id in ids) and core.parcel_acks == [7]  # the rest as one number
+
+
+def test_a_large_run_parcel_acked_whole_goes_as_one_number_and_its_open_items_in_heartbeats():
+    core = _core()
+    _compact(core, 3, "p-", 100, 16, [1])
+    core._next_heartbeat = 0.0
+    sent = []
+    core.loop.send = sent.append  # type: ignore[method-assign]
+    core.service(1.0)
+    heartbeat = codec.decode(sent[-1][:1])
+    assert heartbeat.held == [n for i in range(16) for n in (3, i)]
+    ids = [f"p-{k:x}" for k in range(100, 116)]
+    assert _ack(core, ids[::-1], _run_tokens(3, 16)[::-1]) == _run_tokens(3, 16)[::-1]  # out of order: one by one
+    assert core.parcel_acks == [3] and all(msg_id in core.done for msg_id in ids) and not core.held_runs.parcels
+    _compact(core, 4, "p-", 200, 16, [1])
+    _ack(core, [f"p-{k:x}" for k in range(200, 216)], _run_tokens(4, 16))
+    assert core.parcel_acks == [3, 4] and "p-c8" in core.done and "p-c8" not in core.done.ids  # one range
+
+
+def test_a_refused_item_of_a_large_run_parcel_is_no_longer_held():
+    from rollspec.transport.errors import MessageRejected, RejectReason
+
+    core = _core()
+    _compact(core, 2, "p-", 0, 16, [1])
+    core.reject("p-5", 2 << 32 | 5, MessageRejected(RejectReason.MALFORMED, "bad row"))
+    assert "p-5" not in core.held_runs and "p-5" in core.done and core.held_runs.count == 15
+    assert core.rejects == [(2 << 32 | 5, "malformed")] and core.parcels[2][4] is None

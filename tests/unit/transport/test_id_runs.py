@@ -132,3 +132,18 @@ def test_a_compact_deliver_expands_to_the_same_ids_in_c_and_in_python_or_is_refu
             ROLLSPEC_TRANSPORT_NATIVE=before)
     assert expanded[0] == expanded[1] == _run(prefix, first, count)
     assert all(run_counter(prefix, msg_id) == k for k, msg_id in enumerate(expanded[0], first))
+
+
+def test_held_runs_take_a_parcels_slice_only_when_each_index_comes_once_and_unacked():
+    from rollspec.transport.held_runs import HeldRuns
+
+    runs = HeldRuns()
+    runs.add(5, "p-", 32, 6)  # ids p-20 .. p-25
+    t = [5 << 32 | i for i in range(6)]
+    assert runs.overlaps("p-", 37, 40) and not runs.overlaps("p-", 38, 40) and not runs.overlaps("q-", 32, 33)
+    assert not runs.take([t[1], t[1], t[3]], 0, 3), "an index twice (one delivery acked twice in one call)"
+    assert not runs.take([t[2], t[1]], 0, 2) and not runs.take([t[0], 6 << 32 | 1], 0, 2)
+    assert runs.count == 6 and runs.take(t, 1, 3) and runs.count == 4 and "p-21" not in runs and "p-20" in runs
+    assert not runs.take(t, 0, 2), "p-21 acked before"
+    assert runs.take_one(t[0]) and not runs.take_one(t[0]) and runs.take(t, 3, 6)
+    assert not runs.parcels and runs.count == 0 and not runs.overlaps("p-", 32, 38)

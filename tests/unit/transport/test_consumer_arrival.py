@@ -210,3 +210,12 @@ def test_a_refused_item_of_a_large_run_parcel_is_no_longer_held():
     core.reject("p-5", 2 << 32 | 5, MessageRejected(RejectReason.MALFORMED, "bad row"))
     assert "p-5" not in core.held_runs and "p-5" in core.done and core.held_runs.count == 15
     assert core.rejects == [(2 << 32 | 5, "malformed")] and core.parcels[2][4] is None
+
+
+def test_a_run_redelivered_while_still_held_per_parcel_is_not_handed_over_again():
+    core = _core()
+    _compact(core, 7, "p-", 0, 20, [1])
+    _compact(core, 9, "p-", 10, 20, [2])  # overlaps the held run by ten ids (a lease moved while still held here)
+    assert [entry.ids for entry in core.ready][1] == [f"p-{k:x}" for k in range(20, 30)]
+    assert core.stats.duplicates_dropped == 10 and core.held_runs.count == 20 and core.parcels[9][2] is True
+    assert {f"p-{k:x}" for k in range(20, 30)} == set(core.held), "the rest held id by id: the parcel is not whole"

@@ -143,8 +143,8 @@ class BrokerCore:
         ids, sizes, nframes = put_lists(msg, memoryview(payload[0]).nbytes)
         wire = segments.receive(payload[0], payload[1:], blob_crc=msg.blob_crc, sizes=sizes, nframes=nframes,
                                 live=list(range(len(ids))), frame_crcs=msg.frame_crcs, packed=msg.packed)
-        # a run's ids were just made from it here: the queue may keep them as one range
-        hosted.queue.offer(ids, segments.item_sizes(wire), wire, run=(msg.id_prefix, msg.id_first) if msg.id_prefix else None)
+        run = (msg.id_prefix, msg.id_first) if msg.id_prefix else None  # its ids were just made from it, here
+        hosted.queue.offer(ids, segments.item_sizes(wire), wire, run=run)
         hosted.ledger.on_items(producer, max(msg.seqs))
         self._send(identity, PutAck(seqs=msg.seqs[:1], granted=producer.granted))
 
@@ -180,10 +180,9 @@ class BrokerCore:
         wire: segments.WirePayload = segment.payload
         frames, crcs = wire.frames_for(parcel.indices)
         pairs, parcels = self._confirms.pop(cast(bytes, parcel.consumer.key), _NOTHING)
-        # Compact forms (see Deliver): a first delivery of a whole packed segment of generated ids has no
-        # per-item header at all.
-        # A parcel's indices are distinct, so n of them are all the segment's (in some order, which a uniform
-        # attempt count makes irrelevant: the consumer's tokens name indices, not positions).
+        # Compact forms (see Deliver): a whole packed segment of generated ids goes with no per-item list. A
+        # parcel's indices are distinct, so n of them are all the segment's, in an order that uniform attempts
+        # make irrelevant (the consumer's tokens name indices, not positions).
         indices, attempts, n, run = parcel.indices, parcel.attempts, len(segment.ids), segment.run
         uniform = attempts.count(attempts[0]) == len(attempts)
         header = encode_trusted(Deliver, segment=segment.seg_id, parcel=parcel.seq, count=n,

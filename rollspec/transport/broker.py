@@ -17,6 +17,7 @@ from rollspec.transport import segments
 from rollspec.transport.broker_core import BrokerCore, HostedQueue
 from rollspec.transport.channel import IdSource, Sender
 from rollspec.transport.config import CodecLimits, ProducerConfig, QueueConfig
+from rollspec.transport.dedup import run_counter
 from rollspec.transport.errors import ChannelClosed, ConfigError
 from rollspec.transport.faults import NO_FAULTS, FaultPlan
 from rollspec.transport.lease_queue import DroppedItem
@@ -117,7 +118,9 @@ class LocalSender(Sender):
         once the queue has room for it, and deliver what consumers have room for."""
         loop = self._broker._loop
         loop.check()
-        ids = list(msg_ids) if msg_ids is not None else self._ids.take(len(items))
+        generated = msg_ids is None
+        ids = self._ids.take(len(items)) if generated else list(msg_ids)  # type: ignore[arg-type]
+        prefix = self._ids.prefix
         core = self._broker._core
         hosted = core.hosted[self._queue]
         queue = hosted.queue
@@ -126,7 +129,9 @@ class LocalSender(Sender):
                                                hosted.local_checksum_tensors, hosted.local_frame_bytes))
 
         def send(segment: segments.OutSegment) -> None:
-            queue.offer(segment.ids, segments.item_sizes(segment.wire), segment.wire)
+            # generated ids: the segment's are one run, kept as one range by the queue's dedup and sent as one
+            run = (prefix, run_counter(prefix, segment.ids[0])) if generated else None
+            queue.offer(segment.ids, segments.item_sizes(segment.wire), segment.wire, run=run)  # type: ignore[arg-type]
             self._put += len(segment.ids)
 
         def on_full() -> None:  # about to wait with the broker lock held: the I/O thread delivers meanwhile

@@ -20,7 +20,7 @@ from rollspec.transport.credit_ledger import CreditLedger
 from rollspec.transport.errors import MessageRejected, RejectReason
 from rollspec.transport.io_loop import IoLoop
 from rollspec.transport.lease_queue import LeaseQueue, Parcel
-from rollspec.transport.protocol import Ack, AckConfirm, Deliver, Detach, Heartbeat, PutAck, PutBatch
+from rollspec.transport.protocol import Ack, AckConfirm, Deliver, Detach, Heartbeat, PutAck, PutBatch, put_lists
 from rollspec.transport.stats import RejectCounter
 
 log = logging.getLogger(__name__)
@@ -140,10 +140,11 @@ class BrokerCore:
         producer = hosted.ledger.touch(identity, msg.window, _now())
         if not payload:
             raise MessageRejected(RejectReason.MALFORMED, "put without a body blob")
-        wire = segments.receive(payload[0], payload[1:], blob_crc=msg.blob_crc, sizes=msg.sizes,
-                                nframes=msg.nframes, live=list(range(len(msg.ids))), frame_crcs=msg.frame_crcs,
-                                packed=msg.packed)
-        hosted.queue.offer(msg.ids, segments.item_sizes(wire), wire)
+        ids, sizes, nframes = put_lists(msg, memoryview(payload[0]).nbytes)
+        wire = segments.receive(payload[0], payload[1:], blob_crc=msg.blob_crc, sizes=sizes, nframes=nframes,
+                                live=list(range(len(ids))), frame_crcs=msg.frame_crcs, packed=msg.packed)
+        run = (msg.id_prefix, msg.id_first) if msg.id_prefix else None  # its ids were just made from it, here
+        hosted.queue.offer(ids, segments.item_sizes(wire), wire, run=run)
         hosted.ledger.on_items(producer, max(msg.seqs))
         self._send(identity, PutAck(seqs=msg.seqs[:1], granted=producer.granted))
 
@@ -179,10 +180,18 @@ class BrokerCore:
         wire: segments.WirePayload = segment.payload
         frames, crcs = wire.frames_for(parcel.indices)
         pairs, parcels = self._confirms.pop(cast(bytes, parcel.consumer.key), _NOTHING)
-        header = encode_trusted(Deliver, segment=segment.seg_id, parcel=parcel.seq, live=parcel.indices,
-                                attempts=parcel.attempts, ids=segment.ids, sizes=wire.sizes, nframes=wire.nframes,
-                                blob_crc=wire.blob_crc, frame_crcs=crcs, packed=wire.packed, confirmed=pairs,
-                                confirmed_parcels=parcels)
+        # Compact forms (see Deliver): a whole packed segment of generated ids goes with no per-item list. A
+        # parcel's indices are distinct, so n of them are all the segment's, in an order that uniform attempts
+        # make irrelevant (the consumer's tokens name indices, not positions).
+        indices, attempts, n, run = parcel.indices, parcel.attempts, len(segment.ids), segment.run
+        uniform = attempts.count(attempts[0]) == len(attempts)
+        header = encode_trusted(Deliver, segment=segment.seg_id, parcel=parcel.seq, count=n,
+                                live=_EMPTY if uniform and len(indices) == n else indices,
+                                attempts=attempts[:1] if uniform else attempts,
+                                ids=_EMPTY if run else segment.ids, id_prefix=run[0] if run else "",
+                                id_first=run[1] if run else 0, sizes=_EMPTY if wire.packed else wire.sizes,
+                                nframes=_EMPTY if wire.packed else wire.nframes, blob_crc=wire.blob_crc,
+                                frame_crcs=crcs, packed=wire.packed, confirmed=pairs, confirmed_parcels=parcels)
         self.loop.send([parcel.consumer.key, *header, wire.blob, *frames])
 
     def _confirm(self, identity: bytes, pairs: list[int], parcels: list[int]) -> None:
@@ -209,4 +218,5 @@ class BrokerCore:
 
 
 _now = time.monotonic
+_EMPTY: list[int] = []  # never mutated: an omitted per-item list
 _NOTHING: tuple[list[int], list[int]] = ([], [])  # never mutated: popped as the default of _confirms

@@ -71,6 +71,12 @@ class IdSource:
             self._counter = itertools.count(first + n)
         return self._make(self._head, first, n)
 
+    @property
+    def prefix(self) -> str:
+        """What every id of this source starts with (ends in '-'; then the counter in hex, as dedup.run_counter
+        reads it): the ids of one take() are one run."""
+        return self._head
+
 
 class Sender(ABC):
     """Puts items on one work queue. Blocks (up to a timeout) while the queue has no free capacity."""

@@ -13,7 +13,6 @@ import logging
 import math
 import time
 from collections import deque
-from itertools import repeat
 from operator import attrgetter
 from typing import Sequence
 
@@ -94,12 +93,12 @@ class ZmqConsumer(Receiver):
         with core.lock:
             waiting = core.ack_deadline  # acks already waiting for their deadline (inf: none)
             first = not (core.acks or core.parcel_acks)
-            tokens = list(map(core.held.pop, ids, repeat(None)))
+            tokens = core.pop_held(ids, deliveries)
             if None in tokens:  # acked twice by the application: the first ack counts
                 tokens = [token for token in tokens if token is not None]
                 core.done.add_many(ids)
             else:
-                core.done.add_absent(ids)
+                core.remember_done(ids, tokens)
             core.settle(tokens)
             core.stats.acked += len(deliveries)
             due = core.acks_due(now) if core.acks or core.parcel_acks else waiting
@@ -112,7 +111,7 @@ class ZmqConsumer(Receiver):
         """Counters snapshot, including injected faults."""
         with self._core.lock:
             snapshot = ConsumerStats(**self._core.stats.as_dict())
-            snapshot.held = len(self._core.held)
+            snapshot.held = len(self._core.held) + self._core.held_runs.count
             snapshot.rejected = dict(self._core.reject_log.counts)
         snapshot.refused = self._loop.refused()
         snapshot.faults = self._loop.injector.counts.as_dict()

@@ -13,10 +13,11 @@ import itertools
 import logging
 import math
 import threading
+from bisect import bisect_left
 from collections import Counter, deque
 from itertools import repeat
-from operator import rshift
-from typing import Any, Iterable, NamedTuple
+from operator import attrgetter, rshift
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import zmq
 
@@ -26,8 +27,9 @@ from rollspec.transport.checksum import crc32
 from rollspec.transport.config import ConsumerConfig
 from rollspec.transport.dedup import BoundedIds
 from rollspec.transport.errors import MessageRejected, RejectReason
+from rollspec.transport.held_runs import MIN_ITEMS, HeldRuns
 from rollspec.transport.io_loop import IoLoop
-from rollspec.transport.protocol import Ack, AckConfirm, Deliver, Detach, Heartbeat
+from rollspec.transport.protocol import Ack, AckConfirm, Deliver, DeliverLists, Detach, Heartbeat, deliver_lists
 from rollspec.transport.registry import DEFAULT_REGISTRY
 from rollspec.transport.stats import ConsumerStats, RejectCounter
 
@@ -46,6 +48,7 @@ def _pairs(tokens: Iterable[int]) -> list[int]:
 RawItem = tuple[str, int, int, bytes | memoryview, tuple[Any, ...]]
 _COPY_BODIES_UP_TO = 4 << 20
 _LOW = 0xFFFFFFFF
+_token = attrgetter("token")
 
 
 class PackedParcel(NamedTuple):
@@ -83,7 +86,9 @@ class ConsumerCore:
         self.ready: deque[Entry] = deque()
         self.registry = DEFAULT_REGISTRY  # the endpoint's (set by ZmqConsumer): decodes items with tensors
         self.held: dict[str, int] = {}                   # delivered (or ready) and not yet acked -> token
-        # parcel -> [segment, items not yet acked or rejected, acks go as pairs only, bytes per item]
+        self.held_runs = HeldRuns()                      # the same, for whole parcels of generated ids
+        # parcel -> [segment, items not yet acked or rejected, acks go as pairs only, bytes per item,
+        # (prefix, first, count) if it holds a whole run of generated ids (see remember_done) else None]
         self.parcels: dict[int, list[Any]] = {}
         self.done = BoundedIds(config.dedup_window)      # acked ids: a redelivery is re-acked, not re-run
         self.acks: list[int] = []                         # (segment << 32 | index) of items to ack
@@ -113,9 +118,10 @@ class ConsumerCore:
                     raise MessageRejected(RejectReason.UNEXPECTED, f"{type(msg).__name__} sent to a consumer")
             if msg.confirmed or msg.confirmed_parcels:  # first: valid even if the body turns out damaged
                 self._on_confirm(msg.confirmed, msg.confirmed_parcels)
-            if len(msg.ids) == 1 and msg.nframes[0] and self._take_tensor_item(msg, frames):
+            lists = deliver_lists(msg, len(frames[1]) if len(frames) > 1 else 0)
+            if msg.count == 1 and lists.nframes[0] and self._take_tensor_item(msg, lists, frames):
                 return
-            self._on_deliver(msg, frames[1:])
+            self._on_deliver(msg, lists, frames[1:])
         except MessageRejected as exc:
             # A damaged delivery is not acked: the broker sees it missing from our heartbeat and resends.
             with self.lock:
@@ -143,6 +149,7 @@ class ConsumerCore:
             heartbeat = now >= self._next_heartbeat
             if heartbeat:
                 held = _pairs(self.parcels[t >> 32][0] << 32 | (t & _LOW) for t in self.held.values())
+                held += [n for p, i in self.held_runs.open_items() for n in (self.parcels[p][0], i)]
                 resend = _pairs(self.unconfirmed)
                 resend_parcels = list(self.unconfirmed_parcels)
         if parcels or acked or rejected:
@@ -175,6 +182,47 @@ class ConsumerCore:
             self.ack_deadline = now + config.ack_delay_s
         return self.ack_deadline
 
+    def pop_held(self, ids: list[str], deliveries: Sequence[Delivery]) -> list[int | None]:
+        """Per acked delivery, its token, now no longer held (popped from `held`, or marked in held_runs by its
+        token: a parcel's in one slice), or None if it was not held (acked before)."""
+        runs = self.held_runs
+        if not runs.parcels:
+            return list(map(self.held.pop, ids, repeat(None)))
+        tokens: list[Any] = list(map(_token, deliveries))
+        out: list[int | None] = []
+        n, start = len(tokens), 0
+        while start < n:  # one parcel's tokens at a time, where they come in order (else take() refuses)
+            parcel = tokens[start] >> 32
+            stop = n if tokens[-1] >> 32 == parcel else bisect_left(tokens, (parcel + 1) << 32, start)
+            if parcel in runs.parcels and runs.take(tokens, start, stop):
+                out += tokens[start:stop]
+            else:
+                out += [token if token >> 32 in runs.parcels and runs.take_one(token) else self.held.pop(msg_id, None)
+                        for msg_id, token in zip(ids[start:stop], tokens[start:stop])]
+            start = stop
+        return out
+
+    def remember_done(self, ids: list[str], tokens: list[int]) -> None:
+        """Add acked ids (just popped from `held`, with their tokens) to the done window: the ids of a whole run
+        parcel acked at once (the common ack) as one range, the rest one by one. Before settle(), which counts
+        the parcels down. Held ids are never in the window, so none of these is."""
+        n = len(tokens)
+        if n and min(tokens) >> 32 != max(tokens) >> 32 and tokens != sorted(tokens):  # C passes, no new ints
+            self.done.add_absent(ids)  # several parcels, interleaved: not worth grouping
+            return
+        start, records, done = 0, self.parcels, self.done
+        while start < n:  # one parcel's tokens at a time (one parcel, or several in order)
+            parcel = tokens[start] >> 32
+            stop = n if tokens[-1] >> 32 == parcel else bisect_left(tokens, (parcel + 1) << 32, start)
+            record = records.get(parcel)
+            run = record[4] if record is not None else None
+            # n distinct held tokens of a run parcel of n items, none acked or refused before: its whole run
+            if run is not None and stop - start == run[2] == record[1]:  # type: ignore[index]
+                done.add_run(run[0], run[1], ids[start:stop] if start or stop < n else ids)
+            else:
+                done.add_absent(ids[start:stop] if start or stop < n else ids)
+            start = stop
+
     def settle(self, tokens: list[int]) -> None:
         """Account acks of held items (their tokens): whole parcels become parcel acks, the rest pairs."""
         parcels = self.parcels
@@ -200,10 +248,11 @@ class ConsumerCore:
     def reject(self, msg_id: str, token: int, exc: MessageRejected) -> None:
         """An item handed over but undecodable: refused to the broker with the reason, never retried here."""
         self.reject_log.record(exc, log)
-        if self.held.pop(msg_id, None) is None:
+        if self.held.pop(msg_id, None) is None and not self.held_runs.take_one(token):
             return
         self.done.add(msg_id)
         record = self.parcels[token >> 32]
+        record[4] = None  # no longer acked as a whole run
         self.acked_items += 1
         self.acked_bytes += record[3]
         record[1] -= 1
@@ -221,16 +270,18 @@ class ConsumerCore:
             for parcel in parcels:
                 self.unconfirmed_parcels.pop(parcel, None)
 
-    def _on_deliver(self, msg: Deliver, payload: list[zmq.Frame]) -> None:
+    def _on_deliver(self, msg: Deliver, lists: DeliverLists, payload: list[zmq.Frame]) -> None:
         if not payload:
             raise MessageRejected(RejectReason.MALFORMED, "delivery without a body blob")
         wire = segments.receive(payload[0].buffer, [f.buffer for f in payload[1:]], blob_crc=msg.blob_crc,
-                                sizes=msg.sizes, nframes=msg.nframes, live=msg.live, frame_crcs=msg.frame_crcs,
+                                sizes=lists.sizes, nframes=lists.nframes, live=lists.live, frame_crcs=msg.frame_crcs,
                                 packed=msg.packed)
-        ids, segment, live = msg.ids, msg.segment, msg.live
+        ids, segment, live = lists.ids, msg.segment, lists.live
         live_ids = ids if len(live) == len(ids) else [ids[i] for i in live]
         with self.lock:
-            done, held = self.done.ids, self.held
+            done, held = self.done, self.held
+            # a whole parcel of a run of generated ids: the done window tests it with one bisection
+            run = (msg.id_prefix, msg.id_first) if msg.id_prefix and len(live) == len(ids) else None
             self.stats.received += len(live)
             if msg.parcel in self.parcels:  # the same Deliver twice (duplicated in transit)
                 self.stats.duplicates_dropped += len(live)
@@ -238,19 +289,24 @@ class ConsumerCore:
             if not live:
                 return
             tokens = None
-            if done.isdisjoint(live_ids) and held.keys().isdisjoint(live_ids):  # the common case, in C
+            runs = self.held_runs
+            if done.isdisjoint(live_ids, run) and held.keys().isdisjoint(live_ids) \
+                    and not (runs.parcels and self._in_held_runs(live_ids, run)):  # the common case, in C
                 tokens = _tokens(msg.parcel, live)
-                before = len(held)
-                held.update(zip(live_ids, tokens))
-                if len(held) - before != len(live_ids):  # an id twice in this parcel: undo (none was held)
-                    for msg_id in live_ids:
-                        held.pop(msg_id, None)
-                    tokens = None
+                if run is not None and len(live) >= MIN_ITEMS:  # ids distinct by construction: no dict entries
+                    runs.add(msg.parcel, run[0], run[1], len(live))
+                else:
+                    before = len(held)
+                    held.update(zip(live_ids, tokens))
+                    if len(held) - before != len(live_ids):  # an id twice in this parcel: undo (none was held)
+                        for msg_id in live_ids:
+                            held.pop(msg_id, None)
+                        tokens = None
             if tokens is not None:
-                fresh, attempts, whole = live, msg.attempts, True
+                fresh, attempts, whole = live, lists.attempts, True
             else:
                 fresh, attempts, whole, seen = [], [], True, set()
-                for i, attempt in zip(live, msg.attempts):
+                for i, attempt in zip(live, lists.attempts):
                     # An id twice in this parcel (never from our broker, whose ingress dedups): the first is
                     # handed over, the repeat acked at once like an id already done.
                     if ids[i] in done or ids[i] in seen:
@@ -258,7 +314,7 @@ class ConsumerCore:
                             self.loop.wake()  # service sends acks; it does not run after every message
                         self.acks.append(segment << 32 | i)
                         self.stats.duplicates_dropped += 1
-                    elif ids[i] in held:  # still held here under an earlier parcel: that one acks it
+                    elif ids[i] in held or ids[i] in runs:  # still held here under an earlier parcel: it acks it
                         self.stats.duplicates_dropped += 1
                         whole = False
                     else:
@@ -274,15 +330,22 @@ class ConsumerCore:
             self.out_items += len(fresh)
             self.out_bytes += len(fresh) * item_bytes
             # [segment, items not yet acked or refused, acks go as pairs only, bytes per item]
-            self.parcels[msg.parcel] = [segment, len(fresh), not whole, item_bytes]
+            whole_run = (run[0], run[1], len(ids)) if run is not None and len(fresh) == len(ids) else None
+            self.parcels[msg.parcel] = [segment, len(fresh), not whole, item_bytes, whole_run]
             if msg.packed:
                 self.ready.append(PackedParcel(wire.blob, len(ids), live_ids, tokens, attempts, fresh))
             else:
-                self._ready_items(payload[0], wire, msg, live_ids, tokens, attempts, fresh)
+                self._ready_items(payload[0], wire, lists.sizes, lists.nframes, live_ids, tokens, attempts, fresh)
             if max(attempts) > 1:
                 self.stats.redelivered += sum([attempt > 1 for attempt in attempts])
 
-    def _take_tensor_item(self, msg: Deliver, frames: list[zmq.Frame]) -> bool:
+    def _in_held_runs(self, ids: list[str], run: tuple[str, int] | None) -> bool:
+        """Whether some of ids (a run, if given) may be held in held_runs (a run: if it meets a held one)."""
+        if run is not None:
+            return self.held_runs.overlaps(run[0], run[1], run[1] + len(ids))
+        return any(map(self.held_runs.__contains__, ids))
+
+    def _take_tensor_item(self, msg: Deliver, lists: DeliverLists, frames: list[zmq.Frame]) -> bool:
         """The common large-tensor delivery (one fresh item with tensor frames, intact) taken in one pass:
         checked as segments.receive and _on_deliver would, decoded here, by whichever thread received it,
         and queued as the Delivery get_batch hands out. A 4 MiB message then costs the application one pass
@@ -290,11 +353,11 @@ class ConsumerCore:
         Delivery. Decoding views the frames (no copy), so it costs the same here as later; an undecodable
         item is refused to the broker at once. False, with nothing done, for anything else (a duplicate,
         a damaged or odd delivery): the general path handles it and words any rejection."""
-        nframes, frame_crcs = msg.nframes[0], msg.frame_crcs
-        if len(frames) != 2 + nframes or msg.packed or msg.live != [0] or (frame_crcs and len(frame_crcs) != nframes):
+        nframes, frame_crcs = lists.nframes[0], msg.frame_crcs
+        if len(frames) != 2 + nframes or msg.packed or lists.live != [0] or (frame_crcs and len(frame_crcs) != nframes):
             return False
         blob, tensors = frames[1].buffer, [frame.buffer for frame in frames[2:]]
-        if len(blob) != msg.sizes[0] or crc32(blob) != msg.blob_crc:
+        if len(blob) != lists.sizes[0] or crc32(blob) != msg.blob_crc:
             return False
         if frame_crcs and any([crc32(frame) != crc for frame, crc in zip(tensors, frame_crcs)]):
             return False
@@ -302,10 +365,10 @@ class ConsumerCore:
             item = codec.decode_body(blob, tensors, registry=self.registry, limits=self.config.limits)
         except MessageRejected as exc:
             item = exc
-        msg_id, parcel, attempt = msg.ids[0], msg.parcel, msg.attempts[0]
+        msg_id, parcel, attempt = lists.ids[0], msg.parcel, lists.attempts[0]
         nbytes = len(blob) + sum([len(frame) for frame in frames[2:]])
         with self.lock:
-            if parcel in self.parcels or msg_id in self.done.ids or msg_id in self.held:
+            if parcel in self.parcels or msg_id in self.done or msg_id in self.held or msg_id in self.held_runs:
                 return False  # a duplicate: the general path counts it (and re-acks a finished one)
             self.stats.received += 1
             self.stats.redelivered += attempt > 1
@@ -313,7 +376,7 @@ class ConsumerCore:
             self.held[msg_id] = token
             self.out_items += 1
             self.out_bytes += nbytes
-            self.parcels[parcel] = [msg.segment, 1, False, nbytes]  # as _on_deliver records a parcel
+            self.parcels[parcel] = [msg.segment, 1, False, nbytes, None]  # as _on_deliver records a parcel
             if type(item) is MessageRejected:
                 self.reject(msg_id, token, item)
                 self.loop.wake()  # service sends the refusal; it does not run after every message
@@ -321,11 +384,11 @@ class ConsumerCore:
                 self.ready.append(Delivery(msg_id, item, attempt, token))
         return True
 
-    def _ready_items(self, blob_frame: zmq.Frame, wire: segments.WirePayload, msg: Deliver, ids: list[str],
-                     tokens: list[int], attempts: list[int], fresh: list[int]) -> None:
-        offsets = [0, *itertools.accumulate(msg.sizes)]
+    def _ready_items(self, blob_frame: zmq.Frame, wire: segments.WirePayload, sizes: list[int], nframes: list[int],
+                     ids: list[str], tokens: list[int], attempts: list[int], fresh: list[int]) -> None:
+        offsets = [0, *itertools.accumulate(sizes)]
         blob = blob_frame.bytes if offsets[-1] <= _COPY_BODIES_UP_TO else wire.blob
-        frames, first_frame, nframes = wire.frames, wire.first_frame, msg.nframes
+        frames, first_frame = wire.frames, wire.first_frame
         self.ready.extend([(msg_id, token, attempt, blob[offsets[i]:offsets[i + 1]],
                             tuple(frames[first_frame[i]:first_frame[i] + nframes[i]]) if nframes[i] else ())
                            for msg_id, token, attempt, i in zip(ids, tokens, attempts, fresh)])

@@ -86,11 +86,13 @@ def _packed(ids: list[str], header: type) -> Frames:
 def _framed(ids: list[str], wire: Any, header: type, *, packed: bool, segment: int, parcel: int) -> Frames:
     """`wire` under a PutBatch (producer -> broker) or Deliver (broker -> consumer) header, as frames."""
     if header is PutBatch:
-        msg: Any = PutBatch(queue="q", window=8, seqs=list(range(1, len(ids) + 1)), ids=ids, sizes=wire.sizes,
-                            nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=[], packed=packed)
+        msg: Any = PutBatch(queue="q", window=8, seqs=list(range(1, len(ids) + 1)), ids=ids, id_prefix="", id_first=0,
+                            sizes=[] if packed else wire.sizes, nframes=[] if packed else wire.nframes,
+                            blob_crc=wire.blob_crc, frame_crcs=[], packed=packed)
     else:
-        msg = Deliver(segment=segment, parcel=parcel, live=list(range(len(ids))), attempts=[1] * len(ids), ids=ids,
-                      sizes=wire.sizes, nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=[], packed=packed,
+        msg = Deliver(segment=segment, parcel=parcel, count=len(ids), live=list(range(len(ids))),
+                      attempts=[1] * len(ids), ids=ids, id_prefix="", id_first=0, sizes=[] if packed else wire.sizes,
+                      nframes=[] if packed else wire.nframes, blob_crc=wire.blob_crc, frame_crcs=[], packed=packed,
                       confirmed=[], confirmed_parcels=[])
     return [*map(bytes, codec.encode(msg)), wire.blob]
 

@@ -12,65 +12,18 @@ in `dropped` with a reason; until then it is READY or leased, never both.
 
 import itertools
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Iterable, Iterator
 
 from rollspec.transport.config import QueueConfig
 from rollspec.transport.dedup import BoundedIds
+from rollspec.transport.queue_records import ConsumerState, DroppedItem, Parcel, Segment, joined_run
 from rollspec.transport.stats import QueueStats
+
+__all__ = ["DONE", "READY", "ConsumerState", "DroppedItem", "LeaseQueue", "Parcel", "Segment"]
 
 READY = 0
 DONE = 1
 _PLUS_ONE = (1).__add__  # attempts + 1 over a parcel in one C-level map
-
-
-@dataclass(slots=True, eq=False)
-class Segment:
-    """Items of one producer batch. `payload` is opaque here (wire bodies + frames, or objects)."""
-
-    seg_id: int
-    ids: list[str]
-    sizes: list[int]
-    payload: Any
-    state: list[Any]
-    attempts: list[int]
-    open: int
-    parcel_seqs: list[int] = field(default_factory=list)
-
-
-@dataclass(slots=True, eq=False)
-class ConsumerState:
-    """A consumer as the queue sees it: its window, what it holds and when it was last heard from."""
-
-    key: Hashable
-    window_items: int
-    window_bytes: int
-    last_seen: float
-    items_out: int = 0
-    bytes_out: int = 0
-    parcels: dict[int, "Parcel"] = field(default_factory=dict)
-
-
-@dataclass(slots=True, eq=False)
-class Parcel:
-    """Items `indices` of `segment` leased to `consumer` by one delivery."""
-
-    seq: int
-    segment: Segment
-    indices: list[int]
-    attempts: list[int]
-    consumer: ConsumerState
-    delivered_at: float
-    open: int
-    nbytes: int
-
-
-@dataclass(frozen=True, slots=True)
-class DroppedItem:
-    """An item the queue gave up on, with the reason (invariant 2: trained once or dropped with a reason)."""
-
-    msg_id: str
-    reason: str
 
 
 class LeaseQueue:
@@ -97,9 +50,10 @@ class LeaseQueue:
         """Items the queue holds (ready + leased); capacity bounds this."""
         return self.stats.depth + self.stats.in_flight
 
-    def offer(self, ids: list[str], sizes: list[int], payload: Any) -> int:
-        """Enqueue a segment; ids seen before are dropped as duplicates. Returns the number of new items."""
-        new = self._seen.add_many(ids)
+    def offer(self, ids: list[str], sizes: list[int], payload: Any, run: tuple[str, int] | None = None) -> int:
+        """Enqueue a segment; ids seen before are dropped as duplicates. Returns the number of new items.
+        `run`: (prefix, first) if the ids are one generated run (see Segment.run), vouched for by the caller."""
+        new = self._seen.add_many(ids) if run is None else self._seen.add_run(run[0], run[1], ids)
         if len(new) == len(ids):  # the common case: no id seen before, none twice
             state = [READY] * len(ids)
         else:
@@ -109,7 +63,8 @@ class LeaseQueue:
         new = list(new)
         self.stats.duplicates_dropped += len(ids) - len(new)
         if new:
-            segment = Segment(self._next_seg, ids, sizes, payload, state, [0] * len(ids), len(new))
+            segment = Segment(self._next_seg, ids, sizes, payload, state, [0] * len(ids), len(new),
+                              run=run if len(new) == len(ids) else None)
             self._next_seg += 1
             self._segments[segment.seg_id] = segment
             self._ready.append((segment, new))
@@ -271,6 +226,7 @@ class LeaseQueue:
         for segment, _ in run[1:]:  # the entries of run[:-1] go; run[-1]'s becomes head's below
             self._ready.popleft()
             del self._segments[segment.seg_id]
+        head.run = joined_run([segment for segment, _ in run])
         head.ids = [msg_id for segment, _ in run for msg_id in segment.ids]
         head.sizes = [size for segment, _ in run for size in segment.sizes]
         n = head.open = len(head.ids)

@@ -16,6 +16,7 @@ import zmq
 from rollspec.transport import codec, segments
 from rollspec.transport.channel import IdSource, Sender
 from rollspec.transport.config import ProducerConfig
+from rollspec.transport.dedup import run_counter
 from rollspec.transport.errors import MessageRejected, RejectReason
 from rollspec.transport.faults import NO_FAULTS, FaultPlan
 from rollspec.transport.io_loop import IoLoop
@@ -26,6 +27,9 @@ from rollspec.transport.sockets import open_endpoint
 from rollspec.transport.stats import ProducerStats, RejectCounter
 
 log = logging.getLogger(__name__)
+Run = tuple[str, int] | None  # (prefix, first) of a segment of generated ids (dedup.run_counter), else None
+Outgoing = tuple[int, list[str], WirePayload, Run]  # (first seq, ids, wire, run) of a segment to send
+_NONE: list[Any] = []  # never mutated: an omitted per-item list
 
 
 class ProducerCore:
@@ -41,10 +45,10 @@ class ProducerCore:
         self.granted = 0
         self.next_seq = 1
         self.pending_bytes = 0  # outbox + unacked
-        # (first seq, ids, wire) of segments to send, and of those sent: first seq -> (ids, wire, sent_at,
-        # batch number); insertion order = send order, so oldest first.
-        self.outbox: list[tuple[int, list[str], WirePayload]] = []
-        self.unacked: dict[int, tuple[list[str], WirePayload, float, int]] = {}
+        # (first seq, ids, wire, run) of segments to send, and of those sent: first seq -> (ids, wire, sent_at,
+        # batch number, run); insertion order = send order, so oldest first. run: (prefix, first) of generated ids.
+        self.outbox: list[Outgoing] = []
+        self.unacked: dict[int, tuple[list[str], WirePayload, float, int, Run]] = {}
         self.stats = ProducerStats()
         self.rejects = RejectCounter(f"producer:{queue}")
         self._batches_sent = 0
@@ -97,32 +101,35 @@ class ProducerCore:
     def on_stop(self) -> None:
         self.loop.send(codec.encode(Detach(queue=self.queue, role="producer")))
 
-    def _due(self, now: float) -> list[tuple[int, list[str], WirePayload]]:
+    def _due(self, now: float) -> list[Outgoing]:
         """Items to send again. The broker handles a producer's messages in order, so an item sent
         before a confirmed batch and still unconfirmed was lost (after a grace for injected reordering);
         if nothing at all was confirmed for retry_s, everything older than retry_s is sent again. A slow
         but live broker therefore causes no resends."""
         retry_s, due = self.config.retry_s, []
         stalled = now - self._last_progress > retry_s
-        for seq, (ids, wire, sent_at, batch) in self.unacked.items():
+        for seq, (ids, wire, sent_at, batch, run) in self.unacked.items():
             age = now - sent_at
             if (batch < self._confirmed_batch and age > retry_s / 4) or (stalled and age > retry_s):
-                due.append((seq, ids, wire))
+                due.append((seq, ids, wire, run))
             elif batch >= self._confirmed_batch and not (stalled and age > retry_s):
                 break
-        for seq, _, _ in due:
+        for seq, *_ in due:
             del self.unacked[seq]  # re-inserted at the end by _batches: order stays send order
         return due
 
-    def _batches(self, segs: list[tuple[int, list[str], WirePayload]], now: float) -> list[list[Any]]:
-        """One PutBatch per segment (a segment is already the unit of batching)."""
+    def _batches(self, segs: list[Outgoing], now: float) -> list[list[Any]]:
+        """One PutBatch per segment (a segment is already the unit of batching), in its compact forms where
+        they apply (a run of generated ids, a packed segment's sizes)."""
         out: list[list[Any]] = []
-        for seq, ids, wire in segs:
+        for seq, ids, wire, run in segs:
             header = codec.encode_trusted(PutBatch, queue=self.queue, window=self.config.window,
-                                          seqs=list(range(seq, seq + len(ids))), ids=ids, sizes=wire.sizes,
-                                          nframes=wire.nframes, blob_crc=wire.blob_crc, frame_crcs=wire.frame_crcs,
-                                          packed=wire.packed)
-            self.unacked[seq] = (ids, wire, now, self._batches_sent)
+                                          seqs=list(range(seq, seq + len(ids))), ids=_NONE if run else ids,
+                                          id_prefix=run[0] if run else "", id_first=run[1] if run else 0,
+                                          sizes=_NONE if wire.packed else wire.sizes,
+                                          nframes=_NONE if wire.packed else wire.nframes, blob_crc=wire.blob_crc,
+                                          frame_crcs=wire.frame_crcs, packed=wire.packed)
+            self.unacked[seq] = (ids, wire, now, self._batches_sent, run)
             self._batches_sent += 1
             out.append([*header, wire.blob, *wire.frames])
         return out
@@ -152,8 +159,10 @@ class ZmqProducer(Sender):
         """Encode as segments, then queue each once there is credit for all its items (or, after
         segments.PARTIAL_AFTER_S, for part of it: that part goes as a smaller segment)."""
         self._loop.check()
-        ids = list(msg_ids) if msg_ids is not None else self._ids.take(len(items))
+        generated = msg_ids is None
+        ids = self._ids.take(len(items)) if generated else list(msg_ids)  # type: ignore[arg-type]
         core, config = self._core, self._core.config
+        prefix = self._ids.prefix
         pending = deque(segments.encode_chunks(items, ids, min(config.batch_items, config.window),
                                                config.batch_bytes, config.checksum_tensors, config.tensor_frame_bytes))
 
@@ -164,17 +173,19 @@ class ZmqProducer(Sender):
 
         with core.cond:
             segments.send_as_room_allows(
-                pending, room=core.room, send=self._queue, wait=core.cond.wait, on_full=on_full,
+                pending, room=core.room, wait=core.cond.wait, on_full=on_full,
+                send=lambda segment: self._queue(segment, (prefix, run_counter(prefix, segment.ids[0]))
+                                                 if generated else None),
                 checksum_tensors=config.checksum_tensors, frame_bytes=config.tensor_frame_bytes, timeout_s=timeout_s,
                 timeout_message=lambda done: (f"no credit from queue {core.queue!r} for {timeout_s}s "
                                               f"({len(core.unacked)} unconfirmed); {done} of {len(ids)} sent"))
         return ids
 
-    def _queue(self, segment: OutSegment) -> None:
+    def _queue(self, segment: OutSegment, run: Run) -> None:
         core = self._core
         if not core.outbox:
             self._loop.wake()
-        core.outbox.append((core.next_seq, segment.ids, segment.wire))
+        core.outbox.append((core.next_seq, segment.ids, segment.wire, run))
         core.pending_bytes += segment.wire.nbytes
         core.next_seq += len(segment.ids)
         core.stats.put += len(segment.ids)

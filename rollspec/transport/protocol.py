@@ -9,13 +9,15 @@ addressable as (segment, index) pairs, flattened into int lists on the wire: par
 and the items a consumer holds.
 """
 
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from rollspec.transport.errors import SchemaError
 from rollspec.transport.fields import limit
+from rollspec.transport.native import hex_ids
 from rollspec.transport.registry import register_schema
 
 U32 = (1 << 32) - 1
+I64 = (1 << 63) - 1  # msgspec checks int bounds up to int64
 MAX_BATCH = 1 << 16
 MAX_ID_LEN = 512
 
@@ -58,15 +60,18 @@ class Heartbeat:
         _check_pairs("Heartbeat.acked", self.acked)
 
 
-@register_schema("rs.put", 2)
+@register_schema("rs.put", 3)
 class PutBatch:
     """Producer -> broker: one segment of new items (producer sequence numbers `seqs`, consecutive)
-    followed by its body blob and frames."""
+    followed by its body blob and frames. Compact forms as in Deliver: `ids` empty with `id_prefix` set (a
+    run of generated ids from id_first), `sizes` and `nframes` empty for a packed segment (put_lists)."""
 
     queue: str = limit(max_len=128)
     window: int = limit(ge=1)
     seqs: list[int] = limit(max_len=MAX_BATCH, ge=1)
     ids: list[str] = limit(max_len=MAX_BATCH)
+    id_prefix: str = limit(max_len=MAX_ID_LEN - 16)
+    id_first: int = limit(ge=0, le=I64)
     sizes: list[int] = limit(max_len=MAX_BATCH, ge=0)
     nframes: list[int] = limit(max_len=MAX_BATCH, ge=0)
     blob_crc: int = limit(ge=0, le=U32)
@@ -75,10 +80,22 @@ class PutBatch:
 
     def check(self) -> None:
         """Cross-field rules (run after the per-field checks)."""
-        _check_same_length("PutBatch", len(self.seqs), self.ids, self.sizes, self.nframes)
-        _check_ids("PutBatch.ids", self.ids)
-        if not self.seqs:
+        n = len(self.seqs)
+        if not n:
             raise SchemaError("PutBatch.seqs", self.seqs, "at least one item")
+        _check_same_length("PutBatch.ids", 0 if self.id_prefix else n, self.ids)
+        _check_same_length("PutBatch.sizes", 0 if self.packed else n, self.sizes, self.nframes)
+        if self.id_prefix:
+            _check_run("PutBatch", self.id_prefix, self.id_first, n)
+        else:
+            _check_ids("PutBatch.ids", self.ids)
+
+
+def put_lists(msg: Any, blob_bytes: int) -> tuple[list[str], list[int], list[int]]:
+    """(ids, sizes, nframes) of a checked PutBatch, its compact forms expanded (see deliver_lists)."""
+    n = len(msg.seqs)
+    ids = hex_ids()(msg.id_prefix, msg.id_first, n) if msg.id_prefix else msg.ids
+    return (ids, shares(blob_bytes, n), [0] * n) if msg.packed else (ids, msg.sizes, msg.nframes)
 
 
 @register_schema("rs.put_ack", 2)
@@ -90,19 +107,28 @@ class PutAck:
     granted: int = limit(ge=0)
 
 
-@register_schema("rs.deliver", 3)
+@register_schema("rs.deliver", 4)
 class Deliver:
-    """Broker -> consumer: parcel `parcel`, the items at `live` of segment `segment`, leased to this
-    consumer; `attempts` counts deliveries of each live item; the frames that follow belong to the live
-    items only (a packed segment has none, and its whole blob travels). `confirmed` and
-    `confirmed_parcels` are an AckConfirm carried along (acks this consumer sent since its last
-    delivery): one inbound message per delivery instead of two."""
+    """Broker -> consumer: parcel `parcel`, the items at `live` of segment `segment` (`count` items), leased to
+    this consumer; `attempts` counts deliveries of each live item; the frames that follow belong to the live
+    items only (a packed segment has none, and its whole blob travels). `confirmed` and `confirmed_parcels`
+    are an AckConfirm carried along (acks this consumer sent since its last delivery): one inbound message
+    per delivery instead of two.
+
+    The per-item lists have compact forms, so that the common parcel (a whole packed segment of generated
+    ids, first delivery) costs no per-item header: `ids` empty with `id_prefix` set: the ids are id_prefix +
+    '%x' % k, k = id_first, id_first + 1, ... (channel.IdSource's run); `live` empty: all `count` items;
+    `attempts` of one entry: the same for every live item; `sizes` and `nframes` empty for a packed segment:
+    equal shares of its blob, no frames (segments.shares). deliver_lists() expands them."""
 
     segment: int = limit(ge=0)
     parcel: int = limit(ge=0)
+    count: int = limit(ge=1, le=MAX_BATCH)
     live: list[int] = limit(max_len=MAX_BATCH, ge=0)
     attempts: list[int] = limit(max_len=MAX_BATCH, ge=1)
     ids: list[str] = limit(max_len=MAX_BATCH)
+    id_prefix: str = limit(max_len=MAX_ID_LEN - 16)
+    id_first: int = limit(ge=0, le=I64)
     sizes: list[int] = limit(max_len=MAX_BATCH, ge=0)
     nframes: list[int] = limit(max_len=MAX_BATCH, ge=0)
     blob_crc: int = limit(ge=0, le=U32)
@@ -113,15 +139,60 @@ class Deliver:
 
     def check(self) -> None:
         """Cross-field rules (run after the per-field checks)."""
-        n = len(self.ids)
+        n, live = self.count, len(self.live) or self.count
         # The lengths of a valid header in one test (this runs per delivery); the named checks word a failure.
-        if len(self.confirmed) % 2 or len(self.sizes) != n or len(self.nframes) != n or len(self.attempts) != len(self.live):
+        if len(self.confirmed) % 2 or len(self.ids) != (0 if self.id_prefix else n) \
+                or len(self.attempts) not in (1, live) or len(self.live) > n \
+                or len(self.sizes) != (0 if self.packed else n) or len(self.nframes) != len(self.sizes):
             _check_pairs("Deliver.confirmed", self.confirmed)
-            _check_same_length("Deliver", n, self.sizes, self.nframes)
-            _check_same_length("Deliver.attempts", len(self.live), self.attempts)
-        _check_ids("Deliver.ids", self.ids)
-        if self.live and max(self.live) >= len(self.ids):
-            raise SchemaError("Deliver.live", self.live, f"indices below {len(self.ids)}")
+            if len(self.live) > n:
+                raise SchemaError("Deliver.live", f"<{len(self.live)} entries>", f"at most count = {n}")
+            _check_same_length("Deliver.attempts", live if len(self.attempts) != 1 else 1, self.attempts)
+            _check_same_length("Deliver.ids", 0 if self.id_prefix else n, self.ids)
+            _check_same_length("Deliver.sizes", 0 if self.packed else n, self.sizes, self.nframes)
+        if self.id_prefix:
+            _check_run("Deliver", self.id_prefix, self.id_first, n)
+        else:
+            _check_ids("Deliver.ids", self.ids)
+        if self.live and max(self.live) >= n:
+            raise SchemaError("Deliver.live", self.live, f"indices below count = {n}")
+
+
+class DeliverLists(NamedTuple):
+    """A Deliver's per-item lists in full (deliver_lists)."""
+
+    ids: list[str]
+    live: list[int]
+    attempts: list[int]
+    sizes: list[int]
+    nframes: list[int]
+
+
+def deliver_lists(msg: Any, blob_bytes: int) -> DeliverLists:
+    """The per-item lists of a checked Deliver (or its view), its compact forms expanded; `blob_bytes`: its body
+    blob's length (a packed segment's item sizes are equal shares of it)."""
+    n = msg.count
+    ids = hex_ids()(msg.id_prefix, msg.id_first, n) if msg.id_prefix else msg.ids
+    live = msg.live or list(range(n))
+    attempts = msg.attempts * len(live) if len(msg.attempts) == 1 else msg.attempts
+    if msg.packed:
+        return DeliverLists(ids, live, attempts, shares(blob_bytes, n), [0] * n)
+    return DeliverLists(ids, live, attempts, msg.sizes, msg.nframes)
+
+
+def shares(total: int, count: int) -> list[int]:
+    """`total` bytes split into `count` sizes differing by at most one (a packed segment's per-item sizes)."""
+    share, extra = divmod(total, count)
+    return [share + 1] * extra + [share] * (count - extra)
+
+
+def _check_run(where: str, prefix: str, first: int, count: int) -> None:
+    """A run's prefix as channel.IdSource makes one (ASCII, no NUL or '%', ending in '-': an id's counter is what
+    follows its last '-') and its counters below 2**63."""
+    if not prefix.isascii() or "\0" in prefix or "%" in prefix or prefix[-1] != "-":
+        raise SchemaError(f"{where}.id_prefix", prefix, "ASCII without NUL or %, ending in '-'")
+    if first + count > I64 + 1:
+        raise SchemaError(f"{where}.id_first", first, f"a run of {count} below 2**63")
 
 
 @register_schema("rs.ack", 2)

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, NamedTuple, Sequence
 from rollspec.transport import codec
 from rollspec.transport.checksum import crc32
 from rollspec.transport.errors import BackPressureTimeout, MessageRejected, RejectReason
+from rollspec.transport.protocol import shares
 
 PARTIAL_AFTER_S = 0.05
 """A segment waits this long for credit for all its items before a part of it takes the credit there
@@ -185,9 +186,7 @@ def send_as_room_allows(pending: deque[OutSegment], *, room: Callable[[], int], 
 
 def packed(body: bytes, count: int) -> WirePayload:
     """Payload of a packed body of `count` rows; per-item sizes are equal shares of it (for byte windows)."""
-    share, extra = divmod(len(body), count)
-    sizes = [share + 1] * extra + [share] * (count - extra)
-    return WirePayload(blob=body, blob_crc=crc32(body), sizes=sizes, nframes=[0] * count, frames=[],
+    return WirePayload(blob=body, blob_crc=crc32(body), sizes=shares(len(body), count), nframes=[0] * count, frames=[],
                        frame_crcs=[], first_frame=[0] * count, packed=True, local=True)
 
 

@@ -39,11 +39,9 @@ class FakeBroker:
 
     def deliver(self, segment: int, parcel: int, ids: list[str], blob: bytes, live: list[int], attempt: int = 1,
                 confirmed_parcels: tuple[int, ...] = ()):
-        sizes = [len(blob) // len(ids)] * len(ids)
-        sizes[0] += len(blob) - sum(sizes)
-        msg = Deliver(segment=segment, parcel=parcel, live=live, attempts=[attempt] * len(live), ids=ids,
-                      sizes=sizes, nframes=[0] * len(ids), blob_crc=zlib.crc32(blob), frame_crcs=[], packed=True,
-                      confirmed=[], confirmed_parcels=list(confirmed_parcels))
+        msg = Deliver(segment=segment, parcel=parcel, count=len(ids), live=live, attempts=[attempt] * len(live),
+                      ids=ids, id_prefix="", id_first=0, sizes=[], nframes=[], blob_crc=zlib.crc32(blob), frame_crcs=[],
+                      packed=True, confirmed=[], confirmed_parcels=list(confirmed_parcels))
         self.socket.send_multipart([self.identity, *codec.encode(msg), blob])
 
     def pump(self, seconds: float) -> None:
@@ -143,8 +141,9 @@ def test_a_damaged_segment_is_not_delivered_and_not_acked(fake):
     blob = bytearray(codec.encode_rows([raw_peers.prompt("a"), raw_peers.prompt("b")]))
     good_crc = zlib.crc32(blob)
     blob[-1] ^= 0x01
-    msg = Deliver(segment=3, parcel=1, live=[0, 1], attempts=[1, 1], ids=["a", "b"], sizes=[len(blob) - 1, 1],
-                  nframes=[0, 0], blob_crc=good_crc, frame_crcs=[], packed=True, confirmed=[], confirmed_parcels=[])
+    msg = Deliver(segment=3, parcel=1, count=2, live=[0, 1], attempts=[1, 1], ids=["a", "b"], id_prefix="", id_first=0,
+                  sizes=[], nframes=[], blob_crc=good_crc, frame_crcs=[], packed=True, confirmed=[],
+                  confirmed_parcels=[])
     broker.socket.send_multipart([broker.identity, *codec.encode(msg), bytes(blob)])
     assert _take(consumer) == []
     broker.pump(0.2)

@@ -139,9 +139,9 @@ def test_garbage_is_counted_and_rejected_and_the_broker_keeps_serving():
     raw = zmq.Context.instance().socket(zmq.DEALER)
     raw.connect(broker.address)
     bad_item = msgpack.packb(["no.such.type", 1, []])
-    good_header = codec.encode(PutBatch(queue="q", window=8, seqs=[1], ids=["bad"], sizes=[len(bad_item)],
-                                        nframes=[0], blob_crc=__import__("zlib").crc32(bad_item), frame_crcs=[],
-                                        packed=False))
+    good_header = codec.encode(PutBatch(queue="q", window=8, seqs=[1], ids=["bad"], id_prefix="", id_first=0,
+                                        sizes=[len(bad_item)], nframes=[0],
+                                        blob_crc=__import__("zlib").crc32(bad_item), frame_crcs=[], packed=False))
     try:
         raw.send_multipart([b"junk"])
         raw.send_multipart([b"\x00\x00\x00\x00not msgpack"])

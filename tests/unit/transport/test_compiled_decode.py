@@ -99,12 +99,18 @@ def test_batch_decode_matches_one_by_one_and_marks_what_needs_the_python_path():
 def test_trusted_encoding_of_hot_protocol_headers_decodes_to_the_checked_message():
     from rollspec.transport.protocol import Deliver, PutBatch
 
-    deliver = dict(segment=3, parcel=9, live=[0, 2], attempts=[1, 2], ids=["a", "b", "c"], sizes=[4, 4, 5],
-                   nframes=[0, 0, 0], blob_crc=7, frame_crcs=[], packed=True, confirmed=[3, 1], confirmed_parcels=[8])
+    deliver = dict(segment=3, parcel=9, count=3, live=[0, 2], attempts=[1, 2], ids=["a", "b", "c"], id_prefix="",
+                   id_first=0, sizes=[], nframes=[], blob_crc=7, frame_crcs=[], packed=True, confirmed=[3, 1],
+                   confirmed_parcels=[8])
     assert codec.decode(codec.encode_trusted(Deliver, **deliver)) == Deliver(**deliver)
-    put = dict(queue="q", window=8, seqs=[4, 5], ids=["a", "b"], sizes=[1, 2], nframes=[0, 1], blob_crc=1,
-               frame_crcs=[5], packed=False)
+    put = dict(queue="q", window=8, seqs=[4, 5], ids=["a", "b"], id_prefix="", id_first=0, sizes=[1, 2], nframes=[0, 1],
+               blob_crc=1, frame_crcs=[5], packed=False)
     assert codec.decode(codec.encode_trusted(PutBatch, **put)) == PutBatch(**put)
+    compact = put | dict(ids=[], id_prefix="p-", id_first=9, sizes=[], nframes=[], frame_crcs=[], packed=True)
+    assert codec.decode(codec.encode_trusted(PutBatch, **compact)) == PutBatch(**compact)
+    for bad in (dict(ids=["a", "b"]), dict(sizes=[1, 2]), dict(id_prefix="p"), dict(id_first=2**63 - 1)):
+        with pytest.raises(MessageRejected):  # ids both ways, sizes of a packed segment, an odd prefix, past 2**63
+            codec.decode(codec.encode_trusted(PutBatch, **(compact | bad)))
     with pytest.raises(MessageRejected):  # the receiver still checks: a bad value is refused there
         codec.decode(codec.encode_trusted(Deliver, **(deliver | {"live": [0, 5]})))
 

@@ -86,7 +86,9 @@ class BoundedIds:
                 or (self.ids and not self.ids.isdisjoint(msg_ids)):
             return self.add_many(msg_ids)
         starts, stops = self._runs.setdefault(prefix, ([], []))
-        if not starts or first >= stops[-1]:  # in order (the common case): an append
+        if starts and first == stops[-1]:  # the next run of a sender (the common case): one range grows
+            stops[-1] = stop
+        elif not starts or first > stops[-1]:
             starts.append(first)
             stops.append(stop)
         else:
@@ -136,13 +138,23 @@ class BoundedIds:
             oldest = batches.popleft()
             self._size -= _count(oldest)
             if type(oldest) is tuple:
-                starts, stops = self._runs[oldest[0]]
-                j = bisect_right(starts, oldest[1]) - 1
-                del starts[j], stops[j]
-                if not starts:
-                    del self._runs[oldest[0]]
+                self._forget_run(*oldest)
             else:
                 self.ids.difference_update(oldest)
+
+    def _forget_run(self, prefix: str, first: int, stop: int) -> None:
+        """Take the oldest stored run out of its range. Runs join a range only at its end (add_run) and are forgotten
+        oldest first, so the oldest is its range's head: the range shrinks in place, or goes. (One range per run
+        meant deleting the head of a list of ~16k ranges per run forgotten at a 1 << 20 window: 3-4 -> 9-11 us per
+        64-id run.)"""
+        starts, stops = self._runs[prefix]
+        j = bisect_right(starts, first) - 1
+        if stops[j] > stop:
+            starts[j] = stop
+            return
+        del starts[j], stops[j]
+        if not starts:
+            del self._runs[prefix]
 
 
 def _count(batch: list[str] | Run) -> int:

@@ -50,6 +50,18 @@ def test_a_run_is_stored_as_one_range_and_forgotten_whole():
     assert "a-10" not in window and "a-18" in window and len(window) == 9
 
 
+
+def test_a_senders_consecutive_runs_share_one_range_that_shrinks_as_runs_are_forgotten():
+    # One range per run made each forget delete the head of a list as long as the window (~16k at 1 << 20).
+    window = BoundedIds(256)
+    for first in range(0, 64 * 1000, 64):
+        window.add_run("a-", first, _run("a-", first, 64))
+    starts, stops = window._runs["a-"]
+    assert len(starts) == 1 and stops[0] - starts[0] == len(window) == 256
+    assert f"a-{64 * 996 - 1:x}" not in window and f"a-{64 * 996:x}" in window and f"a-{64 * 1000 - 1:x}" in window
+    window.add_run("a-", 64 * 1001, _run("a-", 64 * 1001, 64))  # a gap (a lost segment): a second range
+    assert len(window._runs["a-"][0]) == 2 and f"a-{64 * 1000:x}" not in window
+
 def test_run_counter_reads_only_what_an_id_source_writes():
     assert run_counter("a-", "a-ff") == 255 and run_counter("a-", "a-0") == 0
     assert [run_counter("a-", odd) for odd in ("a-0f", "a-F", "a-", "b-1", "a-+1", "a-1_0", "a-" + "1" * 17)] \

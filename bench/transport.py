@@ -132,9 +132,14 @@ def _our_produce(address: str, queue: str, total: int, large: bool, report) -> N
 
 
 def _put_all(sender, items: list, total: int) -> None:
-    """put_many in chunks of PUT_CHUNK (the consumer side uses get_batch / ack_many likewise)."""
+    """put_many in chunks of PUT_CHUNK (the consumer side uses get_batch / ack_many likewise). A chunk is a slice of
+    the item pool, as an application would hand over a batch it holds (raw sends one payload over and over); building
+    it item by item cost ~0.07 us per item that raw does not pay."""
     for start in range(0, total, PUT_CHUNK):
-        chunk = [items[i % len(items)] for i in range(start, min(total, start + PUT_CHUNK))]
+        first, n = start % len(items), min(PUT_CHUNK, total - start)
+        chunk = items[first:first + n]
+        if len(chunk) < n:  # the pool wraps inside this chunk
+            chunk = [items[(start + i) % len(items)] for i in range(n)]
         sender.put_many(chunk, timeout_s=120.0)
 
 

@@ -7,9 +7,12 @@ item at a consumer). gc.freeze() moves them to a permanent generation that colle
 collection just before it leaves only live objects to freeze. What this gives up: a reference cycle
 among frozen objects that becomes garbage later is never freed (bounded by the start-up heap, which
 is meant to live anyway); frozen objects that lose their last reference (old weights after a swap)
-are freed by reference counting as before.
+are freed by reference counting as before. At exit the heap is unfrozen, so the interpreter's last
+collection frees its cycles as it would have (extensions that check for leaks at exit, nanobind's in
+triton, otherwise report the frozen ones).
 """
 
+import atexit
 import gc
 
 
@@ -21,4 +24,5 @@ def freeze_startup_heap() -> int:
     if gc.get_freeze_count() == 0:
         gc.collect()
         gc.freeze()
+        atexit.register(gc.unfreeze)
     return gc.get_freeze_count()

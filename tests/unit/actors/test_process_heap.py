@@ -25,6 +25,19 @@ assert dead_later() is None, "objects made after the freeze stay collectable"
 print("ok")
 """
 
+AT_EXIT = """
+from rollspec.actors.process_heap import freeze_startup_heap
+
+class Node:
+    def __del__(self):
+        print("freed")
+
+node = Node(); node.self = node
+freeze_startup_heap()
+del node
+print("frozen")
+"""
+
 REWARD_ACTOR = """
 import gc
 from rollspec.actors.config import RewardSpec
@@ -40,7 +53,7 @@ broker.close()
 """
 
 
-def _run(code: str) -> str:
+def _run(code: str) -> str:  # the last line printed
     env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -53,3 +66,10 @@ def test_the_startup_heap_is_collected_then_frozen_once():
 
 def test_an_actor_freezes_its_startup_heap_before_its_loop_starts():
     assert _run(REWARD_ACTOR) == "True"
+
+
+def test_the_heap_is_unfrozen_at_exit_so_its_cycles_are_freed_then():
+    """A cycle frozen at start-up is freed by the interpreter's last collection, as it would be unfrozen."""
+    out = subprocess.run([sys.executable, "-c", AT_EXIT], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.split() == ["frozen", "freed"]

@@ -22,6 +22,7 @@ from rollspec.actors.config import DRAFT_SAMPLES, PROMPTS, SCORED, TRAJECTORIES,
 from rollspec.actors.controller_state import ControllerState
 from rollspec.actors.feeding_learner import FeedingLearnerGroup
 from rollspec.actors.fleet import Fleet, FleetStatus
+from rollspec.actors.process_heap import freeze_startup_heap
 from rollspec.actors.prompt_source import PromptSource
 from rollspec.actors.step_metrics import StepClock, step_metrics
 from rollspec.scheduler import AdmissionController
@@ -63,6 +64,7 @@ class Controller:
         On a stop request: no more dispatches, the learner call in flight is let finish (it is bounded
         by train_wait_s), then a checkpoint of the step reached (if checkpoints are on and it has none)
         keeps the groups still outstanding for --resume to re-issue, instead of dropping them."""
+        freeze_startup_heap()  # the driver hosts the broker: its I/O thread moves every item too
         self._refresh_status(force=True)
         self._reissue_outstanding()
         self._clock.start(self._status, version_needed=self.state.policy_version)

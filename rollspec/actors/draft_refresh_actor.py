@@ -19,6 +19,7 @@ from rollspec.actors.draft_checkpoint import (
 from rollspec.actors.draft_refresh_loop import DraftRefreshLoop
 from rollspec.actors.loop_thread import LoopThread
 from rollspec.actors.metric_samples import endpoint_faults, endpoint_rejections, refresh_samples
+from rollspec.actors.process_heap import freeze_startup_heap
 from rollspec.actors.ray_metrics import PeriodicExport, RaySink
 from rollspec.engine.loader import EXTRA_PREFIXES, read_config, read_safetensors
 from rollspec.engine.model_config import ModelConfig
@@ -97,6 +98,7 @@ class DraftRefreshActor:
                                       samples=self._samples, every_policy_versions=spec.every_policy_versions,
                                       refresher=refresher)
         self._export = PeriodicExport(RaySink(run), self.status, refresh_samples)
+        freeze_startup_heap()
         self._thread = LoopThread(self._step, "draft-refresh-loop")
 
     def _step(self) -> None:

@@ -22,6 +22,7 @@ from rollspec.actors.deepspeed_config import deepspeed_config
 from rollspec.actors.learner_config import LearnerConfig
 from rollspec.actors.learner_env import rank_environment, rendezvous_file
 from rollspec.actors.learner_weights import gather_native_state, native_state_to_hf
+from rollspec.actors.process_heap import freeze_startup_heap
 from rollspec.engine.loader import load_model
 from rollspec.rl.grpo_step import PolicyLogits, grpo_loss
 from rollspec.rl.trajectory_batch import TrajectoryBatch
@@ -104,6 +105,7 @@ class LearnerActor:
         if self.rank == 0:
             self.publisher = WeightPublisher(security=self.publisher_security,
                                              faults=self.config.publisher_faults.for_endpoint("learner/policy"))
+        freeze_startup_heap()
         return {"publisher_address": self.publisher_address(), "parameter_numel": self.parameter_numel()}
 
     def train_step(self, micro_batches: list[TrajectoryBatch]) -> dict[str, float]:

@@ -12,6 +12,7 @@ import torch
 from rollspec.actors.config import SCORED, TRAJECTORIES, RewardSpec
 from rollspec.actors.loop_thread import LoopThread
 from rollspec.actors.metric_samples import RewardSamples, endpoint_faults, endpoint_rejections
+from rollspec.actors.process_heap import freeze_startup_heap
 from rollspec.actors.ray_metrics import PeriodicExport, RaySink
 from rollspec.actors.reward_fn import BUILTIN, builtin_reward_function
 from rollspec.actors.reward_loop import RewardLoop
@@ -43,6 +44,7 @@ class RewardActor:
         self._loop = RewardLoop(trajectories=self._trajectories, scored=self._scored, score=self._score,
                                 batch_items=spec.batch_items)
         self._export = PeriodicExport(RaySink(run), self.status, RewardSamples(name))
+        freeze_startup_heap()
         self._thread = LoopThread(self._step, f"{name}-loop")
 
     def _step(self) -> None:

@@ -14,6 +14,7 @@ from rollspec.actors.config import DRAFT_SAMPLES, PROMPTS, TRAJECTORIES, Rollout
 from rollspec.actors.draft_checkpoint import load_draft
 from rollspec.actors.loop_thread import LoopThread
 from rollspec.actors.metric_samples import RolloutSamples, endpoint_faults, endpoint_rejections
+from rollspec.actors.process_heap import freeze_startup_heap
 from rollspec.actors.ray_metrics import PeriodicExport, RaySink
 from rollspec.actors.rollout_loop import RolloutLoop
 from rollspec.backends.drafter_spec import DrafterSpec
@@ -98,6 +99,7 @@ class RolloutActor:
         self._depth_policy = depth
         self._slowdown = spec.slowdown
         self._export = PeriodicExport(RaySink(run), self.status, RolloutSamples(name))
+        freeze_startup_heap()
         self._thread = LoopThread(self._step, f"{name}-loop")
 
     @staticmethod

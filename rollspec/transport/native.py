@@ -68,7 +68,8 @@ def module() -> ModuleType | None:
 def rows_builder(cls: type, names: tuple[str, ...], build: Callable[[tuple[Any, ...]], Any]) -> RowsBuild:
     """rows -> [instance, ...] for `cls`: the C builder when enabled and `cls` suits it (plain slots,
     object.__new__), else a loop of `build`, the Python builder of one row (wire_types._builder), which
-    it must equal: same instances, same check() calls in the same order, same exceptions."""
+    it must equal: same instances, same check() calls in the same order, same exceptions. (Only
+    gc.is_tracked tells them apart: C-built instances of plain values are left to reference counting.)"""
     if enabled():
         try:
             has_check = callable(getattr(cls, "check", None))

@@ -2,6 +2,7 @@
 whether the instances are built by the C extension (native.py) or by the Python builder."""
 
 import dataclasses
+import gc
 
 import msgpack
 import pytest
@@ -127,6 +128,35 @@ def test_paths_agree_on_random_bytes_and_near_valid_rows(monkeypatch):
         assert _outcomes(native) == _outcomes(python)
 
     check()
+
+
+def test_rows_of_plain_values_are_left_to_reference_counting(monkeypatch):
+    """An instance whose values cannot be part of a reference cycle is not tracked by the cyclic garbage
+    collector (a consumer holds each one until it is acked); one holding a container still is."""
+    registry, item_cls, checked_cls = _schemas(monkeypatch, "native")
+    plain = codec.decode_rows(codec.encode_rows([checked_cls(lo=1, hi=2)] * 3), 3, registry=registry)
+    holding = codec.decode_rows(codec.encode_rows([item_cls(seq=1, payload=b"", name="", tags=[])] * 2), 2,
+                                registry=registry)
+    assert plain == [checked_cls(lo=1, hi=2)] * 3 and not any(map(gc.is_tracked, plain))
+    assert all(map(gc.is_tracked, holding))
+
+
+def test_instances_with_a_dict_stay_tracked():
+    """What an instance __dict__ may hold later is unknown when the instance is built."""
+    module = native.module()
+
+    class Slotted:
+        __slots__ = ("a",)
+
+    class WithDict:
+        __slots__ = ("a", "__dict__")
+
+    untracked, = module.RowBuilder(Slotted, ("a",), False).many([(1,)])
+    tracked, = module.RowBuilder(WithDict, ("a",), False).many([(1,)])
+    assert not gc.is_tracked(untracked) and gc.is_tracked(tracked)
+    tracked.cycle = tracked
+    del tracked
+    assert gc.collect() >= 1  # the self-referencing instance is found and freed
 
 
 def test_the_builder_refuses_what_it_cannot_build_safely():

@@ -126,9 +126,9 @@ def _our_produce(address: str, queue: str, total: int, large: bool, report) -> N
     from rollspec.transport import ProducerConfig, ZmqProducer
 
     producer = ZmqProducer(address, queue, config=ProducerConfig(window=4096))
+    freeze_startup_heap()  # before the items exist: an actor makes its items after start-up
     payload = _payload(large)
     items = [_item(i, large, payload) for i in range(min(total, 4096))]
-    freeze_startup_heap()
     report.put("ready")
     cpu = time.process_time()
     _put_all(producer, items, total)

@@ -17,7 +17,7 @@ from bisect import bisect_left
 from collections import Counter, deque
 from itertools import repeat
 from operator import attrgetter, rshift
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 import zmq
 
@@ -64,6 +64,17 @@ class PackedParcel(NamedTuple):
 
 
 Entry = RawItem | PackedParcel | Delivery  # what `ready` holds (a Delivery: decoded at intake, _take_tensor_item)
+
+
+def _parcel_spans(tokens: list[int]) -> Iterator[tuple[int, int, int]]:
+    """(parcel, start, stop) of each stretch of `tokens` (parcel << 32 | index) from one parcel, found by bisection
+    where tokens come sorted (an ack of one parcel, or several in order); a parcel out of order starts a new one."""
+    n, start = len(tokens), 0
+    while start < n:
+        parcel = tokens[start] >> 32
+        stop = n if tokens[-1] >> 32 == parcel else bisect_left(tokens, (parcel + 1) << 32, start)
+        yield parcel, start, stop
+        start = stop
 
 
 def _tokens(parcel: int, indices: list[int]) -> list[int]:
@@ -190,16 +201,12 @@ class ConsumerCore:
             return list(map(self.held.pop, ids, repeat(None)))
         tokens: list[Any] = list(map(_token, deliveries))
         out: list[int | None] = []
-        n, start = len(tokens), 0
-        while start < n:  # one parcel's tokens at a time, where they come in order (else take() refuses)
-            parcel = tokens[start] >> 32
-            stop = n if tokens[-1] >> 32 == parcel else bisect_left(tokens, (parcel + 1) << 32, start)
+        for parcel, start, stop in _parcel_spans(tokens):  # where they come in order (else take() refuses)
             if parcel in runs.parcels and runs.take(tokens, start, stop):
                 out += tokens[start:stop]
             else:
                 out += [token if token >> 32 in runs.parcels and runs.take_one(token) else self.held.pop(msg_id, None)
                         for msg_id, token in zip(ids[start:stop], tokens[start:stop])]
-            start = stop
         return out
 
     def remember_done(self, ids: list[str], tokens: list[int]) -> None:
@@ -210,10 +217,8 @@ class ConsumerCore:
         if n and min(tokens) >> 32 != max(tokens) >> 32 and tokens != sorted(tokens):  # C passes, no new ints
             self.done.add_absent(ids)  # several parcels, interleaved: not worth grouping
             return
-        start, records, done = 0, self.parcels, self.done
-        while start < n:  # one parcel's tokens at a time (one parcel, or several in order)
-            parcel = tokens[start] >> 32
-            stop = n if tokens[-1] >> 32 == parcel else bisect_left(tokens, (parcel + 1) << 32, start)
+        records, done = self.parcels, self.done
+        for parcel, start, stop in _parcel_spans(tokens):  # one parcel, or several in order
             record = records.get(parcel)
             run = record[4] if record is not None else None
             # n distinct held tokens of a run parcel of n items, none acked or refused before: its whole run
@@ -221,7 +226,6 @@ class ConsumerCore:
                 done.add_run(run[0], run[1], ids[start:stop] if start or stop < n else ids)
             else:
                 done.add_absent(ids[start:stop] if start or stop < n else ids)
-            start = stop
 
     def settle(self, tokens: list[int]) -> None:
         """Account acks of held items (their tokens): whole parcels become parcel acks, the rest pairs."""

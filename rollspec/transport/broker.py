@@ -17,7 +17,6 @@ from rollspec.transport import segments
 from rollspec.transport.broker_core import BrokerCore, HostedQueue
 from rollspec.transport.channel import IdSource, Sender
 from rollspec.transport.config import CodecLimits, ProducerConfig, QueueConfig
-from rollspec.transport.dedup import run_counter
 from rollspec.transport.errors import ChannelClosed, ConfigError
 from rollspec.transport.faults import NO_FAULTS, FaultPlan
 from rollspec.transport.lease_queue import DroppedItem
@@ -120,7 +119,6 @@ class LocalSender(Sender):
         loop.check()
         generated = msg_ids is None
         ids = self._ids.take(len(items)) if generated else list(msg_ids)  # type: ignore[arg-type]
-        prefix = self._ids.prefix
         core = self._broker._core
         hosted = core.hosted[self._queue]
         queue = hosted.queue
@@ -130,8 +128,8 @@ class LocalSender(Sender):
 
         def send(segment: segments.OutSegment) -> None:
             # generated ids: the segment's are one run, kept as one range by the queue's dedup and sent as one
-            run = (prefix, run_counter(prefix, segment.ids[0])) if generated else None
-            queue.offer(segment.ids, segments.item_sizes(segment.wire), segment.wire, run=run)  # type: ignore[arg-type]
+            run = self._ids.run_of(segment.ids) if generated else None
+            queue.offer(segment.ids, segments.item_sizes(segment.wire), segment.wire, run=run)
             self._put += len(segment.ids)
 
         def on_full() -> None:  # about to wait with the broker lock held: the I/O thread delivers meanwhile

@@ -20,7 +20,18 @@ from rollspec.transport.credit_ledger import CreditLedger
 from rollspec.transport.errors import MessageRejected, RejectReason
 from rollspec.transport.io_loop import IoLoop
 from rollspec.transport.lease_queue import LeaseQueue, Parcel
-from rollspec.transport.protocol import Ack, AckConfirm, Deliver, Detach, Heartbeat, PutAck, PutBatch, put_lists
+from rollspec.transport.protocol import (
+    OMITTED,
+    Ack,
+    AckConfirm,
+    Deliver,
+    Detach,
+    Heartbeat,
+    PutAck,
+    PutBatch,
+    compact_lists,
+    put_lists,
+)
 from rollspec.transport.stats import RejectCounter
 
 log = logging.getLogger(__name__)
@@ -186,12 +197,10 @@ class BrokerCore:
         indices, attempts, n, run = parcel.indices, parcel.attempts, len(segment.ids), segment.run
         uniform = attempts.count(attempts[0]) == len(attempts)
         header = encode_trusted(Deliver, segment=segment.seg_id, parcel=parcel.seq, count=n,
-                                live=_EMPTY if uniform and len(indices) == n else indices,
-                                attempts=attempts[:1] if uniform else attempts,
-                                ids=_EMPTY if run else segment.ids, id_prefix=run[0] if run else "",
-                                id_first=run[1] if run else 0, sizes=_EMPTY if wire.packed else wire.sizes,
-                                nframes=_EMPTY if wire.packed else wire.nframes, blob_crc=wire.blob_crc,
-                                frame_crcs=crcs, packed=wire.packed, confirmed=pairs, confirmed_parcels=parcels)
+                                live=OMITTED if uniform and len(indices) == n else indices,
+                                attempts=attempts[:1] if uniform else attempts, **compact_lists(segment.ids, run, wire),
+                                blob_crc=wire.blob_crc, frame_crcs=crcs, packed=wire.packed, confirmed=pairs,
+                                confirmed_parcels=parcels)
         self.loop.send([parcel.consumer.key, *header, wire.blob, *frames])
 
     def _confirm(self, identity: bytes, pairs: list[int], parcels: list[int]) -> None:
@@ -218,5 +227,4 @@ class BrokerCore:
 
 
 _now = time.monotonic
-_EMPTY: list[int] = []  # never mutated: an omitted per-item list
 _NOTHING: tuple[list[int], list[int]] = ([], [])  # never mutated: popped as the default of _confirms

@@ -18,6 +18,7 @@ from typing import Any, Self, Sequence
 import msgspec
 
 from rollspec.transport import native
+from rollspec.transport.dedup import run_counter
 from rollspec.transport.stats import ConsumerStats, ProducerStats
 
 
@@ -71,11 +72,10 @@ class IdSource:
             self._counter = itertools.count(first + n)
         return self._make(self._head, first, n)
 
-    @property
-    def prefix(self) -> str:
-        """What every id of this source starts with (ends in '-'; then the counter in hex, as dedup.run_counter
-        reads it): the ids of one take() are one run."""
-        return self._head
+    def run_of(self, ids: list[str]) -> tuple[str, int]:
+        """(prefix, first counter) of consecutive ids of this source (one take(), or a slice of one): the run they
+        travel and dedup as. Every id is this source's prefix (ending in '-') and its counter in hex."""
+        return self._head, run_counter(self._head, ids[0])  # type: ignore[return-value]
 
 
 class Sender(ABC):

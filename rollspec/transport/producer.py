@@ -16,20 +16,18 @@ import zmq
 from rollspec.transport import codec, segments
 from rollspec.transport.channel import IdSource, Sender
 from rollspec.transport.config import ProducerConfig
-from rollspec.transport.dedup import run_counter
 from rollspec.transport.errors import MessageRejected, RejectReason
 from rollspec.transport.faults import NO_FAULTS, FaultPlan
 from rollspec.transport.io_loop import IoLoop
-from rollspec.transport.protocol import Detach, Heartbeat, PutAck, PutBatch
+from rollspec.transport.protocol import Detach, Heartbeat, PutAck, PutBatch, compact_lists
 from rollspec.transport.security import NO_SECURITY, SecurityConfig
 from rollspec.transport.segments import OutSegment, WirePayload
 from rollspec.transport.sockets import open_endpoint
 from rollspec.transport.stats import ProducerStats, RejectCounter
 
 log = logging.getLogger(__name__)
-Run = tuple[str, int] | None  # (prefix, first) of a segment of generated ids (dedup.run_counter), else None
+Run = tuple[str, int] | None  # (prefix, first) of a segment of generated ids (IdSource.run_of), else None
 Outgoing = tuple[int, list[str], WirePayload, Run]  # (first seq, ids, wire, run) of a segment to send
-_NONE: list[Any] = []  # never mutated: an omitted per-item list
 
 
 class ProducerCore:
@@ -124,11 +122,8 @@ class ProducerCore:
         out: list[list[Any]] = []
         for seq, ids, wire, run in segs:
             header = codec.encode_trusted(PutBatch, queue=self.queue, window=self.config.window,
-                                          seqs=list(range(seq, seq + len(ids))), ids=_NONE if run else ids,
-                                          id_prefix=run[0] if run else "", id_first=run[1] if run else 0,
-                                          sizes=_NONE if wire.packed else wire.sizes,
-                                          nframes=_NONE if wire.packed else wire.nframes, blob_crc=wire.blob_crc,
-                                          frame_crcs=wire.frame_crcs, packed=wire.packed)
+                                          seqs=list(range(seq, seq + len(ids))), **compact_lists(ids, run, wire),
+                                          blob_crc=wire.blob_crc, frame_crcs=wire.frame_crcs, packed=wire.packed)
             self.unacked[seq] = (ids, wire, now, self._batches_sent, run)
             self._batches_sent += 1
             out.append([*header, wire.blob, *wire.frames])
@@ -162,7 +157,6 @@ class ZmqProducer(Sender):
         generated = msg_ids is None
         ids = self._ids.take(len(items)) if generated else list(msg_ids)  # type: ignore[arg-type]
         core, config = self._core, self._core.config
-        prefix = self._ids.prefix
         pending = deque(segments.encode_chunks(items, ids, min(config.batch_items, config.window),
                                                config.batch_bytes, config.checksum_tensors, config.tensor_frame_bytes))
 
@@ -174,8 +168,7 @@ class ZmqProducer(Sender):
         with core.cond:
             segments.send_as_room_allows(
                 pending, room=core.room, wait=core.cond.wait, on_full=on_full,
-                send=lambda segment: self._queue(segment, (prefix, run_counter(prefix, segment.ids[0]))
-                                                 if generated else None),
+                send=lambda segment: self._queue(segment, self._ids.run_of(segment.ids) if generated else None),
                 checksum_tensors=config.checksum_tensors, frame_bytes=config.tensor_frame_bytes, timeout_s=timeout_s,
                 timeout_message=lambda done: (f"no credit from queue {core.queue!r} for {timeout_s}s "
                                               f"({len(core.unacked)} unconfirmed); {done} of {len(ids)} sent"))

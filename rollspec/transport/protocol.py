@@ -94,8 +94,7 @@ class PutBatch:
 def put_lists(msg: Any, blob_bytes: int) -> tuple[list[str], list[int], list[int]]:
     """(ids, sizes, nframes) of a checked PutBatch, its compact forms expanded (see deliver_lists)."""
     n = len(msg.seqs)
-    ids = hex_ids()(msg.id_prefix, msg.id_first, n) if msg.id_prefix else msg.ids
-    return (ids, shares(blob_bytes, n), [0] * n) if msg.packed else (ids, msg.sizes, msg.nframes)
+    return (_expanded_ids(msg, n), *_expanded_sizes(msg, blob_bytes, n))
 
 
 @register_schema("rs.put_ack", 2)
@@ -172,12 +171,29 @@ def deliver_lists(msg: Any, blob_bytes: int) -> DeliverLists:
     """The per-item lists of a checked Deliver (or its view), its compact forms expanded; `blob_bytes`: its body
     blob's length (a packed segment's item sizes are equal shares of it)."""
     n = msg.count
-    ids = hex_ids()(msg.id_prefix, msg.id_first, n) if msg.id_prefix else msg.ids
     live = msg.live or list(range(n))
     attempts = msg.attempts * len(live) if len(msg.attempts) == 1 else msg.attempts
-    if msg.packed:
-        return DeliverLists(ids, live, attempts, shares(blob_bytes, n), [0] * n)
-    return DeliverLists(ids, live, attempts, msg.sizes, msg.nframes)
+    return DeliverLists(_expanded_ids(msg, n), live, attempts, *_expanded_sizes(msg, blob_bytes, n))
+
+
+OMITTED: list[Any] = []  # never mutated: a per-item list a compact form leaves out
+
+
+def compact_lists(ids: list[str], run: tuple[str, int] | None, wire: Any) -> dict[str, Any]:
+    """The id and size fields of a PutBatch or Deliver for `ids` (a run of generated ids if `run`: (prefix,
+    first)) and `wire` (a segments.WirePayload), in their compact forms where they apply: what put_lists and
+    deliver_lists expand."""
+    packed = wire.packed
+    return {"ids": OMITTED if run else ids, "id_prefix": run[0] if run else "", "id_first": run[1] if run else 0,
+            "sizes": OMITTED if packed else wire.sizes, "nframes": OMITTED if packed else wire.nframes}
+
+
+def _expanded_ids(msg: Any, n: int) -> list[str]:
+    return hex_ids()(msg.id_prefix, msg.id_first, n) if msg.id_prefix else msg.ids
+
+
+def _expanded_sizes(msg: Any, blob_bytes: int, n: int) -> tuple[list[int], list[int]]:
+    return (shares(blob_bytes, n), [0] * n) if msg.packed else (msg.sizes, msg.nframes)
 
 
 def shares(total: int, count: int) -> list[int]:

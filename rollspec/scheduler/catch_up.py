@@ -30,6 +30,18 @@ def excess_tokens(catch_up_tokens: int, k_max: int) -> NDArray[np.int64]:
     return excess
 
 
+def catch_up_horizon(horizon: float, drain: float, drain_rate: float, last_batch_size: int, batch_size: int) -> float:
+    """Full-batch steps a catch-up paid now is spread over (DepthScheduler.horizon_steps): `horizon`
+    (catch_up_horizon_steps), or fewer if the batch drains: a shrinking batch (no admissions refill it) is expected to
+    end in about B / (rows lost per step) steps, with B / 2 rows on average (the catch-up is paid for all B rows now,
+    the gain comes per surviving row). `drain`: the mean rows lost per step so far, moved here (weight `drain_rate`)
+    by the rows lost since `last_batch_size`, which the scheduler has not counted yet. On the zoo's drain, leaving
+    plain at B = 7-11 with a 28-35 token catch-up was planned over ~3 steps: 1-2 were left."""
+    if last_batch_size:
+        drain += drain_rate * (max(0, last_batch_size - batch_size) - drain)
+    return min(horizon, 0.5 * batch_size / drain) if drain > 0 else horizon
+
+
 def excess_at(catch_up_tokens: int, k: int) -> int:
     """excess_tokens(catch_up_tokens, k_max)[k] for one k >= 1, in Python ints (plans on ~9 floats read it)."""
     return max(0, catch_up_tokens - 1 - k)

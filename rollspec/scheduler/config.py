@@ -123,6 +123,8 @@ class DepthConfig:
     - `realized`: the check against realized throughput; `check_realized` turns it off.
     - `settle_steps`: the plain steps right after a speculative one do not teach the cost model (they
       cost 1.2-1.6x a plain step in a run of plain steps on the zoo).
+    - `plan_first_steps`: at batch size 1 a response's first speculative step runs at a depth planned with its own
+      acceptance (fresh.FirstSteps); off, it is planned and learned from as any other step.
     """
 
     k_max: int = 8
@@ -142,6 +144,7 @@ class DepthConfig:
     check_realized: bool = True
     realized: RealizedConfig = field(default_factory=RealizedConfig)
     settle_steps: int = 4
+    plan_first_steps: bool = True
 
     def __post_init__(self) -> None:
         assert self.k_max >= 0, self.k_max

@@ -110,6 +110,16 @@ class DepthStats:
         self.predicted_s += decision.predicted_step_s
         self.realized_s += decision.realized_step_s
 
+    def with_runs(self, runs: "Sequence[Entry]") -> "DepthStats":
+        """A copy with `runs` (plain runs as tuples, record runs) counted in."""
+        stats = self.copy()
+        for run in runs:
+            if isinstance(run, tuple):
+                stats.add_plain_run(*run[1:])
+            else:
+                run.add_to(stats)  # type: ignore[union-attr]
+        return stats
+
     def add_plain_run(self, batch_size: int, predicted_step_s: float, realized_s: list[float]) -> None:
         """Plain steps at one batch size and one predicted step time, as `add` would count them one by one."""
         n = len(realized_s)

@@ -6,10 +6,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rollspec.scheduler.acceptance import AcceptanceEstimator
-from rollspec.scheduler.catch_up import CatchUpCost, excess_at, excess_tokens, observe_step_costs
+from rollspec.scheduler.catch_up import CatchUpCost, catch_up_horizon, excess_at, excess_tokens, observe_step_costs
 from rollspec.scheduler.config import DepthConfig, DepthMode
 from rollspec.scheduler.cost_model import StepCostModel
 from rollspec.scheduler.decision import DecisionLog, DepthDecision, DepthStats, Entry, plain_runs
+from rollspec.scheduler.fresh import FirstStepRecords, FirstSteps
 from rollspec.scheduler.hysteresis import hysteresis_depth
 from rollspec.scheduler.plain_run import PlainRun
 from rollspec.scheduler.probe import TRIAL_STEPS, ProbePlanner
@@ -31,7 +32,8 @@ class DepthScheduler:
     """Chooses the draft depth k in [0, k_max] before every step, for one drafter.
 
     Call `choose_depth(B, catch_up_tokens)` before drafting and `observe(...)` after verifying (the engine's two
-    hooks). In ADAPTIVE mode the choice is, in order:
+    hooks). In ADAPTIVE mode the choice is, in order (0: at B = 1 a response's first step, while speculating, runs at
+    a depth planned with first steps' own acceptance, and is kept apart from what follows: fresh.FirstSteps):
 
     1. greedy: argmax over k of E[tokens | k] / (c_draft(B, k) + c_target(B, k + 1)), with the cost estimates as
        they stand and the acceptance of `planning_alphas()` (the estimate, at least the prior for a position fewer
@@ -73,6 +75,7 @@ class DepthScheduler:
         self._drain = 0.0  # mean rows lost per step (0 while admissions keep the batch full)
         self._last_batch_size = 0
         self._acceptance = AcceptanceEstimator(config.k_max, config.acceptance)
+        self._first = FirstSteps(config)  # a response's first steps at B = 1 (step 0)
         self._expected = expected_tokens(self._acceptance.planning_alphas(config.min_evidence_rows))
         self._plan_stale = False  # acceptance changed since _expected was planned
         self._reuse: StandingChoice | None = None  # the last greedy choice
@@ -124,17 +127,12 @@ class DepthScheduler:
     @property
     def stats(self) -> DepthStats:
         """A snapshot of the running totals."""
-        stats = self._stats.copy()
-        for run in self._pending_runs():
-            if isinstance(run, SteadyRecords):
-                run.add_to(stats)
-            else:
-                stats.add_plain_run(*run[1:])
-        return stats
+        return self._stats.with_runs(self._pending_runs())
 
     def _pending_runs(self) -> list[Entry]:
         runs: list[Entry] = list(plain_runs(self._step, self._plain.pending(), self._cost.target_s))
         steady = self._steady.pending_records(self._fold, self._catch_up, self._expected) if len(self._steady) else None
+        steady = self._first.records(steady) if len(self._first) else steady
         return runs + [steady] if steady is not None else runs
 
     def predicted_tokens_per_s(self, batch_size: int) -> NDArray[np.float64]:
@@ -147,20 +145,16 @@ class DepthScheduler:
         return self.acceptance.planning_alphas(self._config.min_evidence_rows)
 
     def horizon_steps(self, batch_size: int) -> float:
-        """Full-batch steps a catch-up paid now is spread over: catch_up_horizon_steps, or fewer if the batch drains:
-        a shrinking batch (no admissions refill it) is expected to end in about B / (rows lost per step) steps, with
-        B / 2 rows on average (the catch-up is paid for all B rows now, the gain comes per surviving row). On the
-        zoo's drain, leaving plain at B = 7-11 with a 28-35 token catch-up was planned over ~3 steps: 1-2 were left."""
+        """Full-batch steps a catch-up paid now is spread over (catch_up.catch_up_horizon)."""
         self._flush()
-        horizon = self._config.catch_up_horizon_steps
-        drain = self._drain  # with the rows lost since the last step, which observe has not counted yet
-        if self._last_batch_size:
-            drain += DRAIN_RATE * (max(0, self._last_batch_size - batch_size) - drain)
-        return min(horizon, 0.5 * batch_size / drain) if drain > 0 else horizon
+        return catch_up_horizon(self._config.catch_up_horizon_steps, self._drain, DRAIN_RATE, self._last_batch_size,
+                                batch_size)
 
     def choose_depth(self, batch_size: int, catch_up_tokens: int = 0) -> int:
         """The depth to draft this step (0 = plain decoding), given the width of the drafter's catch-up."""
         self._offered_catch_up = catch_up_tokens
+        if self._first.claims(batch_size, catch_up_tokens, speculating=self._greedy_k > 0 and not self._pending_probe):
+            return self._first.depth()
         reuse = self._reuse
         if reuse is not None and reuse.holds(batch_size, catch_up_tokens, self._step):
             return reuse.k
@@ -176,6 +170,7 @@ class DepthScheduler:
         step_s = self._cost.step_s(batch_size, k_max).copy()
         step_s[1:] += per_token_s * self._recurring_excess  # admissions keep a speculating drafter catching up
         rate = expected / step_s
+        self._first.price(batch_size, step_s)
         # Leaving k = 0 pays the catch-up once, spread over the steps expected to follow at the new k;
         # a probe pays all of it in its one step (if acceptance is not there, it bought nothing).
         catch_up_s = per_token_s * excess_tokens(catch_up_tokens, k_max)
@@ -252,7 +247,12 @@ class DepthScheduler:
     def observe(self, batch_size: int, k: int, num_accepted: Sequence[int] | NDArray[np.integer],
                 draft_time_s: float, target_time_s: float) -> None:
         """Learn from one verified step: row i accepted num_accepted[i] of k drafts (its record: `last_decision`)."""
-        if k and self._is_steady(batch_size, k):  # folded in later (_fold_steady)
+        if self._first.pending:  # kept, then folded in with the steady steps around it (FirstSteps)
+            self._first.keep(self._step, k, num_accepted, self._offered_catch_up, draft_time_s, target_time_s)
+            self._step, self._offered_catch_up = self._step + 1, 0
+            return
+        if k and self._steady.continues(self._reuse, batch_size, k, self._last_k, self._last_batch_size,
+                                        self._fold is not None and self._pending_probe is None):  # folded in later
             self._steady.add(self._step, batch_size, k, num_accepted, self._offered_catch_up, draft_time_s,
                              target_time_s)
             if self._watch.falls_short(sum(num_accepted), batch_size):  # acceptance fell: plan next step, then every replan interval
@@ -315,13 +315,6 @@ class DepthScheduler:
         if k and self._watch.falls_short(decision.realized_tokens - batch_size, batch_size):  # as for a kept step
             self._reuse, self._num_confirmed = None, -1
 
-    def _is_steady(self, batch_size: int, k: int) -> bool:
-        """Whether this step at k > 0 is steady speculation: the standing choice's (B, k) after a step at the same, not
-        a probe. It moves no decision before the next plan, which folds it in."""
-        reuse = self._reuse
-        return (self._fold is not None and reuse is not None and reuse.k == k == self._last_k
-                and reuse.batch_size == batch_size == self._last_batch_size and self._pending_probe is None)
-
     def _flush(self) -> None:  # at most one kind is pending: each full step flushes both first
         self._fold_steady()
         self._flush_quiet()
@@ -329,6 +322,9 @@ class DepthScheduler:
     def _fold_steady(self) -> None:
         """Fold in the steady steps kept since the last flush as observe's full path would one by one (to rounding):
         estimates, realized check, recurring catch-up (none), drain (no rows lost), probe clocks, records, totals."""
+        self._probe.earn(len(self._first))  # first steps earn probe credit as any step does, and teach their estimate
+        if not len(self._steady) and len(self._first):
+            self._record(self._first.take())
         if not len(self._steady):
             return
         steps = self._steady.take()
@@ -345,10 +341,13 @@ class DepthScheduler:
         self._drain *= (1.0 - DRAIN_RATE) ** n  # clocks in closed form: no rows lost, a credit per step
         self._probe.earn(n)
         self._plan_stale = True
-        self._probe.scheduled(k, steps.first_step + n - 1)
+        self._probe.scheduled(k, steps.step_numbers[-1])
         records = SteadyRecords(steps, float(self._expected[k]), predicted_s, split.catch_up_s)
-        self._history.append_run(records)
-        records.add_to(self._stats)
+        self._record(self._first.take(records) if len(self._first) else records)
+
+    def _record(self, run: SteadyRecords | FirstStepRecords) -> None:
+        self._history.append_run(run)
+        run.add_to(self._stats)
 
     def _flush_quiet(self) -> None:
         """Record the quiet plain steps observed since the last flush and move what they move: the acceptance
@@ -385,6 +384,7 @@ class DepthScheduler:
         """Policy or draft weights changed: old acceptance evidence weighs less, deeper positions may be re-probed."""
         self._flush()
         self._acceptance.discount(self._config.weight_change_keep)
+        self._first.discount(self._config.weight_change_keep)
         self._plan_stale = True
         self._reuse = None
         self._lease.steps = 0

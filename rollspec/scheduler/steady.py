@@ -16,14 +16,16 @@ from numpy.typing import NDArray
 
 from rollspec.scheduler.catch_up import CatchUpCost
 from rollspec.scheduler.decision import DepthDecision, DepthStats
+from rollspec.scheduler.standing import StandingChoice
 
 
 @dataclass(frozen=True, slots=True)
 class SteadySteps:
-    """Consecutive steps from `first_step` at `batch_size` rows and depth `k`: per step the rows' accepted drafts,
-    the catch-up width offered, and the drafting and verify seconds."""
+    """Steps at `batch_size` rows and depth `k`, numbered `step_numbers` (consecutive but for a response's first steps
+    between them: fresh.FirstSteps): per step the rows' accepted drafts, the catch-up width offered, and the drafting
+    and verify seconds."""
 
-    first_step: int
+    step_numbers: list[int]
     batch_size: int
     k: int
     num_accepted: list[list[int]]
@@ -34,16 +36,23 @@ class SteadySteps:
     def __len__(self) -> int:
         return len(self.draft_s)
 
+    @property
+    def first_step(self) -> int:
+        """The first step of a consecutive run as long as this one, ending at its last step: what the clocks that fold
+        a run (realized check, realized gain) read only the end of."""
+        return self.step_numbers[-1] - len(self.step_numbers) + 1
+
     def records(self, expected_k: float, predicted_s: list[float], catch_up_s: list[float]) -> list[DepthDecision]:
         """The steps' decision records, given E[tokens | k] they were planned with and each one's predicted step time
         and catch-up time."""
         b, k = self.batch_size, self.k
-        return [DepthDecision(step=self.first_step + i, batch_size=b, k=k, is_probe=False, catch_up_tokens=width,
+        return [DepthDecision(step=step, batch_size=b, k=k, is_probe=False, catch_up_tokens=width,
                               predicted_tokens=b * expected_k, predicted_catch_up_s=catch_up,
                               predicted_step_s=predicted + catch_up, realized_tokens=int(sum(accepted)) + b,
                               realized_step_s=draft + target)
-                for i, (accepted, width, predicted, catch_up, draft, target) in enumerate(zip(
-                    self.num_accepted, self.catch_up_tokens, predicted_s, catch_up_s, self.draft_s, self.target_s))]
+                for step, accepted, width, predicted, catch_up, draft, target in zip(
+                    self.step_numbers, self.num_accepted, self.catch_up_tokens, predicted_s, catch_up_s, self.draft_s,
+                    self.target_s)]
 
 
 class CatchUpSplit:
@@ -90,7 +99,7 @@ class SteadyRun:
     """The steady steps not yet folded in (at most one standing choice's: a plan folds them first)."""
 
     def __init__(self) -> None:
-        self._first_step = 0
+        self._steps: list[int] = []
         self._batch_size = 0
         self._k = 0
         self._accepted: list[list[int]] = []
@@ -104,19 +113,28 @@ class SteadyRun:
     def add(self, step: int, batch_size: int, k: int, num_accepted: list[int], catch_up_tokens: int,
             draft_s: float, target_s: float) -> None:
         """Keep one step; every step kept until `take` is at the first one's batch size and k (one standing choice's:
-        DepthScheduler._is_steady)."""
+        `continues`)."""
         if not self._draft_s:
-            self._first_step, self._batch_size, self._k = step, batch_size, k
+            self._batch_size, self._k = batch_size, k
+        self._steps.append(step)
         self._accepted.append(num_accepted)
         self._catch_up.append(catch_up_tokens)
         self._draft_s.append(draft_s)
         self._target_s.append(target_s)
 
+    def continues(self, reuse: StandingChoice | None, batch_size: int, k: int, last_k: int, last_batch_size: int,
+                  can_keep: bool) -> bool:
+        """Whether a step at k > 0 is steady speculation, kept here: the standing choice's (B, k) after a step at the
+        same (`last_k`, `last_batch_size`), where the scheduler `can_keep` (a cost model that folds runs, not a probe).
+        It moves no decision before the next plan, which folds it in."""
+        return (can_keep and reuse is not None and reuse.k == k == last_k
+                and reuse.batch_size == batch_size == last_batch_size)
+
     def take(self) -> SteadySteps:
         """The steps kept so far, now handed over."""
-        steps = SteadySteps(self._first_step, self._batch_size, self._k, self._accepted, self._catch_up,
+        steps = SteadySteps(self._steps, self._batch_size, self._k, self._accepted, self._catch_up,
                             self._draft_s, self._target_s)
-        self._accepted, self._catch_up, self._draft_s, self._target_s = [], [], [], []
+        self._steps, self._accepted, self._catch_up, self._draft_s, self._target_s = [], [], [], [], []
         return steps
 
     def pending_records(self, fold: Callable[..., list[float]], catch_up: CatchUpCost,
@@ -130,5 +148,5 @@ class SteadyRun:
 
     def pending(self) -> SteadySteps:
         """The same without handing them over: safe to call from another thread than the one observing."""
-        return SteadySteps(self._first_step, self._batch_size, self._k, list(self._accepted), list(self._catch_up),
+        return SteadySteps(list(self._steps), self._batch_size, self._k, list(self._accepted), list(self._catch_up),
                            list(self._draft_s), list(self._target_s))

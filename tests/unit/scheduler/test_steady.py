@@ -145,8 +145,9 @@ def test_a_speculative_choice_stands_through_an_admissions_catch_up(synthetic):
     choice = StandingChoice(batch_size=1, k=4, catch_up_tokens=1, until_step=10)
     assert choice.holds(1, 30, 5)
     assert not choice.holds(2, 1, 5) and not choice.holds(1, 1, 10)  # a new batch size, or the interval's end
+    # (A response's first step at B = 1 has a plan of its own, fresh.FirstSteps: off here.)
     device = synthetic.LinearDevice(target_fixed_s=5e-4, draft_fixed_s=2e-5)
-    scheduler = DepthScheduler(DepthConfig(), device.cost_model(), CatchUpCost(CATCH_UP))
+    scheduler = DepthScheduler(DepthConfig(plan_first_steps=False), device.cost_model(), CatchUpCost(CATCH_UP))
     synthetic.run_steps(scheduler, device, alphas=[0.85] * 8, batch_size=1, num_steps=300,
                         rng=np.random.default_rng(0))
     ks = []
@@ -157,3 +158,24 @@ def test_a_speculative_choice_stands_through_an_admissions_catch_up(synthetic):
         k = scheduler.choose_depth(1, 1)
         scheduler.observe(1, k, [min(3, k)], k * 2e-5, device.target_s(1, k + 1))
     assert sum(k > 0 for k in ks) > 190  # speculating throughout (a plain step for the realized check now and then)
+
+
+def test_a_first_step_runs_its_own_depth_and_the_choice_stands_around_it(synthetic):
+    # At B = 1 a prompt-wide catch-up starts a response: it runs the first steps' depth (here they accept everything,
+    # the others accept 1 draft in 4: k_max against k = 1 for them), teaches the plan nothing, and the steps
+    # after it run the standing choice as if it had not been.
+    device = synthetic.LinearDevice(target_fixed_s=5e-4, draft_fixed_s=2e-5)
+    scheduler = DepthScheduler(DepthConfig(), device.cost_model(), CatchUpCost(CATCH_UP))
+    rng = np.random.default_rng(0)
+    firsts, ks = [], []
+    for i in range(2000):
+        first = i % 4 == 0
+        k = scheduler.choose_depth(1, 40 if first else 1)
+        accepted = [k] if first else sample_num_accepted(rng, [0.25] * 8, k, 1).tolist()
+        scheduler.observe(1, k, accepted, k * 2e-5, device.target_s(1, k + 1))
+        (firsts if first else ks).append(k)
+    assert np.mean(np.array(firsts[100:]) == 8) > 0.95
+    assert np.median(ks[100:]) == 1  # the others at their own best (k = 1 for alpha 0.25)
+    assert scheduler.planning_alphas()[0] == pytest.approx(0.25, abs=0.1)  # no first step in the estimate
+    assert len(scheduler.history) == 1024 and [d.step for d in scheduler.history] == list(range(976, 2000))
+    assert scheduler.stats.num_steps == 2000 and scheduler.stats.num_steps_by_k[8] >= 475

@@ -1,0 +1,133 @@
+"""A response's first speculative step at batch size 1, planned with its own acceptance (DepthScheduler's step 0).
+
+At B = 1 a step either starts a response (the drafter catches up its whole prompt) or continues one, and the two
+accept drafts very differently. On the zoo (the B = 1 workload, 6 seed sets, fixed k = 8) EAGLE's first steps
+emitted 7.1 tokens a step (positions 1-3 accepted 0.98-1.0, 4-8 0.77-0.92) and later ones 3.7-4.4; the draft
+model's 5.2 and 2.6-3.1. Pooled into one estimate, every depth is priced by a mix whose share of first steps grows
+with k (EAGLE: 35% of steps at k = 4, 50% at k = 8), and the positions a shallow plan never drafts are read off
+later steps: the warm plan settled at k = 5-7, where fixed k = 8 (the first steps' best) ran 5-10% faster.
+
+So a first step (a catch-up wider than any steady step's, k_max + 1, while the plan speculates) runs at the depth
+that maximizes its own predicted tokens/s, from an estimator fed by first steps alone, and the main estimate and
+the plan's greedy depth are left to the steps that continue responses. A first step is kept here and folded in
+with the steady steps around it (DepthScheduler._fold_steady): a full path per first step (a fold of the steady
+steps before it, a record, the cost model) cost ~100 us a step at B = 1 on the zoo, more than it gained. Its times
+teach nothing (a prompt's catch-up: the cold kind of step). At B > 1 a step's rows mix both kinds and the
+scheduler sees no row's kind: nothing changes there.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import groupby
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rollspec.scheduler.acceptance import AcceptanceEstimator
+from rollspec.scheduler.config import DepthConfig
+from rollspec.scheduler.decision import DepthDecision, DepthStats
+from rollspec.scheduler.steady import SteadyRecords
+from rollspec.scheduler.throughput import expected_tokens
+
+# First steps between plans of their depth: a plan (~20 us in Python floats) per first step was ~1% of a B = 1 step.
+REPLAN_FIRST_STEPS = 4
+
+
+class FirstSteps:
+    """The acceptance of a response's first speculative steps at B = 1, their depth, and the steps kept until folded
+    (module doc)."""
+
+    def __init__(self, config: DepthConfig) -> None:
+        self._k_max, self._enabled, self._min_rows = config.k_max, config.plan_first_steps, config.min_evidence_rows
+        self.acceptance = AcceptanceEstimator(config.k_max, config.acceptance)
+        self.pending = False  # the step being chosen is a first step (set by `claims`, cleared by `keep`)
+        self.prices: NDArray[np.float64] | None = None  # step costs at B = 1 for k = 0 .. k_max as of the last plan
+        self._k, self._since_plan = config.k_max, REPLAN_FIRST_STEPS
+        self._expected = expected_tokens(self.acceptance.planning_alphas(self._min_rows))
+        # (step, k, accepted, catch-up width, seconds, planned E[tokens | k], planned seconds)
+        self._kept: list[tuple[int, int, list[int], int, float, float, float]] = []
+        self._num_counted = 0  # the kept steps already in the estimate (a plan counts them in before a fold)
+
+    def __len__(self) -> int:
+        return len(self._kept)
+
+    def claims(self, batch_size: int, catch_up_tokens: int, *, speculating: bool) -> bool:
+        """Whether the step being chosen is a first step this plan chooses for (then `pending` until kept)."""
+        self.pending = (self._enabled and speculating and batch_size == 1 and catch_up_tokens > self._k_max + 1
+                        and self.prices is not None)
+        return self.pending
+
+    def price(self, batch_size: int, step_s: NDArray[np.float64]) -> None:
+        """A plan at `batch_size` priced depths k = 0 .. k_max at `step_s` (kept at B = 1)."""
+        if batch_size == 1:
+            self.prices = step_s
+
+    def depth(self) -> int:
+        """The depth k >= 1 with the most predicted tokens/s for a first step, re-planned every REPLAN_FIRST_STEPS
+        first steps at the prices of the scheduler's last plan at B = 1 (`prices`: what a plan read after folding the
+        steps kept, so kept steps move no decision; the catch-up is paid at any k > 0: it ranks nothing)."""
+        if self._since_plan >= REPLAN_FIRST_STEPS:
+            assert self.prices is not None  # `claims` holds only after a plan at B = 1
+            self._fold()
+            self._expected = expected_tokens(self.acceptance.planning_alphas(self._min_rows))
+            self._k, self._since_plan = 1 + int(np.argmax(self._expected[1:] / self.prices[1:])), 0
+        return self._k
+
+    def keep(self, step: int, k: int, num_accepted: Sequence[int] | NDArray[np.integer], catch_up_tokens: int,
+             draft_s: float, target_s: float) -> None:
+        """Keep the first step just verified (at depth k) until the next fold, with what it was planned at."""
+        assert self.prices is not None  # planned with (`depth`)
+        self.pending = False
+        self._since_plan += 1
+        self._kept.append((step, k, [int(n) for n in num_accepted], catch_up_tokens, draft_s + target_s,
+                           float(self._expected[k]), float(self.prices[k])))
+
+    def discount(self, keep: float) -> None:
+        """Weights changed: the kept steps are counted in, all evidence weighs `keep` as much, the next plans re-plan."""
+        self._fold()
+        self.acceptance.discount(keep)
+        self._since_plan = REPLAN_FIRST_STEPS
+
+    def take(self, around: SteadyRecords | None = None) -> "FirstStepRecords":
+        """The kept steps, now counted in the estimate, as records, with the steady steps' records `around` them."""
+        records = self.records(around)
+        self._fold()
+        self._kept, self._num_counted = [], 0
+        return records
+
+    def records(self, around: SteadyRecords | None = None) -> "FirstStepRecords":
+        """The kept steps as records, with the steady steps' `around` them (a view: nothing changes)."""
+        return FirstStepRecords([
+            DepthDecision(step=step, batch_size=1, k=k, is_probe=False, catch_up_tokens=width,
+                          predicted_tokens=tokens, predicted_step_s=predicted_s, realized_tokens=sum(accepted) + 1,
+                          realized_step_s=seconds)
+            for step, k, accepted, width, seconds, tokens, predicted_s in self._kept], around)
+
+    def _fold(self) -> None:
+        """Count the kept steps not yet counted in the estimate, runs of one depth at a time (observe_steps: a numpy
+        `observe` per step was ~20 us, a third of the scheduler's time per step at B = 1)."""
+        for k, run in groupby(self._kept[self._num_counted:], key=lambda kept: kept[1]):
+            self.acceptance.observe_steps(k, [accepted for _, _, accepted, *_ in run])
+        self._num_counted = len(self._kept)
+
+
+@dataclass(frozen=True, slots=True)
+class FirstStepRecords:
+    """First steps' records, and the steady steps' around them (`around`), in step order."""
+
+    first: list[DepthDecision]
+    around: SteadyRecords | None = None
+
+    def __len__(self) -> int:
+        return len(self.first)
+
+    def decisions(self) -> list[DepthDecision]:
+        around = self.around.decisions() if self.around is not None else []
+        return sorted(around + self.first, key=lambda decision: decision.step) if around else self.first
+
+    def add_to(self, stats: DepthStats) -> None:
+        """Count the steps in `stats` (the steady ones as their records would)."""
+        if self.around is not None:
+            self.around.add_to(stats)
+        for decision in self.first:
+            stats.add(decision, num_drafted=decision.k)

@@ -171,3 +171,22 @@ def test_bad_block_length_is_refused():
     with pytest.raises(ValueError, match="block_s"):
         run_lockstep([], until_s=1.0, block_s=0.0)
 
+
+def test_the_scheduler_bench_screens_every_contender_then_focuses_on_the_near_best():
+    from argparse import Namespace
+
+    from bench.scheduler import _measure
+    from bench.scheduler_streams import block_runs
+
+    machine = Machine()
+    step_s = {"fixed-0": 1.0, "fixed-1": 0.5, "fixed-2": 3.0, "adaptive": 0.52, "adaptive-cold": 0.6}
+    streams = {name: _stream(name, machine, step_s=s)[0] for name, s in step_s.items()}
+    runs, focus = _measure(streams, Namespace(warmup_s=2.0, block_s=5.0, blocks=4, focus_blocks=6),
+                           machine.clocks())
+    assert focus == ["adaptive", "fixed-0", "fixed-1"]  # plain always; fixed-2 is 6x slower than fixed-1
+    assert {name: len(blocks) for name, blocks in runs.items()} == {
+        "fixed-0": 10, "fixed-1": 10, "fixed-2": 4, "adaptive": 10, "adaptive-cold": 4}
+    assert all(s.used_s >= 50.0 for n, s in streams.items() if n in focus)
+    assert runs["fixed-1"] == block_runs(streams["fixed-1"])
+    assert all(abs(sum(b["tokens"] / b["tokens_per_tcpu_s"] for b in runs[n]) - streams[n].used_s) < 1e-6
+               for n in runs)  # the warm-up's 2 s are not in any block

@@ -180,7 +180,12 @@ def test_the_scheduler_bench_screens_every_contender_then_focuses_on_the_near_be
 
     machine = Machine()
     step_s = {"fixed-0": 1.0, "fixed-1": 0.5, "fixed-2": 3.0, "adaptive": 0.52, "adaptive-cold": 0.6}
-    streams = {name: _stream(name, machine, step_s=s)[0] for name, s in step_s.items()}
+    built = {name: _stream(name, machine, step_s=s) for name, s in step_s.items()}
+    streams = {name: stream for name, (stream, _, _) in built.items()}
+    at_restart = {}
+    for name, stream in streams.items():  # what each engine had emitted when the warm-up ended
+        stream.restart_clock = lambda s=stream, e=built[name][1]: (at_restart.setdefault(s.name, e.emitted),
+                                                                    Stream.restart_clock(s))
     runs, focus = _measure(streams, Namespace(warmup_s=2.0, block_s=5.0, blocks=4, focus_blocks=6),
                            machine.clocks())
     assert focus == ["adaptive", "fixed-0", "fixed-1"]  # plain always; fixed-2 is 6x slower than fixed-1
@@ -189,4 +194,6 @@ def test_the_scheduler_bench_screens_every_contender_then_focuses_on_the_near_be
     assert all(s.used_s >= 50.0 for n, s in streams.items() if n in focus)
     assert runs["fixed-1"] == block_runs(streams["fixed-1"])
     assert all(abs(sum(b["tokens"] / b["tokens_per_tcpu_s"] for b in runs[n]) - streams[n].used_s) < 1e-6
-               for n in runs)  # the warm-up's 2 s are not in any block
+               for n in runs)
+    for name, (_, engine, _) in built.items():  # the warm-up's tokens are in no block
+        assert 0 < at_restart[name] and sum(b["tokens"] for b in runs[name]) == engine.emitted - at_restart[name]

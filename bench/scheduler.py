@@ -25,7 +25,10 @@ median) is the median over blocks of each block pair's ratio, with a 95% bootstr
 `summary.*max_ci95_halfwidth` is the widest, the bench's resolution). In thread CPU also adaptive vs the best fixed k
 chosen on the other half of the blocks (`tcpu_ratio_vs_best_fixed_split`, unbiased: bench/scheduler_stats.py).
 bench/scheduler_lockstep_check.py measures the resolution (plain vs a copy of itself) and checks that interleaving
-steps does not favour a contender (fixed k / plain in lockstep vs whole runs). Writes bench/results/scheduler.json.
+steps does not favour a contender (fixed k / plain in lockstep vs whole runs): on the shared VM plain steps slowed more
+than speculative ones when interleaved, and lockstep read fixed k = 1 / plain at B = 64 2-4% above sequential runs
+(BENCHMARKS.md, 2026-11-27 "in lockstep"); like against like (plain vs plain, speculation vs speculation) is not
+affected. Writes bench/results/scheduler.json.
 """
 
 from __future__ import annotations

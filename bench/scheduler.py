@@ -1,29 +1,34 @@
 """Adaptive speculation depth vs every fixed k, on the trained zoo, in one run.
 
-    .venv/bin/python -m bench.scheduler [--drafter eagle] [--threads 2] [--repeats 4] [--focus-repeats 24]
+    .venv/bin/python -m bench.scheduler [--drafter eagle] [--threads 1] [--blocks 4] [--focus-blocks 12]
 
-Settings: steady batches of B rows (max(6B, 192) prompts through B rows) for B in 1, 4, 16,
-64, 128, and a draining batch (64 prompts at once, no refill: B falls to 1 with the tasks'
-spread of response lengths), four such rounds one after the other per timed run. The zoo's
-responses are 5-22 tokens, so shorter runs (10-45 steps) moved by more than 3% between
-repeats. Contenders: fixed k in {0, 1, 2, 4, 8} and the adaptive DepthScheduler
-with a cost model profiled at start-up (profiling time excluded, reported separately), in two
-forms: `adaptive` keeps one scheduler across its runs after one untimed warm-up run, as a
-rollout actor's serves batch after batch; `adaptive-cold` starts every run from the fresh
-profile and the acceptance prior (a whole run is 40-1,200 steps here).
+Settings: steady batches of B rows (max(6B, 192) prompts through B rows, refilled as rows finish, is one round) for
+B in 1, 4, 16, 64, 128, and a draining batch (rounds of 64 prompts at once, no refill: B falls to 1 with the tasks'
+spread of response lengths). Contenders: fixed k in {0, 1, 2, 4, 8} and the adaptive DepthScheduler with a cost model
+profiled at start-up (profiling time excluded, reported separately), in two forms: `adaptive` keeps one scheduler
+across its rounds after one untimed warm-up run, as a rollout actor's serves batch after batch; `adaptive-cold`
+starts every round from a fresh copy of the profile and the acceptance prior (engine set-up untimed).
 
-Two phases per setting. Screening: `--repeats` runs of every contender. Focus: `--focus-repeats` more of the
-contenders the headline rests on: adaptive, plain (fixed-0) and each fixed k within FOCUS_MARGIN of the fastest
-fixed k in screening (adaptive-cold and the slower fixed k stay at the screening repeats). Within a repeat the
-contenders run back to back in a Williams order (run_order: each runs right after each other equally often).
-Tokens per wall second (the headline), per CPU second of the process and per CPU second of the engine's thread
-(one torch thread: its work, robust to co-tenants). A cell's ratio (adaptive vs plain, vs the best fixed k: the
-fixed contender with the highest median) is the median over repeats of each back-to-back pair's ratio, with a 95%
-bootstrap interval beside it (`*_ci95`; `summary.*max_ci95_halfwidth` is the widest, the bench's resolution); a
-median of paired ratios cancels the drift a ratio of medians keeps. On a quiet 2-core machine identical runs
-spread +-4%: 6 repeats of everything left a cell +-3%, ~28 pairs leave about +-1%. In thread CPU also adaptive vs
-the best fixed k chosen on the other half of the repeats (`tcpu_ratio_vs_best_fixed_split`, unbiased:
-bench/scheduler_stats.py). Writes bench/results/scheduler.json.
+Lockstep (bench/lockstep.py): every contender is a stream, its own engine, drafter and depth policy on the one loaded
+policy, serving the setting's rounds one after another; one loop always advances the stream that has used the least
+thread CPU by one engine step, timed around the call. Whole runs one after another (this bench until 2026-11-27) met
+machine drift of +-10-15% between consecutive runs on the shared VM, and cells where adaptive and plain ran the same
+steps read 0.94-1.03; in lockstep drift hits every stream alike. Each stream's time is cut into blocks of `--block-s`
+thread-CPU seconds (block j of every stream covers the same stretch of wall time) after `--warmup-s` untimed.
+
+Two phases per setting. Screening: `--blocks` blocks of every contender. Focus: `--focus-blocks` more of the
+contenders the headline rests on: adaptive, plain (fixed-0) and each fixed k within FOCUS_MARGIN of the fastest fixed
+k in screening (adaptive-cold and the slower fixed k stay at the screening blocks). Tokens per wall second (the
+headline), per CPU second of the process and per CPU second of the engine's thread (one torch thread: its work,
+robust to co-tenants). A cell's ratio (adaptive vs plain, vs the best fixed k: the fixed contender with the highest
+median) is the median over blocks of each block pair's ratio, with a 95% bootstrap interval beside it (`*_ci95`;
+`summary.*max_ci95_halfwidth` is the widest, the bench's resolution). In thread CPU also adaptive vs the best fixed k
+chosen on the other half of the blocks (`tcpu_ratio_vs_best_fixed_split`, unbiased: bench/scheduler_stats.py).
+bench/scheduler_lockstep_check.py measures the resolution (plain vs a copy of itself) and checks that interleaving
+steps does not favour a contender (fixed k / plain in lockstep vs whole runs): on the shared VM plain steps slowed more
+than speculative ones when interleaved, and lockstep read fixed k = 1 / plain at B = 64 2-4% above sequential runs
+(BENCHMARKS.md, 2026-11-27 "in lockstep"); like against like (plain vs plain, speculation vs speculation) is not
+affected. Writes bench/results/scheduler.json.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import time
 from datetime import date
 from pathlib import Path
 
+from bench.lockstep import Clocks, Stream, run_lockstep
 from bench.scheduler_stats import paired_ci, split_half_ratio, spread
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scheduler.json"
@@ -51,12 +57,17 @@ FOCUS_MARGIN = 0.05  # a fixed k this close to the fastest one in screening stay
 def _args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--drafter", default="eagle", choices=["draft_model", "eagle", "mtp", "ngram"])
-    parser.add_argument("--threads", type=int, default=2)
-    # Screening repeats of every contender; even, for the split-half estimate.
-    parser.add_argument("--repeats", type=int, default=4)
-    # Further repeats of the contenders the headline rests on (_focus): ~28 pairs put a cell's 95% interval
-    # within about +-1% on a quiet machine, where 6 repeats of everything left +-3%.
-    parser.add_argument("--focus-repeats", type=int, default=24)
+    parser.add_argument("--threads", type=int, default=1)
+    # Thread-CPU seconds per block and stream: 1 s holds ~14 prompts at B = 1 and ~11 draining rounds; a block's
+    # rate also moves with the part of the workload it holds (a round's 50 ms prefill at B = 64), which longer
+    # blocks average but fewer blocks resolve worse (16 blocks of 1-4 s: about the same interval).
+    parser.add_argument("--block-s", type=float, default=1.0)
+    # Screening blocks of every contender; even, for the split-half estimate.
+    parser.add_argument("--blocks", type=int, default=4)
+    # Further blocks of the contenders the headline rests on (_focus).
+    parser.add_argument("--focus-blocks", type=int, default=12)
+    # Untimed steps of every stream first: first-touch of its caches, the drafters' lazy set-up.
+    parser.add_argument("--warmup-s", type=float, default=0.5)
     parser.add_argument("--batches", default="1,4,16,64,128")  # steady cells; "" leaves the draining batch alone
     # At temperature 1 every contender draws other samples (a k changes how many uniforms a row uses), so
     # runs differ in length and tail as well as in speed; at 0 every contender does the same work.
@@ -72,15 +83,12 @@ def main() -> None:
     from bench.engine import _machine
     from bench.engine_runs import Workload
     from bench.scheduler_runs import adaptive_scheduler, profile_cost_model, run_depth
+    from bench.scheduler_streams import contender_streams
     from rollspec.models.zoo import ensure_zoo
 
     torch.set_num_threads(args.threads)
     zoo = ensure_zoo()
-    # At least MIN_STEADY_PROMPTS per steady run: 3B prompts at B = 1 was ~36 tokens (~60 ms a run), and
-    # such runs moved by +/-20% between repeats, more than the differences being measured.
-    settings = ([(f"steady-b{b}", b, max(STEADY_PROMPTS_PER_ROW * b, MIN_STEADY_PROMPTS), None)
-                 for b in map(int, filter(None, args.batches.split(",")))]
-                + [("draining-64", 64, 64 * DRAIN_ROUNDS, 64)])
+    settings = [setting(b, False) for b in map(int, filter(None, args.batches.split(",")))] + [setting(64, True)]
     rows = []
     started_all = time.perf_counter()
     for name, batch, num_prompts, round_size in settings:
@@ -91,18 +99,11 @@ def main() -> None:
         fresh = copy.deepcopy(costs)
         warm = adaptive_scheduler(workload, costs)
         run_depth(workload, args.drafter, scheduler=warm, round_size=round_size)  # untimed warm-up
-
-        def run(contender: str) -> dict:
-            if contender.startswith("fixed"):
-                return run_depth(workload, args.drafter, fixed_k=int(contender[6:]), round_size=round_size)
-            scheduler = warm if contender == "adaptive" else adaptive_scheduler(workload, copy.deepcopy(fresh))
-            return run_depth(workload, args.drafter, scheduler=scheduler, round_size=round_size)
-
-        runs: dict[str, list[dict]] = {f"fixed-{k}": [] for k in FIXED_KS} | {"adaptive": [], "adaptive-cold": []}
-        interleave(runs, list(runs), args.repeats, run)
-        focus = _focus(runs)
-        interleave(runs, focus, args.focus_repeats, run)
-        # Per run, the adaptive's mean k beside its checks, vetoes and probes: a cell's median ratio mixes runs at
+        started = time.perf_counter()
+        streams = contender_streams(workload, args.drafter, FIXED_KS, warm=warm, costs=fresh, round_size=round_size)
+        runs, focus = _measure(streams, args)
+        lockstep_s = time.perf_counter() - started
+        # Per block, the adaptive's mean k beside its checks, vetoes and probes: a cell's median ratio mixes blocks at
         # the depths the warm scheduler settles at, and `mean_k` above is only their median.
         result = {name_: _contender(rs) | ({"checks": [r["num_checks"] for r in rs],
                                             "vetoed": [r["num_vetoes"] for r in rs],
@@ -112,7 +113,7 @@ def main() -> None:
                                            if name_.startswith("adaptive") else {})
                   for name_, rs in runs.items()}
         row = {"setting": name, "batch": batch, "prompts": num_prompts, "profile_s": round(profile_s, 2),
-               "focus": focus, "contenders": result}
+               "lockstep_s": round(lockstep_s, 1), "focus": focus, "contenders": result}
         for unit, prefix in (("tokens_per_s", ""), ("tokens_per_cpu_s", "cpu_"), ("tokens_per_tcpu_s", "tcpu_")):
             row |= _cell_ratios(runs, unit, prefix, focus)
         row |= _thread_cpu_split(runs, focus)
@@ -124,8 +125,8 @@ def main() -> None:
               f"cold vs best {row['cold_ratio_vs_best_fixed']:.3f} | thread CPU: vs best "
               f"{row['tcpu_ratio_vs_best_fixed']:.3f} [{row['tcpu_ratio_vs_best_fixed_ci95'][0]:.3f}, "
               f"{row['tcpu_ratio_vs_best_fixed_ci95'][1]:.3f}] split {row['tcpu_ratio_vs_best_fixed_split'] or 0:.3f} "
-              f"vs plain {row['tcpu_ratio_vs_plain']:.3f} | runs {len(runs['adaptive'])}, plain spread "
-              f"{result['fixed-0']['tcpu_spread']:.3f}", flush=True)
+              f"vs plain {row['tcpu_ratio_vs_plain']:.3f} | blocks {len(runs['adaptive'])}, plain spread "
+              f"{result['fixed-0']['tcpu_spread']:.3f} | {lockstep_s:.0f} s", flush=True)
     draining = next(r for r in rows if r["setting"].startswith("draining"))
     summary = {"drafter": args.drafter}
     for prefix in ("", "cpu_", "tcpu_"):
@@ -141,13 +142,41 @@ def main() -> None:
     summary["tcpu_min_ratio_vs_best_fixed_split"] = round(min(splits), 3) if splits else None
     summary["tcpu_max_plain_spread"] = round(max(r["contenders"]["fixed-0"]["tcpu_spread"] for r in rows), 3)
     out = {"command": f"python -m bench.scheduler --drafter {args.drafter} --threads {args.threads} "
-                      f"--repeats {args.repeats} --focus-repeats {args.focus_repeats} --batches {args.batches} "
+                      f"--block-s {args.block_s} --blocks {args.blocks} --focus-blocks {args.focus_blocks} --warmup-s "
+                      f"{args.warmup_s} --batches {args.batches} "
                       f"--temperature {args.temperature}",
            "date": date.today().isoformat(), "machine": _machine(args.threads), "rows": rows, "summary": summary,
            "run_s": round(time.perf_counter() - started_all, 1)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
+
+
+def setting(batch: int, draining: bool) -> tuple[str, int, int, int | None]:
+    """A setting's name, batch size, prompts and round size: steady, max(6B, 192) prompts through B rows (refilled as
+    rows finish) in one round; draining, DRAIN_ROUNDS rounds of B prompts at once, each run dry before the next.
+    At least MIN_STEADY_PROMPTS a steady round: 3B prompts at B = 1 was ~36 tokens (~60 ms), and such whole runs
+    moved by +/-20% between repeats."""
+    if draining:
+        return f"draining-{batch}", batch, batch * DRAIN_ROUNDS, batch
+    return f"steady-b{batch}", batch, max(STEADY_PROMPTS_PER_ROW * batch, MIN_STEADY_PROMPTS), None
+
+
+def _measure(streams: dict[str, Stream], args: argparse.Namespace,
+             clocks: Clocks = Clocks()) -> tuple[dict[str, list[dict]], list[str]]:
+    """The streams in lockstep: untimed warm-up of all, screening blocks of all, then focus blocks of the contenders
+    the headline rests on (_focus), going on where they were. Returns every contender's blocks and the focus."""
+    from bench.scheduler_streams import block_runs
+
+    everyone = list(streams.values())
+    run_lockstep(everyone, until_s=args.warmup_s, block_s=args.warmup_s, clocks=clocks)
+    for stream in everyone:
+        stream.restart_clock()
+    run_lockstep(everyone, until_s=args.blocks * args.block_s, block_s=args.block_s, clocks=clocks)
+    focus = _focus({name: block_runs(stream) for name, stream in streams.items()})
+    run_lockstep([streams[name] for name in focus], until_s=(args.blocks + args.focus_blocks) * args.block_s,
+                 block_s=args.block_s, clocks=clocks)
+    return {name: block_runs(stream) for name, stream in streams.items()}, focus
 
 
 def run_order(contenders: list[str], repeat: int) -> list[str]:
@@ -165,15 +194,15 @@ def run_order(contenders: list[str], repeat: int) -> list[str]:
 
 
 def interleave(runs: dict[str, list[dict]], contenders: list[str], repeats: int, run) -> None:
-    """`repeats` runs of each contender (appended to `runs`), interleaved so machine drift hits every contender
-    alike (run_order)."""
+    """`repeats` whole runs of each contender (appended to `runs`), interleaved so slow machine drift hits every
+    contender alike (run_order): bench/scheduler_breakdown.py's and the lockstep check's whole runs."""
     for repeat in range(repeats):
         for name in run_order(contenders, repeat):
             runs[name].append(run(name))
 
 
 def _focus(runs: dict[str, list[dict]]) -> list[str]:
-    """The contenders the headline ratios rest on, given the screening repeats: adaptive, plain, and every fixed k
+    """The contenders the headline ratios rest on, given the screening blocks: adaptive, plain, and every fixed k
     within FOCUS_MARGIN of the fastest fixed k in thread CPU (a candidate for the best fixed k)."""
     fixed = {n: statistics.median(r["tokens_per_tcpu_s"] for r in rs) for n, rs in runs.items() if n.startswith("fixed")}
     best = max(fixed.values())
@@ -181,9 +210,10 @@ def _focus(runs: dict[str, list[dict]]) -> list[str]:
 
 
 def _contender(rs: list[dict]) -> dict:
+    """A contender's blocks: median rates and mean k, and per block its steps, tokens, rounds begun and rates."""
     out = {"mean_k": statistics.median(r["mean_k"] for r in rs), "steps": [r["num_steps"] for r in rs],
-           "tokens": [r["tokens"] for r in rs]}
-    for unit, key in (("tokens_per_s", "runs"), ("tokens_per_cpu_s", "cpu_runs"), ("tokens_per_tcpu_s", "tcpu_runs")):
+           "tokens": [r["tokens"] for r in rs], "rounds": [r["rounds"] for r in rs]}
+    for unit, key in (("tokens_per_s", "blocks"), ("tokens_per_cpu_s", "cpu_blocks"), ("tokens_per_tcpu_s", "tcpu_blocks")):
         out[unit] = statistics.median(r[unit] for r in rs)
         out[key] = [round(r[unit], 1) for r in rs]
     out["tcpu_spread"] = round(spread([r["tokens_per_tcpu_s"] for r in rs]), 4)
@@ -191,11 +221,11 @@ def _contender(rs: list[dict]) -> dict:
 
 
 def _cell_ratios(runs: dict[str, list[dict]], unit: str, prefix: str, focus: list[str]) -> dict:
-    """Adaptive (and adaptive-cold) vs plain and vs the best fixed k in `unit`: the median over repeats of each
-    back-to-back pair's ratio, with its 95% bootstrap interval (bench/scheduler_stats.paired_ci). The best fixed k is
-    the focused fixed contender with the highest median, over the same repeats as adaptive's: a screened-out one's
-    few wall-clock runs were once the "best" under load (B = 16, fixed-2 over 4 runs against plain's 28), and the
-    focus repeats make the choice among near-ties precise."""
+    """Adaptive (and adaptive-cold) vs plain and vs the best fixed k in `unit`: the median over blocks of each
+    block pair's ratio, with its 95% bootstrap interval (bench/scheduler_stats.paired_ci; adaptive-cold over the
+    screening blocks it ran). The best fixed k is the focused fixed contender with the highest median, over the same
+    blocks as adaptive's: a screened-out one's few wall-clock runs were once the "best" under load (B = 16, fixed-2
+    over 4 runs against plain's 28), and the focus blocks make the choice among near-ties precise."""
     rates = {name: [r[unit] for r in rs] for name, rs in runs.items()}
     best = max((n for n in focus if n.startswith("fixed")), key=lambda n: statistics.median(rates[n]))
     out = {f"{prefix}best_fixed" if prefix else "best_fixed": best}
@@ -208,7 +238,7 @@ def _cell_ratios(runs: dict[str, list[dict]], unit: str, prefix: str, focus: lis
 
 
 def _thread_cpu_split(runs: dict[str, list[dict]], focus: list[str]) -> dict:
-    """Adaptive vs the best fixed k in thread CPU with the best chosen on the other half of the repeats (split-half,
+    """Adaptive vs the best fixed k in thread CPU with the best chosen on the other half of the blocks (split-half,
     unbiased: bench/scheduler_stats.py), among the focused fixed contenders (the others were screened out)."""
     rates = {name: [r["tokens_per_tcpu_s"] for r in runs[name]] for name in focus}
     split = split_half_ratio(rates["adaptive"], {n: v for n, v in rates.items() if n.startswith("fixed")})

@@ -46,17 +46,16 @@ def main() -> None:
 
     from bench.engine import _machine
     from bench.engine_runs import Workload
-    from bench.scheduler import DRAIN_ROUNDS, MIN_STEADY_PROMPTS, STEADY_PROMPTS_PER_ROW, interleave
+    from bench.scheduler import interleave, setting
     from bench.scheduler_runs import adaptive_scheduler, profile_cost_model, run_depth
     from rollspec.models.zoo import ensure_zoo
     from rollspec.scheduler import DepthScheduler
 
     torch.set_num_threads(args.threads)
     zoo = ensure_zoo()
-    settings = [(f"steady-b{b}", b, max(STEADY_PROMPTS_PER_ROW * b, MIN_STEADY_PROMPTS), None)
-                for b in map(int, args.batches.split(",")) if b]
+    settings = [setting(b, False) for b in map(int, args.batches.split(",")) if b]
     if args.drain:
-        settings.append(("draining-64", 64, 64 * DRAIN_ROUNDS, 64))
+        settings.append(setting(64, True))
     rows = []
     for name, batch, num_prompts, round_size in settings:
         workload = Workload.from_zoo(zoo, batch=batch, temperature=args.temperature, max_new_tokens=160,

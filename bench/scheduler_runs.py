@@ -8,6 +8,7 @@ from bench.engine_runs import Workload
 from rollspec.engine.drafters.build import build_drafter
 from rollspec.engine.engine import Engine
 from rollspec.engine.profiling import StepTimeRecorder, profile_step_costs
+from rollspec.engine.sequence import Request
 from rollspec.scheduler import (
     CatchUpCost,
     CostModel,
@@ -57,54 +58,67 @@ class StandingPlain:
         self.num_steps += 1
 
 
-def run_depth(workload: Workload, kind: str, *, fixed_k: int | None = None, scheduler: DepthScheduler | None = None,
-              round_size: int | None = None, drafter_at_plain: bool = False) -> dict:
-    """One timed rollout of the workload at a fixed depth, or with `scheduler` (kept: it learns across runs).
-
-    Fixed k = 0 runs without a drafter (plain decoding); with `drafter_at_plain` instead with the drafter attached
-    under a standing plain lease (StandingPlain): what being ready to speculate costs where nothing is drafted.
-    With `round_size`, the prompts go in consecutive rounds of that many, each run to completion before
-    the next (a batch draining round after round, as a rollout actor's does), through one engine."""
+def build_engine(workload: Workload, kind: str, *, fixed_k: int | None = None, scheduler: DepthScheduler | None = None,
+                 drafter_at_plain: bool = False) -> Engine:
+    """An engine on the workload's policy at a fixed depth, or with `scheduler`. Fixed k = 0 runs without a drafter
+    (plain decoding); with `drafter_at_plain` instead with the drafter attached under a standing plain lease
+    (StandingPlain): what being ready to speculate costs where nothing is drafted. Its depth policy is
+    `engine.depth` (depth_counters)."""
     if (fixed_k is None) == (scheduler is None) or (drafter_at_plain and fixed_k != 0):
-        raise ValueError(f"run_depth takes fixed_k or scheduler (drafter_at_plain: fixed_k = 0), got {fixed_k}, "
+        raise ValueError(f"build_engine takes fixed_k or scheduler (drafter_at_plain: fixed_k = 0), got {fixed_k}, "
                          f"{scheduler}, {drafter_at_plain}")
     config = workload.engine_config()
     # The engine is handed the scheduler itself, not a wrapper: a wrapper would hide its plain lease (the engine
     # then asks for k every step) and add a call a step. Depths run are counted from its stats / the recorder.
     depth = scheduler or (StandingPlain() if drafter_at_plain else StepTimeRecorder([fixed_k]))
     drafter = _drafter(workload, kind, config) if fixed_k != 0 or drafter_at_plain else None
-    engine = Engine(workload.policy.model, config, drafter=drafter, depth=depth)
-    requests = workload.requests()
-    size = round_size or len(requests)
-    before = scheduler.stats if scheduler is not None else None
-    first_step = before.num_steps if before is not None else 0
+    return Engine(workload.policy.model, config, drafter=drafter, depth=depth)
+
+
+def depth_counters(depth) -> dict[str, float]:
+    """Running totals of a depth policy built by build_engine: steps, steps weighted by their k (`k_steps`: mean k
+    is their ratio) and, for the DepthScheduler, its checks, vetoes, measured starts and probes."""
+    if isinstance(depth, DepthScheduler):
+        stats = depth.stats
+        return {"steps": sum(stats.num_steps_by_k), "k_steps": sum(k * n for k, n in enumerate(stats.num_steps_by_k)),
+                "num_checks": stats.num_checks, "num_vetoes": stats.num_vetoes,
+                "num_measured_starts": stats.num_measured_starts, "num_probes": stats.num_probes}
+    if isinstance(depth, StandingPlain):
+        return {"steps": depth.num_steps, "k_steps": 0}
+    return {"steps": len(depth.steps), "k_steps": sum(k for _, k, _, _ in depth.steps)}
+
+
+def run_depth(workload: Workload, kind: str, *, fixed_k: int | None = None, scheduler: DepthScheduler | None = None,
+              round_size: int | None = None, drafter_at_plain: bool = False) -> dict:
+    """One timed rollout of the workload through a new engine (build_engine: at a fixed depth, or with `scheduler`,
+    which is kept: it learns across runs). With `round_size`, the prompts go in consecutive rounds of that many,
+    each run to completion before the next (a batch draining round after round, as a rollout actor's does)."""
+    engine = build_engine(workload, kind, fixed_k=fixed_k, scheduler=scheduler, drafter_at_plain=drafter_at_plain)
+    before = depth_counters(engine.depth)
+    first_step = scheduler.stats.num_steps if scheduler is not None else 0
     start, start_cpu, start_thread = time.perf_counter(), time.process_time(), time.thread_time()
-    completions = [c for i in range(0, len(requests), size) for c in engine.generate(requests[i: i + size])]
+    completions = [c for rnd in rounds(workload, round_size) for c in engine.generate(rnd)]
     elapsed_thread = time.thread_time() - start_thread
     elapsed, elapsed_cpu = time.perf_counter() - start, time.process_time() - start_cpu
     tokens = sum(len(c.token_ids) for c in completions)
-    if before is not None:
-        after = scheduler.stats
-        steps_by_k = [a - b for a, b in zip(after.num_steps_by_k, before.num_steps_by_k)]
-    elif drafter_at_plain:
-        steps_by_k = [depth.num_steps]
-    else:
-        steps_by_k = [0] * fixed_k + [len(depth.steps)]
-    num_steps = sum(steps_by_k)
+    counts = {key: value - before[key] for key, value in depth_counters(engine.depth).items()}
     # CPU seconds beside wall seconds: with one torch thread they are the work done, which a co-tenant on the
     # shared cores does not inflate the way it inflates wall time. Thread CPU is this thread's alone (the
     # engine's: torch runs its one intra-op thread here), without other threads of the process.
     out = {"tokens_per_s": tokens / elapsed, "tokens_per_cpu_s": tokens / elapsed_cpu,
            "tokens_per_tcpu_s": tokens / elapsed_thread,
-           "mean_k": sum(k * n for k, n in enumerate(steps_by_k)) / max(1, num_steps), "num_steps": num_steps,
-           "tokens": tokens}
-    if before is not None:
-        out |= {"num_checks": after.num_checks - before.num_checks,
-                "num_vetoes": after.num_vetoes - before.num_vetoes,
-                "num_measured_starts": after.num_measured_starts - before.num_measured_starts,
-                "num_probes": after.num_probes - before.num_probes,
-                "probe_extra_frac": _probe_extra_s(scheduler, first_step) / elapsed_thread}
+           "mean_k": counts["k_steps"] / max(1, counts["steps"]), "num_steps": counts["steps"], "tokens": tokens}
+    if scheduler is not None:
+        out |= {key: counts[key] for key in ("num_checks", "num_vetoes", "num_measured_starts", "num_probes")}
+        out["probe_extra_frac"] = _probe_extra_s(scheduler, first_step) / elapsed_thread
     return out
+
+
+def rounds(workload: Workload, round_size: int | None) -> list[list[Request]]:
+    """The workload's requests in consecutive rounds of `round_size` (all in one round without it)."""
+    requests = workload.requests()
+    size = round_size or len(requests)
+    return [requests[i: i + size] for i in range(0, len(requests), size)]
 
 
 def _probe_extra_s(scheduler: DepthScheduler, first_step: int) -> float:

@@ -65,9 +65,11 @@ class Workload:
     def engine_config(self) -> EngineConfig:
         return EngineConfig(max_batch_size=self.batch, max_seq_len=MAX_SEQ_LEN, k_max=8)
 
-    def requests(self) -> list[Request]:
+    def requests(self, seed_offset: int = 0) -> list[Request]:
+        """Every prompt once; `seed_offset` shifts the sampling seeds (another pass, other sample paths)."""
         params = [SamplingParams(temperature=self.temperature, max_new_tokens=self.max_new_tokens,
-                                 stop_token_ids=(EOS_ID,), seed=1000 + i) for i in range(len(self.prompts))]
+                                 stop_token_ids=(EOS_ID,), seed=1000 + seed_offset + i)
+                  for i in range(len(self.prompts))]
         return [Request(request_id=str(i), prompt_ids=tuple(p), params=params[i], group_id=str(i // 4))
                 for i, p in enumerate(self.prompts)]
 

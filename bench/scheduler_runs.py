@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Iterator
 
 from bench.engine_runs import Workload
 from rollspec.engine.drafters.build import build_drafter
@@ -114,11 +116,20 @@ def run_depth(workload: Workload, kind: str, *, fixed_k: int | None = None, sche
     return out
 
 
-def rounds(workload: Workload, round_size: int | None) -> list[list[Request]]:
+def rounds(workload: Workload, round_size: int | None, seed_offset: int = 0) -> list[list[Request]]:
     """The workload's requests in consecutive rounds of `round_size` (all in one round without it)."""
-    requests = workload.requests()
+    requests = workload.requests(seed_offset)
     size = round_size or len(requests)
     return [requests[i: i + size] for i in range(0, len(requests), size)]
+
+
+def endless_rounds(workload: Workload, round_size: int | None) -> Iterator[list[Request]]:
+    """`rounds`, pass after pass over the prompts, each pass with other sampling seeds: at temperature 1 a fixed k
+    replayed one sample path per prompt, and a settled adaptive another (one replayed fixed-5's 2,194 tokens in 480
+    steps run after run at B = 1), so a contender's rate carried its paths' luck. Every contender's n-th pass has
+    the same seeds."""
+    for n in itertools.count():
+        yield from rounds(workload, round_size, seed_offset=n * len(workload.prompts))
 
 
 def _probe_extra_s(scheduler: DepthScheduler, first_step: int) -> float:

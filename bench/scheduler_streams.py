@@ -4,11 +4,10 @@ depth policy on the one loaded policy, serving the setting's workload round afte
 from __future__ import annotations
 
 import copy
-import itertools
 
 from bench.engine_runs import Workload
 from bench.lockstep import Stream
-from bench.scheduler_runs import adaptive_scheduler, build_engine, depth_counters, rounds
+from bench.scheduler_runs import adaptive_scheduler, build_engine, depth_counters, endless_rounds
 from rollspec.scheduler import CatchUpCost, CostModel, DepthScheduler
 
 
@@ -32,7 +31,7 @@ def cold_stream(name: str, workload: Workload, kind: str, costs: tuple[CostModel
     `new_round`)."""
     current: list[DepthScheduler] = []  # this round's
     retired: dict[str, float] = {}  # the earlier rounds' schedulers' totals
-    batches = itertools.cycle(rounds(workload, round_size))
+    batches = endless_rounds(workload, round_size)
 
     def new_round():
         if current:
@@ -49,8 +48,8 @@ def cold_stream(name: str, workload: Workload, kind: str, costs: tuple[CostModel
 
 
 def _refill(engine, workload: Workload, round_size: int | None):
-    """The engine, given the next round's requests each time it is asked (the rounds cycle)."""
-    batches = itertools.cycle(rounds(workload, round_size))
+    """The engine, given the next round's requests each time it is asked (endless_rounds)."""
+    batches = endless_rounds(workload, round_size)
 
     def new_round():
         _add(engine, next(batches))

@@ -8,6 +8,8 @@ spread of response lengths). Contenders: fixed k in {0, 1, 2, 4, 8} and the adap
 profiled at start-up (profiling time excluded, reported separately), in two forms: `adaptive` keeps one scheduler
 across its rounds after one untimed warm-up run, as a rollout actor's serves batch after batch; `adaptive-cold`
 starts every round from a fresh copy of the profile and the acceptance prior (engine set-up untimed).
+Every pass over the prompts samples with other seeds, the same for every contender's n-th pass
+(scheduler_runs.endless_rounds): at temperature 1 a contender replaying one sample path per prompt carried its luck.
 
 Lockstep (bench/lockstep.py): every contender is a stream, its own engine, drafter and depth policy on the one loaded
 policy, serving the setting's rounds one after another; one loop always advances the stream that has used the least

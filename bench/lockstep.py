@@ -131,3 +131,11 @@ def run_lockstep(streams: list[Stream], until_s: float, block_s: float, clocks: 
             active.remove(stream)
     for stream in streams:
         stream.close_block()
+
+
+def warm_up(streams: list[Stream], seconds: float, clocks: Clocks = Clocks()) -> None:
+    """Untimed steps of every stream in lockstep for `seconds` each (first-touch of caches, drafters' lazy set-up),
+    then every clock restarted: the timed blocks begin mid-round, where the warm-up left each stream."""
+    run_lockstep(streams, until_s=seconds, block_s=seconds, clocks=clocks)
+    for stream in streams:
+        stream.restart_clock()

@@ -43,7 +43,7 @@ import time
 from datetime import date
 from pathlib import Path
 
-from bench.lockstep import Clocks, Stream, run_lockstep
+from bench.lockstep import Clocks, Stream, run_lockstep, warm_up
 from bench.scheduler_stats import paired_ci, split_half_ratio, spread
 
 RESULTS = Path(__file__).resolve().parent / "results" / "scheduler.json"
@@ -171,9 +171,7 @@ def _measure(streams: dict[str, Stream], args: argparse.Namespace,
     from bench.scheduler_streams import block_runs
 
     everyone = list(streams.values())
-    run_lockstep(everyone, until_s=args.warmup_s, block_s=args.warmup_s, clocks=clocks)
-    for stream in everyone:
-        stream.restart_clock()
+    warm_up(everyone, args.warmup_s, clocks)
     run_lockstep(everyone, until_s=args.blocks * args.block_s, block_s=args.block_s, clocks=clocks)
     focus = _focus({name: block_runs(stream) for name, stream in streams.items()})
     run_lockstep([streams[name] for name in focus], until_s=(args.blocks + args.focus_blocks) * args.block_s,

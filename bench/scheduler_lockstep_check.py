@@ -40,7 +40,7 @@ def main() -> None:
 
     from bench.engine import _machine
     from bench.engine_runs import Workload
-    from bench.lockstep import run_lockstep
+    from bench.lockstep import run_lockstep, warm_up
     from bench.scheduler import interleave, setting
     from bench.scheduler_runs import adaptive_scheduler, profile_cost_model, run_depth
     from bench.scheduler_stats import paired_ci, spread
@@ -66,9 +66,7 @@ def main() -> None:
             run_depth(workload, args.drafter, scheduler=warm, round_size=round_size)  # untimed warm-up
             streams["adaptive"] = warm_stream("adaptive", workload, args.drafter, warm, round_size=round_size)
         started = time.perf_counter()
-        run_lockstep(list(streams.values()), until_s=args.warmup_s, block_s=args.warmup_s)
-        for stream in streams.values():
-            stream.restart_clock()
+        warm_up(list(streams.values()), args.warmup_s)
         run_lockstep(list(streams.values()), until_s=args.blocks * args.block_s, block_s=args.block_s)
         lockstep_s = time.perf_counter() - started
         runs = {c: block_runs(s) for c, s in streams.items()}

@@ -62,11 +62,17 @@ def check_invariants(summary, *, steps, prompts_per_step, max_staleness) -> dict
     return entries
 
 
+# Steps of the sync run. Its draft assertions need the refresh actor's first version (after step 0's samples and
+# policy version 1) to reach a rollout step: with 3 steps, on a 2-core machine running two test suites, the run once
+# ended first (draft_version 0); a fourth step gives the refresh a step's time more.
+SYNC_STEPS = 4
+
+
 @pytest.fixture(scope="module")
 def sync_run(ray_session, tiny_models, tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     overrides = [f"models.policy={tiny_models['policy']}", f"models.draft={tiny_models['draft']}",
-                 f"run.root={root}", "run.name=sync", "run.progress=false", "algorithm.steps=3",
+                 f"run.root={root}", "run.name=sync", "run.progress=false", f"algorithm.steps={SYNC_STEPS}",
                  "algorithm.prompts_per_step=4", "algorithm.group_size=2", "algorithm.max_new_tokens=16",
                  "rollout.max_batch_size=8", "rollout.max_seq_len=64", "rollout.depth=adaptive", "rollout.k=3",
                  "learner.zero_stage=1", "learner.micro_batch_size=4", "checkpoint.every_steps=2",
@@ -77,15 +83,16 @@ def sync_run(ray_session, tiny_models, tmp_path_factory):
 
 def test_sync_run_trains_every_prompt_once_on_the_version_it_was_generated_with(sync_run):
     summary, _ = sync_run
-    entries = check_invariants(summary, steps=3, prompts_per_step=4, max_staleness=0)
-    assert summary["steps"] == 3 and summary["policy_version"] == 3
-    assert sorted({e["policy_version"] for e in entries.values()}) == [0, 1, 2]  # versions advance in trajectories
-    assert summary["samples"] == {"trained": 24}
+    entries = check_invariants(summary, steps=SYNC_STEPS, prompts_per_step=4, max_staleness=0)
+    assert summary["steps"] == SYNC_STEPS and summary["policy_version"] == SYNC_STEPS
+    # versions advance in trajectories
+    assert sorted({e["policy_version"] for e in entries.values()}) == list(range(SYNC_STEPS))
+    assert summary["samples"] == {"trained": 8 * SYNC_STEPS}
     metrics = [json.loads(line) for line in (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
-    assert [m["policy_version"] for m in metrics] == [1, 2, 3]
+    assert [m["policy_version"] for m in metrics] == list(range(1, SYNC_STEPS + 1))
     # The rollout actors generated step t's groups with version t: new weights reached them, and the
     # draft-refresh actor's versions reached them too.
-    assert [m["rollout_policy_versions"][0] >= m["step"] for m in metrics] == [True] * 3
+    assert [m["rollout_policy_versions"][0] >= m["step"] for m in metrics] == [True] * SYNC_STEPS
     assert max(r["num_policy_swaps"] for r in summary["rollouts"]) >= 2
     assert summary["draft_version"] >= 1 and summary["rollouts"][0]["num_draft_swaps"] >= 1
     assert all(m["staleness_violations"] == 0 and m["acceptance_length"] >= 1.0 for m in metrics)
@@ -97,21 +104,21 @@ def test_sync_run_trains_every_prompt_once_on_the_version_it_was_generated_with(
 def test_resume_restores_step_versions_and_optimizer_then_continues(sync_run):
     summary, overrides = sync_run
     checkpoint = Path(summary["run_dir"]) / "checkpoints"
-    saved = json.loads((checkpoint / "step_00000003" / "controller.json").read_text())
-    resumed = train(load_config(TINY, [*overrides, "algorithm.steps=4"]), resume=True)
+    saved = json.loads((checkpoint / f"step_{SYNC_STEPS:08d}" / "controller.json").read_text())
+    resumed = train(load_config(TINY, [*overrides, f"algorithm.steps={SYNC_STEPS + 1}"]), resume=True)
     (restore,) = resumed["restores"]
     assert (restore["step"], restore["policy_version"], restore["draft_version"]) == \
-           (3, 3, saved["draft_version"])
+           (SYNC_STEPS, SYNC_STEPS, saved["draft_version"])
     assert restore["fingerprint"] == saved["learner_fingerprint"]  # parameters and optimizer state came back
-    assert restore["checkpoint"].endswith("step_00000003")
-    check_invariants(resumed, steps=4, prompts_per_step=4, max_staleness=0)
-    assert resumed["steps"] == 4 and resumed["policy_version"] == 4
+    assert restore["checkpoint"].endswith(f"step_{SYNC_STEPS:08d}")
+    check_invariants(resumed, steps=SYNC_STEPS + 1, prompts_per_step=4, max_staleness=0)
+    assert resumed["steps"] == SYNC_STEPS + 1 and resumed["policy_version"] == SYNC_STEPS + 1
 
 
 def test_resume_starts_from_the_checkpointed_draft_weights_not_the_drafter_on_disk(sync_run, tiny_models):
     summary, overrides = sync_run
     store = CheckpointStore(Path(summary["run_dir"]) / "checkpoints")
-    step, controller = store.latest()  # step 3, or 4 after the resume test above
+    step, controller = store.latest()  # SYNC_STEPS, or one more after the resume test above
     saved, weights = load_draft(store.draft_dir(step))  # in the manifest: --resume verifies it with the rest
     assert saved.drafter == "draft_model" and saved.draft_version == controller["draft_version"] >= 1
     on_disk = weights_digest(read_safetensors(tiny_models["draft"]))

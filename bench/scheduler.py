@@ -1,6 +1,6 @@
 """Adaptive speculation depth vs every fixed k, on the trained zoo, in one run.
 
-    .venv/bin/python -m bench.scheduler [--drafter eagle] [--threads 1] [--blocks 4] [--focus-blocks 12]
+    .venv/bin/python -m bench.scheduler [--drafter eagle] [--threads 1] [--blocks 4] [--focus-blocks 12] [--batches 1,4,16,64,128] [--no-drain]
 
 Settings: steady batches of B rows (max(6B, 192) prompts through B rows, refilled as rows finish, is one round) for
 B in 1, 4, 16, 64, 128, and a draining batch (rounds of 64 prompts at once, no refill: B falls to 1 with the tasks'
@@ -71,6 +71,7 @@ def _args() -> argparse.Namespace:
     # Untimed steps of every stream first: first-touch of its caches, the drafters' lazy set-up.
     parser.add_argument("--warmup-s", type=float, default=0.5)
     parser.add_argument("--batches", default="1,4,16,64,128")  # steady cells; "" leaves the draining batch alone
+    parser.add_argument("--drain", action=argparse.BooleanOptionalAction, default=True)  # the draining batch too
     # At temperature 1 every contender draws other samples (a k changes how many uniforms a row uses), so
     # runs differ in length and tail as well as in speed; at 0 every contender does the same work.
     parser.add_argument("--temperature", type=float, default=1.0)
@@ -90,7 +91,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     zoo = ensure_zoo()
-    settings = [setting(b, False) for b in map(int, filter(None, args.batches.split(",")))] + [setting(64, True)]
+    settings = [setting(b, False) for b in map(int, filter(None, args.batches.split(",")))]
+    settings += [setting(64, True)] if args.drain else []
     rows = []
     started_all = time.perf_counter()
     for name, batch, num_prompts, round_size in settings:
@@ -129,13 +131,13 @@ def main() -> None:
               f"{row['tcpu_ratio_vs_best_fixed_ci95'][1]:.3f}] split {row['tcpu_ratio_vs_best_fixed_split'] or 0:.3f} "
               f"vs plain {row['tcpu_ratio_vs_plain']:.3f} | blocks {len(runs['adaptive'])}, plain spread "
               f"{result['fixed-0']['tcpu_spread']:.3f} | {lockstep_s:.0f} s", flush=True)
-    draining = next(r for r in rows if r["setting"].startswith("draining"))
+    draining = next((r for r in rows if r["setting"].startswith("draining")), None)
     summary = {"drafter": args.drafter}
     for prefix in ("", "cpu_", "tcpu_"):
         for ratio in ("ratio_vs_best_fixed", "ratio_vs_plain", "cold_ratio_vs_best_fixed", "cold_ratio_vs_plain"):
             summary[f"{prefix}min_{ratio}".replace("min_cold_", "cold_min_")] = round(
                 min(r[f"{prefix}{ratio}"] for r in rows), 3)
-        summary[f"{prefix}draining_speedup_vs_plain"] = round(draining[f"{prefix}ratio_vs_plain"], 3)
+        summary[f"{prefix}draining_speedup_vs_plain"] = round(draining[f"{prefix}ratio_vs_plain"], 3) if draining else None
         # The resolution: the widest 95% interval of a cell's headline ratios, as +- half its width.
         summary[f"{prefix}max_ci95_halfwidth"] = round(max(
             (r[f"{prefix}{ratio}_ci95"][1] - r[f"{prefix}{ratio}_ci95"][0]) / 2
@@ -145,7 +147,7 @@ def main() -> None:
     summary["tcpu_max_plain_spread"] = round(max(r["contenders"]["fixed-0"]["tcpu_spread"] for r in rows), 3)
     out = {"command": f"python -m bench.scheduler --drafter {args.drafter} --threads {args.threads} "
                       f"--block-s {args.block_s} --blocks {args.blocks} --focus-blocks {args.focus_blocks} --warmup-s "
-                      f"{args.warmup_s} --batches {args.batches} "
+                      f"{args.warmup_s} --batches {args.batches} {'' if args.drain else '--no-drain '}"
                       f"--temperature {args.temperature}",
            "date": date.today().isoformat(), "machine": _machine(args.threads), "rows": rows, "summary": summary,
            "run_s": round(time.perf_counter() - started_all, 1)}

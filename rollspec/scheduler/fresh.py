@@ -7,9 +7,15 @@ model's 5.2 and 2.6-3.1. Pooled into one estimate, every depth is priced by a mi
 with k (EAGLE: 35% of steps at k = 4, 50% at k = 8), and the positions a shallow plan never drafts are read off
 later steps: the warm plan settled at k = 5-7, where fixed k = 8 (the first steps' best) ran 5-10% faster.
 
-So a first step (a catch-up wider than any steady step's, k_max + 1, while the plan speculates) runs at the depth
-that maximizes its own predicted tokens/s, from an estimator fed by first steps alone, and the main estimate and
-the plan's greedy depth are left to the steps that continue responses. A first step is kept here and folded in
+So a first step (a catch-up wider than any steady step's, k_max + 1, while the plan speculates) runs at a depth
+planned from an estimator fed by first steps alone, and the main estimate and the plan's greedy depth are left to
+the steps that continue responses. The depth is the one that ends the response soonest, not the first step's own
+best tokens/s: what a first step does not emit, the steps after it emit at the plan's rate for them, which is well
+below a first step's. So it maximizes E_first[k] - r * c(k), r the plan's best tokens/s, c(k) the step's price. On the
+zoo (EAGLE, B = 1) first steps' own tokens/s were flat over k = 6-8 (fixed-k first steps: 4.66 / 4.75 / 4.81 tokens
+a ms) and that rule ran them at 6-7 (908 / 633 / 840 first steps at k = 6 / 7 / 8); each token they left cost a later
+step's ~0.32 ms, not a first step's ~0.21. Run at k = 8 (fixed-k: 2.45 tokens of value against 2.01 at k = 6) the
+warm adaptive read 1.048 [1.018, 1.064] of it in lockstep. A first step is kept here and folded in
 with the steady steps around it (DepthScheduler._fold_steady): a full path per first step (a fold of the steady
 steps before it, a record, the cost model) cost ~100 us a step at B = 1 on the zoo, more than it gained. Its times
 teach nothing (a prompt's catch-up: the cold kind of step). At B > 1 a step's rows mix both kinds and the
@@ -42,6 +48,7 @@ class FirstSteps:
         self.acceptance = AcceptanceEstimator(config.k_max, config.acceptance)
         self.pending = False  # the step being chosen is a first step (set by `claims`, cleared by `keep`)
         self.prices: NDArray[np.float64] | None = None  # step costs at B = 1 for k = 0 .. k_max as of the last plan
+        self._later_rate = 0.0  # the last plan's best tokens/s at B = 1: the rate of the steps after a first step
         self._k, self._since_plan = config.k_max, REPLAN_FIRST_STEPS
         self._expected = expected_tokens(self.acceptance.planning_alphas(self._min_rows))
         # (step, k, accepted, catch-up width, seconds, planned E[tokens | k], planned seconds)
@@ -57,20 +64,24 @@ class FirstSteps:
                         and self.prices is not None)
         return self.pending
 
-    def price(self, batch_size: int, step_s: NDArray[np.float64]) -> None:
-        """A plan at `batch_size` priced depths k = 0 .. k_max at `step_s` (kept at B = 1)."""
+    def price(self, batch_size: int, step_s: NDArray[np.float64], rate: NDArray[np.float64]) -> None:
+        """A plan at `batch_size` priced depths k = 0 .. k_max at `step_s` and predicted `rate` tokens/s at each (kept
+        at B = 1: the best is what the steps after a first step emit at)."""
         if batch_size == 1:
-            self.prices = step_s
+            self.prices, self._later_rate = step_s, max(rate.tolist())
 
     def depth(self) -> int:
-        """The depth k >= 1 with the most predicted tokens/s for a first step, re-planned every REPLAN_FIRST_STEPS
-        first steps at the prices of the scheduler's last plan at B = 1 (`prices`: what a plan read after folding the
-        steps kept, so kept steps move no decision; the catch-up is paid at any k > 0: it ranks nothing)."""
+        """The depth k >= 1 that ends a response soonest from its first step: the most E_first[k] - r * c(k), with r
+        the tokens/s of the steps after it (module doc). Re-planned every REPLAN_FIRST_STEPS first steps at the prices
+        and rate of the scheduler's last plan at B = 1 (`price`: what a plan read after folding the steps kept, so
+        kept steps move no decision; the catch-up is paid at any k > 0: it ranks nothing)."""
         if self._since_plan >= REPLAN_FIRST_STEPS:
             assert self.prices is not None  # `claims` holds only after a plan at B = 1
             self._fold()
             self._expected = expected_tokens(self.acceptance.planning_alphas(self._min_rows))
-            self._k, self._since_plan = 1 + int(np.argmax(self._expected[1:] / self.prices[1:])), 0
+            rate, prices = self._later_rate, self.prices.tolist()
+            value = [tokens - rate * seconds for tokens, seconds in zip(self._expected.tolist(), prices)]
+            self._k, self._since_plan = max(range(1, self._k_max + 1), key=value.__getitem__), 0
         return self._k
 
     def keep(self, step: int, k: int, num_accepted: Sequence[int] | NDArray[np.integer], catch_up_tokens: int,

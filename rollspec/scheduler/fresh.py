@@ -35,8 +35,10 @@ from rollspec.scheduler.decision import DepthDecision, DepthStats
 from rollspec.scheduler.steady import SteadyRecords
 from rollspec.scheduler.throughput import expected_tokens
 
-# First steps between plans of their depth: a plan (~20 us in Python floats) per first step was ~1% of a B = 1 step.
-REPLAN_FIRST_STEPS = 4
+# First steps between plans of their depth: a plan (~20 us in Python floats on a quiet loop) per first step was ~1% of
+# a B = 1 step, and one every 4 first steps 117 us each inside the engine (EAGLE on the zoo), 14 us a step, ~0.7%.
+# Their estimate moves over a half-life of 16 first steps: a plan every 16 follows it.
+REPLAN_FIRST_STEPS = 16
 
 
 class FirstSteps:

@@ -12,14 +12,15 @@ planned from an estimator fed by first steps alone, and the main estimate and th
 the steps that continue responses. The depth is the one that ends the response soonest, not the first step's own
 best tokens/s: what a first step does not emit, the steps after it emit at the plan's rate for them, which is well
 below a first step's. So it maximizes E_first[k] - r * c(k), r the plan's best tokens/s, c(k) the step's price. On the
-zoo (EAGLE, B = 1) first steps' own tokens/s were flat over k = 6-8 (fixed-k first steps: 4.66 / 4.75 / 4.81 tokens
-a ms) and that rule ran them at 6-7 (908 / 633 / 840 first steps at k = 6 / 7 / 8); each token they left cost a later
-step's ~0.32 ms, not a first step's ~0.21. Run at k = 8 (fixed-k: 2.45 tokens of value against 2.01 at k = 6) the
-warm adaptive read 1.048 [1.018, 1.064] of it in lockstep. A first step is kept here and folded in
-with the steady steps around it (DepthScheduler._fold_steady): a full path per first step (a fold of the steady
-steps before it, a record, the cost model) cost ~100 us a step at B = 1 on the zoo, more than it gained. Its times
-teach nothing (a prompt's catch-up: the cold kind of step). At B > 1 a step's rows mix both kinds and the
-scheduler sees no row's kind: nothing changes there.
+zoo (EAGLE, B = 1) fixed-k first steps' own tokens/s were flat over k = 6-8 (4.66 / 4.75 / 4.81 tokens a ms) and
+later steps emitted ~3.1 a ms. Ranked by its own rate (the rule before) a first step ran at 6-7 in some processes
+(908 / 633 / 840 first steps at k = 6 / 7 / 8 in one) and the adaptive read 0.95 of fixed-8 there; ranked so, they
+run at 8, and it read 0.986-0.999 of fixed-8 (1.001-1.048 of the rule before, paired in lockstep).
+
+A first step is kept here and folded in with the steady steps around it (DepthScheduler._fold_steady): a full path
+per first step (a fold of the steady steps before it, a record, the cost model) cost ~100 us a step at B = 1 on the
+zoo, more than it gained. Its times teach nothing (a prompt's catch-up: the cold kind of step). At B > 1 a step's
+rows mix both kinds and the scheduler sees no row's kind: nothing changes there.
 """
 
 from collections.abc import Sequence

@@ -53,4 +53,4 @@ def test_a_first_step_runs_where_the_response_ends_soonest_not_at_its_own_best_r
             left -= n + 1
             first = False
     assert len(firsts) > 300
-    assert np.mean(np.array(firsts[50:]) == 8) > 0.9
+    assert np.mean(np.array(firsts[50:]) == 8) > 0.8  # seeds 0-9: 0.86-1.0 (the rule before: 0-0.09)

@@ -38,7 +38,10 @@ from rollspec.scheduler.throughput import expected_tokens
 
 # First steps between plans of their depth: a plan (~20 us in Python floats on a quiet loop) per first step was ~1% of
 # a B = 1 step, and one every 4 first steps 117 us each inside the engine (EAGLE on the zoo), 14 us a step, ~0.7%.
-# Their estimate moves over a half-life of 16 first steps: a plan every 16 follows it.
+# Their estimate moves over a half-life of 16 first steps: a plan every 16 follows it. After a start or a weight
+# change the plans come after 1, 2, 4 and 8 first steps first: the estimate then rests on a few rows (planned every 16
+# from the start, a cold scheduler ran its first 16 first steps at the prior's depth, k = 1-2, on the device of
+# tests/unit/scheduler/test_first_steps.py).
 REPLAN_FIRST_STEPS = 16
 
 
@@ -52,7 +55,8 @@ class FirstSteps:
         self.pending = False  # the step being chosen is a first step (set by `claims`, cleared by `keep`)
         self.prices: NDArray[np.float64] | None = None  # step costs at B = 1 for k = 0 .. k_max as of the last plan
         self._later_rate = 0.0  # the last plan's best tokens/s at B = 1: the rate of the steps after a first step
-        self._k, self._since_plan = config.k_max, REPLAN_FIRST_STEPS
+        self._k = config.k_max
+        self._since_plan, self._replan = 0, 0  # first steps since the last plan, and between it and the next
         self._expected = expected_tokens(self.acceptance.planning_alphas(self._min_rows))
         # (step, k, accepted, catch-up width, seconds, planned E[tokens | k], planned seconds)
         self._kept: list[tuple[int, int, list[int], int, float, float, float]] = []
@@ -75,16 +79,18 @@ class FirstSteps:
 
     def depth(self) -> int:
         """The depth k >= 1 that ends a response soonest from its first step: the most E_first[k] - r * c(k), with r
-        the tokens/s of the steps after it (module doc). Re-planned every REPLAN_FIRST_STEPS first steps at the prices
-        and rate of the scheduler's last plan at B = 1 (`price`: what a plan read after folding the steps kept, so
-        kept steps move no decision; the catch-up is paid at any k > 0: it ranks nothing)."""
-        if self._since_plan >= REPLAN_FIRST_STEPS:
+        the tokens/s of the steps after it (module doc). Re-planned every REPLAN_FIRST_STEPS first steps (sooner after
+        a start or a weight change) at the prices and rate of the scheduler's last plan at B = 1 (`price`: what a plan
+        read after folding the steps kept, so kept steps move no decision; the catch-up is paid at any k > 0: it ranks
+        nothing)."""
+        if self._since_plan >= self._replan:
             assert self.prices is not None  # `claims` holds only after a plan at B = 1
             self._fold()
             self._expected = expected_tokens(self.acceptance.planning_alphas(self._min_rows))
             rate, prices = self._later_rate, self.prices.tolist()
             value = [tokens - rate * seconds for tokens, seconds in zip(self._expected.tolist(), prices)]
             self._k, self._since_plan = max(range(1, self._k_max + 1), key=value.__getitem__), 0
+            self._replan = min(REPLAN_FIRST_STEPS, 2 * self._replan or 1)
         return self._k
 
     def keep(self, step: int, k: int, num_accepted: Sequence[int] | NDArray[np.integer], catch_up_tokens: int,
@@ -100,7 +106,7 @@ class FirstSteps:
         """Weights changed: the kept steps are counted in, all evidence weighs `keep` as much, the next plans re-plan."""
         self._fold()
         self.acceptance.discount(keep)
-        self._since_plan = REPLAN_FIRST_STEPS
+        self._since_plan = self._replan = 0
 
     def take(self, around: SteadyRecords | None = None) -> "FirstStepRecords":
         """The kept steps, now counted in the estimate, as records, with the steady steps' records `around` them."""

@@ -170,7 +170,7 @@ class DepthScheduler:
         step_s = self._cost.step_s(batch_size, k_max).copy()
         step_s[1:] += per_token_s * self._recurring_excess  # admissions keep a speculating drafter catching up
         rate = expected / step_s
-        self._first.price(batch_size, step_s)
+        self._first.price(batch_size, step_s, rate)
         # Leaving k = 0 pays the catch-up once, spread over the steps expected to follow at the new k;
         # a probe pays all of it in its one step (if acceptance is not there, it bought nothing).
         catch_up_s = per_token_s * excess_tokens(catch_up_tokens, k_max)

@@ -7,13 +7,20 @@ model's 5.2 and 2.6-3.1. Pooled into one estimate, every depth is priced by a mi
 with k (EAGLE: 35% of steps at k = 4, 50% at k = 8), and the positions a shallow plan never drafts are read off
 later steps: the warm plan settled at k = 5-7, where fixed k = 8 (the first steps' best) ran 5-10% faster.
 
-So a first step (a catch-up wider than any steady step's, k_max + 1, while the plan speculates) runs at the depth
-that maximizes its own predicted tokens/s, from an estimator fed by first steps alone, and the main estimate and
-the plan's greedy depth are left to the steps that continue responses. A first step is kept here and folded in
-with the steady steps around it (DepthScheduler._fold_steady): a full path per first step (a fold of the steady
-steps before it, a record, the cost model) cost ~100 us a step at B = 1 on the zoo, more than it gained. Its times
-teach nothing (a prompt's catch-up: the cold kind of step). At B > 1 a step's rows mix both kinds and the
-scheduler sees no row's kind: nothing changes there.
+So a first step (a catch-up wider than any steady step's, k_max + 1, while the plan speculates) runs at a depth
+planned from an estimator fed by first steps alone, and the main estimate and the plan's greedy depth are left to
+the steps that continue responses. The depth is the one that ends the response soonest, not the first step's own
+best tokens/s: what a first step does not emit, the steps after it emit at the plan's rate for them, which is well
+below a first step's. So it maximizes E_first[k] - r * c(k), r the plan's best tokens/s, c(k) the step's price. On the
+zoo (EAGLE, B = 1) fixed-k first steps' own tokens/s were flat over k = 6-8 (4.66 / 4.75 / 4.81 tokens a ms) and
+later steps emitted ~3.1 a ms. Ranked by its own rate (the rule before) a first step ran at 6-7 in some processes
+(908 / 633 / 840 first steps at k = 6 / 7 / 8 in one) and the adaptive read 0.95 of fixed-8 there; ranked so, they
+run at 8, and it read 0.986-0.999 of fixed-8 (1.001-1.048 of the rule before, paired in lockstep).
+
+A first step is kept here and folded in with the steady steps around it (DepthScheduler._fold_steady): a full path
+per first step (a fold of the steady steps before it, a record, the cost model) cost ~100 us a step at B = 1 on the
+zoo, more than it gained. Its times teach nothing (a prompt's catch-up: the cold kind of step). At B > 1 a step's
+rows mix both kinds and the scheduler sees no row's kind: nothing changes there.
 """
 
 from collections.abc import Sequence
@@ -29,8 +36,13 @@ from rollspec.scheduler.decision import DepthDecision, DepthStats
 from rollspec.scheduler.steady import SteadyRecords
 from rollspec.scheduler.throughput import expected_tokens
 
-# First steps between plans of their depth: a plan (~20 us in Python floats) per first step was ~1% of a B = 1 step.
-REPLAN_FIRST_STEPS = 4
+# First steps between plans of their depth: a plan (~20 us in Python floats on a quiet loop) per first step was ~1% of
+# a B = 1 step, and one every 4 first steps 117 us each inside the engine (EAGLE on the zoo), 14 us a step, ~0.7%.
+# Their estimate moves over a half-life of 16 first steps: a plan every 16 follows it. After a start or a weight
+# change the plans come after 1, 2, 4 and 8 first steps first: the estimate then rests on a few rows (planned every 16
+# from the start, a cold scheduler ran its first 16 first steps at the prior's depth, k = 1-2, on the device of
+# tests/unit/scheduler/test_first_steps.py).
+REPLAN_FIRST_STEPS = 16
 
 
 class FirstSteps:
@@ -42,7 +54,9 @@ class FirstSteps:
         self.acceptance = AcceptanceEstimator(config.k_max, config.acceptance)
         self.pending = False  # the step being chosen is a first step (set by `claims`, cleared by `keep`)
         self.prices: NDArray[np.float64] | None = None  # step costs at B = 1 for k = 0 .. k_max as of the last plan
-        self._k, self._since_plan = config.k_max, REPLAN_FIRST_STEPS
+        self._later_rate = 0.0  # the last plan's best tokens/s at B = 1: the rate of the steps after a first step
+        self._k = config.k_max
+        self._since_plan, self._replan = 0, 0  # first steps since the last plan, and between it and the next
         self._expected = expected_tokens(self.acceptance.planning_alphas(self._min_rows))
         # (step, k, accepted, catch-up width, seconds, planned E[tokens | k], planned seconds)
         self._kept: list[tuple[int, int, list[int], int, float, float, float]] = []
@@ -57,20 +71,26 @@ class FirstSteps:
                         and self.prices is not None)
         return self.pending
 
-    def price(self, batch_size: int, step_s: NDArray[np.float64]) -> None:
-        """A plan at `batch_size` priced depths k = 0 .. k_max at `step_s` (kept at B = 1)."""
+    def price(self, batch_size: int, step_s: NDArray[np.float64], rate: NDArray[np.float64]) -> None:
+        """A plan at `batch_size` priced depths k = 0 .. k_max at `step_s` and predicted `rate` tokens/s at each (kept
+        at B = 1: the best is what the steps after a first step emit at)."""
         if batch_size == 1:
-            self.prices = step_s
+            self.prices, self._later_rate = step_s, max(rate.tolist())
 
     def depth(self) -> int:
-        """The depth k >= 1 with the most predicted tokens/s for a first step, re-planned every REPLAN_FIRST_STEPS
-        first steps at the prices of the scheduler's last plan at B = 1 (`prices`: what a plan read after folding the
-        steps kept, so kept steps move no decision; the catch-up is paid at any k > 0: it ranks nothing)."""
-        if self._since_plan >= REPLAN_FIRST_STEPS:
+        """The depth k >= 1 that ends a response soonest from its first step: the most E_first[k] - r * c(k), with r
+        the tokens/s of the steps after it (module doc). Re-planned every REPLAN_FIRST_STEPS first steps (sooner after
+        a start or a weight change) at the prices and rate of the scheduler's last plan at B = 1 (`price`: what a plan
+        read after folding the steps kept, so kept steps move no decision; the catch-up is paid at any k > 0: it ranks
+        nothing)."""
+        if self._since_plan >= self._replan:
             assert self.prices is not None  # `claims` holds only after a plan at B = 1
             self._fold()
             self._expected = expected_tokens(self.acceptance.planning_alphas(self._min_rows))
-            self._k, self._since_plan = 1 + int(np.argmax(self._expected[1:] / self.prices[1:])), 0
+            rate, prices = self._later_rate, self.prices.tolist()
+            value = [tokens - rate * seconds for tokens, seconds in zip(self._expected.tolist(), prices)]
+            self._k, self._since_plan = max(range(1, self._k_max + 1), key=value.__getitem__), 0
+            self._replan = min(REPLAN_FIRST_STEPS, 2 * self._replan or 1)
         return self._k
 
     def keep(self, step: int, k: int, num_accepted: Sequence[int] | NDArray[np.integer], catch_up_tokens: int,
@@ -86,7 +106,7 @@ class FirstSteps:
         """Weights changed: the kept steps are counted in, all evidence weighs `keep` as much, the next plans re-plan."""
         self._fold()
         self.acceptance.discount(keep)
-        self._since_plan = REPLAN_FIRST_STEPS
+        self._since_plan = self._replan = 0
 
     def take(self, around: SteadyRecords | None = None) -> "FirstStepRecords":
         """The kept steps, now counted in the estimate, as records, with the steady steps' records `around` them."""

@@ -18,13 +18,10 @@ _MIN_TIME_S = 1e-6
 # Plain decoding's first misses in a bucket correct its profiled price alone, later ones move every depth
 # (CostModel._observe_plain). With a rate of 0.2 for plain, 8 take 83% of a profile's error away.
 CALIBRATION_OBSERVATIONS = 8
-# Speculative steps' net move since plain decoding was last measured that plain's price does not follow (log): the
-# speculative prices' own noise. On a synthetic B = 4 device without drift they walked +-3%, and plain following that
-# put a veto's plain stand into 1 of 16 seeds' steady speculation (CostModel._plain_drag).
-PLAIN_DRIFT_DEADBAND = 0.05
-# ... and plain's price follows them only once this many speculative steps ran since: a probe's trial (8 steps) where
-# plain decoding stands measures prices the plan had wrong, not a change of conditions (following a trial's moves, the
-# synthetic B = 4 device where k = 3-4 ran 0.92x plain speculated in 5.3% of one seed's steps, 1.5-3.3% before).
+# Plain's price follows speculative steps' moves since it was last measured only once this many ran since
+# (CostModel._plain_drag): a probe's trial (8 steps) where plain decoding stands measures prices the plan had wrong, not
+# a change of conditions (following a trial's moves, the synthetic B = 4 device where k = 3-4 ran 0.92x plain
+# speculated in 5.3% of one seed's steps, 1.5-3.3% before).
 PLAIN_STALE_STEPS = 64
 
 
@@ -314,15 +311,14 @@ class CostModel:
         steps ran ~20% over the profile while plain steps matched it, and passing that on priced plain 10-13% too
         dear. Faster ones (net) make it cheaper: that is a profile taken under load. But once PLAIN_STALE_STEPS
         speculative steps ran since plain was last measured in the bucket, the move of depth k's price since then
-        (beyond PLAIN_DRIFT_DEADBAND) reaches plain, either way: a change of conditions that plain, rarely run while
-        speculating, has not measured. On the zoo at B = 4 (EAGLE) with plain's price frozen, the co-tenants' load
-        swings (plain steps 0.53-0.70 ms within 20 s) put the plan's k = 4-8 at 0.85-0.95x plain where fixed k ran
-        1.01-1.14x, and the warm scheduler went plain for blocks at a time."""
+        reaches plain, either way: a change of conditions that plain, rarely run while speculating, has not
+        measured. On the zoo at B = 4 (EAGLE) with plain's price frozen, the co-tenants' load swings (plain steps
+        0.53-0.70 ms within 20 s) put the plan's k = 4-8 at 0.85-0.95x plain where fixed k ran 1.01-1.14x, and the
+        warm scheduler went plain for blocks at a time."""
         if not self._num_plain[b] or self._speculative_since_plain[b] < PLAIN_STALE_STEPS:
             return max(0.0, speculative)
         anchor, drift = float(self._plain_anchor[b]), width_log - float(self._anchor_log[b, k])
-        followed = math.copysign(max(0.0, abs(drift) - PLAIN_DRIFT_DEADBAND), drift)
-        return speculative - anchor + max(0.0, anchor) - followed
+        return speculative - anchor + max(0.0, anchor) - drift
 
     def _clipped_log_error(self, observed_s: float, predicted_s: float) -> float:
         # Scalar math on purpose: this runs every step and numpy's scalar overhead dominates here.

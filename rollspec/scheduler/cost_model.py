@@ -18,10 +18,10 @@ _MIN_TIME_S = 1e-6
 # Plain decoding's first misses in a bucket correct its profiled price alone, later ones move every depth
 # (CostModel._observe_plain). With a rate of 0.2 for plain, 8 take 83% of a profile's error away.
 CALIBRATION_OBSERVATIONS = 8
-# Plain's price follows speculative steps' moves since it was last measured only once this many ran since
-# (CostModel._plain_drag): a probe's trial (8 steps) where plain decoding stands measures prices the plan had wrong, not
-# a change of conditions (following a trial's moves, the synthetic B = 4 device where k = 3-4 ran 0.92x plain
-# speculated in 5.3% of one seed's steps, 1.5-3.3% before).
+# Plain's price follows the moves of speculative steps after this many ran since it was last measured
+# (CostModel._plain_drag): the first ones correct prices the plan had wrong (a probe's trial of 8 steps where plain
+# stands; the widths a plain miss moved after calibration), not a change of conditions. Following a trial's moves, the
+# synthetic B = 4 device where k = 3-4 ran 0.92x plain speculated in 5.3% of one seed's steps (1.5-3.3% before).
 PLAIN_STALE_STEPS = 64
 
 
@@ -120,7 +120,7 @@ class CostModel:
         self._draft_fixed = _draft_curve(draft_fixed_s) if draft_fixed_s else None
         self._shared = np.zeros(_NUM_BUCKETS)
         self._speculative_shared = np.zeros(_NUM_BUCKETS)  # the part of _shared that speculative steps moved
-        self._plain_anchor = np.zeros(_NUM_BUCKETS)  # _speculative_shared at the last plain step learned from
+        self._plain_anchor = np.zeros(_NUM_BUCKETS)  # _speculative_shared when plain went stale (_count_speculative)
         self._speculative_since_plain = np.zeros(_NUM_BUCKETS, dtype=np.int64)  # speculative steps observed since
         self._anchor_log = np.zeros((_NUM_BUCKETS, MAX_Q))  # and every depth's log correction then
         self._last_depth = np.zeros(_NUM_BUCKETS, dtype=np.int64)  # the depth of the last speculative step observed
@@ -201,11 +201,11 @@ class CostModel:
         self._own[b, k] += step
         # How far this reaches plain decoding: _plain_drag.
         self._speculative_shared[b] += step
-        self._speculative_since_plain[b] += 1
         if not self._observed[b, k]:
             self._observed[b, k] = True
             seen = np.maximum.accumulate(np.where(self._observed[b], np.arange(MAX_Q), 0))
             self._lender[b] = np.where(seen > 0, seen, np.arange(MAX_Q))
+        self._count_speculative(b, 1)
         self._target_factor[b] = np.exp(self._shared[b] + self._own[b][self._lender[b]])
         self._last_depth[b] = k
         drag = self._plain_drag(b, self._speculative_shared[b], k, self._shared[b] + self._own[b, k])
@@ -271,7 +271,7 @@ class CostModel:
             step = rate * sum(map(math.log, target_ratios))
             self._shared[b], self._own[b, k] = shared + step, own + step
             self._speculative_shared[b] = speculative + step
-            self._speculative_since_plain[b] += len(target_ratios)
+            self._count_speculative(b, len(target_ratios))
             self._draft_log[b] = draft_log + rate * sum(map(math.log, draft_ratios))
             self._target_factor[b] = np.exp(self._shared[b] + self._own[b][self._lender[b]])
             self._last_depth[b] = k
@@ -290,9 +290,9 @@ class CostModel:
         priced them twice a profile's error where they had just been measured (a profile taken under load)."""
         # Plain measured: the price as it stands, from here on moved as _plain_drag says for a fresh measurement.
         speculative, k = self._speculative_shared[b], int(self._last_depth[b])
-        widths_log = self._shared[b] + self._own[b][self._lender[b]]
-        log_price = self._shared[b] + self._own[b, 0] - self._plain_drag(b, speculative, k, float(widths_log[k]))
-        self._plain_anchor[b], self._speculative_since_plain[b], self._anchor_log[b] = speculative, 0, widths_log
+        width_log = self._shared[b] + self._own[b, self._lender[b, k]]
+        log_price = self._shared[b] + self._own[b, 0] - self._plain_drag(b, speculative, k, width_log)
+        self._speculative_since_plain[b] = 0
         self._own[b, 0] = log_price - self._shared[b] + max(0.0, speculative)
         if self._num_plain[b] < CALIBRATION_OBSERVATIONS:
             self._num_plain[b] += 1
@@ -303,6 +303,15 @@ class CostModel:
         self._draft_log[b] += move
         self._target_factor[b] *= math.exp(move)
 
+    def _count_speculative(self, b: int, num_steps: int) -> None:
+        """`num_steps` more speculative steps since plain was measured; at the PLAIN_STALE_STEPS-th, every depth's
+        price as it stands becomes what later moves are measured from (_plain_drag)."""
+        before = self._speculative_since_plain[b]
+        self._speculative_since_plain[b] = before + num_steps
+        if before < PLAIN_STALE_STEPS <= before + num_steps:
+            self._plain_anchor[b] = self._speculative_shared[b]
+            self._anchor_log[b] = self._shared[b] + self._own[b][self._lender[b]]
+
     def _plain_drag(self, b: int, speculative: float, k: int, width_log: float) -> float:
         """What plain decoding's log price leaves out of the shared correction, of which `speculative` is the part
         speculative steps moved; `width_log` is depth k's log correction now (k: the depth last observed).
@@ -310,7 +319,7 @@ class CostModel:
         Speculative steps slower than predicted do not make plain decoding dearer: on the zoo (B = 1, EAGLE) verify
         steps ran ~20% over the profile while plain steps matched it, and passing that on priced plain 10-13% too
         dear. Faster ones (net) make it cheaper: that is a profile taken under load. But once PLAIN_STALE_STEPS
-        speculative steps ran since plain was last measured in the bucket, the move of depth k's price since then
+        speculative steps ran since plain was last measured in the bucket, the move of depth k's price from then on
         reaches plain, either way: a change of conditions that plain, rarely run while speculating, has not
         measured. On the zoo at B = 4 (EAGLE) with plain's price frozen, the co-tenants' load swings (plain steps
         0.53-0.70 ms within 20 s) put the plan's k = 4-8 at 0.85-0.95x plain where fixed k ran 1.01-1.14x, and the

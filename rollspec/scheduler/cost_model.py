@@ -241,6 +241,9 @@ class CostModel:
         lo = 1.0 / hi
         target_k = base[k] * math.exp(shared + own)
         shared_f, speculative_f = math.exp(shared), math.exp(speculative)
+        # Plain follows depth k's price once stale (_plain_drag): its price per unit of target_k, fixed for the run.
+        stale = self._num_plain[b] and self._speculative_since_plain[b] >= PLAIN_STALE_STEPS
+        plain_per_k = plain * shared_f * math.exp(-self._plain_drag(b, speculative, k, shared + own)) / target_k
         drafting_s = (draft_fixed + k * draft_per_position) * math.exp(draft_log)
         excess = split.excess if split is not None else None
         predicted, target_ratios, draft_ratios = [], [], []
@@ -248,8 +251,10 @@ class CostModel:
             envelope = target_k
             if shared_f * narrower > envelope:
                 envelope = shared_f * narrower
-            plain_now = plain * shared_f * math.exp(-self._plain_drag(b, math.log(speculative_f), k,
-                                                                       math.log(target_k / base[k])))
+            if stale:
+                plain_now = plain_per_k * target_k
+            else:
+                plain_now = plain * shared_f / speculative_f if speculative_f > 1.0 else plain * shared_f
             if plain_now > envelope:
                 envelope = plain_now
             predicted.append(drafting_s + envelope)

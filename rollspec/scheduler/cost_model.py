@@ -18,6 +18,11 @@ _MIN_TIME_S = 1e-6
 # Plain decoding's first misses in a bucket correct its profiled price alone, later ones move every depth
 # (CostModel._observe_plain). With a rate of 0.2 for plain, 8 take 83% of a profile's error away.
 CALIBRATION_OBSERVATIONS = 8
+# Plain's price follows the moves of speculative steps after this many ran since it was last measured
+# (CostModel._plain_drag): the first ones correct prices the plan had wrong (a probe's trial of 8 steps where plain
+# stands; the widths a plain miss moved after calibration), not a change of conditions. Following a trial's moves, the
+# synthetic B = 4 device where k = 3-4 ran 0.92x plain speculated in 5.3% of one seed's steps (1.5-3.3% before).
+PLAIN_STALE_STEPS = 64
 
 
 class StepCostModel(Protocol):
@@ -90,8 +95,8 @@ class CostModel:
 
     Online refinement multiplies the base by exp(correction). For the target, the log
     correction of (bucket, q) is shared[bucket] + own[bucket, q] and every speculative observation moves
-    both by the same step (except that a speculative step's slowdown does not reach q = 1: see
-    observe), so about half of a drift seen at the q in use (longer KV context,
+    both by the same step (how much of it reaches plain decoding, q = 1: _plain_drag),
+    so about half of a drift seen at the q in use (longer KV context,
     a co-tenant) reaches the q values not in use, while an error in the profile's q-shape is
     fixed where it is observed. A verify width q >= 2 not yet observed in a bucket borrows the
     own correction of the nearest narrower observed q >= 2 there: the profile's error in the cost
@@ -115,6 +120,10 @@ class CostModel:
         self._draft_fixed = _draft_curve(draft_fixed_s) if draft_fixed_s else None
         self._shared = np.zeros(_NUM_BUCKETS)
         self._speculative_shared = np.zeros(_NUM_BUCKETS)  # the part of _shared that speculative steps moved
+        self._plain_anchor = np.zeros(_NUM_BUCKETS)  # _speculative_shared when plain went stale (_count_speculative)
+        self._speculative_since_plain = np.zeros(_NUM_BUCKETS, dtype=np.int64)  # speculative steps observed since
+        self._anchor_log = np.zeros((_NUM_BUCKETS, MAX_Q))  # and every depth's log correction then
+        self._last_depth = np.zeros(_NUM_BUCKETS, dtype=np.int64)  # the depth of the last speculative step observed
         self._own = np.zeros((_NUM_BUCKETS, MAX_Q))
         self._target_factor = np.ones((_NUM_BUCKETS, MAX_Q))
         # _lender[b, k]: the k whose own correction prices width k + 1 in bucket b (itself once observed).
@@ -190,19 +199,17 @@ class CostModel:
             return
         self._shared[b] += step
         self._own[b, k] += step
-        # Speculative steps slower than predicted do not make plain decoding dearer: on the zoo (B = 1,
-        # EAGLE) verify steps ran ~20% over the profile while plain steps in a run of them matched it, and
-        # the half that the shared part passed on priced plain decoding 10-13% too dear, enough to keep
-        # k = 3-5 where plain won. Faster ones (net) still make it cheaper: that is a profile taken under
-        # load, and plain decoding, rarely run while speculating, would otherwise keep the load's price.
+        # How far this reaches plain decoding: _plain_drag.
         self._speculative_shared[b] += step
         if not self._observed[b, k]:
             self._observed[b, k] = True
             seen = np.maximum.accumulate(np.where(self._observed[b], np.arange(MAX_Q), 0))
             self._lender[b] = np.where(seen > 0, seen, np.arange(MAX_Q))
+        self._count_speculative(b, 1)
         self._target_factor[b] = np.exp(self._shared[b] + self._own[b][self._lender[b]])
-        plain_shared = self._shared[b] - max(0.0, self._speculative_shared[b])
-        self._target_factor[b, 0] = math.exp(plain_shared + self._own[b, 0])
+        self._last_depth[b] = k
+        drag = self._plain_drag(b, self._speculative_shared[b], k, self._shared[b] + self._own[b, k])
+        self._target_factor[b, 0] = math.exp(self._shared[b] + self._own[b, 0] - drag)
         predicted = (draft_fixed + k * draft_per_position) * math.exp(self._draft_log[b])
         self._draft_log[b] += rate * self._clipped_log_error(draft_time_s, predicted)
 
@@ -234,6 +241,9 @@ class CostModel:
         lo = 1.0 / hi
         target_k = base[k] * math.exp(shared + own)
         shared_f, speculative_f = math.exp(shared), math.exp(speculative)
+        # Plain follows depth k's price once stale (_plain_drag): its price per unit of target_k, fixed for the run.
+        stale = self._num_plain[b] and self._speculative_since_plain[b] >= PLAIN_STALE_STEPS
+        plain_per_k = plain * shared_f * math.exp(-self._plain_drag(b, speculative, k, shared + own)) / target_k
         drafting_s = (draft_fixed + k * draft_per_position) * math.exp(draft_log)
         excess = split.excess if split is not None else None
         predicted, target_ratios, draft_ratios = [], [], []
@@ -241,7 +251,10 @@ class CostModel:
             envelope = target_k
             if shared_f * narrower > envelope:
                 envelope = shared_f * narrower
-            plain_now = plain * shared_f / speculative_f if speculative_f > 1.0 else plain * shared_f
+            if stale:
+                plain_now = plain_per_k * target_k
+            else:
+                plain_now = plain * shared_f / speculative_f if speculative_f > 1.0 else plain * shared_f
             if plain_now > envelope:
                 envelope = plain_now
             predicted.append(drafting_s + envelope)
@@ -261,10 +274,14 @@ class CostModel:
         if apply:
             self._version += 1
             step = rate * sum(map(math.log, target_ratios))
-            self._shared[b], self._own[b, k], self._speculative_shared[b] = shared + step, own + step, speculative + step
+            self._shared[b], self._own[b, k] = shared + step, own + step
+            self._speculative_shared[b] = speculative + step
+            self._count_speculative(b, len(target_ratios))
             self._draft_log[b] = draft_log + rate * sum(map(math.log, draft_ratios))
             self._target_factor[b] = np.exp(self._shared[b] + self._own[b][self._lender[b]])
-            self._target_factor[b, 0] = math.exp(shared + step - max(0.0, speculative + step) + own_by_q[0])
+            self._last_depth[b] = k
+            drag = self._plain_drag(b, speculative + step, k, shared + own + 2.0 * step)
+            self._target_factor[b, 0] = math.exp(shared + step + own_by_q[0] - drag)
         return predicted
 
     def _observe_plain(self, b: int, move: float) -> None:
@@ -276,6 +293,12 @@ class CostModel:
         better after a burst of load on the zoo (draft model, B = 1: the warm scheduler then ran k = 2-3 at 2-4
         ms a step for hundreds of steps where plain won by 10%); moving the widths with plain's first misses
         priced them twice a profile's error where they had just been measured (a profile taken under load)."""
+        # Plain measured: the price as it stands, from here on moved as _plain_drag says for a fresh measurement.
+        speculative, k = self._speculative_shared[b], int(self._last_depth[b])
+        width_log = self._shared[b] + self._own[b, self._lender[b, k]]
+        log_price = self._shared[b] + self._own[b, 0] - self._plain_drag(b, speculative, k, width_log)
+        self._speculative_since_plain[b] = 0
+        self._own[b, 0] = log_price - self._shared[b] + max(0.0, speculative)
         if self._num_plain[b] < CALIBRATION_OBSERVATIONS:
             self._num_plain[b] += 1
             self._own[b, 0] += move
@@ -284,6 +307,32 @@ class CostModel:
         self._shared[b] += move
         self._draft_log[b] += move
         self._target_factor[b] *= math.exp(move)
+
+    def _count_speculative(self, b: int, num_steps: int) -> None:
+        """`num_steps` more speculative steps since plain was measured; at the PLAIN_STALE_STEPS-th, every depth's
+        price as it stands becomes what later moves are measured from (_plain_drag)."""
+        before = self._speculative_since_plain[b]
+        self._speculative_since_plain[b] = before + num_steps
+        if before < PLAIN_STALE_STEPS <= before + num_steps:
+            self._plain_anchor[b] = self._speculative_shared[b]
+            self._anchor_log[b] = self._shared[b] + self._own[b][self._lender[b]]
+
+    def _plain_drag(self, b: int, speculative: float, k: int, width_log: float) -> float:
+        """What plain decoding's log price leaves out of the shared correction, of which `speculative` is the part
+        speculative steps moved; `width_log` is depth k's log correction now (k: the depth last observed).
+
+        Speculative steps slower than predicted do not make plain decoding dearer: on the zoo (B = 1, EAGLE) verify
+        steps ran ~20% over the profile while plain steps matched it, and passing that on priced plain 10-13% too
+        dear. Faster ones (net) make it cheaper: that is a profile taken under load. But once PLAIN_STALE_STEPS
+        speculative steps ran since plain was last measured in the bucket, the move of depth k's price from then on
+        reaches plain, either way: a change of conditions that plain, rarely run while speculating, has not
+        measured. On the zoo at B = 4 (EAGLE) with plain's price frozen, the co-tenants' load swings (plain steps
+        0.53-0.70 ms within 20 s) put the plan's k = 4-8 at 0.85-0.95x plain where fixed k ran 1.01-1.14x, and the
+        warm scheduler went plain for blocks at a time."""
+        if not self._num_plain[b] or self._speculative_since_plain[b] < PLAIN_STALE_STEPS:
+            return max(0.0, speculative)
+        anchor, drift = float(self._plain_anchor[b]), width_log - float(self._anchor_log[b, k])
+        return speculative - anchor + max(0.0, anchor) - drift
 
     def _clipped_log_error(self, observed_s: float, predicted_s: float) -> float:
         # Scalar math on purpose: this runs every step and numpy's scalar overhead dominates here.

@@ -185,3 +185,34 @@ def test_profiled_costs_price_what_the_engine_profile_measured():
     bare, no_catch_up = profiled_costs(CostProfile(target_s=target, draft_s={1: 5e-5, 4: 8e-5}))
     assert bare.drafting_s(4, 2) == pytest.approx(2 * 8e-5)
     assert no_catch_up.catch_up_s(4, 10) < 1e-7
+
+
+def _plain_then_speculation(model, target, k, load, num_steps, b=4):
+    """Plain steps at B = b calibrate plain's price at the profile's times, 100 speculative steps at depth k run at the
+    profile's times, then `num_steps` more at `load` times them (half observed one by one, half folded in as a steady
+    run)."""
+    for _ in range(10):
+        model.observe(b, 0, 0.0, target[(b, 1)])
+    drafting = model.drafting_s(b, k)
+    for n, scale in ((100, 1.0), (num_steps, load)):
+        for _ in range(n // 2):
+            model.observe(b, k, scale * drafting, scale * target[(b, k + 1)])
+        model.observe_steady(b, k, [scale * drafting] * (n // 2), [scale * target[(b, k + 1)]] * (n // 2))
+
+
+def test_plain_follows_a_load_change_seen_only_by_a_long_run_of_speculative_steps():
+    # Zoo, EAGLE at B = 4: speculating for thousands of steps, plain measured only at its start, the co-tenants' load
+    # moved every step by ~15%; with plain's price frozen the plan put k = 4-8 at 0.85-0.95x plain where they ran
+    # 1.01-1.14x. Here the load moves both alike: their ratio stays the profile's.
+    target, draft = _affine_profile(5e-4, 1e-5, 2e-5, 1e-4, 0)
+    for load in (1.25, 1 / 1.25):
+        model = CostModel.from_profile(target, draft)
+        _plain_then_speculation(model, target, 4, load, 400)
+        assert model.target_s(4, 5) / model.target_s(4, 1) == pytest.approx(target[(4, 5)] / target[(4, 1)], rel=0.03)
+    # The first speculative steps after plain was measured (a trial where plain stands: 8) correct the plan's prices.
+    model = CostModel.from_profile(target, draft)
+    for _ in range(10):
+        model.observe(4, 0, 0.0, target[(4, 1)])
+    for _ in range(16):
+        model.observe(4, 4, model.drafting_s(4, 4), 1.25 * target[(4, 5)])
+    assert model.target_s(4, 1) == pytest.approx(target[(4, 1)], rel=1e-9)

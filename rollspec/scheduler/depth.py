@@ -6,13 +6,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rollspec.scheduler.acceptance import AcceptanceEstimator
-from rollspec.scheduler.catch_up import CatchUpCost, catch_up_horizon, excess_at, excess_tokens, observe_step_costs
+from rollspec.scheduler.catch_up import CatchUpCost, catch_up_horizon, excess_at, observe_step_costs
 from rollspec.scheduler.config import DepthConfig, DepthMode
 from rollspec.scheduler.cost_model import StepCostModel
 from rollspec.scheduler.decision import DecisionLog, DepthDecision, DepthStats, Entry, plain_runs
 from rollspec.scheduler.fresh import FirstStepRecords, FirstSteps
 from rollspec.scheduler.hysteresis import hysteresis_depth
 from rollspec.scheduler.plain_run import PlainRun
+from rollspec.scheduler.plan_prices import PlanPrices
 from rollspec.scheduler.probe import TRIAL_STEPS, ProbePlanner
 from rollspec.scheduler.realized import RealizedCheck
 from rollspec.scheduler.realized_gain import RealizedGain
@@ -165,20 +166,19 @@ class DepthScheduler:
         if self._greedy_k == 0 and self._stands_in_drain(batch_size, catch_up_tokens):
             return 0
         self._flush()
-        expected = self._current_expected()
+        expected = self._current_expected().tolist()
         per_token_s = self._catch_up.per_token_s(batch_size)
-        step_s = self._cost.step_s(batch_size, k_max).copy()
-        step_s[1:] += per_token_s * self._recurring_excess  # admissions keep a speculating drafter catching up
-        rate = expected / step_s
+        prices = PlanPrices.of(expected, self._cost.step_s(batch_size, k_max).tolist(), per_token_s,
+                               self._recurring_excess, catch_up_tokens)
+        step_s, rate, catch_up_s = prices.step_s, prices.rate, prices.catch_up_s
         self._first.price(batch_size, step_s, rate)
         # Leaving k = 0 pays the catch-up once, spread over the steps expected to follow at the new k;
         # a probe pays all of it in its one step (if acceptance is not there, it bought nothing).
-        catch_up_s = per_token_s * excess_tokens(catch_up_tokens, k_max)
         horizon = self.horizon_steps(batch_size)
         was_speculating = self._greedy_k > 0 and self._last_k > 0
         # The start margin is for what the catch-up model misses: without a catch-up, hysteresis suffices.
         start_gain = self._config.start_gain if catch_up_s[1] > 0 else self._config.hysteresis
-        k = hysteresis_depth(self._greedy_k, rate, expected / (step_s + catch_up_s / horizon), start_gain=start_gain,
+        k = hysteresis_depth(self._greedy_k, rate, prices.start_rate(horizon), start_gain=start_gain,
                              hysteresis=self._config.hysteresis)
         if not k and horizon >= self._config.catch_up_horizon_steps:  # step 2b; a draining batch stays plain
             self._stats.num_measured_starts += bool(k := self._gain.faster_depth(batch_size, self._step, expected))
@@ -190,12 +190,12 @@ class DepthScheduler:
             self._stands_in_drain(batch_size, catch_up_tokens, planned=True)  # it ends before a probe could pay
             return 0
         realized = self._realized if k > 0 else None  # a veto comes before a probe: no trial around it
-        vetoed = realized is not None and realized.is_losing(batch_size, self._step, float(rate[k]), float(rate[0]))
+        vetoed = realized is not None and realized.is_losing(batch_size, self._step, rate[k], rate[0])
         if vetoed and not self._gain.is_ahead(batch_size, k, self._step, expected):  # measured tokens/s over predicted
             self._stand(batch_size, 0, catch_up_tokens)  # a veto stands as a plain choice does (class doc, 4.)
             self._stats.num_vetoes += 1
             return 0
-        probe_k = self._probe.depth(k, rate, step_s + catch_up_s if k == 0 else step_s, self._expected, self._step,
+        probe_k = self._probe.depth(k, rate, prices.with_catch_up_s() if k == 0 else step_s, expected, self._step,
                                     settled=was_speculating and batch_size == self._last_batch_size)
         if probe_k == k and was_speculating and realized and realized.needs_plain_step(batch_size, self._step):
             self._pending_check = True
@@ -207,7 +207,7 @@ class DepthScheduler:
             self._watch.start(0.0)
         else:
             interval = self._stand(batch_size, k, catch_up_tokens)
-            self._watch.start(float(expected[k]) - 1.0 if interval > self._config.replan_interval_steps else 0.0)
+            self._watch.start(expected[k] - 1.0 if interval > self._config.replan_interval_steps else 0.0)
         return probe_k
 
     def _stands_in_drain(self, batch_size: int, catch_up_tokens: int, *, planned: bool = False) -> bool:

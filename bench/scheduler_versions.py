@@ -12,6 +12,7 @@ per thread-CPU block (bench/scheduler_stats.paired_ci) and each one's steps by k
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 
+@functools.cache
 def load_scheduler(rev: str, repo: Path = Path(__file__).resolve().parents[1]):
     """rollspec.scheduler as of git revision `rev` of `repo`, imported as a separate package."""
     name = f"rollspec_{rev[:12]}"

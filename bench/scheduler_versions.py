@@ -59,9 +59,9 @@ def main() -> None:
     from bench.scheduler_runs import _drafter, run_depth
     from bench.scheduler_stats import paired_ci
     from bench.scheduler_streams import block_runs, warm_stream
+    from rollspec import scheduler as branch
     from rollspec.engine.profiling import profile_step_costs
     from rollspec.models.zoo import ensure_zoo
-    from rollspec import scheduler as branch
 
     base = load_scheduler(args.base)
     torch.set_num_threads(1)

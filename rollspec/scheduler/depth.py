@@ -19,7 +19,7 @@ from rollspec.scheduler.realized import RealizedCheck
 from rollspec.scheduler.realized_gain import RealizedGain
 from rollspec.scheduler.standing import AcceptanceWatch, DrainStand, PlainLease, StandingChoice, standing_steps
 from rollspec.scheduler.steady import CatchUpSplit, SteadyRecords, SteadyRun
-from rollspec.scheduler.throughput import expected_tokens
+from rollspec.scheduler.throughput import expected_token_list
 
 # Weight of the newest step in the mean excess catch-up width of steady speculation (admissions
 # come and go with the batch; a few steps of memory follow them).
@@ -77,7 +77,7 @@ class DepthScheduler:
         self._last_batch_size = 0
         self._acceptance = AcceptanceEstimator(config.k_max, config.acceptance)
         self._first = FirstSteps(config)  # a response's first steps at B = 1 (step 0)
-        self._expected = expected_tokens(self._acceptance.planning_alphas(config.min_evidence_rows))
+        self._expected = expected_token_list(self._acceptance.planning_alpha_list(config.min_evidence_rows))
         self._plan_stale = False  # acceptance changed since _expected was planned
         self._reuse: StandingChoice | None = None  # the last greedy choice
         self._lease = PlainLease()  # the engine's copy of a standing plain choice (plain_lease)
@@ -139,7 +139,7 @@ class DepthScheduler:
     def predicted_tokens_per_s(self, batch_size: int) -> NDArray[np.float64]:
         """Predicted tokens/s of the whole batch for every k = 0 .. k_max, from the current estimates."""
         self._fold_steady()
-        return batch_size * self._current_expected() / self._cost.step_s(batch_size, self._config.k_max)
+        return batch_size * np.array(self._current_expected()) / self._cost.step_s(batch_size, self._config.k_max)
 
     def planning_alphas(self) -> NDArray[np.float64]:
         """The acceptance the depth is planned with (AcceptanceEstimator.planning_alphas)."""
@@ -166,7 +166,7 @@ class DepthScheduler:
         if self._greedy_k == 0 and self._stands_in_drain(batch_size, catch_up_tokens):
             return 0
         self._flush()
-        expected = self._current_expected().tolist()
+        expected = self._current_expected()
         per_token_s = self._catch_up.per_token_s(batch_size)
         prices = PlanPrices.of(expected, self._cost.step_s(batch_size, k_max).tolist(), per_token_s,
                                self._recurring_excess, catch_up_tokens)
@@ -219,7 +219,7 @@ class DepthScheduler:
             if horizon >= self._config.catch_up_horizon_steps or self._catch_up.per_token_s(batch_size) * excess <= 0:
                 return False
             self._num_confirmed += 1
-        drain = DrainStand(batch_size, catch_up_tokens, self._config, self._current_expected().tolist(),
+        drain = DrainStand(batch_size, catch_up_tokens, self._config, self._current_expected(),
                            lambda b: self._cost.step_s(b, self._config.k_max).tolist(), self._catch_up.per_token_s)
         if floor := drain.floor(self._config.catch_up_horizon_steps):
             self._stand(batch_size, 0, catch_up_tokens, checked_down_to=floor)
@@ -393,8 +393,8 @@ class DepthScheduler:
             self._realized.forget_speculative()
             self._gain.forget_speculative()
 
-    def _current_expected(self) -> NDArray[np.float64]:
+    def _current_expected(self) -> list[float]:
         if self._plan_stale:
-            alphas = self._acceptance.planning_alphas(self._config.min_evidence_rows)
-            self._expected, self._plan_stale = expected_tokens(alphas), False
+            alphas = self._acceptance.planning_alpha_list(self._config.min_evidence_rows)
+            self._expected, self._plan_stale = expected_token_list(alphas), False
         return self._expected

@@ -1,8 +1,8 @@
 """A depth plan's prices for every k = 0 .. k_max (DepthScheduler.choose_depth, steps 1-3), in Python floats.
 
 A plan runs this arithmetic on ~9 values; as numpy it was about a dozen calls of a few microseconds each inside the
-engine (with the probe's, ~30 us of a ~250 us plan in a hot loop at B = 1 on the zoo). Each element is the formula numpy applied element-wise,
-in the same order, so the prices are bit-identical to it.
+engine (with the probe's, ~30 us of a ~250 us plan in a hot loop at B = 1 on the zoo). Each element is the formula
+numpy applied element-wise, in the same order, so the prices are bit-identical to it.
 """
 
 from dataclasses import dataclass

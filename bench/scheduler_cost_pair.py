@@ -2,8 +2,8 @@
 
     .venv/bin/python -m bench.scheduler_cost_pair --base <rev> [--drafter eagle] [--batch 1] [--runs 6]
 
-Two schedulers (bench/scheduler_versions.load_scheduler: `base` at the revision, `branch` from this tree) on one start-up
-profile sit behind one depth policy (`PairedSchedulers`) in one engine: every call goes to both, in alternating order
+Two schedulers (bench/scheduler_versions.load_scheduler: `base` at the revision, `branch` from this tree) on one
+start-up profile sit behind one depth policy (`PairedSchedulers`) in one engine: every call goes to both, in alternating order
 (the first after the engine's step runs with the colder caches), and the engine runs the first's answer; a
 mismatch is counted (the scheduler's speed-ups must move no decision: tests/unit/scheduler/test_same_decisions.py).
 Each call's thread CPU is charged to its kind: a choice that planned (its standing choice replaced), another choice,

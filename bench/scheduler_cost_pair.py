@@ -3,9 +3,9 @@
     .venv/bin/python -m bench.scheduler_cost_pair --base <rev> [--drafter eagle] [--batch 1] [--runs 6]
 
 Two schedulers (bench/scheduler_versions.load_scheduler: `base` at the revision, `branch` from this tree) on one
-start-up profile sit behind one depth policy (`PairedSchedulers`) in one engine: every call goes to both, in alternating order
-(the first after the engine's step runs with the colder caches), and the engine runs the first's answer; a
-mismatch is counted (the scheduler's speed-ups must move no decision: tests/unit/scheduler/test_same_decisions.py).
+start-up profile sit behind one depth policy (`PairedSchedulers`) in one engine: every call goes to both, in
+alternating order (the first after the engine's step runs with the colder caches), and the engine runs base's
+answer; a mismatch is counted (the scheduler's speed-ups must move no decision: test_same_decisions.py).
 Each call's thread CPU is charged to its kind: a choice that planned (its standing choice replaced), another choice,
 an observation that took the full path (a record made) or kept the step, a plain lease. Lockstep rate ratios
 (bench/scheduler_versions) cannot resolve differences of ~0.1-0.5% of a step; this reads them directly.
@@ -22,7 +22,7 @@ CLOCK = time.thread_time_ns  # ~0.4 us a call here, charged alike to both
 
 
 class PairedSchedulers:
-    """A depth policy asking two schedulers everything; the engine sees the first's answers (module doc)."""
+    """A depth policy asking two schedulers everything; the engine sees base's answers (module doc)."""
 
     def __init__(self, base, branch) -> None:
         self.schedulers = (base, branch)

@@ -80,7 +80,7 @@ def build_engine(workload: Workload, kind: str, *, fixed_k: int | None = None, s
 def depth_counters(depth) -> dict[str, float]:
     """Running totals of a depth policy built by build_engine: steps, steps weighted by their k (`k_steps`: mean k
     is their ratio) and, for the DepthScheduler, its checks, vetoes, measured starts and probes."""
-    if isinstance(depth, DepthScheduler):
+    if isinstance(depth, DepthScheduler) or hasattr(depth, "stats"):  # also another revision's (scheduler_versions)
         stats = depth.stats
         return {"steps": sum(stats.num_steps_by_k), "k_steps": sum(k * n for k, n in enumerate(stats.num_steps_by_k)),
                 "num_checks": stats.num_checks, "num_vetoes": stats.num_vetoes,

@@ -65,14 +65,18 @@ class AcceptanceEstimator:
         are in at the prior, and, for thin positions deeper than the deepest well-observed one, at that position's
         estimate (conditional acceptance changes slowly with depth; on the zoo's EAGLE head at B = 1 it
         is ~0.85 at positions 1-3, and planning positions 4-8 at the 0.6 prior kept k at 3 where 8 was
-        best: 0.75 of it). Planning a depth with them is how they get observed and corrected.
-        Python floats: once per plan, where a dozen numpy calls on arrays of k_max cost ~50 us inside the engine."""
+        best: 0.75 of it). Planning a depth with them is how they get observed and corrected."""
+        return np.array(self.planning_alpha_list(min_evidence_rows))
+
+    def planning_alpha_list(self, min_evidence_rows: float) -> list[float]:
+        """planning_alphas in Python floats: once per plan, where a dozen numpy calls on arrays of k_max cost ~50 us
+        inside the engine."""
         alphas, attempted, prior = self._alphas.tolist(), self._attempted.tolist(), self._config.prior_alpha
         solid = [j for j, rows in enumerate(attempted) if rows >= min_evidence_rows]
         deepest = solid[-1] if solid else len(alphas)
         deep_floor = max(prior, alphas[deepest]) if solid else prior
-        return np.array([alpha if rows >= min_evidence_rows else max(alpha, deep_floor if j > deepest else prior)
-                         for j, (alpha, rows) in enumerate(zip(alphas, attempted))])
+        return [alpha if rows >= min_evidence_rows else max(alpha, deep_floor if j > deepest else prior)
+                for j, (alpha, rows) in enumerate(zip(alphas, attempted))]
 
     def observe(self, k: int, num_accepted: Sequence[int] | NDArray[np.integer]) -> None:
         """Count one verify step at depth k. Every call, k = 0 included, advances the clock by one step."""

@@ -6,19 +6,20 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rollspec.scheduler.acceptance import AcceptanceEstimator
-from rollspec.scheduler.catch_up import CatchUpCost, catch_up_horizon, excess_at, excess_tokens, observe_step_costs
+from rollspec.scheduler.catch_up import CatchUpCost, catch_up_horizon, excess_at, observe_step_costs
 from rollspec.scheduler.config import DepthConfig, DepthMode
 from rollspec.scheduler.cost_model import StepCostModel
 from rollspec.scheduler.decision import DecisionLog, DepthDecision, DepthStats, Entry, plain_runs
 from rollspec.scheduler.fresh import FirstStepRecords, FirstSteps
 from rollspec.scheduler.hysteresis import hysteresis_depth
 from rollspec.scheduler.plain_run import PlainRun
+from rollspec.scheduler.plan_prices import PlanPrices
 from rollspec.scheduler.probe import TRIAL_STEPS, ProbePlanner
 from rollspec.scheduler.realized import RealizedCheck
 from rollspec.scheduler.realized_gain import RealizedGain
 from rollspec.scheduler.standing import AcceptanceWatch, DrainStand, PlainLease, StandingChoice, standing_steps
 from rollspec.scheduler.steady import CatchUpSplit, SteadyRecords, SteadyRun
-from rollspec.scheduler.throughput import expected_tokens
+from rollspec.scheduler.throughput import expected_token_list
 
 # Weight of the newest step in the mean excess catch-up width of steady speculation (admissions
 # come and go with the batch; a few steps of memory follow them).
@@ -76,7 +77,7 @@ class DepthScheduler:
         self._last_batch_size = 0
         self._acceptance = AcceptanceEstimator(config.k_max, config.acceptance)
         self._first = FirstSteps(config)  # a response's first steps at B = 1 (step 0)
-        self._expected = expected_tokens(self._acceptance.planning_alphas(config.min_evidence_rows))
+        self._expected = expected_token_list(self._acceptance.planning_alpha_list(config.min_evidence_rows))
         self._plan_stale = False  # acceptance changed since _expected was planned
         self._reuse: StandingChoice | None = None  # the last greedy choice
         self._lease = PlainLease()  # the engine's copy of a standing plain choice (plain_lease)
@@ -138,7 +139,7 @@ class DepthScheduler:
     def predicted_tokens_per_s(self, batch_size: int) -> NDArray[np.float64]:
         """Predicted tokens/s of the whole batch for every k = 0 .. k_max, from the current estimates."""
         self._fold_steady()
-        return batch_size * self._current_expected() / self._cost.step_s(batch_size, self._config.k_max)
+        return batch_size * np.array(self._current_expected()) / self._cost.step_s(batch_size, self._config.k_max)
 
     def planning_alphas(self) -> NDArray[np.float64]:
         """The acceptance the depth is planned with (AcceptanceEstimator.planning_alphas)."""
@@ -167,18 +168,17 @@ class DepthScheduler:
         self._flush()
         expected = self._current_expected()
         per_token_s = self._catch_up.per_token_s(batch_size)
-        step_s = self._cost.step_s(batch_size, k_max).copy()
-        step_s[1:] += per_token_s * self._recurring_excess  # admissions keep a speculating drafter catching up
-        rate = expected / step_s
+        prices = PlanPrices.of(expected, self._cost.step_s(batch_size, k_max).tolist(), per_token_s,
+                               self._recurring_excess, catch_up_tokens)
+        step_s, rate, catch_up_s = prices.step_s, prices.rate, prices.catch_up_s
         self._first.price(batch_size, step_s, rate)
         # Leaving k = 0 pays the catch-up once, spread over the steps expected to follow at the new k;
         # a probe pays all of it in its one step (if acceptance is not there, it bought nothing).
-        catch_up_s = per_token_s * excess_tokens(catch_up_tokens, k_max)
         horizon = self.horizon_steps(batch_size)
         was_speculating = self._greedy_k > 0 and self._last_k > 0
         # The start margin is for what the catch-up model misses: without a catch-up, hysteresis suffices.
         start_gain = self._config.start_gain if catch_up_s[1] > 0 else self._config.hysteresis
-        k = hysteresis_depth(self._greedy_k, rate, expected / (step_s + catch_up_s / horizon), start_gain=start_gain,
+        k = hysteresis_depth(self._greedy_k, rate, prices.start_rate(horizon), start_gain=start_gain,
                              hysteresis=self._config.hysteresis)
         if not k and horizon >= self._config.catch_up_horizon_steps:  # step 2b; a draining batch stays plain
             self._stats.num_measured_starts += bool(k := self._gain.faster_depth(batch_size, self._step, expected))
@@ -190,12 +190,12 @@ class DepthScheduler:
             self._stands_in_drain(batch_size, catch_up_tokens, planned=True)  # it ends before a probe could pay
             return 0
         realized = self._realized if k > 0 else None  # a veto comes before a probe: no trial around it
-        vetoed = realized is not None and realized.is_losing(batch_size, self._step, float(rate[k]), float(rate[0]))
+        vetoed = realized is not None and realized.is_losing(batch_size, self._step, rate[k], rate[0])
         if vetoed and not self._gain.is_ahead(batch_size, k, self._step, expected):  # measured tokens/s over predicted
             self._stand(batch_size, 0, catch_up_tokens)  # a veto stands as a plain choice does (class doc, 4.)
             self._stats.num_vetoes += 1
             return 0
-        probe_k = self._probe.depth(k, rate, step_s + catch_up_s if k == 0 else step_s, self._expected, self._step,
+        probe_k = self._probe.depth(k, rate, prices.with_catch_up_s() if k == 0 else step_s, expected, self._step,
                                     settled=was_speculating and batch_size == self._last_batch_size)
         if probe_k == k and was_speculating and realized and realized.needs_plain_step(batch_size, self._step):
             self._pending_check = True
@@ -207,7 +207,7 @@ class DepthScheduler:
             self._watch.start(0.0)
         else:
             interval = self._stand(batch_size, k, catch_up_tokens)
-            self._watch.start(float(expected[k]) - 1.0 if interval > self._config.replan_interval_steps else 0.0)
+            self._watch.start(expected[k] - 1.0 if interval > self._config.replan_interval_steps else 0.0)
         return probe_k
 
     def _stands_in_drain(self, batch_size: int, catch_up_tokens: int, *, planned: bool = False) -> bool:
@@ -219,7 +219,7 @@ class DepthScheduler:
             if horizon >= self._config.catch_up_horizon_steps or self._catch_up.per_token_s(batch_size) * excess <= 0:
                 return False
             self._num_confirmed += 1
-        drain = DrainStand(batch_size, catch_up_tokens, self._config, self._current_expected().tolist(),
+        drain = DrainStand(batch_size, catch_up_tokens, self._config, self._current_expected(),
                            lambda b: self._cost.step_s(b, self._config.k_max).tolist(), self._catch_up.per_token_s)
         if floor := drain.floor(self._config.catch_up_horizon_steps):
             self._stand(batch_size, 0, catch_up_tokens, checked_down_to=floor)
@@ -393,8 +393,8 @@ class DepthScheduler:
             self._realized.forget_speculative()
             self._gain.forget_speculative()
 
-    def _current_expected(self) -> NDArray[np.float64]:
+    def _current_expected(self) -> list[float]:
         if self._plan_stale:
-            alphas = self._acceptance.planning_alphas(self._config.min_evidence_rows)
-            self._expected, self._plan_stale = expected_tokens(alphas), False
+            alphas = self._acceptance.planning_alpha_list(self._config.min_evidence_rows)
+            self._expected, self._plan_stale = expected_token_list(alphas), False
         return self._expected

@@ -53,7 +53,7 @@ class FirstSteps:
         self._k_max, self._enabled, self._min_rows = config.k_max, config.plan_first_steps, config.min_evidence_rows
         self.acceptance = AcceptanceEstimator(config.k_max, config.acceptance)
         self.pending = False  # the step being chosen is a first step (set by `claims`, cleared by `keep`)
-        self.prices: NDArray[np.float64] | None = None  # step costs at B = 1 for k = 0 .. k_max as of the last plan
+        self.prices: list[float] | None = None  # step costs at B = 1 for k = 0 .. k_max as of the last plan
         self._later_rate = 0.0  # the last plan's best tokens/s at B = 1: the rate of the steps after a first step
         self._k = config.k_max
         self._since_plan, self._replan = 0, 0  # first steps since the last plan, and between it and the next
@@ -71,11 +71,11 @@ class FirstSteps:
                         and self.prices is not None)
         return self.pending
 
-    def price(self, batch_size: int, step_s: NDArray[np.float64], rate: NDArray[np.float64]) -> None:
+    def price(self, batch_size: int, step_s: list[float], rate: list[float]) -> None:
         """A plan at `batch_size` priced depths k = 0 .. k_max at `step_s` and predicted `rate` tokens/s at each (kept
         at B = 1: the best is what the steps after a first step emit at)."""
         if batch_size == 1:
-            self.prices, self._later_rate = step_s, max(rate.tolist())
+            self.prices, self._later_rate = step_s, max(rate)
 
     def depth(self) -> int:
         """The depth k >= 1 that ends a response soonest from its first step: the most E_first[k] - r * c(k), with r
@@ -87,7 +87,7 @@ class FirstSteps:
             assert self.prices is not None  # `claims` holds only after a plan at B = 1
             self._fold()
             self._expected = expected_tokens(self.acceptance.planning_alphas(self._min_rows))
-            rate, prices = self._later_rate, self.prices.tolist()
+            rate, prices = self._later_rate, self.prices
             value = [tokens - rate * seconds for tokens, seconds in zip(self._expected.tolist(), prices)]
             self._k, self._since_plan = max(range(1, self._k_max + 1), key=value.__getitem__), 0
             self._replan = min(REPLAN_FIRST_STEPS, 2 * self._replan or 1)
@@ -117,11 +117,7 @@ class FirstSteps:
 
     def records(self, around: SteadyRecords | None = None) -> "FirstStepRecords":
         """The kept steps as records, with the steady steps' `around` them (a view: nothing changes)."""
-        return FirstStepRecords([
-            DepthDecision(step=step, batch_size=1, k=k, is_probe=False, catch_up_tokens=width,
-                          predicted_tokens=tokens, predicted_step_s=predicted_s, realized_tokens=sum(accepted) + 1,
-                          realized_step_s=seconds)
-            for step, k, accepted, width, seconds, tokens, predicted_s in self._kept], around)
+        return FirstStepRecords(self._kept, around)
 
     def _fold(self) -> None:
         """Count the kept steps not yet counted in the estimate, runs of one depth at a time (observe_steps: a numpy
@@ -133,21 +129,28 @@ class FirstSteps:
 
 @dataclass(frozen=True, slots=True)
 class FirstStepRecords:
-    """First steps' records, and the steady steps' around them (`around`), in step order."""
+    """First steps as kept (FirstSteps.keep's tuples), and the steady steps' records around them (`around`), in step
+    order. Records are built when read: a record per first step cost ~3 us each inside a plan's fold, ~25 us a plan
+    at B = 1 (EAGLE on the zoo), and nothing reads them per step."""
 
-    first: list[DepthDecision]
+    first: list[tuple[int, int, list[int], int, float, float, float]]
     around: SteadyRecords | None = None
 
     def __len__(self) -> int:
         return len(self.first)
 
     def decisions(self) -> list[DepthDecision]:
+        first = [DepthDecision(step=step, batch_size=1, k=k, is_probe=False, catch_up_tokens=width,
+                               predicted_tokens=tokens, predicted_step_s=predicted_s,
+                               realized_tokens=sum(accepted) + 1, realized_step_s=seconds)
+                 for step, k, accepted, width, seconds, tokens, predicted_s in self.first]
         around = self.around.decisions() if self.around is not None else []
-        return sorted(around + self.first, key=lambda decision: decision.step) if around else self.first
+        return sorted(around + first, key=lambda decision: decision.step) if around else first
 
     def add_to(self, stats: DepthStats) -> None:
-        """Count the steps in `stats` (the steady ones as their records would)."""
+        """Count the steps in `stats` (the steady ones as their records would, then the first ones as DepthStats.add
+        would their records, one by one)."""
         if self.around is not None:
             self.around.add_to(stats)
-        for decision in self.first:
-            stats.add(decision, num_drafted=decision.k)
+        stats.add_first_steps([(k, sum(accepted) + 1, tokens, predicted_s, seconds)
+                               for _, k, accepted, _, seconds, tokens, predicted_s in self.first])

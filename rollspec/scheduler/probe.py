@@ -1,7 +1,8 @@
 """Probing deeper than the greedy depth, so a phase of bad acceptance cannot lock k at 0 (DepthScheduler's step 3)."""
 
+from collections.abc import Sequence
+
 import numpy as np
-from numpy.typing import NDArray
 
 from rollspec.scheduler.config import DepthConfig
 
@@ -61,8 +62,8 @@ class ProbePlanner:
         self._cost_ratio = 1.0
         self.num_passed = 0  # plans in a row from plain decoding where a due probe was not worth it (reset by one)
 
-    def depth(self, k: int, rate: NDArray[np.float64], step_s: NDArray[np.float64], expected: NDArray[np.float64],
-              step: int, *, settled: bool = True) -> int:
+    def depth(self, k: int, rate: Sequence[float], step_s: Sequence[float], expected: Sequence[float], step: int, *,
+              settled: bool = True) -> int:
         """The depth to run at `step` instead of the greedy `k` (k itself when no probe is due or worth it). From k > 0
         only where k ran last step at this batch size (`settled`): from a veto's plain stand (the realized check's
         evidence then aged out) a trial priced by the vetoed model ran 8 steps at k_max, each 10x a plain step, on a
@@ -85,36 +86,36 @@ class ProbePlanner:
             self.num_passed = self.num_passed + 1 if candidate == 0 else 0
         return candidate
 
-    def _trial_depth(self, k: int, step_s: NDArray[np.float64], expected: NDArray[np.float64], step: int) -> int:
+    def _trial_depth(self, k: int, step_s: Sequence[float], expected: Sequence[float], step: int) -> int:
         """From k > 0: the depth of a trial (class doc), or k."""
         if self._credit < 1.0 or not self._explore_budget:
             return k
-        depths = np.arange(k + 1, self._k_max + 1)
+        depths = range(k + 1, self._k_max + 1)
         # What a trial at each depth is predicted to lose against k, in steps at k.
-        loss = TRIAL_STEPS * np.maximum(0.0, step_s[depths] / step_s[k] - expected[depths] / expected[k])
+        loss = [TRIAL_STEPS * max(0.0, step_s[d] / step_s[k] - expected[d] / expected[k]) for d in depths]
         optimistic = self._optimistic(k, step_s, expected)
         # No bound on what it could gain: that rests on the prices a trial is there to check.
-        worth = (step - self._last_scheduled[depths] >= self._interval) & (loss <= self._explore_credit)
-        if not worth.any():
+        last, credit = self._last_scheduled.tolist(), self._explore_credit
+        worth = [step - last[d] >= self._interval and lost <= credit for d, lost in zip(depths, loss)]
+        if not any(worth):
             return k
-        i = int(np.argmax(np.where(worth, optimistic, 0.0)))
-        self._explore_credit -= float(loss[i])
+        value = [o if w else 0.0 for o, w in zip(optimistic, worth)]
+        i = max(range(len(value)), key=value.__getitem__)  # the first best, as argmax's
+        self._explore_credit -= loss[i]
         return k + 1 + i
 
-    def _optimistic(self, k: int, step_s: NDArray[np.float64], expected: NDArray[np.float64]) -> NDArray[np.float64]:
+    def _optimistic(self, k: int, step_s: Sequence[float], expected: Sequence[float]) -> list[float]:
         """Tokens/s of every depth beyond k were its positions beyond k always accepted."""
         # Probability of reaching position k + 1 is the last increment of E[tokens | k].
         reach = float(expected[k] - expected[k - 1]) if k > 0 else 1.0
-        extra = np.arange(1, self._k_max - k + 1)
-        return (expected[k] + reach * extra) / step_s[k + 1:]
+        return [(expected[k] + reach * extra) / s for extra, s in enumerate(step_s[k + 1:], 1)]
 
-    def _deeper(self, k: int, rate: NDArray[np.float64], step_s: NDArray[np.float64], expected: NDArray[np.float64],
+    def _deeper(self, k: int, rate: Sequence[float], step_s: Sequence[float], expected: Sequence[float],
                 step: int) -> int:
         """The shallowest depth beyond k that would beat it were its unexplored positions always accepted, else k."""
-        optimistic = self._optimistic(k, step_s, expected)
         margin = 0.0 if step <= self._no_margin_until else self._min_gain
-        better = np.flatnonzero(optimistic > rate[k] * (1.0 + margin))
-        return k + 1 + int(better[0]) if better.size else k
+        bar = rate[k] * (1.0 + margin)
+        return next((k + 1 + i for i, o in enumerate(self._optimistic(k, step_s, expected)) if o > bar), k)
 
     def observe_from_plain(self, realized_s: float, predicted_s: float) -> None:
         """A probe from plain decoding took `realized_s` where `predicted_s` was planned."""

@@ -8,11 +8,8 @@ B = 1 (EAGLE, k = 3-4, a step of ~1.2 ms); kept here a step costs a few list app
 """
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-import numpy as np
-from numpy.typing import NDArray
 
 from rollspec.scheduler.catch_up import CatchUpCost
 from rollspec.scheduler.decision import DepthDecision, DepthStats
@@ -138,7 +135,7 @@ class SteadyRun:
         return steps
 
     def pending_records(self, fold: Callable[..., list[float]], catch_up: CatchUpCost,
-                        expected: NDArray[np.float64]) -> SteadyRecords:
+                        expected: Sequence[float]) -> SteadyRecords:
         """The steps not yet folded in as records, their predictions read from `fold` (CostModel.observe_steady)
         without applying it and from a copy of `catch_up`, E[tokens | k] from `expected`: a view, nothing changes."""
         steps = self.pending()

@@ -13,19 +13,26 @@ The product of pooled conditional rates is the pooled probability of reaching po
 (chain rule), so the formula stays exact for a batch whose rows accept at different rates.
 """
 
+from collections.abc import Sequence
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 
 def expected_tokens(alphas: ArrayLike) -> NDArray[np.float64]:
-    """E[tokens | k] for k = 0 .. len(alphas), from conditional per-position acceptance (in Python floats, the
-    products and sums in numpy's order: the depth scheduler computes this once per plan, on ~9 values)."""
+    """E[tokens | k] for k = 0 .. len(alphas), from conditional per-position acceptance (expected_token_list)."""
+    return np.array(expected_token_list(np.asarray(alphas, dtype=np.float64).tolist()))
+
+
+def expected_token_list(alphas: Sequence[float]) -> list[float]:
+    """expected_tokens in Python floats, the products and sums in numpy's order: the depth scheduler computes this once
+    per plan, on ~9 values."""
     out, reach, total = [1.0], 1.0, 0.0
-    for alpha in np.asarray(alphas, dtype=np.float64).tolist():
+    for alpha in alphas:
         reach *= alpha
         total += reach
         out.append(1.0 + total)
-    return np.array(out)
+    return out
 
 
 def step_time_s(draft_s: float, target_s_by_q: ArrayLike) -> NDArray[np.float64]:

@@ -85,8 +85,10 @@ def main() -> None:
         rates = {label: [r["tokens_per_tcpu_s"] for r in rs] for label, rs in runs.items()}
         ratio, low, high = paired_ci(rates["branch"], rates["base"])
         mean_k = {label: round(sum(r["mean_k"] for r in rs) / len(rs), 3) for label, rs in runs.items()}
+        starts = {label: round(sum(r.get("num_measured_starts", 0) for r in rs) / len(rs), 1)
+                  for label, rs in runs.items()}
         print(f"{args.drafter} {name}: branch / base {ratio:.4f} [{low:.4f}, {high:.4f}] over {len(rates['base'])} "
-              f"blocks of {args.block_s} s tcpu; mean k {mean_k}", flush=True)
+              f"blocks of {args.block_s} s tcpu; mean k {mean_k}; measured starts a block {starts}", flush=True)
 
 
 if __name__ == "__main__":

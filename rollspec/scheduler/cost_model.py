@@ -23,9 +23,6 @@ CALIBRATION_OBSERVATIONS = 8
 # stands; the widths a plain miss moved after calibration), not a change of conditions. Following a trial's moves, the
 # synthetic B = 4 device where k = 3-4 ran 0.92x plain speculated in 5.3% of one seed's steps (1.5-3.3% before).
 PLAIN_STALE_STEPS = 64
-# Plain misses correct plain alone while among this many learned since a speculative step in the bucket (PlainRun: a
-# run's steps 8, 16, 32, 64), the widths' prices fresh; later ones move every width too (CostModel._observe_plain).
-PLAIN_FRESH_OBSERVATIONS = 4
 
 
 class StepCostModel(Protocol):
@@ -91,24 +88,28 @@ class CostModel:
     per position from a profile at k = 8 (19 us) a k = 1 probe measured 6x its price, and the correction it
     taught priced k = 4 at 4x its cost, which kept the scheduler at plain where k = 4 ran 1.18x faster.
 
-    Base values interpolate the start-up profile (linear in B within each measured q, then linear in q), extrapolate
-    beyond it (see PiecewiseLinear), and are made non-decreasing in q, because a wider verify is never cheaper and a
-    noisy profile saying otherwise would make speculation look free.
+    Base values interpolate the start-up profile (linear in B within each measured q, then
+    linear in q), extrapolate beyond it (see PiecewiseLinear), and are made non-decreasing
+    in q, because a wider verify is never cheaper and a noisy profile saying otherwise would
+    make speculation look free.
 
-    Online refinement multiplies the base by exp(correction). For the target, the log correction of (bucket, q) is
-    shared[bucket] + own[bucket, q] and every speculative observation moves both by the same step (how much of it
-    reaches plain decoding, q = 1: _plain_drag), so about half of a drift seen at the q in use (longer KV context, a
-    co-tenant) reaches the q values not in use, while an error in the profile's q-shape is fixed where it is observed.
-    A verify width q >= 2 not yet observed in a bucket borrows the own correction of the nearest narrower observed
-    q >= 2 there: the profile's error in the cost of speculating (one taken under load put every q >= 2 at B = 1 too
-    dear, and the depths never run were never corrected, keeping k at 3-4 where 8 was best) is mostly common to the
-    widths, and a borrowed correction that is wrong is fixed as soon as that width runs. Plain steps (q = 1) lend
-    nothing: their first few misses in a bucket, and those soon after speculation, correct plain decoding alone, later
-    ones move every width and the drafting alike (see _observe_plain). The draft has one log correction per bucket, on
-    the whole of a(B) + k * b(B): a step at any k corrects every k by its relative error, so what a probe at k = 1-2
-    measures prices k = 4 through the profile's shape. Buckets learn independently: a batch size entering a new bucket
-    starts from the profile. (Borrowing the neighbour bucket's correction, or an overall level, was tried: the
-    profile's error is not a constant factor across batch sizes, and both did worse in closed loop.)
+    Online refinement multiplies the base by exp(correction). For the target, the log
+    correction of (bucket, q) is shared[bucket] + own[bucket, q] and every speculative observation moves
+    both by the same step (how much of it reaches plain decoding, q = 1: _plain_drag),
+    so about half of a drift seen at the q in use (longer KV context,
+    a co-tenant) reaches the q values not in use, while an error in the profile's q-shape is
+    fixed where it is observed. A verify width q >= 2 not yet observed in a bucket borrows the
+    own correction of the nearest narrower observed q >= 2 there: the profile's error in the cost
+    of speculating (one taken under load put every q >= 2 at B = 1 too dear, and the depths never
+    run were never corrected, keeping k at 3-4 where 8 was best) is mostly common to the widths,
+    and a borrowed correction that is wrong is fixed as soon as that width runs. Plain steps
+    (q = 1) lend nothing: their first few misses in a bucket correct plain decoding alone, later
+    ones move every width and the drafting alike (see _observe_plain). The draft has one log
+    correction per bucket, on the whole of a(B) + k * b(B): a step at any k corrects every k by its
+    relative error, so what a probe at k = 1-2 measures prices k = 4 through the profile's shape. Buckets learn
+    independently: a batch size entering a new bucket starts from the profile. (Borrowing
+    the neighbour bucket's correction, or an overall level, was tried: the profile's error
+    is not a constant factor across batch sizes, and both did worse in closed loop.)
     """
 
     def __init__(self, *, target_s: Mapping[tuple[int, int], float], draft_s: Mapping[int, float],
@@ -130,7 +131,6 @@ class CostModel:
         self._observed = np.zeros((_NUM_BUCKETS, MAX_Q), dtype=bool)
         self._draft_log = np.zeros(_NUM_BUCKETS)
         self._num_plain = np.zeros(_NUM_BUCKETS, dtype=np.int64)
-        self._plain_since_speculative = np.zeros(_NUM_BUCKETS, dtype=np.int64)  # plain observed since speculation
         self._base: dict[int, tuple[float, float, NDArray[np.float64]]] = {}
         self._k_range = np.arange(MAX_Q, dtype=np.float64)
         # step_s by (B, k_max) as of correction version `_version` (moved by every change of a correction): a plan
@@ -286,13 +286,8 @@ class CostModel:
 
     def _observe_plain(self, b: int, move: float) -> None:
         """Plain decoding's miss (log, already scaled): its first CALIBRATION_OBSERVATIONS in a bucket correct the
-        profile's plain price alone, and so do the first PLAIN_FRESH_OBSERVATIONS after a speculative step there (the
-        widths were just measured: what plain misses is its own); later in a run of plain steps a miss is a change of
-        conditions (load slows every depth alike) and moves plain decoding, every width and the drafting alike.
-
-        Moving the widths with fresh misses too never pulled plain's relative price back: at EAGLE B = 4 on the
-        zoo it wandered 0.88-1.11x fixed-0's steps between runs; where it sat low the plan went plain (52-107
-        measured starts in 10 s).
+        profile's plain price alone; after that a miss is a change of conditions (load slows every depth alike)
+        and moves plain decoding, every width and the drafting alike.
 
         Plain moving alone (or its widths by half, the drafting not at all) made speculation look 1.3-1.6x
         better after a burst of load on the zoo (draft model, B = 1: the warm scheduler then ran k = 2-3 at 2-4
@@ -304,10 +299,8 @@ class CostModel:
         log_price = self._shared[b] + self._own[b, 0] - self._plain_drag(b, speculative, k, width_log)
         self._speculative_since_plain[b] = 0
         self._own[b, 0] = log_price - self._shared[b] + max(0.0, speculative)
-        fresh = self._plain_since_speculative[b] < PLAIN_FRESH_OBSERVATIONS
-        self._plain_since_speculative[b] += 1
-        if self._num_plain[b] < CALIBRATION_OBSERVATIONS or fresh:
-            self._num_plain[b] = min(self._num_plain[b] + 1, CALIBRATION_OBSERVATIONS)
+        if self._num_plain[b] < CALIBRATION_OBSERVATIONS:
+            self._num_plain[b] += 1
             self._own[b, 0] += move
             self._target_factor[b, 0] *= math.exp(move)
             return
@@ -320,7 +313,6 @@ class CostModel:
         price as it stands becomes what later moves are measured from (_plain_drag)."""
         before = self._speculative_since_plain[b]
         self._speculative_since_plain[b] = before + num_steps
-        self._plain_since_speculative[b] = 0
         if before < PLAIN_STALE_STEPS <= before + num_steps:
             self._plain_anchor[b] = self._speculative_shared[b]
             self._anchor_log[b] = self._shared[b] + self._own[b][self._lender[b]]

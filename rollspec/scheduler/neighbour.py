@@ -4,20 +4,24 @@ At small batch the plan's ranking among depths that run within a few percent of 
 on the zoo's EAGLE head at B = 4 fixed-4 and fixed-8 ran within 1%, fixed-2 4% and fixed-1 12% slower, and two
 identical warm schedulers in one process differed by 2.5% over 24 s because one sat at k ~3 for seven 1-s blocks.
 What ranks them without a model is what their steps realized: RealizedGain keeps, per batch size and depth, the
-tokens per second (the engine's thread CPU) of warm speculative steps over ~64 steps. While speculating at k below
-MAX_BATCH_SIZE, a depth within REACH of k whose steps are recent (at most RECENT_STEPS old, at least MIN_STEPS of
-them) and whose tokens/s lead k's own by more than Z standard errors of the difference runs instead. It then stays
-while the plan keeps choosing k and its own steps keep it ahead of k's, at most until k's evidence is RECENT_STEPS
-old: then k runs again and is measured afresh (the greedy k stays the plan's: hysteresis does not keep the depth).
+tokens per second (the engine's thread CPU) of warm speculative steps over ~64 steps. While speculating at k (at
+small batch sizes: below), a depth within REACH of k whose steps are recent (at most RECENT_STEPS old, at least
+MIN_STEPS of them) and whose tokens/s lead k's own by more than Z standard errors of the difference runs instead. It
+then stays while the plan keeps choosing k and its own steps keep it ahead of k's, at most until k's evidence is
+RECENT_STEPS old: then k runs again and is measured afresh (the greedy k stays the plan's: hysteresis does not keep
+the depth).
 Both sides are stretches of the same mix of steps (at B = 4 82-87% of steps hold a fresh row; over 32+ steps either
 side sees it alike), measured close in time, so a co-tenant's load moves both.
 
 When k +- 1 has no recent evidence (k +- 2 gets some from ProbePlanner's trials and earlier stretches), a trial of
 TRIAL_STEPS steps at it supplies some (settled at k: k's own steps recent too), within a budget like ProbePlanner's:
 the trials' predicted loss against k (at least MIN_LOSS a step, at most MAX_LOSS: the plan that ranks them is what
-is in doubt) is at most BUDGET of the steps' time (one trial every 320-1,070 steps). Trials at k + 2 too put a
-synthetic B = 1 device where k = 4 is best (k = 6 0.93 of it) at k >= 6 in 10.9% of steps (k +- 1: 7.5-8.2%, main 8.4%).
-Not at B >= MAX_BATCH_SIZE (plain decoding is best there; a trial at k_max costs ~k plain steps) nor in a drain.
+is in doubt) is at most BUDGET of the steps' time (one trial every 640-2,130 steps).
+
+Only for MIN_BATCH_SIZE <= B < MAX_BATCH_SIZE, and not in a drain: from B = 16 plain decoding is best and a trial at
+k_max costs ~k plain steps; at B = 1 a step emits 1 to k + 1 tokens, so 64 steps read a depth to ~6%, and on a
+synthetic B = 1 device where k = 4 is best (k = 6 0.93 of it) arbitration there cost 0.4-0.6% (k >= 6 in 9.6-12.8% of
+steps, main 7-8.5%); FirstSteps already plans B = 1's fresh rows apart.
 """
 
 import math
@@ -26,12 +30,19 @@ from collections.abc import Sequence
 from rollspec.scheduler.decision import DepthStats
 from rollspec.scheduler.realized_gain import GAIN_RATE, RealizedGain
 
-MAX_BATCH_SIZE = 16
+MIN_BATCH_SIZE, MAX_BATCH_SIZE = 2, 16
 REACH = 2  # depths k - 2 .. k + 2: the near-ties the plan cannot rank (k = 1 vs 4 at B = 4 is a 12% gap it sees)
 MIN_STEPS, RECENT_STEPS = 32, 512
-Z = 2.5  # judged at every plan, against up to four neighbours
-TRIAL_STEPS = 32
+# Standard errors a neighbour must lead by. A trial's 64 steps at B = 4 read a depth's tokens/s to ~3% (a step's
+# tokens spread ~25%), more than the near-ties at stake: a bar of 2.5 (trials of 32) acted only on gaps >~8% and
+# read 0.995-1.006 of main on the zoo's EAGLE B = 4; with 1.5 a wrong switch is ended by the depth's own steps.
+Z = 1.5
+TRIAL_STEPS = 64
 BUDGET, MIN_LOSS, MAX_LOSS = 0.003, 0.03, 0.1
+
+
+def _arbitrated(batch_size: int) -> bool:
+    return MIN_BATCH_SIZE <= batch_size < MAX_BATCH_SIZE
 
 
 class NeighbourArbiter:
@@ -56,7 +67,7 @@ class NeighbourArbiter:
     def depth(self, batch_size: int, k: int, step: int, expected: Sequence[float]) -> int:
         """The depth to run where the plan chose k > 0: the neighbour furthest ahead of k's own realized tokens/s
         beyond noise, else k (also without recent evidence at k). `expected`: the plan's E[tokens | k] for every k."""
-        if batch_size >= MAX_BATCH_SIZE or (own := self._recent(batch_size, k, step, expected)) is None:
+        if not _arbitrated(batch_size) or (own := self._recent(batch_size, k, step, expected)) is None:
             return k
         held = self._held[2] if self._held[:2] == (batch_size, k) else k
         best, best_gap = k, 0.0
@@ -74,7 +85,7 @@ class NeighbourArbiter:
         the plan's `rate` (predicted tokens/s per depth) ranks highest, if its trial's loss fits the credit."""
         self._credit = min(TRIAL_STEPS * MAX_LOSS, self._credit + BUDGET * (step - self._credit_step))
         self._credit_step = step
-        if batch_size >= MAX_BATCH_SIZE or self._recent(batch_size, k, step, expected) is None:
+        if not _arbitrated(batch_size) or self._recent(batch_size, k, step, expected) is None:
             return k
         missing = [d for d in self._neighbours(k, 1) if d != k and self._recent(batch_size, d, step, expected) is None]
         if not missing:

@@ -64,7 +64,9 @@ class DepthStats:
     `num_depth_switches` counts changes of the chosen (non-probe) depth between decisions;
     a steady regime should keep it small. `num_checks` counts plain steps run for the realized
     check, `num_vetoes` plans where it turned a k > 0 into plain decoding (each standing like a plain choice),
-    `num_measured_starts` plans where speculation's realized tokens/s turned plain decoding into k > 0 (RealizedGain).
+    `num_measured_starts` plans where speculation's realized tokens/s turned plain decoding into k > 0 (RealizedGain),
+    `num_neighbour_switches` plans whose k > 0 a neighbour's realized tokens/s overruled and `num_neighbour_trials`
+    trials at a neighbour of k (NeighbourArbiter).
     """
 
     num_steps: int = 0
@@ -73,6 +75,8 @@ class DepthStats:
     num_checks: int = 0
     num_vetoes: int = 0
     num_measured_starts: int = 0
+    num_neighbour_switches: int = 0
+    num_neighbour_trials: int = 0
     num_steps_by_k: list[int] = field(default_factory=list)
     num_tokens: int = 0
     num_drafted: int = 0
@@ -89,6 +93,8 @@ class DepthStats:
             num_checks=self.num_checks,
             num_vetoes=self.num_vetoes,
             num_measured_starts=self.num_measured_starts,
+            num_neighbour_switches=self.num_neighbour_switches,
+            num_neighbour_trials=self.num_neighbour_trials,
             num_steps_by_k=list(self.num_steps_by_k),
             num_tokens=self.num_tokens,
             num_drafted=self.num_drafted,

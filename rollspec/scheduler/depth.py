@@ -12,6 +12,7 @@ from rollspec.scheduler.cost_model import StepCostModel
 from rollspec.scheduler.decision import DecisionLog, DepthDecision, DepthStats, Entry, plain_runs
 from rollspec.scheduler.fresh import FirstStepRecords, FirstSteps
 from rollspec.scheduler.hysteresis import hysteresis_depth
+from rollspec.scheduler.neighbour import NeighbourArbiter
 from rollspec.scheduler.plain_run import PlainRun
 from rollspec.scheduler.plan_prices import PlanPrices
 from rollspec.scheduler.probe import TRIAL_STEPS, ProbePlanner
@@ -43,7 +44,7 @@ class DepthScheduler:
     2. hysteresis: the previous greedy k is kept unless the argmax beats it by more than `hysteresis`
        (`start_gain` when leaving k = 0), and never kept when predicted slower than k = 0; then (2b, RealizedGain,
        not in a drain) a plain choice becomes the depth whose steps realized most tokens/s at this batch size if
-       they realized more than plain steps there, whatever the prediction;
+       they realized more than plain steps there, whatever the prediction; 2c, and its trials: NeighbourArbiter;
     3. probe (ProbePlanner): from k = 0, if position 1 has not run for `probe_interval_steps` steps (longer where
        its catch-up and trial make a probe dear: PROBE_BUDGET), a credit is available (one per interval, at most
        k_max banked), and some depth would beat plain by more than `probe_min_gain` (no margin in the k_max steps
@@ -92,6 +93,7 @@ class DepthScheduler:
         self._gain = RealizedGain(config.realized, enabled=config.check_realized)
         self._history = DecisionLog(config.history_len)
         self._stats = DepthStats(num_steps_by_k=[0] * (config.k_max + 1))
+        self._arbiter = NeighbourArbiter(self._gain, config.k_max, self._stats)  # counts in the totals
         self._steady = SteadyRun()  # steps of the standing speculative choice, not yet folded in (observe)
         self._fold = getattr(cost_model, "observe_steady", None)  # without it (sim/'s models) every step is full
 
@@ -186,6 +188,8 @@ class DepthScheduler:
             self._stats.num_depth_switches += 1
             self._greedy_k, self._num_confirmed = k, -1
         self._num_confirmed += 1
+        if k and horizon >= self._config.catch_up_horizon_steps:  # step 2c: a neighbour that realized more tokens/s
+            k = self._arbiter.depth(batch_size, k, self._step, expected)
         if k == 0 and catch_up_s[-1] > 0 and horizon < self._config.catch_up_horizon_steps:
             self._stands_in_drain(batch_size, catch_up_tokens, planned=True)  # it ends before a probe could pay
             return 0
@@ -204,6 +208,9 @@ class DepthScheduler:
             self._probe.spend()
             self._pending_probe = (batch_size, probe_k)
             self._reuse = StandingChoice(batch_size, probe_k, catch_up_tokens, self._step + TRIAL_STEPS, True)  # trial
+            self._watch.start(0.0)
+        elif k and was_speculating and (probe_k := self._arbiter.trial(batch_size, k, self._step, rate, expected)) != k:
+            self._reuse = StandingChoice(batch_size, probe_k, catch_up_tokens, self._step + self._arbiter.trial_steps)
             self._watch.start(0.0)
         else:
             interval = self._stand(batch_size, k, catch_up_tokens)
@@ -273,18 +280,11 @@ class DepthScheduler:
         catch_up_s = self._catch_up.catch_up_s(batch_size, excess)
         predicted_s = self._cost.step_s(batch_size, self._config.k_max)
         decision = DepthDecision(
-            step=self._step,
-            batch_size=batch_size,
-            k=k,
-            is_probe=self._pending_probe == (batch_size, k),
-            is_check=self._pending_check and k == 0,
-            catch_up_tokens=self._offered_catch_up if k > 0 else 0,
-            predicted_tokens=batch_size * float(self._expected[k]),
-            predicted_catch_up_s=catch_up_s,
-            predicted_step_s=float(predicted_s[k]) + catch_up_s,
-            realized_tokens=(int(accepted.sum()) if accepted is not None else 0) + batch_size,
-            realized_step_s=draft_time_s + target_time_s,
-        )
+            step=self._step, batch_size=batch_size, k=k, is_probe=self._pending_probe == (batch_size, k),
+            is_check=self._pending_check and k == 0, catch_up_tokens=self._offered_catch_up if k > 0 else 0,
+            predicted_tokens=batch_size * float(self._expected[k]), predicted_catch_up_s=catch_up_s,
+            predicted_step_s=float(predicted_s[k]) + catch_up_s, realized_step_s=draft_time_s + target_time_s,
+            realized_tokens=(int(accepted.sum()) if accepted is not None else 0) + batch_size)
         self._pending_probe = None
         self._pending_check = False
         self._offered_catch_up = 0

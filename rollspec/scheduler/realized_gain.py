@@ -45,19 +45,37 @@ class _StepRate:
     of weighted sums, not a mean of per-step rates. At B = 1 a step emits 1 or up to k + 1 tokens, and a mean of
     logs read a synthetic k = 1 at 1.09 tokens a step 5% under plain decoding, where it was 4% over."""
 
-    __slots__ = ("tokens", "seconds", "weight", "count", "last_step")
+    __slots__ = ("tokens", "seconds", "weight", "count", "last_step", "moments")
 
     def __init__(self) -> None:
         self.tokens, self.seconds, self.weight, self.count, self.last_step = 0.0, 0.0, 0.0, 0, 0
+        self.moments = (0.0, 0.0, 0.0)  # weighted sums of tokens^2, tokens * seconds, seconds^2: the rate's noise
 
     def add_run(self, num_tokens: list[int], step_s: list[float], rate: float, last_step: int) -> None:
         keep = 1.0 - rate
+        nn, ns, ss = self.moments
         for n, s in zip(num_tokens, step_s):
             if s > 0:
                 self.tokens, self.seconds = keep * self.tokens + n, keep * self.seconds + s
+                nn, ns, ss = keep * nn + n * n, keep * ns + n * s, keep * ss + s * s
                 self.weight += 1.0 - rate * self.weight  # keep * weight + 1
                 self.count += 1
+        self.moments = (nn, ns, ss)
         self.last_step = last_step
+
+    def log_rate_and_variance(self, rate: float) -> tuple[float, float]:
+        """log(tokens / seconds) and the variance of that estimate (the delta method's for a ratio of sums: the
+        steps' residuals n - R s over the seconds, on the effective sample count of an EMA of weight `rate`)."""
+        r = self.tokens / self.seconds
+        nn, ns, ss = self.moments
+        residual = max(0.0, nn - 2.0 * r * ns + r * r * ss) / self.weight
+        effective = min(self.count, (2.0 - rate) / rate)
+        return math.log(r), residual / (r * r * (self.seconds / self.weight) ** 2 * effective)
+
+
+def _accepts_as_planned(speculative: _StepRate, batch_size: int, expected_k: float) -> bool:
+    """Whether the plan's E[tokens | k] gives at least ACCEPTANCE_KEEP of the drafts per row k's steps accepted."""
+    return expected_k - 1.0 >= ACCEPTANCE_KEEP * (speculative.tokens / (speculative.weight * batch_size) - 1.0)
 
 
 class RealizedGain:
@@ -92,7 +110,7 @@ class RealizedGain:
         if min(plain.count, speculative.count) < self._config.min_steps or (
                 step - speculative.last_step > self._config.veto_steps):
             return None
-        if expected_k - 1.0 < ACCEPTANCE_KEEP * (speculative.tokens / (speculative.weight * batch_size) - 1.0):
+        if not _accepts_as_planned(speculative, batch_size, expected_k):
             return None
         return math.log(speculative.tokens * plain.seconds / (speculative.seconds * plain.tokens))
 
@@ -128,6 +146,12 @@ class RealizedGain:
             return max(ahead, key=ahead.__getitem__) if ahead else 0
         self._plain[batch_size] = _StepRate()  # plain measured before, maybe under another load: measure it afresh
         return 0
+
+    def speculative_rate(self, batch_size: int, k: int, expected_k: float) -> "_StepRate | None":
+        """The tokens/s kept for depth k's warm steps at this batch size; None without them, with overruling off, or
+        measured under acceptance the plan's E[tokens | k] (`expected_k`) no longer gives ACCEPTANCE_KEEP of."""
+        rate = self._speculative.get(batch_size, {}).get(k) if self._enabled else None
+        return rate if rate is not None and _accepts_as_planned(rate, batch_size, expected_k) else None
 
     def forget_speculative(self) -> None:
         """Drop the speculative evidence everywhere (the weights changed: acceptance did too)."""

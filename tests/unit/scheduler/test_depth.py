@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rollspec.scheduler import DepthConfig, DepthMode, DepthScheduler, expected_tokens, sample_num_accepted
+from rollspec.scheduler.neighbour import TRIAL_STEPS as NEIGHBOUR_TRIAL_STEPS
 from rollspec.scheduler.probe import TRIAL_STEPS
 
 device_st = st.fixed_dictionaries({
@@ -86,18 +87,24 @@ def test_choices_respect_the_hysteresis_rule(synthetic):
                                device.cost_model())
     rng = np.random.default_rng(0)
     previous = 0
-    num_switches = trial_k = trial_left = 0
+    num_switches = trial_k = trial_left = neighbour_k = neighbour_left = 0
     for i in range(1500):
         b = 1 + (i // 100) % 32
         alpha = [0.5 + 0.4 * np.sin(i / 150)] * 8
         rates = scheduler.predicted_tokens_per_s(b)
-        measured_starts = scheduler.stats.num_measured_starts
+        before = scheduler.stats
         k = scheduler.choose_depth(b)
         scheduler.observe(b, k, sample_num_accepted(rng, alpha, k, b), k * device.draft_s(b), device.target_s(b, k + 1))
         in_trial = not scheduler.last_decision.is_probe and trial_left > 0 and k == trial_k
         trial_left = TRIAL_STEPS - 1 if scheduler.last_decision.is_probe else trial_left - 1 if in_trial else 0
         trial_k = k if scheduler.last_decision.is_probe else trial_k  # from plain a probe's trial follows at its k
-        measured = scheduler.stats.num_measured_starts > measured_starts  # plain overruled by realized tokens/s
+        after = scheduler.stats  # plain, or k's neighbours, overruled by realized tokens/s, or a neighbour's trial
+        tried = after.num_neighbour_trials > before.num_neighbour_trials
+        in_neighbour_trial = tried or neighbour_left > 0 and k == neighbour_k
+        neighbour_left = NEIGHBOUR_TRIAL_STEPS - 1 if tried else neighbour_left - 1 if in_neighbour_trial else 0
+        neighbour_k = k if tried else neighbour_k
+        measured = (after.num_measured_starts, after.num_neighbour_switches) != (
+            before.num_measured_starts, before.num_neighbour_switches) or in_neighbour_trial
         if scheduler.last_decision.is_probe or scheduler.last_decision.is_check or in_trial or measured:
             previous = None  # the greedy choice behind a probe or check is not visible; skip the next comparison
             continue

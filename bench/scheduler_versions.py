@@ -12,8 +12,10 @@ per thread-CPU block (bench/scheduler_stats.paired_ci) and each one's steps by k
 from __future__ import annotations
 
 import argparse
+import atexit
 import functools
 import importlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,6 +27,7 @@ def load_scheduler(rev: str, repo: Path = Path(__file__).resolve().parents[1]):
     """rollspec.scheduler as of git revision `rev` of `repo`, imported as a separate package."""
     name = f"rollspec_{rev[:12]}"
     root = Path(tempfile.mkdtemp(prefix="scheduler_versions_"))
+    atexit.register(shutil.rmtree, root, True)  # the export lives as long as the process that imported it
     package = root / name / "scheduler"
     package.mkdir(parents=True)
     (root / name / "__init__.py").write_text("")

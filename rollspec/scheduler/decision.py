@@ -150,19 +150,6 @@ class DepthStats:
             self.predicted_s += predicted
             self.realized_s += realized
 
-    def add_first_steps(self, steps: list[tuple[int, int, float, float, float]]) -> None:
-        """First steps at B = 1, each (k, realized tokens, predicted tokens, predicted s, realized s), as `add` would
-        count their records one by one (none a probe or check)."""
-        for k, tokens, predicted_tokens, predicted_s, realized_s in steps:
-            self.num_steps += 1
-            self.num_steps_by_k[k] += 1
-            self.num_tokens += tokens
-            self.num_drafted += k
-            self.num_draft_accepted += tokens - 1
-            self.predicted_tokens += predicted_tokens
-            self.predicted_s += predicted_s
-            self.realized_s += realized_s
-
     @property
     def mean_accepted_length(self) -> float:
         """Tokens emitted per sequence per verify step (1 = plain decoding), the papers' acceptance length."""

@@ -34,7 +34,7 @@ from rollspec.scheduler.acceptance import AcceptanceEstimator
 from rollspec.scheduler.config import DepthConfig
 from rollspec.scheduler.decision import DepthDecision, DepthStats
 from rollspec.scheduler.steady import SteadyRecords
-from rollspec.scheduler.throughput import expected_tokens
+from rollspec.scheduler.throughput import expected_token_list
 
 # First steps between plans of their depth: a plan (~20 us in Python floats on a quiet loop) per first step was ~1% of
 # a B = 1 step, and one every 4 first steps 117 us each inside the engine (EAGLE on the zoo), 14 us a step, ~0.7%.
@@ -57,7 +57,7 @@ class FirstSteps:
         self._later_rate = 0.0  # the last plan's best tokens/s at B = 1: the rate of the steps after a first step
         self._k = config.k_max
         self._since_plan, self._replan = 0, 0  # first steps since the last plan, and between it and the next
-        self._expected = expected_tokens(self.acceptance.planning_alphas(self._min_rows))
+        self._expected = expected_token_list(self.acceptance.planning_alpha_list(self._min_rows))
         # (step, k, accepted, catch-up width, seconds, planned E[tokens | k], planned seconds)
         self._kept: list[tuple[int, int, list[int], int, float, float, float]] = []
         self._num_counted = 0  # the kept steps already in the estimate (a plan counts them in before a fold)
@@ -86,9 +86,9 @@ class FirstSteps:
         if self._since_plan >= self._replan:
             assert self.prices is not None  # `claims` holds only after a plan at B = 1
             self._fold()
-            self._expected = expected_tokens(self.acceptance.planning_alphas(self._min_rows))
+            self._expected = expected_token_list(self.acceptance.planning_alpha_list(self._min_rows))
             rate, prices = self._later_rate, self.prices
-            value = [tokens - rate * seconds for tokens, seconds in zip(self._expected.tolist(), prices)]
+            value = [tokens - rate * seconds for tokens, seconds in zip(self._expected, prices)]
             self._k, self._since_plan = max(range(1, self._k_max + 1), key=value.__getitem__), 0
             self._replan = min(REPLAN_FIRST_STEPS, 2 * self._replan or 1)
         return self._k
@@ -148,9 +148,9 @@ class FirstStepRecords:
         return sorted(around + first, key=lambda decision: decision.step) if around else first
 
     def add_to(self, stats: DepthStats) -> None:
-        """Count the steps in `stats` (the steady ones as their records would, then the first ones as DepthStats.add
-        would their records, one by one)."""
+        """Count the steps in `stats` (the steady ones as their records would, then the first ones, each a run of one
+        step at B = 1, as DepthStats.add would their records)."""
         if self.around is not None:
             self.around.add_to(stats)
-        stats.add_first_steps([(k, sum(accepted) + 1, tokens, predicted_s, seconds)
-                               for _, k, accepted, _, seconds, tokens, predicted_s in self.first])
+        for _, k, accepted, _, seconds, tokens, predicted_s in self.first:
+            stats.add_steady_run(1, k, [sum(accepted) + 1], tokens, [predicted_s], [seconds])

@@ -73,11 +73,6 @@ class _StepRate:
         return math.log(r), residual / (r * r * (self.seconds / self.weight) ** 2 * effective)
 
 
-def _accepts_as_planned(speculative: _StepRate, batch_size: int, expected_k: float) -> bool:
-    """Whether the plan's E[tokens | k] gives at least ACCEPTANCE_KEEP of the drafts per row k's steps accepted."""
-    return expected_k - 1.0 >= ACCEPTANCE_KEEP * (speculative.tokens / (speculative.weight * batch_size) - 1.0)
-
-
 class RealizedGain:
     """Realized tokens/s of plain steps per batch size and of speculative steps per batch size and depth (module
     doc): evidence about one depth says nothing of another (a trial at k = 1 that lost did not make k = 6 lose)."""
@@ -104,13 +99,11 @@ class RealizedGain:
         """log(realized tokens/s at k / plain's) at this batch size; None without min_steps of each, with the
         speculative ones older than veto_steps, or measured under acceptance the plan's E[tokens | k] (`expected_k`)
         no longer gives ACCEPTANCE_KEEP of."""
-        plain, speculative = self._plain.get(batch_size), self._speculative.get(batch_size, {}).get(k)
-        if not self._enabled or plain is None or speculative is None:
+        plain, speculative = self._plain.get(batch_size), self.speculative_rate(batch_size, k, expected_k)
+        if plain is None or speculative is None:
             return None
         if min(plain.count, speculative.count) < self._config.min_steps or (
                 step - speculative.last_step > self._config.veto_steps):
-            return None
-        if not _accepts_as_planned(speculative, batch_size, expected_k):
             return None
         return math.log(speculative.tokens * plain.seconds / (speculative.seconds * plain.tokens))
 
@@ -151,7 +144,9 @@ class RealizedGain:
         """The tokens/s kept for depth k's warm steps at this batch size; None without them, with overruling off, or
         measured under acceptance the plan's E[tokens | k] (`expected_k`) no longer gives ACCEPTANCE_KEEP of."""
         rate = self._speculative.get(batch_size, {}).get(k) if self._enabled else None
-        return rate if rate is not None and _accepts_as_planned(rate, batch_size, expected_k) else None
+        if rate is None or expected_k - 1.0 < ACCEPTANCE_KEEP * (rate.tokens / (rate.weight * batch_size) - 1.0):
+            return None
+        return rate
 
     def forget_speculative(self) -> None:
         """Drop the speculative evidence everywhere (the weights changed: acceptance did too)."""

@@ -85,22 +85,16 @@ def main() -> None:
 
     from bench.engine_runs import Workload
     from bench.scheduler import setting
-    from bench.scheduler_runs import _drafter, run_depth
+    from bench.scheduler_runs import adaptive_scheduler, run_depth, step_profile
     from bench.scheduler_versions import load_scheduler
     from rollspec import scheduler as branch
-    from rollspec.engine.profiling import profile_step_costs
     from rollspec.models.zoo import ensure_zoo
 
     torch.set_num_threads(1)
     _, size, num_prompts, _ = setting(args.batch, False)
     workload = Workload.from_zoo(ensure_zoo(), batch=size, temperature=1.0, max_new_tokens=160, num_prompts=num_prompts)
-    config = workload.engine_config()
-    batch_sizes, qs = branch.profile_points(config.max_batch_size, config.k_max)
-    profile = profile_step_costs(workload.policy.model, config, batch_sizes=batch_sizes, qs=qs,
-                                 drafter_factory=lambda cfg: _drafter(workload, args.drafter, cfg))
-    pair = PairedSchedulers(*(package.DepthScheduler(package.DepthConfig(k_max=config.k_max,
-                                                                         mode=package.DepthMode.ADAPTIVE),
-                                                     *package.profiled_costs(profile))
+    profile = step_profile(workload, args.drafter)
+    pair = PairedSchedulers(*(adaptive_scheduler(workload, package.profiled_costs(profile), package)
                               for package in (load_scheduler(args.base), branch)))
     run_depth(workload, args.drafter, scheduler=pair)  # untimed warm-up
     for counter in pair.ns:

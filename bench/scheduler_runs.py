@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 
 from bench.engine_runs import Workload
+from rollspec import scheduler as this_tree
 from rollspec.engine.drafters.build import build_drafter
 from rollspec.engine.engine import Engine
 from rollspec.engine.profiling import StepTimeRecorder, profile_step_costs
@@ -14,8 +15,6 @@ from rollspec.engine.sequence import Request
 from rollspec.scheduler import (
     CatchUpCost,
     CostModel,
-    DepthConfig,
-    DepthMode,
     DepthScheduler,
     profile_points,
     profiled_costs,
@@ -28,18 +27,26 @@ def _drafter(workload: Workload, kind: str, config):
     return build_drafter(kind, policy=workload.policy, config=config, draft_path=path)
 
 
-def profile_cost_model(workload: Workload, kind: str) -> tuple[CostModel, CatchUpCost]:
-    """What a rollout actor does at start-up: measure c_target(B, q), c_draft(B) and c_catch(B) on this device."""
+def step_profile(workload: Workload, kind: str):
+    """What a rollout actor does at start-up: measure c_target(B, q), c_draft(B) and c_catch(B) on this device (the
+    raw profile: `profiled_costs` of any scheduler revision turns it into its cost models)."""
     config = workload.engine_config()
     batch_sizes, qs = profile_points(config.max_batch_size, config.k_max)
-    profile = profile_step_costs(workload.policy.model, config, batch_sizes=batch_sizes, qs=qs,
-                                 drafter_factory=lambda cfg: _drafter(workload, kind, cfg))
-    return profiled_costs(profile)
+    return profile_step_costs(workload.policy.model, config, batch_sizes=batch_sizes, qs=qs,
+                              drafter_factory=lambda cfg: _drafter(workload, kind, cfg))
 
 
-def adaptive_scheduler(workload: Workload, costs: tuple[CostModel, CatchUpCost]) -> DepthScheduler:
-    """The rollout actor's depth policy, planning with (and refining) the given profiled costs."""
-    return DepthScheduler(DepthConfig(k_max=workload.engine_config().k_max, mode=DepthMode.ADAPTIVE), *costs)
+def profile_cost_model(workload: Workload, kind: str) -> tuple[CostModel, CatchUpCost]:
+    """step_profile as this tree's cost models."""
+    return profiled_costs(step_profile(workload, kind))
+
+
+def adaptive_scheduler(workload: Workload, costs: tuple, package=None) -> DepthScheduler:
+    """The rollout actor's depth policy, planning with (and refining) the given profiled costs; from `package`, the
+    rollspec.scheduler package of another revision (bench/scheduler_versions.load_scheduler), if given."""
+    scheduler = package or this_tree
+    config = scheduler.DepthConfig(k_max=workload.engine_config().k_max, mode=scheduler.DepthMode.ADAPTIVE)
+    return scheduler.DepthScheduler(config, *costs)
 
 
 class StandingPlain:

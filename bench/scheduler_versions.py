@@ -59,11 +59,10 @@ def main() -> None:
     from bench.engine_runs import Workload
     from bench.lockstep import run_lockstep, warm_up
     from bench.scheduler import setting
-    from bench.scheduler_runs import _drafter, run_depth
+    from bench.scheduler_runs import adaptive_scheduler, run_depth, step_profile
     from bench.scheduler_stats import paired_ci
     from bench.scheduler_streams import block_runs, warm_stream
     from rollspec import scheduler as branch
-    from rollspec.engine.profiling import profile_step_costs
     from rollspec.models.zoo import ensure_zoo
 
     base = load_scheduler(args.base)
@@ -72,14 +71,10 @@ def main() -> None:
     for batch in map(int, args.batches.split(",")):
         name, size, num_prompts, round_size = setting(batch, False)
         workload = Workload.from_zoo(zoo, batch=size, temperature=1.0, max_new_tokens=160, num_prompts=num_prompts)
-        config = workload.engine_config()
-        profile = profile_step_costs(workload.policy.model, config, batch_sizes=branch.profile_points(
-            config.max_batch_size, config.k_max)[0], qs=branch.profile_points(config.max_batch_size, config.k_max)[1],
-            drafter_factory=lambda cfg: _drafter(workload, args.drafter, cfg))
+        profile = step_profile(workload, args.drafter)
         streams = {}
         for label, package in (("base", base), ("branch", branch)):
-            depth = package.DepthConfig(k_max=config.k_max, mode=package.DepthMode.ADAPTIVE)
-            scheduler = package.DepthScheduler(depth, *package.profiled_costs(profile))
+            scheduler = adaptive_scheduler(workload, package.profiled_costs(profile), package)
             run_depth(workload, args.drafter, scheduler=scheduler, round_size=round_size)  # untimed warm-up
             streams[label] = warm_stream(label, workload, args.drafter, scheduler, round_size=round_size)
         warm_up(list(streams.values()), args.warmup_s)

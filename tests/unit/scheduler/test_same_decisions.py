@@ -4,8 +4,7 @@ and records the same predictions, bit for bit.
 
 REFERENCE_REV is the tree before the plan's arithmetic left numpy (plan_prices, probe, hysteresis in Python floats;
 first steps' records built when read), with wt-gap4's plain price that follows the load and wt-arb's NeighbourArbiter
-(both merged beside it; each moves decisions), and wt-plain's uncalibrated plain price that follows the depth in use
-(merged after; it moves decisions too). A later change that means to move decisions moves the reference with it.
+(both merged beside it; each moves decisions). A later change that means to move decisions moves the reference with it.
 """
 
 import subprocess
@@ -17,7 +16,7 @@ import pytest
 from rollspec import scheduler as current
 from rollspec.scheduler import CatchUpCost, DepthConfig, DepthScheduler, sample_num_accepted
 
-REFERENCE_REV = "c356fe2c53fd9d400eb43b133121228b4866e2c7"
+REFERENCE_REV = "872d5f14e76f789fe4a01af125bbe89f27176d71"
 REPO = Path(__file__).resolve().parents[3]
 CATCH_UP = {1: 2e-5, 16: 6e-5, 64: 2e-4}
 FIRST_ALPHAS = [1.0, 0.95, 0.9, 0.8, 0.8, 0.7, 0.7, 0.6]

@@ -15,8 +15,8 @@ _NUM_BUCKETS = 32  # batch-size buckets [2**i, 2**(i+1)), enough for any batch t
 # Profiled or observed times below this are treated as this: a drafter profiled at 0 s
 # (n-gram lookup) still gets a positive base that the multiplicative correction can scale.
 _MIN_TIME_S = 1e-6
-# Plain decoding's first misses in a bucket correct its price relative to the depth in use alone, later ones move
-# every depth (CostModel._observe_plain). With a rate of 0.2 for plain, 8 take 83% of a profile's error away.
+# Plain decoding's first misses in a bucket correct its profiled price alone, later ones move every depth
+# (CostModel._observe_plain). With a rate of 0.2 for plain, 8 take 83% of a profile's error away.
 CALIBRATION_OBSERVATIONS = 8
 # Plain's price follows the moves of speculative steps after this many ran since it was last measured
 # (CostModel._plain_drag): the first ones correct prices the plan had wrong (a probe's trial of 8 steps where plain
@@ -241,8 +241,8 @@ class CostModel:
         lo = 1.0 / hi
         target_k = base[k] * math.exp(shared + own)
         shared_f, speculative_f = math.exp(shared), math.exp(speculative)
-        # Plain follows depth k's price while uncalibrated or stale (_plain_drag): its price per unit of target_k.
-        stale = self._num_plain[b] < CALIBRATION_OBSERVATIONS or self._speculative_since_plain[b] >= PLAIN_STALE_STEPS
+        # Plain follows depth k's price once stale (_plain_drag): its price per unit of target_k, fixed for the run.
+        stale = self._num_plain[b] and self._speculative_since_plain[b] >= PLAIN_STALE_STEPS
         plain_per_k = plain * shared_f * math.exp(-self._plain_drag(b, speculative, k, shared + own)) / target_k
         drafting_s = (draft_fixed + k * draft_per_position) * math.exp(draft_log)
         excess = split.excess if split is not None else None
@@ -285,21 +285,20 @@ class CostModel:
         return predicted
 
     def _observe_plain(self, b: int, move: float) -> None:
-        """Plain decoding's miss (log, already scaled): its first CALIBRATION_OBSERVATIONS in a bucket correct its
-        price relative to the depth in use alone (_plain_drag); after that a miss is a change of conditions (load slows
-        every depth alike) and moves plain decoding, every width and the drafting alike.
+        """Plain decoding's miss (log, already scaled): its first CALIBRATION_OBSERVATIONS in a bucket correct the
+        profile's plain price alone; after that a miss is a change of conditions (load slows every depth alike)
+        and moves plain decoding, every width and the drafting alike.
 
         Plain moving alone (or its widths by half, the drafting not at all) made speculation look 1.3-1.6x
         better after a burst of load on the zoo (draft model, B = 1: the warm scheduler then ran k = 2-3 at 2-4
         ms a step for hundreds of steps where plain won by 10%); moving the widths with plain's first misses
         priced them twice a profile's error where they had just been measured (a profile taken under load)."""
+        # Plain measured: the price as it stands, from here on moved as _plain_drag says for a fresh measurement.
         speculative, k = self._speculative_shared[b], int(self._last_depth[b])
-        width_log = self._shared[b] + (self._own[b, self._lender[b, k]] if k else 0.0)
+        width_log = self._shared[b] + self._own[b, self._lender[b, k]]
         log_price = self._shared[b] + self._own[b, 0] - self._plain_drag(b, speculative, k, width_log)
         self._speculative_since_plain[b] = 0
-        # The price as it stands, moved from here on as _plain_drag says for a plain still calibrating or just measured.
-        calibrating = self._num_plain[b] + 1 < CALIBRATION_OBSERVATIONS
-        self._own[b, 0] = log_price - (width_log if calibrating else self._shared[b] - max(0.0, speculative))
+        self._own[b, 0] = log_price - self._shared[b] + max(0.0, speculative)
         if self._num_plain[b] < CALIBRATION_OBSERVATIONS:
             self._num_plain[b] += 1
             self._own[b, 0] += move
@@ -322,19 +321,15 @@ class CostModel:
         """What plain decoding's log price leaves out of the shared correction, of which `speculative` is the part
         speculative steps moved; `width_log` is depth k's log correction now (k: the depth last observed).
 
-        Until plain is calibrated in the bucket, its price is depth k's times the profile's ratio of theirs, times
-        what its own misses taught (then _own[b, 0]): on the zoo the profile put plain / (k + catch-up) within 2-9%
-        of fixed-k's told step times at B = 4 (EAGLE, draft model; plain 6-13% dear at B = 1), where plain priced as
-        below sat 12% over or under its told time at EAGLE B = 4 after 2-4 steps of its own, a draw per warm scheduler.
-        Once calibrated, speculative steps slower than predicted do not make plain dearer (verify steps ran ~20% over
-        the profile at EAGLE B = 1 while plain matched it); faster ones (net) make it cheaper: a profile taken under
-        load. But once PLAIN_STALE_STEPS speculative steps ran since plain was last measured, the move of depth k's
-        price from then on reaches plain, either way: a change of conditions (on the zoo at EAGLE B = 4 co-tenants
-        moved plain steps 0.53-0.70 ms within 20 s, and with plain's price frozen the warm scheduler went plain for
-        blocks at a time where fixed k = 4-8 ran 1.01-1.14x plain)."""
-        if self._num_plain[b] < CALIBRATION_OBSERVATIONS:
-            return float(self._shared[b]) - width_log if k else max(0.0, speculative)
-        if self._speculative_since_plain[b] < PLAIN_STALE_STEPS:
+        Speculative steps slower than predicted do not make plain decoding dearer: on the zoo (B = 1, EAGLE) verify
+        steps ran ~20% over the profile while plain steps matched it, and passing that on priced plain 10-13% too
+        dear. Faster ones (net) make it cheaper: that is a profile taken under load. But once PLAIN_STALE_STEPS
+        speculative steps ran since plain was last measured in the bucket, the move of depth k's price from then on
+        reaches plain, either way: a change of conditions that plain, rarely run while speculating, has not
+        measured. On the zoo at B = 4 (EAGLE) with plain's price frozen, the co-tenants' load swings (plain steps
+        0.53-0.70 ms within 20 s) put the plan's k = 4-8 at 0.85-0.95x plain where fixed k ran 1.01-1.14x, and the
+        warm scheduler went plain for blocks at a time."""
+        if not self._num_plain[b] or self._speculative_since_plain[b] < PLAIN_STALE_STEPS:
             return max(0.0, speculative)
         anchor, drift = float(self._plain_anchor[b]), width_log - float(self._anchor_log[b, k])
         return speculative - anchor + max(0.0, anchor) - drift

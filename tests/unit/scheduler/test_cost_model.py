@@ -83,10 +83,10 @@ def test_online_refinement_converges_to_measured_times_and_shares_drift_across_q
     _observe(model, rng, 16, 2, true_target, true_draft, 150, noise=0.05)
     assert model.target_s(16, 3) == pytest.approx(true_target, rel=0.05)
     assert model.draft_s(16) == pytest.approx(true_draft, rel=0.05)
-    # A slowdown seen at q = 3 carries to the wider verify widths of the same bucket, all of it to plain decoding
-    # while plain's price is uncalibrated (the profile's ratio to the depth in use), none to other buckets.
+    # A slowdown seen at q = 3 carries to the wider verify widths of the same bucket, none to plain decoding
+    # (q = 1: verify overheads are not its), none to other buckets.
     assert model.target_s(16, 9) / q9_before > 1.3
-    assert model.target_s(16, 1) / q1_before == pytest.approx(model.target_s(16, 3) / (true_target / 1.5), rel=1e-9)
+    assert model.target_s(16, 1) == pytest.approx(q1_before)
     assert model.target_s(64, 3) == other_bucket
     assert batch_bucket(16) == batch_bucket(31) != batch_bucket(32)
 
@@ -122,9 +122,9 @@ def test_an_unobserved_wider_verify_borrows_the_correction_of_the_widest_observe
     model = CostModel.from_profile(target, draft, CostConfig(correction_rate=0.1))
     base_q9, base_q1 = model.target_s(16, 9), model.target_s(16, 1)
     _observe(model, np.random.default_rng(0), 16, 2, 0.5 * model.target_s(16, 3), model.draft_s(16), 150)
-    # All of a profile error seen at q = 3 reaches the wider q = 9, and the uncalibrated plain price q = 1.
+    # All of a profile error seen at q = 3 reaches the wider q = 9, only its shared half reaches q = 1.
     assert model.target_s(16, 9) / base_q9 == pytest.approx(0.5, rel=0.05)
-    assert model.target_s(16, 1) / base_q1 == pytest.approx(0.5, rel=0.05)
+    assert 0.6 < model.target_s(16, 1) / base_q1 < 0.8
     # Once q = 9 runs, its own measurements take over.
     _observe(model, np.random.default_rng(1), 16, 8, base_q9, model.draft_s(16), 150)
     assert model.target_s(16, 9) == pytest.approx(base_q9, rel=0.05)
@@ -216,25 +216,3 @@ def test_plain_follows_a_load_change_seen_only_by_a_long_run_of_speculative_step
     for _ in range(16):
         model.observe(4, 4, model.drafting_s(4, 4), 1.25 * target[(4, 5)])
     assert model.target_s(4, 1) == pytest.approx(target[(4, 1)], rel=1e-9)
-
-
-def test_an_uncalibrated_plain_price_keeps_the_profiles_ratio_to_the_depth_in_use():
-    # Zoo, EAGLE at B = 4: plain learned from 2-4 steps, speculation at k = 3-8 for thousands of steps under the
-    # co-tenants' load; plain's price, moved only by net-faster speculative steps (before any plain step and in the 64
-    # after one) sat 12% over or under its told time, a draw per warm scheduler. Here a load moves every step alike.
-    target, draft = _affine_profile(5e-4, 1e-5, 1e-4, 1e-4, 0)
-    model, profile = CostModel.from_profile(target, draft), CostModel.from_profile(target, draft)  # the affine device
-    rng = np.random.default_rng(0)
-    ratios, k = [], 4
-    for i in range(3000):
-        load = 1.3 if i < 1000 else 1.0 if i < 2000 else 1.2
-        if i == 1000:  # plain's first steps, under the load before the drop
-            for _ in range(3):
-                model.observe(4, 0, 0.0, 1.3 * profile.target_s(4, 1))
-        k = int(rng.choice([2, 5, 8])) if i % 50 == 0 else k  # widths 40-70% apart: no stale one prices k (monotone)
-        noise = np.exp(rng.normal(0.0, 0.15, size=2))
-        model.observe(4, k, noise[0] * profile.drafting_s(4, k), noise[1] * load * profile.target_s(4, k + 1))
-        if i % 50 == 49:  # plain's price over the depth's, against the profile's ratio of theirs
-            ratios.append(model.target_s(4, 1) / model.target_s(4, k + 1) * profile.target_s(4, k + 1)
-                          / profile.target_s(4, 1))
-    assert np.abs(np.log(ratios)).max() < 0.03, np.round(ratios, 3)

@@ -10,6 +10,8 @@ from rollspec.scheduler.config import AcceptanceConfig
 # Steps folded at once by observe_steps: decay ** steps stays far from underflow (a position last reached
 # at the start of a long fold keeps its counts).
 _FOLD_CHUNK_STEPS = 256
+# Ages whose decay factor observe keeps (steps since a position was last reached: a handful recur).
+_MAX_POWERS = 1024
 
 
 class AcceptanceEstimator:
@@ -31,16 +33,19 @@ class AcceptanceEstimator:
         assert num_positions >= 0, num_positions
         self._config = config
         self._decay = 0.5 ** (1.0 / config.half_life_steps)
-        self._accepted = np.zeros(num_positions)
-        self._attempted = np.zeros(num_positions)
-        self._last_step = np.zeros(num_positions, dtype=np.int64)
+        # Python floats, not arrays: every step reads or moves a few of k_max values, where each numpy call costs
+        # several microseconds inside the engine (an observe of ~20 of them was ~70 us at B = 4 on the zoo).
+        self._accepted = [0.0] * num_positions
+        self._attempted = [0.0] * num_positions
+        self._last_step = [0] * num_positions
         self._step = 0
-        self._alphas = np.full(num_positions, config.prior_alpha)
-        self._alphas.flags.writeable = False
+        self._alpha_list = [config.prior_alpha] * num_positions
+        self._alphas: NDArray[np.float64] | None = None  # the array view of _alpha_list, built when read
+        self._powers: dict[int, float] = {}  # decay ** age as numpy's array power gives it (observe)
 
     @property
     def num_positions(self) -> int:
-        return self._alphas.size
+        return len(self._alpha_list)
 
     @property
     def num_steps(self) -> int:
@@ -50,6 +55,10 @@ class AcceptanceEstimator:
     @property
     def alphas(self) -> NDArray[np.float64]:
         """Current estimate per position (read-only view, replaced on every update)."""
+        if self._alphas is None:
+            alphas = np.array(self._alpha_list, dtype=np.float64)
+            alphas.flags.writeable = False
+            self._alphas = alphas
         return self._alphas
 
     @property
@@ -58,7 +67,7 @@ class AcceptanceEstimator:
 
         Not aged further while the position goes unobserved, like the estimate itself.
         """
-        return self._attempted.copy()
+        return np.array(self._attempted, dtype=np.float64)
 
     def planning_alphas(self, min_evidence_rows: float) -> NDArray[np.float64]:
         """The acceptance a depth is planned with: the estimate, floored where fewer than `min_evidence_rows` rows
@@ -71,7 +80,7 @@ class AcceptanceEstimator:
     def planning_alpha_list(self, min_evidence_rows: float) -> list[float]:
         """planning_alphas in Python floats: once per plan, where a dozen numpy calls on arrays of k_max cost ~50 us
         inside the engine."""
-        alphas, attempted, prior = self._alphas.tolist(), self._attempted.tolist(), self._config.prior_alpha
+        alphas, attempted, prior = self._alpha_list, self._attempted, self._config.prior_alpha
         solid = [j for j, rows in enumerate(attempted) if rows >= min_evidence_rows]
         deepest = solid[-1] if solid else len(alphas)
         deep_floor = max(prior, alphas[deepest]) if solid else prior
@@ -84,20 +93,35 @@ class AcceptanceEstimator:
         if k == 0:
             return
         assert 1 <= k <= self.num_positions, (k, self.num_positions)
-        counts = np.bincount(np.asarray(num_accepted, dtype=np.int64), minlength=k + 1)
-        assert counts.size == k + 1, f"num_accepted exceeds k={k}"
-        # survivors[m] = rows that accepted at least m drafted tokens, m = 0 .. k.
-        survivors = np.cumsum(counts[::-1])[::-1]
-        attempted = survivors[:-1]
-        # survivors never increase, so the positions any row reached form a prefix 1 .. m.
-        m = int(np.count_nonzero(attempted))
+        counts, top = [0] * (k + 1), -1
+        for n in num_accepted:
+            assert 0 <= n <= k, f"num_accepted {n} exceeds k={k}"
+            counts[n] += 1
+            top = n if n > top else top
+        # Position j + 1 (j = 0 .. k - 1) was attempted by the rows that accepted at least j drafts and accepted by
+        # those that accepted at least j + 1: the positions any row reached form a prefix 1 .. m.
+        m = min(top + 1, k)
         if m == 0:
             return
-        age_factor = self._decay ** (self._step - self._last_step[:m])
-        self._accepted[:m] = self._accepted[:m] * age_factor + survivors[1 : m + 1]
-        self._attempted[:m] = self._attempted[:m] * age_factor + attempted[:m]
-        self._last_step[:m] = self._step
+        accepted, attempted, last, step = self._accepted, self._attempted, self._last_step, self._step
+        reached = sum(counts[m:])  # rows that accepted at least m drafts
+        for j in range(m - 1, -1, -1):
+            survived, reached = reached, reached + counts[j]
+            age_factor = self._power(step - last[j])
+            accepted[j] = accepted[j] * age_factor + survived
+            attempted[j] = attempted[j] * age_factor + reached
+            last[j] = step
         self._refresh()
+
+    def _power(self, age: int) -> float:
+        """decay ** age exactly as numpy's array power gives it (it differs from Python's in the last bit for some
+        ages, and the estimates are kept bit for bit as they were computed in numpy)."""
+        power = self._powers.get(age)
+        if power is None:
+            power = float(self._decay ** np.array([age], dtype=np.int64)[0])
+            if len(self._powers) < _MAX_POWERS:
+                self._powers[age] = power
+        return power
 
     def observe_steps(self, k: int, num_accepted_NB: Sequence[Sequence[int]]) -> None:
         """Count n consecutive verify steps at depth k, row i of step t accepting num_accepted_NB[t][i], as n calls
@@ -123,7 +147,7 @@ class AcceptanceEstimator:
             for count in row:
                 weight_by_count[count] += weight  # IndexError for a count over k
                 last_by_count[count] = step
-        accepted, attempted, last = self._accepted.tolist(), self._attempted.tolist(), self._last_step.tolist()
+        accepted, attempted, last = self._accepted, self._attempted, self._last_step
         reached, reached_last = weight_by_count[k], last_by_count[k]  # rows accepting at least j + 1, suffix sums
         for j in range(k - 1, -1, -1):
             survived = reached  # rows that accepted position j + 1
@@ -138,7 +162,6 @@ class AcceptanceEstimator:
             attempted[j] = attempted[j] * age_factor + reached / to_last
             last[j] = reached_last
         self._step = end
-        self._accepted[:], self._attempted[:], self._last_step[:] = accepted, attempted, last
 
     def advance(self, num_steps: int = 1) -> None:
         """Count plain steps (k = 0): the clock moves, no position was attempted."""
@@ -147,15 +170,15 @@ class AcceptanceEstimator:
     def discount(self, keep: float) -> None:
         """Scale all evidence by `keep` in [0, 1]: the means stay, the prior and new evidence weigh more."""
         assert 0.0 <= keep <= 1.0, keep
-        self._accepted *= keep
-        self._attempted *= keep
+        self._accepted = [a * keep for a in self._accepted]
+        self._attempted = [a * keep for a in self._attempted]
         self._refresh()
 
     def _refresh(self) -> None:
         w = self._config.prior_weight
-        alphas = (self._accepted + w * self._config.prior_alpha) / (self._attempted + w)
-        alphas.flags.writeable = False
-        self._alphas = alphas
+        prior = w * self._config.prior_alpha
+        self._alpha_list = [(a + prior) / (t + w) for a, t in zip(self._accepted, self._attempted)]
+        self._alphas = None
 
 
 def sample_num_accepted(rng: np.random.Generator, alphas: ArrayLike, k: int, batch_size: int) -> NDArray[np.int64]:

@@ -71,6 +71,9 @@ class CatchUpCost:
         self._log = np.zeros(_NUM_BUCKETS)
         self._shared = 0.0
         self._base: dict[int, float] = {}
+        # per_token_s by batch size until the next observe: a fold of kept steps asks it once a step (CatchUpSplit),
+        # a plan a few times, and each is a numpy scalar sum and an exp (~2 us inside the engine).
+        self._price: dict[int, float] = {}
 
     @classmethod
     def none(cls) -> "CatchUpCost":
@@ -79,10 +82,13 @@ class CatchUpCost:
 
     def per_token_s(self, batch_size: int) -> float:
         """Predicted seconds per token of excess catch-up width for batch_size rows."""
-        base = self._base.get(batch_size)
-        if base is None:
-            base = self._base[batch_size] = max(float(self._curve(batch_size)), _MIN_TIME_S)
-        return base * math.exp(self._shared + self._log[batch_bucket(batch_size)])
+        price = self._price.get(batch_size)
+        if price is None:
+            base = self._base.get(batch_size)
+            if base is None:
+                base = self._base[batch_size] = max(float(self._curve(batch_size)), _MIN_TIME_S)
+            price = self._price[batch_size] = base * math.exp(self._shared + self._log[batch_bucket(batch_size)])
+        return price
 
     def catch_up_s(self, batch_size: int, excess: int) -> float:
         """Predicted seconds of a catch-up `excess` tokens wider than steady, for batch_size rows."""
@@ -98,6 +104,7 @@ class CatchUpCost:
         step = self._config.correction_rate * error
         self._log[batch_bucket(batch_size)] += step
         self._shared += step
+        self._price.clear()
 
 
 def observe_step_costs(cost: StepCostModel, catch_up: CatchUpCost, batch_size: int, k: int, excess: int,

@@ -96,28 +96,21 @@ class SteadyRun:
     """The steady steps not yet folded in (at most one standing choice's: a plan folds them first)."""
 
     def __init__(self) -> None:
-        self._steps: list[int] = []
+        # A tuple a step (step, accepted, catch-up width, draft s, target s): five appends were ~2.3 us in the engine.
+        self._rows: list[tuple[int, list[int], int, float, float]] = []
         self._batch_size = 0
         self._k = 0
-        self._accepted: list[list[int]] = []
-        self._catch_up: list[int] = []
-        self._draft_s: list[float] = []
-        self._target_s: list[float] = []
 
     def __len__(self) -> int:
-        return len(self._draft_s)
+        return len(self._rows)
 
     def add(self, step: int, batch_size: int, k: int, num_accepted: list[int], catch_up_tokens: int,
             draft_s: float, target_s: float) -> None:
         """Keep one step; every step kept until `take` is at the first one's batch size and k (one standing choice's:
         `continues`)."""
-        if not self._draft_s:
+        if not self._rows:
             self._batch_size, self._k = batch_size, k
-        self._steps.append(step)
-        self._accepted.append(num_accepted)
-        self._catch_up.append(catch_up_tokens)
-        self._draft_s.append(draft_s)
-        self._target_s.append(target_s)
+        self._rows.append((step, num_accepted, catch_up_tokens, draft_s, target_s))
 
     def continues(self, reuse: StandingChoice | None, batch_size: int, k: int, last_k: int, last_batch_size: int,
                   can_keep: bool) -> bool:
@@ -129,9 +122,8 @@ class SteadyRun:
 
     def take(self) -> SteadySteps:
         """The steps kept so far, now handed over."""
-        steps = SteadySteps(self._steps, self._batch_size, self._k, self._accepted, self._catch_up,
-                            self._draft_s, self._target_s)
-        self._steps, self._accepted, self._catch_up, self._draft_s, self._target_s = [], [], [], [], []
+        steps = self.pending()
+        self._rows = []
         return steps
 
     def pending_records(self, fold: Callable[..., list[float]], catch_up: CatchUpCost,
@@ -145,5 +137,7 @@ class SteadyRun:
 
     def pending(self) -> SteadySteps:
         """The same without handing them over: safe to call from another thread than the one observing."""
-        return SteadySteps(list(self._steps), self._batch_size, self._k, list(self._accepted), list(self._catch_up),
-                           list(self._draft_s), list(self._target_s))
+        rows = list(self._rows)
+        columns = [list(column) for column in zip(*rows)] if rows else [[], [], [], [], []]
+        step_numbers, accepted, catch_up, draft_s, target_s = columns
+        return SteadySteps(step_numbers, self._batch_size, self._k, accepted, catch_up, draft_s, target_s)

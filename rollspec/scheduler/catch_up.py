@@ -68,7 +68,7 @@ class CatchUpCost:
         batch_sizes = sorted(per_token_s)
         self._curve = PiecewiseLinear(batch_sizes, [per_token_s[b] for b in batch_sizes])
         self._config = config
-        self._log = np.zeros(_NUM_BUCKETS)
+        self._log = [0.0] * _NUM_BUCKETS  # Python floats: a numpy element read is a few us inside the engine
         self._shared = 0.0
         self._base: dict[int, float] = {}
         # per_token_s by batch size until the next observe: a fold of kept steps asks it once a step (CatchUpSplit),

@@ -118,19 +118,21 @@ class CostModel:
         self._target_rows, self._qs = _target_rows(target_s)
         self._draft = _draft_curve(draft_s)
         self._draft_fixed = _draft_curve(draft_fixed_s) if draft_fixed_s else None
-        self._shared = np.zeros(_NUM_BUCKETS)
-        self._speculative_shared = np.zeros(_NUM_BUCKETS)  # the part of _shared that speculative steps moved
-        self._plain_anchor = np.zeros(_NUM_BUCKETS)  # _speculative_shared when plain went stale (_count_speculative)
-        self._speculative_since_plain = np.zeros(_NUM_BUCKETS, dtype=np.int64)  # speculative steps observed since
+        # Per-bucket scalars as Python lists: a numpy element read or write costs a few microseconds inside the engine
+        # (a fold of kept steps made ~40 of them, ~80 us at EAGLE B = 4); their arithmetic is the same float64.
+        self._shared = [0.0] * _NUM_BUCKETS
+        self._speculative_shared = [0.0] * _NUM_BUCKETS  # the part of _shared that speculative steps moved
+        self._plain_anchor = [0.0] * _NUM_BUCKETS  # _speculative_shared when plain went stale (_count_speculative)
+        self._speculative_since_plain = [0] * _NUM_BUCKETS  # speculative steps observed since
         self._anchor_log = np.zeros((_NUM_BUCKETS, MAX_Q))  # and every depth's log correction then
-        self._last_depth = np.zeros(_NUM_BUCKETS, dtype=np.int64)  # the depth of the last speculative step observed
+        self._last_depth = [0] * _NUM_BUCKETS  # the depth of the last speculative step observed
         self._own = np.zeros((_NUM_BUCKETS, MAX_Q))
         self._target_factor = np.ones((_NUM_BUCKETS, MAX_Q))
         # _lender[b, k]: the k whose own correction prices width k + 1 in bucket b (itself once observed).
         self._lender = np.tile(np.arange(MAX_Q), (_NUM_BUCKETS, 1))
         self._observed = np.zeros((_NUM_BUCKETS, MAX_Q), dtype=bool)
-        self._draft_log = np.zeros(_NUM_BUCKETS)
-        self._num_plain = np.zeros(_NUM_BUCKETS, dtype=np.int64)
+        self._draft_log = [0.0] * _NUM_BUCKETS
+        self._num_plain = [0] * _NUM_BUCKETS
         self._base: dict[int, tuple[float, float, NDArray[np.float64]]] = {}
         # step_s by (B, k_max) as of correction version `_version` (moved by every change of a correction): a plan
         # reads it at each drop of a draining batch's rows and each quiet plain run's record, where the five
@@ -231,8 +233,8 @@ class CostModel:
         assert 0 < k < MAX_Q and self._observed[b, k], (k, b)
         draft_fixed, draft_per_position, target_base = self._base_at(batch_size)
         rate = self._config.correction_rate
-        shared, own, speculative = float(self._shared[b]), float(self._own[b, k]), float(self._speculative_shared[b])
-        draft_log = float(self._draft_log[b])
+        shared, own, speculative = self._shared[b], float(self._own[b, k]), self._speculative_shared[b]
+        draft_log = self._draft_log[b]
         # The widths below k keep their own corrections during the run and move with the shared one; plain
         # decoding's with the shared one less what speculative steps moved it (observe).
         # Python floats from here: numpy calls on arrays of a few values cost ~5 us each inside the engine.
@@ -301,7 +303,7 @@ class CostModel:
         ms a step for hundreds of steps where plain won by 10%); moving the widths with plain's first misses
         priced them twice a profile's error where they had just been measured (a profile taken under load)."""
         # Plain measured: the price as it stands, from here on moved as _plain_drag says for a fresh measurement.
-        speculative, k = self._speculative_shared[b], int(self._last_depth[b])
+        speculative, k = self._speculative_shared[b], self._last_depth[b]
         width_log = self._shared[b] + self._own[b, self._lender[b, k]]
         log_price = self._shared[b] + self._own[b, 0] - self._plain_drag(b, speculative, k, width_log)
         self._speculative_since_plain[b] = 0
@@ -338,7 +340,7 @@ class CostModel:
         warm scheduler went plain for blocks at a time."""
         if not self._num_plain[b] or self._speculative_since_plain[b] < PLAIN_STALE_STEPS:
             return max(0.0, speculative)
-        anchor, drift = float(self._plain_anchor[b]), width_log - float(self._anchor_log[b, k])
+        anchor, drift = self._plain_anchor[b], width_log - float(self._anchor_log[b, k])
         return speculative - anchor + max(0.0, anchor) - drift
 
     def _clipped_log_error(self, observed_s: float, predicted_s: float) -> float:

@@ -11,7 +11,8 @@ from rollspec.scheduler.config import (
     DepthMode,
     RealizedConfig,
 )
-from rollspec.scheduler.cost_model import CostModel, ProfileError, StepCostModel, batch_bucket, profile_points
+from rollspec.scheduler.cost_model import CostModel, StepCostModel, batch_bucket, profile_points
+from rollspec.scheduler.cost_profile import ProfileError
 from rollspec.scheduler.decision import DepthDecision, DepthStats
 from rollspec.scheduler.depth import DepthScheduler
 from rollspec.scheduler.profiled import StepCostProfile, profiled_costs

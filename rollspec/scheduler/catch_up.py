@@ -16,7 +16,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rollspec.scheduler.config import CostConfig
-from rollspec.scheduler.cost_model import ProfileError, StepCostModel, batch_bucket
+from rollspec.scheduler.cost_model import StepCostModel, batch_bucket
+from rollspec.scheduler.cost_profile import ProfileError
 from rollspec.scheduler.interpolation import PiecewiseLinear
 
 _NUM_BUCKETS = 32

@@ -273,9 +273,9 @@ class DepthScheduler:
         assert 0 <= k <= self._config.k_max, (k, self._config.k_max)
         assert len(num_accepted) == batch_size, (len(num_accepted), batch_size)
         self._flush()
-        # Plain steps skip the array work (they accept nothing); at B = 1-4 each numpy call here costs
-        # several microseconds inside the engine, on a step of ~1 ms.
-        accepted = np.asarray(num_accepted, dtype=np.int64) if k > 0 else None
+        # No numpy on a step's few rows (AcceptanceEstimator counts them in Python): at B = 1-4 each numpy call here
+        # costs several microseconds inside the engine, on a step of ~1 ms.
+        accepted = num_accepted if k > 0 else None
         excess = max(0, self._offered_catch_up - k - 1) if k > 0 else 0
         catch_up_s = self._catch_up.catch_up_s(batch_size, excess)
         predicted_s = self._cost.step_s(batch_size, self._config.k_max)
@@ -284,7 +284,7 @@ class DepthScheduler:
             is_check=self._pending_check and k == 0, catch_up_tokens=self._offered_catch_up if k > 0 else 0,
             predicted_tokens=batch_size * float(self._expected[k]), predicted_catch_up_s=catch_up_s,
             predicted_step_s=float(predicted_s[k]) + catch_up_s, realized_step_s=draft_time_s + target_time_s,
-            realized_tokens=(int(accepted.sum()) if accepted is not None else 0) + batch_size)
+            realized_tokens=(int(sum(accepted)) if accepted is not None else 0) + batch_size)
         self._pending_probe = None
         self._pending_check = False
         self._offered_catch_up = 0

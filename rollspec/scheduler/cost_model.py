@@ -115,19 +115,20 @@ class CostModel:
         self._target_rows, self._qs = target_rows(target_s, MAX_Q)
         self._draft = draft_curve(draft_s)
         self._draft_fixed = draft_curve(draft_fixed_s) if draft_fixed_s else None
-        # Per-bucket scalars as Python lists: a numpy element read or write costs a few microseconds inside the engine
-        # (a fold of kept steps made ~40 of them, ~80 us at EAGLE B = 4); their arithmetic is the same float64.
+        # Per-bucket values in Python lists (of lists per width): a numpy element read or write costs a few
+        # microseconds inside the engine (a fold of kept steps made ~40 of them, ~80 us at EAGLE B = 4); the
+        # arithmetic is the same float64, element by element, and only exp runs in numpy (_refresh_widths).
         self._shared = [0.0] * _NUM_BUCKETS
         self._speculative_shared = [0.0] * _NUM_BUCKETS  # the part of _shared that speculative steps moved
         self._plain_anchor = [0.0] * _NUM_BUCKETS  # _speculative_shared when plain went stale (_count_speculative)
         self._speculative_since_plain = [0] * _NUM_BUCKETS  # speculative steps observed since
-        self._anchor_log = np.zeros((_NUM_BUCKETS, MAX_Q))  # and every depth's log correction then
+        self._anchor_log = [[0.0] * MAX_Q for _ in range(_NUM_BUCKETS)]  # and every depth's log correction then
         self._last_depth = [0] * _NUM_BUCKETS  # the depth of the last speculative step observed
-        self._own = np.zeros((_NUM_BUCKETS, MAX_Q))
-        self._target_factor = np.ones((_NUM_BUCKETS, MAX_Q))
-        # _lender[b, k]: the k whose own correction prices width k + 1 in bucket b (itself once observed).
-        self._lender = np.tile(np.arange(MAX_Q), (_NUM_BUCKETS, 1))
-        self._observed = np.zeros((_NUM_BUCKETS, MAX_Q), dtype=bool)
+        self._own = [[0.0] * MAX_Q for _ in range(_NUM_BUCKETS)]
+        self._target_factor = [[1.0] * MAX_Q for _ in range(_NUM_BUCKETS)]
+        # _lender[b][k]: the k whose own correction prices width k + 1 in bucket b (itself once observed).
+        self._lender = [list(range(MAX_Q)) for _ in range(_NUM_BUCKETS)]
+        self._observed = [[False] * MAX_Q for _ in range(_NUM_BUCKETS)]
         self._draft_log = [0.0] * _NUM_BUCKETS
         self._num_plain = [0] * _NUM_BUCKETS
         self._base: dict[int, tuple[float, float, NDArray[np.float64]]] = {}
@@ -150,7 +151,7 @@ class CostModel:
         assert 1 <= q <= MAX_Q, q
         if q == 1:  # plain decoding's price, step_s's k = 0, in one product: a drain's quiet plain runs are each
             # recorded at another batch size, where step_s's cached vector (five numpy calls) was ~40 us each
-            return float(self._base_at(batch_size)[2][0] * self._target_factor[batch_bucket(batch_size), 0])
+            return float(self._base_at(batch_size)[2][0] * self._target_factor[batch_bucket(batch_size)][0])
         return float(self._target_by_q(batch_size)[q - 1])
 
     def draft_s(self, batch_size: int) -> float:
@@ -182,7 +183,7 @@ class CostModel:
         # order (the same values): the array version was five numpy calls, ~15-25 us inside the engine at B = 4.
         out, top = [], 0.0
         for k, (base, corrected) in enumerate(zip(target_base[: k_max + 1].tolist(),
-                                                  self._target_factor[batch_bucket(batch_size), : k_max + 1].tolist())):
+                                                  self._target_factor[batch_bucket(batch_size)][: k_max + 1])):
             corrected *= base
             top = corrected if k == 0 or corrected > top else top
             out.append(k * per_k + top + fixed_s if k else k * per_k + top)
@@ -198,24 +199,23 @@ class CostModel:
         draft_fixed, draft_per_position, target_base = self._base_at(batch_size)
         rate = self._config.correction_rate
         self._version += 1
-        predicted = float(target_base[k] * self._target_factor[b, k])
+        predicted = float(target_base[k] * self._target_factor[b][k])
         step = rate * self._clipped_log_error(target_time_s, predicted)
         if k == 0:
             self._observe_plain(b, 2.0 * step)
             return
         self._shared[b] += step
-        self._own[b, k] += step
+        self._own[b][k] += step
         # How far this reaches plain decoding: _plain_drag.
         self._speculative_shared[b] += step
-        if not self._observed[b, k]:
-            self._observed[b, k] = True
-            seen = np.maximum.accumulate(np.where(self._observed[b], np.arange(MAX_Q), 0))
-            self._lender[b] = np.where(seen > 0, seen, np.arange(MAX_Q))
+        if not self._observed[b][k]:
+            self._observed[b][k] = True
+            self._lender[b] = _lenders(self._observed[b])
         self._count_speculative(b, 1)
         self._refresh_widths(b)
         self._last_depth[b] = k
-        drag = self._plain_drag(b, self._speculative_shared[b], k, self._shared[b] + self._own[b, k])
-        self._target_factor[b, 0] = math.exp(self._shared[b] + self._own[b, 0] - drag)
+        drag = self._plain_drag(b, self._speculative_shared[b], k, self._shared[b] + self._own[b][k])
+        self._target_factor[b][0] = math.exp(self._shared[b] + self._own[b][0] - drag)
         predicted = (draft_fixed + k * draft_per_position) * math.exp(self._draft_log[b])
         self._draft_log[b] += rate * self._clipped_log_error(draft_time_s, predicted)
 
@@ -227,16 +227,16 @@ class CostModel:
         the drafting time to learn from (catch_up.observe_step_costs); elsewhere the step's own. With apply=False
         nothing here changes: predictions for a view."""
         b = batch_bucket(batch_size)
-        assert 0 < k < MAX_Q and self._observed[b, k], (k, b)
+        assert 0 < k < MAX_Q and self._observed[b][k], (k, b)
         draft_fixed, draft_per_position, target_base = self._base_at(batch_size)
         rate = self._config.correction_rate
-        shared, own, speculative = self._shared[b], float(self._own[b, k]), self._speculative_shared[b]
+        shared, own, speculative = self._shared[b], self._own[b][k], self._speculative_shared[b]
         draft_log = self._draft_log[b]
         # The widths below k keep their own corrections during the run and move with the shared one; plain
         # decoding's with the shared one less what speculative steps moved it (observe).
         # Python floats from here: numpy calls on arrays of a few values cost ~5 us each inside the engine.
         # (A lender is never wider than its borrower: own corrections below k suffice.)
-        base, own_by_q, lender = target_base[:k + 1].tolist(), self._own[b, :k].tolist(), self._lender[b, :k].tolist()
+        base, own_by_q, lender = target_base[:k + 1].tolist(), self._own[b][:k], self._lender[b][:k]
         narrower = max((base[q] * math.exp(own_by_q[lender[q]]) for q in range(1, k)), default=0.0)
         plain = base[0] * math.exp(own_by_q[0])
         # A step moves shared, own and speculative by the same log step s: the target at k by exp(2 s), the
@@ -280,22 +280,21 @@ class CostModel:
         if apply:
             self._version += 1
             step = rate * sum(map(math.log, target_ratios))
-            self._shared[b], self._own[b, k] = shared + step, own + step
+            self._shared[b], self._own[b][k] = shared + step, own + step
             self._speculative_shared[b] = speculative + step
             self._count_speculative(b, len(target_ratios))
             self._draft_log[b] = draft_log + rate * sum(map(math.log, draft_ratios))
             self._refresh_widths(b)
             self._last_depth[b] = k
             drag = self._plain_drag(b, speculative + step, k, shared + own + 2.0 * step)
-            self._target_factor[b, 0] = math.exp(shared + step + own_by_q[0] - drag)
+            self._target_factor[b][0] = math.exp(shared + step + own_by_q[0] - drag)
         return predicted
 
     def _refresh_widths(self, b: int) -> None:
-        """Every width's correction factor in bucket b, exp(shared + its lender's own), in place (plain's is then set
-        apart): three numpy calls where an assignment of a new row took six (~20 us inside the engine, every fold)."""
-        log = self._own[b].take(self._lender[b])
-        log += self._shared[b]
-        np.exp(log, out=self._target_factor[b])
+        """Every width's correction factor in bucket b, exp(shared + its lender's own) (plain's is then set apart): the
+        sums in Python, the exp in numpy as before (its exp may round apart from math.exp on some CPUs)."""
+        own, shared = self._own[b], self._shared[b]
+        self._target_factor[b] = np.exp([shared + own[q] for q in self._lender[b]]).tolist()
 
     def _observe_plain(self, b: int, move: float) -> None:
         """Plain decoding's miss (log, already scaled): its first CALIBRATION_OBSERVATIONS in a bucket correct the
@@ -308,18 +307,19 @@ class CostModel:
         priced them twice a profile's error where they had just been measured (a profile taken under load)."""
         # Plain measured: the price as it stands, from here on moved as _plain_drag says for a fresh measurement.
         speculative, k = self._speculative_shared[b], self._last_depth[b]
-        width_log = self._shared[b] + self._own[b, self._lender[b, k]]
-        log_price = self._shared[b] + self._own[b, 0] - self._plain_drag(b, speculative, k, width_log)
+        width_log = self._shared[b] + self._own[b][self._lender[b][k]]
+        log_price = self._shared[b] + self._own[b][0] - self._plain_drag(b, speculative, k, width_log)
         self._speculative_since_plain[b] = 0
-        self._own[b, 0] = log_price - self._shared[b] + max(0.0, speculative)
+        self._own[b][0] = log_price - self._shared[b] + max(0.0, speculative)
         if self._num_plain[b] < CALIBRATION_OBSERVATIONS:
             self._num_plain[b] += 1
-            self._own[b, 0] += move
-            self._target_factor[b, 0] *= math.exp(move)
+            self._own[b][0] += move
+            self._target_factor[b][0] *= math.exp(move)
             return
         self._shared[b] += move
         self._draft_log[b] += move
-        self._target_factor[b] *= math.exp(move)
+        factor = math.exp(move)
+        self._target_factor[b] = [f * factor for f in self._target_factor[b]]
 
     def _count_speculative(self, b: int, num_steps: int) -> None:
         """`num_steps` more speculative steps since plain was measured; at the PLAIN_STALE_STEPS-th, every depth's
@@ -328,7 +328,8 @@ class CostModel:
         self._speculative_since_plain[b] = before + num_steps
         if before < PLAIN_STALE_STEPS <= before + num_steps:
             self._plain_anchor[b] = self._speculative_shared[b]
-            self._anchor_log[b] = self._shared[b] + self._own[b][self._lender[b]]
+            shared, own = self._shared[b], self._own[b]
+            self._anchor_log[b] = [shared + own[q] for q in self._lender[b]]
 
     def _plain_drag(self, b: int, speculative: float, k: int, width_log: float) -> float:
         """What plain decoding's log price leaves out of the shared correction, of which `speculative` is the part
@@ -344,7 +345,7 @@ class CostModel:
         warm scheduler went plain for blocks at a time."""
         if not self._num_plain[b] or self._speculative_since_plain[b] < PLAIN_STALE_STEPS:
             return max(0.0, speculative)
-        anchor, drift = self._plain_anchor[b], width_log - float(self._anchor_log[b, k])
+        anchor, drift = self._plain_anchor[b], width_log - self._anchor_log[b][k]
         return speculative - anchor + max(0.0, anchor) - drift
 
     def _clipped_log_error(self, observed_s: float, predicted_s: float) -> float:
@@ -373,3 +374,13 @@ class CostModel:
             cached = (fixed, max(float(self._draft(batch_size)), _MIN_TIME_S), target)
             self._base[batch_size] = cached
         return cached
+
+
+def _lenders(observed: list[bool]) -> list[int]:
+    """Per width index q, the widest observed index <= q whose own correction it borrows (itself if observed, q where
+    none is: plain's index 0 is never observed, so it lends to none)."""
+    out, seen = [], 0
+    for q, is_observed in enumerate(observed):
+        seen = q if is_observed else seen
+        out.append(seen if seen > 0 else q)
+    return out

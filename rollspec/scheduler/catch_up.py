@@ -72,8 +72,8 @@ class CatchUpCost:
         self._log = [0.0] * _NUM_BUCKETS  # Python floats: a numpy element read is a few us inside the engine
         self._shared = 0.0
         self._base: dict[int, float] = {}
-        # per_token_s by batch size until the next observe: a fold of kept steps asks it once a step (CatchUpSplit),
-        # a plan a few times, and each is a numpy scalar sum and an exp (~2 us inside the engine).
+        # per_token_s by batch size until the next observe: a plan and a full observe ask it a few times each, and
+        # each was a sum and an exp (~2 us inside the engine).
         self._price: dict[int, float] = {}
 
     @classmethod

@@ -9,7 +9,7 @@ import torch
 
 from rollspec.engine.drafters import draft_chain
 from rollspec.engine.drafters.base import DraftContext, Proposal
-from rollspec.engine.drafters.catch_up import cat_groups, catch_up_width, split_point
+from rollspec.engine.drafters.catch_up import SplitMemo, cat_groups, catch_up_width
 from rollspec.engine.drafters.draws import DraftDraws
 from rollspec.engine.kv_cache import AttentionBatch
 from rollspec.engine.model import Decoder
@@ -31,13 +31,14 @@ class DraftModelDrafter:
         self.version = version
         self.cache = model.new_cache(num_slots=num_slots, max_len=max_len)
         self.num_cached = [0] * num_slots  # row b's cache holds its first num_cached context tokens
+        self._split = SplitMemo()  # the step's split, asked by catch_up_tokens and propose
 
     def propose(self, ctx: DraftContext, k: int) -> Proposal:
         B = ctx.num_rows
         lens = self.num_cached[:B]
         num_new = [total - cached for total, cached in zip(ctx.context_lens, lens)]
         device = ctx.tokens_BM.device
-        j = split_point(num_new)
+        j = self._split(num_new)
         groups = [(0, j), (j, B)] if j else [(0, B)]
         hidden_B1D = draft_chain.catch_up(self.model, self.cache, ctx, lens, num_new, groups) if self.kernels else None
         if hidden_B1D is None:
@@ -57,7 +58,7 @@ class DraftModelDrafter:
         return Proposal(draws.tokens_BK, draws.q_BKV)
 
     def catch_up_tokens(self, context_lens: list[int]) -> int:
-        return catch_up_width([n - cached for n, cached in zip(context_lens, self.num_cached)])
+        return catch_up_width([n - cached for n, cached in zip(context_lens, self.num_cached)], self._split)
 
     def _catch_up(self, ctx: DraftContext, lens: list[int], num_new: list[int], start: int, end: int) -> torch.Tensor:
         """Feed rows [start, end) the context tokens their cache lacks; returns each row's last hidden state."""

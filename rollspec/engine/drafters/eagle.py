@@ -9,7 +9,7 @@ import torch
 
 from rollspec.engine.drafters import eagle_chain
 from rollspec.engine.drafters.base import DraftContext, Proposal
-from rollspec.engine.drafters.catch_up import cat_groups, catch_up_width, split_point
+from rollspec.engine.drafters.catch_up import SplitMemo, cat_groups, catch_up_width
 from rollspec.engine.drafters.draws import DraftDraws
 from rollspec.engine.eagle_head import EagleHead
 from rollspec.engine.kv_cache import AttentionBatch
@@ -36,13 +36,14 @@ class EagleDrafter:
         self.version = version
         self.cache = head.new_cache(num_slots=num_slots, max_len=max_len)
         self.num_real = [0] * num_slots  # pairs with real policy features in row b's head cache
+        self._split = SplitMemo()  # the step's split, asked by catch_up_tokens and propose
 
     def propose(self, ctx: DraftContext, k: int) -> Proposal:
         B, device = ctx.num_rows, ctx.tokens_BM.device
         lens = self.num_real[:B]
         targets = [n - 1 for n in ctx.context_lens]  # pairs exist for positions 0 .. context_len - 2
         num_new = [t - n for t, n in zip(targets, lens)]
-        j = split_point(num_new)
+        j = self._split(num_new)
         groups = [(0, j), (j, B)] if j else [(0, B)]
         kernel = eagle_chain.kernel_head(self.head, self.policy.embed_tokens, self.cache) if self.kernels else None
         feature_B1D = None if kernel is None else eagle_chain.catch_up(kernel, ctx, lens, num_new, groups)
@@ -62,7 +63,7 @@ class EagleDrafter:
         return Proposal(draws.tokens_BK, draws.q_BKV)
 
     def catch_up_tokens(self, context_lens: list[int]) -> int:
-        return catch_up_width([n - 1 - real for n, real in zip(context_lens, self.num_real)])
+        return catch_up_width([n - 1 - real for n, real in zip(context_lens, self.num_real)], self._split)
 
     def _catch_up(self, ctx: DraftContext, lens: list[int], num_new: list[int], start: int, end: int) -> torch.Tensor:
         """Feed rows [start, end) their new (feature, token) pairs; returns each row's last output feature."""

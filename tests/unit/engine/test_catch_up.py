@@ -111,8 +111,7 @@ def test_a_split_catch_up_proposes_what_one_padded_forward_would(kind, monkeypat
     config = EngineConfig(max_batch_size=4, max_seq_len=96, k_max=3, dtype="float64")
 
     splits = []
-    module = f"rollspec.engine.drafters.{kind}"
-    monkeypatch.setattr(f"{module}.split_point", lambda num_new: splits.append(split_point(num_new)) or splits[-1])
+    monkeypatch.setattr(catch_up, "split_point", lambda num_new: splits.append(split_point(num_new)) or splits[-1])
 
     def proposals(min_saving):
         monkeypatch.setattr(catch_up, "MIN_SAVING", min_saving)
@@ -136,3 +135,19 @@ def test_a_split_catch_up_proposes_what_one_padded_forward_would(kind, monkeypat
         assert any(splits)
         splits.clear()
         assert split == proposals(1.0) and not any(splits)  # never split
+
+
+@pytest.mark.parametrize("kind", ["eagle", "draft_model"])
+def test_a_speculative_step_splits_its_backlog_once_for_the_ask_and_the_proposal(kind, monkeypatch):
+    policy = random_decoder(CFG, seed=0, std=0.3).double()
+    config = EngineConfig(max_batch_size=4, max_seq_len=96, k_max=3, dtype="float64")
+    asked = []
+    monkeypatch.setattr(catch_up, "split_point", lambda num_new: asked.append(list(num_new)) or split_point(num_new))
+    drafter, _ = _drafter(kind, policy, config, torch.float64)
+    depth = _Schedule([2])
+    with torch.no_grad():
+        Engine(policy, config, drafter=drafter, depth=depth).generate(
+            [Request(request_id=str(i), prompt_ids=tuple(range(1, 3 + 5 * (i % 3))),
+                     params=SamplingParams(temperature=0.0, max_new_tokens=5 + 2 * i)) for i in range(6)])
+    # Each backlog is split once: for the depth policy's ask, and propose reuses it (as may a next step's same ask).
+    assert depth.steps > 5 and len(asked) <= depth.steps and all(a != b for a, b in zip(asked, asked[1:]))

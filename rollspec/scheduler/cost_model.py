@@ -131,7 +131,7 @@ class CostModel:
         self._observed = [[False] * MAX_Q for _ in range(_NUM_BUCKETS)]
         self._draft_log = [0.0] * _NUM_BUCKETS
         self._num_plain = [0] * _NUM_BUCKETS
-        self._base: dict[int, tuple[float, float, NDArray[np.float64]]] = {}
+        self._base: dict[int, tuple[float, float, list[float]]] = {}
         # step_s by (B, k_max) as of correction version `_version` (moved by every change of a correction): a plan
         # reads it at each drop of a draining batch's rows and each quiet plain run's record, where the five
         # numpy calls that build it cost ~10 us inside the engine and the corrections had not moved.
@@ -182,7 +182,7 @@ class CostModel:
         # _target_by_q's running maximum and the draft terms on k_max + 1 Python floats, element by element in numpy's
         # order (the same values): the array version was five numpy calls, ~15-25 us inside the engine at B = 4.
         out, top = [], 0.0
-        for k, (base, corrected) in enumerate(zip(target_base[: k_max + 1].tolist(),
+        for k, (base, corrected) in enumerate(zip(target_base[: k_max + 1],
                                                   self._target_factor[batch_bucket(batch_size)][: k_max + 1])):
             corrected *= base
             top = corrected if k == 0 or corrected > top else top
@@ -236,7 +236,7 @@ class CostModel:
         # decoding's with the shared one less what speculative steps moved it (observe).
         # Python floats from here: numpy calls on arrays of a few values cost ~5 us each inside the engine.
         # (A lender is never wider than its borrower: own corrections below k suffice.)
-        base, own_by_q, lender = target_base[:k + 1].tolist(), self._own[b][:k], self._lender[b][:k]
+        base, own_by_q, lender = target_base[:k + 1], self._own[b][:k], self._lender[b][:k]
         narrower = max((base[q] * math.exp(own_by_q[lender[q]]) for q in range(1, k)), default=0.0)
         plain = base[0] * math.exp(own_by_q[0])
         # A step moves shared, own and speculative by the same log step s: the target at k by exp(2 s), the
@@ -359,11 +359,12 @@ class CostModel:
 
     def _target_by_q(self, batch_size: int) -> NDArray[np.float64]:
         _, _, target_base = self._base_at(batch_size)
-        corrected = target_base * self._target_factor[batch_bucket(batch_size)]
+        corrected = np.array(target_base) * self._target_factor[batch_bucket(batch_size)]
         return np.maximum.accumulate(corrected)
 
-    def _base_at(self, batch_size: int) -> tuple[float, float, NDArray[np.float64]]:
-        """Profiled a(B) and b(B) of drafting (b floored at _MIN_TIME_S) and c_target(B, q) for q = 1 .. MAX_Q."""
+    def _base_at(self, batch_size: int) -> tuple[float, float, list[float]]:
+        """Profiled a(B) and b(B) of drafting (b floored at _MIN_TIME_S) and c_target(B, q) for q = 1 .. MAX_Q (Python
+        floats: read a few at a time)."""
         assert batch_size >= 1, batch_size
         cached = self._base.get(batch_size)
         if cached is None:
@@ -371,7 +372,7 @@ class CostModel:
             by_q = PiecewiseLinear(self._qs, at_measured_q)(np.arange(1, MAX_Q + 1))
             target = np.maximum.accumulate(np.maximum(by_q, _MIN_TIME_S))
             fixed = max(float(self._draft_fixed(batch_size)), 0.0) if self._draft_fixed is not None else 0.0
-            cached = (fixed, max(float(self._draft(batch_size)), _MIN_TIME_S), target)
+            cached = (fixed, max(float(self._draft(batch_size)), _MIN_TIME_S), target.tolist())
             self._base[batch_size] = cached
         return cached
 

@@ -130,8 +130,8 @@ class AcceptanceEstimator:
         A position's lazily discounted sums after the run are its old sums aged to the last step that reached it
         plus each step's counts aged to that step: weighting every row by its step's age at the run's end, a
         position's sums are suffix sums of one weighted histogram of accepted counts. O(rows + k) in Python floats
-        where a step-by-step fold is O(steps * k) (each `observe` is ~10 numpy calls on arrays of k_max, ~10-30 us a
-        step inside the engine at B = 1)."""
+        where a step-by-step fold is O(steps * k) (each `observe` was ~10-30 us a step inside the engine at B = 1 when
+        it ran in numpy)."""
         assert 1 <= k <= self.num_positions, (k, self.num_positions)
         for start in range(0, len(num_accepted_NB), _FOLD_CHUNK_STEPS):
             self._observe_chunk(k, num_accepted_NB[start: start + _FOLD_CHUNK_STEPS])

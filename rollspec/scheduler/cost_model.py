@@ -133,8 +133,8 @@ class CostModel:
         self._num_plain = [0] * _NUM_BUCKETS
         self._base: dict[int, tuple[float, float, list[float]]] = {}
         # step_s by (B, k_max) as of correction version `_version` (moved by every change of a correction): a plan
-        # reads it at each drop of a draining batch's rows and each quiet plain run's record, where the five
-        # numpy calls that build it cost ~10 us inside the engine and the corrections had not moved.
+        # reads it at each drop of a draining batch's rows and each quiet plain run's record, where building it cost
+        # ~10 us inside the engine (five numpy calls then) and the corrections had not moved.
         self._version = 0
         self._step_cache: dict[tuple[int, int], tuple[int, NDArray[np.float64]]] = {}
 

@@ -5,18 +5,19 @@ on the zoo's EAGLE head at B = 4 fixed-4 and fixed-8 ran within 1%, fixed-2 4% a
 identical warm schedulers in one process differed by 2.5% over 24 s because one sat at k ~3 for seven 1-s blocks.
 What ranks them without a model is what their steps realized: RealizedGain keeps, per batch size and depth, the
 tokens per second (the engine's thread CPU) of warm speculative steps over ~64 steps. While speculating at k (at
-small batch sizes: below), a depth from k - REACH up to k_max whose steps are recent (at most RECENT_STEPS old, at
-least MIN_STEPS of them) and whose tokens/s lead k's own by more than Z standard errors of the difference runs
+small batch sizes: below), a depth within REACH of k, or k_max, whose steps are recent (at most RECENT_STEPS old,
+at least MIN_STEPS of them) and whose tokens/s lead k's own by more than Z standard errors of the difference runs
 instead. It then stays while the plan keeps choosing k and its own steps keep it ahead of k's, at most until k's
 evidence is RECENT_STEPS old: then k runs again and is measured afresh (the greedy k stays the plan's: hysteresis
 does not keep the depth).
 Both sides are stretches of the same mix of steps (at B = 4 82-87% of steps hold a fresh row; over 32+ steps either
 side sees it alike), measured close in time, so a co-tenant's load moves both.
 
-Upward the reach is k_max, not k + REACH: the plan's E[tokens | k] at depths it does not run is biased low (the
+k_max is compared from any k: the plan's E[tokens | k] at depths it does not run is biased low (the
 zoo's responses are ~11 tokens, so a position's conditional acceptance depends on the depth run, and deep positions
 rest on single trials), and on the zoo's EAGLE head at B = 4 warm adaptives that settled at k ~4 read 0.956-0.958 of
-fixed-8, those at k 5-6 0.974-0.977: from k = 4 a reach of 2 never compares k = 8.
+fixed-8, those at k 5-6 0.974-0.977: from k = 4 a reach of 2 never compares k = 8. Every depth up to k_max (the
+first version) compared up to six at a bar of Z each: more switches on noise.
 
 When k +- 1 has no recent evidence (k +- 2 gets some from ProbePlanner's trials and earlier stretches), a trial of
 TRIAL_STEPS steps at it supplies some (settled at k: k's own steps recent too); when both have some, one at k_max
@@ -68,8 +69,9 @@ class NeighbourArbiter:
             return None
         return rate.log_rate_and_variance(GAIN_RATE)
 
-    def _candidates(self, k: int) -> range:
-        return range(max(1, k - REACH), self._k_max + 1)  # upward to k_max (module doc)
+    def _candidates(self, k: int) -> list[int]:
+        near = list(range(max(1, k - REACH), min(self._k_max, k + REACH) + 1))
+        return near if k + REACH >= self._k_max else near + [self._k_max]  # and k_max (module doc)
 
     def depth(self, batch_size: int, k: int, step: int, expected: Sequence[float]) -> int:
         """The depth to run where the plan chose k > 0: the neighbour furthest ahead of k's own realized tokens/s

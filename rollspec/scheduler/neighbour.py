@@ -13,11 +13,11 @@ does not keep the depth).
 Both sides are stretches of the same mix of steps (at B = 4 82-87% of steps hold a fresh row; over 32+ steps either
 side sees it alike), measured close in time, so a co-tenant's load moves both.
 
-k_max is compared from any k: the plan's E[tokens | k] at depths it does not run is biased low (the
-zoo's responses are ~11 tokens, so a position's conditional acceptance depends on the depth run, and deep positions
-rest on single trials), and on the zoo's EAGLE head at B = 4 warm adaptives that settled at k ~4 read 0.956-0.958 of
-fixed-8, those at k 5-6 0.974-0.977: from k = 4 a reach of 2 never compares k = 8. Every depth up to k_max (the
-first version) compared up to six at a bar of Z each: more switches on noise.
+k_max is compared from any k: the plan's E[tokens | k] at depths it does not run is biased low (the zoo's responses
+are ~11 tokens, so a position's conditional acceptance depends on the depth run, and deep positions rest on single
+trials), and on the zoo's EAGLE head at B = 4 warm adaptives that settled at k ~4 read 0.956-0.958 of fixed-8, those
+at k 5-6 0.974-0.977: from k = 4 a reach of 2 never compares k = 8. Not every depth up to k_max: each one compared
+at a bar of Z is one more chance to switch on noise (six from k = 2).
 
 When k +- 1 has no recent evidence (k +- 2 gets some from ProbePlanner's trials and earlier stretches), a trial of
 TRIAL_STEPS steps at it supplies some (settled at k: k's own steps recent too); when both have some, one at k_max

@@ -5,26 +5,18 @@ on the zoo's EAGLE head at B = 4 fixed-4 and fixed-8 ran within 1%, fixed-2 4% a
 identical warm schedulers in one process differed by 2.5% over 24 s because one sat at k ~3 for seven 1-s blocks.
 What ranks them without a model is what their steps realized: RealizedGain keeps, per batch size and depth, the
 tokens per second (the engine's thread CPU) of warm speculative steps over ~64 steps. While speculating at k (at
-small batch sizes: below), a depth within REACH of k, or k_max, whose steps are recent (at most RECENT_STEPS old,
-at least MIN_STEPS of them) and whose tokens/s lead k's own by more than Z standard errors of the difference runs
-instead. It then stays while the plan keeps choosing k and its own steps keep it ahead of k's, at most until k's
-evidence is RECENT_STEPS old: then k runs again and is measured afresh (the greedy k stays the plan's: hysteresis
-does not keep the depth).
+small batch sizes: below), a depth within REACH of k whose steps are recent (at most RECENT_STEPS old, at least
+MIN_STEPS of them) and whose tokens/s lead k's own by more than Z standard errors of the difference runs instead. It
+then stays while the plan keeps choosing k and its own steps keep it ahead of k's, at most until k's evidence is
+RECENT_STEPS old: then k runs again and is measured afresh (the greedy k stays the plan's: hysteresis does not keep
+the depth).
 Both sides are stretches of the same mix of steps (at B = 4 82-87% of steps hold a fresh row; over 32+ steps either
 side sees it alike), measured close in time, so a co-tenant's load moves both.
 
-k_max is compared from any k: the plan's E[tokens | k] at depths it does not run is biased low (the zoo's responses
-are ~11 tokens, so a position's conditional acceptance depends on the depth run, and deep positions rest on single
-trials), and on the zoo's EAGLE head at B = 4 warm adaptives that settled at k ~4 read 0.956-0.958 of fixed-8, those
-at k 5-6 0.974-0.977: from k = 4 a reach of 2 never compares k = 8. Not every depth up to k_max: each one compared
-at a bar of Z is one more chance to switch on noise (six from k = 2).
-
 When k +- 1 has no recent evidence (k +- 2 gets some from ProbePlanner's trials and earlier stretches), a trial of
-TRIAL_STEPS steps at it supplies some (settled at k: k's own steps recent too); when both have some, one at k_max
-does if it has none (before k's neighbours, it took their budget: on a synthetic device where k - 1 was best it ran
-at the plan's k in 2 of 4 seeds). All within a budget like ProbePlanner's: the trials' predicted loss against k (at
-least MIN_LOSS a step, at most MAX_LOSS: the plan that ranks them is what is in doubt) is at most BUDGET of the
-steps' time (one trial every 640-2,130 steps).
+TRIAL_STEPS steps at it supplies some (settled at k: k's own steps recent too), within a budget like ProbePlanner's:
+the trials' predicted loss against k (at least MIN_LOSS a step, at most MAX_LOSS: the plan that ranks them is what
+is in doubt) is at most BUDGET of the steps' time (one trial every 640-2,130 steps).
 
 Only for MIN_BATCH_SIZE <= B < MAX_BATCH_SIZE, and not in a drain: from B = 16 plain decoding is best and a trial at
 k_max costs ~k plain steps; at B = 1 a step emits 1 to k + 1 tokens, so 64 steps read a depth to ~6%, and on a
@@ -69,9 +61,8 @@ class NeighbourArbiter:
             return None
         return rate.log_rate_and_variance(GAIN_RATE)
 
-    def _candidates(self, k: int) -> list[int]:
-        near = list(range(max(1, k - REACH), min(self._k_max, k + REACH) + 1))
-        return near if k + REACH >= self._k_max else near + [self._k_max]  # and k_max (module doc)
+    def _neighbours(self, k: int, reach: int = REACH) -> range:
+        return range(max(1, k - reach), min(self._k_max, k + reach) + 1)
 
     def depth(self, batch_size: int, k: int, step: int, expected: Sequence[float]) -> int:
         """The depth to run where the plan chose k > 0: the neighbour furthest ahead of k's own realized tokens/s
@@ -80,7 +71,7 @@ class NeighbourArbiter:
             return k
         held = self._held[2] if self._held[:2] == (batch_size, k) else k
         best, best_gap = k, 0.0
-        for d in self._candidates(k):
+        for d in self._neighbours(k):
             if d != k and (other := self._recent(batch_size, d, step, expected)) is not None:
                 gap = other[0] - own[0]  # to switch: beyond noise; to stay: ahead
                 if gap > (0.0 if d == held else Z * math.sqrt(own[1] + other[1])) and gap > best_gap:
@@ -90,17 +81,13 @@ class NeighbourArbiter:
         return best
 
     def trial(self, batch_size: int, k: int, step: int, rate: Sequence[float], expected: Sequence[float]) -> int:
-        """A depth to try for TRIAL_STEPS steps now (k: none): of k +- 1 without recent evidence, the one the plan's
-        `rate` (predicted tokens/s per depth) ranks highest, else k_max if it has none, if its trial's loss fits the
-        credit."""
+        """A neighbour of k to try for TRIAL_STEPS steps now (k: none): of those without recent evidence, the one
+        the plan's `rate` (predicted tokens/s per depth) ranks highest, if its trial's loss fits the credit."""
         self._credit = min(TRIAL_STEPS * MAX_LOSS, self._credit + BUDGET * (step - self._credit_step))
         self._credit_step = step
         if not _arbitrated(batch_size) or self._recent(batch_size, k, step, expected) is None:
             return k
-        near = [d for d in (k - 1, k + 1) if 1 <= d <= self._k_max]
-        missing = [d for d in near if self._recent(batch_size, d, step, expected) is None]
-        if not missing and k + 1 < self._k_max and self._recent(batch_size, self._k_max, step, expected) is None:
-            missing = [self._k_max]  # after k's neighbours: a trial there may cost MAX_LOSS a step, theirs less
+        missing = [d for d in self._neighbours(k, 1) if d != k and self._recent(batch_size, d, step, expected) is None]
         if not missing:
             return k
         d = max(missing, key=rate.__getitem__)

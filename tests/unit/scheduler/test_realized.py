@@ -122,39 +122,3 @@ def test_plain_checks_come_rarer_only_where_speculation_clearly_wins(synthetic):
     best = device.true_rates(4, [0.3] * K_MAX, K_MAX)
     assert best.max() < 1.2 * best[0]  # a narrow win: every interval, as before
     assert checks(0.3) >= 0.75 * num_steps / interval
-
-
-def _clear_win_check(margins, *, until_step=100):
-    """A bucket where both sides run as predicted (noise 0: the bar is min_gap), judged every 10 steps at the given
-    margins beyond the bar in turn (the last at `until_step`), speculative steps in between; returns the check."""
-    config = RealizedConfig()
-    check = RealizedCheck(config)
-    for step in range(8):
-        check.observe(step, 4, 0, 1.0, 1.0)
-        check.observe(step, 4, 4, 1.0, 1.0)
-    for step in range(8, until_step + 1):
-        check.observe(step, 4, 4, 1.0, 1.0)
-        if step % 10 == 0:
-            margin = margins[(len(margins) - 1 + (step - until_step) // 10) % len(margins)]
-            assert not check.is_losing(4, step, math.exp(config.min_gap + margin), 1.0)
-    return check
-
-
-def test_a_clear_win_is_checked_by_its_smoothed_margin_not_its_last_plan():
-    # At EAGLE B = 4 on the zoo the plans' margins had quartiles 0.06 / 0.10 / 0.16: one low plan among them ended
-    # the stretch, and checks came every 80-100 steps.
-    interval = RealizedConfig().plain_check_interval_steps
-    flickering = _clear_win_check([0.2, 0.06])  # the last verdict (step 100) at 0.06
-    assert not flickering.needs_plain_step(4, 100)
-    assert flickering.plain_step_due_in(4, 100, stretched=True) >= 4 * interval - 100
-    # In proportion to the margin: a wider one stands longer, up to MAX_STRETCH intervals.
-    wide, wider = _clear_win_check([0.12]), _clear_win_check([0.4])
-    assert wide.plain_step_due_in(4, 100, stretched=True) < wider.plain_step_due_in(4, 100, stretched=True)
-    assert wider.plain_step_due_in(4, 100, stretched=True) == 7 + 8 * interval - 100  # the last plain step at 7
-
-
-def test_a_verdict_not_ahead_beyond_the_bar_ends_the_stretch_at_once():
-    check = _clear_win_check([0.2, 0.2, -0.005])  # the last: speculation ahead, but within the bar
-    assert check.needs_plain_step(4, 100)
-    narrow = _clear_win_check([0.05])  # ahead beyond the bar, not clearly: every interval
-    assert narrow.needs_plain_step(4, 100)

@@ -22,19 +22,11 @@ from rollspec.scheduler.config import RealizedConfig
 from rollspec.scheduler.cost_model import batch_bucket
 
 _NUM_BUCKETS = 32
-# A bucket whose verdicts find speculation ahead of plain decoding by more than CLEAR_WIN_GAP (log tokens/s) beyond
-# the losing bar (their margin, smoothed: MARGIN_RATE) is checked less often, in proportion to that margin:
-# CLEAR_WIN_STRETCH times at CLEAR_WIN_GAP, up to MAX_STRETCH; a veto there needs plain decoding to gain the margin
-# and the bar on speculation first. A verdict not ahead beyond the bar (margin <= 0) ends any stretch at once. At
-# B = 1 on the zoo (k = 4, ~1.2x plain) each check cost ~1 ms (two plans, the plain step, the full path of the step
-# after), ~2.5% of the 64 speculative steps between checks; at B = 4 ~0.4-0.7% of the time (EAGLE and the draft
-# model), where verdicts put speculation 0.06-0.25 beyond the bar.
-CLEAR_WIN_GAP, CLEAR_WIN_STRETCH, MAX_STRETCH = 0.08, 4, 8
-# Weight of the newest verdict's margin in a bucket's smoothed margin. The plan's predicted ratio of speculation to
-# plain moves from plan to plan (at EAGLE B = 4 on the zoo the margin's quartiles were 0.06 / 0.10 / 0.16): with the
-# last verdict alone, some plan among the ~15 of a stretch landed under CLEAR_WIN_GAP, and checks stayed at one per
-# 80-100 steps where its median margin asked for one per 256.
-MARGIN_RATE = 0.25
+# A bucket whose last verdict found speculation ahead of plain decoding by this much (log tokens/s) beyond the
+# losing bar is checked CLEAR_WIN_STRETCH times less often: a veto there needs plain decoding to gain more than
+# twice the bar on speculation first. At B = 1 on the zoo (k = 4, ~1.2x plain) each check cost ~1 ms (two plans,
+# the plain step, the full path of the step after), ~2.5% of the 64 speculative steps between checks.
+CLEAR_WIN_GAP, CLEAR_WIN_STRETCH = 0.08, 4
 
 
 class _LogMean:
@@ -79,8 +71,7 @@ class RealizedCheck:
         self._config = config
         self._plain = [_LogMean() for _ in range(_NUM_BUCKETS)]
         self._speculative = [_LogMean() for _ in range(_NUM_BUCKETS)]
-        self._stretch = [1] * _NUM_BUCKETS  # the plain check interval's multiple, per bucket (its verdicts' margin)
-        self._margin: list[float | None] = [None] * _NUM_BUCKETS  # smoothed margin of the verdicts (MARGIN_RATE)
+        self._stretch = [1] * _NUM_BUCKETS  # the plain check interval's multiple, per bucket (its last verdict)
 
     def observe(self, step: int, batch_size: int, k: int, realized_s: float, predicted_s: float) -> None:
         """One step at depth k that took `realized_s` seconds where `predicted_s` was predicted."""
@@ -109,26 +100,17 @@ class RealizedCheck:
             self._speculative[b] = speculative = _LogMean()  # old evidence: let speculation be judged afresh
         self._stretch[b] = 1
         if min(plain.count, speculative.count) < self._config.min_steps:
-            self._margin[b] = None
             return False
         noise = math.sqrt(plain.squared_error(self._config.rate) + speculative.squared_error(self._config.rate))
         gap = math.log(predicted_per_s / predicted_plain_per_s) + speculative.mean - plain.mean
         bar = max(self._config.z * noise, self._config.min_gap)
-        self._stretch[b] = self._stretch_after(b, gap - bar)
+        if gap > bar + CLEAR_WIN_GAP:
+            self._stretch[b] = CLEAR_WIN_STRETCH
         return gap < -bar
-
-    def _stretch_after(self, b: int, margin: float) -> int:
-        """The check interval's multiple in bucket b after a verdict `margin` beyond the losing bar (module doc)."""
-        smoothed = self._margin[b]
-        smoothed = margin if smoothed is None or margin <= 0 else smoothed + MARGIN_RATE * (margin - smoothed)
-        self._margin[b] = smoothed
-        if smoothed <= CLEAR_WIN_GAP:
-            return 1
-        return min(MAX_STRETCH, int(CLEAR_WIN_STRETCH * smoothed / CLEAR_WIN_GAP))
 
     def needs_plain_step(self, batch_size: int, step: int) -> bool:
         """Whether a speculating scheduler should run a plain step now, to keep the plain side of the check measured:
-        every `plain_check_interval_steps` (a multiple of that where verdicts find a clear win: module doc), or every
+        every `plain_check_interval_steps` (CLEAR_WIN_STRETCH times that after a verdict of a clear win), or every
         eighth of it until `min_steps` plain steps are in."""
         return self.plain_step_due_in(batch_size, step, stretched=True) == 0
 
@@ -153,4 +135,3 @@ class RealizedCheck:
         """Drop the speculative evidence everywhere (the weights changed: acceptance did too)."""
         self._speculative = [_LogMean() for _ in range(_NUM_BUCKETS)]
         self._stretch = [1] * _NUM_BUCKETS
-        self._margin = [None] * _NUM_BUCKETS

@@ -86,12 +86,13 @@ def build_engine(workload: Workload, kind: str, *, fixed_k: int | None = None, s
 
 def depth_counters(depth) -> dict[str, float]:
     """Running totals of a depth policy built by build_engine: steps, steps weighted by their k (`k_steps`: mean k
-    is their ratio) and, for the DepthScheduler, its checks, vetoes, measured starts and probes."""
+    is their ratio) and, for the DepthScheduler, its checks, vetoes, measured starts, probes and plain steps."""
     if isinstance(depth, DepthScheduler) or hasattr(depth, "stats"):  # also another revision's (scheduler_versions)
         stats = depth.stats
         return {"steps": sum(stats.num_steps_by_k), "k_steps": sum(k * n for k, n in enumerate(stats.num_steps_by_k)),
                 "num_checks": stats.num_checks, "num_vetoes": stats.num_vetoes,
-                "num_measured_starts": stats.num_measured_starts, "num_probes": stats.num_probes}
+                "num_measured_starts": stats.num_measured_starts, "num_probes": stats.num_probes,
+                "num_plain": stats.num_steps_by_k[0]}
     if isinstance(depth, StandingPlain):
         return {"steps": depth.num_steps, "k_steps": 0}
     return {"steps": len(depth.steps), "k_steps": sum(k for _, k, _, _ in depth.steps)}

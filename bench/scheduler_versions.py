@@ -85,8 +85,11 @@ def main() -> None:
         mean_k = {label: round(sum(r["mean_k"] for r in rs) / len(rs), 3) for label, rs in runs.items()}
         starts = {label: round(sum(r.get("num_measured_starts", 0) for r in rs) / len(rs), 1)
                   for label, rs in runs.items()}
+        plain = {label: round(sum(r.get("num_plain", 0) - r.get("num_checks", 0) for r in rs)
+                              / max(1, sum(r["num_steps"] for r in rs)), 4) for label, rs in runs.items()}
         print(f"{args.drafter} {name}: branch / base {ratio:.4f} [{low:.4f}, {high:.4f}] over {len(rates['base'])} "
-              f"blocks of {args.block_s} s tcpu; mean k {mean_k}; measured starts a block {starts}", flush=True)
+              f"blocks of {args.block_s} s tcpu; mean k {mean_k}; measured starts a block {starts}; plain steps "
+              f"not checks {plain}", flush=True)
 
 
 if __name__ == "__main__":

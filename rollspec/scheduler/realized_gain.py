@@ -15,11 +15,10 @@ probe's trial has TRIAL_STEPS - 1). Speculation kept so lasts while its own step
 (which judges predicted tokens corrected by speed misses) does not veto a depth measured ahead. When no depth is
 ahead and some were measured after plain's steps, plain is measured afresh (a co-tenant's load moves both sides
 by 10-20% within minutes on this VM, and plain's last stretch may be long past), and those depths must then beat
-it by `min_gap`; a depth behind that bar beyond noise (`z` standard errors) is forgotten, so only new steps at it (the
-next trial) can start it again, not the same evidence as plain's mean moves: no flip back and forth. No bar beyond
-noise to start: a trial's 7 steps at B = 4 spread +-8% (four rows' accepted drafts), more than the gain at stake; a
-gain missed waits for the next trial (~1,000-3,000 steps there), a wrong start is ended by the stretch's own steps
-within tens of steps.
+it by `min_gap`; a depth not ahead so is forgotten, so only new steps at it (the next trial) can start it again,
+not the same evidence as plain's mean moves: no flip back and forth. No bar beyond noise: a trial's 7 steps at
+B = 4 spread +-8% (four rows' accepted drafts), more than the gain at stake; a gain missed waits for the next
+trial (~1,000-3,000 steps there), a wrong start is ended by the stretch's own steps within tens of steps.
 """
 
 import math
@@ -132,7 +131,7 @@ class RealizedGain:
                 ahead[depth] = gain
             elif gain is not None and is_newer:
                 newer.append(depth)
-            elif gain is not None and self._behind_beyond_noise(batch_size, speculative, gain):
+            elif gain is not None:
                 del by_depth[depth]
         if ahead or not newer:
             for depth in newer:
@@ -140,17 +139,6 @@ class RealizedGain:
             return max(ahead, key=ahead.__getitem__) if ahead else 0
         self._plain[batch_size] = _StepRate()  # plain measured before, maybe under another load: measure it afresh
         return 0
-
-    def _behind_beyond_noise(self, batch_size: int, speculative: _StepRate, gain: float) -> bool:
-        """Whether a depth not ahead of newer plain steps by `min_gap` (log `gain`) trails that bar by more than `z`
-        standard errors: only then is it forgotten. Plain measured afresh rests on a few steps, and at B = 4 on the zoo
-        a plain step's time spreads with the admissions it carries (a prefill is ~40% of a step): 6-10 such steps
-        read depths that ran ~1.1x plain decoding 9-27% behind, forgot them, and left the plan's plain choice
-        standing until a probe's trial re-measured one. Undecided, it stays: the plain stretch's next plan judges it
-        on more plain steps."""
-        _, plain_var = self._plain[batch_size].log_rate_and_variance(GAIN_RATE)
-        _, speculative_var = speculative.log_rate_and_variance(GAIN_RATE)
-        return gain + self._config.z * math.sqrt(plain_var + speculative_var) <= self._config.min_gap
 
     def speculative_rate(self, batch_size: int, k: int, expected_k: float) -> "_StepRate | None":
         """The tokens/s kept for depth k's warm steps at this batch size; None without them, with overruling off, or

@@ -122,23 +122,6 @@ def test_plain_measured_before_a_stretch_that_fell_behind_is_measured_afresh_onc
     assert gain.faster_depth(4, 88, EXPECTED) == 0 and gain.gain(4, 4, 88, EXPECTED[4]) is None
 
 
-def test_a_depth_is_forgotten_only_behind_fresh_plain_beyond_noise():
-    # Plain measured afresh on a few noisy steps (at B = 4 a plain step may carry an admission's prefill) reads k = 4,
-    # 13% ahead of plain's true rate, 15% behind: undecided, it stays, and more plain steps show it ahead.
-    gain = _gain(min_steps=4, min_gap=0.03)
-    gain.observe_run(0, 4, 0, [4] * 8, [1e-3] * 8)
-    gain.observe_run(8, 4, 4, [5] * 8, [1e-3 * 5 / 4 / 0.95] * 8)  # 5% behind the old plain: plain is re-measured
-    assert gain.faster_depth(4, 16, EXPECTED) == 0
-    gain.observe_run(16, 4, 0, [4] * 6, [0.7e-3, 1.3e-3, 0.7e-3, 0.7e-3, 1.3e-3, 0.7e-3])  # 2 of 6 with a prefill
-    assert gain.faster_depth(4, 22, EXPECTED) == 0 and gain.gain(4, 4, 22, EXPECTED[4]) < 0
-    assert gain.gain(4, 4, 22, EXPECTED[4]) is not None  # not forgotten: behind within noise
-    gain.observe_run(22, 4, 0, [4] * 40, [1.2e-3] * 40)  # more plain steps: k = 4 ahead
-    assert gain.faster_depth(4, 62, EXPECTED) == 4
-    # Behind beyond noise it is forgotten as before (noiseless plain steps: 2% behind).
-    gain.observe_run(62, 4, 0, [4] * 256, [1.03e-3] * 256)
-    assert gain.faster_depth(4, 318, EXPECTED) == 0 and gain.gain(4, 4, 318, EXPECTED[4]) is None
-
-
 def test_disabled_with_the_realized_check():
     gain = RealizedGain(RealizedConfig(min_steps=1), enabled=False)
     gain.observe_run(0, 4, 0, [4] * 8, [1e-3] * 8)

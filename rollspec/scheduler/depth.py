@@ -82,15 +82,14 @@ class DepthScheduler:
         self._plan_stale = False  # acceptance changed since _expected was planned
         self._reuse: StandingChoice | None = None  # the last greedy choice
         self._lease = PlainLease()  # the engine's copy of a standing plain choice (plain_lease)
-        self._step = 0
-        self._greedy_k = 0
+        self._step, self._greedy_k = 0, 0
         self._num_confirmed, self._watch = 0, AcceptanceWatch()  # plans in a row at one greedy k (standing_steps)
-        self._probe = ProbePlanner(config)
         self._pending_probe: tuple[int, int] | None = None  # (batch_size, k) of an unobserved probe choice
         self._pending_check = False  # the step being chosen is a plain step the realized check asked for
         self._plain = PlainRun(config.settle_steps)
         self._realized = RealizedCheck(config.realized) if config.check_realized else None
         self._gain = RealizedGain(config.realized, enabled=config.check_realized)
+        self._probe = ProbePlanner(config, self._gain)
         self._history = DecisionLog(config.history_len)
         self._stats = DepthStats(num_steps_by_k=[0] * (config.k_max + 1))
         self._arbiter = NeighbourArbiter(self._gain, config.k_max, self._stats)  # counts in the totals
@@ -295,6 +294,7 @@ class DepthScheduler:
             self._realized.observe(self._step, batch_size, k, decision.realized_step_s, decision.predicted_step_s)
             if not is_switch if k == 0 else self._last_k > 0:  # settled plain steps, warm speculative ones
                 self._gain.observe(self._step, batch_size, k, decision.realized_tokens, decision.realized_step_s)
+                self._probe.trials.observe_step(decision)
         is_cold = decision.is_probe and self._greedy_k == 0  # atypical the other way: priced by its trial (TRIAL_STEPS)
         if is_cold:
             self._probe.observe_from_plain(decision.realized_step_s, decision.predicted_step_s)
@@ -336,7 +336,7 @@ class DepthScheduler:
             self._realized.observe_run(steps.first_step, b, step_s, list(map(sum, zip(predicted_s, split.catch_up_s))))
             tokens = [sum(a) + b for a in steps.num_accepted]
             self._gain.observe_run(steps.first_step, b, k, tokens, step_s)
-            self._probe.observe_run(steps.first_step, b, k, tokens, step_s, self._gain, self._expected)  # a trial's
+            self._probe.trials.observe(steps.first_step, b, k, tokens, step_s)
         for excess in split.excess:
             self._recurring_excess += RECURRING_RATE * (excess - self._recurring_excess)
         self._drain *= (1.0 - DRAIN_RATE) ** n  # clocks in closed form: no rows lost, a credit per step

@@ -7,6 +7,7 @@ import numpy as np
 
 from rollspec.scheduler.config import DepthConfig
 from rollspec.scheduler.cost_model import batch_bucket
+from rollspec.scheduler.decision import DepthDecision
 from rollspec.scheduler.realized_gain import RealizedGain
 
 # Probes from plain decoding cost at most this fraction of its time: each pays the drafter's whole catch-up
@@ -65,7 +66,7 @@ class ProbePlanner:
     most k_max banked) cap probes at k_max + W / probe_interval_steps in any W steps.
     """
 
-    def __init__(self, config: DepthConfig) -> None:
+    def __init__(self, config: DepthConfig, gain: RealizedGain | None = None) -> None:
         self._k_max = config.k_max
         self._interval = config.probe_interval_steps
         self._min_gain = config.probe_min_gain
@@ -81,9 +82,8 @@ class ProbePlanner:
         # the first drafting steps after a plain stretch running cold, so budgeting the prediction spent ~2%.
         self._cost_ratio = 1.0
         self.num_passed = 0  # plans in a row from plain decoding where a due probe was not worth it (reset by one)
-        self._trial: tuple[int, int, int] | None = None  # (greedy k, depth, first step) of the last trial from k > 0
-        # Batch bucket -> mean log(trial's realized tokens/s / greedy k's), mean of its squares, number of trials.
-        self._trial_gain: dict[int, tuple[float, float, int]] = {}
+        # Trials from k > 0 charged what they realized against the greedy depth's steps (`gain`; none: no charge).
+        self.trials = RealizedTrials(gain or RealizedGain(config.realized, enabled=False), config.probe_interval_steps)
 
     def depth(self, k: int, rate: Sequence[float], step_s: Sequence[float], expected: Sequence[float], step: int, *,
               settled: bool = True, batch_size: int = 1) -> int:
@@ -120,42 +120,15 @@ class ProbePlanner:
         optimistic = self._optimistic(k, step_s, expected)
         # No bound on what it could gain: that rests on the prices a trial is there to check.
         last, credit = self._last_scheduled.tolist(), self._explore_credit
-        interval = self._trial_interval(batch_size)
+        interval = self.trials.interval(batch_size, expected)
         worth = [step - last[d] >= interval and lost <= credit for d, lost in zip(depths, loss)]
         if not any(worth):
             return k
         value = [o if w else 0.0 for o, w in zip(optimistic, worth)]
         i = max(range(len(value)), key=value.__getitem__)  # the first best, as argmax's
         self._explore_credit -= loss[i]
-        self._trial = (k, k + 1 + i, step)
+        self.trials.start(batch_size, k, k + 1 + i, step)
         return k + 1 + i
-
-    def _trial_interval(self, batch_size: int) -> int:
-        """Steps between trials from k > 0 at this batch size: longer where they realized losses (class doc)."""
-        mean, square, count = self._trial_gain.get(batch_bucket(batch_size), (0.0, 0.0, 0))
-        if count < MIN_TRIALS:
-            return self._interval
-        effective = min(count, (2.0 - TRIAL_GAIN_RATE) / TRIAL_GAIN_RATE)  # an EMA's sample count
-        loss_steps = TRIAL_STEPS * max(0.0, -mean - math.sqrt(max(0.0, square - mean * mean) / effective))
-        return min(MAX_TRIAL_STRETCH * self._interval, max(self._interval, int(loss_steps / TRIAL_LOSS_BUDGET)))
-
-    def observe_run(self, first_step: int, batch_size: int, k: int, num_tokens: list[int], step_s: list[float],
-                    gain: RealizedGain, expected: Sequence[float]) -> None:
-        """Steady steps at k from `first_step` were folded in: if the last trial from k > 0's, what they realized
-        against the greedy depth's recent steps (`gain`; `expected`: the plan's E[tokens | k]) is charged to it."""
-        if self._trial is None or k != self._trial[1] or not 0 < first_step - self._trial[2] < TRIAL_STEPS:
-            return
-        greedy = gain.speculative_rate(batch_size, self._trial[0], expected[self._trial[0]])
-        self._trial = None
-        if greedy is None or sum(step_s) <= 0 or greedy.seconds <= 0:
-            return
-        realized = math.log(sum(num_tokens) * greedy.seconds / (sum(step_s) * greedy.tokens))
-        realized = min(MAX_TRIAL_GAIN, max(-MAX_TRIAL_GAIN, realized))
-        bucket = batch_bucket(batch_size)
-        mean, square, count = self._trial_gain.get(bucket, (0.0, 0.0, 0))
-        weight = max(TRIAL_GAIN_RATE, 1.0 / (count + 1))
-        self._trial_gain[bucket] = (mean + weight * (realized - mean), square + weight * (realized * realized - square),
-                                    count + 1)
 
     def _optimistic(self, k: int, step_s: Sequence[float], expected: Sequence[float]) -> list[float]:
         """Tokens/s of every depth beyond k were its positions beyond k always accepted."""
@@ -194,3 +167,60 @@ class ProbePlanner:
         self._last_scheduled[:] = _LONG_AGO
         self._no_margin_until = step + self._k_max
         self.num_passed = 0
+
+
+class RealizedTrials:
+    """What trials from k > 0 realized against the greedy depth, per batch bucket, and the interval between them
+    that this charges (module constants TRIAL_GAIN_RATE .. MAX_TRIAL_STRETCH). A trial's steps after its first (cold
+    for the drafter's deeper positions, as the plan's first steps at a new k) are summed as they are observed, one by
+    one or folded in bulk alike, and compared, at the next plan, with the greedy depth's recent steps (`gain`)."""
+
+    def __init__(self, gain: RealizedGain, interval: int) -> None:
+        self._gain, self._interval = gain, interval
+        self._trial: tuple[int, int, int, int] | None = None  # (batch size, greedy k, depth, step) of the last
+        self._tokens, self._seconds = 0, 0.0  # its steps' after the first
+        # Batch bucket -> mean log(trial's realized tokens/s / greedy k's), mean of its squares, number of trials.
+        self._mean: dict[int, tuple[float, float, int]] = {}
+
+    def start(self, batch_size: int, k: int, depth: int, step: int) -> None:
+        """A trial at `depth` from the greedy `k` begins at `step`."""
+        self._trial, self._tokens, self._seconds = (batch_size, k, depth, step), 0, 0.0
+
+    def observe(self, first_step: int, batch_size: int, k: int, num_tokens: list[int], step_s: list[float]) -> None:
+        """Steps at k from `first_step` emitted `num_tokens` in `step_s`: summed if the trial's (after its first)."""
+        trial = self._trial
+        if trial is None or (batch_size, k) != trial[0:3:2] or not 0 < first_step - trial[3] < TRIAL_STEPS:
+            return
+        for n, s in zip(num_tokens, step_s):  # one by one, as the steps observed one by one are summed
+            self._tokens, self._seconds = self._tokens + n, self._seconds + s
+
+    def observe_step(self, decision: DepthDecision) -> None:
+        """One warm step observed on its own (not folded in bulk)."""
+        self.observe(decision.step, decision.batch_size, decision.k, [decision.realized_tokens],
+                     [decision.realized_step_s])
+
+    def interval(self, batch_size: int, expected: Sequence[float]) -> int:
+        """Steps between trials from k > 0 at this batch size, once the last trial is charged (`expected`: the plan's
+        E[tokens | k], which RealizedGain's evidence must still match)."""
+        self._charge(expected)
+        mean, square, count = self._mean.get(batch_bucket(batch_size), (0.0, 0.0, 0))
+        if count < MIN_TRIALS:
+            return self._interval
+        effective = min(count, (2.0 - TRIAL_GAIN_RATE) / TRIAL_GAIN_RATE)  # an EMA's sample count
+        loss_steps = TRIAL_STEPS * max(0.0, -mean - math.sqrt(max(0.0, square - mean * mean) / effective))
+        return min(MAX_TRIAL_STRETCH * self._interval, max(self._interval, int(loss_steps / TRIAL_LOSS_BUDGET)))
+
+    def _charge(self, expected: Sequence[float]) -> None:
+        if self._trial is None or self._seconds <= 0:
+            return
+        batch_size, k = self._trial[:2]
+        self._trial, greedy = None, self._gain.speculative_rate(batch_size, k, expected[k])
+        if greedy is None or greedy.tokens <= 0:
+            return
+        realized = math.log(self._tokens * greedy.seconds / (self._seconds * greedy.tokens))
+        realized = min(MAX_TRIAL_GAIN, max(-MAX_TRIAL_GAIN, realized))
+        bucket = batch_bucket(batch_size)
+        mean, square, count = self._mean.get(bucket, (0.0, 0.0, 0))
+        weight = max(TRIAL_GAIN_RATE, 1.0 / (count + 1))
+        self._mean[bucket] = (mean + weight * (realized - mean), square + weight * (realized * realized - square),
+                              count + 1)

@@ -82,15 +82,14 @@ class DepthScheduler:
         self._plan_stale = False  # acceptance changed since _expected was planned
         self._reuse: StandingChoice | None = None  # the last greedy choice
         self._lease = PlainLease()  # the engine's copy of a standing plain choice (plain_lease)
-        self._step = 0
-        self._greedy_k = 0
+        self._step, self._greedy_k = 0, 0
         self._num_confirmed, self._watch = 0, AcceptanceWatch()  # plans in a row at one greedy k (standing_steps)
-        self._probe = ProbePlanner(config)
         self._pending_probe: tuple[int, int] | None = None  # (batch_size, k) of an unobserved probe choice
         self._pending_check = False  # the step being chosen is a plain step the realized check asked for
         self._plain = PlainRun(config.settle_steps)
         self._realized = RealizedCheck(config.realized) if config.check_realized else None
         self._gain = RealizedGain(config.realized, enabled=config.check_realized)
+        self._probe = ProbePlanner(config, self._gain)
         self._history = DecisionLog(config.history_len)
         self._stats = DepthStats(num_steps_by_k=[0] * (config.k_max + 1))
         self._arbiter = NeighbourArbiter(self._gain, config.k_max, self._stats)  # counts in the totals
@@ -200,7 +199,8 @@ class DepthScheduler:
             self._stats.num_vetoes += 1
             return 0
         probe_k = self._probe.depth(k, rate, prices.with_catch_up_s() if k == 0 else step_s, expected, self._step,
-                                    settled=was_speculating and batch_size == self._last_batch_size)
+                                    settled=was_speculating and batch_size == self._last_batch_size,
+                                    batch_size=batch_size)
         if probe_k == k and was_speculating and realized and realized.needs_plain_step(batch_size, self._step):
             self._pending_check = True
             return 0
@@ -264,8 +264,7 @@ class DepthScheduler:
                              target_time_s)
             if self._watch.falls_short(sum(num_accepted), batch_size):  # acceptance fell: plan next step, then every replan interval
                 self._reuse, self._num_confirmed = None, -1
-            self._step += 1
-            self._offered_catch_up = 0
+            self._step, self._offered_catch_up = self._step + 1, 0
             return
         if self._plain.is_quiet(batch_size, k, draft_time_s + target_time_s):  # recorded later (_flush_quiet)
             self._step += 1
@@ -285,8 +284,7 @@ class DepthScheduler:
             predicted_tokens=batch_size * float(self._expected[k]), predicted_catch_up_s=catch_up_s,
             predicted_step_s=float(predicted_s[k]) + catch_up_s, realized_step_s=draft_time_s + target_time_s,
             realized_tokens=(int(sum(accepted)) if accepted is not None else 0) + batch_size)
-        self._pending_probe = None
-        self._pending_check = False
+        self._pending_probe, self._pending_check = None, False
         self._offered_catch_up = 0
         # Plain steps right after speculation price the switch, not plain decoding (PlainRun.learned): no costs learned.
         # The realized check keeps them (inflated plain steps only make its veto more cautious); RealizedGain not.
@@ -296,6 +294,7 @@ class DepthScheduler:
             self._realized.observe(self._step, batch_size, k, decision.realized_step_s, decision.predicted_step_s)
             if not is_switch if k == 0 else self._last_k > 0:  # settled plain steps, warm speculative ones
                 self._gain.observe(self._step, batch_size, k, decision.realized_tokens, decision.realized_step_s)
+                self._probe.trials.observe_step(decision)
         is_cold = decision.is_probe and self._greedy_k == 0  # atypical the other way: priced by its trial (TRIAL_STEPS)
         if is_cold:
             self._probe.observe_from_plain(decision.realized_step_s, decision.predicted_step_s)
@@ -335,7 +334,9 @@ class DepthScheduler:
         if self._realized is not None:
             step_s = [d + t for d, t in zip(steps.draft_s, steps.target_s)]
             self._realized.observe_run(steps.first_step, b, step_s, list(map(sum, zip(predicted_s, split.catch_up_s))))
-            self._gain.observe_run(steps.first_step, b, k, [sum(a) + b for a in steps.num_accepted], step_s)
+            tokens = [sum(a) + b for a in steps.num_accepted]
+            self._gain.observe_run(steps.first_step, b, k, tokens, step_s)
+            self._probe.trials.observe(steps.first_step, b, k, tokens, step_s)
         for excess in split.excess:
             self._recurring_excess += RECURRING_RATE * (excess - self._recurring_excess)
         self._drain *= (1.0 - DRAIN_RATE) ** n  # clocks in closed form: no rows lost, a credit per step
@@ -385,8 +386,7 @@ class DepthScheduler:
         self._flush()
         self._acceptance.discount(self._config.weight_change_keep)
         self._first.discount(self._config.weight_change_keep)
-        self._plan_stale = True
-        self._reuse = None
+        self._plan_stale, self._reuse = True, None
         self._lease.steps = 0
         self._probe.reopen(self._step)
         if self._realized is not None:

@@ -125,3 +125,41 @@ def test_trials_beyond_a_depth_that_pays_cost_little_where_deeper_ones_do_not(sy
         ks = _depths(DepthScheduler(DepthConfig(), device.cost_model(max_batch_size=8)), device, alphas, 3000, seed)
         assert np.mean(true[ks[500:]]) > 0.98 * true.max()
         assert (ks[500:] > 5).mean() < 0.1
+
+
+def _batch_depths(scheduler, device, alphas, num_steps, seed, batch_size=4):
+    rng = np.random.default_rng(seed)
+    ks = []
+    for _ in range(num_steps):
+        k = scheduler.choose_depth(batch_size)
+        noise = np.exp(rng.normal(0.0, 0.05, size=2))
+        scheduler.observe(batch_size, k, sample_num_accepted(rng, alphas, k, batch_size),
+                          device.drafting_s(batch_size, k) * noise[0], device.target_s(batch_size, k + 1) * noise[1])
+        ks.append(k)
+    return np.array(ks)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_trials_that_keep_realizing_losses_come_less_often(synthetic, seed):
+    # B = 4, positions 5-8 accept 0.15: k = 4 is best and every trial deeper realizes a loss. Charged only their
+    # predicted loss, trials ran every ~128 steps (7-8% of steps beyond k = 4 in steps 2,000-6,000, for 0.99 of the
+    # best rate); charged what they realized, they come less often.
+    device = _deep_device(synthetic)
+    alphas = [ALPHA] * 4 + [0.15] * 4
+    true = device.true_rates(4, alphas, K_MAX)
+    assert int(np.argmax(true)) == 4 and true[5] < 0.98 * true[4]
+    ks = _batch_depths(DepthScheduler(DepthConfig(), device.cost_model(max_batch_size=8)), device, alphas, 6000, seed)
+    assert (ks[2000:] > 4).mean() < 0.04, np.bincount(ks[2000:], minlength=K_MAX + 1)
+    assert np.mean(true[ks[2000:]]) > 0.98 * true.max()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_trials_that_realize_gains_keep_coming_at_a_batch(synthetic, seed):
+    # B = 4, every position accepts 0.87: k = 7 is best, and the profile prices its verify 37.5% dear, so the plan
+    # starts short of it; trials find it.
+    device = _deep_device(synthetic)
+    costs = _profile_dear_at(device, 7 + 1, 1.375)
+    true = device.true_rates(4, [ALPHA] * K_MAX, K_MAX)
+    assert int(np.argmax(true)) == 7 and true[5] < 0.98 * true[7]
+    ks = _batch_depths(DepthScheduler(DepthConfig(), costs), device, [ALPHA] * K_MAX, 3000, seed)
+    assert np.mean(true[ks[1000:]]) > 0.97 * true.max(), np.bincount(ks[1000:], minlength=K_MAX + 1)

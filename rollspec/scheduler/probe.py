@@ -167,6 +167,7 @@ class ProbePlanner:
         self._last_scheduled[:] = _LONG_AGO
         self._no_margin_until = step + self._k_max
         self.num_passed = 0
+        self.trials.forget()
 
 
 class RealizedTrials:
@@ -209,6 +210,10 @@ class RealizedTrials:
         effective = min(count, (2.0 - TRIAL_GAIN_RATE) / TRIAL_GAIN_RATE)  # an EMA's sample count
         loss_steps = TRIAL_STEPS * max(0.0, -mean - math.sqrt(max(0.0, square - mean * mean) / effective))
         return min(MAX_TRIAL_STRETCH * self._interval, max(self._interval, int(loss_steps / TRIAL_LOSS_BUDGET)))
+
+    def forget(self) -> None:
+        """Weights changed: what trials realized was under the old acceptance (RealizedGain forgets it too)."""
+        self._trial, self._mean = None, {}
 
     def _charge(self, expected: Sequence[float]) -> None:
         if self._trial is None or self._seconds <= 0:

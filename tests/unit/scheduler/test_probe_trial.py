@@ -1,10 +1,12 @@
 """A probe from plain decoding runs cold; its trial's steady steps, not the probe, price speculation."""
 
+import types
+
 import numpy as np
 import pytest
 
 from rollspec.scheduler import DepthConfig, DepthScheduler, sample_num_accepted
-from rollspec.scheduler.probe import TRIAL_STEPS
+from rollspec.scheduler.probe import TRIAL_STEPS, ProbePlanner
 
 ALPHA, K_MAX = 0.87, 8
 
@@ -163,3 +165,24 @@ def test_trials_that_realize_gains_keep_coming_at_a_batch(synthetic, seed):
     assert int(np.argmax(true)) == 7 and true[5] < 0.98 * true[7]
     ks = _batch_depths(DepthScheduler(DepthConfig(), costs), device, [ALPHA] * K_MAX, 3000, seed)
     assert np.mean(true[ks[1000:]]) > 0.97 * true.max(), np.bincount(ks[1000:], minlength=K_MAX + 1)
+
+
+class _GreedySteps:
+    """RealizedGain's recent steps at the greedy depth: 100 tokens a second."""
+
+    def speculative_rate(self, batch_size, k, expected_k):
+        return types.SimpleNamespace(tokens=100, seconds=1.0)
+
+
+def test_trials_charged_under_old_weights_are_forgotten_when_weights_change():
+    # Trials that realized half the greedy depth's tokens/s stretch the interval; after a weight change the policy's
+    # acceptance is new, so the stretch goes with the evidence (as RealizedGain's and the realized check's do).
+    planner = ProbePlanner(DepthConfig(), _GreedySteps())
+    expected, base = [1.0] * (K_MAX + 1), DepthConfig().probe_interval_steps
+    for t in range(6):
+        planner.trials.start(4, 4, 6, 100 * t)
+        planner.trials.observe(100 * t + 1, 4, 6, [50] * (TRIAL_STEPS - 1), [1.0] * (TRIAL_STEPS - 1))
+        planner.trials.interval(4, expected)  # charges it
+    assert planner.trials.interval(4, expected) > base
+    planner.reopen(700)
+    assert planner.trials.interval(4, expected) == base

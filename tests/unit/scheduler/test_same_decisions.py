@@ -2,9 +2,9 @@
 through the scheduler package as of REFERENCE_REV (bench/scheduler_versions.load_scheduler) chooses the same depths
 and records the same predictions, bit for bit.
 
-REFERENCE_REV is the tree before the plan's arithmetic left numpy (plan_prices, probe, hysteresis in Python floats;
-first steps' records built when read), with wt-gap4's plain price that follows the load and wt-arb's NeighbourArbiter
-(both merged beside it; each moves decisions). A later change that means to move decisions moves the reference with it.
+REFERENCE_REV is the last tree whose decisions moved on purpose: wt-trial's trials from k > 0 charged what they
+realized, forgotten at a weight change (before it: wt-gap4's plain price that follows the load, wt-arb's
+NeighbourArbiter). A later change that means to move decisions moves the reference with it.
 """
 
 import subprocess
@@ -16,7 +16,7 @@ import pytest
 from rollspec import scheduler as current
 from rollspec.scheduler import CatchUpCost, DepthConfig, DepthScheduler, sample_num_accepted
 
-REFERENCE_REV = "872d5f14e76f789fe4a01af125bbe89f27176d71"
+REFERENCE_REV = "981d382023ccf925d61f04dd8d02e507f9d5c21d"
 REPO = Path(__file__).resolve().parents[3]
 CATCH_UP = {1: 2e-5, 16: 6e-5, 64: 2e-4}
 FIRST_ALPHAS = [1.0, 0.95, 0.9, 0.8, 0.8, 0.7, 0.7, 0.6]

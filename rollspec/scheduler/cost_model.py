@@ -152,7 +152,7 @@ class CostModel:
         if q == 1:  # plain decoding's price, step_s's k = 0, in one product: a drain's quiet plain runs are each
             # recorded at another batch size, where step_s's cached vector (five numpy calls) was ~40 us each
             return float(self._base_at(batch_size)[2][0] * self._target_factor[batch_bucket(batch_size)][0])
-        return float(self._target_by_q(batch_size)[q - 1])
+        return self._corrected_target(batch_size, q)[q - 1]
 
     def draft_s(self, batch_size: int) -> float:
         """Predicted seconds of one more drafted position for batch_size rows: b(B), corrected."""
@@ -176,17 +176,11 @@ class CostModel:
         if cached is not None and cached[0] == self._version:
             return cached[1]
         assert 0 <= k_max < MAX_Q, k_max
-        fixed, per_position, target_base = self._base_at(batch_size)
+        fixed, per_position, _ = self._base_at(batch_size)
         factor = self._draft_factor(batch_size)
         per_k, fixed_s = per_position * factor, fixed * factor
-        # _target_by_q's running maximum and the draft terms on k_max + 1 Python floats, element by element in numpy's
-        # order (the same values): the array version was five numpy calls, ~15-25 us inside the engine at B = 4.
-        out, top = [], 0.0
-        for k, (base, corrected) in enumerate(zip(target_base[: k_max + 1],
-                                                  self._target_factor[batch_bucket(batch_size)][: k_max + 1])):
-            corrected *= base
-            top = corrected if k == 0 or corrected > top else top
-            out.append(k * per_k + top + fixed_s if k else k * per_k + top)
+        target = self._corrected_target(batch_size, k_max + 1)
+        out = [k * per_k + top + fixed_s if k else k * per_k + top for k, top in enumerate(target)]
         step = np.array(out)
         step.flags.writeable = False
         self._step_cache[(batch_size, k_max)] = (self._version, step)
@@ -357,10 +351,17 @@ class CostModel:
         """The online correction of drafting's profiled price at batch_size's bucket."""
         return math.exp(self._draft_log[batch_bucket(batch_size)])
 
-    def _target_by_q(self, batch_size: int) -> NDArray[np.float64]:
+    def _corrected_target(self, batch_size: int, n: int) -> list[float]:
+        """c_target(B, q) for q = 1 .. n as corrected, each the running maximum over the narrower widths (a wider
+        verify never costs less): Python floats, the same values as numpy's product and maximum.accumulate (a few
+        numpy calls were ~15-25 us inside the engine at B = 4)."""
         _, _, target_base = self._base_at(batch_size)
-        corrected = np.array(target_base) * self._target_factor[batch_bucket(batch_size)]
-        return np.maximum.accumulate(corrected)
+        out, top = [], 0.0
+        for q, (base, factor) in enumerate(zip(target_base[:n], self._target_factor[batch_bucket(batch_size)][:n])):
+            corrected = base * factor
+            top = corrected if q == 0 or corrected > top else top
+            out.append(top)
+        return out
 
     def _base_at(self, batch_size: int) -> tuple[float, float, list[float]]:
         """Profiled a(B) and b(B) of drafting (b floored at _MIN_TIME_S) and c_target(B, q) for q = 1 .. MAX_Q (Python

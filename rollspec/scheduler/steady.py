@@ -62,14 +62,12 @@ class CatchUpSplit:
         k = steps.k
         self.excess = [width - k - 1 if width > k + 1 else 0 for width in steps.catch_up_tokens]
         self.catch_up_s = [0.0] * len(self.excess)
-        self._per_token_s = catch_up.per_token_s(steps.batch_size)  # until the catch-up model learns (__call__)
 
     def __call__(self, i: int, drafting_s: float, draft_time_s: float) -> float:
-        excess = self.excess[i]  # > 0 here: CatchUpCost.catch_up_s's product
-        catch_up_s = self.catch_up_s[i] = excess * self._per_token_s
+        excess = self.excess[i]
+        catch_up_s = self.catch_up_s[i] = self._catch_up.catch_up_s(self._batch_size, excess)  # its price is memoized
         if catch_up_s > 0 and catch_up_s >= drafting_s:
             self._catch_up.observe(self._batch_size, excess, draft_time_s - drafting_s)
-            self._per_token_s = self._catch_up.per_token_s(self._batch_size)
             return drafting_s
         return max(0.0, draft_time_s - catch_up_s)
 
